@@ -1,0 +1,156 @@
+//! The broker: serves the client API against this node's topics and partitions.
+//!
+//! It owns request semantics (validation, offsets, acks, retention) and nothing about
+//! transport: the server hands it decoded requests and sends back what it returns.
+
+mod partition;
+mod topics;
+
+pub use partition::Partition;
+pub use topics::{now_ms, NewTopic, Topic, Topics};
+
+use crate::storage::{GroupCommit, StorageError, Store};
+use meshlog_protocol::messages::{
+    ClientRequest, ClientResponse, ClientResult, FetchRequest, ProduceRequest,
+};
+use meshlog_protocol::types::TopicDescription;
+use meshlog_protocol::{ErrorCode, WireError};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Limits the broker enforces on requests, from the node's config.
+#[derive(Debug, Clone)]
+pub struct BrokerLimits {
+    /// Longest long-poll a fetch may ask for.
+    pub fetch_max_wait_ms: u32,
+    /// Largest fetch response.
+    pub fetch_max_bytes: u32,
+    /// Longest a produce may wait for its ack.
+    pub produce_max_timeout_ms: u32,
+}
+
+/// This node's broker.
+pub struct Broker {
+    node_id: String,
+    topics: Topics,
+    limits: BrokerLimits,
+}
+
+impl Broker {
+    /// Open the broker over a store: load topics and recover every partition.
+    pub fn open(
+        node_id: String,
+        store: Arc<Store>,
+        limits: BrokerLimits,
+    ) -> Result<Broker, StorageError> {
+        // Whatever survived a crash is made durable before anything is served from it.
+        store.flush()?;
+        let commit = GroupCommit::start(store.clone())?;
+        let topics = Topics::load(store, commit)?;
+        Ok(Broker {
+            node_id,
+            topics,
+            limits,
+        })
+    }
+
+    /// The topic registry.
+    pub fn topics(&self) -> &Topics {
+        &self.topics
+    }
+
+    /// Serve one client request.
+    pub async fn handle(&self, req: ClientRequest) -> ClientResult {
+        match req {
+            ClientRequest::CreateTopic {
+                name,
+                partitions,
+                replication_factor,
+                config,
+            } => {
+                let new = NewTopic {
+                    name,
+                    partitions,
+                    replication_factor,
+                    config,
+                };
+                self.topics
+                    .create(new, 1)
+                    .await
+                    .map(ClientResponse::TopicCreated)
+            }
+            ClientRequest::ListTopics => Ok(ClientResponse::Topics(
+                self.topics.all().iter().map(|t| t.info.clone()).collect(),
+            )),
+            ClientRequest::DescribeTopic { name } => {
+                let t = self.topics.get(&name)?;
+                Ok(ClientResponse::Topic(TopicDescription {
+                    topic: t.info.clone(),
+                    partitions: t
+                        .partitions
+                        .iter()
+                        .map(|p| p.status(&self.node_id))
+                        .collect(),
+                }))
+            }
+            ClientRequest::Produce(p) => self.produce(p).await,
+            ClientRequest::Fetch(f) => self.fetch(f).await,
+            ClientRequest::ListOffsets {
+                topic,
+                partition,
+                spec,
+            } => {
+                let t = self.topics.get(&topic)?;
+                let offset = t.partition(partition)?.list_offset(spec)?;
+                Ok(ClientResponse::Offset { offset })
+            }
+        }
+    }
+
+    async fn produce(&self, p: ProduceRequest) -> ClientResult {
+        let t = self.topics.get(&p.topic)?;
+        let part = t.partition(p.partition)?;
+        let timeout_ms = p.timeout_ms.clamp(1, self.limits.produce_max_timeout_ms);
+        let resp = part
+            .append(
+                p.batch,
+                p.acks,
+                &t.info.config,
+                Duration::from_millis(timeout_ms as u64),
+            )
+            .await?;
+        Ok(ClientResponse::Produced(resp))
+    }
+
+    async fn fetch(&self, f: FetchRequest) -> ClientResult {
+        let t = self.topics.get(&f.topic)?;
+        let part = t.partition(f.partition)?;
+        if f.max_bytes == 0 {
+            return Err(WireError::new(
+                ErrorCode::InvalidRequest,
+                "fetch max_bytes must be > 0",
+            ));
+        }
+        let max_bytes = f.max_bytes.min(self.limits.fetch_max_bytes) as usize;
+        let wait = Duration::from_millis(f.max_wait_ms.min(self.limits.fetch_max_wait_ms) as u64);
+        Ok(ClientResponse::Fetched(
+            part.fetch(f.offset, max_bytes, wait).await?,
+        ))
+    }
+
+    /// Apply retention to every partition once.
+    pub fn enforce_retention(&self) {
+        let now = now_ms();
+        for t in self.topics.all() {
+            for p in &t.partitions {
+                match p.enforce_retention(&t.info.config, now) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(topic = %t.info.name, removed = n, "retention removed batches")
+                    }
+                    Err(e) => tracing::warn!(topic = %t.info.name, error = %e, "retention failed"),
+                }
+            }
+        }
+    }
+}

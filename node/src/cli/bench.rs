@@ -1,0 +1,266 @@
+//! `meshlog bench`: a load generator like kafka-producer-perf-test, and a raw-store
+//! baseline that writes the same bytes straight into the storage engine.
+
+use super::{output, ServerArgs};
+use crate::broker::now_ms;
+use crate::client::consumer::{self, StartAt};
+use crate::client::producer::{Producer, ProducerConfig};
+use crate::client::ClientError;
+use crate::storage;
+use meshlog_protocol::batch::BatchBuilder;
+use meshlog_protocol::types::Acks;
+use meshlog_protocol::ErrorCode;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Benchmark subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Produce records as fast as the window allows and report rate and ack latency.
+    Produce {
+        /// Topic (created with --partitions if missing).
+        topic: String,
+        /// Records to send.
+        #[arg(long, default_value_t = 100_000)]
+        records: u64,
+        /// Bytes per record value.
+        #[arg(long, default_value_t = 1024)]
+        record_size: usize,
+        /// Batch size in bytes.
+        #[arg(long, default_value_t = 64 * 1024)]
+        batch_size: usize,
+        /// Linger in milliseconds.
+        #[arg(long, default_value_t = 5)]
+        linger_ms: u64,
+        /// Batches in flight at once (one per partition).
+        #[arg(long, default_value_t = 16)]
+        in_flight: usize,
+        /// Acks level.
+        #[arg(long, default_value = "all")]
+        acks: Acks,
+        /// Partitions if the topic is created.
+        #[arg(long, default_value_t = 16)]
+        partitions: u32,
+        /// Stop after this many seconds even if not all records were sent.
+        #[arg(long, default_value_t = 120)]
+        max_secs: u64,
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read a topic from the beginning until N records and report the rate.
+    Consume {
+        /// Topic.
+        topic: String,
+        /// Records to read.
+        #[arg(long, default_value_t = 100_000)]
+        records: u64,
+        /// Stop after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        max_secs: u64,
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the same bytes straight into the storage engine (sled, then fsync), with
+    /// the same batch size and one durable flush per window of batches: the ceiling a
+    /// node's produce path is measured against.
+    RawStore {
+        /// Scratch directory (must not exist or be empty).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Records to write.
+        #[arg(long, default_value_t = 100_000)]
+        records: u64,
+        /// Bytes per record value.
+        #[arg(long, default_value_t = 1024)]
+        record_size: usize,
+        /// Batch size in bytes.
+        #[arg(long, default_value_t = 64 * 1024)]
+        batch_size: usize,
+        /// Batches per flush (the node's in-flight window).
+        #[arg(long, default_value_t = 16)]
+        batches_per_flush: usize,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// One benchmark's figures.
+#[derive(Debug, Serialize)]
+struct BenchResult {
+    label: String,
+    records: u64,
+    bytes: u64,
+    secs: f64,
+    records_per_sec: f64,
+    mb_per_sec: f64,
+    p50_ms: Option<f64>,
+    p99_ms: Option<f64>,
+    p999_ms: Option<f64>,
+}
+
+impl BenchResult {
+    fn new(label: String, records: u64, bytes: u64, elapsed: Duration) -> Self {
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        BenchResult {
+            label,
+            records,
+            bytes,
+            secs,
+            records_per_sec: records as f64 / secs,
+            mb_per_sec: bytes as f64 / secs / 1e6,
+            p50_ms: None,
+            p99_ms: None,
+            p999_ms: None,
+        }
+    }
+
+    fn print(&self, json: bool) -> anyhow::Result<()> {
+        if json {
+            return output::json(self);
+        }
+        let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+        println!(
+            "{}: {} records, {:.0} records/s, {:.1} MB/s, latency ms p50 {} p99 {} p999 {}",
+            self.label,
+            self.records,
+            self.records_per_sec,
+            self.mb_per_sec,
+            ms(self.p50_ms),
+            ms(self.p99_ms),
+            ms(self.p999_ms)
+        );
+        Ok(())
+    }
+}
+
+/// Run a benchmark.
+pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Produce {
+            topic,
+            records,
+            record_size,
+            batch_size,
+            linger_ms,
+            in_flight,
+            acks,
+            partitions,
+            max_secs,
+            server,
+            json,
+        } => {
+            let client = server.connect().await?;
+            match client
+                .create_topic(&topic, partitions, 1, Default::default())
+                .await
+            {
+                Ok(_) => {}
+                Err(ClientError::Server(e)) if e.code == ErrorCode::TopicAlreadyExists => {}
+                Err(e) => return Err(e.into()),
+            }
+            let cfg = ProducerConfig {
+                acks,
+                batch_size_bytes: batch_size,
+                linger: Duration::from_millis(linger_ms),
+                max_in_flight: in_flight,
+                ..ProducerConfig::default()
+            };
+            let mut producer = Producer::new(client, &topic, cfg).await?;
+            producer.record_latencies();
+            let payload: Vec<u8> = (0..record_size).map(|_| rand::random::<u8>()).collect();
+            let deadline = Instant::now() + Duration::from_secs(max_secs);
+            let started = Instant::now();
+            for _ in 0..records {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                producer.send(None, &payload, now_ms()).await?;
+            }
+            producer.flush().await?;
+            let elapsed = started.elapsed();
+            let s = producer.stats();
+            let label = format!("produce {record_size} B acks={acks} in-flight={in_flight}");
+            let mut r = BenchResult::new(label, s.records, s.records * record_size as u64, elapsed);
+            if let Some(h) = producer.latencies() {
+                let q = |p: f64| Some(h.value_at_quantile(p) as f64 / 1000.0);
+                (r.p50_ms, r.p99_ms, r.p999_ms) = (q(0.5), q(0.99), q(0.999));
+            }
+            r.print(json)
+        }
+        BenchCommand::Consume {
+            topic,
+            records,
+            max_secs,
+            server,
+            json,
+        } => {
+            let client = server.connect().await?;
+            let parts = client.describe_topic(&topic).await?.topic.partitions;
+            let deadline = Instant::now() + Duration::from_secs(max_secs);
+            let started = Instant::now();
+            let reads = (0..parts).map(|p| {
+                let client = client.clone();
+                let topic = topic.clone();
+                async move {
+                    let mut off =
+                        consumer::start_offset(&client, &topic, p, StartAt::Beginning).await?;
+                    let (mut n, mut bytes) = (0u64, 0u64);
+                    while Instant::now() < deadline {
+                        let f = consumer::fetch(&client, &topic, p, off, 4 << 20, 0).await?;
+                        if f.records.is_empty() {
+                            break;
+                        }
+                        n += f.records.len() as u64;
+                        bytes += f
+                            .records
+                            .iter()
+                            .map(|r| r.value.as_ref().map_or(0, |v| v.len()) as u64)
+                            .sum::<u64>();
+                        off = f.next_offset;
+                    }
+                    Ok::<_, ClientError>((n, bytes))
+                }
+            });
+            let mut total = (0u64, 0u64);
+            for r in futures::future::join_all(reads).await {
+                let (n, b) = r?;
+                total = (total.0 + n, total.1 + b);
+            }
+            let label = format!("consume {parts} partition(s)");
+            let _ = records;
+            BenchResult::new(label, total.0, total.1, started.elapsed()).print(json)
+        }
+        BenchCommand::RawStore {
+            dir,
+            records,
+            record_size,
+            batch_size,
+            batches_per_flush,
+            json,
+        } => {
+            let per_batch = (batch_size / (record_size + 16)).max(1) as u64;
+            let payload: Vec<u8> = (0..record_size).map(|_| rand::random::<u8>()).collect();
+            let mut b = BatchBuilder::new();
+            for _ in 0..per_batch {
+                b.push(now_ms(), None, Some(&payload), &[]);
+            }
+            let batch = b.build().unwrap_or_default();
+            let batches = records.div_ceil(per_batch);
+            let elapsed = tokio::task::spawn_blocking(move || {
+                storage::raw_write_bench(&dir, &batch, batches, batches_per_flush)
+            })
+            .await??;
+            let n = batches * per_batch;
+            let label = format!("raw store {record_size} B, {batches_per_flush} batches/flush");
+            BenchResult::new(label, n, n * record_size as u64, elapsed).print(json)
+        }
+    }
+}

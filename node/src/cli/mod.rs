@@ -1,0 +1,77 @@
+//! The `meshlog` command line: one binary for the node and every client command, in
+//! the spirit of Kafka's tools and rpk. Human output by default, `--json` for data.
+//! Exit codes: 0 success, 1 a failed operation (the message names the problem), 2 bad
+//! usage (from clap).
+
+mod bench;
+mod consume;
+mod node_cmd;
+mod output;
+mod produce;
+mod topic;
+
+use crate::client::Client;
+use crate::config::DEFAULT_PORT;
+use crate::network::Multiaddr;
+use clap::{Parser, Subcommand};
+
+/// meshlog: a partitioned, replicated log run by a mesh of equal peers.
+#[derive(Debug, Parser)]
+#[command(name = "meshlog", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log filter (e.g. info, debug, meshlog=debug); also RUST_LOG.
+    #[arg(long, global = true, env = "MESHLOG_LOG", default_value = "info")]
+    pub log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start a node on embedded defaults, overridden by a config file, env and flags.
+    Node(node_cmd::NodeArgs),
+    /// Create, list and describe topics.
+    #[command(subcommand)]
+    Topic(topic::TopicCommand),
+    /// Write records read from stdin, one per line.
+    Produce(produce::ProduceArgs),
+    /// Print records, one value per line.
+    Consume(consume::ConsumeArgs),
+    /// Measure produce and consume throughput and latency.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// Which node a client command talks to.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// Multiaddr of any node, with or without /p2p/PEERID.
+    #[arg(long, env = "MESHLOG_SERVER", default_value_t = default_server())]
+    pub server: Multiaddr,
+}
+
+fn default_server() -> Multiaddr {
+    format!("/ip4/127.0.0.1/tcp/{DEFAULT_PORT}")
+        .parse()
+        .unwrap_or_else(|_| Multiaddr::empty())
+}
+
+impl ServerArgs {
+    /// Connect, naming the address on failure.
+    pub async fn connect(&self) -> anyhow::Result<Client> {
+        Client::connect(&self.server).await.map_err(|e| {
+            anyhow::anyhow!("cannot connect to a meshlog node at {}: {e}", self.server)
+        })
+    }
+}
+
+/// Run the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Node(args) => node_cmd::run(args).await,
+        Command::Topic(cmd) => topic::run(cmd).await,
+        Command::Produce(args) => produce::run(args).await,
+        Command::Consume(args) => consume::run(args).await,
+        Command::Bench(cmd) => bench::run(cmd).await,
+    }
+}

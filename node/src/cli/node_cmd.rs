@@ -1,0 +1,62 @@
+//! `meshlog node`: start a node and serve until Ctrl-C or SIGTERM.
+
+use crate::config::NodeConfig;
+use crate::server;
+use std::path::PathBuf;
+
+/// Flags of `meshlog node`.
+#[derive(Debug, clap::Args)]
+pub struct NodeArgs {
+    /// Optional TOML config file (strict: unknown keys are errors).
+    #[arg(long, env = "MESHLOG_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (default: ./meshlog-data).
+    #[arg(long, env = "MESHLOG_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Listen multiaddr, repeatable (default: /ip4/0.0.0.0/tcp/9494).
+    #[arg(long, env = "MESHLOG_LISTEN", value_delimiter = ',')]
+    listen: Vec<String>,
+}
+
+/// Build the effective config: defaults < file < env < flags.
+fn effective(args: NodeArgs) -> anyhow::Result<NodeConfig> {
+    let mut cfg = NodeConfig::load(args.config.as_deref())?;
+    if let Some(d) = args.data_dir {
+        cfg.data_dir = d;
+    }
+    if !args.listen.is_empty() {
+        cfg.listen = args.listen;
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Run a node in the foreground.
+pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
+    let cfg = effective(args)?;
+    tracing::info!(config = ?cfg, "effective configuration");
+    let node = server::start(cfg).await?;
+    println!("meshlog node {} started", node.peer_id());
+    for a in node.listen_addrs() {
+        println!("listening on {a}");
+    }
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The client library: a light libp2p peer that dials one node and speaks the client
+//! API. The CLI, the benchmark and the tests use it; programs can too.
+//!
+//! - [`Client`]: one request at a time or many concurrently (it is `Clone`).
+//! - [`producer::Producer`]: key partitioning, batching, an in-flight window.
+//! - [`consumer`]: reading records back from partitions.
+
+pub mod consumer;
+pub mod producer;
+
+use crate::network::{
+    self, Keypair, Multiaddr, NetworkConfig, NetworkError, NetworkHandle, PeerId,
+};
+use meshlog_protocol::frame::DEFAULT_MAX_FRAME_BYTES;
+use meshlog_protocol::messages::{ClientRequest, ClientResponse};
+use meshlog_protocol::types::{TopicDescription, TopicInfo};
+use meshlog_protocol::WireError;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long a client waits to connect before giving up.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one request may take, on top of any wait the request itself asks for.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Why a client call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// The node could not be reached or the connection failed.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    /// The node answered with an error.
+    #[error("{0}")]
+    Server(#[from] WireError),
+    /// No answer in time.
+    #[error("no answer from {server} within {ms} ms")]
+    Timeout {
+        /// The node.
+        server: String,
+        /// The budget.
+        ms: u128,
+    },
+    /// The node answered with a response of the wrong kind (a bug or version skew).
+    #[error("unexpected response: {0}")]
+    Unexpected(String),
+}
+
+/// A connection to one node.
+#[derive(Clone)]
+pub struct Client {
+    net: NetworkHandle,
+    server: PeerId,
+    /// Dropping the last clone stops the client's network task.
+    _stop: Arc<watch::Sender<bool>>,
+}
+
+impl Client {
+    /// Dial the node at `addr` (with or without `/p2p/PEERID`).
+    pub async fn connect(addr: &Multiaddr) -> Result<Client, ClientError> {
+        let (stop, stop_rx) = watch::channel(false);
+        let cfg = NetworkConfig {
+            keypair: Keypair::generate_ed25519(),
+            listen: Vec::new(),
+            serve: false,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            request_timeout: REQUEST_TIMEOUT,
+            idle_connection_timeout: Duration::from_secs(300),
+        };
+        let (net, _events) = network::start(cfg, stop_rx).await?;
+        let server = match tokio::time::timeout(CONNECT_TIMEOUT, net.dial(addr.clone())).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(ClientError::Timeout {
+                    server: addr.to_string(),
+                    ms: CONNECT_TIMEOUT.as_millis(),
+                })
+            }
+        };
+        Ok(Client {
+            net,
+            server,
+            _stop: Arc::new(stop),
+        })
+    }
+
+    /// The node this client talks to.
+    pub fn server(&self) -> PeerId {
+        self.server
+    }
+
+    /// Send one request and wait for its answer.
+    pub async fn request(&self, req: ClientRequest) -> Result<ClientResponse, ClientError> {
+        let budget = REQUEST_TIMEOUT;
+        match tokio::time::timeout(budget, self.net.client_request(self.server, req)).await {
+            Ok(Ok(Ok(resp))) => Ok(resp),
+            Ok(Ok(Err(wire))) => Err(ClientError::Server(wire)),
+            Ok(Err(net)) => Err(ClientError::Network(net)),
+            Err(_) => Err(ClientError::Timeout {
+                server: self.server.to_string(),
+                ms: budget.as_millis(),
+            }),
+        }
+    }
+
+    /// Create a topic.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u16,
+        config: BTreeMap<String, String>,
+    ) -> Result<TopicInfo, ClientError> {
+        let req = ClientRequest::CreateTopic {
+            name: name.to_string(),
+            partitions,
+            replication_factor,
+            config,
+        };
+        match self.request(req).await? {
+            ClientResponse::TopicCreated(info) => Ok(info),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Every topic.
+    pub async fn list_topics(&self) -> Result<Vec<TopicInfo>, ClientError> {
+        match self.request(ClientRequest::ListTopics).await? {
+            ClientResponse::Topics(t) => Ok(t),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// One topic with its partitions' state.
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription, ClientError> {
+        match self
+            .request(ClientRequest::DescribeTopic {
+                name: name.to_string(),
+            })
+            .await?
+        {
+            ClientResponse::Topic(t) => Ok(t),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// The error for a response of the wrong kind.
+pub(crate) fn unexpected(resp: ClientResponse) -> ClientError {
+    let name = format!("{resp:?}");
+    ClientError::Unexpected(name.chars().take(80).collect())
+}

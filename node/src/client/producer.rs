@@ -1,0 +1,300 @@
+//! A batching producer, like Kafka's: records are partitioned (murmur2 of the key, or
+//! sticky spreading for records without a key), gathered into one v2 record batch per
+//! partition, and sent when the batch is full or has lingered long enough.
+//!
+//! Ordering: at most one batch per partition is in flight, so records of a partition
+//! are stored in the order they were sent. Several partitions are in flight at once (up
+//! to `max_in_flight`). A failed batch is not retried: without an idempotent producer a
+//! retry could write it twice, so the error is returned to the caller.
+
+use super::{unexpected, Client, ClientError};
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use hdrhistogram::Histogram;
+use meshlog_protocol::batch::BatchBuilder;
+use meshlog_protocol::messages::{ClientRequest, ClientResponse, ProduceRequest, ProduceResponse};
+use meshlog_protocol::partitioner;
+use meshlog_protocol::types::Acks;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Producer settings (Kafka's names in brackets).
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// When a batch counts as written (`acks`).
+    pub acks: Acks,
+    /// Seal a batch once it reaches this size (`batch.size`).
+    pub batch_size_bytes: usize,
+    /// Send a batch at the latest this long after its first record (`linger.ms`).
+    pub linger: Duration,
+    /// Batches in flight at once, one per partition (`max.in.flight`, across partitions).
+    pub max_in_flight: usize,
+    /// Sealed-but-unsent bytes before `send` waits (`buffer.memory`).
+    pub buffer_bytes: usize,
+    /// How long the node may take to acknowledge (`request.timeout.ms`).
+    pub timeout_ms: u32,
+    /// Send every record to this partition instead of partitioning.
+    pub partition: Option<u32>,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            acks: Acks::All,
+            batch_size_bytes: 64 << 10,
+            linger: Duration::from_millis(5),
+            max_in_flight: 16,
+            buffer_bytes: 32 << 20,
+            timeout_ms: 30_000,
+            partition: None,
+        }
+    }
+}
+
+struct OpenBatch {
+    builder: BatchBuilder,
+    first_at: Instant,
+}
+
+struct Sealed {
+    bytes: Vec<u8>,
+    records: u32,
+    first_at: Instant,
+}
+
+struct Outcome {
+    partition: u32,
+    records: u32,
+    bytes: usize,
+    first_at: Instant,
+    result: Result<ProduceResponse, ClientError>,
+}
+
+/// Totals of acknowledged data.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProducerStats {
+    /// Records acknowledged.
+    pub records: u64,
+    /// Batch bytes acknowledged.
+    pub bytes: u64,
+    /// Batches acknowledged.
+    pub batches: u64,
+}
+
+/// Sends records of one topic.
+pub struct Producer {
+    client: Client,
+    topic: String,
+    partitions: u32,
+    cfg: ProducerConfig,
+    open: Vec<Option<OpenBatch>>,
+    queued: Vec<VecDeque<Sealed>>,
+    queued_bytes: usize,
+    busy: Vec<bool>,
+    inflight: FuturesUnordered<BoxFuture<'static, Outcome>>,
+    sticky: u32,
+    stats: ProducerStats,
+    latency_us: Option<Histogram<u64>>,
+}
+
+impl Producer {
+    /// A producer for `topic`, which must exist (its partition count is looked up).
+    pub async fn new(
+        client: Client,
+        topic: &str,
+        cfg: ProducerConfig,
+    ) -> Result<Producer, ClientError> {
+        let desc = client.describe_topic(topic).await?;
+        let partitions = desc.topic.partitions;
+        if let Some(p) = cfg.partition {
+            if p >= partitions {
+                return Err(ClientError::Server(meshlog_protocol::WireError::new(
+                    meshlog_protocol::ErrorCode::UnknownTopicOrPartition,
+                    format!("topic '{topic}' has {partitions} partition(s); partition {p} does not exist"),
+                )));
+            }
+        }
+        let n = partitions as usize;
+        Ok(Producer {
+            client,
+            topic: topic.to_string(),
+            partitions,
+            cfg,
+            open: (0..n).map(|_| None).collect(),
+            queued: (0..n).map(|_| VecDeque::new()).collect(),
+            queued_bytes: 0,
+            busy: vec![false; n],
+            inflight: FuturesUnordered::new(),
+            sticky: rand::random::<u32>() % partitions.max(1),
+            stats: ProducerStats::default(),
+            latency_us: None,
+        })
+    }
+
+    /// Record ack latencies (from a batch's first record to its ack) in a histogram.
+    pub fn record_latencies(&mut self) {
+        self.latency_us = Histogram::new_with_bounds(1, 600_000_000, 3).ok();
+    }
+
+    /// The latency histogram, in microseconds, if enabled.
+    pub fn latencies(&self) -> Option<&Histogram<u64>> {
+        self.latency_us.as_ref()
+    }
+
+    /// Acknowledged totals so far.
+    pub fn stats(&self) -> ProducerStats {
+        self.stats
+    }
+
+    /// The partition a record goes to.
+    pub fn partition_for(&self, key: Option<&[u8]>) -> u32 {
+        match (self.cfg.partition, key) {
+            (Some(p), _) => p,
+            (None, Some(k)) => partitioner::partition_for_key(k, self.partitions),
+            (None, None) => self.sticky,
+        }
+    }
+
+    /// Queue one record; waits only when the in-flight window and buffer are full.
+    pub async fn send(
+        &mut self,
+        key: Option<&[u8]>,
+        value: &[u8],
+        timestamp_ms: i64,
+    ) -> Result<(), ClientError> {
+        let p = self.partition_for(key) as usize;
+        let open = self.open[p].get_or_insert_with(|| OpenBatch {
+            builder: BatchBuilder::new(),
+            first_at: Instant::now(),
+        });
+        open.builder.push(timestamp_ms, key, Some(value), &[]);
+        if open.builder.size_bytes() >= self.cfg.batch_size_bytes {
+            self.seal(p);
+        }
+        self.pump().await
+    }
+
+    /// Seal batches older than the linger time and start what can be started.
+    pub async fn tick(&mut self) -> Result<(), ClientError> {
+        let linger = self.cfg.linger;
+        for p in 0..self.open.len() {
+            if self.open[p]
+                .as_ref()
+                .is_some_and(|b| b.first_at.elapsed() >= linger)
+            {
+                self.seal(p);
+            }
+        }
+        self.pump().await
+    }
+
+    /// Send everything queued and wait until all of it is acknowledged.
+    pub async fn flush(&mut self) -> Result<(), ClientError> {
+        for p in 0..self.open.len() {
+            self.seal(p);
+        }
+        loop {
+            self.start_ready();
+            match self.inflight.next().await {
+                Some(o) => self.complete(o)?,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    fn seal(&mut self, p: usize) {
+        let Some(open) = self.open[p].take() else {
+            return;
+        };
+        let records = open.builder.len() as u32;
+        if let Some(bytes) = open.builder.build() {
+            self.queued_bytes += bytes.len();
+            self.queued[p].push_back(Sealed {
+                bytes,
+                records,
+                first_at: open.first_at,
+            });
+        }
+        if self.cfg.partition.is_none() && p as u32 == self.sticky {
+            self.sticky = (self.sticky + 1) % self.partitions;
+        }
+    }
+
+    /// Start sends, collect finished ones without waiting, and wait only while the
+    /// buffer is over its limit.
+    async fn pump(&mut self) -> Result<(), ClientError> {
+        loop {
+            self.start_ready();
+            while let Some(Some(o)) = self.inflight.next().now_or_never() {
+                self.complete(o)?;
+                self.start_ready();
+            }
+            if self.queued_bytes <= self.cfg.buffer_bytes || self.inflight.is_empty() {
+                return Ok(());
+            }
+            if let Some(o) = self.inflight.next().await {
+                self.complete(o)?;
+            }
+        }
+    }
+
+    fn start_ready(&mut self) {
+        for p in 0..self.queued.len() {
+            if self.inflight.len() >= self.cfg.max_in_flight {
+                return;
+            }
+            if self.busy[p] {
+                continue;
+            }
+            if let Some(batch) = self.queued[p].pop_front() {
+                self.queued_bytes -= batch.bytes.len();
+                self.busy[p] = true;
+                self.inflight.push(self.send_batch(p as u32, batch).boxed());
+            }
+        }
+    }
+
+    fn send_batch(
+        &self,
+        partition: u32,
+        batch: Sealed,
+    ) -> impl std::future::Future<Output = Outcome> + 'static {
+        let client = self.client.clone();
+        let bytes = batch.bytes.len();
+        let req = ClientRequest::Produce(ProduceRequest {
+            topic: self.topic.clone(),
+            partition,
+            acks: self.cfg.acks,
+            timeout_ms: self.cfg.timeout_ms,
+            batch: batch.bytes,
+        });
+        async move {
+            let result = match client.request(req).await {
+                Ok(ClientResponse::Produced(r)) => Ok(r),
+                Ok(other) => Err(unexpected(other)),
+                Err(e) => Err(e),
+            };
+            Outcome {
+                partition,
+                records: batch.records,
+                bytes,
+                first_at: batch.first_at,
+                result,
+            }
+        }
+    }
+
+    fn complete(&mut self, o: Outcome) -> Result<(), ClientError> {
+        self.busy[o.partition as usize] = false;
+        o.result?;
+        self.stats.records += o.records as u64;
+        self.stats.bytes += o.bytes as u64;
+        self.stats.batches += 1;
+        if let Some(h) = &mut self.latency_us {
+            let us = o.first_at.elapsed().as_micros() as u64;
+            let _ = h.record_n(us.max(1), o.records as u64);
+        }
+        Ok(())
+    }
+}

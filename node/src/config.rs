@@ -1,0 +1,205 @@
+//! Node configuration: embedded defaults, an optional strict TOML file, `MESHLOG_*`
+//! environment variables and command-line flags, in that order of precedence, checked
+//! by one [`NodeConfig::validate`].
+
+use crate::network::Multiaddr;
+use meshlog_protocol::frame::{DEFAULT_MAX_FRAME_BYTES, MAX_FRAME_BYTES};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The TCP port a node listens on by default.
+pub const DEFAULT_PORT: u16 = 9494;
+/// Where a node keeps its data by default (relative to the working directory).
+pub const DEFAULT_DATA_DIR: &str = "meshlog-data";
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {reason}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The file is not valid TOML for this schema (typos are named).
+    #[error("invalid config file {path}: {reason}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        reason: String,
+    },
+    /// A value or a relation between values is invalid.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Everything a node is started with. Field names carry their units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Where the store and the node key live.
+    pub data_dir: PathBuf,
+    /// Multiaddrs to listen on.
+    pub listen: Vec<String>,
+    /// sled's page cache (a soft limit).
+    pub cache_capacity_bytes: u64,
+    /// Largest frame accepted or sent on any connection.
+    pub max_frame_bytes: usize,
+    /// How long one request may take end to end.
+    pub request_timeout_ms: u64,
+    /// How long an unused connection stays open.
+    pub idle_connection_timeout_ms: u64,
+    /// Longest long-poll a fetch may ask for.
+    pub fetch_max_wait_ms: u32,
+    /// Largest fetch response.
+    pub fetch_max_bytes: u32,
+    /// Longest a produce may wait for its ack.
+    pub produce_max_timeout_ms: u32,
+    /// How often retention runs.
+    pub retention_check_interval_ms: u64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            listen: vec![format!("/ip4/0.0.0.0/tcp/{DEFAULT_PORT}")],
+            cache_capacity_bytes: 256 << 20,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            request_timeout_ms: 60_000,
+            idle_connection_timeout_ms: 300_000,
+            fetch_max_wait_ms: 30_000,
+            fetch_max_bytes: 16 << 20,
+            produce_max_timeout_ms: 60_000,
+            retention_check_interval_ms: 60_000,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Defaults overlaid with `path`'s contents if given. Unknown keys are errors.
+    pub fn load(path: Option<&Path>) -> Result<NodeConfig, ConfigError> {
+        let Some(path) = path else {
+            return Ok(NodeConfig::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            reason: e.to_string().trim_end().to_string(),
+        })
+    }
+
+    /// The listen addresses, parsed.
+    pub fn listen_addrs(&self) -> Result<Vec<Multiaddr>, ConfigError> {
+        self.listen
+            .iter()
+            .map(|s| {
+                s.parse::<Multiaddr>()
+                    .map_err(|e| ConfigError::Invalid(format!("listen address '{s}': {e}")))
+            })
+            .collect()
+    }
+
+    /// Check every value and the relations between them.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.listen.is_empty() {
+            return bad("at least one listen address is needed".into());
+        }
+        self.listen_addrs()?;
+        if self.max_frame_bytes < 64 << 10 || self.max_frame_bytes > MAX_FRAME_BYTES {
+            return bad(format!(
+                "max_frame_bytes={} must be between 65536 and {MAX_FRAME_BYTES}",
+                self.max_frame_bytes
+            ));
+        }
+        if self.fetch_max_bytes as usize + (64 << 10) > self.max_frame_bytes {
+            return bad(format!(
+                "fetch_max_bytes={} must leave 64 KiB of room under max_frame_bytes={}",
+                self.fetch_max_bytes, self.max_frame_bytes
+            ));
+        }
+        if self.fetch_max_wait_ms as u64 + 1000 > self.request_timeout_ms {
+            return bad(format!(
+                "fetch_max_wait_ms={} must be at least 1 s shorter than request_timeout_ms={}",
+                self.fetch_max_wait_ms, self.request_timeout_ms
+            ));
+        }
+        if self.produce_max_timeout_ms as u64 > self.request_timeout_ms {
+            return bad(format!(
+                "produce_max_timeout_ms={} must not exceed request_timeout_ms={}",
+                self.produce_max_timeout_ms, self.request_timeout_ms
+            ));
+        }
+        if self.retention_check_interval_ms == 0 || self.idle_connection_timeout_ms == 0 {
+            return bad(
+                "retention_check_interval_ms and idle_connection_timeout_ms must be > 0".into(),
+            );
+        }
+        if self.cache_capacity_bytes < 1 << 20 {
+            return bad("cache_capacity_bytes must be at least 1 MiB".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        NodeConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn a_typo_is_named_with_its_line() {
+        let f = write("data_dir = \"/tmp/x\"\nfetch_max_wait_mss = 5\n");
+        let e = NodeConfig::load(Some(f.path())).unwrap_err().to_string();
+        assert!(e.contains("fetch_max_wait_mss"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn file_values_override_defaults() {
+        let f = write("listen = [\"/ip4/127.0.0.1/tcp/0\"]\nfetch_max_wait_ms = 100\n");
+        let c = NodeConfig::load(Some(f.path())).unwrap();
+        assert_eq!(c.fetch_max_wait_ms, 100);
+        assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn relations_are_checked() {
+        let c = NodeConfig {
+            fetch_max_wait_ms: 60_000,
+            ..NodeConfig::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("fetch_max_wait_ms"));
+        let c = NodeConfig {
+            listen: vec!["not-an-addr".into()],
+            ..NodeConfig::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("not-an-addr"));
+    }
+}

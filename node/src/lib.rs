@@ -1,0 +1,21 @@
+//! meshlog: a partitioned log (Kafka's model) served by a mesh of equal peers.
+//!
+//! Module map (layers point one way: protocol <- broker <- server -> network, storage):
+//! - [`config`]: the node's configuration: defaults, strict TOML, env, flags, `validate()`.
+//! - [`storage`]: the only module that imports sled; partition logs, metadata, durable flush,
+//!   group commit.
+//! - [`broker`]: request semantics: topics, partitions, offsets, acks, the high watermark,
+//!   retention.
+//! - [`network`]: the only module that imports libp2p; one task owns the swarm, others use a
+//!   cloneable handle.
+//! - [`server`]: a running node: wires storage, broker and network, serves until shutdown.
+//! - [`client`]: the client library (a light peer) with a batching producer and fetch helpers.
+//! - [`cli`]: the `meshlog` command line.
+
+pub mod broker;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod network;
+pub mod server;
+pub mod storage;

@@ -1,0 +1,63 @@
+//! A node's identity: an ed25519 keypair kept in its data directory. The PeerId derived
+//! from it is the node's id; nobody hands ids out.
+
+use super::NetworkError;
+use libp2p::identity::Keypair;
+use std::path::Path;
+
+/// The key file's name inside the data directory.
+pub const KEY_FILE: &str = "node.key";
+
+/// Load the keypair from `dir`, or create and save a new one on first start.
+pub fn load_or_create(dir: &Path) -> Result<Keypair, NetworkError> {
+    let path = dir.join(KEY_FILE);
+    let err = |reason: String| NetworkError::Identity {
+        path: path.display().to_string(),
+        reason,
+    };
+    match std::fs::read(&path) {
+        Ok(bytes) => Keypair::from_protobuf_encoding(&bytes).map_err(|e| err(e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = Keypair::generate_ed25519();
+            let bytes = key.to_protobuf_encoding().map_err(|e| err(e.to_string()))?;
+            std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+            let tmp = dir.join(format!("{KEY_FILE}.tmp"));
+            write_private(&tmp, &bytes).map_err(|e| err(e.to_string()))?;
+            std::fs::rename(&tmp, &path).map_err(|e| err(e.to_string()))?;
+            Ok(key)
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn identity_is_stable_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = super::load_or_create(dir.path()).unwrap();
+        let b = super::load_or_create(dir.path()).unwrap();
+        assert_eq!(a.public().to_peer_id(), b.public().to_peer_id());
+    }
+
+    #[test]
+    fn a_garbage_key_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(super::KEY_FILE), b"nonsense").unwrap();
+        let e = super::load_or_create(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("node.key"), "{e}");
+    }
+}

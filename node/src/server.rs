@@ -1,0 +1,177 @@
+//! A running node: opens the store, recovers the broker, starts the network, and serves
+//! inbound requests until shut down. One handler task per inbound request, bounded by
+//! [`MAX_INFLIGHT_REQUESTS`]; shutdown by a watch signal that every task observes.
+
+use crate::broker::{Broker, BrokerLimits};
+use crate::config::{ConfigError, NodeConfig};
+use crate::network::{
+    self, identity, Multiaddr, NetworkConfig, NetworkError, NetworkEvent, NetworkHandle, PeerId,
+};
+use crate::storage::{StorageError, Store, StoreOptions};
+use meshlog_protocol::messages::{PeerRequest, PeerResponse};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinHandle;
+
+/// Requests being served at once; past this the dispatcher stops taking new ones and
+/// the network answers `Unavailable` once its queue fills.
+pub const MAX_INFLIGHT_REQUESTS: usize = 2048;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store failed to open or recover.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The network failed to start.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+}
+
+/// A node that is serving.
+pub struct RunningNode {
+    peer_id: PeerId,
+    listen_addrs: Vec<Multiaddr>,
+    broker: Arc<Broker>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningNode {
+    /// This node's id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Bound listen addresses, each ending in `/p2p/<peer id>`.
+    pub fn listen_addrs(&self) -> &[Multiaddr] {
+        &self.listen_addrs
+    }
+
+    /// The broker (for in-process tests and status).
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Stop serving and wait for the node's tasks to end.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Start a node with a validated config.
+pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
+    cfg.validate()?;
+    let keypair = identity::load_or_create(&cfg.data_dir)?;
+    let peer_id = keypair.public().to_peer_id();
+    let store = Arc::new(Store::open(
+        &cfg.data_dir,
+        &StoreOptions {
+            cache_capacity_bytes: cfg.cache_capacity_bytes,
+        },
+    )?);
+    let limits = BrokerLimits {
+        fetch_max_wait_ms: cfg.fetch_max_wait_ms,
+        fetch_max_bytes: cfg.fetch_max_bytes,
+        produce_max_timeout_ms: cfg.produce_max_timeout_ms,
+    };
+    let broker = Arc::new(Broker::open(peer_id.to_string(), store, limits)?);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let net_cfg = NetworkConfig {
+        keypair,
+        listen: cfg.listen_addrs()?,
+        serve: true,
+        max_frame_bytes: cfg.max_frame_bytes,
+        request_timeout: Duration::from_millis(cfg.request_timeout_ms),
+        idle_connection_timeout: Duration::from_millis(cfg.idle_connection_timeout_ms),
+    };
+    let (net, events) = network::start(net_cfg, shutdown_rx.clone()).await?;
+    let listen_addrs: Vec<Multiaddr> = net
+        .listen_addrs()
+        .iter()
+        .map(|a| network::with_peer_id(a, peer_id))
+        .collect();
+    tracing::info!(node = %peer_id, data_dir = %cfg.data_dir.display(), ?listen_addrs, "node started");
+    let tasks = vec![
+        tokio::spawn(dispatch(broker.clone(), net, events, shutdown_rx.clone())),
+        tokio::spawn(retention(
+            broker.clone(),
+            cfg.retention_check_interval_ms,
+            shutdown_rx,
+        )),
+    ];
+    Ok(RunningNode {
+        peer_id,
+        listen_addrs,
+        broker,
+        shutdown,
+        tasks,
+    })
+}
+
+async fn dispatch(
+    broker: Arc<Broker>,
+    net: NetworkHandle,
+    mut events: mpsc::Receiver<NetworkEvent>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(MAX_INFLIGHT_REQUESTS));
+    loop {
+        let ev = tokio::select! {
+            ev = events.recv() => match ev { Some(ev) => ev, None => return },
+            _ = stopped(&mut shutdown) => return,
+        };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let (broker, net) = (broker.clone(), net.clone());
+        tokio::spawn(async move {
+            match ev {
+                NetworkEvent::ClientRequest {
+                    request, responder, ..
+                } => {
+                    let result = broker.handle(request).await;
+                    net.respond_client(responder, result).await;
+                }
+                NetworkEvent::PeerRequest {
+                    request, responder, ..
+                } => {
+                    let response = match request {
+                        // Until partitions have owners elsewhere, this node serves all.
+                        PeerRequest::Forward(req) => {
+                            PeerResponse::Forwarded(broker.handle(req).await)
+                        }
+                    };
+                    net.respond_peer(responder, response).await;
+                }
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn retention(broker: Arc<Broker>, every_ms: u64, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(every_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let b = broker.clone();
+                let _ = tokio::task::spawn_blocking(move || b.enforce_retention()).await;
+            }
+            _ = stopped(&mut shutdown) => return,
+        }
+    }
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone).
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}

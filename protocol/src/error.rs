@@ -1,0 +1,182 @@
+//! Stable numeric error codes and the error value that travels over the wire.
+//!
+//! Codes reuse Apache Kafka's numbers where Kafka has the same error, so that a Kafka
+//! wire-protocol front door can pass them through unchanged. meshlog-only errors use
+//! codes from 1000 up. A code, once published, never changes meaning.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Why a request failed. The numeric value is part of the wire format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(i16)]
+pub enum ErrorCode {
+    /// An error the server could not classify (Kafka: UNKNOWN_SERVER_ERROR).
+    Unknown = -1,
+    /// The requested offset is outside the partition's log.
+    OffsetOutOfRange = 1,
+    /// A record batch failed its CRC or structural checks.
+    CorruptMessage = 2,
+    /// The topic or partition does not exist.
+    UnknownTopicOrPartition = 3,
+    /// This node does not lead the partition; the error message names the leader if known.
+    NotLeaderOrFollower = 6,
+    /// The request did not complete in time.
+    RequestTimedOut = 7,
+    /// A record batch is larger than the topic's `max.message.bytes`.
+    MessageTooLarge = 10,
+    /// The topic name is not valid.
+    InvalidTopic = 17,
+    /// Fewer in-sync replicas than `min.insync.replicas`.
+    NotEnoughReplicas = 19,
+    /// The request names a wire version this node does not speak.
+    UnsupportedVersion = 35,
+    /// A topic with this name already exists.
+    TopicAlreadyExists = 36,
+    /// The partition count is not valid.
+    InvalidPartitions = 37,
+    /// The replication factor is not valid.
+    InvalidReplicationFactor = 38,
+    /// A topic configuration key or value is not valid.
+    InvalidConfig = 40,
+    /// The request is malformed or inconsistent.
+    InvalidRequest = 42,
+    /// The node's storage failed (disk full, I/O error); nothing was acknowledged.
+    StorageError = 56,
+    /// The node is shutting down or overloaded; retry elsewhere or later.
+    Unavailable = 1000,
+}
+
+impl ErrorCode {
+    /// Every code, for tests and documentation.
+    pub const ALL: [ErrorCode; 17] = [
+        ErrorCode::Unknown,
+        ErrorCode::OffsetOutOfRange,
+        ErrorCode::CorruptMessage,
+        ErrorCode::UnknownTopicOrPartition,
+        ErrorCode::NotLeaderOrFollower,
+        ErrorCode::RequestTimedOut,
+        ErrorCode::MessageTooLarge,
+        ErrorCode::InvalidTopic,
+        ErrorCode::NotEnoughReplicas,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::TopicAlreadyExists,
+        ErrorCode::InvalidPartitions,
+        ErrorCode::InvalidReplicationFactor,
+        ErrorCode::InvalidConfig,
+        ErrorCode::InvalidRequest,
+        ErrorCode::StorageError,
+        ErrorCode::Unavailable,
+    ];
+
+    /// The stable number of this code.
+    pub fn as_i16(self) -> i16 {
+        self as i16
+    }
+
+    /// The code for a number; numbers this build does not know map to `Unknown`.
+    pub fn from_i16(n: i16) -> ErrorCode {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|c| c.as_i16() == n)
+            .unwrap_or(ErrorCode::Unknown)
+    }
+
+    /// A short, stable, human name (Kafka's spelling where shared).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::Unknown => "UNKNOWN_SERVER_ERROR",
+            ErrorCode::OffsetOutOfRange => "OFFSET_OUT_OF_RANGE",
+            ErrorCode::CorruptMessage => "CORRUPT_MESSAGE",
+            ErrorCode::UnknownTopicOrPartition => "UNKNOWN_TOPIC_OR_PARTITION",
+            ErrorCode::NotLeaderOrFollower => "NOT_LEADER_OR_FOLLOWER",
+            ErrorCode::RequestTimedOut => "REQUEST_TIMED_OUT",
+            ErrorCode::MessageTooLarge => "MESSAGE_TOO_LARGE",
+            ErrorCode::InvalidTopic => "INVALID_TOPIC",
+            ErrorCode::NotEnoughReplicas => "NOT_ENOUGH_REPLICAS",
+            ErrorCode::UnsupportedVersion => "UNSUPPORTED_VERSION",
+            ErrorCode::TopicAlreadyExists => "TOPIC_ALREADY_EXISTS",
+            ErrorCode::InvalidPartitions => "INVALID_PARTITIONS",
+            ErrorCode::InvalidReplicationFactor => "INVALID_REPLICATION_FACTOR",
+            ErrorCode::InvalidConfig => "INVALID_CONFIG",
+            ErrorCode::InvalidRequest => "INVALID_REQUEST",
+            ErrorCode::StorageError => "STORAGE_ERROR",
+            ErrorCode::Unavailable => "UNAVAILABLE",
+        }
+    }
+
+    /// Whether retrying the same request later may succeed.
+    pub fn is_retriable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::NotLeaderOrFollower
+                | ErrorCode::RequestTimedOut
+                | ErrorCode::NotEnoughReplicas
+                | ErrorCode::Unavailable
+        )
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i16(self.as_i16())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        i16::deserialize(d).map(ErrorCode::from_i16)
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name(), self.as_i16())
+    }
+}
+
+/// A failed request as the server reports it: a stable code and a message naming the
+/// problem ("topic 'orders' has 3 partitions; partition 7 does not exist").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message} [{code}]")]
+pub struct WireError {
+    /// The stable code.
+    pub code: ErrorCode,
+    /// What went wrong, for a person.
+    pub message: String,
+}
+
+impl WireError {
+    /// A wire error with a code and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        WireError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for c in ErrorCode::ALL {
+            assert!(seen.insert(c.as_i16()), "duplicate code {c}");
+            assert_eq!(ErrorCode::from_i16(c.as_i16()), c);
+        }
+        assert_eq!(ErrorCode::from_i16(12345), ErrorCode::Unknown);
+    }
+
+    #[test]
+    fn codes_match_kafka_numbers() {
+        assert_eq!(ErrorCode::OffsetOutOfRange.as_i16(), 1);
+        assert_eq!(ErrorCode::UnknownTopicOrPartition.as_i16(), 3);
+        assert_eq!(ErrorCode::MessageTooLarge.as_i16(), 10);
+        assert_eq!(ErrorCode::NotEnoughReplicas.as_i16(), 19);
+        assert_eq!(ErrorCode::TopicAlreadyExists.as_i16(), 36);
+    }
+}

@@ -1,0 +1,26 @@
+//! meshlog's wire protocol: everything two meshlog programs say to each other, and
+//! nothing else.
+//!
+//! This crate is pure: it performs no I/O and imports no tokio, libp2p or sled.
+//!
+//! Module map:
+//! - [`frame`]: length-prefixed, versioned frames with a hard size limit checked
+//!   before any allocation.
+//! - [`codec`]: the one place that turns messages into bytes (bincode 2.0.1 via serde).
+//! - [`messages`]: the client API (CLI and programs to a node) and the peer API
+//!   (node to node) as request/response enums.
+//! - [`error`]: stable numeric error codes and the error value sent over the wire.
+//! - [`batch`]: Kafka record batch format v2 (magic 2), byte for byte, with CRC32C.
+//! - [`partitioner`]: Kafka's default key partitioner (murmur2), bit for bit.
+//! - [`types`]: small shared value types (acks, offset specs, topic descriptions).
+
+pub mod batch;
+pub mod codec;
+pub mod error;
+pub mod frame;
+pub mod messages;
+pub mod partitioner;
+pub mod types;
+
+pub use error::{ErrorCode, WireError};
+pub use messages::{ClientRequest, ClientResponse, PeerRequest, PeerResponse};

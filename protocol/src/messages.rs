@@ -1,0 +1,140 @@
+//! The request/response enums of meshlog's two APIs.
+//!
+//! - The **client API** (`/meshlog/client/1`): what the CLI and programs ask a node.
+//!   Any node answers it.
+//! - The **peer API** (`/meshlog/peer/1`): what nodes ask each other. Today it carries
+//!   forwarded client requests; replication and elections join it later.
+//!
+//! Record data travels as Kafka v2 record batch bytes ([`crate::batch`]), never
+//! re-encoded: `serde_bytes` keeps them a single length-prefixed blob.
+
+use crate::error::WireError;
+use crate::types::{Acks, OffsetSpec, TopicDescription, TopicInfo};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A request from a client to any node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientRequest {
+    /// Create a topic.
+    CreateTopic {
+        /// Topic name (see [`crate::types::validate_topic_name`]).
+        name: String,
+        /// Number of partitions.
+        partitions: u32,
+        /// Copies of each partition.
+        replication_factor: u16,
+        /// Kafka-style `k=v` configuration over the defaults.
+        config: BTreeMap<String, String>,
+    },
+    /// List every topic.
+    ListTopics,
+    /// One topic with the state of each partition.
+    DescribeTopic {
+        /// Topic name.
+        name: String,
+    },
+    /// Append one record batch to a partition.
+    Produce(ProduceRequest),
+    /// Read record batches from a partition.
+    Fetch(FetchRequest),
+    /// Look up an offset of a partition.
+    ListOffsets {
+        /// Topic name.
+        topic: String,
+        /// Partition number.
+        partition: u32,
+        /// Which offset.
+        spec: OffsetSpec,
+    },
+}
+
+/// Append one Kafka v2 record batch to one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProduceRequest {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: u32,
+    /// When to answer.
+    pub acks: Acks,
+    /// Give up (and say so) if the write is not acknowledged within this time.
+    pub timeout_ms: u32,
+    /// One record batch, magic 2; its base offset is assigned by the leader.
+    #[serde(with = "serde_bytes")]
+    pub batch: Vec<u8>,
+}
+
+/// Read batches from `offset` on, waiting up to `max_wait_ms` for data if there is none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchRequest {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: u32,
+    /// The first offset wanted.
+    pub offset: u64,
+    /// Stop adding batches past this many bytes (at least one batch is always returned).
+    pub max_bytes: u32,
+    /// Long-poll: how long to wait for new data when there is none yet.
+    pub max_wait_ms: u32,
+}
+
+/// A successful answer to a [`ClientRequest`]; errors travel as [`WireError`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientResponse {
+    /// The topic was created.
+    TopicCreated(TopicInfo),
+    /// Every topic.
+    Topics(Vec<TopicInfo>),
+    /// One topic in detail.
+    Topic(TopicDescription),
+    /// A batch was appended.
+    Produced(ProduceResponse),
+    /// Batches read.
+    Fetched(FetchResponse),
+    /// An offset looked up.
+    Offset {
+        /// The offset found.
+        offset: u64,
+    },
+}
+
+/// Where an appended batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProduceResponse {
+    /// Offset of the batch's first record (for `acks=0`: not yet known, `None`).
+    pub base_offset: Option<u64>,
+    /// Number of records in the batch.
+    pub record_count: u32,
+}
+
+/// Batches read from a partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchResponse {
+    /// Everything below this offset is committed and readable.
+    pub high_watermark: u64,
+    /// The oldest offset still kept.
+    pub log_start_offset: u64,
+    /// Whole record batches, concatenated, exactly as stored. The first batch may start
+    /// before the requested offset; the reader skips records below it.
+    #[serde(with = "serde_bytes")]
+    pub records: Vec<u8>,
+}
+
+/// The answer to a client request as it travels.
+pub type ClientResult = Result<ClientResponse, WireError>;
+
+/// A request from one node to another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerRequest {
+    /// Serve this client request on the client's behalf (the mesh as API gateway).
+    Forward(ClientRequest),
+}
+
+/// The answer to a [`PeerRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerResponse {
+    /// The forwarded request's result.
+    Forwarded(ClientResult),
+}

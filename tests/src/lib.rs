@@ -1,0 +1,166 @@
+//! Shared harness for meshlog's integration, process and fault tests: start nodes
+//! in-process or as real `meshlog` processes, and wait for conditions with named
+//! budgets instead of sleeping.
+
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use meshlog::config::NodeConfig;
+
+/// A generous budget for conditions that normally hold within a second.
+pub const SHORT_BUDGET: Duration = Duration::from_secs(20);
+/// A budget for slow operations (a node restart and recovery, a large produce).
+pub const LONG_BUDGET: Duration = Duration::from_secs(180);
+
+/// Poll `check` until it returns `Some`, or panic naming `what` after `budget`.
+pub async fn wait_until<T, F, Fut>(what: &str, budget: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            started.elapsed() < budget,
+            "timed out after {budget:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A node config for tests: loopback, an ephemeral port, a small cache.
+pub fn test_config(data_dir: &Path) -> NodeConfig {
+    NodeConfig {
+        data_dir: data_dir.to_path_buf(),
+        listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+        cache_capacity_bytes: 16 << 20,
+        ..NodeConfig::default()
+    }
+}
+
+/// The `meshlog` binary built next to this test (run `cargo build --bins` first; the
+/// README's test command does). `MESHLOG_BIN` overrides.
+pub fn meshlog_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("MESHLOG_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("meshlog");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build --bins` (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A `meshlog node` running as a separate process.
+pub struct NodeProcess {
+    /// The child process.
+    pub child: Child,
+    /// Its first listen address, with `/p2p/<peer id>`.
+    pub addr: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+}
+
+impl NodeProcess {
+    /// Start `meshlog node` on loopback with an ephemeral port and wait until it listens.
+    pub fn start(data_dir: &Path) -> NodeProcess {
+        let mut child = Command::new(meshlog_bin())
+            .args(["node", "--data-dir"])
+            .arg(data_dir)
+            .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--log", "warn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn meshlog node");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(a) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(a.to_string());
+                }
+            }
+        });
+        let addr = rx.recv_timeout(LONG_BUDGET).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!(
+                "node in {} did not report a listen address within {LONG_BUDGET:?}",
+                data_dir.display()
+            )
+        });
+        NodeProcess {
+            child,
+            addr,
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    /// `kill -9`: no shutdown, no flush.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Run a `meshlog` client command against this node; returns (status, stdout, stderr).
+    pub fn cli(&self, args: &[&str], stdin: Option<&[u8]>) -> CliOutput {
+        run_cli(&self.addr, args, stdin)
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a CLI command printed.
+pub struct CliOutput {
+    /// Exit code (-1 if killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Run `meshlog ARGS --server SERVER` with optional stdin.
+pub fn run_cli(server: &str, args: &[&str], stdin: Option<&[u8]>) -> CliOutput {
+    use std::io::Write;
+    let mut child = Command::new(meshlog_bin())
+        .args(args)
+        .args(["--server", server, "--log", "warn"])
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn meshlog");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin");
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        });
+    }
+    let out = child.wait_with_output().expect("wait meshlog");
+    CliOutput {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
