@@ -37,9 +37,13 @@ pub struct RunningNode {
     peer_id: PeerId,
     listen_addrs: Vec<Multiaddr>,
     broker: Arc<Broker>,
+    store: Arc<Store>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
+
+/// How long shutdown waits for in-flight requests to release the store.
+const SHUTDOWN_BUDGET: Duration = Duration::from_secs(10);
 
 impl RunningNode {
     /// This node's id.
@@ -57,11 +61,21 @@ impl RunningNode {
         &self.broker
     }
 
-    /// Stop serving and wait for the node's tasks to end.
+    /// Stop serving, wait for the node's tasks to end, flush, and close the store so
+    /// the data directory can be reopened at once.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+        drop(self.broker);
+        // Handlers still finishing and the flush thread hold the store; wait for them.
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_BUDGET;
+        while Arc::strong_count(&self.store) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if let Err(e) = self.store.flush() {
+            tracing::error!(error = %e, "final flush failed");
         }
     }
 }
@@ -82,7 +96,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         fetch_max_bytes: cfg.fetch_max_bytes,
         produce_max_timeout_ms: cfg.produce_max_timeout_ms,
     };
-    let broker = Arc::new(Broker::open(peer_id.to_string(), store, limits)?);
+    let broker = Arc::new(Broker::open(peer_id.to_string(), store.clone(), limits)?);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let net_cfg = NetworkConfig {
         keypair,
@@ -111,6 +125,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         peer_id,
         listen_addrs,
         broker,
+        store,
         shutdown,
         tasks,
     })
@@ -158,7 +173,8 @@ async fn dispatch(
 }
 
 async fn retention(broker: Arc<Broker>, every_ms: u64, mut shutdown: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(every_ms));
+    let period = Duration::from_millis(every_ms);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -19,9 +19,10 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "meshlog", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Log filter (e.g. info, debug, meshlog=debug); also RUST_LOG.
-    #[arg(long, global = true, env = "MESHLOG_LOG", default_value = "info")]
-    pub log: String,
+    /// Log filter (e.g. info, debug, meshlog=debug); RUST_LOG also works. Default:
+    /// info for `node`, warn for client commands.
+    #[arg(long, global = true, env = "MESHLOG_LOG")]
+    pub log: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -62,6 +63,16 @@ impl ServerArgs {
         Client::connect(&self.server).await.map_err(|e| {
             anyhow::anyhow!("cannot connect to a meshlog node at {}: {e}", self.server)
         })
+    }
+}
+
+impl Cli {
+    /// The log filter to use when neither `--log` nor `RUST_LOG` is given.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self.command {
+            Command::Node(_) => "info",
+            _ => "warn",
+        }
     }
 }
 

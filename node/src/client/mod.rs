@@ -32,7 +32,7 @@ pub enum ClientError {
     #[error(transparent)]
     Network(#[from] NetworkError),
     /// The node answered with an error.
-    #[error("{0}")]
+    #[error(transparent)]
     Server(#[from] WireError),
     /// No answer in time.
     #[error("no answer from {server} within {ms} ms")]

@@ -166,8 +166,8 @@ impl Store {
 
 fn describe_sled_open_error(e: sled::Error) -> String {
     match e {
-        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-            "the data directory is locked by another running meshlog node".to_string()
+        sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+            "the data directory is in use by another running meshlog node".to_string()
         }
         sled::Error::Corruption { at, .. } => {
             format!("the store is corrupt (at {at:?}); restore it or wipe it and let it catch up")
