@@ -2,6 +2,8 @@
 //! in-process or as real `meshlog` processes, and wait for conditions with named
 //! budgets instead of sleeping.
 
+pub mod docker;
+
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -18,78 +18,94 @@ use std::time::{Duration, Instant};
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
     /// Produce records as fast as the window allows and report rate and ack latency.
-    Produce {
-        /// Topic (created with --partitions if missing).
-        topic: String,
-        /// Records to send.
-        #[arg(long, default_value_t = 100_000)]
-        records: u64,
-        /// Bytes per record value.
-        #[arg(long, default_value_t = 1024)]
-        record_size: usize,
-        /// Batch size in bytes.
-        #[arg(long, default_value_t = 64 * 1024)]
-        batch_size: usize,
-        /// Linger in milliseconds.
-        #[arg(long, default_value_t = 5)]
-        linger_ms: u64,
-        /// Batches in flight at once (one per partition).
-        #[arg(long, default_value_t = 16)]
-        in_flight: usize,
-        /// Acks level.
-        #[arg(long, default_value = "all")]
-        acks: Acks,
-        /// Partitions if the topic is created.
-        #[arg(long, default_value_t = 16)]
-        partitions: u32,
-        /// Stop after this many seconds even if not all records were sent.
-        #[arg(long, default_value_t = 120)]
-        max_secs: u64,
-        #[command(flatten)]
-        server: ServerArgs,
-        /// Print the result as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Produce(ProduceBench),
     /// Read a topic from the beginning until N records and report the rate.
-    Consume {
-        /// Topic.
-        topic: String,
-        /// Records to read.
-        #[arg(long, default_value_t = 100_000)]
-        records: u64,
-        /// Stop after this many seconds.
-        #[arg(long, default_value_t = 120)]
-        max_secs: u64,
-        #[command(flatten)]
-        server: ServerArgs,
-        /// Print the result as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Consume(ConsumeBench),
     /// Write the same bytes straight into the storage engine (sled, then fsync), with
     /// the same batch size and one durable flush per window of batches: the ceiling a
     /// node's produce path is measured against.
-    RawStore {
-        /// Scratch directory (must not exist or be empty).
-        #[arg(long)]
-        dir: PathBuf,
-        /// Records to write.
-        #[arg(long, default_value_t = 100_000)]
-        records: u64,
-        /// Bytes per record value.
-        #[arg(long, default_value_t = 1024)]
-        record_size: usize,
-        /// Batch size in bytes.
-        #[arg(long, default_value_t = 64 * 1024)]
-        batch_size: usize,
-        /// Batches per flush (the node's in-flight window).
-        #[arg(long, default_value_t = 16)]
-        batches_per_flush: usize,
-        /// Print the result as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    RawStore(RawStoreBench),
+}
+
+/// Flags of `meshlog bench produce`.
+#[derive(Debug, clap::Args)]
+pub struct ProduceBench {
+    /// Topic (created with --partitions if missing).
+    pub topic: String,
+    /// Records to send.
+    #[arg(long, default_value_t = 100_000)]
+    pub records: u64,
+    /// Bytes per record value.
+    #[arg(long, default_value_t = 1024)]
+    pub record_size: usize,
+    /// Batch size in bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub batch_size: usize,
+    /// Linger in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    pub linger_ms: u64,
+    /// Batches in flight at once (one per partition).
+    #[arg(long, default_value_t = 16)]
+    pub in_flight: usize,
+    /// Acks level.
+    #[arg(long, default_value = "all")]
+    pub acks: Acks,
+    /// Partitions if the topic is created.
+    #[arg(long, default_value_t = 16)]
+    pub partitions: u32,
+    /// Sealed-but-unsent bytes the producer may hold (default: two batches per
+    /// in-flight slot, so latency measures the node, not a deep client queue).
+    #[arg(long)]
+    pub buffer_bytes: Option<usize>,
+    /// Stop after this many seconds even if not all records were sent.
+    #[arg(long, default_value_t = 120)]
+    pub max_secs: u64,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `meshlog bench consume`.
+#[derive(Debug, clap::Args)]
+pub struct ConsumeBench {
+    /// Topic.
+    pub topic: String,
+    /// Records to read.
+    #[arg(long, default_value_t = 100_000)]
+    pub records: u64,
+    /// Stop after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    pub max_secs: u64,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `meshlog bench raw-store`.
+#[derive(Debug, clap::Args)]
+pub struct RawStoreBench {
+    /// Scratch directory (must not exist or be empty).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Records to write.
+    #[arg(long, default_value_t = 100_000)]
+    pub records: u64,
+    /// Bytes per record value.
+    #[arg(long, default_value_t = 1024)]
+    pub record_size: usize,
+    /// Batch size in bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub batch_size: usize,
+    /// Batches per flush (the node's in-flight window).
+    #[arg(long, default_value_t = 16)]
+    pub batches_per_flush: usize,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// One benchmark's figures.
@@ -144,123 +160,134 @@ impl BenchResult {
 /// Run a benchmark.
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
-        BenchCommand::Produce {
-            topic,
-            records,
-            record_size,
-            batch_size,
-            linger_ms,
-            in_flight,
-            acks,
-            partitions,
-            max_secs,
-            server,
-            json,
-        } => {
-            let client = server.connect().await?;
-            match client
-                .create_topic(&topic, partitions, 1, Default::default())
-                .await
-            {
-                Ok(_) => {}
-                Err(ClientError::Server(e)) if e.code == ErrorCode::TopicAlreadyExists => {}
-                Err(e) => return Err(e.into()),
-            }
-            let cfg = ProducerConfig {
-                acks,
-                batch_size_bytes: batch_size,
-                linger: Duration::from_millis(linger_ms),
-                max_in_flight: in_flight,
-                ..ProducerConfig::default()
-            };
-            let mut producer = Producer::new(client, &topic, cfg).await?;
-            producer.record_latencies();
-            let payload: Vec<u8> = (0..record_size).map(|_| rand::random::<u8>()).collect();
-            let deadline = Instant::now() + Duration::from_secs(max_secs);
-            let started = Instant::now();
-            for _ in 0..records {
-                if Instant::now() >= deadline {
-                    break;
-                }
-                producer.send(None, &payload, now_ms()).await?;
-            }
-            producer.flush().await?;
-            let elapsed = started.elapsed();
-            let s = producer.stats();
-            let label = format!("produce {record_size} B acks={acks} in-flight={in_flight}");
-            let mut r = BenchResult::new(label, s.records, s.records * record_size as u64, elapsed);
-            if let Some(h) = producer.latencies() {
-                let q = |p: f64| Some(h.value_at_quantile(p) as f64 / 1000.0);
-                (r.p50_ms, r.p99_ms, r.p999_ms) = (q(0.5), q(0.99), q(0.999));
-            }
-            r.print(json)
+        BenchCommand::Produce(b) => b.run().await,
+        BenchCommand::Consume(b) => b.run().await,
+        BenchCommand::RawStore(b) => b.run().await,
+    }
+}
+
+impl ProduceBench {
+    async fn run(self) -> anyhow::Result<()> {
+        let client = self.server.connect().await?;
+        match client
+            .create_topic(&self.topic, self.partitions, 1, Default::default())
+            .await
+        {
+            Ok(_) => {}
+            Err(ClientError::Server(e)) if e.code == ErrorCode::TopicAlreadyExists => {}
+            Err(e) => return Err(e.into()),
         }
-        BenchCommand::Consume {
-            topic,
-            records,
-            max_secs,
-            server,
-            json,
-        } => {
-            let client = server.connect().await?;
-            let parts = client.describe_topic(&topic).await?.topic.partitions;
-            let deadline = Instant::now() + Duration::from_secs(max_secs);
-            let started = Instant::now();
-            let reads = (0..parts).map(|p| {
-                let client = client.clone();
-                let topic = topic.clone();
-                async move {
-                    let mut off =
-                        consumer::start_offset(&client, &topic, p, StartAt::Beginning).await?;
-                    let (mut n, mut bytes) = (0u64, 0u64);
-                    while Instant::now() < deadline {
-                        let f = consumer::fetch(&client, &topic, p, off, 4 << 20, 0).await?;
-                        if f.records.is_empty() {
-                            break;
-                        }
-                        n += f.records.len() as u64;
-                        bytes += f
-                            .records
-                            .iter()
-                            .map(|r| r.value.as_ref().map_or(0, |v| v.len()) as u64)
-                            .sum::<u64>();
-                        off = f.next_offset;
-                    }
-                    Ok::<_, ClientError>((n, bytes))
-                }
-            });
-            let mut total = (0u64, 0u64);
-            for r in futures::future::join_all(reads).await {
-                let (n, b) = r?;
-                total = (total.0 + n, total.1 + b);
+        let cfg = ProducerConfig {
+            acks: self.acks,
+            batch_size_bytes: self.batch_size,
+            linger: Duration::from_millis(self.linger_ms),
+            max_in_flight: self.in_flight,
+            buffer_bytes: self
+                .buffer_bytes
+                .unwrap_or(2 * self.in_flight * self.batch_size),
+            ..ProducerConfig::default()
+        };
+        let mut producer = Producer::new(client, &self.topic, cfg).await?;
+        producer.record_latencies();
+        let payload: Vec<u8> = (0..self.record_size)
+            .map(|_| rand::random::<u8>())
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(self.max_secs);
+        let started = Instant::now();
+        for _ in 0..self.records {
+            if Instant::now() >= deadline {
+                break;
             }
-            let label = format!("consume {parts} partition(s)");
-            let _ = records;
-            BenchResult::new(label, total.0, total.1, started.elapsed()).print(json)
+            producer.send(None, &payload, now_ms()).await?;
         }
-        BenchCommand::RawStore {
-            dir,
-            records,
-            record_size,
-            batch_size,
-            batches_per_flush,
-            json,
-        } => {
-            let per_batch = (batch_size / (record_size + 16)).max(1) as u64;
-            let payload: Vec<u8> = (0..record_size).map(|_| rand::random::<u8>()).collect();
-            let mut b = BatchBuilder::new();
-            for _ in 0..per_batch {
-                b.push(now_ms(), None, Some(&payload), &[]);
-            }
-            let batch = b.build().unwrap_or_default();
-            let batches = records.div_ceil(per_batch);
-            let elapsed = tokio::task::spawn_blocking(move || {
-                storage::raw_write_bench(&dir, &batch, batches, batches_per_flush)
-            })
-            .await??;
-            let n = batches * per_batch;
-            let label = format!("raw store {record_size} B, {batches_per_flush} batches/flush");
-            BenchResult::new(label, n, n * record_size as u64, elapsed).print(json)
+        producer.flush().await?;
+        let elapsed = started.elapsed();
+        let s = producer.stats();
+        let label = format!(
+            "produce {} B acks={} in-flight={}",
+            self.record_size, self.acks, self.in_flight
+        );
+        let mut r = BenchResult::new(
+            label,
+            s.records,
+            s.records * self.record_size as u64,
+            elapsed,
+        );
+        if let Some(h) = producer.latencies() {
+            let q = |p: f64| Some(h.value_at_quantile(p) as f64 / 1000.0);
+            (r.p50_ms, r.p99_ms, r.p999_ms) = (q(0.5), q(0.99), q(0.999));
         }
+        r.print(self.json)
+    }
+}
+
+impl ConsumeBench {
+    async fn run(self) -> anyhow::Result<()> {
+        let client = self.server.connect().await?;
+        let parts = client.describe_topic(&self.topic).await?.topic.partitions;
+        let deadline = Instant::now() + Duration::from_secs(self.max_secs);
+        let per_partition = self.records.div_ceil(parts.max(1) as u64);
+        let started = Instant::now();
+        let reads = (0..parts)
+            .map(|p| read_partition(client.clone(), &self.topic, p, per_partition, deadline));
+        let mut total = (0u64, 0u64);
+        for r in futures::future::join_all(reads).await {
+            let (n, b) = r?;
+            total = (total.0 + n, total.1 + b);
+        }
+        let label = format!("consume {parts} partition(s)");
+        BenchResult::new(label, total.0, total.1, started.elapsed()).print(self.json)
+    }
+}
+
+/// Read one partition from the beginning until `want` records, the end, or `deadline`.
+async fn read_partition(
+    client: crate::client::Client,
+    topic: &str,
+    p: u32,
+    want: u64,
+    deadline: Instant,
+) -> Result<(u64, u64), ClientError> {
+    let mut off = consumer::start_offset(&client, topic, p, StartAt::Beginning).await?;
+    let (mut n, mut bytes) = (0u64, 0u64);
+    while n < want && Instant::now() < deadline {
+        let f = consumer::fetch(&client, topic, p, off, 4 << 20, 0).await?;
+        if f.records.is_empty() {
+            break;
+        }
+        n += f.records.len() as u64;
+        bytes += f
+            .records
+            .iter()
+            .map(|r| r.value.as_ref().map_or(0, |v| v.len()) as u64)
+            .sum::<u64>();
+        off = f.next_offset;
+    }
+    Ok((n, bytes))
+}
+
+impl RawStoreBench {
+    async fn run(self) -> anyhow::Result<()> {
+        let per_batch = (self.batch_size / (self.record_size + 16)).max(1) as u64;
+        let payload: Vec<u8> = (0..self.record_size)
+            .map(|_| rand::random::<u8>())
+            .collect();
+        let mut b = BatchBuilder::new();
+        for _ in 0..per_batch {
+            b.push(now_ms(), None, Some(&payload), &[]);
+        }
+        let batch = b.build().unwrap_or_default();
+        let batches = self.records.div_ceil(per_batch);
+        let (dir, per_flush) = (self.dir.clone(), self.batches_per_flush);
+        let elapsed = tokio::task::spawn_blocking(move || {
+            storage::raw_write_bench(&dir, &batch, batches, per_flush)
+        })
+        .await??;
+        let n = batches * per_batch;
+        let label = format!(
+            "raw store {} B, {per_flush} batches/flush",
+            self.record_size
+        );
+        BenchResult::new(label, n, n * self.record_size as u64, elapsed).print(self.json)
     }
 }

@@ -101,3 +101,56 @@ where
         write_msg(io, &res, self.max_frame_bytes).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::io::Cursor;
+    use meshlog_protocol::messages::{ClientRequest, ClientResult};
+    use request_response::Codec;
+
+    type Client = FrameCodec<ClientRequest, ClientResult>;
+    const P: StreamProtocol = StreamProtocol::new("/meshlog/client/1");
+
+    async fn read(bytes: Vec<u8>) -> io::Result<ClientRequest> {
+        Client::new(1 << 20)
+            .read_request(&P, &mut Cursor::new(bytes))
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_request_round_trips() {
+        let mut buf = Cursor::new(Vec::new());
+        Client::new(1 << 20)
+            .write_request(&P, &mut buf, ClientRequest::ListTopics)
+            .await
+            .unwrap();
+        assert_eq!(
+            read(buf.into_inner()).await.unwrap(),
+            ClientRequest::ListTopics
+        );
+    }
+
+    #[tokio::test]
+    async fn oversized_garbage_and_foreign_frames_are_errors() {
+        // A 4 GiB length prefix is refused from its four bytes.
+        let e = read(u32::MAX.to_be_bytes().to_vec()).await.unwrap_err();
+        assert!(e.to_string().contains("exceeds the limit"), "{e}");
+        // A well-framed body that is not a request.
+        let mut garbage = 6u32.to_be_bytes().to_vec();
+        garbage.extend_from_slice(&[frame::WIRE_VERSION, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(
+            read(garbage).await.unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        // A frame from another wire version.
+        let mut foreign = 2u32.to_be_bytes().to_vec();
+        foreign.extend_from_slice(&[99, 0]);
+        let e = read(foreign).await.unwrap_err();
+        assert!(e.to_string().contains("unsupported wire version 99"), "{e}");
+        // A truncated frame.
+        let mut short = 100u32.to_be_bytes().to_vec();
+        short.extend_from_slice(&[1, 2, 3]);
+        assert!(read(short).await.is_err());
+    }
+}
