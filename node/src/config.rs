@@ -2,7 +2,7 @@
 //! environment variables and command-line flags, in that order of precedence, checked
 //! by one [`NodeConfig::validate`].
 
-use crate::network::Multiaddr;
+use crate::network::{Multiaddr, PeerId};
 use meshlog_protocol::frame::{DEFAULT_MAX_FRAME_BYTES, MAX_FRAME_BYTES};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -60,6 +60,23 @@ pub struct NodeConfig {
     pub produce_max_timeout_ms: u32,
     /// How often retention runs.
     pub retention_check_interval_ms: u64,
+    /// Join the LAN by mDNS.
+    pub mdns: bool,
+    /// Multiaddrs of nodes to join through (any member will do).
+    pub bootstrap: Vec<String>,
+    /// The mesh's pre-shared key file (`/key/swarm/psk/1.0.0/` format); peers without
+    /// the key cannot connect at all.
+    pub psk_file: Option<PathBuf>,
+    /// If not empty, only these PeerIds may connect.
+    pub allow_peers: Vec<String>,
+    /// How often this node announces itself on gossip.
+    pub heartbeat_interval_ms: u64,
+    /// A member unheard of for this long is down.
+    pub member_timeout_ms: u64,
+    /// How long a topic creation waits for concurrent creations of the same name.
+    pub topic_settle_ms: u64,
+    /// Budget for one DHT lookup or peer query.
+    pub lookup_timeout_ms: u64,
 }
 
 impl Default for NodeConfig {
@@ -75,6 +92,14 @@ impl Default for NodeConfig {
             fetch_max_bytes: 16 << 20,
             produce_max_timeout_ms: 60_000,
             retention_check_interval_ms: 60_000,
+            mdns: true,
+            bootstrap: Vec::new(),
+            psk_file: None,
+            allow_peers: Vec::new(),
+            heartbeat_interval_ms: 1_000,
+            member_timeout_ms: 5_000,
+            topic_settle_ms: 1_000,
+            lookup_timeout_ms: 3_000,
         }
     }
 }
@@ -106,6 +131,25 @@ impl NodeConfig {
             .collect()
     }
 
+    /// The bootstrap addresses, parsed.
+    pub fn bootstrap_addrs(&self) -> Result<Vec<Multiaddr>, ConfigError> {
+        self.bootstrap
+            .iter()
+            .map(|s| s.parse::<Multiaddr>().map_err(|e| ConfigError::Invalid(format!("bootstrap address '{s}': {e}"))))
+            .collect()
+    }
+
+    /// The allowlist, parsed (`None` when empty: everyone may connect).
+    pub fn allowlist(&self) -> Result<Option<Vec<PeerId>>, ConfigError> {
+        if self.allow_peers.is_empty() {
+            return Ok(None);
+        }
+        let peers = self.allow_peers.iter().map(|s| {
+            s.parse::<PeerId>().map_err(|e| ConfigError::Invalid(format!("allowed peer '{s}': {e}")))
+        });
+        peers.collect::<Result<Vec<_>, _>>().map(Some)
+    }
+
     /// Check every value and the relations between them.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
@@ -113,6 +157,20 @@ impl NodeConfig {
             return bad("at least one listen address is needed".into());
         }
         self.listen_addrs()?;
+        self.bootstrap_addrs()?;
+        self.allowlist()?;
+        if self.heartbeat_interval_ms == 0 || self.member_timeout_ms < 3 * self.heartbeat_interval_ms {
+            return bad(format!(
+                "member_timeout_ms={} must be at least 3 heartbeats (heartbeat_interval_ms={}, which must be > 0)",
+                self.member_timeout_ms, self.heartbeat_interval_ms
+            ));
+        }
+        if self.lookup_timeout_ms == 0 || self.lookup_timeout_ms > self.request_timeout_ms {
+            return bad(format!(
+                "lookup_timeout_ms={} must be > 0 and at most request_timeout_ms={}",
+                self.lookup_timeout_ms, self.request_timeout_ms
+            ));
+        }
         if self.max_frame_bytes < 64 << 10 || self.max_frame_bytes > MAX_FRAME_BYTES {
             return bad(format!(
                 "max_frame_bytes={} must be between 65536 and {MAX_FRAME_BYTES}",

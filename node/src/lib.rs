@@ -8,7 +8,11 @@
 //!   retention.
 //! - [`network`]: the only module that imports libp2p; one task owns the swarm, others use a
 //!   cloneable handle.
-//! - [`server`]: a running node: wires storage, broker and network, serves until shutdown.
+//! - [`mesh`]: membership (heartbeats, failure detection) and the topic registry kept in
+//!   agreement across nodes (signed records, gossip, DHT, anti-entropy).
+//! - [`services`]: the service registry (registrations with TTLs, discovery via DHT providers).
+//! - [`gateway`]: any node is an entry point: serve locally or forward to the owner.
+//! - [`server`]: a running node: wires storage, broker, network, mesh and gateway.
 //! - [`client`]: the client library (a light peer) with a batching producer and fetch helpers.
 //! - [`cli`]: the `meshlog` command line.
 
@@ -16,6 +20,9 @@ pub mod broker;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod gateway;
+pub mod mesh;
 pub mod network;
 pub mod server;
+pub mod services;
 pub mod storage;

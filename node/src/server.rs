@@ -4,11 +4,11 @@
 
 use crate::broker::{Broker, BrokerLimits};
 use crate::config::{ConfigError, NodeConfig};
-use crate::network::{
-    self, identity, Multiaddr, NetworkConfig, NetworkError, NetworkEvent, NetworkHandle, PeerId,
-};
+use crate::gateway::Gateway;
+use crate::mesh::{Mesh, MeshConfig, MeshEvent};
+use crate::network::{self, identity, Multiaddr, NetworkConfig, NetworkError, NetworkEvent, PeerId, Psk};
+use crate::services::Services;
 use crate::storage::{StorageError, Store, StoreOptions};
-use meshlog_protocol::messages::{PeerRequest, PeerResponse};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -85,12 +85,9 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     cfg.validate()?;
     let keypair = identity::load_or_create(&cfg.data_dir)?;
     let peer_id = keypair.public().to_peer_id();
-    let store = Arc::new(Store::open(
-        &cfg.data_dir,
-        &StoreOptions {
-            cache_capacity_bytes: cfg.cache_capacity_bytes,
-        },
-    )?);
+    let psk = cfg.psk_file.as_deref().map(Psk::load).transpose()?;
+    let store_opts = StoreOptions { cache_capacity_bytes: cfg.cache_capacity_bytes };
+    let store = Arc::new(Store::open(&cfg.data_dir, &store_opts)?);
     let limits = BrokerLimits {
         fetch_max_wait_ms: cfg.fetch_max_wait_ms,
         fetch_max_bytes: cfg.fetch_max_bytes,
@@ -105,35 +102,51 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         max_frame_bytes: cfg.max_frame_bytes,
         request_timeout: Duration::from_millis(cfg.request_timeout_ms),
         idle_connection_timeout: Duration::from_millis(cfg.idle_connection_timeout_ms),
+        mdns: cfg.mdns,
+        psk,
+        allow: cfg.allowlist()?,
+        bootstrap: cfg.bootstrap_addrs()?,
     };
     let (net, events) = network::start(net_cfg, shutdown_rx.clone()).await?;
-    let listen_addrs: Vec<Multiaddr> = net
-        .listen_addrs()
-        .iter()
-        .map(|a| network::with_peer_id(a, peer_id))
-        .collect();
-    tracing::info!(node = %peer_id, data_dir = %cfg.data_dir.display(), ?listen_addrs, "node started");
+    let listen_addrs: Vec<Multiaddr> = net.listen_addrs().iter().map(|a| network::with_peer_id(a, peer_id)).collect();
+    tracing::info!(
+        node = %peer_id,
+        data_dir = %cfg.data_dir.display(),
+        ?listen_addrs,
+        mdns = cfg.mdns,
+        psk = psk.map(|p| p.fingerprint()),
+        "node started"
+    );
+    let lookup_timeout = Duration::from_millis(cfg.lookup_timeout_ms);
+    let mesh_cfg = MeshConfig {
+        heartbeat_interval: Duration::from_millis(cfg.heartbeat_interval_ms),
+        member_timeout: Duration::from_millis(cfg.member_timeout_ms),
+        topic_settle: Duration::from_millis(cfg.topic_settle_ms),
+        lookup_timeout,
+        anti_entropy_interval: Duration::from_secs(30),
+    };
+    let addrs = net.listen_addrs().iter().map(ToString::to_string).collect();
+    let mesh = Mesh::new(net.clone(), broker.clone(), addrs, mesh_cfg);
+    let services = Arc::new(Services::new(net.clone(), lookup_timeout));
+    let gateway = Arc::new(Gateway {
+        broker: broker.clone(),
+        mesh: mesh.clone(),
+        services: services.clone(),
+        net: net.clone(),
+        peer_timeout: lookup_timeout,
+    });
     let tasks = vec![
-        tokio::spawn(dispatch(broker.clone(), net, events, shutdown_rx.clone())),
-        tokio::spawn(retention(
-            broker.clone(),
-            cfg.retention_check_interval_ms,
-            shutdown_rx,
-        )),
+        tokio::spawn(dispatch(gateway, net, events, shutdown_rx.clone())),
+        tokio::spawn(mesh.run(shutdown_rx.clone())),
+        tokio::spawn(retention(broker.clone(), cfg.retention_check_interval_ms, shutdown_rx.clone())),
+        tokio::spawn(sweep_services(services, shutdown_rx)),
     ];
-    Ok(RunningNode {
-        peer_id,
-        listen_addrs,
-        broker,
-        store,
-        shutdown,
-        tasks,
-    })
+    Ok(RunningNode { peer_id, listen_addrs, broker, store, shutdown, tasks })
 }
 
 async fn dispatch(
-    broker: Arc<Broker>,
-    net: NetworkHandle,
+    gateway: Arc<Gateway>,
+    net: network::NetworkHandle,
     mut events: mpsc::Receiver<NetworkEvent>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -143,32 +156,39 @@ async fn dispatch(
             ev = events.recv() => match ev { Some(ev) => ev, None => return },
             _ = stopped(&mut shutdown) => return,
         };
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
-        let (broker, net) = (broker.clone(), net.clone());
+        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        let (gateway, net) = (gateway.clone(), net.clone());
         tokio::spawn(async move {
             match ev {
-                NetworkEvent::ClientRequest {
-                    request, responder, ..
-                } => {
-                    let result = broker.handle(request).await;
+                NetworkEvent::ClientRequest { request, responder, .. } => {
+                    let result = gateway.client(request).await;
                     net.respond_client(responder, result).await;
                 }
-                NetworkEvent::PeerRequest {
-                    request, responder, ..
-                } => {
-                    let response = match request {
-                        // Until partitions have owners elsewhere, this node serves all.
-                        PeerRequest::Forward(req) => {
-                            PeerResponse::Forwarded(broker.handle(req).await)
-                        }
-                    };
+                NetworkEvent::PeerRequest { request, responder, .. } => {
+                    let response = gateway.peer(request).await;
                     net.respond_peer(responder, response).await;
                 }
+                NetworkEvent::Gossip { source, message } => {
+                    gateway.mesh.on_event(MeshEvent::Gossip(source, message)).await;
+                }
+                NetworkEvent::PeerConnected { peer } => gateway.mesh.on_event(MeshEvent::Connected(peer)).await,
+                NetworkEvent::PeerDisconnected { peer } => tracing::debug!(%peer, "disconnected"),
             }
             drop(permit);
         });
+    }
+}
+
+/// How often lapsed service registrations are dropped.
+const SERVICE_SWEEP_INTERVAL: Duration = Duration::from_millis(250);
+
+async fn sweep_services(services: Arc<Services>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(SERVICE_SWEEP_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => services.sweep().await,
+            _ = stopped(&mut shutdown) => return,
+        }
     }
 }
 

@@ -43,13 +43,17 @@ pub enum ErrorCode {
     InvalidRequest = 42,
     /// The node's storage failed (disk full, I/O error); nothing was acknowledged.
     StorageError = 56,
+    /// The partition's owner cannot be reached right now; retry later.
+    LeaderNotAvailable = 5,
     /// The node is shutting down or overloaded; retry elsewhere or later.
     Unavailable = 1000,
+    /// No such service registration.
+    UnknownService = 1001,
 }
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::Unknown,
         ErrorCode::OffsetOutOfRange,
         ErrorCode::CorruptMessage,
@@ -67,6 +71,8 @@ impl ErrorCode {
         ErrorCode::InvalidRequest,
         ErrorCode::StorageError,
         ErrorCode::Unavailable,
+        ErrorCode::LeaderNotAvailable,
+        ErrorCode::UnknownService,
     ];
 
     /// The stable number of this code.
@@ -103,6 +109,8 @@ impl ErrorCode {
             ErrorCode::InvalidRequest => "INVALID_REQUEST",
             ErrorCode::StorageError => "STORAGE_ERROR",
             ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::LeaderNotAvailable => "LEADER_NOT_AVAILABLE",
+            ErrorCode::UnknownService => "UNKNOWN_SERVICE",
         }
     }
 
@@ -111,6 +119,7 @@ impl ErrorCode {
         matches!(
             self,
             ErrorCode::NotLeaderOrFollower
+                | ErrorCode::LeaderNotAvailable
                 | ErrorCode::RequestTimedOut
                 | ErrorCode::NotEnoughReplicas
                 | ErrorCode::Unavailable

@@ -13,11 +13,13 @@
 //! - [`batch`]: Kafka record batch format v2 (magic 2), byte for byte, with CRC32C.
 //! - [`partitioner`]: Kafka's default key partitioner (murmur2), bit for bit.
 //! - [`types`]: small shared value types (acks, offset specs, topic descriptions).
+//! - [`mesh`]: membership heartbeats, topic records, service instances (mesh hints).
 
 pub mod batch;
 pub mod codec;
 pub mod error;
 pub mod frame;
+pub mod mesh;
 pub mod messages;
 pub mod partitioner;
 pub mod types;

@@ -9,7 +9,8 @@
 //! re-encoded: `serde_bytes` keeps them a single length-prefixed blob.
 
 use crate::error::WireError;
-use crate::types::{Acks, OffsetSpec, TopicDescription, TopicInfo};
+use crate::mesh::{ClusterStatus, ServiceInstance, SignedRecord};
+use crate::types::{Acks, OffsetSpec, PartitionStatus, TopicDescription, TopicInfo};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -47,6 +48,39 @@ pub enum ClientRequest {
         /// Which offset.
         spec: OffsetSpec,
     },
+    /// Register (or renew) a service endpoint, held by the node asked.
+    RegisterService(ServiceRegistration),
+    /// Remove a registration made through the node asked.
+    DeregisterService {
+        /// Service name.
+        name: String,
+        /// The instance to remove.
+        instance_id: String,
+    },
+    /// The live endpoints of a service, from the whole mesh.
+    DiscoverService {
+        /// Service name.
+        name: String,
+    },
+    /// Every live service instance in the mesh.
+    ListServices,
+    /// Members, their addresses and who owns which partition.
+    ClusterStatus,
+}
+
+/// A service registration or renewal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRegistration {
+    /// Service name (same rules as topic names).
+    pub name: String,
+    /// Instance id; the endpoint if not given.
+    pub instance_id: Option<String>,
+    /// Where to reach the instance.
+    pub endpoint: String,
+    /// Lapses this long after the last renewal.
+    pub ttl_ms: u64,
+    /// Free-form metadata.
+    pub meta: BTreeMap<String, String>,
 }
 
 /// Append one Kafka v2 record batch to one partition.
@@ -98,6 +132,14 @@ pub enum ClientResponse {
         /// The offset found.
         offset: u64,
     },
+    /// A service instance was registered or renewed.
+    ServiceRegistered(ServiceInstance),
+    /// A registration was removed.
+    ServiceDeregistered,
+    /// Live service instances.
+    Services(Vec<ServiceInstance>),
+    /// The mesh as the answering node sees it.
+    Cluster(ClusterStatus),
 }
 
 /// Where an appended batch landed.
@@ -130,6 +172,18 @@ pub type ClientResult = Result<ClientResponse, WireError>;
 pub enum PeerRequest {
     /// Serve this client request on the client's behalf (the mesh as API gateway).
     Forward(ClientRequest),
+    /// Every topic record the asked node holds (anti-entropy on join).
+    TopicRecords,
+    /// Live service instances registered at the asked node (all, or of one name).
+    LocalServices {
+        /// Only this service, if given.
+        name: Option<String>,
+    },
+    /// The state of the partitions of `topic` that the asked node owns.
+    PartitionStatuses {
+        /// Topic name.
+        topic: String,
+    },
 }
 
 /// The answer to a [`PeerRequest`].
@@ -137,4 +191,12 @@ pub enum PeerRequest {
 pub enum PeerResponse {
     /// The forwarded request's result.
     Forwarded(ClientResult),
+    /// Topic records, each signed by its creator.
+    TopicRecords(Vec<SignedRecord>),
+    /// Service instances.
+    Services(Vec<ServiceInstance>),
+    /// Partition states.
+    Partitions(Vec<PartitionStatus>),
+    /// The request could not be served.
+    Error(WireError),
 }

@@ -242,6 +242,8 @@ pub struct PartitionStatus {
     pub partition: u32,
     /// The node that leads it (its PeerId as text).
     pub leader: String,
+    /// The nodes holding it, leader first.
+    pub replicas: Vec<String>,
     /// The oldest offset still kept.
     pub log_start_offset: u64,
     /// The next offset a consumer can see (everything below it is committed).
@@ -250,6 +252,8 @@ pub struct PartitionStatus {
     pub log_end_offset: u64,
     /// Bytes of stored batches.
     pub size_bytes: u64,
+    /// False when the owner did not answer: the offsets above are unknown (zero).
+    pub online: bool,
 }
 
 /// A topic and the state of each of its partitions.

@@ -36,12 +36,17 @@ where
     }
 }
 
-/// A node config for tests: loopback, an ephemeral port, a small cache.
+/// A node config for tests: loopback, an ephemeral port, a small cache, no mDNS (tests
+/// running side by side must not find each other), and fast mesh timers.
 pub fn test_config(data_dir: &Path) -> NodeConfig {
     NodeConfig {
         data_dir: data_dir.to_path_buf(),
         listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
         cache_capacity_bytes: 16 << 20,
+        mdns: false,
+        heartbeat_interval_ms: 200,
+        member_timeout_ms: 1_500,
+        topic_settle_ms: 300,
         ..NodeConfig::default()
     }
 }
@@ -79,7 +84,7 @@ impl NodeProcess {
         let mut child = Command::new(meshlog_bin())
             .args(["node", "--data-dir"])
             .arg(data_dir)
-            .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--log", "warn"])
+            .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", "--log", "warn"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

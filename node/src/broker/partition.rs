@@ -287,16 +287,18 @@ impl Partition {
         Ok(removed)
     }
 
-    /// The partition's offsets and size.
-    pub fn status(&self, leader: &str) -> PartitionStatus {
+    /// The partition's offsets and size; `replicas` is its replica set, owner first.
+    pub fn status(&self, replicas: &[String]) -> PartitionStatus {
         let st = self.state().clone();
         PartitionStatus {
             partition: self.id,
-            leader: leader.to_string(),
+            leader: replicas.first().cloned().unwrap_or_default(),
+            replicas: replicas.to_vec(),
             log_start_offset: st.log_start,
             high_watermark: *self.hw.borrow(),
             log_end_offset: st.log_end,
             size_bytes: st.size_bytes,
+            online: true,
         }
     }
 }

@@ -4,10 +4,12 @@
 //! usage (from clap).
 
 mod bench;
+mod cluster;
 mod consume;
 mod node_cmd;
 mod output;
 mod produce;
+mod service;
 mod topic;
 
 use crate::client::Client;
@@ -38,6 +40,14 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print records, one value per line.
     Consume(consume::ConsumeArgs),
+    /// Register, discover and list service endpoints (a registry with no server).
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
+    /// Show the mesh: members, addresses, last seen, and who owns which partition.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// Print a new random pre-shared key for a closed mesh (save it, pass --psk-file).
+    MeshKey,
     /// Measure produce and consume throughput and latency.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -49,6 +59,9 @@ pub struct ServerArgs {
     /// Multiaddr of any node, with or without /p2p/PEERID.
     #[arg(long, env = "MESHLOG_SERVER", default_value_t = default_server())]
     pub server: Multiaddr,
+    /// The mesh's pre-shared key file, if the mesh is closed.
+    #[arg(long, env = "MESHLOG_PSK_FILE")]
+    pub psk_file: Option<std::path::PathBuf>,
 }
 
 fn default_server() -> Multiaddr {
@@ -83,6 +96,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topic(cmd) => topic::run(cmd).await,
         Command::Produce(args) => produce::run(args).await,
         Command::Consume(args) => consume::run(args).await,
+        Command::Service(cmd) => service::run(cmd).await,
+        Command::Cluster(cmd) => cluster::run(cmd).await,
+        Command::MeshKey => {
+            print!("{}", crate::network::Psk::generate_text());
+            Ok(())
+        }
         Command::Bench(cmd) => bench::run(cmd).await,
     }
 }

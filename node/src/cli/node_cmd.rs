@@ -16,6 +16,18 @@ pub struct NodeArgs {
     /// Listen multiaddr, repeatable (default: /ip4/0.0.0.0/tcp/9494).
     #[arg(long, env = "MESHLOG_LISTEN", value_delimiter = ',')]
     listen: Vec<String>,
+    /// Join the mesh through this node (multiaddr), repeatable.
+    #[arg(long, env = "MESHLOG_BOOTSTRAP", value_delimiter = ',')]
+    bootstrap: Vec<String>,
+    /// Do not discover or announce on the LAN by mDNS.
+    #[arg(long)]
+    no_mdns: bool,
+    /// Close the mesh with this pre-shared key file (see `meshlog mesh-key`).
+    #[arg(long, env = "MESHLOG_PSK_FILE")]
+    psk_file: Option<PathBuf>,
+    /// Only let this PeerId connect (repeatable; this node is always allowed).
+    #[arg(long = "allow-peer", env = "MESHLOG_ALLOW_PEERS", value_delimiter = ',')]
+    allow_peers: Vec<String>,
 }
 
 /// Build the effective config: defaults < file < env < flags.
@@ -26,6 +38,18 @@ fn effective(args: NodeArgs) -> anyhow::Result<NodeConfig> {
     }
     if !args.listen.is_empty() {
         cfg.listen = args.listen;
+    }
+    if !args.bootstrap.is_empty() {
+        cfg.bootstrap = args.bootstrap;
+    }
+    if args.no_mdns {
+        cfg.mdns = false;
+    }
+    if args.psk_file.is_some() {
+        cfg.psk_file = args.psk_file;
+    }
+    if !args.allow_peers.is_empty() {
+        cfg.allow_peers = args.allow_peers;
     }
     cfg.validate()?;
     Ok(cfg)

@@ -9,10 +9,11 @@ pub mod consumer;
 pub mod producer;
 
 use crate::network::{
-    self, Keypair, Multiaddr, NetworkConfig, NetworkError, NetworkHandle, PeerId,
+    self, Keypair, Multiaddr, NetworkConfig, NetworkError, NetworkHandle, PeerId, Psk,
 };
 use meshlog_protocol::frame::DEFAULT_MAX_FRAME_BYTES;
-use meshlog_protocol::messages::{ClientRequest, ClientResponse};
+use meshlog_protocol::mesh::{ClusterStatus, ServiceInstance};
+use meshlog_protocol::messages::{ClientRequest, ClientResponse, ServiceRegistration};
 use meshlog_protocol::types::{TopicDescription, TopicInfo};
 use meshlog_protocol::WireError;
 use std::collections::BTreeMap;
@@ -59,6 +60,11 @@ pub struct Client {
 impl Client {
     /// Dial the node at `addr` (with or without `/p2p/PEERID`).
     pub async fn connect(addr: &Multiaddr) -> Result<Client, ClientError> {
+        Client::connect_with(addr, None).await
+    }
+
+    /// Dial the node at `addr` through a closed mesh's pre-shared key.
+    pub async fn connect_with(addr: &Multiaddr, psk: Option<Psk>) -> Result<Client, ClientError> {
         let (stop, stop_rx) = watch::channel(false);
         let cfg = NetworkConfig {
             keypair: Keypair::generate_ed25519(),
@@ -67,6 +73,10 @@ impl Client {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             request_timeout: REQUEST_TIMEOUT,
             idle_connection_timeout: Duration::from_secs(300),
+            mdns: false,
+            psk,
+            allow: None,
+            bootstrap: Vec::new(),
         };
         let (net, _events) = network::start(cfg, stop_rx).await?;
         let server = match tokio::time::timeout(CONNECT_TIMEOUT, net.dial(addr.clone())).await {
@@ -141,6 +151,49 @@ impl Client {
             .await?
         {
             ClientResponse::Topic(t) => Ok(t),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+impl Client {
+    /// Register or renew a service instance at the connected node.
+    pub async fn register_service(&self, reg: ServiceRegistration) -> Result<ServiceInstance, ClientError> {
+        match self.request(ClientRequest::RegisterService(reg)).await? {
+            ClientResponse::ServiceRegistered(i) => Ok(i),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Remove a registration made through the connected node.
+    pub async fn deregister_service(&self, name: &str, instance_id: &str) -> Result<(), ClientError> {
+        let req = ClientRequest::DeregisterService { name: name.into(), instance_id: instance_id.into() };
+        match self.request(req).await? {
+            ClientResponse::ServiceDeregistered => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Live instances of a service, from the whole mesh.
+    pub async fn discover_service(&self, name: &str) -> Result<Vec<ServiceInstance>, ClientError> {
+        match self.request(ClientRequest::DiscoverService { name: name.into() }).await? {
+            ClientResponse::Services(v) => Ok(v),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Every live service instance in the mesh.
+    pub async fn list_services(&self) -> Result<Vec<ServiceInstance>, ClientError> {
+        match self.request(ClientRequest::ListServices).await? {
+            ClientResponse::Services(v) => Ok(v),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The mesh as the connected node sees it.
+    pub async fn cluster_status(&self) -> Result<ClusterStatus, ClientError> {
+        match self.request(ClientRequest::ClusterStatus).await? {
+            ClientResponse::Cluster(c) => Ok(c),
             other => Err(unexpected(other)),
         }
     }

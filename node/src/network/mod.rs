@@ -5,17 +5,23 @@
 //! replies, and receives [`NetworkEvent`]s (inbound requests) on a bounded channel.
 //! The network carries facts and requests; it decides nothing about topics or logs.
 //!
-//! Transport: TCP + noise (every peer authenticated by its key) + yamux. Protocols:
-//! identify, ping, and request-response for the client API (`/meshlog/client/1`) and the
-//! peer API (`/meshlog/peer/1`), each message one length-prefixed frame.
+//! Transport: TCP (optionally inside a pre-shared-key pnet layer) + noise (every peer
+//! authenticated by its key) + yamux. Protocols: Kademlia, gossipsub, mDNS, identify,
+//! ping, and request-response for the client API (`/meshlog/client/1`) and the peer API
+//! (`/meshlog/peer/1`), each message one length-prefixed frame. See [`behaviour`].
 
+mod behaviour;
 mod codec;
 mod event_loop;
 pub mod identity;
+mod records;
+
+pub use records::{sign_record, verify_record};
 
 pub use libp2p::identity::Keypair;
 pub use libp2p::{Multiaddr, PeerId};
 
+use meshlog_protocol::mesh::{GossipMessage, SignedRecord};
 use meshlog_protocol::messages::{ClientRequest, ClientResult, PeerRequest, PeerResponse};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -66,6 +72,42 @@ pub enum NetworkError {
     /// The network task has stopped.
     #[error("the network task has stopped")]
     Stopped,
+    /// The pre-shared key file is missing or malformed.
+    #[error("pre-shared key {path}: {reason}")]
+    Psk {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A signed record failed verification.
+    #[error("invalid signed record: {0}")]
+    BadRecord(String),
+}
+
+/// A mesh's pre-shared key (libp2p pnet): peers without it cannot connect at all.
+#[derive(Clone, Copy)]
+pub struct Psk(libp2p::pnet::PreSharedKey);
+
+impl Psk {
+    /// Read a key in the `/key/swarm/psk/1.0.0/` text format (as IPFS's swarm.key).
+    pub fn load(path: &std::path::Path) -> Result<Psk, NetworkError> {
+        let err = |reason: String| NetworkError::Psk { path: path.display().to_string(), reason };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        text.trim().parse::<libp2p::pnet::PreSharedKey>().map(Psk).map_err(|e| err(e.to_string()))
+    }
+
+    /// A fresh random key in the text format, for `meshlog mesh-key`.
+    pub fn generate_text() -> String {
+        let bytes: [u8; 32] = rand::random();
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        format!("/key/swarm/psk/1.0.0/\n/base16/\n{hex}\n")
+    }
+
+    /// A short fingerprint, safe to log.
+    pub fn fingerprint(&self) -> String {
+        self.0.fingerprint().to_string()
+    }
 }
 
 /// What the network is started with.
@@ -83,6 +125,14 @@ pub struct NetworkConfig {
     pub request_timeout: Duration,
     /// How long an unused connection stays open.
     pub idle_connection_timeout: Duration,
+    /// Join the LAN by mDNS (nodes only).
+    pub mdns: bool,
+    /// The mesh's pre-shared key, if it is closed.
+    pub psk: Option<Psk>,
+    /// Only these peers may connect (this node is always allowed), if set.
+    pub allow: Option<Vec<PeerId>>,
+    /// Addresses to dial at start to join a mesh.
+    pub bootstrap: Vec<Multiaddr>,
 }
 
 /// Where to send the answer to an inbound client request. Opaque outside this module.
@@ -109,6 +159,23 @@ pub enum NetworkEvent {
         request: PeerRequest,
         /// Answer with [`NetworkHandle::respond_peer`].
         responder: PeerResponder,
+    },
+    /// A gossip message whose claimed sender is its authenticated source.
+    Gossip {
+        /// The authenticated sender.
+        source: PeerId,
+        /// The message.
+        message: GossipMessage,
+    },
+    /// A first connection to a peer was established.
+    PeerConnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// The last connection to a peer closed.
+    PeerDisconnected {
+        /// The peer.
+        peer: PeerId,
     },
 }
 
@@ -138,12 +205,44 @@ pub(crate) enum Command {
         responder: PeerResponder,
         response: PeerResponse,
     },
+    Publish {
+        message: GossipMessage,
+    },
+    Connect {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+    },
+    PutRecord {
+        key: String,
+        record: SignedRecord,
+    },
+    GetRecord {
+        key: String,
+        reply: Reply<Vec<SignedRecord>>,
+    },
+    StartProviding {
+        key: String,
+    },
+    StopProviding {
+        key: String,
+    },
+    GetProviders {
+        key: String,
+        reply: Reply<Vec<PeerId>>,
+    },
+    ConnectedPeers {
+        reply: Reply<Vec<PeerId>>,
+    },
+    ListenAddrs {
+        reply: Reply<Vec<Multiaddr>>,
+    },
 }
 
 /// A cloneable handle to the swarm task.
 #[derive(Clone)]
 pub struct NetworkHandle {
     cmds: mpsc::Sender<Command>,
+    keypair: Keypair,
     local_peer_id: PeerId,
     listen_addrs: Vec<Multiaddr>,
 }
@@ -162,6 +261,7 @@ pub async fn start(
     tokio::spawn(event_loop.run(shutdown));
     let handle = NetworkHandle {
         cmds: cmd_tx,
+        keypair: cfg.keypair.clone(),
         local_peer_id,
         listen_addrs,
     };
@@ -230,6 +330,56 @@ impl NetworkHandle {
                 response,
             })
             .await;
+    }
+
+    /// Publish on the mesh gossip topic (best effort; failures are logged).
+    pub async fn publish(&self, message: GossipMessage) {
+        let _ = self.cmds.send(Command::Publish { message }).await;
+    }
+
+    /// Remember `addrs` for `peer` and dial it unless already connected.
+    pub async fn connect(&self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        let _ = self.cmds.send(Command::Connect { peer, addrs }).await;
+    }
+
+    /// Store a signed record in the DHT under `key` (best effort).
+    pub async fn put_record(&self, key: String, record: SignedRecord) {
+        let _ = self.cmds.send(Command::PutRecord { key, record }).await;
+    }
+
+    /// Every valid record found in the DHT under `key`.
+    pub async fn get_record(&self, key: String) -> Result<Vec<SignedRecord>, NetworkError> {
+        self.call(|reply| Command::GetRecord { key, reply }).await
+    }
+
+    /// Announce in the DHT that this node provides `key`.
+    pub async fn start_providing(&self, key: String) {
+        let _ = self.cmds.send(Command::StartProviding { key }).await;
+    }
+
+    /// Stop announcing `key`.
+    pub async fn stop_providing(&self, key: String) {
+        let _ = self.cmds.send(Command::StopProviding { key }).await;
+    }
+
+    /// The nodes the DHT says provide `key` (hints: they may be gone).
+    pub async fn get_providers(&self, key: String) -> Result<Vec<PeerId>, NetworkError> {
+        self.call(|reply| Command::GetProviders { key, reply }).await
+    }
+
+    /// Peers with an open connection.
+    pub async fn connected_peers(&self) -> Result<Vec<PeerId>, NetworkError> {
+        self.call(|reply| Command::ConnectedPeers { reply }).await
+    }
+
+    /// Every address this node listens on now (all interfaces of a wildcard listener).
+    pub async fn current_listen_addrs(&self) -> Result<Vec<Multiaddr>, NetworkError> {
+        self.call(|reply| Command::ListenAddrs { reply }).await
+    }
+
+    /// Sign `payload` with this node's key.
+    pub fn sign(&self, payload: Vec<u8>) -> Result<SignedRecord, NetworkError> {
+        sign_record(&self.keypair, payload)
     }
 }
 

@@ -1,0 +1,160 @@
+//! The gateway: any node is an entry point to the whole mesh. Client requests are
+//! served here if this node owns the partition (or the request is about the mesh), and
+//! forwarded over the mesh to the owner otherwise. Forwarded requests are served locally
+//! only, so a disagreement about ownership costs an error, never a loop.
+
+use crate::broker::{Broker, NewTopic};
+use crate::mesh::Mesh;
+use crate::network::{NetworkHandle, PeerId};
+use crate::services::Services;
+use meshlog_protocol::messages::{ClientRequest, ClientResponse, ClientResult, PeerRequest, PeerResponse};
+use meshlog_protocol::types::{PartitionStatus, TopicDescription};
+use meshlog_protocol::{ErrorCode, WireError};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Routes client and peer requests.
+pub struct Gateway {
+    /// The local broker.
+    pub broker: Arc<Broker>,
+    /// The mesh view.
+    pub mesh: Arc<Mesh>,
+    /// The service registry.
+    pub services: Arc<Services>,
+    /// The network.
+    pub net: NetworkHandle,
+    /// Budget for asking a peer about its state.
+    pub peer_timeout: Duration,
+}
+
+impl Gateway {
+    /// Serve a request from a client.
+    pub async fn client(&self, req: ClientRequest) -> ClientResult {
+        match req {
+            ClientRequest::CreateTopic { name, partitions, replication_factor, config } => {
+                let new = NewTopic { name, partitions, replication_factor, config };
+                self.mesh.create_topic(new).await.map(ClientResponse::TopicCreated)
+            }
+            ClientRequest::ListTopics => {
+                Ok(ClientResponse::Topics(self.broker.topics().all().iter().map(|t| t.info.clone()).collect()))
+            }
+            ClientRequest::DescribeTopic { name } => self.describe(&name).await,
+            ClientRequest::Produce(ref p) => {
+                let (t, part) = (p.topic.clone(), p.partition);
+                self.route(&t, part, req).await
+            }
+            ClientRequest::Fetch(ref f) => {
+                let (t, part) = (f.topic.clone(), f.partition);
+                self.route(&t, part, req).await
+            }
+            ClientRequest::ListOffsets { ref topic, partition, .. } => {
+                let t = topic.clone();
+                self.route(&t, partition, req).await
+            }
+            other => self.client_mesh(other).await,
+        }
+    }
+
+    async fn client_mesh(&self, req: ClientRequest) -> ClientResult {
+        match req {
+            ClientRequest::RegisterService(reg) => self.services.register(reg).await.map(ClientResponse::ServiceRegistered),
+            ClientRequest::DeregisterService { name, instance_id } => {
+                self.services.deregister(&name, &instance_id).await.map(|()| ClientResponse::ServiceDeregistered)
+            }
+            ClientRequest::DiscoverService { name } => Ok(ClientResponse::Services(self.services.discover(&name).await)),
+            ClientRequest::ListServices => {
+                let members = self.mesh.live_nodes().iter().filter_map(|p| p.parse().ok()).collect();
+                Ok(ClientResponse::Services(self.services.gather(members, None).await))
+            }
+            ClientRequest::ClusterStatus => Ok(ClientResponse::Cluster(self.mesh.cluster_status())),
+            // `client` routes every other request itself.
+            other => Err(WireError::new(ErrorCode::InvalidRequest, format!("misrouted request {other:?}"))),
+        }
+    }
+
+    /// Serve a partition request here if this node owns the partition, else forward it.
+    async fn route(&self, topic: &str, partition: u32, req: ClientRequest) -> ClientResult {
+        let t = self.mesh.topic(topic).await?;
+        t.check_partition(partition)?;
+        let owner = t.owner(partition).unwrap_or_default().to_string();
+        if owner == self.mesh.local() {
+            return self.broker.handle_local(req).await;
+        }
+        let peer: PeerId = owner.parse().map_err(|_| {
+            WireError::new(ErrorCode::Unknown, format!("{topic}-{partition} has an invalid owner '{owner}'"))
+        })?;
+        match self.net.peer_request(peer, PeerRequest::Forward(req)).await {
+            Ok(PeerResponse::Forwarded(result)) => result,
+            Ok(PeerResponse::Error(e)) => Err(e),
+            Ok(_) => Err(WireError::new(ErrorCode::Unknown, format!("owner {owner} answered out of turn"))),
+            Err(e) => Err(WireError::new(
+                ErrorCode::LeaderNotAvailable,
+                format!("{topic}-{partition} is owned by {owner}, which cannot be reached: {e}"),
+            )),
+        }
+    }
+
+    /// A topic with the state of every partition, asked of each owner.
+    async fn describe(&self, name: &str) -> ClientResult {
+        let t = self.mesh.topic(name).await?;
+        let mut statuses: Vec<Option<PartitionStatus>> = vec![None; t.info.partitions as usize];
+        let mut owners: Vec<String> = t.record.replicas.iter().filter_map(|r| r.first().cloned()).collect();
+        owners.sort();
+        owners.dedup();
+        for owner in owners {
+            for s in self.statuses_of(&owner, name).await {
+                if let Some(slot) = statuses.get_mut(s.partition as usize) {
+                    *slot = Some(s);
+                }
+            }
+        }
+        let partitions = statuses
+            .into_iter()
+            .enumerate()
+            .map(|(p, s)| s.unwrap_or_else(|| unknown_status(p as u32, t.replicas(p as u32))))
+            .collect();
+        Ok(ClientResponse::Topic(TopicDescription { topic: t.info.clone(), partitions }))
+    }
+
+    async fn statuses_of(&self, owner: &str, topic: &str) -> Vec<PartitionStatus> {
+        if owner == self.mesh.local() {
+            return self.broker.local_statuses(topic).unwrap_or_default();
+        }
+        let Ok(peer) = owner.parse::<PeerId>() else { return Vec::new() };
+        let ask = self.net.peer_request(peer, PeerRequest::PartitionStatuses { topic: topic.to_string() });
+        match tokio::time::timeout(self.peer_timeout, ask).await {
+            Ok(Ok(PeerResponse::Partitions(v))) => v,
+            _ => Vec::new(),
+        }
+    }
+
+    /// Serve a request from another node.
+    pub async fn peer(&self, req: PeerRequest) -> PeerResponse {
+        match req {
+            PeerRequest::Forward(r @ (ClientRequest::Produce(_) | ClientRequest::Fetch(_) | ClientRequest::ListOffsets { .. })) => {
+                PeerResponse::Forwarded(self.broker.handle_local(r).await)
+            }
+            PeerRequest::Forward(other) => PeerResponse::Forwarded(self.client(other).await),
+            PeerRequest::TopicRecords => PeerResponse::TopicRecords(self.mesh.signed_records()),
+            PeerRequest::LocalServices { name } => PeerResponse::Services(self.services.local(name.as_deref())),
+            PeerRequest::PartitionStatuses { topic } => match self.broker.local_statuses(&topic) {
+                Ok(v) => PeerResponse::Partitions(v),
+                Err(e) => PeerResponse::Error(e),
+            },
+        }
+    }
+}
+
+/// A partition whose owner did not answer: offsets unknown.
+fn unknown_status(p: u32, replicas: &[String]) -> PartitionStatus {
+    PartitionStatus {
+        partition: p,
+        leader: replicas.first().cloned().unwrap_or_default(),
+        replicas: replicas.to_vec(),
+        log_start_offset: 0,
+        high_watermark: 0,
+        log_end_offset: 0,
+        size_bytes: 0,
+        online: false,
+    }
+}

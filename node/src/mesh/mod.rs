@@ -1,0 +1,327 @@
+//! The mesh: membership, and the topic registry kept in agreement across nodes.
+//!
+//! Every node publishes a heartbeat on gossip; the live view follows heartbeats, leaves
+//! and timeouts ([`membership`]). Topic records are signed by their creator, adopted by
+//! every node under one deterministic rule (lower creation id wins), spread by gossip,
+//! stored in the Kademlia DHT, and pulled from each newly connected peer (anti-entropy),
+//! so every node converges on the same records. All of this is hints (DESIGN.md
+//! decision 2): it decides where requests go, never whether a write is safe.
+
+pub mod membership;
+
+use crate::broker::{already_exists, place_replicas, Adopted, Broker, NewTopic, Topic};
+use crate::network::{verify_record, Multiaddr, NetworkHandle, PeerId};
+use membership::Membership;
+use meshlog_protocol::codec;
+use meshlog_protocol::mesh::{
+    ClusterStatus, GossipMessage, Heartbeat, MemberStatus, SignedRecord, TopicRecord, PARTITION_KEY_PREFIX,
+    TOPIC_KEY_PREFIX,
+};
+use meshlog_protocol::messages::{PeerRequest, PeerResponse};
+use meshlog_protocol::types::TopicInfo;
+use meshlog_protocol::{ErrorCode, WireError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Timing of the mesh, from the node's config.
+#[derive(Debug, Clone)]
+pub struct MeshConfig {
+    /// How often this node announces itself.
+    pub heartbeat_interval: Duration,
+    /// A member unheard of for this long is down.
+    pub member_timeout: Duration,
+    /// How long a topic creation waits for concurrent creations before answering.
+    pub topic_settle: Duration,
+    /// Budget for one DHT lookup or peer query.
+    pub lookup_timeout: Duration,
+    /// How often a random member is asked for its topic records.
+    pub anti_entropy_interval: Duration,
+}
+
+/// A membership or registry fact from the network.
+pub enum MeshEvent {
+    /// A gossip message from an authenticated source.
+    Gossip(PeerId, GossipMessage),
+    /// A connection to a peer opened.
+    Connected(PeerId),
+}
+
+/// This node's view of the mesh.
+pub struct Mesh {
+    net: NetworkHandle,
+    broker: Arc<Broker>,
+    local: String,
+    addrs: Vec<String>,
+    incarnation: u64,
+    seq: AtomicU64,
+    members: Mutex<Membership>,
+    cfg: MeshConfig,
+}
+
+impl Mesh {
+    /// A mesh view for this node, announcing `addrs`.
+    pub fn new(net: NetworkHandle, broker: Arc<Broker>, addrs: Vec<String>, cfg: MeshConfig) -> Arc<Mesh> {
+        Arc::new(Mesh {
+            local: net.local_peer_id().to_string(),
+            net,
+            broker,
+            addrs,
+            incarnation: rand::random(),
+            seq: AtomicU64::new(0),
+            members: Mutex::new(Membership::new(cfg.member_timeout)),
+            cfg,
+        })
+    }
+
+    fn members(&self) -> std::sync::MutexGuard<'_, Membership> {
+        self.members.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// This node's id.
+    pub fn local(&self) -> &str {
+        &self.local
+    }
+
+    /// Live nodes including this one, sorted.
+    pub fn live_nodes(&self) -> Vec<String> {
+        let mut v = self.members().live();
+        v.push(self.local.clone());
+        v.sort();
+        v
+    }
+
+    /// Whether `peer` is this node or a live member.
+    pub fn is_live(&self, peer: &str) -> bool {
+        peer == self.local || self.members().is_up(peer)
+    }
+
+    /// Heartbeats, failure detection, reconnection and anti-entropy until shutdown.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut beat = tokio::time::interval(self.cfg.heartbeat_interval);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut entropy = tokio::time::interval(self.cfg.anti_entropy_interval);
+        loop {
+            tokio::select! {
+                _ = beat.tick() => self.tick().await,
+                _ = entropy.tick() => {
+                    let live = self.members().live();
+                    if let Some(peer) = live.get(rand::random::<usize>() % live.len().max(1)) {
+                        if let Ok(p) = peer.parse() {
+                            tokio::spawn(self.clone().pull_topics(p));
+                        }
+                    }
+                }
+                _ = crate::server::stopped(&mut shutdown) => {
+                    self.net.publish(GossipMessage::Leave { peer: self.local.clone() }).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn tick(&self) {
+        let addrs = match self.net.current_listen_addrs().await {
+            Ok(a) => a.iter().map(ToString::to_string).collect(),
+            Err(_) => self.addrs.clone(),
+        };
+        let hb = Heartbeat {
+            peer: self.local.clone(),
+            addrs,
+            seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
+            incarnation: self.incarnation,
+            partitions: self.broker.owned_partition_count(),
+        };
+        self.net.publish(GossipMessage::Heartbeat(hb)).await;
+        let (down, live): (Vec<String>, Vec<(String, Vec<String>)>) = {
+            let mut m = self.members();
+            let down = m.sweep(Instant::now());
+            let live = m.live().into_iter().map(|p| (p.clone(), m.addrs(&p))).collect();
+            (down, live)
+        };
+        for peer in down {
+            tracing::warn!(%peer, "member is down (no heartbeat)");
+        }
+        // Keep a connection to every live member: gossip and forwarding need it.
+        for (peer, addrs) in live {
+            if let Ok(p) = peer.parse::<PeerId>() {
+                self.net.connect(p, parse_addrs(&addrs)).await;
+            }
+        }
+    }
+
+    /// Apply a fact from the network.
+    pub async fn on_event(self: &Arc<Self>, ev: MeshEvent) {
+        match ev {
+            MeshEvent::Gossip(_, GossipMessage::Heartbeat(hb)) => {
+                let new = self.members().on_heartbeat(&hb, Instant::now());
+                if new {
+                    tracing::info!(peer = %hb.peer, addrs = ?hb.addrs, "member is up");
+                    if let Ok(p) = hb.peer.parse() {
+                        self.net.connect(p, parse_addrs(&hb.addrs)).await;
+                    }
+                }
+            }
+            MeshEvent::Gossip(_, GossipMessage::Leave { peer }) => {
+                tracing::info!(%peer, "member left");
+                self.members().on_leave(&peer);
+            }
+            MeshEvent::Gossip(source, GossipMessage::Topic(signed)) => {
+                if let Err(e) = self.ingest(signed).await {
+                    tracing::warn!(%source, error = %e, "topic record rejected");
+                }
+            }
+            MeshEvent::Connected(peer) => {
+                tokio::spawn(self.clone().pull_topics(peer));
+            }
+        }
+    }
+
+    /// Ask `peer` for every topic record it holds and adopt the valid ones.
+    async fn pull_topics(self: Arc<Self>, peer: PeerId) {
+        let ask = self.net.peer_request(peer, PeerRequest::TopicRecords);
+        match tokio::time::timeout(self.cfg.lookup_timeout, ask).await {
+            Ok(Ok(PeerResponse::TopicRecords(records))) => {
+                for r in records {
+                    if let Err(e) = self.ingest(r).await {
+                        tracing::warn!(%peer, error = %e, "topic record from peer rejected");
+                    }
+                }
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "topic sync failed"),
+            Err(_) => tracing::debug!(%peer, "topic sync timed out"),
+        }
+    }
+
+    /// Verify a signed topic record and adopt it; returns what adoption did.
+    async fn ingest(&self, signed: SignedRecord) -> Result<Adopted, String> {
+        let signer = verify_record(&signed).map_err(|e| e.to_string())?;
+        let record: TopicRecord = codec::decode(&signed.payload).map_err(|e| e.to_string())?;
+        if record.creator != signer.to_string() {
+            return Err(format!("record of '{}' claims creator {} but is signed by {signer}", record.info.name, record.creator));
+        }
+        check_shape(&record)?;
+        let topics = self.broker.topics();
+        let outcome = topics.adopt(record.clone(), signed).map_err(|e| e.to_string())?;
+        if outcome != Adopted::Kept {
+            topics.flush().await.map_err(|e| e.to_string())?;
+            self.provide_owned(&record).await;
+        }
+        Ok(outcome)
+    }
+
+    async fn provide_owned(&self, record: &TopicRecord) {
+        for (p, set) in record.replicas.iter().enumerate() {
+            if set.iter().any(|r| *r == self.local) {
+                self.net.start_providing(partition_key(&record.info.name, p as u32)).await;
+            }
+        }
+    }
+
+    /// Create a topic on behalf of a client: validate, place replicas on live nodes,
+    /// sign, adopt, announce (gossip + DHT), wait for concurrent creations, and answer
+    /// only if this creation won.
+    pub async fn create_topic(&self, req: NewTopic) -> Result<TopicInfo, WireError> {
+        let live = self.live_nodes();
+        let config = self.broker.topics().validate_new(&req, live.len())?;
+        if self.dht_topic(&req.name).await.is_some() {
+            return Err(already_exists(&req.name));
+        }
+        let info = TopicInfo {
+            name: req.name.clone(),
+            partitions: req.partitions,
+            replication_factor: req.replication_factor,
+            config,
+            creation_id: rand::random(),
+            created_at_ms: crate::broker::now_ms() as u64,
+        };
+        let replicas = place_replicas(&req.name, req.partitions, req.replication_factor, &live);
+        let record = TopicRecord { info: info.clone(), replicas, creator: self.local.clone() };
+        let internal = |e: String| WireError::new(ErrorCode::Unknown, e);
+        let payload = codec::encode(&record).map_err(|e| internal(e.to_string()))?;
+        let signed = self.net.sign(payload).map_err(|e| internal(e.to_string()))?;
+        match self.ingest(signed.clone()).await.map_err(internal)? {
+            Adopted::Kept => return Err(already_exists(&req.name)),
+            Adopted::New | Adopted::Replaced => {}
+        }
+        self.net.publish(GossipMessage::Topic(signed.clone())).await;
+        self.net.put_record(topic_key(&req.name), signed).await;
+        tokio::time::sleep(self.cfg.topic_settle).await;
+        let now = self.broker.topics().get(&req.name)?;
+        if now.info.creation_id != info.creation_id {
+            return Err(WireError::new(
+                ErrorCode::TopicAlreadyExists,
+                format!("topic '{}' was created concurrently by {}, whose creation won", req.name, now.record.creator),
+            ));
+        }
+        Ok(info)
+    }
+
+    /// A topic by name: from this node's registry, else looked up in the DHT.
+    pub async fn topic(&self, name: &str) -> Result<Arc<Topic>, WireError> {
+        if let Ok(t) = self.broker.topics().get(name) {
+            return Ok(t);
+        }
+        if let Some(signed) = self.dht_topic(name).await {
+            if let Err(e) = self.ingest(signed).await {
+                tracing::warn!(topic = name, error = %e, "topic record from the DHT rejected");
+            }
+        }
+        self.broker.topics().get(name)
+    }
+
+    async fn dht_topic(&self, name: &str) -> Option<SignedRecord> {
+        let found = tokio::time::timeout(self.cfg.lookup_timeout, self.net.get_record(topic_key(name))).await;
+        let mut best: Option<(TopicRecord, SignedRecord)> = None;
+        for signed in found.ok()?.ok()? {
+            let Ok(rec) = codec::decode::<TopicRecord>(&signed.payload) else { continue };
+            if best.as_ref().is_none_or(|(b, _)| rec.wins_over(b)) {
+                best = Some((rec, signed));
+            }
+        }
+        best.map(|(_, s)| s)
+    }
+
+    /// Every topic record this node holds, as signed by their creators.
+    pub fn signed_records(&self) -> Vec<SignedRecord> {
+        self.broker.topics().all().iter().map(|t| t.signed.clone()).collect()
+    }
+
+    /// Members (this node first) and the replica sets of every topic.
+    pub fn cluster_status(&self) -> ClusterStatus {
+        let mut members = vec![MemberStatus {
+            peer: self.local.clone(),
+            addrs: self.addrs.clone(),
+            state: "up".into(),
+            last_seen_ms_ago: 0,
+            partitions: self.broker.owned_partition_count(),
+        }];
+        members.extend(self.members().status(Instant::now()));
+        let topics = self.broker.topics().all().iter().map(|t| (t.info.name.clone(), t.record.replicas.clone())).collect();
+        ClusterStatus { node: self.local.clone(), members, topics }
+    }
+}
+
+/// A record must have one non-empty replica set per partition.
+fn check_shape(r: &TopicRecord) -> Result<(), String> {
+    if r.replicas.len() != r.info.partitions as usize || r.replicas.iter().any(Vec::is_empty) {
+        return Err(format!("record of '{}' has no replica set for some partition", r.info.name));
+    }
+    Ok(())
+}
+
+fn parse_addrs(addrs: &[String]) -> Vec<Multiaddr> {
+    addrs.iter().filter_map(|a| a.parse().ok()).collect()
+}
+
+/// The DHT key of a topic record.
+pub fn topic_key(name: &str) -> String {
+    format!("{TOPIC_KEY_PREFIX}{name}")
+}
+
+/// The DHT provider key of a partition.
+pub fn partition_key(topic: &str, p: u32) -> String {
+    format!("{PARTITION_KEY_PREFIX}{topic}/{p}")
+}
