@@ -45,8 +45,10 @@ pub const NODE_PORT: u16 = 9494;
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// The label every resource of this harness carries.
 pub const LABEL: &str = "meshlog-test=1";
-const OWNER_LABEL: &str = "meshlog-test.owner";
-const CREATED_LABEL: &str = "meshlog-test.created";
+/// The label naming the owning test process: `<pid namespace inode>:<pid>:<start time>`.
+pub const OWNER_LABEL: &str = "meshlog-test.owner";
+/// The label carrying a resource's creation time, in Unix seconds.
+pub const CREATED_LABEL: &str = "meshlog-test.created";
 
 /// Run `docker ARGS` (optionally feeding `stdin`), killing it after `budget`.
 /// `Err` only when the CLI could not be started or timed out; a non-zero exit is in the
@@ -62,12 +64,7 @@ pub fn docker(args: &[&str], stdin: Option<&[u8]>, budget: Duration) -> Result<C
 pub fn docker_ok(args: &[&str]) -> Result<String, String> {
     let out = docker(args, None, DOCKER_CLI_BUDGET)?;
     if out.code != 0 {
-        return Err(format!(
-            "`docker {}` exited {}: {}",
-            args.join(" "),
-            out.code,
-            out.stderr.trim()
-        ));
+        return Err(format!("`docker {}` exited {}: {}", args.join(" "), out.code, out.stderr.trim()));
     }
     Ok(out.stdout.trim().to_string())
 }
@@ -80,17 +77,11 @@ fn run_with_deadline(
     stdin: Option<&[u8]>,
     budget: Duration,
 ) -> Result<CliOutput, String> {
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .process_group(0);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot run `{what}`: {e}"))?;
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run `{what}`: {e}"))?;
     // Readers and writer on threads: a full pipe must never block the deadline loop.
     let out = drain(child.stdout.take());
     let err = drain(child.stderr.take());
@@ -101,16 +92,9 @@ fn run_with_deadline(
         });
     }
     let status = wait_deadline(&mut child, budget);
-    let (stdout, stderr) = (
-        out.join().unwrap_or_default(),
-        err.join().unwrap_or_default(),
-    );
+    let (stdout, stderr) = (out.join().unwrap_or_default(), err.join().unwrap_or_default());
     match status {
-        Some(code) => Ok(CliOutput {
-            code,
-            stdout,
-            stderr,
-        }),
+        Some(code) => Ok(CliOutput { code, stdout, stderr }),
         None => Err(format!(
             "`{what}` did not finish within {budget:?} and was killed; stderr: {}",
             stderr.trim()
@@ -155,18 +139,10 @@ pub fn docker_available() -> Result<(), String> {
     static AVAILABLE: OnceLock<Result<(), String>> = OnceLock::new();
     AVAILABLE
         .get_or_init(|| {
-            let v = docker(
-                &["version", "--format", "{{.Server.Version}}"],
-                None,
-                DOCKER_CLI_BUDGET,
-            )?;
+            let v = docker(&["version", "--format", "{{.Server.Version}}"], None, DOCKER_CLI_BUDGET)?;
             match (v.code, v.stdout.trim()) {
                 (0, ver) if !ver.is_empty() => Ok(()),
-                _ => Err(format!(
-                    "`docker version` exited {}: {}",
-                    v.code,
-                    v.stderr.trim()
-                )),
+                _ => Err(format!("`docker version` exited {}: {}", v.code, v.stderr.trim())),
             }
         })
         .clone()
@@ -222,23 +198,14 @@ fn owner() -> &'static str {
     static OWNER: OnceLock<String> = OnceLock::new();
     OWNER.get_or_init(|| {
         let pid = std::process::id();
-        format!(
-            "{}:{pid}:{}",
-            pid_namespace(),
-            proc_start_time(pid).unwrap_or_default()
-        )
+        format!("{}:{pid}:{}", pid_namespace(), proc_start_time(pid).unwrap_or_default())
     })
 }
 
 /// The inode of this process's pid namespace (`pid:[4026531836]` -> `4026531836`).
 fn pid_namespace() -> String {
     std::fs::read_link("/proc/self/ns/pid")
-        .map(|p| {
-            p.to_string_lossy()
-                .chars()
-                .filter(char::is_ascii_digit)
-                .collect()
-        })
+        .map(|p| p.to_string_lossy().chars().filter(char::is_ascii_digit).collect())
         .unwrap_or_default()
 }
 
@@ -251,20 +218,18 @@ fn proc_start_time(pid: u32) -> Option<String> {
     rest.split_whitespace().nth(19).map(str::to_string)
 }
 
+/// Seconds since the Unix epoch (0 if the clock is before it).
+fn unix_now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
 /// `--label` flags every resource of this process carries.
 fn label_args() -> Vec<String> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    [
-        LABEL.to_string(),
-        format!("{OWNER_LABEL}={}", owner()),
-        format!("{CREATED_LABEL}={now}"),
-    ]
-    .into_iter()
-    .flat_map(|l| ["--label".to_string(), l])
-    .collect()
+    let now = unix_now_secs();
+    [LABEL.to_string(), format!("{OWNER_LABEL}={}", owner()), format!("{CREATED_LABEL}={now}")]
+        .into_iter()
+        .flat_map(|l| ["--label".to_string(), l])
+        .collect()
 }
 
 /// A name unique across test processes and threads: `mlt-<run>-<n>-<name>`, where `run`
@@ -274,23 +239,12 @@ fn unique_name(name: &str) -> String {
     static RUN: OnceLock<String> = OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let run = RUN.get_or_init(|| {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         format!("{:x}{:04x}", std::process::id(), nanos & 0xffff)
     });
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let clean: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let clean: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect();
     format!("mlt-{run}-{n}-{clean}")
 }
 
@@ -298,12 +252,8 @@ fn unique_name(name: &str) -> String {
 /// is gone or is another process with the same pid, or it is older than [`STALE_AFTER`].
 /// Resources of live runs, even of other engineers sharing the daemon, are kept.
 fn is_stale(owner_label: &str, created_label: &str) -> bool {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
     if let Ok(created) = created_label.parse::<u64>() {
-        if now.saturating_sub(created) > STALE_AFTER.as_secs() {
+        if unix_now_secs().saturating_sub(created) > STALE_AFTER.as_secs() {
             return true;
         }
     }
@@ -321,24 +271,12 @@ fn is_stale(owner_label: &str, created_label: &str) -> bool {
 /// leftovers (tests may be killed mid-way; leaked networks exhaust Docker's address
 /// pools). Best effort: failures are printed, not fatal.
 pub fn cleanup_stale() {
-    let fmt = format!(
-        "{{{{.Names}}}}\t{{{{.Label \"{OWNER_LABEL}\"}}}}\t{{{{.Label \"{CREATED_LABEL}\"}}}}"
-    );
+    let fmt = format!("{{{{.Names}}}}\t{{{{.Label \"{OWNER_LABEL}\"}}}}\t{{{{.Label \"{CREATED_LABEL}\"}}}}");
     let filter = format!("label={LABEL}");
     let lists: [(&[&str], &[&str]); 2] = [
+        (&["ps", "-a", "--filter", &filter, "--format", &fmt], &["rm", "-f", "-v"]),
         (
-            &["ps", "-a", "--filter", &filter, "--format", &fmt],
-            &["rm", "-f", "-v"],
-        ),
-        (
-            &[
-                "network",
-                "ls",
-                "--filter",
-                &filter,
-                "--format",
-                &fmt.replace(".Names", ".Name"),
-            ],
+            &["network", "ls", "--filter", &filter, "--format", &fmt.replace(".Names", ".Name")],
             &["network", "rm"],
         ),
     ];
@@ -377,12 +315,7 @@ impl DockerNet {
     pub fn create(prefix: &str) -> DockerNet {
         image(); // runs the stale cleanup first, which frees address pools
         let name = unique_name(prefix);
-        let mut args = vec![
-            "network".to_string(),
-            "create".into(),
-            "--driver".into(),
-            "bridge".into(),
-        ];
+        let mut args = vec!["network".to_string(), "create".into(), "--driver".into(), "bridge".into()];
         args.extend(label_args());
         args.push(name.clone());
         docker_ok(&as_strs(&args)).unwrap_or_else(|e| panic!("creating network {name}: {e}"));
@@ -399,18 +332,8 @@ impl DockerNet {
     /// itself fails or the command outlives [`CLIENT_BUDGET`].
     pub fn run_cli(&self, server: &str, args: &[&str], stdin: Option<&[u8]>) -> CliOutput {
         let name = unique_name("client");
-        let mut run = vec![
-            "run".to_string(),
-            "--rm".into(),
-            "--name".into(),
-            name.clone(),
-        ];
-        run.extend([
-            "--network".to_string(),
-            self.name.clone(),
-            "-e".into(),
-            "NO_COLOR=1".into(),
-        ]);
+        let mut run = vec!["run".to_string(), "--rm".into(), "--name".into(), name.clone()];
+        run.extend(["--network".to_string(), self.name.clone(), "-e".into(), "NO_COLOR=1".into()]);
         if stdin.is_some() {
             run.push("-i".into()); // without -i the container never sees stdin (nor its EOF)
         }
@@ -456,6 +379,8 @@ pub struct DockerNode {
     ip: String,
     /// Stdout lines of earlier runs of this container, which `wait_listening` skips.
     stdout_skip: usize,
+    /// The listen address after the IP (`/tcp/9494/p2p/<peer id>`), once known.
+    addr_rest: Option<String>,
 }
 
 impl DockerNode {
@@ -464,32 +389,14 @@ impl DockerNode {
     /// its hostname). Does not wait: call [`wait_listening`](Self::wait_listening).
     pub fn run(net: &DockerNet, name: &str, extra_node_args: &[&str]) -> DockerNode {
         let cname = unique_name(name);
-        let mut args = vec![
-            "run".to_string(),
-            "-d".into(),
-            "--name".into(),
-            cname.clone(),
-        ];
-        args.extend([
-            "--hostname".to_string(),
-            cname.clone(),
-            "--network".into(),
-            net.name.clone(),
-        ]);
+        let mut args = vec!["run".to_string(), "-d".into(), "--name".into(), cname.clone()];
+        args.extend(["--hostname".to_string(), cname.clone(), "--network".into(), net.name.clone()]);
         // Plain logs: tracing colours by default even when stdout is not a terminal.
         args.extend(["-e".to_string(), "NO_COLOR=1".into()]);
         args.extend(label_args());
         args.push(image());
         let listen = format!("/ip4/0.0.0.0/tcp/{NODE_PORT}");
-        let node = [
-            "node",
-            "--data-dir",
-            "/data",
-            "--listen",
-            &listen,
-            "--log",
-            "info",
-        ];
+        let node = ["node", "--data-dir", "/data", "--listen", &listen, "--log", "info"];
         args.extend(node.iter().chain(extra_node_args).map(|a| a.to_string()));
         docker_ok(&as_strs(&args)).unwrap_or_else(|e| panic!("starting node {cname}: {e}"));
         let mut node = DockerNode {
@@ -497,6 +404,7 @@ impl DockerNode {
             net: net.name.clone(),
             ip: String::new(),
             stdout_skip: 0,
+            addr_rest: None,
         };
         node.refresh_ip();
         node
@@ -514,28 +422,20 @@ impl DockerNode {
 
     /// Read the container's current address on its network.
     fn refresh_ip(&mut self) {
-        let fmt = format!(
-            "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
-            self.net
-        );
+        let fmt = format!("{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}", self.net);
         let ip = docker_ok(&["inspect", "-f", &fmt, &self.name])
             .unwrap_or_else(|e| panic!("reading the address of {}: {e}", self.name));
-        assert!(
-            !ip.is_empty(),
-            "{} has no address on {}",
-            self.name,
-            self.net
-        );
+        assert!(!ip.is_empty(), "{} has no address on {}", self.name, self.net);
         self.ip = ip;
     }
 
     /// Poll `docker logs` every 100 ms until this run of the node prints `listening on`,
-    /// and return an address other containers can dial: `/ip4/<container ip>/tcp/9494/
-    /// p2p/<peer id>`. A reported non-loopback address is returned as is; if the node
-    /// reports only its loopback expansion of `0.0.0.0` (it does today), the same
-    /// address with the container's IP is returned. Panics with the logs if the
-    /// container stops or `budget` passes.
-    pub fn wait_listening(&self, budget: Duration) -> String {
+    /// and return an address other containers can dial (also kept for
+    /// [`addr`](Self::addr)): `/ip4/<container ip>/tcp/9494/p2p/<peer id>`. A reported
+    /// address on the container's IP is returned as is; if the node reports only the
+    /// loopback expansion of `0.0.0.0` (it does today), the same address with the
+    /// container's IP. Panics with the logs if the container stops or `budget` passes.
+    pub fn wait_listening(&mut self, budget: Duration) -> String {
         let started = Instant::now();
         loop {
             let stdout = self.logs_streams().0;
@@ -544,18 +444,14 @@ impl DockerNode {
                 .skip(self.stdout_skip)
                 .filter_map(|l| l.trim().strip_prefix("listening on "))
                 .collect();
-            if let Some(a) = addrs.iter().find(|a| !a.starts_with("/ip4/127.")) {
-                return a.to_string();
+            let ours = format!("/ip4/{}/", self.ip);
+            let found = (addrs.iter().find_map(|a| a.strip_prefix(&ours)))
+                .or_else(|| addrs.iter().find_map(|a| a.strip_prefix("/ip4/127.0.0.1/")));
+            if let Some(rest) = found {
+                self.addr_rest = Some(format!("/{rest}"));
+                return self.addr();
             }
-            if let Some(rest) = addrs.iter().find_map(|a| a.strip_prefix("/ip4/127.0.0.1/")) {
-                return format!("/ip4/{}/{rest}", self.ip);
-            }
-            assert!(
-                self.is_running(),
-                "node {} stopped before listening; logs:\n{}",
-                self.name,
-                self.logs()
-            );
+            assert!(self.is_running(), "node {} stopped before listening; logs:\n{}", self.name, self.logs());
             assert!(
                 started.elapsed() < budget,
                 "timed out after {budget:?} waiting for node {} to listen; logs:\n{}",
@@ -566,9 +462,28 @@ impl DockerNode {
         }
     }
 
+    /// The node's address at its current IP (which [`connect`](Self::connect) and
+    /// [`restart`](Self::restart) may change): `/ip4/<ip>/tcp/9494/p2p/<peer id>`.
+    /// Panics before the first [`wait_listening`](Self::wait_listening).
+    pub fn addr(&self) -> String {
+        let rest = self.addr_rest.as_deref();
+        let rest = rest.unwrap_or_else(|| panic!("{}: addr() before wait_listening()", self.name));
+        format!("/ip4/{}{rest}", self.ip)
+    }
+
     /// Whether the container's process runs (paused counts as running).
     pub fn is_running(&self) -> bool {
-        docker_ok(&["inspect", "-f", "{{.State.Running}}", &self.name]).is_ok_and(|s| s == "true")
+        self.state("{{.State.Running}}") == "true"
+    }
+
+    /// Whether the container is paused.
+    pub fn is_paused(&self) -> bool {
+        self.state("{{.State.Paused}}") == "true"
+    }
+
+    /// A `docker inspect` field of the container, empty if it cannot be read.
+    fn state(&self, template: &str) -> String {
+        docker_ok(&["inspect", "-f", template, &self.name]).unwrap_or_default()
     }
 
     /// `docker exec [-i] <name> /meshlog ARGS`: a client command on the node's own host.
@@ -583,6 +498,7 @@ impl DockerNode {
     }
 
     /// Cut the node off its network (`docker network disconnect`); it keeps running.
+    /// Its IP is freed: a container started meanwhile may get it.
     pub fn disconnect(&self) {
         self.control(&["network", "disconnect", &self.net, &self.name]);
     }
@@ -603,8 +519,8 @@ impl DockerNode {
         self.control(&["unpause", &self.name]);
     }
 
-    /// `docker kill -s KILL`, then wait until the container has stopped (and its logs
-    /// are complete): no shutdown, no flush.
+    /// `docker kill -s KILL` (also works while paused), then wait until the container has
+    /// stopped (and its logs are complete): no shutdown, no flush.
     pub fn kill(&self) {
         self.control(&["kill", "-s", "KILL", &self.name]);
         self.control(&["wait", &self.name]);
@@ -614,6 +530,9 @@ impl DockerNode {
     /// address may change. Call [`wait_listening`](Self::wait_listening) next; it reads
     /// only this run's output.
     pub fn restart(&mut self) {
+        if self.is_paused() {
+            self.unpause(); // a frozen process cannot take the SIGTERM of `docker stop`
+        }
         if self.is_running() {
             self.control(&["stop", "-t", "10", &self.name]);
         }
@@ -634,10 +553,7 @@ impl DockerNode {
     fn logs_streams(&self) -> (String, String) {
         match docker(&["logs", &self.name], None, DOCKER_CLI_BUDGET) {
             Ok(o) if o.code == 0 => (o.stdout, o.stderr),
-            Ok(o) => panic!(
-                "`docker logs {}` exited {}: {}",
-                self.name, o.code, o.stderr
-            ),
+            Ok(o) => panic!("`docker logs {}` exited {}: {}", self.name, o.code, o.stderr),
             Err(e) => panic!("{e}"),
         }
     }
@@ -653,11 +569,7 @@ impl DockerNode {
 impl Drop for DockerNode {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            if let Ok(o) = docker(
-                &["logs", "--tail", "200", &self.name],
-                None,
-                DOCKER_CLI_BUDGET,
-            ) {
+            if let Ok(o) = docker(&["logs", "--tail", "200", &self.name], None, DOCKER_CLI_BUDGET) {
                 eprintln!("=== logs of {} ===\n{}{}", self.name, o.stdout, o.stderr);
             }
         }

@@ -23,39 +23,24 @@ fn a_containerised_node_serves_another_host_and_keeps_acked_records_across_docke
 
     // Phase 1: a network and one node; the client will dial the node's container IP.
     let net = DockerNet::create("single");
-    let mut node = DockerNode::run(&net, "node", &[]);
     let t1 = Instant::now();
+    let mut node = DockerNode::run(&net, "node", &[]);
     let addr = node.wait_listening(LONG_BUDGET);
     let listen_s = t1.elapsed().as_secs_f64();
-    assert!(
-        addr.starts_with(&format!("/ip4/{}/tcp/", node.ip())),
-        "{addr}"
-    );
+    assert!(addr.starts_with(&format!("/ip4/{}/tcp/", node.ip())), "{addr}");
     println!("phase 1: {tag} node {} listening on {addr}", node.name());
 
     // Phase 2: from a client container, create a topic and produce 1000 lines. One
     // partition, so "in order" is a total order.
-    let out = net.run_cli(
-        &addr,
-        &["topic", "create", "lines", "--partitions", "1"],
-        None,
-    );
+    let out = net.run_cli(&addr, &["topic", "create", "lines", "--partitions", "1"], None);
     assert_eq!(out.code, 0, "topic create: {}{}", out.stdout, out.stderr);
     let expected: Vec<String> = (0..RECORDS).map(|i| format!("line-{i:04}")).collect();
-    let input = expected
-        .iter()
-        .map(|l| format!("{l}\n"))
-        .collect::<String>();
+    let input = expected.iter().map(|l| format!("{l}\n")).collect::<String>();
     let t2 = Instant::now();
     let out = net.run_cli(&addr, &["produce", "lines"], Some(input.as_bytes()));
     let produce_s = t2.elapsed().as_secs_f64();
     assert_eq!(out.code, 0, "produce: {}", out.stderr);
-    assert!(
-        out.stderr
-            .contains(&format!("Produced {RECORDS} record(s)")),
-        "produce: {}",
-        out.stderr
-    );
+    assert!(out.stderr.contains(&format!("Produced {RECORDS} record(s)")), "produce: {}", out.stderr);
     check_all_back(&net, &addr, &expected, "before the kill");
     println!("phase 2: produced and consumed {RECORDS} records from another container");
 
@@ -65,16 +50,11 @@ fn a_containerised_node_serves_another_host_and_keeps_acked_records_across_docke
     node.restart();
     let addr = node.wait_listening(LONG_BUDGET);
     let restart_s = t3.elapsed().as_secs_f64();
-    check_all_back(
-        &net,
-        &addr,
-        &expected,
-        "after docker kill -s KILL and restart",
-    );
+    check_all_back(&net, &addr, &expected, "after docker kill -s KILL and restart");
     println!(
         "figure: docker single node: {RECORDS} records produced from another container, \
          read back {RECORDS}/{RECORDS} in order before and after docker kill -s KILL + restart \
-         (lost 0, doubled 0, reordered 0); image ready {image_s:.1} s, node listening \
+         (lost 0, doubled 0, reordered 0); image ready {image_s:.1} s, container start to listening \
          {listen_s:.1} s, produce {produce_s:.1} s, restart to listening {restart_s:.1} s"
     );
 }
@@ -82,13 +62,7 @@ fn a_containerised_node_serves_another_host_and_keeps_acked_records_across_docke
 /// Consume the topic from the beginning in a client container and require exactly
 /// `expected`, in order.
 fn check_all_back(net: &DockerNet, addr: &str, expected: &[String], when: &str) {
-    let args = [
-        "consume",
-        "lines",
-        "--from-beginning",
-        "--timeout-ms",
-        "2000",
-    ];
+    let args = ["consume", "lines", "--from-beginning", "--timeout-ms", "2000"];
     let out = net.run_cli(addr, &args, None);
     assert_eq!(out.code, 0, "consume {when}: {}", out.stderr);
     let got: Vec<&str> = out.stdout.lines().collect();
