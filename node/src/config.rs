@@ -110,10 +110,8 @@ impl NodeConfig {
         let Some(path) = path else {
             return Ok(NodeConfig::default());
         };
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read { path: path.to_path_buf(), reason: e.to_string() })?;
         toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             reason: e.to_string().trim_end().to_string(),
@@ -125,8 +123,7 @@ impl NodeConfig {
         self.listen
             .iter()
             .map(|s| {
-                s.parse::<Multiaddr>()
-                    .map_err(|e| ConfigError::Invalid(format!("listen address '{s}': {e}")))
+                s.parse::<Multiaddr>().map_err(|e| ConfigError::Invalid(format!("listen address '{s}': {e}")))
             })
             .collect()
     }
@@ -135,7 +132,10 @@ impl NodeConfig {
     pub fn bootstrap_addrs(&self) -> Result<Vec<Multiaddr>, ConfigError> {
         self.bootstrap
             .iter()
-            .map(|s| s.parse::<Multiaddr>().map_err(|e| ConfigError::Invalid(format!("bootstrap address '{s}': {e}"))))
+            .map(|s| {
+                s.parse::<Multiaddr>()
+                    .map_err(|e| ConfigError::Invalid(format!("bootstrap address '{s}': {e}")))
+            })
             .collect()
     }
 
@@ -196,9 +196,7 @@ impl NodeConfig {
             ));
         }
         if self.retention_check_interval_ms == 0 || self.idle_connection_timeout_ms == 0 {
-            return bad(
-                "retention_check_interval_ms and idle_connection_timeout_ms must be > 0".into(),
-            );
+            return bad("retention_check_interval_ms and idle_connection_timeout_ms must be > 0".into());
         }
         if self.cache_capacity_bytes < 1 << 20 {
             return bad("cache_capacity_bytes must be at least 1 MiB".into());
@@ -241,23 +239,9 @@ mod tests {
 
     #[test]
     fn relations_are_checked() {
-        let c = NodeConfig {
-            fetch_max_wait_ms: 60_000,
-            ..NodeConfig::default()
-        };
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("fetch_max_wait_ms"));
-        let c = NodeConfig {
-            listen: vec!["not-an-addr".into()],
-            ..NodeConfig::default()
-        };
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("not-an-addr"));
+        let c = NodeConfig { fetch_max_wait_ms: 60_000, ..NodeConfig::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("fetch_max_wait_ms"));
+        let c = NodeConfig { listen: vec!["not-an-addr".into()], ..NodeConfig::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("not-an-addr"));
     }
 }

@@ -35,9 +35,9 @@ impl Gateway {
                 let new = NewTopic { name, partitions, replication_factor, config };
                 self.mesh.create_topic(new).await.map(ClientResponse::TopicCreated)
             }
-            ClientRequest::ListTopics => {
-                Ok(ClientResponse::Topics(self.broker.topics().all().iter().map(|t| t.info.clone()).collect()))
-            }
+            ClientRequest::ListTopics => Ok(ClientResponse::Topics(
+                self.broker.topics().all().iter().map(|t| t.info.clone()).collect(),
+            )),
             ClientRequest::DescribeTopic { name } => self.describe(&name).await,
             ClientRequest::Produce(ref p) => {
                 let (t, part) = (p.topic.clone(), p.partition);
@@ -57,11 +57,17 @@ impl Gateway {
 
     async fn client_mesh(&self, req: ClientRequest) -> ClientResult {
         match req {
-            ClientRequest::RegisterService(reg) => self.services.register(reg).await.map(ClientResponse::ServiceRegistered),
-            ClientRequest::DeregisterService { name, instance_id } => {
-                self.services.deregister(&name, &instance_id).await.map(|()| ClientResponse::ServiceDeregistered)
+            ClientRequest::RegisterService(reg) => {
+                self.services.register(reg).await.map(ClientResponse::ServiceRegistered)
             }
-            ClientRequest::DiscoverService { name } => Ok(ClientResponse::Services(self.services.discover(&name).await)),
+            ClientRequest::DeregisterService { name, instance_id } => self
+                .services
+                .deregister(&name, &instance_id)
+                .await
+                .map(|()| ClientResponse::ServiceDeregistered),
+            ClientRequest::DiscoverService { name } => {
+                Ok(ClientResponse::Services(self.services.discover(&name).await))
+            }
             ClientRequest::ListServices => {
                 let members = self.mesh.live_nodes().iter().filter_map(|p| p.parse().ok()).collect();
                 Ok(ClientResponse::Services(self.services.gather(members, None).await))
@@ -131,12 +137,14 @@ impl Gateway {
     /// Serve a request from another node.
     pub async fn peer(&self, req: PeerRequest) -> PeerResponse {
         match req {
-            PeerRequest::Forward(r @ (ClientRequest::Produce(_) | ClientRequest::Fetch(_) | ClientRequest::ListOffsets { .. })) => {
-                PeerResponse::Forwarded(self.broker.handle_local(r).await)
-            }
+            PeerRequest::Forward(
+                r @ (ClientRequest::Produce(_) | ClientRequest::Fetch(_) | ClientRequest::ListOffsets { .. }),
+            ) => PeerResponse::Forwarded(self.broker.handle_local(r).await),
             PeerRequest::Forward(other) => PeerResponse::Forwarded(self.client(other).await),
             PeerRequest::TopicRecords => PeerResponse::TopicRecords(self.mesh.signed_records()),
-            PeerRequest::LocalServices { name } => PeerResponse::Services(self.services.local(name.as_deref())),
+            PeerRequest::LocalServices { name } => {
+                PeerResponse::Services(self.services.local(name.as_deref()))
+            }
             PeerRequest::PartitionStatuses { topic } => match self.broker.local_statuses(&topic) {
                 Ok(v) => PeerResponse::Partitions(v),
                 Err(e) => PeerResponse::Error(e),

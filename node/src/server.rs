@@ -108,7 +108,8 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         bootstrap: cfg.bootstrap_addrs()?,
     };
     let (net, events) = network::start(net_cfg, shutdown_rx.clone()).await?;
-    let listen_addrs: Vec<Multiaddr> = net.listen_addrs().iter().map(|a| network::with_peer_id(a, peer_id)).collect();
+    let listen_addrs: Vec<Multiaddr> =
+        net.listen_addrs().iter().map(|a| network::with_peer_id(a, peer_id)).collect();
     tracing::info!(
         node = %peer_id,
         data_dir = %cfg.data_dir.display(),
@@ -171,7 +172,9 @@ async fn dispatch(
                 NetworkEvent::Gossip { source, message } => {
                     gateway.mesh.on_event(MeshEvent::Gossip(source, message)).await;
                 }
-                NetworkEvent::PeerConnected { peer } => gateway.mesh.on_event(MeshEvent::Connected(peer)).await,
+                NetworkEvent::PeerConnected { peer } => {
+                    gateway.mesh.on_event(MeshEvent::Connected(peer)).await
+                }
                 NetworkEvent::PeerDisconnected { peer } => tracing::debug!(%peer, "disconnected"),
             }
             drop(permit);

@@ -42,7 +42,12 @@ fn service_key(name: &str) -> String {
 impl Services {
     /// An empty registry.
     pub fn new(net: NetworkHandle, lookup_timeout: Duration) -> Services {
-        Services { local: net.local_peer_id().to_string(), net, entries: Mutex::new(BTreeMap::new()), lookup_timeout }
+        Services {
+            local: net.local_peer_id().to_string(),
+            net,
+            entries: Mutex::new(BTreeMap::new()),
+            lookup_timeout,
+        }
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, BTreeMap<Key, (ServiceInstance, Instant)>> {
@@ -131,7 +136,10 @@ impl Services {
         self.entries()
             .iter()
             .filter(|((n, _), (_, exp))| name.is_none_or(|want| want == n) && *exp > now)
-            .map(|(_, (inst, exp))| ServiceInstance { expires_in_ms: exp.duration_since(now).as_millis() as u64, ..inst.clone() })
+            .map(|(_, (inst, exp))| ServiceInstance {
+                expires_in_ms: exp.duration_since(now).as_millis() as u64,
+                ..inst.clone()
+            })
             .collect()
     }
 

@@ -142,8 +142,7 @@ impl BatchHeader {
     /// Offset of the last record: `base_offset + last_offset_delta`
     /// (wrapping, as Java's `long` arithmetic does).
     pub fn last_offset(&self) -> i64 {
-        self.base_offset
-            .wrapping_add(i64::from(self.last_offset_delta))
+        self.base_offset.wrapping_add(i64::from(self.last_offset_delta))
     }
 
     /// Total encoded size of the batch: `12 + batch_length`. A negative
@@ -269,11 +268,7 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// A reader over the whole of `buf`, starting at `pos`.
     fn new(buf: &'a [u8], pos: usize) -> Self {
-        Reader {
-            buf,
-            pos,
-            end: buf.len(),
-        }
+        Reader { buf, pos, end: buf.len() }
     }
 
     /// Bytes left before `end`.
@@ -283,10 +278,7 @@ impl<'a> Reader<'a> {
 
     /// Consumes exactly `n` bytes, or reports how many were needed.
     fn take(&mut self, n: usize) -> Result<&'a [u8], BatchError> {
-        let truncated = BatchError::Truncated {
-            needed: self.pos.saturating_add(n),
-            have: self.end,
-        };
+        let truncated = BatchError::Truncated { needed: self.pos.saturating_add(n), have: self.end };
         let stop = match self.pos.checked_add(n) {
             Some(stop) if stop <= self.end => stop,
             _ => return Err(truncated),
@@ -300,9 +292,7 @@ impl<'a> Reader<'a> {
     fn array<const N: usize>(&mut self) -> Result<[u8; N], BatchError> {
         let have = self.end;
         let needed = self.pos.saturating_add(N);
-        self.take(N)?
-            .try_into()
-            .map_err(|_| BatchError::Truncated { needed, have })
+        self.take(N)?.try_into().map_err(|_| BatchError::Truncated { needed, have })
     }
 
     /// Consumes a big-endian `i8`.
@@ -384,10 +374,7 @@ impl<'a> Reader<'a> {
 pub fn parse_header(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     let mut r = Reader::new(bytes, 0);
     if r.remaining() < BATCH_HEADER_LEN {
-        return Err(BatchError::Truncated {
-            needed: BATCH_HEADER_LEN,
-            have: bytes.len(),
-        });
+        return Err(BatchError::Truncated { needed: BATCH_HEADER_LEN, have: bytes.len() });
     }
     let base_offset = r.i64()?;
     let batch_length = r.i32()?;
@@ -427,17 +414,11 @@ pub fn parse_header(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
 fn patch(batch: &mut [u8], at: usize, value: &[u8]) -> Result<(), BatchError> {
     let have = batch.len();
     if have < BATCH_HEADER_LEN {
-        return Err(BatchError::Truncated {
-            needed: BATCH_HEADER_LEN,
-            have,
-        });
+        return Err(BatchError::Truncated { needed: BATCH_HEADER_LEN, have });
     }
     let dst = batch
         .get_mut(at..at + value.len())
-        .ok_or(BatchError::Truncated {
-            needed: BATCH_HEADER_LEN,
-            have,
-        })?;
+        .ok_or(BatchError::Truncated { needed: BATCH_HEADER_LEN, have })?;
     dst.copy_from_slice(value);
     Ok(())
 }
@@ -487,25 +468,17 @@ impl<'a> RecordSink<'a> for Discard {
 }
 
 /// Decodes one record's headers (after the count) into `sink`.
-fn decode_headers<'a>(
-    body: &mut Reader<'a>,
-    sink: &mut dyn RecordSink<'a>,
-) -> Result<(), BatchError> {
+fn decode_headers<'a>(body: &mut Reader<'a>, sink: &mut dyn RecordSink<'a>) -> Result<(), BatchError> {
     let count = body.varint()?;
     if count < 0 {
-        return Err(BatchError::InvalidRecord {
-            reason: "negative header count",
-        });
+        return Err(BatchError::InvalidRecord { reason: "negative header count" });
     }
     for _ in 0..count {
         let key_len = body.varint()?;
-        let key_len = usize::try_from(key_len).map_err(|_| BatchError::InvalidRecord {
-            reason: "negative header key length",
-        })?;
-        let key =
-            std::str::from_utf8(body.take(key_len)?).map_err(|_| BatchError::InvalidRecord {
-                reason: "header key is not valid UTF-8",
-            })?;
+        let key_len = usize::try_from(key_len)
+            .map_err(|_| BatchError::InvalidRecord { reason: "negative header key length" })?;
+        let key = std::str::from_utf8(body.take(key_len)?)
+            .map_err(|_| BatchError::InvalidRecord { reason: "header key is not valid UTF-8" })?;
         let value = body.nullable_bytes("negative header value length other than -1")?;
         sink.header(key, value);
     }
@@ -516,18 +489,13 @@ fn decode_headers<'a>(
 /// offset delta.
 fn decode_record<'a>(r: &mut Reader<'a>, sink: &mut dyn RecordSink<'a>) -> Result<i32, BatchError> {
     let len = r.varint()?;
-    let len = usize::try_from(len).map_err(|_| BatchError::InvalidRecord {
-        reason: "negative record length",
-    })?;
+    let len =
+        usize::try_from(len).map_err(|_| BatchError::InvalidRecord { reason: "negative record length" })?;
     let body_start = r.pos;
     r.take(len)?;
     // The body is parsed through a sub-reader confined to the declared
     // length so a lying length cannot make fields bleed into the next record.
-    let mut body = Reader {
-        buf: r.buf,
-        pos: body_start,
-        end: r.pos,
-    };
+    let mut body = Reader { buf: r.buf, pos: body_start, end: r.pos };
     let _attributes = body.i8()?; // unused in v2, ignored as Kafka does
     let timestamp_delta = body.varlong()?;
     let offset_delta = body.varint()?;
@@ -535,16 +503,9 @@ fn decode_record<'a>(r: &mut Reader<'a>, sink: &mut dyn RecordSink<'a>) -> Resul
     let value = body.nullable_bytes("negative value length other than -1")?;
     decode_headers(&mut body, sink)?;
     if body.remaining() != 0 {
-        return Err(BatchError::InvalidRecord {
-            reason: "record length does not match its fields",
-        });
+        return Err(BatchError::InvalidRecord { reason: "record length does not match its fields" });
     }
-    sink.record(RawRecord {
-        timestamp_delta,
-        offset_delta,
-        key,
-        value,
-    });
+    sink.record(RawRecord { timestamp_delta, offset_delta, key, value });
     Ok(offset_delta)
 }
 
@@ -555,24 +516,15 @@ fn check_frame(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = parse_header(bytes)?;
     let declared = header.total_len();
     if bytes.len() < declared {
-        return Err(BatchError::Truncated {
-            needed: declared,
-            have: bytes.len(),
-        });
+        return Err(BatchError::Truncated { needed: declared, have: bytes.len() });
     }
     if bytes.len() > declared {
-        return Err(BatchError::LengthMismatch {
-            declared,
-            actual: bytes.len(),
-        });
+        return Err(BatchError::LengthMismatch { declared, actual: bytes.len() });
     }
     let covered = bytes.get(ATTRIBUTES_OFFSET..).unwrap_or_default();
     let computed = crc32c::crc32c(covered);
     if computed != header.crc {
-        return Err(BatchError::CrcMismatch {
-            stored: header.crc,
-            computed,
-        });
+        return Err(BatchError::CrcMismatch { stored: header.crc, computed });
     }
     if header.compression() != 0 {
         return Err(BatchError::UnsupportedCompression(header.compression()));
@@ -605,17 +557,11 @@ fn walk_records<'a>(
         }
         let offset_delta = decode_record(&mut r, sink)?;
         if strict && offset_delta != index {
-            return Err(BatchError::OffsetDeltaMismatch {
-                index,
-                found: offset_delta,
-            });
+            return Err(BatchError::OffsetDeltaMismatch { index, found: offset_delta });
         }
     }
     if r.remaining() != 0 {
-        return Err(BatchError::TrailingBytes {
-            offset: r.pos,
-            count: r.remaining(),
-        });
+        return Err(BatchError::TrailingBytes { offset: r.pos, count: r.remaining() });
     }
     Ok(())
 }
@@ -631,25 +577,17 @@ fn walk_records<'a>(
 /// Does not allocate. Returns the header.
 pub fn validate(bytes: &[u8], max_batch_bytes: usize) -> Result<BatchHeader, BatchError> {
     if bytes.len() > max_batch_bytes {
-        return Err(BatchError::TooLarge {
-            size: bytes.len(),
-            max: max_batch_bytes,
-        });
+        return Err(BatchError::TooLarge { size: bytes.len(), max: max_batch_bytes });
     }
     let header = check_frame(bytes)?;
     if header.records_count == 0 {
         // Kafka rejects producer batches with an empty offset range.
-        return Err(BatchError::InvalidRecord {
-            reason: "batch has no records",
-        });
+        return Err(BatchError::InvalidRecord { reason: "batch has no records" });
     }
     walk_records(bytes, &header, true, &mut Discard)?;
     let expected = header.records_count - 1;
     if header.last_offset_delta != expected {
-        return Err(BatchError::LastOffsetDeltaMismatch {
-            stored: header.last_offset_delta,
-            expected,
-        });
+        return Err(BatchError::LastOffsetDeltaMismatch { stored: header.last_offset_delta, expected });
     }
     Ok(header)
 }
@@ -664,10 +602,7 @@ struct Collect {
 
 impl<'a> RecordSink<'a> for Collect {
     fn header(&mut self, key: &'a str, value: Option<&'a [u8]>) {
-        self.pending.push(Header {
-            key: key.to_owned(),
-            value: value.map(<[u8]>::to_vec),
-        });
+        self.pending.push(Header { key: key.to_owned(), value: value.map(<[u8]>::to_vec) });
     }
 
     fn record(&mut self, rec: RawRecord<'a>) {
@@ -702,11 +637,7 @@ pub fn records(batch: &[u8]) -> Result<Vec<Record>, BatchError> {
     // huge reservation.
     let count = usize::try_from(header.records_count).unwrap_or(0);
     let cap = count.min(batch.len().saturating_sub(BATCH_HEADER_LEN) / MIN_RECORD_LEN);
-    let mut sink = Collect {
-        header,
-        out: Vec::with_capacity(cap),
-        pending: Vec::new(),
-    };
+    let mut sink = Collect { header, out: Vec::with_capacity(cap), pending: Vec::new() };
     walk_records(batch, &header, false, &mut sink)?;
     Ok(sink.out)
 }
@@ -744,10 +675,7 @@ impl<'a> Iterator for BatchIter<'a> {
         let rest = self.bytes.get(self.pos..).filter(|r| !r.is_empty())?;
         let framed = parse_header(rest).and_then(|h| {
             let len = h.total_len();
-            rest.get(..len).ok_or(BatchError::Truncated {
-                needed: len,
-                have: rest.len(),
-            })
+            rest.get(..len).ok_or(BatchError::Truncated { needed: len, have: rest.len() })
         });
         match framed {
             Ok(batch) => {
@@ -773,11 +701,7 @@ impl FusedIterator for BatchIter<'_> {}
 /// errors count bytes from the start of the failing batch; use
 /// [`BatchIter::offset`] for its position. Empty input yields nothing.
 pub fn split_batches(bytes: &[u8]) -> BatchIter<'_> {
-    BatchIter {
-        bytes,
-        pos: 0,
-        failed: false,
-    }
+    BatchIter { bytes, pos: 0, failed: false }
 }
 
 // ---------------------------------------------------------------------------
@@ -850,13 +774,7 @@ impl BatchBuilder {
 
     /// Appends a record with the next offset delta. Timestamps are stored as
     /// deltas from the first record's (wrapping, so any `i64` round-trips).
-    pub fn push(
-        &mut self,
-        timestamp_ms: i64,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        headers: &[Header],
-    ) {
+    pub fn push(&mut self, timestamp_ms: i64, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header]) {
         if self.count == 0 {
             self.base_timestamp = timestamp_ms;
             self.max_timestamp = timestamp_ms;
@@ -868,9 +786,7 @@ impl BatchBuilder {
         // up front instead of encoding into a scratch buffer.
         let headers_len: usize = headers
             .iter()
-            .map(|h| {
-                varint_len(len_i32(h.key.len())) + h.key.len() + nullable_len(h.value.as_deref())
-            })
+            .map(|h| varint_len(len_i32(h.key.len())) + h.key.len() + nullable_len(h.value.as_deref()))
             .sum();
         let body_len = 1
             + varlong_len(timestamp_delta)
@@ -938,8 +854,7 @@ impl BatchBuilder {
         out.extend_from_slice(&count.to_be_bytes());
         out.extend_from_slice(&self.records);
         let crc = crc32c::crc32c(out.get(ATTRIBUTES_OFFSET..)?);
-        out.get_mut(CRC_OFFSET..ATTRIBUTES_OFFSET)?
-            .copy_from_slice(&crc.to_be_bytes());
+        out.get_mut(CRC_OFFSET..ATTRIBUTES_OFFSET)?.copy_from_slice(&crc.to_be_bytes());
         Some(out)
     }
 }
@@ -957,10 +872,7 @@ mod tests {
 
     /// Shorthand for a [`Header`].
     fn hdr(key: &str, value: Option<&[u8]>) -> Header {
-        Header {
-            key: key.to_owned(),
-            value: value.map(<[u8]>::to_vec),
-        }
+        Header { key: key.to_owned(), value: value.map(<[u8]>::to_vec) }
     }
 
     /// `put_varint` into a fresh vector.
@@ -1044,19 +956,10 @@ mod tests {
     fn overlong_and_truncated_varints_are_errors() {
         // Kafka's ByteUtilsTest.testInvalidVarint: a 6th byte is illegal.
         let six = [0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
-        assert_eq!(
-            Reader::new(&six, 0).varint(),
-            Err(BatchError::BadVarint { offset: 0 })
-        );
+        assert_eq!(Reader::new(&six, 0).varint(), Err(BatchError::BadVarint { offset: 0 }));
         let eleven = [0xff; 11];
-        assert_eq!(
-            Reader::new(&eleven, 0).varlong(),
-            Err(BatchError::BadVarint { offset: 0 })
-        );
-        assert_eq!(
-            Reader::new(&[0x80], 0).varint(),
-            Err(BatchError::Truncated { needed: 2, have: 1 })
-        );
+        assert_eq!(Reader::new(&eleven, 0).varlong(), Err(BatchError::BadVarint { offset: 0 }));
+        assert_eq!(Reader::new(&[0x80], 0).varint(), Err(BatchError::Truncated { needed: 2, have: 1 }));
     }
 
     #[test]
@@ -1142,12 +1045,7 @@ mod tests {
         let mut b = BatchBuilder::with_producer(42, 3, 100);
         b.push(5_000, Some(b"key-a"), Some(b"value-a"), &[]);
         b.push(4_000, None, Some(b"no key"), &[hdr("h1", Some(b"x"))]);
-        b.push(
-            7_000,
-            Some(b"key-c"),
-            None,
-            &[hdr("", None), hdr("ключ", Some(b""))],
-        );
+        b.push(7_000, Some(b"key-c"), None, &[hdr("", None), hdr("ключ", Some(b""))]);
         b.push(6_000, Some(b""), Some(&[0u8; 300]), &[]);
         b.build().unwrap()
     }
@@ -1159,10 +1057,7 @@ mod tests {
         assert_eq!(h.records_count, 4);
         assert_eq!(h.last_offset_delta, 3);
         assert_eq!((h.base_timestamp, h.max_timestamp), (5_000, 7_000));
-        assert_eq!(
-            (h.producer_id, h.producer_epoch, h.base_sequence),
-            (42, 3, 100)
-        );
+        assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (42, 3, 100));
         assert_eq!(h.partition_leader_epoch, -1);
         assert!(h.has_producer_id() && !h.is_transactional() && !h.is_control());
         let recs = records(&bytes).unwrap();
@@ -1201,13 +1096,7 @@ mod tests {
         let offsets: Vec<i64> = records(&bytes).unwrap().iter().map(|r| r.offset).collect();
         assert_eq!(offsets, [1_000_000, 1_000_001, 1_000_002, 1_000_003]);
         let mut short = vec![0u8; BATCH_HEADER_LEN - 1];
-        assert_eq!(
-            set_base_offset(&mut short, 1),
-            Err(BatchError::Truncated {
-                needed: 61,
-                have: 60
-            })
-        );
+        assert_eq!(set_base_offset(&mut short, 1), Err(BatchError::Truncated { needed: 61, have: 60 }));
         assert!(short.iter().all(|&b| b == 0));
         assert!(set_partition_leader_epoch(&mut short, 1).is_err());
     }
@@ -1218,38 +1107,23 @@ mod tests {
         for i in ATTRIBUTES_OFFSET..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x01;
-            assert!(
-                matches!(
-                    validate(&bad, usize::MAX),
-                    Err(BatchError::CrcMismatch { .. })
-                ),
-                "byte {i}"
-            );
+            assert!(matches!(validate(&bad, usize::MAX), Err(BatchError::CrcMismatch { .. })), "byte {i}");
             assert!(matches!(records(&bad), Err(BatchError::CrcMismatch { .. })));
         }
         // A corrupted CRC field itself is also a mismatch.
         let mut bad = bytes.clone();
         bad[CRC_OFFSET] ^= 0x80;
-        assert!(matches!(
-            validate(&bad, usize::MAX),
-            Err(BatchError::CrcMismatch { .. })
-        ));
+        assert!(matches!(validate(&bad, usize::MAX), Err(BatchError::CrcMismatch { .. })));
     }
 
     #[test]
     fn too_large_is_checked_first() {
         let garbage = vec![0xffu8; 100];
-        assert_eq!(
-            validate(&garbage, 99),
-            Err(BatchError::TooLarge { size: 100, max: 99 })
-        );
+        assert_eq!(validate(&garbage, 99), Err(BatchError::TooLarge { size: 100, max: 99 }));
         let bytes = sample_batch();
         assert_eq!(
             validate(&bytes, bytes.len() - 1),
-            Err(BatchError::TooLarge {
-                size: bytes.len(),
-                max: bytes.len() - 1
-            })
+            Err(BatchError::TooLarge { size: bytes.len(), max: bytes.len() - 1 })
         );
         assert!(validate(&bytes, bytes.len()).is_ok());
     }
@@ -1257,13 +1131,7 @@ mod tests {
     #[test]
     fn header_errors() {
         let bytes = sample_batch();
-        assert_eq!(
-            parse_header(&bytes[..60]),
-            Err(BatchError::Truncated {
-                needed: 61,
-                have: 60
-            })
-        );
+        assert_eq!(parse_header(&bytes[..60]), Err(BatchError::Truncated { needed: 61, have: 60 }));
         let mut bad = bytes.clone();
         bad[MAGIC_OFFSET] = 1;
         assert_eq!(validate(&bad, usize::MAX), Err(BatchError::BadMagic(1)));
@@ -1284,37 +1152,25 @@ mod tests {
         long.push(0);
         assert_eq!(
             validate(&long, usize::MAX),
-            Err(BatchError::LengthMismatch {
-                declared: bytes.len(),
-                actual: bytes.len() + 1
-            })
+            Err(BatchError::LengthMismatch { declared: bytes.len(), actual: bytes.len() + 1 })
         );
         let mut more = bytes.clone();
         more[57..61].copy_from_slice(&5i32.to_be_bytes());
         recrc(&mut more);
         assert_eq!(
             validate(&more, usize::MAX),
-            Err(BatchError::RecordCountMismatch {
-                declared: 5,
-                decoded: 4
-            })
+            Err(BatchError::RecordCountMismatch { declared: 5, decoded: 4 })
         );
         let mut fewer = bytes.clone();
         fewer[57..61].copy_from_slice(&3i32.to_be_bytes());
         recrc(&mut fewer);
-        assert!(matches!(
-            validate(&fewer, usize::MAX),
-            Err(BatchError::TrailingBytes { .. })
-        ));
+        assert!(matches!(validate(&fewer, usize::MAX), Err(BatchError::TrailingBytes { .. })));
         let mut last = bytes.clone();
         last[23..27].copy_from_slice(&2i32.to_be_bytes());
         recrc(&mut last);
         assert_eq!(
             validate(&last, usize::MAX),
-            Err(BatchError::LastOffsetDeltaMismatch {
-                stored: 2,
-                expected: 3
-            })
+            Err(BatchError::LastOffsetDeltaMismatch { stored: 2, expected: 3 })
         );
     }
 
@@ -1324,10 +1180,7 @@ mod tests {
         let mut gz = bytes.clone();
         gz[22] = 1;
         recrc(&mut gz);
-        assert_eq!(
-            validate(&gz, usize::MAX),
-            Err(BatchError::UnsupportedCompression(1))
-        );
+        assert_eq!(validate(&gz, usize::MAX), Err(BatchError::UnsupportedCompression(1)));
         assert_eq!(records(&gz), Err(BatchError::UnsupportedCompression(1)));
         let mut flags = bytes.clone();
         flags[22] = 0x38; // LogAppendTime | transactional | control
@@ -1336,10 +1189,7 @@ mod tests {
         assert!(h.is_transactional() && h.is_control() && h.is_log_append_time());
         assert_eq!(h.compression(), 0);
         // LogAppendTime: every record reports the batch's maxTimestamp.
-        assert!(records(&flags)
-            .unwrap()
-            .iter()
-            .all(|r| r.timestamp == 7_000));
+        assert!(records(&flags).unwrap().iter().all(|r| r.timestamp == 7_000));
     }
 
     /// A one-record batch whose record body is `body` (length prefix added).
@@ -1363,9 +1213,7 @@ mod tests {
         let cases: &[(&[u8], BatchError)] = &[
             (
                 &[0, 0, 0, 3, 1, 0], // keyLength -2
-                BatchError::InvalidRecord {
-                    reason: "negative key length other than -1",
-                },
+                BatchError::InvalidRecord { reason: "negative key length other than -1" },
             ),
             (
                 &[0, 0, 2, 1, 1, 0], // offsetDelta 1 in record 0
@@ -1373,28 +1221,19 @@ mod tests {
             ),
             (
                 &[0, 0, 0, 1, 1, 1], // headersCount -1
-                BatchError::InvalidRecord {
-                    reason: "negative header count",
-                },
+                BatchError::InvalidRecord { reason: "negative header count" },
             ),
             (
                 &[0, 0, 0, 1, 1, 2, 2, 0xff, 1], // header key not UTF-8
-                BatchError::InvalidRecord {
-                    reason: "header key is not valid UTF-8",
-                },
+                BatchError::InvalidRecord { reason: "header key is not valid UTF-8" },
             ),
             (
                 &[0, 0, 0, 1, 1, 0, 0], // a stray byte inside the record
-                BatchError::InvalidRecord {
-                    reason: "record length does not match its fields",
-                },
+                BatchError::InvalidRecord { reason: "record length does not match its fields" },
             ),
             (
                 &[0, 0, 0, 1, 20], // value longer than the record
-                BatchError::Truncated {
-                    needed: 77,
-                    have: 67,
-                },
+                BatchError::Truncated { needed: 77, have: 67 },
             ),
         ];
         for (body, err) in cases {
@@ -1416,9 +1255,7 @@ mod tests {
         assert_eq!(records(&empty), Ok(vec![]));
         assert_eq!(
             validate(&empty, usize::MAX),
-            Err(BatchError::InvalidRecord {
-                reason: "batch has no records"
-            })
+            Err(BatchError::InvalidRecord { reason: "batch has no records" })
         );
     }
 
@@ -1429,10 +1266,7 @@ mod tests {
         recrc(&mut bytes);
         assert!(matches!(
             records(&bytes),
-            Err(BatchError::RecordCountMismatch {
-                declared: i32::MAX,
-                decoded: 4
-            })
+            Err(BatchError::RecordCountMismatch { declared: i32::MAX, decoded: 4 })
         ));
     }
 
@@ -1450,13 +1284,7 @@ mod tests {
         let mut it = split_batches(partial);
         assert_eq!(it.next(), Some(Ok(&a[..])));
         assert_eq!(it.offset(), a.len());
-        assert_eq!(
-            it.next(),
-            Some(Err(BatchError::Truncated {
-                needed: b.len(),
-                have: b.len() - 5
-            }))
-        );
+        assert_eq!(it.next(), Some(Err(BatchError::Truncated { needed: b.len(), have: b.len() - 5 })));
         assert_eq!(it.next(), None);
         assert_eq!(it.offset(), a.len());
     }
@@ -1467,15 +1295,9 @@ mod tests {
         assert_eq!(h.magic, MAGIC_V2);
         assert_eq!(h.last_offset(), 3);
         assert_eq!(h.compression(), 0);
-        let weird = BatchHeader {
-            batch_length: -5,
-            ..h
-        };
+        let weird = BatchHeader { batch_length: -5, ..h };
         assert_eq!(weird.total_len(), LOG_OVERHEAD);
-        let end = BatchHeader {
-            base_offset: i64::MAX,
-            ..h
-        };
+        let end = BatchHeader { base_offset: i64::MAX, ..h };
         assert_eq!(end.last_offset(), i64::MIN + 2); // wraps like Java
     }
 }

@@ -37,8 +37,7 @@ pub enum CodecError {
 
 /// Encode a message body.
 pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
-    bincode::serde::encode_to_vec(msg, config::standard())
-        .map_err(|e| CodecError::Encode(e.to_string()))
+    bincode::serde::encode_to_vec(msg, config::standard()).map_err(|e| CodecError::Encode(e.to_string()))
 }
 
 /// Encode a message body, appending to `out`.
@@ -61,17 +60,12 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
         decode_limited::<T, { 256 << 20 }>(bytes)?
     };
     if used != bytes.len() {
-        return Err(CodecError::Trailing {
-            consumed: used,
-            trailing: bytes.len() - used,
-        });
+        return Err(CodecError::Trailing { consumed: used, trailing: bytes.len() - used });
     }
     Ok(msg)
 }
 
-fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(
-    bytes: &[u8],
-) -> Result<(T, usize), CodecError> {
+fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(bytes: &[u8]) -> Result<(T, usize), CodecError> {
     bincode::serde::decode_from_slice(bytes, config::standard().with_limit::<LIMIT>())
         .map_err(|e| CodecError::Decode(e.to_string()))
 }

@@ -82,11 +82,7 @@ impl ErrorCode {
 
     /// The code for a number; numbers this build does not know map to `Unknown`.
     pub fn from_i16(n: i16) -> ErrorCode {
-        Self::ALL
-            .iter()
-            .copied()
-            .find(|c| c.as_i16() == n)
-            .unwrap_or(ErrorCode::Unknown)
+        Self::ALL.iter().copied().find(|c| c.as_i16() == n).unwrap_or(ErrorCode::Unknown)
     }
 
     /// A short, stable, human name (Kafka's spelling where shared).
@@ -159,10 +155,7 @@ pub struct WireError {
 impl WireError {
     /// A wire error with a code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        WireError {
-            code,
-            message: message.into(),
-        }
+        WireError { code, message: message.into() }
     }
 }
 

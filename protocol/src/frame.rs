@@ -94,24 +94,13 @@ pub fn decode_body<T: DeserializeOwned>(contents: &[u8]) -> Result<T, FrameError
 }
 
 /// Decode one frame from the front of `bytes`, returning the message and the bytes used.
-pub fn decode_frame<T: DeserializeOwned>(
-    bytes: &[u8],
-    max: usize,
-) -> Result<(T, usize), FrameError> {
+pub fn decode_frame<T: DeserializeOwned>(bytes: &[u8], max: usize) -> Result<(T, usize), FrameError> {
     let prefix: [u8; 4] = match bytes.get(..4) {
         Some(p) => [p[0], p[1], p[2], p[3]],
-        None => {
-            return Err(FrameError::Truncated {
-                need: 4,
-                have: bytes.len(),
-            })
-        }
+        None => return Err(FrameError::Truncated { need: 4, have: bytes.len() }),
     };
     let len = body_len(prefix, max)?;
-    let contents = bytes.get(4..4 + len).ok_or(FrameError::Truncated {
-        need: 4 + len,
-        have: bytes.len(),
-    })?;
+    let contents = bytes.get(4..4 + len).ok_or(FrameError::Truncated { need: 4 + len, have: bytes.len() })?;
     Ok((decode_body(contents)?, 4 + len))
 }
 
@@ -124,8 +113,7 @@ mod tests {
         let msg = ("hello".to_string(), 42u64);
         let f = encode_frame(&msg, DEFAULT_MAX_FRAME_BYTES).unwrap();
         assert_eq!(f[4], WIRE_VERSION);
-        let (back, used): ((String, u64), usize) =
-            decode_frame(&f, DEFAULT_MAX_FRAME_BYTES).unwrap();
+        let (back, used): ((String, u64), usize) = decode_frame(&f, DEFAULT_MAX_FRAME_BYTES).unwrap();
         assert_eq!(back, msg);
         assert_eq!(used, f.len());
     }
@@ -141,18 +129,12 @@ mod tests {
         let mut f = encode_frame(&1u8, 1024).unwrap();
         f[4] = 9;
         let err = decode_frame::<u8>(&f, 1024).unwrap_err();
-        assert!(
-            err.to_string().contains("unsupported wire version 9"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("unsupported wire version 9"), "{err}");
     }
 
     #[test]
     fn encoder_refuses_oversized_messages() {
         let big = vec![0u8; 2048];
-        assert!(matches!(
-            encode_frame(&big, 1024),
-            Err(FrameError::TooLarge { .. })
-        ));
+        assert!(matches!(encode_frame(&big, 1024), Err(FrameError::TooLarge { .. })));
     }
 }

@@ -27,9 +27,7 @@ fn to_positive(n: i32) -> u32 {
 /// `num_partitions` must be > 0; for 0 (a topic cannot have no partitions)
 /// this returns 0 rather than panicking on the division.
 pub fn partition_for_key(key: &[u8], num_partitions: u32) -> u32 {
-    to_positive(kafka_murmur2(key))
-        .checked_rem(num_partitions)
-        .unwrap_or(0)
+    to_positive(kafka_murmur2(key)).checked_rem(num_partitions).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -42,10 +40,7 @@ mod tests {
         ("foobar", -790332482),
         ("a-little-bit-long-string", -985981536),
         ("a-little-bit-longer-string", -1486304829),
-        (
-            "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
-            -58897971,
-        ),
+        ("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
         ("abc", 479470107),
     ];
 

@@ -88,12 +88,8 @@ impl Default for TopicConfig {
 
 impl TopicConfig {
     /// The keys `topic create --config k=v` accepts.
-    pub const KEYS: [&'static str; 4] = [
-        "retention.ms",
-        "retention.bytes",
-        "max.message.bytes",
-        "min.insync.replicas",
-    ];
+    pub const KEYS: [&'static str; 4] =
+        ["retention.ms", "retention.bytes", "max.message.bytes", "min.insync.replicas"];
 
     /// Build a config from `k=v` pairs over the defaults, then validate it against the
     /// replication factor. Unknown keys and bad values are `InvalidConfig` errors.
@@ -113,17 +109,11 @@ impl TopicConfig {
     }
 
     fn set(&mut self, key: &str, value: &str) -> Result<(), WireError> {
-        let bad = |why: &str| {
-            WireError::new(
-                ErrorCode::InvalidConfig,
-                format!("config {key}={value}: {why}"),
-            )
-        };
+        let bad =
+            |why: &str| WireError::new(ErrorCode::InvalidConfig, format!("config {key}={value}: {why}"));
         let num = || value.parse::<i64>().map_err(|_| bad("not an integer"));
         match key {
-            "retention.ms" => {
-                self.retention_ms = non_negative_or_forever(num()?).map_err(|w| bad(w))?
-            }
+            "retention.ms" => self.retention_ms = non_negative_or_forever(num()?).map_err(|w| bad(w))?,
             "retention.bytes" => {
                 self.retention_bytes = non_negative_or_forever(num()?).map_err(|w| bad(w))?
             }
@@ -133,12 +123,7 @@ impl TopicConfig {
             "min.insync.replicas" => {
                 self.min_insync_replicas = u16::try_from(num()?).map_err(|_| bad("out of range"))?
             }
-            _ => {
-                return Err(bad(&format!(
-                    "unknown key; known keys are {}",
-                    Self::KEYS.join(", ")
-                )))
-            }
+            _ => return Err(bad(&format!("unknown key; known keys are {}", Self::KEYS.join(", ")))),
         }
         Ok(())
     }
@@ -170,14 +155,8 @@ impl TopicConfig {
         BTreeMap::from([
             ("retention.ms".to_string(), forever(self.retention_ms)),
             ("retention.bytes".to_string(), forever(self.retention_bytes)),
-            (
-                "max.message.bytes".to_string(),
-                self.max_message_bytes.to_string(),
-            ),
-            (
-                "min.insync.replicas".to_string(),
-                self.min_insync_replicas.to_string(),
-            ),
+            ("max.message.bytes".to_string(), self.max_message_bytes.to_string()),
+            ("min.insync.replicas".to_string(), self.min_insync_replicas.to_string()),
         ])
     }
 }
@@ -195,10 +174,7 @@ fn non_negative_or_forever(v: i64) -> Result<Option<u64>, &'static str> {
 /// starting with `__` (reserved for internal topics).
 pub fn validate_topic_name(name: &str) -> Result<(), WireError> {
     let err = |why: &str| {
-        Err(WireError::new(
-            ErrorCode::InvalidTopic,
-            format!("invalid topic name '{name}': {why}"),
-        ))
+        Err(WireError::new(ErrorCode::InvalidTopic, format!("invalid topic name '{name}': {why}")))
     };
     if name.is_empty() || name.len() > MAX_TOPIC_NAME_LEN {
         return err("must be 1 to 249 characters");
@@ -209,10 +185,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), WireError> {
     if name.starts_with("__") {
         return err("names starting with '__' are reserved for internal topics");
     }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-    {
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
         return err("only ASCII letters, digits, '.', '_' and '-' are allowed");
     }
     Ok(())
@@ -270,9 +243,7 @@ mod tests {
     use super::*;
 
     fn pairs(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-        kv.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]

@@ -11,10 +11,7 @@ use proptest::prelude::*;
 type Input = (i64, Option<Vec<u8>>, Option<Vec<u8>>, Vec<Header>);
 
 fn header() -> impl Strategy<Value = Header> {
-    (
-        ".{0,8}",
-        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..16)),
-    )
+    (".{0,8}", proptest::option::of(proptest::collection::vec(any::<u8>(), 0..16)))
         .prop_map(|(key, value)| Header { key, value })
 }
 
@@ -23,12 +20,7 @@ fn bytes(max: usize) -> impl Strategy<Value = Option<Vec<u8>>> {
 }
 
 fn record() -> impl Strategy<Value = Input> {
-    (
-        any::<i64>(),
-        bytes(40),
-        bytes(200),
-        proptest::collection::vec(header(), 0..4),
-    )
+    (any::<i64>(), bytes(40), bytes(200), proptest::collection::vec(header(), 0..4))
 }
 
 /// Producer fields: either none, or arbitrary ids.

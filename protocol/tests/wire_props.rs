@@ -3,8 +3,8 @@
 
 use meshlog_protocol::frame::{self, DEFAULT_MAX_FRAME_BYTES};
 use meshlog_protocol::messages::{
-    ClientRequest, ClientResponse, ClientResult, FetchRequest, FetchResponse, PeerRequest,
-    ProduceRequest, ProduceResponse,
+    ClientRequest, ClientResponse, ClientResult, FetchRequest, FetchResponse, PeerRequest, ProduceRequest,
+    ProduceResponse,
 };
 use meshlog_protocol::types::{Acks, OffsetSpec};
 use meshlog_protocol::{ErrorCode, WireError};
@@ -58,53 +58,21 @@ fn request() -> impl Strategy<Value = ClientRequest> {
             prop::collection::btree_map("[a-z.]{1,8}", "[0-9]{0,4}", 0..4)
         )
             .prop_map(|(name, partitions, replication_factor, config)| {
-                ClientRequest::CreateTopic {
-                    name,
-                    partitions,
-                    replication_factor,
-                    config,
-                }
+                ClientRequest::CreateTopic { name, partitions, replication_factor, config }
             }),
         Just(ClientRequest::ListTopics),
         "[a-z]{0,12}".prop_map(|name| ClientRequest::DescribeTopic { name }),
-        (
-            "[a-z]{0,12}",
-            any::<u32>(),
-            acks(),
-            any::<u32>(),
-            prop::collection::vec(any::<u8>(), 0..512)
-        )
+        ("[a-z]{0,12}", any::<u32>(), acks(), any::<u32>(), prop::collection::vec(any::<u8>(), 0..512))
             .prop_map(|(topic, partition, acks, timeout_ms, batch)| {
-                ClientRequest::Produce(ProduceRequest {
-                    topic,
-                    partition,
-                    acks,
-                    timeout_ms,
-                    batch,
-                })
+                ClientRequest::Produce(ProduceRequest { topic, partition, acks, timeout_ms, batch })
             }),
-        (
-            "[a-z]{0,12}",
-            any::<u32>(),
-            any::<u64>(),
-            any::<u32>(),
-            any::<u32>()
-        )
-            .prop_map(|(topic, partition, offset, max_bytes, max_wait_ms)| {
-                ClientRequest::Fetch(FetchRequest {
-                    topic,
-                    partition,
-                    offset,
-                    max_bytes,
-                    max_wait_ms,
-                })
-            }),
-        ("[a-z]{0,12}", any::<u32>(), any::<i64>()).prop_map(|(topic, partition, ts)| {
-            ClientRequest::ListOffsets {
-                topic,
-                partition,
-                spec: OffsetSpec::Timestamp(ts),
+        ("[a-z]{0,12}", any::<u32>(), any::<u64>(), any::<u32>(), any::<u32>()).prop_map(
+            |(topic, partition, offset, max_bytes, max_wait_ms)| {
+                ClientRequest::Fetch(FetchRequest { topic, partition, offset, max_bytes, max_wait_ms })
             }
+        ),
+        ("[a-z]{0,12}", any::<u32>(), any::<i64>()).prop_map(|(topic, partition, ts)| {
+            ClientRequest::ListOffsets { topic, partition, spec: OffsetSpec::Timestamp(ts) }
         }),
     ]
 }
@@ -112,23 +80,13 @@ fn request() -> impl Strategy<Value = ClientRequest> {
 fn result() -> impl Strategy<Value = ClientResult> {
     prop_oneof![
         (any::<Option<u64>>(), any::<u32>()).prop_map(|(base_offset, record_count)| {
-            Ok(ClientResponse::Produced(ProduceResponse {
-                base_offset,
-                record_count,
-            }))
+            Ok(ClientResponse::Produced(ProduceResponse { base_offset, record_count }))
         }),
-        (
-            any::<u64>(),
-            any::<u64>(),
-            prop::collection::vec(any::<u8>(), 0..512)
-        )
-            .prop_map(|(high_watermark, log_start_offset, records)| {
-                Ok(ClientResponse::Fetched(FetchResponse {
-                    high_watermark,
-                    log_start_offset,
-                    records,
-                }))
-            }),
+        (any::<u64>(), any::<u64>(), prop::collection::vec(any::<u8>(), 0..512)).prop_map(
+            |(high_watermark, log_start_offset, records)| {
+                Ok(ClientResponse::Fetched(FetchResponse { high_watermark, log_start_offset, records }))
+            }
+        ),
         any::<u64>().prop_map(|offset| Ok(ClientResponse::Offset { offset })),
         (prop::sample::select(ErrorCode::ALL.to_vec()), ".{0,40}")
             .prop_map(|(code, message)| Err(WireError::new(code, message))),

@@ -307,6 +307,8 @@ pub fn cleanup_stale() {
 /// still attached to it). Docker picks the subnet, so parallel tests never collide.
 pub struct DockerNet {
     name: String,
+    /// `-v host:container:ro` arguments given to every node and client on this network.
+    mounts: Vec<String>,
 }
 
 impl DockerNet {
@@ -319,7 +321,17 @@ impl DockerNet {
         args.extend(label_args());
         args.push(name.clone());
         docker_ok(&as_strs(&args)).unwrap_or_else(|e| panic!("creating network {name}: {e}"));
-        DockerNet { name }
+        DockerNet { name, mounts: Vec::new() }
+    }
+
+    /// Mount host directory `host` read-only at `at` in every node and client started on
+    /// this network from now on (e.g. a mesh key).
+    pub fn mount(&mut self, host: &std::path::Path, at: &str) {
+        self.mounts.push(format!("{}:{at}:ro", host.display()));
+    }
+
+    fn mount_args(&self) -> Vec<String> {
+        self.mounts.iter().flat_map(|m| ["-v".to_string(), m.clone()]).collect()
     }
 
     /// The network's name.
@@ -337,6 +349,7 @@ impl DockerNet {
         if stdin.is_some() {
             run.push("-i".into()); // without -i the container never sees stdin (nor its EOF)
         }
+        run.extend(self.mount_args());
         run.extend(label_args());
         run.push(image());
         run.extend(args.iter().map(|a| a.to_string()));
@@ -393,6 +406,7 @@ impl DockerNode {
         args.extend(["--hostname".to_string(), cname.clone(), "--network".into(), net.name.clone()]);
         // Plain logs: tracing colours by default even when stdout is not a terminal.
         args.extend(["-e".to_string(), "NO_COLOR=1".into()]);
+        args.extend(net.mount_args());
         args.extend(label_args());
         args.push(image());
         let listen = format!("/ip4/0.0.0.0/tcp/{NODE_PORT}");

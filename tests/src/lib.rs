@@ -28,10 +28,7 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(
-            started.elapsed() < budget,
-            "timed out after {budget:?} waiting for: {what}"
-        );
+        assert!(started.elapsed() < budget, "timed out after {budget:?} waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -81,10 +78,16 @@ pub struct NodeProcess {
 impl NodeProcess {
     /// Start `meshlog node` on loopback with an ephemeral port and wait until it listens.
     pub fn start(data_dir: &Path) -> NodeProcess {
+        NodeProcess::start_with(data_dir, &[])
+    }
+
+    /// Like [`NodeProcess::start`], with extra `meshlog node` flags.
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> NodeProcess {
         let mut child = Command::new(meshlog_bin())
             .args(["node", "--data-dir"])
             .arg(data_dir)
             .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", "--log", "warn"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -101,16 +104,9 @@ impl NodeProcess {
         });
         let addr = rx.recv_timeout(LONG_BUDGET).unwrap_or_else(|_| {
             let _ = child.kill();
-            panic!(
-                "node in {} did not report a listen address within {LONG_BUDGET:?}",
-                data_dir.display()
-            )
+            panic!("node in {} did not report a listen address within {LONG_BUDGET:?}", data_dir.display())
         });
-        NodeProcess {
-            child,
-            addr,
-            data_dir: data_dir.to_path_buf(),
-        }
+        NodeProcess { child, addr, data_dir: data_dir.to_path_buf() }
     }
 
     /// `kill -9`: no shutdown, no flush.
@@ -148,11 +144,7 @@ pub fn run_cli(server: &str, args: &[&str], stdin: Option<&[u8]>) -> CliOutput {
     let mut child = Command::new(meshlog_bin())
         .args(args)
         .args(["--server", server, "--log", "warn"])
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -22,31 +22,12 @@ fn a_hundred_thousand_keyed_records_survive_kill_9_via_the_cli() {
     let node = NodeProcess::start(dir.path());
 
     // Phase 1: create the topic and produce 100,000 keyed records from stdin.
-    let out = node.cli(
-        &[
-            "topic",
-            "create",
-            "orders",
-            "--partitions",
-            &PARTITIONS.to_string(),
-        ],
-        None,
-    );
+    let out = node.cli(&["topic", "create", "orders", "--partitions", &PARTITIONS.to_string()], None);
     assert_eq!(out.code, 0, "topic create: {}", out.stderr);
-    let input: String = (0..RECORDS)
-        .map(|i| format!("key-{}:value-{i}\n", i % 1000))
-        .collect();
-    let out = node.cli(
-        &["produce", "orders", "--key-separator", ":"],
-        Some(input.as_bytes()),
-    );
+    let input: String = (0..RECORDS).map(|i| format!("key-{}:value-{i}\n", i % 1000)).collect();
+    let out = node.cli(&["produce", "orders", "--key-separator", ":"], Some(input.as_bytes()));
     assert_eq!(out.code, 0, "produce: {}", out.stderr);
-    assert!(
-        out.stderr
-            .contains(&format!("Produced {RECORDS} record(s)")),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains(&format!("Produced {RECORDS} record(s)")), "{}", out.stderr);
 
     // Phase 2: kill -9 and restart on the same data directory.
     node.kill9();
@@ -54,15 +35,7 @@ fn a_hundred_thousand_keyed_records_survive_kill_9_via_the_cli() {
 
     // Phase 3: consume everything back and check it.
     let out = node.cli(
-        &[
-            "consume",
-            "orders",
-            "--from-beginning",
-            "--timeout-ms",
-            "3000",
-            "--print-key",
-            "--print-offset",
-        ],
+        &["consume", "orders", "--from-beginning", "--timeout-ms", "3000", "--print-key", "--print-offset"],
         None,
     );
     assert_eq!(out.code, 0, "consume: {}", out.stderr);
@@ -72,20 +45,11 @@ fn a_hundred_thousand_keyed_records_survive_kill_9_via_the_cli() {
     for line in out.stdout.lines() {
         let f: Vec<&str> = line.splitn(4, '\t').collect();
         assert_eq!(f.len(), 4, "line {line:?}");
-        let (p, off, key, value) = (
-            f[0].parse::<u32>().unwrap(),
-            f[1].parse::<u64>().unwrap(),
-            f[2],
-            f[3],
-        );
+        let (p, off, key, value) = (f[0].parse::<u32>().unwrap(), f[1].parse::<u64>().unwrap(), f[2], f[3]);
         let want = next_offset.entry(p).or_insert(0);
         assert_eq!(off, *want, "partition {p}: offsets dense and in order");
         *want += 1;
-        assert_eq!(
-            partition_for_key(key.as_bytes(), PARTITIONS),
-            p,
-            "key {key} in its partition"
-        );
+        assert_eq!(partition_for_key(key.as_bytes(), PARTITIONS), p, "key {key} in its partition");
         let i: usize = value.strip_prefix("value-").unwrap().parse().unwrap();
         assert!(seen.insert(i), "value {i} doubled");
         if let Some(prev) = last_per_key.insert(key.to_string(), i) {
@@ -93,27 +57,20 @@ fn a_hundred_thousand_keyed_records_survive_kill_9_via_the_cli() {
         }
     }
     let missing = RECORDS - seen.len();
-    println!(
-        "figure: kill -9 after {RECORDS} acked records: lost {missing}, doubled 0, reordered 0"
-    );
+    println!("figure: kill -9 after {RECORDS} acked records: lost {missing}, doubled 0, reordered 0");
     assert_eq!(missing, 0, "records lost");
 }
 
 /// Acknowledged batches: partition -> (base offset, values).
 type Acked = BTreeMap<u32, Vec<(u64, Vec<String>)>>;
 
-async fn produce_until_killed(
-    client: Client,
-    round: usize,
-    acked: std::sync::Arc<std::sync::Mutex<Acked>>,
-) {
+async fn produce_until_killed(client: Client, round: usize, acked: std::sync::Arc<std::sync::Mutex<Acked>>) {
     let mut tasks = Vec::new();
     for p in 0..2u32 {
         let (client, acked) = (client.clone(), acked.clone());
         tasks.push(tokio::spawn(async move {
             for n in 0.. {
-                let values: Vec<String> =
-                    (0..50).map(|i| format!("r{round}-p{p}-b{n}-{i}")).collect();
+                let values: Vec<String> = (0..50).map(|i| format!("r{round}-p{p}-b{n}-{i}")).collect();
                 let mut b = BatchBuilder::new();
                 for v in &values {
                     b.push(1, None, Some(v.as_bytes()), &[]);
@@ -127,12 +84,7 @@ async fn produce_until_killed(
                 });
                 match client.request(req).await {
                     Ok(ClientResponse::Produced(r)) => {
-                        acked
-                            .lock()
-                            .unwrap()
-                            .entry(p)
-                            .or_default()
-                            .push((r.base_offset.unwrap(), values));
+                        acked.lock().unwrap().entry(p).or_default().push((r.base_offset.unwrap(), values));
                     }
                     _ => return,
                 }
@@ -147,23 +99,16 @@ async fn produce_until_killed(
 async fn check_acked(client: &Client, acked: &Acked) -> usize {
     let mut checked = 0;
     for (&p, batches) in acked {
-        let start = consumer::start_offset(client, "burst", p, StartAt::Beginning)
-            .await
-            .unwrap();
+        let start = consumer::start_offset(client, "burst", p, StartAt::Beginning).await.unwrap();
         let mut stored: BTreeMap<u64, String> = BTreeMap::new();
         let mut off = start;
         loop {
-            let f = consumer::fetch(client, "burst", p, off, 1 << 20, 0)
-                .await
-                .unwrap();
+            let f = consumer::fetch(client, "burst", p, off, 1 << 20, 0).await.unwrap();
             if f.records.is_empty() {
                 break;
             }
             for r in &f.records {
-                stored.insert(
-                    r.offset as u64,
-                    String::from_utf8(r.value.clone().unwrap()).unwrap(),
-                );
+                stored.insert(r.offset as u64, String::from_utf8(r.value.clone().unwrap()).unwrap());
             }
             off = f.next_offset;
         }
@@ -184,10 +129,7 @@ async fn check_acked(client: &Client, acked: &Acked) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acked_writes_survive_kill_9_in_the_middle_of_a_write_burst() {
-    let rounds: usize = std::env::var("MESHLOG_CRASH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(30);
+    let rounds: usize = std::env::var("MESHLOG_CRASH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
     let dir = tempfile::tempdir().unwrap();
     let acked = std::sync::Arc::new(std::sync::Mutex::new(Acked::new()));
     let mut opened = 0;
@@ -197,10 +139,7 @@ async fn acked_writes_survive_kill_9_in_the_middle_of_a_write_burst() {
         let addr: Multiaddr = node.addr.parse().unwrap();
         let client = Client::connect(&addr).await.expect("connect after restart");
         if round == 0 {
-            client
-                .create_topic("burst", 2, 1, BTreeMap::new())
-                .await
-                .unwrap();
+            client.create_topic("burst", 2, 1, BTreeMap::new()).await.unwrap();
         }
         // Everything acknowledged in earlier rounds must be intact before writing more.
         let snapshot = acked.lock().unwrap().clone();
@@ -213,10 +152,7 @@ async fn acked_writes_survive_kill_9_in_the_middle_of_a_write_burst() {
         while started.elapsed() < kill_after
             || acked.lock().unwrap().values().map(Vec::len).sum::<usize>() == before
         {
-            assert!(
-                started.elapsed() < meshlog_tests::LONG_BUDGET,
-                "no write acknowledged in round {round}"
-            );
+            assert!(started.elapsed() < meshlog_tests::LONG_BUDGET, "no write acknowledged in round {round}");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         node.kill9();

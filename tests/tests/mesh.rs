@@ -67,8 +67,10 @@ async fn five_nodes_converge_route_and_share_a_service_registry() {
         .await;
         assert_eq!(seen.creation_id, info.creation_id, "node {i} agrees on the record");
     }
-    let owners: BTreeSet<String> =
-        mesh.clients[0].cluster_status().await.unwrap().topics["orders"].iter().map(|r| r[0].clone()).collect();
+    let owners: BTreeSet<String> = mesh.clients[0].cluster_status().await.unwrap().topics["orders"]
+        .iter()
+        .map(|r| r[0].clone())
+        .collect();
     assert!(owners.len() > 1, "partitions are spread over several nodes: {owners:?}");
 
     // Phase 3: produce through node 1, consume through node 4.

@@ -34,19 +34,11 @@ fn code(e: ClientError) -> ErrorCode {
     }
 }
 
-async fn read_all(
-    client: &Client,
-    topic: &str,
-    partition: u32,
-) -> Vec<(u64, Option<Vec<u8>>, Vec<u8>)> {
-    let mut off = consumer::start_offset(client, topic, partition, StartAt::Beginning)
-        .await
-        .unwrap();
+async fn read_all(client: &Client, topic: &str, partition: u32) -> Vec<(u64, Option<Vec<u8>>, Vec<u8>)> {
+    let mut off = consumer::start_offset(client, topic, partition, StartAt::Beginning).await.unwrap();
     let mut out = Vec::new();
     loop {
-        let f = consumer::fetch(client, topic, partition, off, 1 << 20, 0)
-            .await
-            .unwrap();
+        let f = consumer::fetch(client, topic, partition, off, 1 << 20, 0).await.unwrap();
         if f.records.is_empty() {
             return out;
         }
@@ -61,23 +53,14 @@ async fn read_all(
 async fn keyed_records_land_in_kafkas_partition_in_order_and_survive_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (node, client) = start(dir.path()).await;
-    client
-        .create_topic("orders", 4, 1, BTreeMap::new())
-        .await
-        .unwrap();
+    client.create_topic("orders", 4, 1, BTreeMap::new()).await.unwrap();
 
     // Phase 1: produce 2,000 keyed records through the batching producer.
-    let cfg = ProducerConfig {
-        batch_size_bytes: 4096,
-        ..ProducerConfig::default()
-    };
+    let cfg = ProducerConfig { batch_size_bytes: 4096, ..ProducerConfig::default() };
     let mut producer = Producer::new(client.clone(), "orders", cfg).await.unwrap();
     for i in 0..2000u32 {
         let key = format!("customer-{}", i % 37);
-        producer
-            .send(Some(key.as_bytes()), format!("{i}").as_bytes(), now_ms())
-            .await
-            .unwrap();
+        producer.send(Some(key.as_bytes()), format!("{i}").as_bytes(), now_ms()).await.unwrap();
     }
     producer.flush().await.unwrap();
     assert_eq!(producer.stats().records, 2000);
@@ -106,28 +89,15 @@ async fn keyed_records_land_in_kafkas_partition_in_order_and_survive_restart() {
     let (node, client) = start(dir.path()).await;
     let before: Vec<_> = read_all(&client, "orders", 0).await;
     assert!(!before.is_empty());
-    let mut producer = Producer::new(
-        client.clone(),
-        "orders",
-        ProducerConfig {
-            partition: Some(0),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    producer
-        .send(None, b"after-restart", now_ms())
-        .await
-        .unwrap();
+    let mut producer =
+        Producer::new(client.clone(), "orders", ProducerConfig { partition: Some(0), ..Default::default() })
+            .await
+            .unwrap();
+    producer.send(None, b"after-restart", now_ms()).await.unwrap();
     producer.flush().await.unwrap();
     let after = read_all(&client, "orders", 0).await;
     assert_eq!(after.len(), before.len() + 1);
-    assert_eq!(
-        after.last().unwrap().0,
-        before.len() as u64,
-        "the next offset follows the last"
-    );
+    assert_eq!(after.last().unwrap().0, before.len() as u64, "the next offset follows the last");
     node.shutdown().await;
 }
 
@@ -135,10 +105,7 @@ async fn keyed_records_land_in_kafkas_partition_in_order_and_survive_restart() {
 async fn bad_input_gets_clear_errors_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (node, client) = start(dir.path()).await;
-    client
-        .create_topic("t", 2, 1, BTreeMap::new())
-        .await
-        .unwrap();
+    client.create_topic("t", 2, 1, BTreeMap::new()).await.unwrap();
     let mut b = BatchBuilder::new();
     b.push(1, None, Some(b"keep-me"), &[]);
     let good = b.build().unwrap();
@@ -154,21 +121,9 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() {
     client.request(produce("t", 0, good.clone())).await.unwrap();
 
     let cases: Vec<(&str, ClientRequest, ErrorCode)> = vec![
-        (
-            "unknown topic",
-            produce("nope", 0, good.clone()),
-            ErrorCode::UnknownTopicOrPartition,
-        ),
-        (
-            "unknown partition",
-            produce("t", 9, good.clone()),
-            ErrorCode::UnknownTopicOrPartition,
-        ),
-        (
-            "garbage batch",
-            produce("t", 0, b"not a batch".to_vec()),
-            ErrorCode::CorruptMessage,
-        ),
+        ("unknown topic", produce("nope", 0, good.clone()), ErrorCode::UnknownTopicOrPartition),
+        ("unknown partition", produce("t", 9, good.clone()), ErrorCode::UnknownTopicOrPartition),
+        ("garbage batch", produce("t", 0, b"not a batch".to_vec()), ErrorCode::CorruptMessage),
         (
             "flipped byte",
             produce("t", 0, {
@@ -242,11 +197,7 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() {
         ),
         (
             "unknown topic offsets",
-            ClientRequest::ListOffsets {
-                topic: "nope".into(),
-                partition: 0,
-                spec: OffsetSpec::Latest,
-            },
+            ClientRequest::ListOffsets { topic: "nope".into(), partition: 0, spec: OffsetSpec::Latest },
             ErrorCode::UnknownTopicOrPartition,
         ),
     ];
@@ -257,33 +208,19 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() {
 
     // An oversized record batch is refused with MESSAGE_TOO_LARGE.
     client
-        .create_topic(
-            "small",
-            1,
-            1,
-            BTreeMap::from([("max.message.bytes".into(), "1024".into())]),
-        )
+        .create_topic("small", 1, 1, BTreeMap::from([("max.message.bytes".into(), "1024".into())]))
         .await
         .unwrap();
     let mut big = BatchBuilder::new();
     big.push(1, None, Some(&vec![7u8; 4096]), &[]);
-    let err = client
-        .request(produce("small", 0, big.build().unwrap()))
-        .await
-        .unwrap_err();
+    let err = client.request(produce("small", 0, big.build().unwrap())).await.unwrap_err();
     assert_eq!(code(err), ErrorCode::MessageTooLarge);
 
     // Nothing changed: one record in t-0, none created by the failed requests.
     let recs = read_all(&client, "t", 0).await;
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0].2, b"keep-me");
-    let names: Vec<String> = client
-        .list_topics()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
+    let names: Vec<String> = client.list_topics().await.unwrap().into_iter().map(|t| t.name).collect();
     assert_eq!(names, vec!["small".to_string(), "t".to_string()]);
     node.shutdown().await;
 }
@@ -292,25 +229,15 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() {
 async fn a_long_poll_wakes_when_data_arrives() {
     let dir = tempfile::tempdir().unwrap();
     let (node, client) = start(dir.path()).await;
-    client
-        .create_topic("t", 1, 1, BTreeMap::new())
-        .await
-        .unwrap();
+    client.create_topic("t", 1, 1, BTreeMap::new()).await.unwrap();
     let reader = client.clone();
-    let poll =
-        tokio::spawn(async move { consumer::fetch(&reader, "t", 0, 0, 1 << 20, 20_000).await });
+    let poll = tokio::spawn(async move { consumer::fetch(&reader, "t", 0, 0, 1 << 20, 20_000).await });
     // The poll is parked at the high watermark; the write below must wake it.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut p = Producer::new(client.clone(), "t", ProducerConfig::default())
-        .await
-        .unwrap();
+    let mut p = Producer::new(client.clone(), "t", ProducerConfig::default()).await.unwrap();
     p.send(None, b"wake", 1).await.unwrap();
     p.flush().await.unwrap();
-    let fetched = tokio::time::timeout(SHORT_BUDGET, poll)
-        .await
-        .expect("poll answered")
-        .unwrap()
-        .unwrap();
+    let fetched = tokio::time::timeout(SHORT_BUDGET, poll).await.expect("poll answered").unwrap().unwrap();
     assert_eq!(fetched.records.len(), 1);
     assert_eq!(fetched.records[0].value.as_deref(), Some(&b"wake"[..]));
     node.shutdown().await;
@@ -322,27 +249,18 @@ async fn retention_by_size_trims_the_head_and_the_start_survives_restart() {
     let (node, client) = start(dir.path()).await;
     let cfg = BTreeMap::from([("retention.bytes".to_string(), "2000".to_string())]);
     client.create_topic("r", 1, 1, cfg).await.unwrap();
-    let pc = ProducerConfig {
-        batch_size_bytes: 1,
-        ..ProducerConfig::default()
-    };
+    let pc = ProducerConfig { batch_size_bytes: 1, ..ProducerConfig::default() };
     let mut p = Producer::new(client.clone(), "r", pc).await.unwrap();
     for i in 0..50u32 {
         p.send(None, &[i as u8; 200], now_ms()).await.unwrap();
     }
     p.flush().await.unwrap();
     node.broker().enforce_retention();
-    let head = consumer::start_offset(&client, "r", 0, StartAt::Beginning)
-        .await
-        .unwrap();
+    let head = consumer::start_offset(&client, "r", 0, StartAt::Beginning).await.unwrap();
     assert!(head > 0, "the head was trimmed");
-    let end = consumer::start_offset(&client, "r", 0, StartAt::End)
-        .await
-        .unwrap();
+    let end = consumer::start_offset(&client, "r", 0, StartAt::End).await.unwrap();
     assert_eq!(end, 50, "offsets keep their meaning");
-    let err = consumer::fetch(&client, "r", 0, 0, 1024, 0)
-        .await
-        .unwrap_err();
+    let err = consumer::fetch(&client, "r", 0, 0, 1024, 0).await.unwrap_err();
     assert_eq!(code(err), ErrorCode::OffsetOutOfRange);
 
     node.shutdown().await;
@@ -350,20 +268,11 @@ async fn retention_by_size_trims_the_head_and_the_start_survives_restart() {
     let (node, client) = start(dir.path()).await;
     let again = wait_until("restarted node answers", SHORT_BUDGET, || {
         let c = client.clone();
-        async move {
-            consumer::start_offset(&c, "r", 0, StartAt::Beginning)
-                .await
-                .ok()
-        }
+        async move { consumer::start_offset(&c, "r", 0, StartAt::Beginning).await.ok() }
     })
     .await;
     assert_eq!(again, head);
-    assert_eq!(
-        consumer::start_offset(&client, "r", 0, StartAt::End)
-            .await
-            .unwrap(),
-        50
-    );
+    assert_eq!(consumer::start_offset(&client, "r", 0, StartAt::End).await.unwrap(), 50);
     node.shutdown().await;
 }
 
@@ -371,29 +280,17 @@ async fn retention_by_size_trims_the_head_and_the_start_survives_restart() {
 async fn list_offsets_by_timestamp_finds_the_first_record_at_or_after() {
     let dir = tempfile::tempdir().unwrap();
     let (node, client) = start(dir.path()).await;
-    client
-        .create_topic("ts", 1, 1, BTreeMap::new())
-        .await
-        .unwrap();
-    let mut p = Producer::new(
-        client.clone(),
-        "ts",
-        ProducerConfig {
-            batch_size_bytes: 1,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    client.create_topic("ts", 1, 1, BTreeMap::new()).await.unwrap();
+    let mut p =
+        Producer::new(client.clone(), "ts", ProducerConfig { batch_size_bytes: 1, ..Default::default() })
+            .await
+            .unwrap();
     for ts in [100, 200, 300] {
         p.send(None, b"x", ts).await.unwrap();
     }
     p.flush().await.unwrap();
-    let ask = |ts| ClientRequest::ListOffsets {
-        topic: "ts".into(),
-        partition: 0,
-        spec: OffsetSpec::Timestamp(ts),
-    };
+    let ask =
+        |ts| ClientRequest::ListOffsets { topic: "ts".into(), partition: 0, spec: OffsetSpec::Timestamp(ts) };
     for (ts, want) in [(50, 0), (200, 1), (250, 2), (999, 3)] {
         match client.request(ask(ts)).await.unwrap() {
             ClientResponse::Offset { offset } => assert_eq!(offset, want, "timestamp {ts}"),

@@ -67,7 +67,10 @@ impl Broker {
             }
             other => Err(WireError::new(
                 ErrorCode::InvalidRequest,
-                format!("not a partition request: {}", format!("{other:?}").chars().take(40).collect::<String>()),
+                format!(
+                    "not a partition request: {}",
+                    format!("{other:?}").chars().take(40).collect::<String>()
+                ),
             )),
         }
     }

@@ -54,17 +54,10 @@ impl Partition {
     ) -> Result<Partition, StorageError> {
         let log = store.log(topic, id)?;
         let saved_start = match store.meta_get(&log_start_key(topic, id))? {
-            Some(b) => <[u8; 8]>::try_from(&*b)
-                .map(u64::from_be_bytes)
-                .unwrap_or(0),
+            Some(b) => <[u8; 8]>::try_from(&*b).map(u64::from_be_bytes).unwrap_or(0),
             None => 0,
         };
-        let mut state = State {
-            log_start: saved_start,
-            log_end: saved_start,
-            size_bytes: 0,
-            failed: None,
-        };
+        let mut state = State { log_start: saved_start, log_end: saved_start, size_bytes: 0, failed: None };
         if let Some((base, _)) = log.first()? {
             state.log_start = base.max(saved_start);
         }
@@ -83,15 +76,7 @@ impl Partition {
             tracing::error!(topic, partition = id, %why, "partition refuses to serve");
         }
         let (hw, _) = watch::channel(state.log_end);
-        Ok(Partition {
-            topic: topic.to_string(),
-            id,
-            log,
-            store,
-            commit,
-            state: Mutex::new(state),
-            hw,
-        })
+        Ok(Partition { topic: topic.to_string(), id, log, store, commit, state: Mutex::new(state), hw })
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -134,10 +119,7 @@ impl Partition {
             base
         };
         let end = base + count;
-        let response = ProduceResponse {
-            base_offset: Some(base),
-            record_count: count as u32,
-        };
+        let response = ProduceResponse { base_offset: Some(base), record_count: count as u32 };
         if acks == Acks::None {
             // Fire-and-forget still makes the data durable and visible soon.
             let commit = self.commit.clone();
@@ -202,11 +184,7 @@ impl Partition {
                 records.extend_from_slice(&bytes);
             }
         }
-        Ok(FetchResponse {
-            high_watermark: hw,
-            log_start_offset: log_start,
-            records,
-        })
+        Ok(FetchResponse { high_watermark: hw, log_start_offset: log_start, records })
     }
 
     fn fail(&self, why: String) -> WireError {
@@ -214,10 +192,7 @@ impl Partition {
         self.state().failed = Some(why.clone());
         WireError::new(
             ErrorCode::CorruptMessage,
-            format!(
-                "{}-{}: {why}; the partition stops serving",
-                self.topic, self.id
-            ),
+            format!("{}-{}: {why}; the partition stops serving", self.topic, self.id),
         )
     }
 
@@ -254,11 +229,7 @@ impl Partition {
 
     /// Delete the oldest batches past `retention.ms` or `retention.bytes`. Only batches
     /// wholly below the HW are deleted. Returns how many batches were removed.
-    pub fn enforce_retention(
-        &self,
-        config: &TopicConfig,
-        now_ms: i64,
-    ) -> Result<usize, StorageError> {
+    pub fn enforce_retention(&self, config: &TopicConfig, now_ms: i64) -> Result<usize, StorageError> {
         let hw = *self.hw.borrow();
         let mut removed = 0;
         for entry in self.log.iter() {
@@ -268,16 +239,14 @@ impl Partition {
             };
             let end = base + h.last_offset_delta as u64 + 1;
             let size = self.state().size_bytes;
-            let too_old = config
-                .retention_ms
-                .is_some_and(|ms| h.max_timestamp < now_ms.saturating_sub(ms as i64));
+            let too_old =
+                config.retention_ms.is_some_and(|ms| h.max_timestamp < now_ms.saturating_sub(ms as i64));
             let too_big = config.retention_bytes.is_some_and(|max| size > max);
             if end > hw || !(too_old || too_big) {
                 break;
             }
             // Record the new start first, so a crash between the two never loses it.
-            self.store
-                .meta_put(&log_start_key(&self.topic, self.id), &end.to_be_bytes())?;
+            self.store.meta_put(&log_start_key(&self.topic, self.id), &end.to_be_bytes())?;
             self.log.remove(base)?;
             let mut st = self.state();
             st.log_start = end;
@@ -325,10 +294,7 @@ fn check_batch(bytes: &[u8], config: &TopicConfig) -> Result<BatchHeader, WireEr
             ErrorCode::MessageTooLarge,
             format!("record batch of {size} bytes exceeds max.message.bytes={max}"),
         ),
-        other => WireError::new(
-            ErrorCode::CorruptMessage,
-            format!("invalid record batch: {other}"),
-        ),
+        other => WireError::new(ErrorCode::CorruptMessage, format!("invalid record batch: {other}")),
     })?;
     if header.is_transactional() || header.is_control() {
         return Err(WireError::new(

@@ -131,7 +131,8 @@ impl Topics {
             Ok(cur) if record.wins_over(&cur.record) => Adopted::Replaced,
             Ok(_) => return Ok(Adopted::Kept),
         };
-        let bytes = codec::encode(&signed).map_err(|e| StorageError::Io { op: "encode topic", reason: e.to_string() })?;
+        let bytes = codec::encode(&signed)
+            .map_err(|e| StorageError::Io { op: "encode topic", reason: e.to_string() })?;
         let topic = open_topic(&self.store, &self.commit, &self.local_peer, record, signed)?;
         self.store.meta_put(&format!("{TOPIC_KEY_PREFIX}{name}"), &bytes)?;
         if outcome == Adopted::Replaced {
@@ -207,7 +208,11 @@ impl Topic {
         self.partitions.get(p as usize).and_then(Option::as_ref).ok_or_else(|| {
             WireError::new(
                 ErrorCode::NotLeaderOrFollower,
-                format!("{}-{p} is owned by {}, not this node", self.info.name, self.owner(p).unwrap_or("nobody")),
+                format!(
+                    "{}-{p} is owned by {}, not this node",
+                    self.info.name,
+                    self.owner(p).unwrap_or("nobody")
+                ),
             )
         })
     }
@@ -220,7 +225,10 @@ impl Topic {
 
 /// Wall-clock milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Spread `partitions` x `rf` replicas over `nodes` (sorted, deterministic): partition

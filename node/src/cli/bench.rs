@@ -169,10 +169,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
 impl ProduceBench {
     async fn run(self) -> anyhow::Result<()> {
         let client = self.server.connect().await?;
-        match client
-            .create_topic(&self.topic, self.partitions, 1, Default::default())
-            .await
-        {
+        match client.create_topic(&self.topic, self.partitions, 1, Default::default()).await {
             Ok(_) => {}
             Err(ClientError::Server(e)) if e.code == ErrorCode::TopicAlreadyExists => {}
             Err(e) => return Err(e.into()),
@@ -182,16 +179,12 @@ impl ProduceBench {
             batch_size_bytes: self.batch_size,
             linger: Duration::from_millis(self.linger_ms),
             max_in_flight: self.in_flight,
-            buffer_bytes: self
-                .buffer_bytes
-                .unwrap_or(2 * self.in_flight * self.batch_size),
+            buffer_bytes: self.buffer_bytes.unwrap_or(2 * self.in_flight * self.batch_size),
             ..ProducerConfig::default()
         };
         let mut producer = Producer::new(client, &self.topic, cfg).await?;
         producer.record_latencies();
-        let payload: Vec<u8> = (0..self.record_size)
-            .map(|_| rand::random::<u8>())
-            .collect();
+        let payload: Vec<u8> = (0..self.record_size).map(|_| rand::random::<u8>()).collect();
         let deadline = Instant::now() + Duration::from_secs(self.max_secs);
         let started = Instant::now();
         for _ in 0..self.records {
@@ -203,16 +196,8 @@ impl ProduceBench {
         producer.flush().await?;
         let elapsed = started.elapsed();
         let s = producer.stats();
-        let label = format!(
-            "produce {} B acks={} in-flight={}",
-            self.record_size, self.acks, self.in_flight
-        );
-        let mut r = BenchResult::new(
-            label,
-            s.records,
-            s.records * self.record_size as u64,
-            elapsed,
-        );
+        let label = format!("produce {} B acks={} in-flight={}", self.record_size, self.acks, self.in_flight);
+        let mut r = BenchResult::new(label, s.records, s.records * self.record_size as u64, elapsed);
         if let Some(h) = producer.latencies() {
             let q = |p: f64| Some(h.value_at_quantile(p) as f64 / 1000.0);
             (r.p50_ms, r.p99_ms, r.p999_ms) = (q(0.5), q(0.99), q(0.999));
@@ -228,8 +213,8 @@ impl ConsumeBench {
         let deadline = Instant::now() + Duration::from_secs(self.max_secs);
         let per_partition = self.records.div_ceil(parts.max(1) as u64);
         let started = Instant::now();
-        let reads = (0..parts)
-            .map(|p| read_partition(client.clone(), &self.topic, p, per_partition, deadline));
+        let reads =
+            (0..parts).map(|p| read_partition(client.clone(), &self.topic, p, per_partition, deadline));
         let mut total = (0u64, 0u64);
         for r in futures::future::join_all(reads).await {
             let (n, b) = r?;
@@ -256,11 +241,7 @@ async fn read_partition(
             break;
         }
         n += f.records.len() as u64;
-        bytes += f
-            .records
-            .iter()
-            .map(|r| r.value.as_ref().map_or(0, |v| v.len()) as u64)
-            .sum::<u64>();
+        bytes += f.records.iter().map(|r| r.value.as_ref().map_or(0, |v| v.len()) as u64).sum::<u64>();
         off = f.next_offset;
     }
     Ok((n, bytes))
@@ -269,9 +250,7 @@ async fn read_partition(
 impl RawStoreBench {
     async fn run(self) -> anyhow::Result<()> {
         let per_batch = (self.batch_size / (self.record_size + 16)).max(1) as u64;
-        let payload: Vec<u8> = (0..self.record_size)
-            .map(|_| rand::random::<u8>())
-            .collect();
+        let payload: Vec<u8> = (0..self.record_size).map(|_| rand::random::<u8>()).collect();
         let mut b = BatchBuilder::new();
         for _ in 0..per_batch {
             b.push(now_ms(), None, Some(&payload), &[]);
@@ -279,15 +258,11 @@ impl RawStoreBench {
         let batch = b.build().unwrap_or_default();
         let batches = self.records.div_ceil(per_batch);
         let (dir, per_flush) = (self.dir.clone(), self.batches_per_flush);
-        let elapsed = tokio::task::spawn_blocking(move || {
-            storage::raw_write_bench(&dir, &batch, batches, per_flush)
-        })
-        .await??;
+        let elapsed =
+            tokio::task::spawn_blocking(move || storage::raw_write_bench(&dir, &batch, batches, per_flush))
+                .await??;
         let n = batches * per_batch;
-        let label = format!(
-            "raw store {} B, {per_flush} batches/flush",
-            self.record_size
-        );
+        let label = format!("raw store {} B, {per_flush} batches/flush", self.record_size);
         BenchResult::new(label, n, n * self.record_size as u64, elapsed).print(self.json)
     }
 }

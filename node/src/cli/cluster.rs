@@ -52,7 +52,12 @@ pub async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
     let mut prow = Vec::new();
     for (topic, sets) in &status.topics {
         for (p, set) in sets.iter().enumerate() {
-            prow.push(vec![topic.clone(), p.to_string(), set.first().cloned().unwrap_or_default(), set.join(",")]);
+            prow.push(vec![
+                topic.clone(),
+                p.to_string(),
+                set.first().cloned().unwrap_or_default(),
+                set.join(","),
+            ]);
         }
     }
     output::table(&["TOPIC", "PARTITION", "OWNER", "REPLICAS"], &prow);

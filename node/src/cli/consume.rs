@@ -61,10 +61,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     };
     let mut cursors = Vec::new();
     for &p in &partitions {
-        cursors.push((
-            p,
-            consumer::start_offset(&client, &args.topic, p, start).await?,
-        ));
+        cursors.push((p, consumer::start_offset(&client, &args.topic, p, start).await?));
     }
     let printed = tokio::select! {
         r = consume_loop(&client, &args, &mut cursors) => r?,
@@ -84,9 +81,9 @@ async fn consume_loop(
     let limit = args.max_messages.unwrap_or(u64::MAX);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     while printed < limit {
-        let fetches = cursors.iter().map(|&(p, off)| {
-            consumer::fetch(client, &args.topic, p, off, FETCH_MAX_BYTES, POLL_WAIT_MS)
-        });
+        let fetches = cursors
+            .iter()
+            .map(|&(p, off)| consumer::fetch(client, &args.topic, p, off, FETCH_MAX_BYTES, POLL_WAIT_MS));
         let results = futures::future::join_all(fetches).await;
         let mut got_any = false;
         for ((p, off), res) in cursors.iter_mut().zip(results) {
@@ -112,10 +109,7 @@ async fn consume_loop(
         out.flush()?;
         if got_any {
             last_record = Instant::now();
-        } else if args
-            .timeout_ms
-            .is_some_and(|t| last_record.elapsed() >= Duration::from_millis(t))
-        {
+        } else if args.timeout_ms.is_some_and(|t| last_record.elapsed() >= Duration::from_millis(t)) {
             break;
         }
     }

@@ -65,17 +65,16 @@ pub struct ServerArgs {
 }
 
 fn default_server() -> Multiaddr {
-    format!("/ip4/127.0.0.1/tcp/{DEFAULT_PORT}")
-        .parse()
-        .unwrap_or_else(|_| Multiaddr::empty())
+    format!("/ip4/127.0.0.1/tcp/{DEFAULT_PORT}").parse().unwrap_or_else(|_| Multiaddr::empty())
 }
 
 impl ServerArgs {
     /// Connect, naming the address on failure.
     pub async fn connect(&self) -> anyhow::Result<Client> {
-        Client::connect(&self.server).await.map_err(|e| {
-            anyhow::anyhow!("cannot connect to a meshlog node at {}: {e}", self.server)
-        })
+        let psk = self.psk_file.as_deref().map(crate::network::Psk::load).transpose()?;
+        Client::connect_with(&self.server, psk)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to a meshlog node at {}: {e}", self.server))
     }
 }
 

@@ -64,10 +64,7 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     }
     producer.flush().await?;
     let s = producer.stats();
-    eprintln!(
-        "Produced {} record(s) to {} (acks={}).",
-        s.records, args.topic, args.acks
-    );
+    eprintln!("Produced {} record(s) to {} (acks={}).", s.records, args.topic, args.acks);
     Ok(())
 }
 

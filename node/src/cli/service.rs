@@ -69,12 +69,16 @@ pub async fn run(cmd: ServiceCommand) -> anyhow::Result<()> {
     match cmd {
         ServiceCommand::Register { name, endpoint, instance_id, ttl_ms, meta, keepalive, server, json } => {
             let client = server.connect().await?;
-            let reg = ServiceRegistration { name, instance_id, endpoint, ttl_ms, meta: meta.into_iter().collect() };
+            let reg =
+                ServiceRegistration { name, instance_id, endpoint, ttl_ms, meta: meta.into_iter().collect() };
             let inst = client.register_service(reg.clone()).await?;
             if json {
                 output::json(&inst)?;
             } else {
-                println!("Registered {} instance {} at {} (ttl {} ms).", inst.name, inst.instance_id, inst.endpoint, inst.ttl_ms);
+                println!(
+                    "Registered {} instance {} at {} (ttl {} ms).",
+                    inst.name, inst.instance_id, inst.endpoint, inst.ttl_ms
+                );
             }
             if keepalive {
                 keep_alive(&client, reg, &inst).await?;
@@ -89,7 +93,9 @@ pub async fn run(cmd: ServiceCommand) -> anyhow::Result<()> {
         ServiceCommand::Discover { name, server, json } => {
             print_instances(&server.connect().await?.discover_service(&name).await?, json)
         }
-        ServiceCommand::List { server, json } => print_instances(&server.connect().await?.list_services().await?, json),
+        ServiceCommand::List { server, json } => {
+            print_instances(&server.connect().await?.list_services().await?, json)
+        }
     }
 }
 

@@ -56,19 +56,10 @@ pub(super) fn parse_kv(s: &str) -> Result<(String, String), String> {
 /// Run a topic subcommand.
 pub async fn run(cmd: TopicCommand) -> anyhow::Result<()> {
     match cmd {
-        TopicCommand::Create {
-            name,
-            partitions,
-            replication_factor,
-            config,
-            server,
-            json,
-        } => {
+        TopicCommand::Create { name, partitions, replication_factor, config, server, json } => {
             let client = server.connect().await?;
             let config: BTreeMap<_, _> = config.into_iter().collect();
-            let info = client
-                .create_topic(&name, partitions, replication_factor, config)
-                .await?;
+            let info = client.create_topic(&name, partitions, replication_factor, config).await?;
             if json {
                 return output::json(&info);
             }
@@ -84,13 +75,7 @@ pub async fn run(cmd: TopicCommand) -> anyhow::Result<()> {
             }
             let rows: Vec<Vec<String>> = topics
                 .iter()
-                .map(|t| {
-                    vec![
-                        t.name.clone(),
-                        t.partitions.to_string(),
-                        t.replication_factor.to_string(),
-                    ]
-                })
+                .map(|t| vec![t.name.clone(), t.partitions.to_string(), t.replication_factor.to_string()])
                 .collect();
             output::table(&["NAME", "PARTITIONS", "REPLICAS"], &rows);
         }
@@ -102,13 +87,8 @@ pub async fn run(cmd: TopicCommand) -> anyhow::Result<()> {
             println!("NAME        {}", d.topic.name);
             println!("PARTITIONS  {}", d.topic.partitions);
             println!("REPLICAS    {}", d.topic.replication_factor);
-            let cfg: Vec<String> = d
-                .topic
-                .config
-                .to_pairs()
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
+            let cfg: Vec<String> =
+                d.topic.config.to_pairs().iter().map(|(k, v)| format!("{k}={v}")).collect();
             println!("CONFIG      {}", cfg.join(" "));
             println!();
             let rows: Vec<Vec<String>> = d
@@ -126,14 +106,7 @@ pub async fn run(cmd: TopicCommand) -> anyhow::Result<()> {
                 })
                 .collect();
             output::table(
-                &[
-                    "PARTITION",
-                    "LEADER",
-                    "LOG-START",
-                    "HIGH-WATERMARK",
-                    "LOG-END",
-                    "SIZE-BYTES",
-                ],
+                &["PARTITION", "LEADER", "LOG-START", "HIGH-WATERMARK", "LOG-END", "SIZE-BYTES"],
                 &rows,
             );
         }

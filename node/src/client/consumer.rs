@@ -40,11 +40,7 @@ pub async fn start_offset(
         StartAt::Beginning => OffsetSpec::Earliest,
         StartAt::End => OffsetSpec::Latest,
     };
-    let req = ClientRequest::ListOffsets {
-        topic: topic.to_string(),
-        partition,
-        spec,
-    };
+    let req = ClientRequest::ListOffsets { topic: topic.to_string(), partition, spec };
     match client.request(req).await? {
         ClientResponse::Offset { offset } => Ok(offset),
         other => Err(unexpected(other)),
@@ -80,17 +76,8 @@ pub async fn fetch(
     let mut records = Vec::new();
     for b in batch::split_batches(&resp.records) {
         let b = b.map_err(corrupt)?;
-        records.extend(
-            batch::records(b)
-                .map_err(corrupt)?
-                .into_iter()
-                .filter(|r| r.offset >= offset as i64),
-        );
+        records.extend(batch::records(b).map_err(corrupt)?.into_iter().filter(|r| r.offset >= offset as i64));
     }
     let next_offset = records.last().map_or(offset, |r| r.offset as u64 + 1);
-    Ok(Fetched {
-        records,
-        next_offset,
-        high_watermark: resp.high_watermark,
-    })
+    Ok(Fetched { records, next_offset, high_watermark: resp.high_watermark })
 }

@@ -8,9 +8,7 @@
 pub mod consumer;
 pub mod producer;
 
-use crate::network::{
-    self, Keypair, Multiaddr, NetworkConfig, NetworkError, NetworkHandle, PeerId, Psk,
-};
+use crate::network::{self, Keypair, Multiaddr, NetworkConfig, NetworkError, NetworkHandle, PeerId, Psk};
 use meshlog_protocol::frame::DEFAULT_MAX_FRAME_BYTES;
 use meshlog_protocol::mesh::{ClusterStatus, ServiceInstance};
 use meshlog_protocol::messages::{ClientRequest, ClientResponse, ServiceRegistration};
@@ -88,11 +86,7 @@ impl Client {
                 })
             }
         };
-        Ok(Client {
-            net,
-            server,
-            _stop: Arc::new(stop),
-        })
+        Ok(Client { net, server, _stop: Arc::new(stop) })
     }
 
     /// The node this client talks to.
@@ -107,10 +101,7 @@ impl Client {
             Ok(Ok(Ok(resp))) => Ok(resp),
             Ok(Ok(Err(wire))) => Err(ClientError::Server(wire)),
             Ok(Err(net)) => Err(ClientError::Network(net)),
-            Err(_) => Err(ClientError::Timeout {
-                server: self.server.to_string(),
-                ms: budget.as_millis(),
-            }),
+            Err(_) => Err(ClientError::Timeout { server: self.server.to_string(), ms: budget.as_millis() }),
         }
     }
 
@@ -122,12 +113,8 @@ impl Client {
         replication_factor: u16,
         config: BTreeMap<String, String>,
     ) -> Result<TopicInfo, ClientError> {
-        let req = ClientRequest::CreateTopic {
-            name: name.to_string(),
-            partitions,
-            replication_factor,
-            config,
-        };
+        let req =
+            ClientRequest::CreateTopic { name: name.to_string(), partitions, replication_factor, config };
         match self.request(req).await? {
             ClientResponse::TopicCreated(info) => Ok(info),
             other => Err(unexpected(other)),
@@ -144,12 +131,7 @@ impl Client {
 
     /// One topic with its partitions' state.
     pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription, ClientError> {
-        match self
-            .request(ClientRequest::DescribeTopic {
-                name: name.to_string(),
-            })
-            .await?
-        {
+        match self.request(ClientRequest::DescribeTopic { name: name.to_string() }).await? {
             ClientResponse::Topic(t) => Ok(t),
             other => Err(unexpected(other)),
         }

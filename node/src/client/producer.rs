@@ -100,11 +100,7 @@ pub struct Producer {
 
 impl Producer {
     /// A producer for `topic`, which must exist (its partition count is looked up).
-    pub async fn new(
-        client: Client,
-        topic: &str,
-        cfg: ProducerConfig,
-    ) -> Result<Producer, ClientError> {
+    pub async fn new(client: Client, topic: &str, cfg: ProducerConfig) -> Result<Producer, ClientError> {
         let desc = client.describe_topic(topic).await?;
         let partitions = desc.topic.partitions;
         if let Some(p) = cfg.partition {
@@ -164,10 +160,8 @@ impl Producer {
         timestamp_ms: i64,
     ) -> Result<(), ClientError> {
         let p = self.partition_for(key) as usize;
-        let open = self.open[p].get_or_insert_with(|| OpenBatch {
-            builder: BatchBuilder::new(),
-            first_at: Instant::now(),
-        });
+        let open = self.open[p]
+            .get_or_insert_with(|| OpenBatch { builder: BatchBuilder::new(), first_at: Instant::now() });
         open.builder.push(timestamp_ms, key, Some(value), &[]);
         if open.builder.size_bytes() >= self.cfg.batch_size_bytes {
             self.seal(p);
@@ -179,10 +173,7 @@ impl Producer {
     pub async fn tick(&mut self) -> Result<(), ClientError> {
         let linger = self.cfg.linger;
         for p in 0..self.open.len() {
-            if self.open[p]
-                .as_ref()
-                .is_some_and(|b| b.first_at.elapsed() >= linger)
-            {
+            if self.open[p].as_ref().is_some_and(|b| b.first_at.elapsed() >= linger) {
                 self.seal(p);
             }
         }
@@ -210,11 +201,7 @@ impl Producer {
         let records = open.builder.len() as u32;
         if let Some(bytes) = open.builder.build() {
             self.queued_bytes += bytes.len();
-            self.queued[p].push_back(Sealed {
-                bytes,
-                records,
-                first_at: open.first_at,
-            });
+            self.queued[p].push_back(Sealed { bytes, records, first_at: open.first_at });
         }
         if self.cfg.partition.is_none() && p as u32 == self.sticky {
             self.sticky = (self.sticky + 1) % self.partitions;
@@ -275,13 +262,7 @@ impl Producer {
                 Ok(other) => Err(unexpected(other)),
                 Err(e) => Err(e),
             };
-            Outcome {
-                partition,
-                records: batch.records,
-                bytes,
-                first_at: batch.first_at,
-                result,
-            }
+            Outcome { partition, records: batch.records, bytes, first_at: batch.first_at, result }
         }
     }
 

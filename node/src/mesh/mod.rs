@@ -200,7 +200,10 @@ impl Mesh {
         let signer = verify_record(&signed).map_err(|e| e.to_string())?;
         let record: TopicRecord = codec::decode(&signed.payload).map_err(|e| e.to_string())?;
         if record.creator != signer.to_string() {
-            return Err(format!("record of '{}' claims creator {} but is signed by {signer}", record.info.name, record.creator));
+            return Err(format!(
+                "record of '{}' claims creator {} but is signed by {signer}",
+                record.info.name, record.creator
+            ));
         }
         check_shape(&record)?;
         let topics = self.broker.topics();
@@ -253,7 +256,10 @@ impl Mesh {
         if now.info.creation_id != info.creation_id {
             return Err(WireError::new(
                 ErrorCode::TopicAlreadyExists,
-                format!("topic '{}' was created concurrently by {}, whose creation won", req.name, now.record.creator),
+                format!(
+                    "topic '{}' was created concurrently by {}, whose creation won",
+                    req.name, now.record.creator
+                ),
             ));
         }
         Ok(info)
@@ -299,7 +305,13 @@ impl Mesh {
             partitions: self.broker.owned_partition_count(),
         }];
         members.extend(self.members().status(Instant::now()));
-        let topics = self.broker.topics().all().iter().map(|t| (t.info.name.clone(), t.record.replicas.clone())).collect();
+        let topics = self
+            .broker
+            .topics()
+            .all()
+            .iter()
+            .map(|t| (t.info.name.clone(), t.record.replicas.clone()))
+            .collect();
         ClusterStatus { node: self.local.clone(), members, topics }
     }
 }

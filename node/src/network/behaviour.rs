@@ -79,7 +79,8 @@ fn behaviour(cfg: &NetworkConfig, key: &identity::Keypair) -> Result<Behaviour, 
     Ok(Behaviour {
         allow: allow.into(),
         limits: connection_limits::Behaviour::new(
-            connection_limits::ConnectionLimits::default().with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER)),
+            connection_limits::ConnectionLimits::default()
+                .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER)),
         ),
         identify: identify::Behaviour::new(identify::Config::new(IDENTIFY_VERSION.into(), key.public())),
         ping: ping::Behaviour::default(),

@@ -19,10 +19,7 @@ pub struct FrameCodec<Req, Resp> {
 impl<Req, Resp> FrameCodec<Req, Resp> {
     /// A codec refusing frames over `max_frame_bytes`.
     pub fn new(max_frame_bytes: usize) -> Self {
-        FrameCodec {
-            max_frame_bytes,
-            _types: PhantomData,
-        }
+        FrameCodec { max_frame_bytes, _types: PhantomData }
     }
 }
 
@@ -89,12 +86,7 @@ where
         write_msg(io, &req, self.max_frame_bytes).await
     }
 
-    async fn write_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        res: Resp,
-    ) -> io::Result<()>
+    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, res: Resp) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
@@ -113,22 +105,14 @@ mod tests {
     const P: StreamProtocol = StreamProtocol::new("/meshlog/client/1");
 
     async fn read(bytes: Vec<u8>) -> io::Result<ClientRequest> {
-        Client::new(1 << 20)
-            .read_request(&P, &mut Cursor::new(bytes))
-            .await
+        Client::new(1 << 20).read_request(&P, &mut Cursor::new(bytes)).await
     }
 
     #[tokio::test]
     async fn a_request_round_trips() {
         let mut buf = Cursor::new(Vec::new());
-        Client::new(1 << 20)
-            .write_request(&P, &mut buf, ClientRequest::ListTopics)
-            .await
-            .unwrap();
-        assert_eq!(
-            read(buf.into_inner()).await.unwrap(),
-            ClientRequest::ListTopics
-        );
+        Client::new(1 << 20).write_request(&P, &mut buf, ClientRequest::ListTopics).await.unwrap();
+        assert_eq!(read(buf.into_inner()).await.unwrap(), ClientRequest::ListTopics);
     }
 
     #[tokio::test]
@@ -139,10 +123,7 @@ mod tests {
         // A well-framed body that is not a request.
         let mut garbage = 6u32.to_be_bytes().to_vec();
         garbage.extend_from_slice(&[frame::WIRE_VERSION, 0xff, 0xff, 0xff, 0xff, 0xff]);
-        assert_eq!(
-            read(garbage).await.unwrap_err().kind(),
-            io::ErrorKind::InvalidData
-        );
+        assert_eq!(read(garbage).await.unwrap_err().kind(), io::ErrorKind::InvalidData);
         // A frame from another wire version.
         let mut foreign = 2u32.to_be_bytes().to_vec();
         foreign.extend_from_slice(&[99, 0]);

@@ -23,6 +23,8 @@ use tokio::sync::{mpsc, watch};
 
 /// How long `start` waits for the listeners to report their bound addresses.
 const LISTEN_BUDGET: Duration = Duration::from_secs(10);
+/// How long to wait for further interface addresses of a wildcard listener.
+const INTERFACE_GRACE: Duration = Duration::from_millis(50);
 
 pub(super) struct EventLoop {
     swarm: Swarm<Behaviour>,
@@ -171,7 +173,10 @@ impl EventLoop {
             }
         }
         if !self.swarm.is_connected(&peer) {
-            let opts = DialOpts::peer_id(peer).addresses(addrs).condition(PeerCondition::DisconnectedAndNotDialing).build();
+            let opts = DialOpts::peer_id(peer)
+                .addresses(addrs)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
             let _ = self.swarm.dial(opts);
         }
     }
@@ -194,7 +199,8 @@ impl EventLoop {
                 self.pending_dial.insert(id, (addr, reply));
             }
             Err(e) => {
-                let _ = reply.send(Err(NetworkError::Dial { addr: addr.to_string(), reason: dial_reason(&e) }));
+                let _ =
+                    reply.send(Err(NetworkError::Dial { addr: addr.to_string(), reason: dial_reason(&e) }));
             }
         }
     }
@@ -333,7 +339,12 @@ impl EventLoop {
         }
     }
 
-    fn on_get_providers(&mut self, id: QueryId, r: Result<kad::GetProvidersOk, kad::GetProvidersError>, last: bool) {
+    fn on_get_providers(
+        &mut self,
+        id: QueryId,
+        r: Result<kad::GetProvidersOk, kad::GetProvidersError>,
+        last: bool,
+    ) {
         if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = r {
             if let Some((_, acc)) = self.pending_providers.get_mut(&id) {
                 acc.extend(providers);
@@ -350,7 +361,8 @@ impl EventLoop {
         match e {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request { request, channel, .. } => {
-                    let ev = NetworkEvent::ClientRequest { peer, request, responder: ClientResponder(channel) };
+                    let ev =
+                        NetworkEvent::ClientRequest { peer, request, responder: ClientResponder(channel) };
                     if let Err(e) = self.events.try_send(ev) {
                         if let NetworkEvent::ClientRequest { responder, .. } = e.into_inner() {
                             let _ = self.swarm.behaviour_mut().client.send_response(responder.0, Err(busy()));
@@ -365,7 +377,10 @@ impl EventLoop {
             },
             request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
                 if let Some(reply) = self.pending_client.remove(&request_id) {
-                    let _ = reply.send(Err(NetworkError::Request { peer: peer.to_string(), reason: error.to_string() }));
+                    let _ = reply.send(Err(NetworkError::Request {
+                        peer: peer.to_string(),
+                        reason: error.to_string(),
+                    }));
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
@@ -395,7 +410,10 @@ impl EventLoop {
             },
             request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
                 if let Some(reply) = self.pending_peer.remove(&request_id) {
-                    let _ = reply.send(Err(NetworkError::Request { peer: peer.to_string(), reason: error.to_string() }));
+                    let _ = reply.send(Err(NetworkError::Request {
+                        peer: peer.to_string(),
+                        reason: error.to_string(),
+                    }));
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
@@ -428,11 +446,21 @@ async fn bind(swarm: &mut Swarm<Behaviour>, listen: &[Multiaddr]) -> Result<Vec<
                 waiting.retain(|(id, _)| *id != listener_id);
                 bound.push(address);
             }
-            Ok(SwarmEvent::ListenerError { error, .. }) | Ok(SwarmEvent::ListenerClosed { reason: Err(error), .. }) => {
+            Ok(SwarmEvent::ListenerError { error, .. })
+            | Ok(SwarmEvent::ListenerClosed { reason: Err(error), .. }) => {
                 return Err(NetworkError::Listen { addr: first, reason: error.to_string() });
             }
             Ok(_) => {}
-            Err(_) => return Err(NetworkError::Listen { addr: first, reason: "no address bound in time".into() }),
+            Err(_) => {
+                return Err(NetworkError::Listen { addr: first, reason: "no address bound in time".into() })
+            }
+        }
+    }
+    // A wildcard listener reports one address per interface, one event each: collect
+    // the rest of that burst so every interface is announced from the start.
+    while let Ok(ev) = tokio::time::timeout(INTERFACE_GRACE, swarm.select_next_some()).await {
+        if let SwarmEvent::NewListenAddr { address, .. } = ev {
+            bound.push(address);
         }
     }
     Ok(bound)

@@ -11,10 +11,7 @@ pub const KEY_FILE: &str = "node.key";
 /// Load the keypair from `dir`, or create and save a new one on first start.
 pub fn load_or_create(dir: &Path) -> Result<Keypair, NetworkError> {
     let path = dir.join(KEY_FILE);
-    let err = |reason: String| NetworkError::Identity {
-        path: path.display().to_string(),
-        reason,
-    };
+    let err = |reason: String| NetworkError::Identity { path: path.display().to_string(), reason };
     match std::fs::read(&path) {
         Ok(bytes) => Keypair::from_protobuf_encoding(&bytes).map_err(|e| err(e.to_string())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -33,12 +30,7 @@ pub fn load_or_create(dir: &Path) -> Result<Keypair, NetworkError> {
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
 }

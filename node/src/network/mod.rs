@@ -183,59 +183,20 @@ type Reply<T> = oneshot::Sender<Result<T, NetworkError>>;
 
 /// Typed commands to the swarm task.
 pub(crate) enum Command {
-    Dial {
-        addr: Multiaddr,
-        reply: Reply<PeerId>,
-    },
-    SendClient {
-        peer: PeerId,
-        req: ClientRequest,
-        reply: Reply<ClientResult>,
-    },
-    SendPeer {
-        peer: PeerId,
-        req: PeerRequest,
-        reply: Reply<PeerResponse>,
-    },
-    RespondClient {
-        responder: ClientResponder,
-        result: ClientResult,
-    },
-    RespondPeer {
-        responder: PeerResponder,
-        response: PeerResponse,
-    },
-    Publish {
-        message: GossipMessage,
-    },
-    Connect {
-        peer: PeerId,
-        addrs: Vec<Multiaddr>,
-    },
-    PutRecord {
-        key: String,
-        record: SignedRecord,
-    },
-    GetRecord {
-        key: String,
-        reply: Reply<Vec<SignedRecord>>,
-    },
-    StartProviding {
-        key: String,
-    },
-    StopProviding {
-        key: String,
-    },
-    GetProviders {
-        key: String,
-        reply: Reply<Vec<PeerId>>,
-    },
-    ConnectedPeers {
-        reply: Reply<Vec<PeerId>>,
-    },
-    ListenAddrs {
-        reply: Reply<Vec<Multiaddr>>,
-    },
+    Dial { addr: Multiaddr, reply: Reply<PeerId> },
+    SendClient { peer: PeerId, req: ClientRequest, reply: Reply<ClientResult> },
+    SendPeer { peer: PeerId, req: PeerRequest, reply: Reply<PeerResponse> },
+    RespondClient { responder: ClientResponder, result: ClientResult },
+    RespondPeer { responder: PeerResponder, response: PeerResponse },
+    Publish { message: GossipMessage },
+    Connect { peer: PeerId, addrs: Vec<Multiaddr> },
+    PutRecord { key: String, record: SignedRecord },
+    GetRecord { key: String, reply: Reply<Vec<SignedRecord>> },
+    StartProviding { key: String },
+    StopProviding { key: String },
+    GetProviders { key: String, reply: Reply<Vec<PeerId>> },
+    ConnectedPeers { reply: Reply<Vec<PeerId>> },
+    ListenAddrs { reply: Reply<Vec<Multiaddr>> },
 }
 
 /// A cloneable handle to the swarm task.
@@ -259,12 +220,7 @@ pub async fn start(
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_CAPACITY);
     let (event_loop, listen_addrs) = event_loop::EventLoop::new(&cfg, cmd_rx, ev_tx).await?;
     tokio::spawn(event_loop.run(shutdown));
-    let handle = NetworkHandle {
-        cmds: cmd_tx,
-        keypair: cfg.keypair.clone(),
-        local_peer_id,
-        listen_addrs,
-    };
+    let handle = NetworkHandle { cmds: cmd_tx, keypair: cfg.keypair.clone(), local_peer_id, listen_addrs };
     Ok((handle, ev_rx))
 }
 
@@ -281,10 +237,7 @@ impl NetworkHandle {
 
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, NetworkError> {
         let (tx, rx) = oneshot::channel();
-        self.cmds
-            .send(make(tx))
-            .await
-            .map_err(|_| NetworkError::Stopped)?;
+        self.cmds.send(make(tx)).await.map_err(|_| NetworkError::Stopped)?;
         rx.await.map_err(|_| NetworkError::Stopped)?
     }
 
@@ -299,37 +252,22 @@ impl NetworkHandle {
         peer: PeerId,
         req: ClientRequest,
     ) -> Result<ClientResult, NetworkError> {
-        self.call(|reply| Command::SendClient { peer, req, reply })
-            .await
+        self.call(|reply| Command::SendClient { peer, req, reply }).await
     }
 
     /// Send a peer-API request to `peer` and wait for its answer.
-    pub async fn peer_request(
-        &self,
-        peer: PeerId,
-        req: PeerRequest,
-    ) -> Result<PeerResponse, NetworkError> {
-        self.call(|reply| Command::SendPeer { peer, req, reply })
-            .await
+    pub async fn peer_request(&self, peer: PeerId, req: PeerRequest) -> Result<PeerResponse, NetworkError> {
+        self.call(|reply| Command::SendPeer { peer, req, reply }).await
     }
 
     /// Answer an inbound client request.
     pub async fn respond_client(&self, responder: ClientResponder, result: ClientResult) {
-        let _ = self
-            .cmds
-            .send(Command::RespondClient { responder, result })
-            .await;
+        let _ = self.cmds.send(Command::RespondClient { responder, result }).await;
     }
 
     /// Answer an inbound peer request.
     pub async fn respond_peer(&self, responder: PeerResponder, response: PeerResponse) {
-        let _ = self
-            .cmds
-            .send(Command::RespondPeer {
-                responder,
-                response,
-            })
-            .await;
+        let _ = self.cmds.send(Command::RespondPeer { responder, response }).await;
     }
 
     /// Publish on the mesh gossip topic (best effort; failures are logged).

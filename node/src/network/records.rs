@@ -50,9 +50,11 @@ pub(super) fn check_dht_record(record: &libp2p::kad::Record) -> Result<(), Netwo
     let Some(name) = key.strip_prefix(TOPIC_KEY_PREFIX) else {
         return bad("unknown key space");
     };
-    let signed: SignedRecord = codec::decode(&record.value).map_err(|e| NetworkError::BadRecord(e.to_string()))?;
+    let signed: SignedRecord =
+        codec::decode(&record.value).map_err(|e| NetworkError::BadRecord(e.to_string()))?;
     let signer = verify_record(&signed)?;
-    let topic: TopicRecord = codec::decode(&signed.payload).map_err(|e| NetworkError::BadRecord(e.to_string()))?;
+    let topic: TopicRecord =
+        codec::decode(&signed.payload).map_err(|e| NetworkError::BadRecord(e.to_string()))?;
     if topic.info.name != name {
         return bad("record name does not match its key");
     }

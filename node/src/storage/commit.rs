@@ -46,10 +46,7 @@ impl GroupCommit {
         }
         match done_rx.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(reason)) => Err(StorageError::Io {
-                op: "flush",
-                reason,
-            }),
+            Ok(Err(reason)) => Err(StorageError::Io { op: "flush", reason }),
             Err(_) => Err(StorageError::io("flush", "flush thread stopped")),
         }
     }

@@ -57,10 +57,7 @@ pub enum StorageError {
 
 impl StorageError {
     fn io(op: &'static str, e: impl std::fmt::Display) -> Self {
-        StorageError::Io {
-            op,
-            reason: e.to_string(),
-        }
+        StorageError::Io { op, reason: e.to_string() }
     }
 }
 
@@ -83,10 +80,7 @@ pub struct Store {
 impl Store {
     /// Open (or create) the store in `dir`, recovering whatever the last run flushed.
     pub fn open(dir: &Path, opts: &StoreOptions) -> Result<Store, StorageError> {
-        let open_err = |reason: String| StorageError::Open {
-            path: dir.to_path_buf(),
-            reason,
-        };
+        let open_err = |reason: String| StorageError::Open { path: dir.to_path_buf(), reason };
         std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
         let db = sled::Config::new()
             .path(dir)
@@ -95,16 +89,9 @@ impl Store {
             .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(|e| open_err(describe_sled_open_error(e)))?;
-        let meta = db
-            .open_tree(META_TREE)
-            .map_err(|e| open_err(e.to_string()))?;
+        let meta = db.open_tree(META_TREE).map_err(|e| open_err(e.to_string()))?;
         let log_file = File::open(dir.join("db")).map_err(|e| open_err(format!("db file: {e}")))?;
-        Ok(Store {
-            db,
-            meta,
-            dir: dir.to_path_buf(),
-            log_file: Mutex::new(log_file),
-        })
+        Ok(Store { db, meta, dir: dir.to_path_buf(), log_file: Mutex::new(log_file) })
     }
 
     /// The data directory.
@@ -124,27 +111,18 @@ impl Store {
     /// The log of one partition, created empty if it does not exist.
     pub fn log(&self, topic: &str, partition: u32) -> Result<PartitionLog, StorageError> {
         let name = format!("{LOG_TREE_PREFIX}{topic}/{partition}");
-        let tree = self
-            .db
-            .open_tree(name)
-            .map_err(|e| StorageError::io("open log", e))?;
+        let tree = self.db.open_tree(name).map_err(|e| StorageError::io("open log", e))?;
         Ok(PartitionLog { tree })
     }
 
     /// Read a metadata value.
     pub fn meta_get(&self, key: &str) -> Result<Option<StoredBytes>, StorageError> {
-        self.meta
-            .get(key)
-            .map(|v| v.map(StoredBytes))
-            .map_err(|e| StorageError::io("meta read", e))
+        self.meta.get(key).map(|v| v.map(StoredBytes)).map_err(|e| StorageError::io("meta read", e))
     }
 
     /// Write a metadata value (durable after the next [`Store::flush`]).
     pub fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
-        self.meta
-            .insert(key, value)
-            .map(|_| ())
-            .map_err(|e| StorageError::io("meta write", e))
+        self.meta.insert(key, value).map(|_| ()).map_err(|e| StorageError::io("meta write", e))
     }
 
     /// Every metadata entry whose key starts with `prefix`, in key order.
@@ -198,9 +176,8 @@ fn key(offset: u64) -> [u8; 8] {
 }
 
 fn offset_of(key: &[u8]) -> Result<u64, StorageError> {
-    let arr: [u8; 8] = key
-        .try_into()
-        .map_err(|_| StorageError::io("log key", format!("{}-byte key", key.len())))?;
+    let arr: [u8; 8] =
+        key.try_into().map_err(|_| StorageError::io("log key", format!("{}-byte key", key.len())))?;
     Ok(u64::from_be_bytes(arr))
 }
 
@@ -208,15 +185,9 @@ impl PartitionLog {
     /// Store a batch under its base offset (durable after the next [`Store::flush`]).
     pub fn append(&self, base_offset: u64, batch: &[u8]) -> Result<(), StorageError> {
         if batch.len() > MAX_INLINE_VALUE_BYTES {
-            return Err(StorageError::TooLarge {
-                len: batch.len(),
-                max: MAX_INLINE_VALUE_BYTES,
-            });
+            return Err(StorageError::TooLarge { len: batch.len(), max: MAX_INLINE_VALUE_BYTES });
         }
-        self.tree
-            .insert(key(base_offset), batch)
-            .map(|_| ())
-            .map_err(|e| StorageError::io("append", e))
+        self.tree.insert(key(base_offset), batch).map(|_| ()).map_err(|e| StorageError::io("append", e))
     }
 
     /// The batch with the highest base offset.
@@ -275,10 +246,7 @@ impl PartitionLog {
 
     /// Delete the batch stored under `base_offset`.
     pub fn remove(&self, base_offset: u64) -> Result<(), StorageError> {
-        self.tree
-            .remove(key(base_offset))
-            .map(|_| ())
-            .map_err(|e| StorageError::io("remove", e))
+        self.tree.remove(key(base_offset)).map(|_| ()).map_err(|e| StorageError::io("remove", e))
     }
 }
 
@@ -294,12 +262,7 @@ pub fn raw_write_bench(
     batches: u64,
     per_flush: usize,
 ) -> Result<std::time::Duration, StorageError> {
-    let store = Store::open(
-        dir,
-        &StoreOptions {
-            cache_capacity_bytes: 256 << 20,
-        },
-    )?;
+    let store = Store::open(dir, &StoreOptions { cache_capacity_bytes: 256 << 20 })?;
     let log = store.log("raw", 0)?;
     let started = std::time::Instant::now();
     for i in 0..batches {

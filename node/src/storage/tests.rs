@@ -3,9 +3,7 @@
 use super::*;
 
 fn opts() -> StoreOptions {
-    StoreOptions {
-        cache_capacity_bytes: 8 << 20,
-    }
+    StoreOptions { cache_capacity_bytes: 8 << 20 }
 }
 
 #[test]
@@ -56,19 +54,14 @@ fn oversized_values_are_refused() {
     let store = Store::open(dir.path(), &opts()).unwrap();
     let log = store.log("t", 0).unwrap();
     let big = vec![0u8; MAX_INLINE_VALUE_BYTES + 1];
-    assert!(matches!(
-        log.append(0, &big),
-        Err(StorageError::TooLarge { .. })
-    ));
+    assert!(matches!(log.append(0, &big), Err(StorageError::TooLarge { .. })));
 }
 
 #[test]
 fn a_locked_store_gives_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let _first = Store::open(dir.path(), &opts()).unwrap();
-    let err = Store::open(dir.path(), &opts())
-        .err()
-        .expect("second open must fail");
+    let err = Store::open(dir.path(), &opts()).err().expect("second open must fail");
     let msg = err.to_string();
     assert!(msg.contains("cannot open the store"), "{msg}");
 }
