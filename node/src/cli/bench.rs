@@ -25,6 +25,9 @@ pub enum BenchCommand {
     /// the same batch size and one durable flush per window of batches: the ceiling a
     /// node's produce path is measured against.
     RawStore(RawStoreBench),
+    /// Start a mesh of node processes and measure how fast members and topic records
+    /// converge, and idle memory per node.
+    Mesh(super::bench_mesh::MeshBench),
 }
 
 /// Flags of `meshlog bench produce`.
@@ -163,6 +166,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Produce(b) => b.run().await,
         BenchCommand::Consume(b) => b.run().await,
         BenchCommand::RawStore(b) => b.run().await,
+        BenchCommand::Mesh(b) => b.run().await,
     }
 }
 
