@@ -114,12 +114,27 @@ impl Gateway {
                 }
             }
         }
-        let partitions = statuses
+        let mut partitions: Vec<PartitionStatus> = statuses
             .into_iter()
             .enumerate()
             .map(|(p, s)| s.unwrap_or_else(|| unknown_status(p as u32, t.replicas(p as u32))))
             .collect();
+        let holders = (0..t.info.partitions).map(|p| self.holders(name, p));
+        for (s, h) in partitions.iter_mut().zip(futures::future::join_all(holders).await) {
+            s.holders = h;
+        }
         Ok(ClientResponse::Topic(TopicDescription { topic: t.info.clone(), partitions }))
+    }
+
+    /// The nodes the DHT lists as providers of a partition.
+    async fn holders(&self, topic: &str, p: u32) -> Vec<String> {
+        let ask = self.net.get_providers(crate::mesh::partition_key(topic, p));
+        let mut v: Vec<String> = match tokio::time::timeout(self.peer_timeout, ask).await {
+            Ok(Ok(peers)) => peers.iter().map(ToString::to_string).collect(),
+            _ => Vec::new(),
+        };
+        v.sort();
+        v
     }
 
     async fn statuses_of(&self, owner: &str, topic: &str) -> Vec<PartitionStatus> {
@@ -164,5 +179,6 @@ fn unknown_status(p: u32, replicas: &[String]) -> PartitionStatus {
         log_end_offset: 0,
         size_bytes: 0,
         online: false,
+        holders: Vec::new(),
     }
 }

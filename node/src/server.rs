@@ -37,10 +37,14 @@ pub struct RunningNode {
     peer_id: PeerId,
     listen_addrs: Vec<Multiaddr>,
     broker: Arc<Broker>,
+    mesh: Arc<Mesh>,
     store: Arc<Store>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
+
+/// How long a leaving node keeps its network up so its leave message goes out.
+const LEAVE_DRAIN: Duration = Duration::from_millis(200);
 
 /// How long shutdown waits for in-flight requests to release the store.
 const SHUTDOWN_BUDGET: Duration = Duration::from_secs(10);
@@ -64,6 +68,11 @@ impl RunningNode {
     /// Stop serving, wait for the node's tasks to end, flush, and close the store so
     /// the data directory can be reopened at once.
     pub async fn shutdown(self) {
+        // Say goodbye first, and give gossip a moment to carry it, so members mark this
+        // node left at once instead of waiting for its heartbeats to time out.
+        self.mesh.leave().await;
+        tokio::time::sleep(LEAVE_DRAIN).await;
+        drop(self.mesh);
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
@@ -138,11 +147,11 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     });
     let tasks = vec![
         tokio::spawn(dispatch(gateway, net, events, shutdown_rx.clone())),
-        tokio::spawn(mesh.run(shutdown_rx.clone())),
+        tokio::spawn(mesh.clone().run(shutdown_rx.clone())),
         tokio::spawn(retention(broker.clone(), cfg.retention_check_interval_ms, shutdown_rx.clone())),
         tokio::spawn(sweep_services(services, shutdown_rx)),
     ];
-    Ok(RunningNode { peer_id, listen_addrs, broker, store, shutdown, tasks })
+    Ok(RunningNode { peer_id, listen_addrs, broker, mesh, store, shutdown, tasks })
 }
 
 async fn dispatch(

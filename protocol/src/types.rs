@@ -227,6 +227,8 @@ pub struct PartitionStatus {
     pub size_bytes: u64,
     /// False when the owner did not answer: the offsets above are unknown (zero).
     pub online: bool,
+    /// Nodes the DHT lists as holding this partition (provider records; hints).
+    pub holders: Vec<String>,
 }
 
 /// A topic and the state of each of its partitions.

@@ -93,7 +93,11 @@ async fn five_nodes_converge_route_and_share_a_service_registry() {
         }
     }
     assert_eq!(values.len(), 600, "every record produced through node 1 is read through node 4");
-    let desc = mesh.clients[3].describe_topic("orders").await.unwrap();
+    let desc = wait_until("provider records list every partition's owner", SHORT_BUDGET, || async {
+        let d = mesh.clients[3].describe_topic("orders").await.ok()?;
+        d.partitions.iter().all(|s| s.holders.contains(&s.leader)).then_some(d)
+    })
+    .await;
     assert!(desc.partitions.iter().all(|s| s.online), "describe reaches every owner");
     assert_eq!(desc.partitions.iter().map(|s| s.high_watermark).sum::<u64>(), 600);
 
@@ -120,7 +124,20 @@ async fn five_nodes_converge_route_and_share_a_service_registry() {
         .await;
     }
 
-    for node in mesh.nodes {
+    // Phase 5: a node that leaves is seen as left; the rest stay up.
+    let mut nodes = mesh.nodes;
+    let leaving = nodes.pop().unwrap();
+    let left_id = leaving.peer_id().to_string();
+    leaving.shutdown().await;
+    for (i, c) in mesh.clients.iter().take(4).enumerate() {
+        wait_until(&format!("node {i} sees the leaver as left"), SHORT_BUDGET, || async {
+            let s = c.cluster_status().await.ok()?;
+            let m = s.members.iter().find(|m| m.peer == left_id)?;
+            (m.state == "left" && s.members.iter().filter(|m| m.state == "up").count() == 4).then_some(())
+        })
+        .await;
+    }
+    for node in nodes {
         node.shutdown().await;
     }
 }

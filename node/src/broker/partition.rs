@@ -268,6 +268,7 @@ impl Partition {
             log_end_offset: st.log_end,
             size_bytes: st.size_bytes,
             online: true,
+            holders: Vec::new(),
         }
     }
 }

@@ -50,7 +50,13 @@ impl Drop for Proc {
 fn spawn_node(dir: &Path, bootstrap: Option<&Multiaddr>) -> anyhow::Result<Proc> {
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
-    cmd.args(["node", "--data-dir"]).arg(dir).args(["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", "--log", "warn"]);
+    cmd.args(["node", "--data-dir"]).arg(dir).args([
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--no-mdns",
+        "--log",
+        "warn",
+    ]);
     if let Some(b) = bootstrap {
         cmd.args(["--bootstrap", &b.to_string()]);
     }
@@ -73,7 +79,11 @@ fn spawn_node(dir: &Path, bootstrap: Option<&Multiaddr>) -> anyhow::Result<Proc>
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 async fn wait_until<F, Fut>(what: &str, mut check: F) -> anyhow::Result<Duration>
@@ -130,7 +140,8 @@ impl MeshBench {
             let t = Instant::now();
             let newcomer = spawn_node(&scratch.join(format!("join{j}")), Some(&procs[j % procs.len()].addr))?;
             let c = Client::connect(&newcomer.addr).await?;
-            wait_until("the newcomer to see every member", || async { live_count(&c).await == self.nodes }).await?;
+            wait_until("the newcomer to see every member", || async { live_count(&c).await == self.nodes })
+                .await?;
             join_ms.push(t.elapsed().as_secs_f64() * 1e3);
             drop(newcomer);
             for c in &clients {
@@ -142,7 +153,8 @@ impl MeshBench {
             let name = format!("bench-{t}");
             let start = Instant::now();
             let creator = clients[t % clients.len()].clone();
-            let create = tokio::spawn(async move { creator.create_topic(&name, 1, 1, BTreeMap::new()).await });
+            let create =
+                tokio::spawn(async move { creator.create_topic(&name, 1, 1, BTreeMap::new()).await });
             let want = format!("bench-{t}");
             for c in &clients {
                 wait_until("the record on every node", || async {

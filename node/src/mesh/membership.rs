@@ -56,8 +56,9 @@ impl Membership {
     pub fn on_heartbeat(&mut self, hb: &Heartbeat, now: Instant) -> bool {
         match self.members.get_mut(&hb.peer) {
             Some(m) => {
-                // A stale heartbeat of the same incarnation is ignored.
-                if m.incarnation == hb.incarnation && hb.seq <= m.seq {
+                // A stale heartbeat of the same incarnation is ignored, and so is any
+                // heartbeat of an incarnation that said it left (only a restart returns).
+                if m.incarnation == hb.incarnation && (hb.seq <= m.seq || m.state == MemberState::Left) {
                     return false;
                 }
                 let revived = m.state != MemberState::Up;
@@ -160,13 +161,14 @@ mod tests {
     }
 
     #[test]
-    fn stale_heartbeats_do_not_revive_and_leaves_are_kept() {
+    fn stale_heartbeats_do_not_revive_and_leaves_are_final_for_an_incarnation() {
         let t0 = Instant::now();
         let mut m = Membership::new(Duration::from_secs(5));
         m.on_heartbeat(&hb("a", 1, 5), t0);
         m.on_leave("a");
         assert!(!m.on_heartbeat(&hb("a", 1, 4), t0), "an old heartbeat");
+        assert!(!m.on_heartbeat(&hb("a", 1, 6), t0), "a late heartbeat of the leaver");
         assert_eq!(m.status(t0)[0].state, "left");
-        assert!(m.on_heartbeat(&hb("a", 1, 6), t0), "a newer heartbeat revives");
+        assert!(m.on_heartbeat(&hb("a", 2, 1), t0), "a restart (new incarnation) returns");
     }
 }

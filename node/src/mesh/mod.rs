@@ -56,6 +56,7 @@ pub struct Mesh {
     addrs: Vec<String>,
     incarnation: u64,
     seq: AtomicU64,
+    leaving: std::sync::atomic::AtomicBool,
     members: Mutex<Membership>,
     cfg: MeshConfig,
 }
@@ -70,6 +71,7 @@ impl Mesh {
             addrs,
             incarnation: rand::random(),
             seq: AtomicU64::new(0),
+            leaving: std::sync::atomic::AtomicBool::new(false),
             members: Mutex::new(Membership::new(cfg.member_timeout)),
             cfg,
         })
@@ -113,15 +115,21 @@ impl Mesh {
                         }
                     }
                 }
-                _ = crate::server::stopped(&mut shutdown) => {
-                    self.net.publish(GossipMessage::Leave { peer: self.local.clone() }).await;
-                    return;
-                }
+                _ = crate::server::stopped(&mut shutdown) => return,
             }
         }
     }
 
+    /// Tell the mesh this node is leaving (before the network stops).
+    pub async fn leave(&self) {
+        self.leaving.store(true, Ordering::Relaxed);
+        self.net.publish(GossipMessage::Leave { peer: self.local.clone() }).await;
+    }
+
     async fn tick(&self) {
+        if self.leaving.load(Ordering::Relaxed) {
+            return;
+        }
         let addrs = match self.net.current_listen_addrs().await {
             Ok(a) => a.iter().map(ToString::to_string).collect(),
             Err(_) => self.addrs.clone(),
