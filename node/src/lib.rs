@@ -2,6 +2,8 @@
 //!
 //! Module map (layers point one way: protocol <- broker <- server -> network, storage):
 //! - [`config`]: the node's configuration: defaults, strict TOML, env, flags, `validate()`.
+//! - [`replica`]: the sans-IO replication core of one partition (elections, epochs,
+//!   fencing, reconciliation, high watermark, ISR, acks, idempotence): no I/O, no clock.
 //! - [`storage`]: the only module that imports sled; partition logs, metadata, durable flush,
 //!   group commit.
 //! - [`broker`]: request semantics: topics, partitions, offsets, acks, the high watermark,
@@ -23,6 +25,7 @@ pub mod config;
 pub mod gateway;
 pub mod mesh;
 pub mod network;
+pub mod replica;
 pub mod server;
 pub mod services;
 pub mod storage;

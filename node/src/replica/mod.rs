@@ -1,0 +1,451 @@
+//! The replica core: one partition's replication protocol as a pure state machine.
+//!
+//! `Replica::step(now_ms, input) -> Vec<Output>`: no async, no I/O, no clock, no
+//! randomness of its own (election jitter comes from a seed in its config). The driver
+//! feeds it messages, client appends, flush completions and ticks, and executes its
+//! outputs in order: a `PersistHardState` must be durable before any later output runs.
+//!
+//! The protocol (DESIGN.md decisions 4-8, 11): leaders are elected per epoch by a
+//! majority of the replica set after a pre-vote; a replica promises one candidate per
+//! epoch, durably, only if the candidate's log is at least as up to date, and not while
+//! it honours a live leader's lease. Every message carries an epoch; older epochs are
+//! refused. A new leader appends an epoch-start marker. Followers pull (fetch) with
+//! their last epoch; a diverging follower is told where the shared epoch ends and
+//! truncates (never below its high watermark). The high watermark is the largest offset
+//! flushed by a majority, at or after the leader's marker. `acks=all` waits for every
+//! in-sync replica. Idempotent producers' retries are recognised from sequences kept in
+//! the log.
+
+mod leader;
+mod log;
+mod producers;
+pub mod types;
+
+pub use log::Log;
+pub use types::*;
+
+use producers::Producers;
+use std::collections::{BTreeSet, VecDeque};
+
+/// Protocol timing and sizes for one partition's replica.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This replica's index in the replica set.
+    pub me: ReplicaIdx,
+    /// Size of the replica set.
+    pub replicas: usize,
+    /// `min.insync.replicas` (at least a majority, validated upstream).
+    pub min_insync: usize,
+    /// Followers re-fetch and leaders answer parked fetches this often.
+    pub heartbeat_ms: u64,
+    /// A follower that has not heard from a leader for this long (plus jitter) runs
+    /// for election; a leader that has not heard from a majority for this long steps down.
+    pub election_timeout_ms: u64,
+    /// How long a follower honours a leader it has heard from (refusing other
+    /// candidates); also how long a restarted replica waits before voting.
+    pub lease_ms: u64,
+    /// A follower not caught up for this long leaves the in-sync set.
+    pub replica_lag_max_ms: u64,
+    /// Entries per fetch response.
+    pub max_fetch_entries: usize,
+    /// Seed of the election-jitter sequence.
+    pub seed: u64,
+}
+
+/// What the replica is doing.
+#[derive(Debug, Clone)]
+enum Role {
+    Follower,
+    PreCandidate { votes: BTreeSet<ReplicaIdx> },
+    Candidate { votes: BTreeSet<ReplicaIdx> },
+    Leader(leader::LeaderState),
+}
+
+/// One replica of one partition.
+#[derive(Debug, Clone)]
+pub struct Replica {
+    cfg: Config,
+    now: u64,
+    hard: HardState,
+    log: Log,
+    flushed_end: u64,
+    hw: u64,
+    role: Role,
+    leader: Option<ReplicaIdx>,
+    last_heard: u64,
+    election_deadline: u64,
+    vote_after: u64,
+    fetch_sent_at: Option<u64>,
+    rng: u64,
+    next_flush_id: u64,
+    flushes: VecDeque<(u64, u64)>,
+    producers: Producers,
+    out: Vec<Output>,
+}
+
+impl Replica {
+    /// A replica recovered from durable state: its hard state and the entries of its
+    /// (durable) log. It will not vote for one lease period, since it may have promised
+    /// or followed a leader it no longer remembers hearing from.
+    pub fn recover(cfg: Config, hard: HardState, log: Log, now: u64) -> Replica {
+        let end = log.end();
+        let producers = Producers::rebuild(log.entries());
+        let mut r = Replica {
+            rng: cfg.seed | 1,
+            cfg,
+            now,
+            hard,
+            log,
+            flushed_end: end,
+            hw: 0,
+            role: Role::Follower,
+            leader: None,
+            last_heard: now,
+            election_deadline: now,
+            vote_after: now,
+            fetch_sent_at: None,
+            next_flush_id: 1,
+            flushes: VecDeque::new(),
+            producers,
+            out: Vec::new(),
+        };
+        r.vote_after = now + r.cfg.lease_ms;
+        r.reset_election_deadline();
+        r
+    }
+
+    /// Feed one input at time `now_ms` (monotonic) and take the outputs.
+    pub fn step(&mut self, now_ms: u64, input: Input) -> Vec<Output> {
+        self.now = self.now.max(now_ms);
+        let (hw0, promised0) = (self.hw, self.hard.promised);
+        match input {
+            Input::Tick => self.on_tick(),
+            Input::Receive { from, msg } => self.on_message(from, msg),
+            Input::ClientAppend { token, count, producer, acks } => {
+                self.on_client_append(token, count, producer, acks)
+            }
+            Input::Flushed { id } => self.on_flushed(id),
+        }
+        debug_assert!(self.hw >= hw0, "the high watermark never decreases");
+        debug_assert!(self.hard.promised >= promised0, "the promised epoch never decreases");
+        debug_assert!(self.flushed_end <= self.log.end());
+        std::mem::take(&mut self.out)
+    }
+
+    // ---- accessors (for the driver, the simulator and tests) ----
+
+    /// The promised epoch.
+    pub fn epoch(&self) -> Epoch {
+        self.hard.promised
+    }
+    /// The hard state.
+    pub fn hard_state(&self) -> HardState {
+        self.hard
+    }
+    /// Whether this replica leads its promised epoch.
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role, Role::Leader(_))
+    }
+    /// The leader this replica believes in.
+    pub fn leader(&self) -> Option<ReplicaIdx> {
+        self.leader
+    }
+    /// The high watermark.
+    pub fn high_watermark(&self) -> u64 {
+        self.hw
+    }
+    /// The log.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+    /// How far the log is durable.
+    pub fn flushed_end(&self) -> u64 {
+        self.flushed_end
+    }
+    /// The in-sync replicas (the leader's view; only the leader itself otherwise).
+    pub fn in_sync(&self) -> Vec<ReplicaIdx> {
+        match &self.role {
+            Role::Leader(l) => l.in_sync(&self.cfg, self.now),
+            _ => vec![self.cfg.me],
+        }
+    }
+
+    // ---- shared machinery ----
+
+    fn send(&mut self, to: ReplicaIdx, msg: Message) {
+        self.out.push(Output::Send { to, msg });
+    }
+
+    fn others(&self) -> impl Iterator<Item = ReplicaIdx> {
+        let me = self.cfg.me;
+        (0..self.cfg.replicas).filter(move |r| *r != me)
+    }
+
+    fn majority(&self) -> usize {
+        self.cfg.replicas / 2 + 1
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // xorshift64*: deterministic, seeded by the driver.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn reset_election_deadline(&mut self) {
+        let t = self.cfg.election_timeout_ms.max(1);
+        let jitter = self.next_random() % t;
+        self.election_deadline = self.now + t + jitter;
+    }
+
+    fn persist_hard(&mut self, hard: HardState) {
+        debug_assert!(hard.promised >= self.hard.promised);
+        self.hard = hard;
+        self.out.push(Output::PersistHardState(hard));
+    }
+
+    fn request_flush(&mut self) {
+        let id = self.next_flush_id;
+        self.next_flush_id += 1;
+        self.flushes.push_back((id, self.log.end()));
+        self.out.push(Output::Flush { id });
+    }
+
+    fn on_flushed(&mut self, id: u64) {
+        while let Some(&(fid, end)) = self.flushes.front() {
+            if fid > id {
+                break;
+            }
+            self.flushes.pop_front();
+            self.flushed_end = self.flushed_end.max(end.min(self.log.end()));
+        }
+        match self.role {
+            Role::Leader(_) => self.leader_progress(),
+            // Tell the leader at once: its high watermark waits for this.
+            _ => self.send_fetch(),
+        }
+    }
+
+    /// Truncate the log to `end`, never below the high watermark.
+    fn truncate(&mut self, end: u64) {
+        let end = end.max(self.hw);
+        if end >= self.log.end() {
+            return;
+        }
+        debug_assert!(self.log.ends_at_boundary(end), "truncation at an entry boundary");
+        self.log.truncate(end);
+        self.flushed_end = self.flushed_end.min(end);
+        for f in self.flushes.iter_mut() {
+            f.1 = f.1.min(end);
+        }
+        self.producers = Producers::rebuild(self.log.entries());
+        self.out.push(Output::Truncate { end });
+    }
+
+    /// Adopt a higher epoch seen in a message: forget any vote, step down.
+    fn observe_epoch(&mut self, epoch: Epoch) {
+        if epoch > self.hard.promised {
+            self.persist_hard(HardState { promised: epoch, voted_for: None });
+            self.step_down(None);
+        }
+    }
+
+    fn step_down(&mut self, leader: Option<ReplicaIdx>) {
+        if let Role::Leader(l) = std::mem::replace(&mut self.role, Role::Follower) {
+            for p in l.pending {
+                self.out.push(Output::Ack { token: p.token, result: Err(AppendError::LeadershipLost) });
+            }
+        }
+        if self.leader != leader {
+            self.leader = leader;
+            self.out.push(Output::Leader { epoch: self.hard.promised, leader });
+        }
+        self.fetch_sent_at = None;
+        self.reset_election_deadline();
+    }
+
+    fn on_tick(&mut self) {
+        match &self.role {
+            Role::Leader(_) => self.leader_tick(),
+            _ if self.now >= self.election_deadline => self.start_prevote(),
+            Role::Follower => {
+                let stale = self.fetch_sent_at.is_none_or(|t| self.now >= t + 2 * self.cfg.heartbeat_ms);
+                if self.leader.is_some() && stale {
+                    self.send_fetch();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_message(&mut self, from: ReplicaIdx, msg: Message) {
+        if from >= self.cfg.replicas || from == self.cfg.me {
+            return;
+        }
+        match msg {
+            Message::PreVote { epoch, last_epoch, last_end } => {
+                self.on_prevote(from, epoch, last_epoch, last_end)
+            }
+            Message::PreVoteResp { epoch, granted } => self.on_prevote_resp(from, epoch, granted),
+            Message::Vote { epoch, last_epoch, last_end } => self.on_vote(from, epoch, last_epoch, last_end),
+            Message::VoteResp { epoch, granted } => self.on_vote_resp(from, epoch, granted),
+            Message::Fetch { epoch, offset, last_epoch, flushed_end } => {
+                self.on_fetch(from, epoch, offset, last_epoch, flushed_end)
+            }
+            Message::FetchResp { epoch, hw, body } => self.on_fetch_resp(from, epoch, hw, body),
+            Message::Stale { epoch } => self.observe_epoch(epoch),
+        }
+    }
+
+    // ---- elections ----
+
+    fn lease_live(&self) -> bool {
+        self.leader.is_some_and(|l| l != self.cfg.me) && self.now < self.last_heard + self.cfg.lease_ms
+    }
+
+    fn start_prevote(&mut self) {
+        self.reset_election_deadline();
+        if self.leader.is_some() && !self.is_leader() {
+            self.leader = None;
+            self.out.push(Output::Leader { epoch: self.hard.promised, leader: None });
+        }
+        self.role = Role::PreCandidate { votes: BTreeSet::from([self.cfg.me]) };
+        let msg = Message::PreVote {
+            epoch: self.hard.promised.next(),
+            last_epoch: self.log.last_epoch(),
+            last_end: self.log.end(),
+        };
+        for r in self.others().collect::<Vec<_>>() {
+            self.send(r, msg.clone());
+        }
+        self.check_prevotes();
+    }
+
+    fn on_prevote(&mut self, from: ReplicaIdx, epoch: Epoch, last_epoch: Epoch, last_end: u64) {
+        let granted = epoch > self.hard.promised
+            && self.log.is_behind_or_equal(last_epoch, last_end)
+            && !self.lease_live()
+            && !self.is_leader();
+        self.send(from, Message::PreVoteResp { epoch, granted });
+    }
+
+    fn on_prevote_resp(&mut self, from: ReplicaIdx, epoch: Epoch, granted: bool) {
+        if let Role::PreCandidate { votes } = &mut self.role {
+            if granted && epoch == self.hard.promised.next() {
+                votes.insert(from);
+            }
+        }
+        self.check_prevotes();
+    }
+
+    fn check_prevotes(&mut self) {
+        let Role::PreCandidate { votes } = &self.role else { return };
+        if votes.len() < self.majority() {
+            return;
+        }
+        let epoch = self.hard.promised.next();
+        self.persist_hard(HardState { promised: epoch, voted_for: Some(self.cfg.me) });
+        self.role = Role::Candidate { votes: BTreeSet::from([self.cfg.me]) };
+        let msg = Message::Vote { epoch, last_epoch: self.log.last_epoch(), last_end: self.log.end() };
+        for r in self.others().collect::<Vec<_>>() {
+            self.send(r, msg.clone());
+        }
+        self.check_votes();
+    }
+
+    fn on_vote(&mut self, from: ReplicaIdx, epoch: Epoch, last_epoch: Epoch, last_end: u64) {
+        if epoch < self.hard.promised || (epoch > self.hard.promised && self.lease_live()) {
+            return self.send(from, Message::VoteResp { epoch: self.hard.promised, granted: false });
+        }
+        self.observe_epoch(epoch);
+        let free = self.hard.voted_for.is_none_or(|v| v == from);
+        let granted =
+            free && self.log.is_behind_or_equal(last_epoch, last_end) && self.now >= self.vote_after;
+        if granted && self.hard.voted_for.is_none() {
+            self.persist_hard(HardState { promised: epoch, voted_for: Some(from) });
+            self.reset_election_deadline();
+        }
+        self.send(from, Message::VoteResp { epoch, granted });
+    }
+
+    fn on_vote_resp(&mut self, from: ReplicaIdx, epoch: Epoch, granted: bool) {
+        if epoch > self.hard.promised {
+            return self.observe_epoch(epoch);
+        }
+        if let Role::Candidate { votes } = &mut self.role {
+            if granted && epoch == self.hard.promised {
+                votes.insert(from);
+            }
+        }
+        self.check_votes();
+    }
+
+    fn check_votes(&mut self) {
+        let Role::Candidate { votes } = &self.role else { return };
+        if votes.len() >= self.majority() {
+            self.become_leader();
+        }
+    }
+
+    // ---- following ----
+
+    fn send_fetch(&mut self) {
+        let Some(leader) = self.leader.filter(|l| *l != self.cfg.me) else { return };
+        self.fetch_sent_at = Some(self.now);
+        let msg = Message::Fetch {
+            epoch: self.hard.promised,
+            offset: self.log.end(),
+            last_epoch: self.log.last_epoch(),
+            flushed_end: self.flushed_end,
+        };
+        self.send(leader, msg);
+    }
+
+    fn on_fetch_resp(&mut self, from: ReplicaIdx, epoch: Epoch, leader_hw: u64, body: FetchBody) {
+        if epoch < self.hard.promised {
+            return self.send(from, Message::Stale { epoch: self.hard.promised });
+        }
+        self.observe_epoch(epoch);
+        if self.is_leader() {
+            return; // cannot happen with one leader per epoch; ignore rather than panic
+        }
+        if !matches!(self.role, Role::Follower) || self.leader != Some(from) {
+            self.role = Role::Follower;
+            self.leader = Some(from);
+            self.out.push(Output::Leader { epoch, leader: Some(from) });
+        }
+        self.last_heard = self.now;
+        self.reset_election_deadline();
+        self.fetch_sent_at = None;
+        match body {
+            FetchBody::Diverging { epoch: e, end } => {
+                let own = self.log.floor_epoch(e).1;
+                self.truncate(end.min(own));
+            }
+            FetchBody::Entries(entries) => self.append_replicated(entries),
+        }
+        let hw = leader_hw.min(self.log.end());
+        if hw > self.hw {
+            self.hw = hw;
+            self.out.push(Output::HighWatermark(hw));
+        }
+        self.send_fetch();
+    }
+
+    fn append_replicated(&mut self, entries: Vec<Entry>) {
+        let Some(first) = entries.first() else { return };
+        if first.base != self.log.end() {
+            return; // a stale or duplicated response; the next fetch realigns
+        }
+        for e in &entries {
+            self.log.push(*e);
+            self.producers.observe(e);
+        }
+        self.out.push(Output::AppendReplicated(entries));
+        self.request_flush();
+    }
+}
+
+#[cfg(test)]
+mod tests;

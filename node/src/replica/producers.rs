@@ -1,0 +1,113 @@
+//! Idempotent producers: the last few batch sequences of each producer, kept from the
+//! log itself (so they survive a leader change), to recognise retries and gaps.
+
+use super::types::{Entry, ProducerSeq};
+use std::collections::{HashMap, VecDeque};
+
+/// Batches remembered per producer (Kafka keeps 5).
+const RECENT_BATCHES: usize = 5;
+
+/// What a producer batch is, relative to what the log holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// The next batch in sequence (or the first one seen).
+    Fresh,
+    /// A retry of a batch already in the log at `base` (ending at `end`).
+    Duplicate {
+        /// Where the original starts.
+        base: u64,
+        /// Where it ends.
+        end: u64,
+    },
+    /// Sequences were skipped.
+    OutOfOrder {
+        /// The sequence expected.
+        expected: i32,
+    },
+    /// An older producer epoch.
+    Fenced,
+}
+
+#[derive(Debug, Clone, Default)]
+struct State {
+    epoch: i16,
+    /// (first seq, last seq, base offset, end offset), oldest first.
+    recent: VecDeque<(i32, i32, u64, u64)>,
+}
+
+/// Producer states of one partition.
+#[derive(Debug, Clone, Default)]
+pub struct Producers {
+    map: HashMap<i64, State>,
+}
+
+impl Producers {
+    /// The states implied by a log's entries.
+    pub fn rebuild(entries: &[Entry]) -> Producers {
+        let mut p = Producers::default();
+        for e in entries {
+            p.observe(e);
+        }
+        p
+    }
+
+    /// Account for an entry appended to the log.
+    pub fn observe(&mut self, e: &Entry) {
+        let Some(ps) = e.producer else { return };
+        let st = self.map.entry(ps.id).or_default();
+        if ps.epoch > st.epoch {
+            *st = State { epoch: ps.epoch, recent: VecDeque::new() };
+        }
+        st.recent.push_back((ps.first_seq, ps.last_seq, e.base, e.end()));
+        if st.recent.len() > RECENT_BATCHES {
+            st.recent.pop_front();
+        }
+    }
+
+    /// Classify a producer batch before appending it.
+    pub fn check(&self, p: &ProducerSeq) -> Check {
+        let Some(st) = self.map.get(&p.id) else { return Check::Fresh };
+        if p.epoch < st.epoch {
+            return Check::Fenced;
+        }
+        if p.epoch > st.epoch {
+            return if p.first_seq == 0 { Check::Fresh } else { Check::OutOfOrder { expected: 0 } };
+        }
+        if let Some(&(_, _, base, end)) =
+            st.recent.iter().find(|(f, l, _, _)| *f == p.first_seq && *l == p.last_seq)
+        {
+            return Check::Duplicate { base, end };
+        }
+        let expected =
+            st.recent.back().map_or(0, |(_, last, _, _)| if *last == i32::MAX { 0 } else { last + 1 });
+        if p.first_seq == expected {
+            Check::Fresh
+        } else {
+            Check::OutOfOrder { expected }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replica::types::Epoch;
+
+    fn entry(base: u64, count: u32, first: i32) -> Entry {
+        let producer =
+            Some(ProducerSeq { id: 7, epoch: 0, first_seq: first, last_seq: first + count as i32 - 1 });
+        Entry { base, count, epoch: Epoch(1), producer, epoch_start: false }
+    }
+
+    #[test]
+    fn retries_gaps_and_fencing() {
+        let p = Producers::rebuild(&[entry(0, 3, 0), entry(3, 2, 3)]);
+        let seq = |epoch, first, last| ProducerSeq { id: 7, epoch, first_seq: first, last_seq: last };
+        assert_eq!(p.check(&seq(0, 3, 4)), Check::Duplicate { base: 3, end: 5 });
+        assert_eq!(p.check(&seq(0, 5, 9)), Check::Fresh);
+        assert_eq!(p.check(&seq(0, 7, 9)), Check::OutOfOrder { expected: 5 });
+        assert_eq!(p.check(&seq(-1, 5, 9)), Check::Fenced);
+        assert_eq!(p.check(&seq(1, 0, 0)), Check::Fresh);
+        assert_eq!(p.check(&ProducerSeq { id: 8, epoch: 0, first_seq: 0, last_seq: 0 }), Check::Fresh);
+    }
+}

@@ -1,0 +1,236 @@
+//! Replica core unit tests: set a state, step once, assert the exact outputs.
+
+use super::*;
+
+fn cfg(me: ReplicaIdx, n: usize) -> Config {
+    Config {
+        me,
+        replicas: n,
+        min_insync: n / 2 + 1,
+        heartbeat_ms: 50,
+        election_timeout_ms: 500,
+        lease_ms: 400,
+        replica_lag_max_ms: 1000,
+        max_fetch_entries: 100,
+        seed: 42 + me as u64,
+    }
+}
+
+fn fresh(me: ReplicaIdx, n: usize) -> Replica {
+    Replica::recover(cfg(me, n), HardState::default(), Log::default(), 0)
+}
+
+fn sends(out: &[Output]) -> Vec<(ReplicaIdx, Message)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send { to, msg } => Some((*to, msg.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Drive replica 0 of three to leadership of epoch 1 with both others voting.
+fn elect_leader() -> Replica {
+    let mut r = fresh(0, 3);
+    let out = r.step(5_000, Input::Tick);
+    assert!(sends(&out).iter().all(|(_, m)| matches!(m, Message::PreVote { epoch: Epoch(1), .. })));
+    r.step(5_001, Input::Receive { from: 1, msg: Message::PreVoteResp { epoch: Epoch(1), granted: true } });
+    assert_eq!(r.hard_state(), HardState { promised: Epoch(1), voted_for: Some(0) });
+    let out =
+        r.step(5_002, Input::Receive { from: 1, msg: Message::VoteResp { epoch: Epoch(1), granted: true } });
+    assert!(r.is_leader());
+    assert!(out.contains(&Output::AppendMarker(Entry {
+        base: 0,
+        count: 1,
+        epoch: Epoch(1),
+        producer: None,
+        epoch_start: true
+    })));
+    r
+}
+
+#[test]
+fn a_prevote_changes_nothing_and_a_vote_is_persisted_before_the_reply() {
+    let mut r = fresh(1, 3);
+    let out = r.step(
+        1_000,
+        Input::Receive {
+            from: 0,
+            msg: Message::PreVote { epoch: Epoch(1), last_epoch: Epoch(0), last_end: 0 },
+        },
+    );
+    assert_eq!(sends(&out), vec![(0, Message::PreVoteResp { epoch: Epoch(1), granted: true })]);
+    assert_eq!(r.hard_state(), HardState::default());
+    let out = r.step(
+        1_001,
+        Input::Receive { from: 0, msg: Message::Vote { epoch: Epoch(1), last_epoch: Epoch(0), last_end: 0 } },
+    );
+    let persist = out.iter().position(|o| matches!(o, Output::PersistHardState(_))).expect("persisted");
+    let reply = out.iter().position(|o| matches!(o, Output::Send { .. })).expect("replied");
+    assert!(persist < reply, "the promise is durable before the reply");
+    assert_eq!(r.hard_state(), HardState { promised: Epoch(1), voted_for: Some(0) });
+    // A second candidate in the same epoch is refused.
+    let out = r.step(
+        1_002,
+        Input::Receive { from: 2, msg: Message::Vote { epoch: Epoch(1), last_epoch: Epoch(0), last_end: 0 } },
+    );
+    assert_eq!(sends(&out), vec![(2, Message::VoteResp { epoch: Epoch(1), granted: false })]);
+}
+
+#[test]
+fn a_restarted_replica_waits_a_lease_before_voting_and_never_votes_for_a_shorter_log() {
+    let log =
+        Log::new(0, vec![Entry { base: 0, count: 3, epoch: Epoch(2), producer: None, epoch_start: false }]);
+    let mut r = Replica::recover(cfg(1, 3), HardState { promised: Epoch(2), voted_for: None }, log, 0);
+    let vote = |epoch, last_epoch, last_end| Input::Receive {
+        from: 0,
+        msg: Message::Vote { epoch, last_epoch, last_end },
+    };
+    let out = r.step(100, vote(Epoch(3), Epoch(2), 3));
+    assert_eq!(
+        sends(&out),
+        vec![(0, Message::VoteResp { epoch: Epoch(3), granted: false })],
+        "within the lease"
+    );
+    let out = r.step(1_000, vote(Epoch(4), Epoch(2), 2));
+    assert_eq!(sends(&out), vec![(0, Message::VoteResp { epoch: Epoch(4), granted: false })], "shorter log");
+    let out = r.step(1_001, vote(Epoch(5), Epoch(2), 3));
+    assert_eq!(sends(&out), vec![(0, Message::VoteResp { epoch: Epoch(5), granted: true })]);
+}
+
+#[test]
+fn messages_from_an_older_epoch_are_refused_with_the_current_one() {
+    let mut r = fresh(1, 3);
+    r.step(0, Input::Receive { from: 2, msg: Message::Stale { epoch: Epoch(7) } });
+    let out = r.step(
+        1,
+        Input::Receive {
+            from: 0,
+            msg: Message::FetchResp { epoch: Epoch(6), hw: 0, body: FetchBody::Entries(vec![]) },
+        },
+    );
+    assert_eq!(sends(&out), vec![(0, Message::Stale { epoch: Epoch(7) })]);
+    let out = r.step(
+        2,
+        Input::Receive {
+            from: 0,
+            msg: Message::Fetch { epoch: Epoch(6), offset: 0, last_epoch: Epoch(0), flushed_end: 0 },
+        },
+    );
+    assert_eq!(sends(&out), vec![(0, Message::Stale { epoch: Epoch(7) })]);
+}
+
+#[test]
+fn acks_all_waits_for_a_majority_flush_and_the_high_watermark() {
+    let mut r = elect_leader();
+    r.step(5_003, Input::Flushed { id: 1 }); // the marker is durable here
+                                             // Follower 1 catches up with the marker and reports it flushed: it is in sync.
+    let out = r.step(
+        5_004,
+        Input::Receive {
+            from: 1,
+            msg: Message::Fetch { epoch: Epoch(1), offset: 1, last_epoch: Epoch(1), flushed_end: 1 },
+        },
+    );
+    assert!(out.contains(&Output::HighWatermark(1)), "the marker commits the epoch start");
+    assert_eq!(r.in_sync(), vec![0, 1]);
+    let out = r.step(5_005, Input::ClientAppend { token: 9, count: 10, producer: None, acks: AckLevel::All });
+    let entry = Entry { base: 1, count: 10, epoch: Epoch(1), producer: None, epoch_start: false };
+    assert!(out.contains(&Output::AppendClient { token: 9, entry }));
+    let fetched = Message::FetchResp { epoch: Epoch(1), hw: 1, body: FetchBody::Entries(vec![entry]) };
+    assert!(sends(&out).contains(&(1, fetched)), "the parked fetch is answered with the new entry");
+    r.step(5_006, Input::Flushed { id: 2 });
+    assert!(
+        !r.step(5_007, Input::Tick).iter().any(|o| matches!(o, Output::Ack { .. })),
+        "not before the follower"
+    );
+    let out = r.step(
+        5_010,
+        Input::Receive {
+            from: 1,
+            msg: Message::Fetch { epoch: Epoch(1), offset: 11, last_epoch: Epoch(1), flushed_end: 11 },
+        },
+    );
+    assert!(out.contains(&Output::HighWatermark(11)));
+    assert!(out.contains(&Output::Ack { token: 9, result: Ok(Appended { base: 1, duplicate: false }) }));
+}
+
+#[test]
+fn a_diverging_follower_is_told_where_the_shared_epoch_ends() {
+    let mut r = elect_leader(); // log: marker of epoch 1 at offset 0
+    let out = r.step(
+        5_010,
+        Input::Receive {
+            from: 2,
+            msg: Message::Fetch { epoch: Epoch(1), offset: 5, last_epoch: Epoch(0), flushed_end: 5 },
+        },
+    );
+    let want =
+        Message::FetchResp { epoch: Epoch(1), hw: 0, body: FetchBody::Diverging { epoch: Epoch(0), end: 0 } };
+    assert_eq!(sends(&out), vec![(2, want)]);
+}
+
+#[test]
+fn a_follower_never_truncates_below_its_high_watermark() {
+    let mut r = fresh(1, 3);
+    let e =
+        |base, count, epoch| Entry { base, count, epoch: Epoch(epoch), producer: None, epoch_start: false };
+    r.step(
+        0,
+        Input::Receive {
+            from: 0,
+            msg: Message::FetchResp {
+                epoch: Epoch(1),
+                hw: 4,
+                body: FetchBody::Entries(vec![e(0, 2, 1), e(2, 2, 1)]),
+            },
+        },
+    );
+    assert_eq!(r.high_watermark(), 4);
+    let out = r.step(
+        1,
+        Input::Receive {
+            from: 0,
+            msg: Message::FetchResp {
+                epoch: Epoch(1),
+                hw: 4,
+                body: FetchBody::Diverging { epoch: Epoch(0), end: 0 },
+            },
+        },
+    );
+    assert!(!out.iter().any(|o| matches!(o, Output::Truncate { .. })));
+    assert_eq!(r.log().end(), 4);
+}
+
+#[test]
+fn idempotent_retries_are_answered_with_the_original_offset() {
+    let mut r = elect_leader();
+    let p = Some(ProducerSeq { id: 1, epoch: 0, first_seq: 0, last_seq: 4 });
+    r.step(5_003, Input::ClientAppend { token: 1, count: 5, producer: p, acks: AckLevel::None });
+    let out = r.step(5_004, Input::ClientAppend { token: 2, count: 5, producer: p, acks: AckLevel::None });
+    assert!(out.contains(&Output::Ack { token: 2, result: Ok(Appended { base: 1, duplicate: true }) }));
+    assert!(!out.iter().any(|o| matches!(o, Output::AppendClient { .. })), "not written twice");
+    let gap = Some(ProducerSeq { id: 1, epoch: 0, first_seq: 9, last_seq: 9 });
+    let out = r.step(5_005, Input::ClientAppend { token: 3, count: 1, producer: gap, acks: AckLevel::None });
+    let err = AppendError::OutOfOrderSequence { expected: 5, got: 9 };
+    assert!(out.contains(&Output::Ack { token: 3, result: Err(err) }));
+}
+
+#[test]
+fn a_leader_cut_off_from_the_majority_steps_down_and_fails_pending_writes() {
+    let mut r = elect_leader();
+    r.step(5_003, Input::ClientAppend { token: 7, count: 1, producer: None, acks: AckLevel::Leader });
+    let out = r.step(20_000, Input::Tick);
+    assert!(!r.is_leader());
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Ack { token: 7, result: Err(AppendError::LeadershipLost) })));
+}
+
+#[test]
+fn acks_all_with_too_few_in_sync_replicas_is_refused() {
+    let mut r = elect_leader();
+    let out = r.step(5_003, Input::ClientAppend { token: 1, count: 1, producer: None, acks: AckLevel::All });
+    let err = AppendError::NotEnoughReplicas { in_sync: 1, required: 2 };
+    assert!(out.contains(&Output::Ack { token: 1, result: Err(err) }));
+}

@@ -1,0 +1,275 @@
+//! The replica core's vocabulary: ids, epochs, log entries, messages, inputs and outputs.
+
+use serde::{Deserialize, Serialize};
+
+/// A replica's position in its partition's replica set (0..n). The driver maps it to a
+/// PeerId; the core never sees network identities.
+pub type ReplicaIdx = usize;
+
+/// A leadership epoch. Epochs only grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+pub struct Epoch(pub u64);
+
+impl Epoch {
+    /// The next epoch.
+    pub fn next(self) -> Epoch {
+        Epoch(self.0 + 1)
+    }
+}
+
+/// An idempotent producer's identity and the sequence range of one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerSeq {
+    /// Producer id.
+    pub id: i64,
+    /// Producer epoch.
+    pub epoch: i16,
+    /// Sequence of the batch's first record.
+    pub first_seq: i32,
+    /// Sequence of the batch's last record.
+    pub last_seq: i32,
+}
+
+/// One stored batch, as the core sees it: its offsets, the epoch that wrote it, and its
+/// producer sequence if idempotent. The bytes live in storage, keyed by `base`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// First offset.
+    pub base: u64,
+    /// Number of offsets (records) it covers; at least 1.
+    pub count: u32,
+    /// The leader epoch that appended it.
+    pub epoch: Epoch,
+    /// Idempotent producer info.
+    pub producer: Option<ProducerSeq>,
+    /// Whether it is the leader's epoch-start marker (not a client batch).
+    pub epoch_start: bool,
+}
+
+impl Entry {
+    /// One past the last offset.
+    pub fn end(&self) -> u64 {
+        self.base + self.count as u64
+    }
+}
+
+/// What must survive a crash besides the log: the highest epoch promised and to whom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HardState {
+    /// The highest epoch this replica has promised (voted in or led).
+    pub promised: Epoch,
+    /// The candidate it voted for in `promised`, if any.
+    pub voted_for: Option<ReplicaIdx>,
+}
+
+/// `acks` as the core uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AckLevel {
+    /// Answer at once.
+    None,
+    /// Answer once the leader has flushed it.
+    Leader,
+    /// Answer once every in-sync replica has flushed it and it is committed.
+    All,
+}
+
+/// Why an append was refused or failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppendError {
+    /// This replica does not lead; `leader` is its best guess.
+    NotLeader {
+        /// The leader it believes in, if any.
+        leader: Option<ReplicaIdx>,
+        /// Its promised epoch.
+        epoch: Epoch,
+    },
+    /// Fewer in-sync replicas than `min_insync`.
+    NotEnoughReplicas {
+        /// In-sync replicas now.
+        in_sync: usize,
+        /// Required.
+        required: usize,
+    },
+    /// The producer skipped sequence numbers.
+    OutOfOrderSequence {
+        /// The sequence expected next.
+        expected: i32,
+        /// The sequence received.
+        got: i32,
+    },
+    /// The producer's epoch is older than one already seen.
+    ProducerFenced,
+    /// Leadership was lost before the write was committed; it may or may not survive.
+    LeadershipLost,
+}
+
+/// A duplicate of an already-appended batch: where the original landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Appended {
+    /// Base offset of the batch (of the original, for a duplicate).
+    pub base: u64,
+    /// Whether this was a retry of a batch already in the log.
+    pub duplicate: bool,
+}
+
+/// Messages between replicas of one partition. Every one carries the sender's epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// "Would you vote for me in `epoch`?" (changes nothing at the receiver).
+    PreVote {
+        /// The epoch the candidate would ask for.
+        epoch: Epoch,
+        /// Epoch of the candidate's last entry.
+        last_epoch: Epoch,
+        /// The candidate's log end.
+        last_end: u64,
+    },
+    /// Answer to a pre-vote.
+    PreVoteResp {
+        /// The epoch asked about.
+        epoch: Epoch,
+        /// Whether it would vote.
+        granted: bool,
+    },
+    /// "Vote for me in `epoch`."
+    Vote {
+        /// The epoch asked for.
+        epoch: Epoch,
+        /// Epoch of the candidate's last entry.
+        last_epoch: Epoch,
+        /// The candidate's log end.
+        last_end: u64,
+    },
+    /// Answer to a vote, sent only after the promise is durable.
+    VoteResp {
+        /// The voter's promised epoch after handling the request.
+        epoch: Epoch,
+        /// Whether the vote was granted.
+        granted: bool,
+    },
+    /// A follower asks the leader for entries from `offset`, and reports how far its
+    /// log is durable.
+    Fetch {
+        /// The epoch the follower follows.
+        epoch: Epoch,
+        /// The follower's log end (the next offset it wants).
+        offset: u64,
+        /// Epoch of the follower's last entry.
+        last_epoch: Epoch,
+        /// How far the follower's log is flushed.
+        flushed_end: u64,
+    },
+    /// The leader's answer to a fetch.
+    FetchResp {
+        /// The leader's epoch.
+        epoch: Epoch,
+        /// The leader's high watermark.
+        hw: u64,
+        /// What to do.
+        body: FetchBody,
+    },
+    /// A replica refuses a message from an older epoch and tells its own.
+    Stale {
+        /// The refuser's promised epoch.
+        epoch: Epoch,
+    },
+}
+
+/// The substance of a fetch response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FetchBody {
+    /// Entries to append at the follower's offset (possibly none: a heartbeat).
+    Entries(Vec<Entry>),
+    /// The follower's log diverges: truncate to `end` (the end of `epoch` in the
+    /// leader's history, or less) and fetch again.
+    Diverging {
+        /// The largest epoch in the leader's history at or below the follower's.
+        epoch: Epoch,
+        /// Where that epoch ends in the leader's log.
+        end: u64,
+    },
+}
+
+/// Everything that can happen to a replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// Time passes.
+    Tick,
+    /// A message from another replica.
+    Receive {
+        /// Sender.
+        from: ReplicaIdx,
+        /// Message.
+        msg: Message,
+    },
+    /// A client batch to append (the driver holds its bytes under `token`).
+    ClientAppend {
+        /// Identifies the batch and its reply in the driver.
+        token: u64,
+        /// Records in it.
+        count: u32,
+        /// Idempotent producer info.
+        producer: Option<ProducerSeq>,
+        /// When to acknowledge.
+        acks: AckLevel,
+    },
+    /// The flush requested by [`Output::Flush`] with this id completed: everything
+    /// appended before that output is durable.
+    Flushed {
+        /// The flush's id.
+        id: u64,
+    },
+}
+
+/// Everything the core asks its driver to do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send a message.
+    Send {
+        /// Recipient.
+        to: ReplicaIdx,
+        /// Message.
+        msg: Message,
+    },
+    /// Make the hard state durable; it must be durable before any later output runs.
+    PersistHardState(HardState),
+    /// Store a client batch (`token`) as `entry`.
+    AppendClient {
+        /// The client batch.
+        token: u64,
+        /// Where and with what epoch.
+        entry: Entry,
+    },
+    /// Store the leader's epoch-start marker.
+    AppendMarker(Entry),
+    /// Store entries fetched from the leader (the driver has their bytes from the
+    /// fetch response).
+    AppendReplicated(Vec<Entry>),
+    /// Delete every entry at or after `end`.
+    Truncate {
+        /// New log end.
+        end: u64,
+    },
+    /// Start a group commit covering everything appended so far; answered with
+    /// [`Input::Flushed`] carrying the same id.
+    Flush {
+        /// Identifies the flush.
+        id: u64,
+    },
+    /// Answer a client append.
+    Ack {
+        /// The client batch.
+        token: u64,
+        /// Its outcome.
+        result: Result<Appended, AppendError>,
+    },
+    /// Leadership changed (for gossip announcements and routing).
+    Leader {
+        /// The epoch.
+        epoch: Epoch,
+        /// The leader, if known.
+        leader: Option<ReplicaIdx>,
+    },
+    /// The high watermark moved.
+    HighWatermark(u64),
+}
