@@ -358,70 +358,61 @@ impl EventLoop {
     }
 
     fn on_client(&mut self, e: request_response::Event<ClientRequest, ClientResult>) {
-        match e {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { request, channel, .. } => {
-                    let ev =
-                        NetworkEvent::ClientRequest { peer, request, responder: ClientResponder(channel) };
-                    if let Err(e) = self.events.try_send(ev) {
-                        if let NetworkEvent::ClientRequest { responder, .. } = e.into_inner() {
-                            let _ = self.swarm.behaviour_mut().client.send_response(responder.0, Err(busy()));
-                        }
-                    }
-                }
-                request_response::Message::Response { request_id, response } => {
-                    if let Some(reply) = self.pending_client.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
-                    }
-                }
-            },
-            request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
-                if let Some(reply) = self.pending_client.remove(&request_id) {
-                    let _ = reply.send(Err(NetworkError::Request {
-                        peer: peer.to_string(),
-                        reason: error.to_string(),
-                    }));
-                }
+        let Some((peer, request, channel)) = on_request_response(e, &mut self.pending_client, "client")
+        else {
+            return;
+        };
+        let ev = NetworkEvent::ClientRequest { peer, request, responder: ClientResponder(channel) };
+        if let Err(e) = self.events.try_send(ev) {
+            if let NetworkEvent::ClientRequest { responder, .. } = e.into_inner() {
+                let _ = self.swarm.behaviour_mut().client.send_response(responder.0, Err(busy()));
             }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, %error, "inbound client request failed");
-            }
-            request_response::Event::ResponseSent { .. } => {}
         }
     }
 
     fn on_peer(&mut self, e: request_response::Event<PeerRequest, PeerResponse>) {
-        match e {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { request, channel, .. } => {
-                    let ev = NetworkEvent::PeerRequest { peer, request, responder: PeerResponder(channel) };
-                    if let Err(e) = self.events.try_send(ev) {
-                        if let NetworkEvent::PeerRequest { responder, .. } = e.into_inner() {
-                            let r = PeerResponse::Error(busy());
-                            let _ = self.swarm.behaviour_mut().peer.send_response(responder.0, r);
-                        }
-                    }
-                }
-                request_response::Message::Response { request_id, response } => {
-                    if let Some(reply) = self.pending_peer.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
-                    }
-                }
-            },
-            request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
-                if let Some(reply) = self.pending_peer.remove(&request_id) {
-                    let _ = reply.send(Err(NetworkError::Request {
-                        peer: peer.to_string(),
-                        reason: error.to_string(),
-                    }));
-                }
+        let Some((peer, request, channel)) = on_request_response(e, &mut self.pending_peer, "peer") else {
+            return;
+        };
+        let ev = NetworkEvent::PeerRequest { peer, request, responder: PeerResponder(channel) };
+        if let Err(e) = self.events.try_send(ev) {
+            if let NetworkEvent::PeerRequest { responder, .. } = e.into_inner() {
+                let r = PeerResponse::Error(busy());
+                let _ = self.swarm.behaviour_mut().peer.send_response(responder.0, r);
             }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, %error, "inbound peer request failed");
-            }
-            request_response::Event::ResponseSent { .. } => {}
         }
     }
+}
+
+/// Settle responses and failures of our own requests; hand back an inbound request.
+fn on_request_response<Req, Resp>(
+    e: request_response::Event<Req, Resp>,
+    pending: &mut HashMap<OutboundRequestId, Reply<Resp>>,
+    api: &str,
+) -> Option<(PeerId, Req, request_response::ResponseChannel<Resp>)> {
+    match e {
+        request_response::Event::Message { peer, message, .. } => match message {
+            request_response::Message::Request { request, channel, .. } => {
+                return Some((peer, request, channel))
+            }
+            request_response::Message::Response { request_id, response } => {
+                if let Some(reply) = pending.remove(&request_id) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+        },
+        request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
+            if let Some(reply) = pending.remove(&request_id) {
+                let _ = reply
+                    .send(Err(NetworkError::Request { peer: peer.to_string(), reason: error.to_string() }));
+            }
+        }
+        request_response::Event::InboundFailure { peer, error, .. } => {
+            tracing::debug!(%peer, %error, api, "inbound request failed");
+        }
+        request_response::Event::ResponseSent { .. } => {}
+    }
+    None
 }
 
 fn busy() -> WireError {
