@@ -3,9 +3,11 @@
 //! by one [`NodeConfig::validate`].
 
 use crate::network::{Multiaddr, PeerId};
+use crate::resilience::{Backoff, BreakerConfig, ResilienceConfig, Timeouts};
 use meshlog_protocol::frame::{DEFAULT_MAX_FRAME_BYTES, MAX_FRAME_BYTES};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The TCP port a node listens on by default.
 pub const DEFAULT_PORT: u16 = 9494;
@@ -77,6 +79,26 @@ pub struct NodeConfig {
     pub topic_settle_ms: u64,
     /// Budget for one DHT lookup or peer query.
     pub lookup_timeout_ms: u64,
+    /// Timeout of metadata and status calls to peers.
+    pub metadata_timeout_ms: u64,
+    /// Timeout of admin calls (topic creation, registrations) to peers.
+    pub admin_timeout_ms: u64,
+    /// Added to a forwarded fetch's long-poll wait or produce's ack timeout.
+    pub call_margin_ms: u64,
+    /// Failures within `breaker_window_ms` that open a peer's circuit breaker.
+    pub breaker_failure_threshold: usize,
+    /// The window breaker failures are counted in.
+    pub breaker_window_ms: u64,
+    /// How long an open breaker fails calls fast before letting a probe through.
+    pub breaker_cooldown_ms: u64,
+    /// Attempts of a retriable call (the first included).
+    pub retry_max_attempts: u32,
+    /// First backoff ceiling (doubling, full jitter).
+    pub retry_backoff_base_ms: u64,
+    /// Largest backoff ceiling.
+    pub retry_backoff_max_ms: u64,
+    /// Share of calls that may be retried (the retry budget).
+    pub retry_budget_ratio: f64,
 }
 
 impl Default for NodeConfig {
@@ -100,6 +122,16 @@ impl Default for NodeConfig {
             member_timeout_ms: 5_000,
             topic_settle_ms: 1_000,
             lookup_timeout_ms: 3_000,
+            metadata_timeout_ms: 5_000,
+            admin_timeout_ms: 15_000,
+            call_margin_ms: 5_000,
+            breaker_failure_threshold: 5,
+            breaker_window_ms: 10_000,
+            breaker_cooldown_ms: 5_000,
+            retry_max_attempts: 4,
+            retry_backoff_base_ms: 50,
+            retry_backoff_max_ms: 2_000,
+            retry_budget_ratio: 0.2,
         }
     }
 }
@@ -126,6 +158,29 @@ impl NodeConfig {
                 s.parse::<Multiaddr>().map_err(|e| ConfigError::Invalid(format!("listen address '{s}': {e}")))
             })
             .collect()
+    }
+
+    /// The resilience layer's settings.
+    pub fn resilience(&self) -> ResilienceConfig {
+        let ms = Duration::from_millis;
+        ResilienceConfig {
+            timeouts: Timeouts {
+                metadata: ms(self.metadata_timeout_ms),
+                margin: ms(self.call_margin_ms),
+                admin: ms(self.admin_timeout_ms),
+            },
+            breaker: BreakerConfig {
+                failure_threshold: self.breaker_failure_threshold,
+                window: ms(self.breaker_window_ms),
+                cooldown: ms(self.breaker_cooldown_ms),
+            },
+            backoff: Backoff {
+                base: ms(self.retry_backoff_base_ms),
+                max: ms(self.retry_backoff_max_ms),
+                max_attempts: self.retry_max_attempts,
+            },
+            retry_ratio: self.retry_budget_ratio,
+        }
     }
 
     /// The bootstrap addresses, parsed.
@@ -164,6 +219,15 @@ impl NodeConfig {
                 "member_timeout_ms={} must be at least 3 heartbeats (heartbeat_interval_ms={}, which must be > 0)",
                 self.member_timeout_ms, self.heartbeat_interval_ms
             ));
+        }
+        if self.breaker_failure_threshold == 0 || self.retry_max_attempts == 0 {
+            return bad("breaker_failure_threshold and retry_max_attempts must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.retry_budget_ratio) {
+            return bad(format!("retry_budget_ratio={} must be between 0 and 1", self.retry_budget_ratio));
+        }
+        if self.retry_backoff_base_ms > self.retry_backoff_max_ms {
+            return bad("retry_backoff_base_ms must not exceed retry_backoff_max_ms".into());
         }
         if self.lookup_timeout_ms == 0 || self.lookup_timeout_ms > self.request_timeout_ms {
             return bad(format!(

@@ -6,6 +6,7 @@
 use crate::broker::{Broker, NewTopic};
 use crate::mesh::Mesh;
 use crate::network::{NetworkHandle, PeerId};
+use crate::resilience::{CallKind, Resilience};
 use crate::services::Services;
 use meshlog_protocol::messages::{ClientRequest, ClientResponse, ClientResult, PeerRequest, PeerResponse};
 use meshlog_protocol::types::{PartitionStatus, TopicDescription};
@@ -23,6 +24,8 @@ pub struct Gateway {
     pub services: Arc<Services>,
     /// The network.
     pub net: NetworkHandle,
+    /// Timeouts, breakers and retries for every call to a peer.
+    pub resilience: Arc<Resilience>,
     /// Budget for asking a peer about its state.
     pub peer_timeout: Duration,
 }
@@ -89,7 +92,9 @@ impl Gateway {
         let peer: PeerId = owner.parse().map_err(|_| {
             WireError::new(ErrorCode::Unknown, format!("{topic}-{partition} has an invalid owner '{owner}'"))
         })?;
-        match self.net.peer_request(peer, PeerRequest::Forward(req)).await {
+        let kind = call_kind(&req);
+        let forward = || self.net.peer_request(peer, PeerRequest::Forward(req.clone()));
+        match self.resilience.call(&peer, kind, forward).await {
             Ok(PeerResponse::Forwarded(result)) => result,
             Ok(PeerResponse::Error(e)) => Err(e),
             Ok(_) => Err(WireError::new(ErrorCode::Unknown, format!("owner {owner} answered out of turn"))),
@@ -128,7 +133,7 @@ impl Gateway {
 
     /// The nodes the DHT lists as providers of a partition.
     async fn holders(&self, topic: &str, p: u32) -> Vec<String> {
-        let ask = self.net.get_providers(crate::mesh::partition_key(topic, p));
+        let ask = self.net.get_providers(crate::mesh::partition_key(topic, p)); // a DHT query, not a peer call
         let mut v: Vec<String> = match tokio::time::timeout(self.peer_timeout, ask).await {
             Ok(Ok(peers)) => peers.iter().map(ToString::to_string).collect(),
             _ => Vec::new(),
@@ -142,9 +147,9 @@ impl Gateway {
             return self.broker.local_statuses(topic).unwrap_or_default();
         }
         let Ok(peer) = owner.parse::<PeerId>() else { return Vec::new() };
-        let ask = self.net.peer_request(peer, PeerRequest::PartitionStatuses { topic: topic.to_string() });
-        match tokio::time::timeout(self.peer_timeout, ask).await {
-            Ok(Ok(PeerResponse::Partitions(v))) => v,
+        let ask = || self.net.peer_request(peer, PeerRequest::PartitionStatuses { topic: topic.to_string() });
+        match self.resilience.call(&peer, CallKind::Metadata, ask).await {
+            Ok(PeerResponse::Partitions(v)) => v,
             _ => Vec::new(),
         }
     }
@@ -165,6 +170,23 @@ impl Gateway {
                 Err(e) => PeerResponse::Error(e),
             },
         }
+    }
+}
+
+/// The resilience class of a client request: fetches and reads may be retried, a
+/// produce without an idempotent producer may not.
+pub fn call_kind(req: &ClientRequest) -> CallKind {
+    match req {
+        ClientRequest::Produce(p) => {
+            let idempotent =
+                meshlog_protocol::batch::parse_header(&p.batch).is_ok_and(|h| h.has_producer_id());
+            CallKind::Produce { timeout: Duration::from_millis(p.timeout_ms as u64), idempotent }
+        }
+        ClientRequest::Fetch(f) => CallKind::Fetch { wait: Duration::from_millis(f.max_wait_ms as u64) },
+        ClientRequest::CreateTopic { .. }
+        | ClientRequest::RegisterService(_)
+        | ClientRequest::DeregisterService { .. } => CallKind::Admin,
+        _ => CallKind::Metadata,
     }
 }
 

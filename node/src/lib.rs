@@ -4,6 +4,8 @@
 //! - [`config`]: the node's configuration: defaults, strict TOML, env, flags, `validate()`.
 //! - [`replica`]: the sans-IO replication core of one partition (elections, epochs,
 //!   fencing, reconciliation, high watermark, ISR, acks, idempotence): no I/O, no clock.
+//! - [`resilience`]: timeouts per call type, circuit breakers per peer, retries with
+//!   backoff, jitter and a budget: every remote call goes through it.
 //! - [`storage`]: the only module that imports sled; partition logs, metadata, durable flush,
 //!   group commit.
 //! - [`broker`]: request semantics: topics, partitions, offsets, acks, the high watermark,
@@ -26,6 +28,7 @@ pub mod gateway;
 pub mod mesh;
 pub mod network;
 pub mod replica;
+pub mod resilience;
 pub mod server;
 pub mod services;
 pub mod storage;

@@ -7,6 +7,7 @@ use crate::config::{ConfigError, NodeConfig};
 use crate::gateway::Gateway;
 use crate::mesh::{Mesh, MeshConfig, MeshEvent};
 use crate::network::{self, identity, Multiaddr, NetworkConfig, NetworkError, NetworkEvent, PeerId, Psk};
+use crate::resilience::Resilience;
 use crate::services::Services;
 use crate::storage::{StorageError, Store, StoreOptions};
 use std::sync::Arc;
@@ -136,13 +137,15 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         anti_entropy_interval: Duration::from_secs(30),
     };
     let addrs = net.listen_addrs().iter().map(ToString::to_string).collect();
-    let mesh = Mesh::new(net.clone(), broker.clone(), addrs, mesh_cfg);
-    let services = Arc::new(Services::new(net.clone(), lookup_timeout));
+    let resilience = Arc::new(Resilience::new(cfg.resilience()));
+    let mesh = Mesh::new(net.clone(), resilience.clone(), broker.clone(), addrs, mesh_cfg);
+    let services = Arc::new(Services::new(net.clone(), resilience.clone(), lookup_timeout));
     let gateway = Arc::new(Gateway {
         broker: broker.clone(),
         mesh: mesh.clone(),
         services: services.clone(),
         net: net.clone(),
+        resilience,
         peer_timeout: lookup_timeout,
     });
     let tasks = vec![

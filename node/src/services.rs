@@ -8,11 +8,13 @@
 //! query, never a wrong answer: only live instances held by reachable nodes are listed.
 
 use crate::network::{NetworkHandle, PeerId};
+use crate::resilience::{CallKind, Resilience};
 use meshlog_protocol::mesh::{ServiceInstance, SERVICE_KEY_PREFIX};
 use meshlog_protocol::messages::{PeerRequest, PeerResponse, ServiceRegistration};
 use meshlog_protocol::types::validate_topic_name;
 use meshlog_protocol::{ErrorCode, WireError};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -30,6 +32,7 @@ type Key = (String, String);
 /// Registrations held by this node.
 pub struct Services {
     net: NetworkHandle,
+    resilience: Arc<Resilience>,
     local: String,
     entries: Mutex<BTreeMap<Key, (ServiceInstance, Instant)>>,
     lookup_timeout: Duration,
@@ -41,13 +44,9 @@ fn service_key(name: &str) -> String {
 
 impl Services {
     /// An empty registry.
-    pub fn new(net: NetworkHandle, lookup_timeout: Duration) -> Services {
-        Services {
-            local: net.local_peer_id().to_string(),
-            net,
-            entries: Mutex::new(BTreeMap::new()),
-            lookup_timeout,
-        }
+    pub fn new(net: NetworkHandle, resilience: Arc<Resilience>, lookup_timeout: Duration) -> Services {
+        let local = net.local_peer_id().to_string();
+        Services { local, net, resilience, entries: Mutex::new(BTreeMap::new()), lookup_timeout }
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, BTreeMap<Key, (ServiceInstance, Instant)>> {
@@ -157,12 +156,15 @@ impl Services {
     pub async fn gather(&self, nodes: Vec<PeerId>, name: Option<&str>) -> Vec<ServiceInstance> {
         let mut all = self.local(name);
         let me = self.net.local_peer_id();
-        let asks = nodes.into_iter().filter(|p| *p != me).map(|p| {
-            let req = PeerRequest::LocalServices { name: name.map(str::to_string) };
-            tokio::time::timeout(self.lookup_timeout, self.net.peer_request(p, req))
+        // Only live endpoints: a provider that cannot be reached (or whose breaker is
+        // open) contributes nothing.
+        let asks = nodes.into_iter().filter(|p| *p != me).map(|p| async move {
+            let req =
+                || self.net.peer_request(p, PeerRequest::LocalServices { name: name.map(str::to_string) });
+            self.resilience.call(&p, CallKind::Metadata, req).await
         });
         for r in futures::future::join_all(asks).await {
-            if let Ok(Ok(PeerResponse::Services(list))) = r {
+            if let Ok(PeerResponse::Services(list)) = r {
                 all.extend(list);
             }
         }

@@ -121,4 +121,17 @@ pub struct ClusterStatus {
     pub members: Vec<MemberStatus>,
     /// Topic name -> partition -> replica set (owner first).
     pub topics: BTreeMap<String, Vec<Vec<String>>>,
+    /// Circuit breakers of the answering node that are not closed.
+    pub breakers: Vec<BreakerStatus>,
+}
+
+/// A circuit breaker's state, for `cluster status` and errors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakerStatus {
+    /// The peer.
+    pub peer: String,
+    /// `closed`, `open` or `half-open`.
+    pub state: String,
+    /// For an open breaker, milliseconds until a probe may go through.
+    pub retry_in_ms: u64,
 }

@@ -61,5 +61,14 @@ pub async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
         }
     }
     output::table(&["TOPIC", "PARTITION", "OWNER", "REPLICAS"], &prow);
+    if !status.breakers.is_empty() {
+        println!();
+        let rows: Vec<Vec<String>> = status
+            .breakers
+            .iter()
+            .map(|b| vec![b.peer.clone(), b.state.clone(), format!("{}", b.retry_in_ms)])
+            .collect();
+        output::table(&["PEER", "BREAKER", "RETRY-IN-MS"], &rows);
+    }
     Ok(())
 }

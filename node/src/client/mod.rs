@@ -9,6 +9,7 @@ pub mod consumer;
 pub mod producer;
 
 use crate::network::{self, Keypair, Multiaddr, NetworkConfig, NetworkError, NetworkHandle, PeerId, Psk};
+use crate::resilience::{CallError, Resilience, ResilienceConfig};
 use meshlog_protocol::frame::DEFAULT_MAX_FRAME_BYTES;
 use meshlog_protocol::mesh::{ClusterStatus, ServiceInstance};
 use meshlog_protocol::messages::{ClientRequest, ClientResponse, ServiceRegistration};
@@ -41,6 +42,10 @@ pub enum ClientError {
         /// The budget.
         ms: u128,
     },
+    /// The call failed: breaker open, timed out, or failed in transit (after retries
+    /// where they are safe).
+    #[error(transparent)]
+    Call(#[from] CallError),
     /// The node answered with a response of the wrong kind (a bug or version skew).
     #[error("unexpected response: {0}")]
     Unexpected(String),
@@ -51,6 +56,7 @@ pub enum ClientError {
 pub struct Client {
     net: NetworkHandle,
     server: PeerId,
+    resilience: Arc<Resilience>,
     /// Dropping the last clone stops the client's network task.
     _stop: Arc<watch::Sender<bool>>,
 }
@@ -86,7 +92,8 @@ impl Client {
                 })
             }
         };
-        Ok(Client { net, server, _stop: Arc::new(stop) })
+        let resilience = Arc::new(Resilience::new(ResilienceConfig::default()));
+        Ok(Client { net, server, resilience, _stop: Arc::new(stop) })
     }
 
     /// The node this client talks to.
@@ -94,14 +101,21 @@ impl Client {
         self.server
     }
 
-    /// Send one request and wait for its answer.
+    /// Send one request and wait for its answer, through the resilience layer: a
+    /// timeout by request type, the node's circuit breaker, and retries (with backoff
+    /// and a budget) for requests that are safe to repeat.
     pub async fn request(&self, req: ClientRequest) -> Result<ClientResponse, ClientError> {
-        let budget = REQUEST_TIMEOUT;
-        match tokio::time::timeout(budget, self.net.client_request(self.server, req)).await {
-            Ok(Ok(Ok(resp))) => Ok(resp),
-            Ok(Ok(Err(wire))) => Err(ClientError::Server(wire)),
-            Ok(Err(net)) => Err(ClientError::Network(net)),
-            Err(_) => Err(ClientError::Timeout { server: self.server.to_string(), ms: budget.as_millis() }),
+        let kind = crate::gateway::call_kind(&req);
+        // Keep a copy only if a retry may need it: a produce is sent without copying.
+        let template = kind.retriable().then(|| req.clone());
+        let mut first = Some(req);
+        let attempt = || {
+            let r = first.take().or_else(|| template.clone()).unwrap_or(ClientRequest::ListTopics);
+            self.net.client_request(self.server, r)
+        };
+        match self.resilience.call(&self.server, kind, attempt).await? {
+            Ok(resp) => Ok(resp),
+            Err(wire) => Err(ClientError::Server(wire)),
         }
     }
 

@@ -11,6 +11,7 @@ pub mod membership;
 
 use crate::broker::{already_exists, place_replicas, Adopted, Broker, NewTopic, Topic};
 use crate::network::{verify_record, Multiaddr, NetworkHandle, PeerId};
+use crate::resilience::{CallKind, Resilience};
 use membership::Membership;
 use meshlog_protocol::codec;
 use meshlog_protocol::mesh::{
@@ -51,6 +52,7 @@ pub enum MeshEvent {
 /// This node's view of the mesh.
 pub struct Mesh {
     net: NetworkHandle,
+    resilience: Arc<Resilience>,
     broker: Arc<Broker>,
     local: String,
     addrs: Vec<String>,
@@ -63,8 +65,15 @@ pub struct Mesh {
 
 impl Mesh {
     /// A mesh view for this node, announcing `addrs`.
-    pub fn new(net: NetworkHandle, broker: Arc<Broker>, addrs: Vec<String>, cfg: MeshConfig) -> Arc<Mesh> {
+    pub fn new(
+        net: NetworkHandle,
+        resilience: Arc<Resilience>,
+        broker: Arc<Broker>,
+        addrs: Vec<String>,
+        cfg: MeshConfig,
+    ) -> Arc<Mesh> {
         Arc::new(Mesh {
+            resilience,
             local: net.local_peer_id().to_string(),
             net,
             broker,
@@ -188,18 +197,17 @@ impl Mesh {
 
     /// Ask `peer` for every topic record it holds and adopt the valid ones.
     async fn pull_topics(self: Arc<Self>, peer: PeerId) {
-        let ask = self.net.peer_request(peer, PeerRequest::TopicRecords);
-        match tokio::time::timeout(self.cfg.lookup_timeout, ask).await {
-            Ok(Ok(PeerResponse::TopicRecords(records))) => {
+        let ask = || self.net.peer_request(peer, PeerRequest::TopicRecords);
+        match self.resilience.call(&peer, CallKind::Metadata, ask).await {
+            Ok(PeerResponse::TopicRecords(records)) => {
                 for r in records {
                     if let Err(e) = self.ingest(r).await {
                         tracing::warn!(%peer, error = %e, "topic record from peer rejected");
                     }
                 }
             }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "topic sync failed"),
-            Err(_) => tracing::debug!(%peer, "topic sync timed out"),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(%peer, error = %e, "topic sync failed"),
         }
     }
 
@@ -320,7 +328,12 @@ impl Mesh {
             .iter()
             .map(|t| (t.info.name.clone(), t.record.replicas.clone()))
             .collect();
-        ClusterStatus { node: self.local.clone(), members, topics }
+        ClusterStatus {
+            node: self.local.clone(),
+            members,
+            topics,
+            breakers: self.resilience.breaker_states(),
+        }
     }
 }
 
