@@ -99,6 +99,8 @@ pub struct NodeConfig {
     pub retry_backoff_max_ms: u64,
     /// Share of calls that may be retried (the retry budget).
     pub retry_budget_ratio: f64,
+    /// Bytes the store-and-forward outbox may hold before `acks=local` is refused.
+    pub outbox_max_bytes: u64,
 }
 
 impl Default for NodeConfig {
@@ -132,6 +134,7 @@ impl Default for NodeConfig {
             retry_backoff_base_ms: 50,
             retry_backoff_max_ms: 2_000,
             retry_budget_ratio: 0.2,
+            outbox_max_bytes: 256 << 20,
         }
     }
 }

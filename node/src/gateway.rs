@@ -6,9 +6,13 @@
 use crate::broker::{Broker, NewTopic};
 use crate::mesh::Mesh;
 use crate::network::{NetworkHandle, PeerId};
+use crate::outbox::Outbox;
 use crate::resilience::{CallKind, Resilience};
 use crate::services::Services;
-use meshlog_protocol::messages::{ClientRequest, ClientResponse, ClientResult, PeerRequest, PeerResponse};
+use meshlog_protocol::messages::{
+    ClientRequest, ClientResponse, ClientResult, PeerRequest, PeerResponse, ProduceRequest, ProduceResponse,
+};
+use meshlog_protocol::types::Acks;
 use meshlog_protocol::types::{PartitionStatus, TopicDescription};
 use meshlog_protocol::{ErrorCode, WireError};
 use std::sync::Arc;
@@ -26,6 +30,8 @@ pub struct Gateway {
     pub net: NetworkHandle,
     /// Timeouts, breakers and retries for every call to a peer.
     pub resilience: Arc<Resilience>,
+    /// The store-and-forward outbox (`acks=local`).
+    pub outbox: Arc<Outbox>,
     /// Budget for asking a peer about its state.
     pub peer_timeout: Duration,
 }
@@ -42,6 +48,7 @@ impl Gateway {
                 self.broker.topics().all().iter().map(|t| t.info.clone()).collect(),
             )),
             ClientRequest::DescribeTopic { name } => self.describe(&name).await,
+            ClientRequest::Produce(p) if p.acks == Acks::Local => self.accept_locally(p).await,
             ClientRequest::Produce(ref p) => {
                 let (t, part) = (p.topic.clone(), p.partition);
                 self.route(&t, part, req).await
@@ -75,14 +82,36 @@ impl Gateway {
                 let members = self.mesh.live_nodes().iter().filter_map(|p| p.parse().ok()).collect();
                 Ok(ClientResponse::Services(self.services.gather(members, None).await))
             }
-            ClientRequest::ClusterStatus => Ok(ClientResponse::Cluster(self.mesh.cluster_status())),
+            ClientRequest::ClusterStatus => {
+                let mut status = self.mesh.cluster_status();
+                status.outbox = self.outbox.depth();
+                Ok(ClientResponse::Cluster(status))
+            }
             // `client` routes every other request itself.
             other => Err(WireError::new(ErrorCode::InvalidRequest, format!("misrouted request {other:?}"))),
         }
     }
 
+    /// `acks=local`: make the batch durable in this node's outbox and answer at once;
+    /// the forwarder delivers it in order, exactly once.
+    async fn accept_locally(&self, p: ProduceRequest) -> ClientResult {
+        let t = self.mesh.topic(&p.topic).await?;
+        t.check_partition(p.partition)?;
+        let max = t.info.config.max_message_bytes as usize;
+        let header = meshlog_protocol::batch::validate(&p.batch, max)
+            .map_err(|e| WireError::new(ErrorCode::CorruptMessage, format!("invalid record batch: {e}")))?;
+        self.outbox.enqueue(&p.topic, p.partition, p.batch).await?;
+        let record_count = header.last_offset_delta as u32 + 1;
+        Ok(ClientResponse::Produced(ProduceResponse {
+            base_offset: None,
+            record_count,
+            accepted_locally: true,
+            duplicate: false,
+        }))
+    }
+
     /// Serve a partition request here if this node owns the partition, else forward it.
-    async fn route(&self, topic: &str, partition: u32, req: ClientRequest) -> ClientResult {
+    pub(crate) async fn route(&self, topic: &str, partition: u32, req: ClientRequest) -> ClientResult {
         let t = self.mesh.topic(topic).await?;
         t.check_partition(partition)?;
         let owner = t.owner(partition).unwrap_or_default().to_string();
@@ -202,5 +231,49 @@ fn unknown_status(p: u32, replicas: &[String]) -> PartitionStatus {
         size_bytes: 0,
         online: false,
         holders: Vec::new(),
+    }
+}
+
+/// How long the forwarder waits before retrying partitions it could not deliver to.
+const OUTBOX_RETRY: Duration = Duration::from_millis(500);
+
+/// Deliver the outbox: the oldest batch of each partition, in order, until the node
+/// stops. A batch leaves the outbox only once the partition's owner acknowledged it
+/// with `acks=all` (a retry after a lost answer is recognised as a duplicate).
+pub async fn forward_outbox(gw: Arc<Gateway>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let heads = gw.outbox.heads();
+        let mut stuck = false;
+        for ((topic, partition), key) in heads {
+            let bytes = match gw.outbox.read(&key) {
+                Ok(Some(b)) => b,
+                _ => continue,
+            };
+            let req = ProduceRequest {
+                topic: topic.clone(),
+                partition,
+                acks: Acks::All,
+                timeout_ms: 10_000,
+                batch: bytes,
+            };
+            match gw.route(&topic, partition, ClientRequest::Produce(req)).await {
+                Ok(_) => {
+                    if let Err(e) = gw.outbox.delivered(&(topic.clone(), partition), &key) {
+                        tracing::error!(%topic, partition, error = %e, "outbox: cannot drop a delivered batch");
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(%topic, partition, error = %e, "outbox: delivery deferred");
+                    stuck = true;
+                }
+            }
+        }
+        let idle = gw.outbox.heads().is_empty();
+        tokio::select! {
+            _ = gw.outbox.wake.notified(), if idle => {}
+            _ = tokio::time::sleep(OUTBOX_RETRY), if stuck => {}
+            _ = std::future::ready(()), if !idle && !stuck => {}
+            _ = crate::server::stopped(&mut shutdown) => return,
+        }
     }
 }

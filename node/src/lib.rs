@@ -16,6 +16,7 @@
 //!   agreement across nodes (signed records, gossip, DHT, anti-entropy).
 //! - [`services`]: the service registry (registrations with TTLs, discovery via DHT providers).
 //! - [`gateway`]: any node is an entry point: serve locally or forward to the owner.
+//! - [`outbox`]: store-and-forward (`acks=local`) for nodes cut off from a partition's owner.
 //! - [`server`]: a running node: wires storage, broker, network, mesh and gateway.
 //! - [`client`]: the client library (a light peer) with a batching producer and fetch helpers.
 //! - [`cli`]: the `meshlog` command line.
@@ -27,6 +28,7 @@ pub mod config;
 pub mod gateway;
 pub mod mesh;
 pub mod network;
+pub mod outbox;
 pub mod replica;
 pub mod resilience;
 pub mod server;

@@ -7,6 +7,7 @@ use crate::config::{ConfigError, NodeConfig};
 use crate::gateway::Gateway;
 use crate::mesh::{Mesh, MeshConfig, MeshEvent};
 use crate::network::{self, identity, Multiaddr, NetworkConfig, NetworkError, NetworkEvent, PeerId, Psk};
+use crate::outbox::Outbox;
 use crate::resilience::Resilience;
 use crate::services::Services;
 use crate::storage::{StorageError, Store, StoreOptions};
@@ -140,7 +141,9 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     let resilience = Arc::new(Resilience::new(cfg.resilience()));
     let mesh = Mesh::new(net.clone(), resilience.clone(), broker.clone(), addrs, mesh_cfg);
     let services = Arc::new(Services::new(net.clone(), resilience.clone(), lookup_timeout));
+    let outbox = Arc::new(Outbox::open(store.clone(), broker.group_commit(), cfg.outbox_max_bytes)?);
     let gateway = Arc::new(Gateway {
+        outbox,
         broker: broker.clone(),
         mesh: mesh.clone(),
         services: services.clone(),
@@ -149,6 +152,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         peer_timeout: lookup_timeout,
     });
     let tasks = vec![
+        tokio::spawn(crate::gateway::forward_outbox(gateway.clone(), shutdown_rx.clone())),
         tokio::spawn(dispatch(gateway, net, events, shutdown_rx.clone())),
         tokio::spawn(mesh.clone().run(shutdown_rx.clone())),
         tokio::spawn(retention(broker.clone(), cfg.retention_check_interval_ms, shutdown_rx.clone())),

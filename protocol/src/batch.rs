@@ -437,6 +437,17 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) -> Result<(), Ba
     patch(batch, 12, &epoch.to_be_bytes())
 }
 
+/// Stamp an idempotent producer's id, epoch and base sequence into a batch and
+/// recompute its CRC (unlike the base offset, these fields are inside the CRC). For a
+/// node re-sending batches on its own behalf, as the store-and-forward outbox does.
+pub fn set_producer(batch: &mut [u8], id: i64, epoch: i16, base_sequence: i32) -> Result<(), BatchError> {
+    patch(batch, 43, &id.to_be_bytes())?;
+    patch(batch, 51, &epoch.to_be_bytes())?;
+    patch(batch, 53, &base_sequence.to_be_bytes())?;
+    let crc = crc32c::crc32c(batch.get(ATTRIBUTES_OFFSET..).unwrap_or_default());
+    patch(batch, CRC_OFFSET, &crc.to_be_bytes())
+}
+
 // ---------------------------------------------------------------------------
 // Record decoding
 // ---------------------------------------------------------------------------
@@ -960,6 +971,18 @@ mod tests {
         let eleven = [0xff; 11];
         assert_eq!(Reader::new(&eleven, 0).varlong(), Err(BatchError::BadVarint { offset: 0 }));
         assert_eq!(Reader::new(&[0x80], 0).varint(), Err(BatchError::Truncated { needed: 2, have: 1 }));
+    }
+
+    #[test]
+    fn set_producer_keeps_the_batch_valid() {
+        let mut b = BatchBuilder::new();
+        b.push(1, Some(b"k"), Some(b"v"), &[]);
+        b.push(2, None, Some(b"w"), &[]);
+        let mut bytes = b.build().unwrap();
+        set_producer(&mut bytes, 77, 3, 40).unwrap();
+        let h = validate(&bytes, 1 << 20).unwrap();
+        assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (77, 3, 40));
+        assert_eq!(records(&bytes).unwrap().len(), 2);
     }
 
     #[test]

@@ -45,15 +45,21 @@ pub enum ErrorCode {
     StorageError = 56,
     /// The partition's owner cannot be reached right now; retry later.
     LeaderNotAvailable = 5,
+    /// An idempotent producer skipped sequence numbers.
+    OutOfOrderSequenceNumber = 45,
+    /// An idempotent producer's epoch is older than one already seen.
+    InvalidProducerEpoch = 47,
     /// The node is shutting down or overloaded; retry elsewhere or later.
     Unavailable = 1000,
     /// No such service registration.
     UnknownService = 1001,
+    /// The store-and-forward outbox is at its size bound.
+    OutboxFull = 1002,
 }
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::Unknown,
         ErrorCode::OffsetOutOfRange,
         ErrorCode::CorruptMessage,
@@ -73,6 +79,9 @@ impl ErrorCode {
         ErrorCode::Unavailable,
         ErrorCode::LeaderNotAvailable,
         ErrorCode::UnknownService,
+        ErrorCode::OutOfOrderSequenceNumber,
+        ErrorCode::InvalidProducerEpoch,
+        ErrorCode::OutboxFull,
     ];
 
     /// The stable number of this code.
@@ -107,6 +116,9 @@ impl ErrorCode {
             ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::LeaderNotAvailable => "LEADER_NOT_AVAILABLE",
             ErrorCode::UnknownService => "UNKNOWN_SERVICE",
+            ErrorCode::OutOfOrderSequenceNumber => "OUT_OF_ORDER_SEQUENCE_NUMBER",
+            ErrorCode::InvalidProducerEpoch => "INVALID_PRODUCER_EPOCH",
+            ErrorCode::OutboxFull => "OUTBOX_FULL",
         }
     }
 

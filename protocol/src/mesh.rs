@@ -123,6 +123,21 @@ pub struct ClusterStatus {
     pub topics: BTreeMap<String, Vec<Vec<String>>>,
     /// Circuit breakers of the answering node that are not closed.
     pub breakers: Vec<BreakerStatus>,
+    /// The answering node's store-and-forward outbox, per partition with queued batches.
+    pub outbox: Vec<OutboxDepth>,
+}
+
+/// Batches waiting in a node's outbox for one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxDepth {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// Batches queued.
+    pub batches: u64,
+    /// Bytes queued.
+    pub bytes: u64,
 }
 
 /// A circuit breaker's state, for `cluster status` and errors.

@@ -149,6 +149,11 @@ pub struct ProduceResponse {
     pub base_offset: Option<u64>,
     /// Number of records in the batch.
     pub record_count: u32,
+    /// `acks=local` only: stored in the answering node's outbox, not yet in the log.
+    pub accepted_locally: bool,
+    /// An idempotent producer's retry of a batch already in the log (`base_offset` is
+    /// the original's).
+    pub duplicate: bool,
 }
 
 /// Batches read from a partition.

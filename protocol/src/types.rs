@@ -27,6 +27,11 @@ pub enum Acks {
     Leader,
     /// `acks=all`: every in-sync replica has flushed it (on one node: the node has).
     All,
+    /// `acks=local`: like `all` when the partition's leader can be reached; when it
+    /// cannot, the node the client talks to stores the batch durably in its outbox,
+    /// answers "accepted locally", and delivers it (in order, exactly once) when the
+    /// leader is reachable again.
+    Local,
 }
 
 impl std::str::FromStr for Acks {
@@ -36,7 +41,8 @@ impl std::str::FromStr for Acks {
             "0" => Ok(Acks::None),
             "1" => Ok(Acks::Leader),
             "all" | "-1" => Ok(Acks::All),
-            other => Err(format!("acks must be 0, 1 or all, not '{other}'")),
+            "local" => Ok(Acks::Local),
+            other => Err(format!("acks must be 0, 1, all or local, not '{other}'")),
         }
     }
 }
@@ -47,6 +53,7 @@ impl fmt::Display for Acks {
             Acks::None => "0",
             Acks::Leader => "1",
             Acks::All => "all",
+            Acks::Local => "local",
         })
     }
 }

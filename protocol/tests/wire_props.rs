@@ -80,7 +80,12 @@ fn request() -> impl Strategy<Value = ClientRequest> {
 fn result() -> impl Strategy<Value = ClientResult> {
     prop_oneof![
         (any::<Option<u64>>(), any::<u32>()).prop_map(|(base_offset, record_count)| {
-            Ok(ClientResponse::Produced(ProduceResponse { base_offset, record_count }))
+            Ok(ClientResponse::Produced(ProduceResponse {
+                base_offset,
+                record_count,
+                accepted_locally: false,
+                duplicate: false,
+            }))
         }),
         (any::<u64>(), any::<u64>(), prop::collection::vec(any::<u8>(), 0..512)).prop_map(
             |(high_watermark, log_start_offset, records)| {

@@ -226,6 +226,39 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn an_idempotent_producer_retry_is_not_written_twice_and_a_gap_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, client) = start(dir.path()).await;
+    client.create_topic("idem", 1, 1, BTreeMap::new()).await.unwrap();
+    let batch = |seq: i32| {
+        let mut b = BatchBuilder::with_producer(42, 0, seq);
+        b.push(1, None, Some(format!("seq-{seq}").as_bytes()), &[]);
+        b.push(1, None, Some(format!("seq-{}", seq + 1).as_bytes()), &[]);
+        ClientRequest::Produce(ProduceRequest {
+            topic: "idem".into(),
+            partition: 0,
+            acks: Acks::All,
+            timeout_ms: 5000,
+            batch: b.build().unwrap(),
+        })
+    };
+    let first = client.request(batch(0)).await.unwrap();
+    let retry = client.request(batch(0)).await.unwrap();
+    match (first, retry) {
+        (ClientResponse::Produced(a), ClientResponse::Produced(b)) => {
+            assert_eq!(a.base_offset, b.base_offset, "the retry is answered with the original offset");
+            assert!(!a.duplicate && b.duplicate);
+        }
+        other => panic!("{other:?}"),
+    }
+    let gap = client.request(batch(5)).await.unwrap_err();
+    assert_eq!(code(gap), ErrorCode::OutOfOrderSequenceNumber);
+    client.request(batch(2)).await.unwrap();
+    assert_eq!(read_all(&client, "idem", 0).await.len(), 4, "two batches, no duplicate");
+    node.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_long_poll_wakes_when_data_arrives() {
     let dir = tempfile::tempdir().unwrap();
     let (node, client) = start(dir.path()).await;

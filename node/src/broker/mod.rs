@@ -31,6 +31,7 @@ pub struct BrokerLimits {
 /// This node's broker.
 pub struct Broker {
     node_id: String,
+    commit: GroupCommit,
     topics: Topics,
     limits: BrokerLimits,
 }
@@ -41,8 +42,13 @@ impl Broker {
         // Whatever survived a crash is made durable before anything is served from it.
         store.flush()?;
         let commit = GroupCommit::start(store.clone())?;
-        let topics = Topics::load(store, commit, node_id.clone())?;
-        Ok(Broker { node_id, topics, limits })
+        let topics = Topics::load(store, commit.clone(), node_id.clone())?;
+        Ok(Broker { node_id, commit, topics, limits })
+    }
+
+    /// The group commit shared by everything this node stores.
+    pub fn group_commit(&self) -> GroupCommit {
+        self.commit.clone()
     }
 
     /// This node's id.

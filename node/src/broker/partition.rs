@@ -7,6 +7,8 @@
 //! group-commit flush that began after the append, and never moves back. Consumers see
 //! only what is below the HW.
 
+use crate::replica::producers::{Check, Producers};
+use crate::replica::{Entry, Epoch, ProducerSeq};
 use crate::storage::{GroupCommit, PartitionLog, StorageError, Store};
 use meshlog_protocol::batch::{self, BatchHeader};
 use meshlog_protocol::messages::{FetchResponse, ProduceResponse};
@@ -27,6 +29,8 @@ struct State {
     size_bytes: u64,
     /// Set when the store returned a corrupt batch: the partition stops serving.
     failed: Option<String>,
+    /// Idempotent producers' recent sequences, rebuilt from the log's batch headers.
+    producers: Producers,
 }
 
 /// A partition's log and its offsets.
@@ -57,7 +61,13 @@ impl Partition {
             Some(b) => <[u8; 8]>::try_from(&*b).map(u64::from_be_bytes).unwrap_or(0),
             None => 0,
         };
-        let mut state = State { log_start: saved_start, log_end: saved_start, size_bytes: 0, failed: None };
+        let mut state = State {
+            log_start: saved_start,
+            log_end: saved_start,
+            size_bytes: 0,
+            failed: None,
+            producers: Producers::default(),
+        };
         if let Some((base, _)) = log.first()? {
             state.log_start = base.max(saved_start);
         }
@@ -65,7 +75,10 @@ impl Partition {
             let (base, bytes) = entry?;
             state.size_bytes += bytes.len() as u64;
             match batch::parse_header(&bytes) {
-                Ok(h) => state.log_end = state.log_end.max(base + h.last_offset_delta as u64 + 1),
+                Ok(h) => {
+                    state.log_end = state.log_end.max(base + h.last_offset_delta as u64 + 1);
+                    state.producers.observe(&as_entry(base, &h));
+                }
                 Err(e) => {
                     state.failed = Some(format!("corrupt batch at offset {base}: {e}"));
                     break;
@@ -107,19 +120,48 @@ impl Partition {
         self.check_serving()?;
         let header = check_batch(&bytes, config)?;
         let count = header.last_offset_delta as u64 + 1;
-        let base = {
+        let (base, duplicate) = {
             let mut st = self.state();
-            let base = st.log_end;
-            // Both fields are outside the CRC; the slice was validated to hold a header.
-            let _ = batch::set_base_offset(&mut bytes, base as i64);
-            let _ = batch::set_partition_leader_epoch(&mut bytes, SINGLE_NODE_EPOCH);
-            self.log.append(base, &bytes).map_err(storage_err)?;
-            st.log_end = base + count;
-            st.size_bytes += bytes.len() as u64;
-            base
+            match producer_seq(&header).map(|p| st.producers.check(&p)) {
+                Some(Check::Duplicate { base, .. }) => (base, true),
+                Some(Check::OutOfOrder { expected }) => {
+                    return Err(WireError::new(
+                        ErrorCode::OutOfOrderSequenceNumber,
+                        format!(
+                            "producer {} sent sequence {} but {expected} was expected next",
+                            header.producer_id, header.base_sequence
+                        ),
+                    ))
+                }
+                Some(Check::Fenced) => {
+                    return Err(WireError::new(
+                        ErrorCode::InvalidProducerEpoch,
+                        format!(
+                            "producer {} epoch {} is fenced by a newer epoch",
+                            header.producer_id, header.producer_epoch
+                        ),
+                    ))
+                }
+                Some(Check::Fresh) | None => {
+                    let base = st.log_end;
+                    // Both fields are outside the CRC; the slice was validated to hold a header.
+                    let _ = batch::set_base_offset(&mut bytes, base as i64);
+                    let _ = batch::set_partition_leader_epoch(&mut bytes, SINGLE_NODE_EPOCH);
+                    self.log.append(base, &bytes).map_err(storage_err)?;
+                    st.log_end = base + count;
+                    st.size_bytes += bytes.len() as u64;
+                    st.producers.observe(&as_entry(base, &header));
+                    (base, false)
+                }
+            }
         };
         let end = base + count;
-        let response = ProduceResponse { base_offset: Some(base), record_count: count as u32 };
+        let response = ProduceResponse {
+            base_offset: Some(base),
+            record_count: count as u32,
+            accepted_locally: false,
+            duplicate,
+        };
         if acks == Acks::None {
             // Fire-and-forget still makes the data durable and visible soon.
             let commit = self.commit.clone();
@@ -283,6 +325,22 @@ fn advance(hw: &watch::Sender<u64>, end: u64) {
     });
 }
 
+/// An idempotent producer's sequence range of a batch, if it has one.
+fn producer_seq(h: &BatchHeader) -> Option<ProducerSeq> {
+    h.has_producer_id().then(|| ProducerSeq {
+        id: h.producer_id,
+        epoch: h.producer_epoch,
+        first_seq: h.base_sequence,
+        last_seq: h.base_sequence.wrapping_add(h.last_offset_delta),
+    })
+}
+
+/// A stored batch as the producer bookkeeping sees it.
+fn as_entry(base: u64, h: &BatchHeader) -> Entry {
+    let count = h.last_offset_delta as u32 + 1;
+    Entry { base, count, epoch: Epoch(0), producer: producer_seq(h), epoch_start: false }
+}
+
 fn log_start_key(topic: &str, id: u32) -> String {
     format!("log_start/{topic}/{id}")
 }
@@ -301,12 +359,6 @@ fn check_batch(bytes: &[u8], config: &TopicConfig) -> Result<BatchHeader, WireEr
         return Err(WireError::new(
             ErrorCode::InvalidRequest,
             "transactional and control batches are not supported",
-        ));
-    }
-    if header.has_producer_id() {
-        return Err(WireError::new(
-            ErrorCode::InvalidRequest,
-            "idempotent producer batches (producer id set) are not supported by this node yet",
         ));
     }
     Ok(header)

@@ -333,6 +333,7 @@ impl Mesh {
             members,
             topics,
             breakers: self.resilience.breaker_states(),
+            outbox: Vec::new(),
         }
     }
 }

@@ -18,7 +18,7 @@
 
 mod leader;
 mod log;
-mod producers;
+pub(crate) mod producers;
 pub mod types;
 
 pub use log::Log;

@@ -115,6 +115,12 @@ impl Store {
         Ok(PartitionLog { tree })
     }
 
+    /// A named key-value tree for node-local queues (the outbox).
+    pub fn kv(&self, name: &str) -> Result<KvTree, StorageError> {
+        let tree = self.db.open_tree(format!("kv/{name}")).map_err(|e| StorageError::io("open tree", e))?;
+        Ok(KvTree { tree })
+    }
+
     /// Read a metadata value.
     pub fn meta_get(&self, key: &str) -> Result<Option<StoredBytes>, StorageError> {
         self.meta.get(key).map(|v| v.map(StoredBytes)).map_err(|e| StorageError::io("meta read", e))
@@ -162,6 +168,39 @@ impl Deref for StoredBytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         &self.0
+    }
+}
+
+/// An ordered key-value tree (byte keys), durable after the next [`Store::flush`].
+#[derive(Clone)]
+pub struct KvTree {
+    tree: sled::Tree,
+}
+
+impl KvTree {
+    /// Insert or replace.
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        self.tree.insert(key, value).map(|_| ()).map_err(|e| StorageError::io("kv write", e))
+    }
+
+    /// Remove.
+    pub fn remove(&self, key: &[u8]) -> Result<(), StorageError> {
+        self.tree.remove(key).map(|_| ()).map_err(|e| StorageError::io("kv remove", e))
+    }
+
+    /// Read one value.
+    pub fn get(&self, key: &[u8]) -> Result<Option<StoredBytes>, StorageError> {
+        self.tree.get(key).map(|v| v.map(StoredBytes)).map_err(|e| StorageError::io("kv read", e))
+    }
+
+    /// Every entry in key order.
+    pub fn entries(&self) -> Result<Vec<(Vec<u8>, StoredBytes)>, StorageError> {
+        self.tree
+            .iter()
+            .map(|kv| {
+                kv.map(|(k, v)| (k.to_vec(), StoredBytes(v))).map_err(|e| StorageError::io("kv scan", e))
+            })
+            .collect()
     }
 }
 
