@@ -171,6 +171,7 @@ impl NodeConfig {
                 metadata: ms(self.metadata_timeout_ms),
                 margin: ms(self.call_margin_ms),
                 admin: ms(self.admin_timeout_ms),
+                status: ms(self.lookup_timeout_ms.min(self.metadata_timeout_ms / 2)),
             },
             breaker: BreakerConfig {
                 failure_threshold: self.breaker_failure_threshold,

@@ -141,11 +141,14 @@ impl Gateway {
         let mut owners: Vec<String> = t.record.replicas.iter().filter_map(|r| r.first().cloned()).collect();
         owners.sort();
         owners.dedup();
-        for owner in owners {
-            for s in self.statuses_of(&owner, name).await {
-                if let Some(slot) = statuses.get_mut(s.partition as usize) {
-                    *slot = Some(s);
-                }
+        // Ask every owner and the DHT at once: a dead owner costs one short timeout.
+        let asks = owners.iter().map(|o| self.statuses_of(o, name));
+        let holders = (0..t.info.partitions).map(|p| self.holders(name, p));
+        let (answers, holders) =
+            futures::join!(futures::future::join_all(asks), futures::future::join_all(holders));
+        for s in answers.into_iter().flatten() {
+            if let Some(slot) = statuses.get_mut(s.partition as usize) {
+                *slot = Some(s);
             }
         }
         let mut partitions: Vec<PartitionStatus> = statuses
@@ -153,8 +156,7 @@ impl Gateway {
             .enumerate()
             .map(|(p, s)| s.unwrap_or_else(|| unknown_status(p as u32, t.replicas(p as u32))))
             .collect();
-        let holders = (0..t.info.partitions).map(|p| self.holders(name, p));
-        for (s, h) in partitions.iter_mut().zip(futures::future::join_all(holders).await) {
+        for (s, h) in partitions.iter_mut().zip(holders) {
             s.holders = h;
         }
         Ok(ClientResponse::Topic(TopicDescription { topic: t.info.clone(), partitions }))
@@ -177,7 +179,7 @@ impl Gateway {
         }
         let Ok(peer) = owner.parse::<PeerId>() else { return Vec::new() };
         let ask = || self.net.peer_request(peer, PeerRequest::PartitionStatuses { topic: topic.to_string() });
-        match self.resilience.call(&peer, CallKind::Metadata, ask).await {
+        match self.resilience.call(&peer, CallKind::Status, ask).await {
             Ok(PeerResponse::Partitions(v)) => v,
             _ => Vec::new(),
         }

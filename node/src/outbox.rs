@@ -192,12 +192,11 @@ mod tests {
     #[tokio::test]
     async fn batches_get_consecutive_sequences_survive_reopen_and_respect_the_bound() {
         let dir = tempfile::tempdir().unwrap();
-        let open = || {
-            let store =
-                Arc::new(Store::open(dir.path(), &StoreOptions { cache_capacity_bytes: 8 << 20 }).unwrap());
-            let commit = GroupCommit::start(store.clone()).unwrap();
-            Outbox::open(store, commit, 400).unwrap()
-        };
+        let store =
+            Arc::new(Store::open(dir.path(), &StoreOptions { cache_capacity_bytes: 8 << 20 }).unwrap());
+        let commit = GroupCommit::start(store.clone()).unwrap();
+        // Reopening over the same store recovers the queue from what it persisted.
+        let open = || Outbox::open(store.clone(), commit.clone(), 400).unwrap();
         let ob = open();
         ob.enqueue("t", 0, batch(3)).await.unwrap();
         ob.enqueue("t", 0, batch(2)).await.unwrap();

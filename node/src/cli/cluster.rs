@@ -70,5 +70,16 @@ pub async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
             .collect();
         output::table(&["PEER", "BREAKER", "RETRY-IN-MS"], &rows);
     }
+    if !status.outbox.is_empty() {
+        println!();
+        let rows: Vec<Vec<String>> = status
+            .outbox
+            .iter()
+            .map(|o| {
+                vec![o.topic.clone(), o.partition.to_string(), o.batches.to_string(), o.bytes.to_string()]
+            })
+            .collect();
+        output::table(&["OUTBOX-TOPIC", "PARTITION", "BATCHES", "BYTES"], &rows);
+    }
     Ok(())
 }

@@ -44,15 +44,15 @@ pub struct ConsumeArgs {
 /// Consume until a stop condition or Ctrl-C.
 pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     let client = args.server.connect().await?;
-    let desc = client.describe_topic(&args.topic).await?;
+    let info = client.topic_info(&args.topic).await?;
     let partitions: Vec<u32> = match args.partition {
-        Some(p) if p >= desc.topic.partitions => anyhow::bail!(
+        Some(p) if p >= info.partitions => anyhow::bail!(
             "topic '{}' has {} partition(s); partition {p} does not exist",
             args.topic,
-            desc.topic.partitions
+            info.partitions
         ),
         Some(p) => vec![p],
-        None => (0..desc.topic.partitions).collect(),
+        None => (0..info.partitions).collect(),
     };
     let start = match (args.from_beginning, args.offset) {
         (true, _) => StartAt::Beginning,

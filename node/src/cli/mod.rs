@@ -57,9 +57,10 @@ enum Command {
 /// Which node a client command talks to.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
-    /// Multiaddr of any node, with or without /p2p/PEERID.
-    #[arg(long, env = "MESHLOG_SERVER", default_value_t = default_server())]
-    pub server: Multiaddr,
+    /// Multiaddr of any node, with or without /p2p/PEERID; several (comma-separated or
+    /// repeated) are tried in order until one answers.
+    #[arg(long, env = "MESHLOG_SERVER", value_delimiter = ',', default_values_t = [default_server()])]
+    pub server: Vec<Multiaddr>,
     /// The mesh's pre-shared key file, if the mesh is closed.
     #[arg(long, env = "MESHLOG_PSK_FILE")]
     pub psk_file: Option<std::path::PathBuf>,
@@ -73,9 +74,14 @@ impl ServerArgs {
     /// Connect, naming the address on failure.
     pub async fn connect(&self) -> anyhow::Result<Client> {
         let psk = self.psk_file.as_deref().map(crate::network::Psk::load).transpose()?;
-        Client::connect_with(&self.server, psk)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot connect to a meshlog node at {}: {e}", self.server))
+        let mut errors = Vec::new();
+        for addr in &self.server {
+            match Client::connect_with(addr, psk).await {
+                Ok(c) => return Ok(c),
+                Err(e) => errors.push(format!("{addr}: {e}")),
+            }
+        }
+        anyhow::bail!("cannot connect to a meshlog node ({})", errors.join("; "))
     }
 }
 

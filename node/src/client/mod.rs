@@ -135,6 +135,17 @@ impl Client {
         }
     }
 
+    /// A topic's record (name, partitions, config) from the node's registry, without
+    /// asking partition owners for their state.
+    pub async fn topic_info(&self, name: &str) -> Result<TopicInfo, ClientError> {
+        self.list_topics().await?.into_iter().find(|t| t.name == name).ok_or_else(|| {
+            ClientError::Server(meshlog_protocol::WireError::new(
+                meshlog_protocol::ErrorCode::UnknownTopicOrPartition,
+                format!("unknown topic '{name}'"),
+            ))
+        })
+    }
+
     /// Every topic.
     pub async fn list_topics(&self) -> Result<Vec<TopicInfo>, ClientError> {
         match self.request(ClientRequest::ListTopics).await? {

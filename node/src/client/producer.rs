@@ -101,8 +101,7 @@ pub struct Producer {
 impl Producer {
     /// A producer for `topic`, which must exist (its partition count is looked up).
     pub async fn new(client: Client, topic: &str, cfg: ProducerConfig) -> Result<Producer, ClientError> {
-        let desc = client.describe_topic(topic).await?;
-        let partitions = desc.topic.partitions;
+        let partitions = client.topic_info(topic).await?.partitions;
         if let Some(p) = cfg.partition {
             if p >= partitions {
                 return Err(ClientError::Server(meshlog_protocol::WireError::new(

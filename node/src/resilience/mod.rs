@@ -23,6 +23,9 @@ use tokio::time::Instant;
 pub enum CallKind {
     /// Metadata and status reads (list, describe, cluster status, discovery): retried.
     Metadata,
+    /// A best-effort status probe of a peer while answering someone else (one try,
+    /// short timeout): a dead peer must not make the answer late.
+    Status,
     /// A fetch that may long-poll for `wait`: retried.
     Fetch {
         /// The long-poll wait the request asks for.
@@ -49,6 +52,8 @@ pub struct Timeouts {
     pub margin: Duration,
     /// Admin changes.
     pub admin: Duration,
+    /// Best-effort status probes.
+    pub status: Duration,
 }
 
 impl Default for Timeouts {
@@ -57,6 +62,7 @@ impl Default for Timeouts {
             metadata: Duration::from_secs(5),
             margin: Duration::from_secs(5),
             admin: Duration::from_secs(15),
+            status: Duration::from_secs(2),
         }
     }
 }
@@ -65,6 +71,7 @@ impl CallKind {
     fn timeout(&self, t: &Timeouts) -> Duration {
         match *self {
             CallKind::Metadata => t.metadata,
+            CallKind::Status => t.status,
             CallKind::Fetch { wait } => wait + t.margin,
             CallKind::Produce { timeout, .. } => timeout + t.margin,
             CallKind::Admin => t.admin,
@@ -76,7 +83,7 @@ impl CallKind {
         match self {
             CallKind::Metadata | CallKind::Fetch { .. } => true,
             CallKind::Produce { idempotent, .. } => *idempotent,
-            CallKind::Admin => false,
+            CallKind::Admin | CallKind::Status => false,
         }
     }
 }

@@ -10,6 +10,7 @@ fn layer() -> Resilience {
             metadata: Duration::from_secs(1),
             margin: Duration::from_secs(1),
             admin: Duration::from_secs(1),
+            status: Duration::from_secs(1),
         },
         breaker: BreakerConfig {
             failure_threshold: 3,
