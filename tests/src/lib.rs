@@ -3,6 +3,7 @@
 //! budgets instead of sleeping.
 
 pub mod docker;
+pub mod sim;
 
 use std::future::Future;
 use std::io::{BufRead, BufReader};

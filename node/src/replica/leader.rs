@@ -17,6 +17,11 @@ pub(super) struct Progress {
     caught_up_at: Option<u64>,
     /// A fetch that found nothing new, waiting for data or the next heartbeat.
     parked: Option<u64>,
+    /// It has fetched consistently in this epoch. From then on its log is a prefix of
+    /// ours (it appends only what we send and can only lose a tail), so our HW is safe
+    /// to pass on; before that its log may hold entries we lack, and a HW covering them
+    /// would commit them in its eyes and stop it from ever truncating them.
+    synced: bool,
 }
 
 /// A client append waiting for its acknowledgement condition.
@@ -149,8 +154,13 @@ impl Replica {
             self.log.end_of_epoch(last_epoch).is_some_and(|e| offset <= e) && offset <= self.log.end();
         if !consistent {
             let (e, end) = self.log.floor_epoch(last_epoch);
-            let body = FetchBody::Diverging { epoch: e, end: end.min(offset) };
-            return self.send(from, Message::FetchResp { epoch, hw: self.hw, body });
+            let body = FetchBody::Diverging {
+                epoch: e,
+                end: end.min(offset),
+                fetch_offset: offset,
+                fetch_last_epoch: last_epoch,
+            };
+            return self.send(from, Message::FetchResp { epoch, hw: self.hw_for(from), body });
         }
         let (now, log_end) = (self.now, self.log.end());
         if let Some(l) = self.leader_state() {
@@ -161,6 +171,7 @@ impl Replica {
                 p.caught_up_at = Some(now);
             }
             p.parked = Some(offset);
+            p.synced = true;
         }
         if offset < log_end {
             self.answer(from);
@@ -168,13 +179,22 @@ impl Replica {
         self.leader_progress();
     }
 
+    /// The HW to tell follower `to`: ours once its log is known to be a prefix of ours,
+    /// nothing (0) before.
+    fn hw_for(&self, to: ReplicaIdx) -> u64 {
+        match &self.role {
+            Role::Leader(l) if l.progress[to].synced => self.hw,
+            _ => 0,
+        }
+    }
+
     /// Send `to` the entries after its parked fetch offset (or a heartbeat).
     fn answer(&mut self, to: ReplicaIdx) {
         let Some(l) = self.leader_state() else { return };
         let Some(offset) = l.progress[to].parked.take() else { return };
         let entries = self.log.from(offset, self.cfg.max_fetch_entries);
-        let msg =
-            Message::FetchResp { epoch: self.hard.promised, hw: self.hw, body: FetchBody::Entries(entries) };
+        let hw = self.hw_for(to);
+        let msg = Message::FetchResp { epoch: self.hard.promised, hw, body: FetchBody::Entries(entries) };
         self.send(to, msg);
     }
 
@@ -192,10 +212,11 @@ impl Replica {
     }
 
     fn heartbeat_all(&mut self) {
-        let (epoch, hw) = (self.hard.promised, self.hw);
+        let epoch = self.hard.promised;
         for r in self.others().collect::<Vec<_>>() {
             let parked = self.leader_state().and_then(|l| l.progress[r].parked.take());
             let entries = parked.map(|o| self.log.from(o, self.cfg.max_fetch_entries)).unwrap_or_default();
+            let hw = self.hw_for(r);
             self.send(r, Message::FetchResp { epoch, hw, body: FetchBody::Entries(entries) });
         }
         let now = self.now;

@@ -417,26 +417,56 @@ impl Replica {
         }
         self.last_heard = self.now;
         self.reset_election_deadline();
-        self.fetch_sent_at = None;
-        match body {
-            FetchBody::Diverging { epoch: e, end } => {
-                let own = self.log.floor_epoch(e).1;
-                self.truncate(end.min(own));
+        let used = match body {
+            // Only if it answers a fetch from the log we hold now. A delayed or duplicated
+            // answer about an older log could otherwise cut entries we have since taken
+            // from this leader and reported flushed (it counted them towards its HW).
+            // Equal (end, last epoch) means an equal log, so the verdict still holds.
+            FetchBody::Diverging { epoch: e, end, fetch_offset, fetch_last_epoch }
+                if (fetch_offset, fetch_last_epoch) == (self.log.end(), self.log.last_epoch()) =>
+            {
+                self.truncate(self.diverging_end(e, end));
+                true
             }
+            FetchBody::Diverging { .. } => false,
             FetchBody::Entries(entries) => self.append_replicated(entries),
-        }
+        };
         let hw = leader_hw.min(self.log.end());
         if hw > self.hw {
             self.hw = hw;
             self.out.push(Output::HighWatermark(hw));
         }
-        self.send_fetch();
+        // A response that no longer applies (a duplicate, or one of several fetches in
+        // flight that another overtook) ends its chain of fetches: whatever moved our
+        // log since sent a fetch of its own, and the tick re-fetches after a loss.
+        // Fetching again would keep every chain alive, and as each flush starts one,
+        // a long catch-up would multiply the fetches in flight without bound.
+        if used {
+            self.send_fetch();
+        }
     }
 
-    fn append_replicated(&mut self, entries: Vec<Entry>) {
-        let Some(first) = entries.first() else { return };
+    /// Where to cut our log when the leader says its latest epoch at or below our last
+    /// one is `e`, ending at `end` (KIP-279). If we hold `e` too, our logs agree up to
+    /// the shorter run of it. If not, the leader's `end` says nothing about our log:
+    /// drop our epochs above our latest one before `e` (the leader has none of them) and
+    /// ask again with that epoch.
+    fn diverging_end(&self, e: Epoch, end: u64) -> u64 {
+        let (ours, own_end) = self.log.floor_epoch(e);
+        if ours == e {
+            end.min(own_end)
+        } else {
+            own_end
+        }
+    }
+
+    /// Append entries fetched from the leader at our log end. Whether the response was
+    /// of use: a heartbeat (no entries) is; entries that do not start at our log end
+    /// answer a fetch another response has overtaken, and are not.
+    fn append_replicated(&mut self, entries: Vec<Entry>) -> bool {
+        let Some(first) = entries.first() else { return true };
         if first.base != self.log.end() {
-            return; // a stale or duplicated response; the next fetch realigns
+            return false;
         }
         for e in &entries {
             self.log.push(*e);
@@ -444,6 +474,7 @@ impl Replica {
         }
         self.out.push(Output::AppendReplicated(entries));
         self.request_flush();
+        true
     }
 }
 

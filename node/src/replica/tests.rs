@@ -165,8 +165,8 @@ fn a_diverging_follower_is_told_where_the_shared_epoch_ends() {
             msg: Message::Fetch { epoch: Epoch(1), offset: 5, last_epoch: Epoch(0), flushed_end: 5 },
         },
     );
-    let want =
-        Message::FetchResp { epoch: Epoch(1), hw: 0, body: FetchBody::Diverging { epoch: Epoch(0), end: 0 } };
+    let body = FetchBody::Diverging { epoch: Epoch(0), end: 0, fetch_offset: 5, fetch_last_epoch: Epoch(0) };
+    let want = Message::FetchResp { epoch: Epoch(1), hw: 0, body };
     assert_eq!(sends(&out), vec![(2, want)]);
 }
 
@@ -194,7 +194,12 @@ fn a_follower_never_truncates_below_its_high_watermark() {
             msg: Message::FetchResp {
                 epoch: Epoch(1),
                 hw: 4,
-                body: FetchBody::Diverging { epoch: Epoch(0), end: 0 },
+                body: FetchBody::Diverging {
+                    epoch: Epoch(0),
+                    end: 0,
+                    fetch_offset: 4,
+                    fetch_last_epoch: Epoch(1),
+                },
             },
         },
     );
@@ -233,4 +238,128 @@ fn acks_all_with_too_few_in_sync_replicas_is_refused() {
     let out = r.step(5_003, Input::ClientAppend { token: 1, count: 1, producer: None, acks: AckLevel::All });
     let err = AppendError::NotEnoughReplicas { in_sync: 1, required: 2 };
     assert!(out.contains(&Output::Ack { token: 1, result: Err(err) }));
+}
+
+/// Sim bug 1 (seed 1, 5 replicas): a restarted replica whose log held entries of an
+/// old epoch past the leader's got the leader's HW in a heartbeat before it ever
+/// fetched, took `min(hw, log end)` as its own HW over entries the leader does not have,
+/// and could then never truncate them (no truncation below the HW). A follower now gets
+/// the HW only once it has fetched consistently in the leader's epoch.
+#[test]
+fn the_high_watermark_reaches_a_follower_only_once_its_log_is_known_to_match() {
+    let mut r = elect_leader();
+    r.step(5_003, Input::Flushed { id: 1 });
+    let fetch = |offset, last_epoch, flushed_end| Message::Fetch {
+        epoch: Epoch(1),
+        offset,
+        last_epoch: Epoch(last_epoch),
+        flushed_end,
+    };
+    let out = r.step(5_004, Input::Receive { from: 1, msg: fetch(1, 1, 1) });
+    assert!(out.contains(&Output::HighWatermark(1)));
+    let beat = |hw| Message::FetchResp { epoch: Epoch(1), hw, body: FetchBody::Entries(vec![]) };
+    let out = r.step(5_100, Input::Tick);
+    assert!(sends(&out).contains(&(1, beat(1))), "follower 1 fetched consistently");
+    assert!(sends(&out).contains(&(2, beat(0))), "follower 2 never fetched: its log may diverge");
+    // Follower 2 diverges (an epoch the leader never had): still no HW.
+    let out = r.step(5_101, Input::Receive { from: 2, msg: fetch(7, 0, 7) });
+    let diverging =
+        FetchBody::Diverging { epoch: Epoch(0), end: 0, fetch_offset: 7, fetch_last_epoch: Epoch(0) };
+    assert_eq!(sends(&out), vec![(2, Message::FetchResp { epoch: Epoch(1), hw: 0, body: diverging })]);
+    // Once it fetches consistently it is told the HW.
+    r.step(5_102, Input::Receive { from: 2, msg: fetch(1, 1, 0) });
+    let out = r.step(5_200, Input::Tick);
+    assert!(sends(&out).contains(&(2, beat(1))));
+}
+
+/// Sim bug 2 (seed 270, 3 replicas): a duplicated fetch from a diverging follower was
+/// answered twice; the second `Diverging` arrived after the follower had truncated,
+/// caught up and reported the new entries flushed (the leader counted them towards its
+/// HW), and cut them again. A `Diverging` now names the fetch it answers and a follower
+/// whose log has changed since ignores it.
+#[test]
+fn a_delayed_diverging_answer_about_an_older_log_is_ignored() {
+    let e = |base, count, epoch, start| Entry {
+        base,
+        count,
+        epoch: Epoch(epoch),
+        producer: None,
+        epoch_start: start,
+    };
+    let log = Log::new(0, vec![e(0, 1, 1, true), e(1, 2, 1, false)]);
+    let mut r = Replica::recover(cfg(1, 3), HardState { promised: Epoch(2), voted_for: None }, log, 0);
+    let resp = |body| Input::Receive { from: 0, msg: Message::FetchResp { epoch: Epoch(2), hw: 0, body } };
+    let diverging =
+        || FetchBody::Diverging { epoch: Epoch(1), end: 1, fetch_offset: 3, fetch_last_epoch: Epoch(1) };
+    let out = r.step(10, resp(diverging()));
+    assert!(out.contains(&Output::Truncate { end: 1 }));
+    r.step(11, resp(FetchBody::Entries(vec![e(1, 1, 2, true), e(2, 2, 2, false)])));
+    r.step(12, Input::Flushed { id: 1 });
+    assert_eq!((r.log().end(), r.flushed_end()), (4, 4));
+    let out = r.step(13, resp(diverging()));
+    assert!(!out.iter().any(|o| matches!(o, Output::Truncate { .. })), "{out:?}");
+    assert_eq!(r.log().end(), 4);
+}
+
+/// Sim bug 3 (seed 5, 5 replicas, one entry per fetch): every fetch response made the
+/// follower fetch again, even one that no longer applied (a duplicate, or the answer to
+/// a fetch another had overtaken). Each flush and each duplicate started one more chain
+/// of fetches, none ever ended during a catch-up, and a follower had thousands of
+/// fetches in flight. Now a response that is of no use ends its chain.
+#[test]
+fn a_fetch_response_that_no_longer_applies_starts_no_new_fetch() {
+    let mut r = fresh(1, 3);
+    let marker = Entry { base: 0, count: 1, epoch: Epoch(1), producer: None, epoch_start: true };
+    let resp = |entries| Input::Receive {
+        from: 0,
+        msg: Message::FetchResp { epoch: Epoch(1), hw: 0, body: FetchBody::Entries(entries) },
+    };
+    let fetch_at =
+        |offset| (0, Message::Fetch { epoch: Epoch(1), offset, last_epoch: Epoch(1), flushed_end: 0 });
+    let out = r.step(10, resp(vec![marker]));
+    assert!(out.contains(&Output::AppendReplicated(vec![marker])));
+    assert_eq!(sends(&out), vec![fetch_at(1)]);
+    let out = r.step(11, resp(vec![marker]));
+    assert!(sends(&out).is_empty(), "a duplicate ends its chain: {out:?}");
+    assert!(!out.iter().any(|o| matches!(o, Output::AppendReplicated(_))));
+    let out = r.step(12, resp(vec![]));
+    assert_eq!(sends(&out), vec![fetch_at(1)], "a heartbeat is answered with a fetch");
+}
+
+/// Sim bug 4 (seed 744, 3 replicas, found once new leaders were struck soon after
+/// their election): the leader's latest epoch at or below the follower's was one the
+/// follower lacked (e3), and the follower cut its log at the leader's end of e3, in the
+/// middle of one of its own e2 entries. The leader's end of an epoch says nothing about
+/// a follower's other epochs: it now drops its later epochs and asks again.
+#[test]
+fn a_follower_lacking_the_leaders_epoch_backs_off_to_its_own_earlier_epoch() {
+    let e = |base, count, epoch, start| Entry {
+        base,
+        count,
+        epoch: Epoch(epoch),
+        producer: None,
+        epoch_start: start,
+    };
+    let log = Log::new(0, vec![e(0, 1, 1, true), e(1, 3, 1, false), e(4, 1, 3, true)]);
+    let mut r = Replica::recover(cfg(1, 3), HardState { promised: Epoch(4), voted_for: None }, log, 0);
+    let diverging = |epoch, end, fetch_offset, fetch_last_epoch| Input::Receive {
+        from: 0,
+        msg: Message::FetchResp {
+            epoch: Epoch(4),
+            hw: 0,
+            body: FetchBody::Diverging {
+                epoch: Epoch(epoch),
+                end,
+                fetch_offset,
+                fetch_last_epoch: Epoch(fetch_last_epoch),
+            },
+        },
+    };
+    // The leader holds e1 up to 1 and e2 up to 2; the follower has no e2.
+    let out = r.step(10, diverging(2, 2, 5, 3));
+    assert!(out.contains(&Output::Truncate { end: 4 }), "back to the end of its e1: {out:?}");
+    let refetch = Message::Fetch { epoch: Epoch(4), offset: 4, last_epoch: Epoch(1), flushed_end: 4 };
+    assert_eq!(sends(&out), vec![(0, refetch)]);
+    let out = r.step(11, diverging(1, 1, 4, 1));
+    assert!(out.contains(&Output::Truncate { end: 1 }), "the shared e1 ends at 1: {out:?}");
 }

@@ -163,7 +163,9 @@ pub enum Message {
     FetchResp {
         /// The leader's epoch.
         epoch: Epoch,
-        /// The leader's high watermark.
+        /// The leader's high watermark, once the recipient has fetched consistently in
+        /// this epoch (its log is then a prefix of the leader's); 0 before, since the
+        /// recipient's log may still hold entries the leader does not have.
         hw: u64,
         /// What to do.
         body: FetchBody,
@@ -181,12 +183,19 @@ pub enum FetchBody {
     /// Entries to append at the follower's offset (possibly none: a heartbeat).
     Entries(Vec<Entry>),
     /// The follower's log diverges: truncate to `end` (the end of `epoch` in the
-    /// leader's history, or less) and fetch again.
+    /// leader's history, or less) if it holds `epoch` too, else to the end of its own
+    /// latest epoch before `epoch` (KIP-279), and fetch again.
     Diverging {
         /// The largest epoch in the leader's history at or below the follower's.
         epoch: Epoch,
         /// Where that epoch ends in the leader's log.
         end: u64,
+        /// The `offset` of the fetch this answers. With `fetch_last_epoch` it names the
+        /// follower log the verdict is about; a follower whose log has changed since (a
+        /// delayed or duplicated answer) ignores it, since it may match by now.
+        fetch_offset: u64,
+        /// The `last_epoch` of the fetch this answers.
+        fetch_last_epoch: Epoch,
     },
 }
 
@@ -245,7 +254,9 @@ pub enum Output {
     /// Store entries fetched from the leader (the driver has their bytes from the
     /// fetch response).
     AppendReplicated(Vec<Entry>),
-    /// Delete every entry at or after `end`.
+    /// Delete every entry at or after `end`. Like the hard state, the truncation must be
+    /// durable before any later output runs: a leader counts on a follower that fetched
+    /// consistently never growing its removed entries back after a crash.
     Truncate {
         /// New log end.
         end: u64,
