@@ -112,6 +112,11 @@ impl NodeProcess {
 
     /// `kill -9`: no shutdown, no flush.
     pub fn kill9(mut self) {
+        self.kill9_ref();
+    }
+
+    /// `kill -9` a node that is owned by a larger fixture.
+    pub fn kill9_ref(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -162,5 +167,55 @@ pub fn run_cli(server: &str, args: &[&str], stdin: Option<&[u8]>) -> CliOutput {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Two `meshlog node` processes meshed through a bootstrap address, a client talking to
+/// the first, and a topic of which the second owns partition `remote_partition`: the
+/// setup of every test about what happens when a partition's owner goes away.
+pub struct TwoNodes {
+    /// The node the client talks to.
+    pub a: NodeProcess,
+    /// The node owning `remote_partition`.
+    pub b: NodeProcess,
+    /// `b`'s data directory (to restart it with the same identity).
+    pub b_dir: tempfile::TempDir,
+    _a_dir: tempfile::TempDir,
+    /// A client connected to `a`.
+    pub client: meshlog::client::Client,
+    /// A partition of the topic owned by `b`.
+    pub remote_partition: u32,
+}
+
+impl TwoNodes {
+    /// Start both nodes, wait until they see each other, and create `topic` with four
+    /// partitions spread over them.
+    pub async fn start(topic: &str) -> TwoNodes {
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = NodeProcess::start(a_dir.path());
+        let b = NodeProcess::start_with(b_dir.path(), &["--bootstrap", &a.addr]);
+        let client = meshlog::client::Client::connect(&a.addr.parse().unwrap()).await.unwrap();
+        wait_until("the two nodes see each other", LONG_BUDGET, || async {
+            let s = client.cluster_status().await.ok()?;
+            (s.members.iter().filter(|m| m.state == "up").count() == 2).then_some(())
+        })
+        .await;
+        client.create_topic(topic, 4, 1, Default::default()).await.unwrap();
+        let owners = client.cluster_status().await.unwrap().topics[topic].clone();
+        let b_id = b.peer_id();
+        let p = owners.iter().position(|r| r[0] == b_id).expect("b owns a partition") as u32;
+        TwoNodes { a, b, b_dir, _a_dir: a_dir, client, remote_partition: p }
+    }
+
+    /// Start `b` again on its data directory (same identity), bootstrapping through `a`.
+    pub fn restart_b(&self) -> NodeProcess {
+        NodeProcess::start_with(self.b_dir.path(), &["--bootstrap", &self.a.addr])
+    }
+}
+
+impl NodeProcess {
+    /// The node's PeerId, from its address.
+    pub fn peer_id(&self) -> String {
+        self.addr.rsplit('/').next().unwrap_or_default().to_string()
     }
 }

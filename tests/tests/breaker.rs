@@ -3,12 +3,11 @@
 //! fast once the breaker opens (the dead peer is no longer dialled), and when the owner
 //! comes back the breaker is probed and closes, and writes flow again.
 
-use meshlog::client::{Client, ClientError};
+use meshlog::client::ClientError;
 use meshlog_protocol::batch::BatchBuilder;
 use meshlog_protocol::messages::{ClientRequest, ProduceRequest};
 use meshlog_protocol::types::Acks;
-use meshlog_tests::{wait_until, NodeProcess, LONG_BUDGET};
-use std::collections::BTreeMap;
+use meshlog_tests::{wait_until, TwoNodes, LONG_BUDGET};
 use std::time::{Duration, Instant};
 
 fn produce(p: u32) -> ClientRequest {
@@ -25,23 +24,12 @@ fn produce(p: u32) -> ClientRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_owner_opens_the_breaker_and_a_recovered_one_closes_it() {
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = NodeProcess::start(da.path());
-    let b = NodeProcess::start_with(db.path(), &["--bootstrap", &a.addr]);
-    let b_id = b.addr.rsplit('/').next().unwrap().to_string();
-    let client = Client::connect(&a.addr.parse().unwrap()).await.unwrap();
-    wait_until("a sees b", LONG_BUDGET, || async {
-        let s = client.cluster_status().await.ok()?;
-        (s.members.iter().filter(|m| m.state == "up").count() == 2).then_some(())
-    })
-    .await;
-    client.create_topic("t", 4, 1, BTreeMap::new()).await.unwrap();
-    let owners = client.cluster_status().await.unwrap().topics["t"].clone();
-    let p = owners.iter().position(|r| r[0] == b_id).expect("b owns a partition") as u32;
+    let mut nodes = TwoNodes::start("t").await;
+    let (client, p, b_id) = (&nodes.client, nodes.remote_partition, nodes.b.peer_id());
     client.request(produce(p)).await.expect("forwarded write to b");
 
     // Phase 1: kill b; writes to its partition through a fail, then fail fast.
-    b.kill9();
+    nodes.b.kill9_ref();
     let mut slow = Duration::ZERO;
     let err = loop {
         let t = Instant::now();
@@ -60,7 +48,7 @@ async fn a_dead_owner_opens_the_breaker_and_a_recovered_one_closes_it() {
     assert!(status.breakers.iter().any(|br| br.peer == b_id && br.state == "open"), "{:?}", status.breakers);
 
     // Phase 2: b returns (same identity); after the cool-down a probe closes the breaker.
-    let _b = NodeProcess::start_with(db.path(), &["--bootstrap", &a.addr]);
+    let _b = nodes.restart_b();
     wait_until("writes reach b again", LONG_BUDGET, || async { client.request(produce(p)).await.ok() }).await;
     assert!(client.cluster_status().await.unwrap().breakers.is_empty(), "the breaker closed");
     println!(

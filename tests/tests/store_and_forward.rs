@@ -4,12 +4,10 @@
 //! accepted record to the partition's log exactly once and in order.
 
 use meshlog::client::consumer::{self, StartAt};
-use meshlog::client::Client;
 use meshlog_protocol::batch::BatchBuilder;
 use meshlog_protocol::messages::{ClientRequest, ClientResponse, ProduceRequest};
 use meshlog_protocol::types::Acks;
-use meshlog_tests::{wait_until, NodeProcess, LONG_BUDGET};
-use std::collections::BTreeMap;
+use meshlog_tests::{wait_until, TwoNodes, LONG_BUDGET};
 use std::time::{Duration, Instant};
 
 const BATCHES: usize = 50;
@@ -31,22 +29,11 @@ fn produce(p: u32, acks: Acks, batch_no: usize) -> ClientRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_off_node_keeps_acks_local_writes_and_delivers_them_exactly_once_in_order() {
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = NodeProcess::start(da.path());
-    let b = NodeProcess::start_with(db.path(), &["--bootstrap", &a.addr]);
-    let b_id = b.addr.rsplit('/').next().unwrap().to_string();
-    let client = Client::connect(&a.addr.parse().unwrap()).await.unwrap();
-    wait_until("a sees b", LONG_BUDGET, || async {
-        let s = client.cluster_status().await.ok()?;
-        (s.members.iter().filter(|m| m.state == "up").count() == 2).then_some(())
-    })
-    .await;
-    client.create_topic("edge", 4, 1, BTreeMap::new()).await.unwrap();
-    let owners = client.cluster_status().await.unwrap().topics["edge"].clone();
-    let p = owners.iter().position(|r| r[0] == b_id).expect("b owns a partition") as u32;
+    let mut nodes = TwoNodes::start("edge").await;
+    let (client, p) = (&nodes.client, nodes.remote_partition);
 
     // Phase 1: cut a off from b (b dies); acks=all fails with a clear error, quickly.
-    b.kill9();
+    nodes.b.kill9_ref();
     let t = Instant::now();
     let err = client.request(produce(p, Acks::All, 999)).await.expect_err("the owner is gone");
     assert!(t.elapsed() < Duration::from_secs(30), "acks=all during the cut must not hang");
@@ -67,16 +54,16 @@ async fn a_cut_off_node_keeps_acks_local_writes_and_delivers_them_exactly_once_i
 
     // Phase 3: b returns; the outbox drains; every record is in the log once, in order.
     let t = Instant::now();
-    let _b = NodeProcess::start_with(db.path(), &["--bootstrap", &a.addr]);
+    let _b = nodes.restart_b();
     wait_until("the outbox drains", LONG_BUDGET, || async {
         client.cluster_status().await.ok()?.outbox.is_empty().then_some(())
     })
     .await;
     let drain_s = t.elapsed().as_secs_f64();
-    let mut off = consumer::start_offset(&client, "edge", p, StartAt::Beginning).await.unwrap();
+    let mut off = consumer::start_offset(client, "edge", p, StartAt::Beginning).await.unwrap();
     let mut values = Vec::new();
     loop {
-        let f = consumer::fetch(&client, "edge", p, off, 1 << 20, 0).await.unwrap();
+        let f = consumer::fetch(client, "edge", p, off, 1 << 20, 0).await.unwrap();
         if f.records.is_empty() {
             break;
         }
