@@ -249,7 +249,16 @@ pub async fn forward_outbox(gw: Arc<Gateway>, mut shutdown: tokio::sync::watch::
         for ((topic, partition), key) in heads {
             let bytes = match gw.outbox.read(&key) {
                 Ok(Some(b)) => b,
-                _ => continue,
+                Ok(None) => {
+                    // Listed but not stored: nothing to deliver; drop it rather than spin.
+                    let _ = gw.outbox.delivered(&(topic.clone(), partition), &key);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(%topic, partition, error = %e, "outbox: cannot read a queued batch");
+                    stuck = true;
+                    continue;
+                }
             };
             let req = ProduceRequest {
                 topic: topic.clone(),
