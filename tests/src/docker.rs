@@ -592,3 +592,13 @@ impl Drop for DockerNode {
         }
     }
 }
+
+/// Poll `check` every 200 ms (each poll is typically a client container) until it holds,
+/// or panic naming `what` after `budget`.
+pub fn wait_for(what: &str, budget: Duration, mut check: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !check() {
+        assert!(t.elapsed() < budget, "timed out after {budget:?} waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

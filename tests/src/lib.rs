@@ -219,3 +219,28 @@ impl NodeProcess {
         self.addr.rsplit('/').next().unwrap_or_default().to_string()
     }
 }
+
+/// Every record of a partition, from its log start to its high watermark, through any
+/// node (the read loop of every test that checks what a partition holds).
+pub async fn read_partition(
+    client: &meshlog::client::Client,
+    topic: &str,
+    partition: u32,
+) -> Vec<meshlog_protocol::batch::Record> {
+    use meshlog::client::consumer::{self, StartAt};
+    let mut off = consumer::start_offset(client, topic, partition, StartAt::Beginning).await.unwrap();
+    let mut out = Vec::new();
+    loop {
+        let f = consumer::fetch(client, topic, partition, off, 1 << 20, 0).await.unwrap();
+        if f.records.is_empty() {
+            return out;
+        }
+        off = f.next_offset;
+        out.extend(f.records);
+    }
+}
+
+/// A record's value as text (tests write UTF-8 values).
+pub fn value_text(r: &meshlog_protocol::batch::Record) -> String {
+    String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()
+}

@@ -6,7 +6,7 @@
 //!
 //! Skips (printing `SKIP:`) without Docker, except in CI (`CI` set), where it fails.
 
-use meshlog_tests::docker::{require_docker, DockerNet, DockerNode};
+use meshlog_tests::docker::{require_docker, wait_for, DockerNet, DockerNode};
 use meshlog_tests::LONG_BUDGET;
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -16,14 +16,6 @@ const LOCAL: &str = "/ip4/127.0.0.1/tcp/9494";
 fn status(edge: &DockerNode) -> Option<Value> {
     let out = edge.exec(&["cluster", "status", "--json", "--server", LOCAL], None);
     (out.code == 0).then(|| serde_json::from_str(&out.stdout).ok()).flatten()
-}
-
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !check() {
-        assert!(t.elapsed() < LONG_BUDGET, "timed out after {LONG_BUDGET:?} waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]
@@ -36,7 +28,7 @@ fn an_edge_node_cut_off_from_the_owner_keeps_and_then_delivers_every_local_write
     let mut owner = DockerNode::run(&net, "owner", &[]);
     edge.wait_listening(LONG_BUDGET);
     owner.wait_listening(LONG_BUDGET);
-    wait_for("the two nodes form a mesh", || {
+    wait_for("the two nodes form a mesh", LONG_BUDGET, || {
         status(&edge).is_some_and(|v| {
             v["members"].as_array().is_some_and(|m| m.iter().filter(|m| m["state"] == "up").count() == 2)
         })
@@ -74,7 +66,7 @@ fn an_edge_node_cut_off_from_the_owner_keeps_and_then_delivers_every_local_write
     // Phase 2: heal; the outbox drains and the log holds every record once, in order.
     let healed = Instant::now();
     owner.connect();
-    wait_for("the outbox drains", || {
+    wait_for("the outbox drains", LONG_BUDGET, || {
         status(&edge).is_some_and(|v| v["outbox"].as_array().is_some_and(|d| d.is_empty()))
     });
     let drain_s = healed.elapsed().as_secs_f64();

@@ -6,11 +6,11 @@
 //!
 //! Skips (printing `SKIP:`) without Docker, except in CI (`CI` set), where it fails.
 
-use meshlog_tests::docker::{require_docker, DockerNet, DockerNode};
+use meshlog_tests::docker::{require_docker, wait_for, DockerNet, DockerNode};
 use meshlog_tests::{LONG_BUDGET, SHORT_BUDGET};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 fn status(net: &DockerNet, addr: &str, extra: &[&str]) -> Option<Value> {
     let mut args = vec!["cluster", "status", "--json"];
@@ -26,15 +26,6 @@ fn up_members(v: &Value) -> BTreeSet<String> {
         .filter(|m| m["state"] == "up")
         .filter_map(|m| m["peer"].as_str().map(String::from))
         .collect()
-}
-
-/// Poll (every 200 ms, one client container each) until `check` holds or `budget` passes.
-fn wait_for(what: &str, budget: Duration, mut check: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !check() {
-        assert!(t.elapsed() < budget, "timed out after {budget:?} waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]

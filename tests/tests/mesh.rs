@@ -4,7 +4,6 @@
 //! is discovered from every other and lapses after its TTL, and two nodes creating the
 //! same topic at once end with one agreed record while the loser is told.
 
-use meshlog::client::consumer::{self, StartAt};
 use meshlog::client::producer::{Producer, ProducerConfig};
 use meshlog::client::{Client, ClientError};
 use meshlog::network::Multiaddr;
@@ -82,15 +81,9 @@ async fn five_nodes_converge_route_and_share_a_service_registry() {
     let reader = &mesh.clients[4];
     let mut values = BTreeSet::new();
     for part in 0..6 {
-        let mut off = consumer::start_offset(reader, "orders", part, StartAt::Beginning).await.unwrap();
-        loop {
-            let f = consumer::fetch(reader, "orders", part, off, 1 << 20, 0).await.unwrap();
-            if f.records.is_empty() {
-                break;
-            }
-            values.extend(f.records.iter().map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap()));
-            off = f.next_offset;
-        }
+        values.extend(
+            meshlog_tests::read_partition(reader, "orders", part).await.iter().map(meshlog_tests::value_text),
+        );
     }
     assert_eq!(values.len(), 600, "every record produced through node 1 is read through node 4");
     let desc = wait_until("provider records list every partition's owner", SHORT_BUDGET, || async {

@@ -35,18 +35,8 @@ fn code(e: ClientError) -> ErrorCode {
 }
 
 async fn read_all(client: &Client, topic: &str, partition: u32) -> Vec<(u64, Option<Vec<u8>>, Vec<u8>)> {
-    let mut off = consumer::start_offset(client, topic, partition, StartAt::Beginning).await.unwrap();
-    let mut out = Vec::new();
-    loop {
-        let f = consumer::fetch(client, topic, partition, off, 1 << 20, 0).await.unwrap();
-        if f.records.is_empty() {
-            return out;
-        }
-        for r in f.records {
-            out.push((r.offset as u64, r.key, r.value.unwrap_or_default()));
-        }
-        off = f.next_offset;
-    }
+    let records = meshlog_tests::read_partition(client, topic, partition).await;
+    records.into_iter().map(|r| (r.offset as u64, r.key, r.value.unwrap_or_default())).collect()
 }
 
 #[tokio::test]

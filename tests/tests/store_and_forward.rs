@@ -3,7 +3,6 @@
 //! with a clear error instead of hanging, and once the owner is back delivers every
 //! accepted record to the partition's log exactly once and in order.
 
-use meshlog::client::consumer::{self, StartAt};
 use meshlog_protocol::batch::BatchBuilder;
 use meshlog_protocol::messages::{ClientRequest, ClientResponse, ProduceRequest};
 use meshlog_protocol::types::Acks;
@@ -60,16 +59,11 @@ async fn a_cut_off_node_keeps_acks_local_writes_and_delivers_them_exactly_once_i
     })
     .await;
     let drain_s = t.elapsed().as_secs_f64();
-    let mut off = consumer::start_offset(client, "edge", p, StartAt::Beginning).await.unwrap();
-    let mut values = Vec::new();
-    loop {
-        let f = consumer::fetch(client, "edge", p, off, 1 << 20, 0).await.unwrap();
-        if f.records.is_empty() {
-            break;
-        }
-        values.extend(f.records.iter().map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap()));
-        off = f.next_offset;
-    }
+    let values: Vec<String> = meshlog_tests::read_partition(client, "edge", p)
+        .await
+        .iter()
+        .map(meshlog_tests::value_text)
+        .collect();
     let expected: Vec<String> =
         (0..BATCHES).flat_map(|n| (0..PER_BATCH).map(move |i| format!("b{n:03}-r{i}"))).collect();
     assert_eq!(values, expected, "every accepted record exactly once, in order");
