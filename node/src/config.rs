@@ -101,6 +101,17 @@ pub struct NodeConfig {
     pub retry_budget_ratio: f64,
     /// Bytes the store-and-forward outbox may hold before `acks=local` is refused.
     pub outbox_max_bytes: u64,
+    /// How often a partition leader heartbeats its followers (and followers re-fetch).
+    pub replica_heartbeat_ms: u64,
+    /// A follower that has not heard from its leader for this long (plus up to as much
+    /// again of random jitter) runs for election; a leader not hearing from a majority
+    /// for this long steps down.
+    pub election_timeout_ms: u64,
+    /// How long a follower honours a leader it heard from (refusing other candidates),
+    /// and how long a restarted replica waits before voting. Below `election_timeout_ms`.
+    pub leader_lease_ms: u64,
+    /// A follower not caught up for this long leaves the in-sync replicas.
+    pub replica_lag_max_ms: u64,
 }
 
 impl Default for NodeConfig {
@@ -135,6 +146,10 @@ impl Default for NodeConfig {
             retry_backoff_max_ms: 2_000,
             retry_budget_ratio: 0.2,
             outbox_max_bytes: 256 << 20,
+            replica_heartbeat_ms: 100,
+            election_timeout_ms: 1_000,
+            leader_lease_ms: 800,
+            replica_lag_max_ms: 10_000,
         }
     }
 }
@@ -265,6 +280,20 @@ impl NodeConfig {
         }
         if self.retention_check_interval_ms == 0 || self.idle_connection_timeout_ms == 0 {
             return bad("retention_check_interval_ms and idle_connection_timeout_ms must be > 0".into());
+        }
+        if self.replica_heartbeat_ms == 0
+            || self.leader_lease_ms < 2 * self.replica_heartbeat_ms
+            || self.election_timeout_ms <= self.leader_lease_ms
+            || self.replica_lag_max_ms < 2 * self.replica_heartbeat_ms
+        {
+            return bad(format!(
+                "replication timers must satisfy 0 < 2 x replica_heartbeat_ms ({}) <= leader_lease_ms ({}) \
+                 < election_timeout_ms ({}), and replica_lag_max_ms ({}) >= 2 x replica_heartbeat_ms",
+                self.replica_heartbeat_ms,
+                self.leader_lease_ms,
+                self.election_timeout_ms,
+                self.replica_lag_max_ms
+            ));
         }
         if self.cache_capacity_bytes < 1 << 20 {
             return bad("cache_capacity_bytes must be at least 1 MiB".into());

@@ -1,7 +1,10 @@
-//! The gateway: any node is an entry point to the whole mesh. Client requests are
-//! served here if this node owns the partition (or the request is about the mesh), and
-//! forwarded over the mesh to the owner otherwise. Forwarded requests are served locally
-//! only, so a disagreement about ownership costs an error, never a loop.
+//! The gateway: any node is an entry point to the whole mesh. A partition request goes
+//! to the partition's leader, as this node's own replica knows it or as gossip announced
+//! it, then to the other replicas of its set: a replica that does not lead answers
+//! `NOT_LEADER_OR_FOLLOWER` and the request moves on to the leader it names. Reads may
+//! be served by any replica up to its high watermark, so a dead leader does not stop
+//! them. Forwarded requests are served locally only, so a disagreement about who leads
+//! costs a redirect, never a loop.
 
 use crate::broker::{Broker, NewTopic};
 use crate::mesh::Mesh;
@@ -34,7 +37,24 @@ pub struct Gateway {
     pub outbox: Arc<Outbox>,
     /// Budget for asking a peer about its state.
     pub peer_timeout: Duration,
+    /// How long a partition request waits for an election to produce a leader.
+    pub leader_wait: Duration,
 }
+
+/// How authoritative a partition status is: (from its leader, epoch, HW).
+type StatusRank = (bool, u64, u64);
+
+/// The outcome of one pass over a partition's replicas.
+enum Routed {
+    /// An answer (or an error that another pass would not change).
+    Done(ClientResult),
+    /// No replica leads right now (or none could be reached): a pass later may do.
+    NoLeader(WireError),
+}
+
+/// First and largest pause between passes while waiting for a leader.
+const LEADER_POLL_MIN: Duration = Duration::from_millis(20);
+const LEADER_POLL_MAX: Duration = Duration::from_millis(250);
 
 impl Gateway {
     /// Serve a request from a client.
@@ -110,51 +130,137 @@ impl Gateway {
         }))
     }
 
-    /// Serve a partition request here if this node owns the partition, else forward it.
+    /// The leader of `topic`-`p` as this node knows it: its own replica's view, else
+    /// the last gossip announcement.
+    fn leader_of(&self, topic: &str, p: u32) -> Option<String> {
+        if let Some(r) = self.broker.replica(topic, p) {
+            if let Some(l) = r.leader() {
+                return Some(l.to_string());
+            }
+        }
+        self.mesh.leader_hint(topic, p)
+    }
+
+    /// Serve a partition request at its leader (here or forwarded), trying the other
+    /// replicas of its set when the leader is unknown, wrong or unreachable. While the
+    /// partition has no leader (an election), it waits up to `leader_wait` for one.
     pub(crate) async fn route(&self, topic: &str, partition: u32, req: ClientRequest) -> ClientResult {
         let t = self.mesh.topic(topic).await?;
         t.check_partition(partition)?;
-        let owner = t.owner(partition).unwrap_or_default().to_string();
-        if owner == self.mesh.local() {
-            return self.broker.handle_local(req).await;
-        }
-        let peer: PeerId = owner.parse().map_err(|_| {
-            WireError::new(ErrorCode::Unknown, format!("{topic}-{partition} has an invalid owner '{owner}'"))
-        })?;
-        let kind = call_kind(&req);
-        let forward = || self.net.peer_request(peer, PeerRequest::Forward(req.clone()));
-        match self.resilience.call(&peer, kind, forward).await {
-            Ok(PeerResponse::Forwarded(result)) => result,
-            Ok(PeerResponse::Error(e)) => Err(e),
-            Ok(_) => Err(WireError::new(ErrorCode::Unknown, format!("owner {owner} answered out of turn"))),
-            Err(e) => Err(WireError::new(
-                ErrorCode::LeaderNotAvailable,
-                format!("{topic}-{partition} is owned by {owner}, which cannot be reached: {e}"),
-            )),
+        let set = t.replicas(partition).to_vec();
+        let deadline = tokio::time::Instant::now() + self.leader_wait;
+        let mut pause = LEADER_POLL_MIN;
+        loop {
+            match self.route_once(topic, partition, &set, &req).await {
+                Routed::Done(result) => return result,
+                Routed::NoLeader(e) if tokio::time::Instant::now() + pause < deadline => {
+                    tracing::debug!(%topic, partition, error = %e, "no leader yet; waiting");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(LEADER_POLL_MAX);
+                }
+                Routed::NoLeader(e) => return Err(e),
+            }
         }
     }
 
-    /// A topic with the state of every partition, asked of each owner.
+    /// One pass over the replica set, leader first.
+    async fn route_once(&self, topic: &str, partition: u32, set: &[String], req: &ClientRequest) -> Routed {
+        let kind = call_kind(req);
+        // A produce that may have reached an unreachable node must not be sent elsewhere
+        // unless a retry is harmless (an idempotent producer's).
+        let may_move_on_unreachable = !matches!(kind, CallKind::Produce { idempotent: false, .. });
+        let mut tried: Vec<String> = Vec::new();
+        let mut next = self.leader_of(topic, partition);
+        let mut last = WireError::new(
+            ErrorCode::LeaderNotAvailable,
+            format!("{topic}-{partition} has no reachable replica (replicas: {})", set.join(", ")),
+        );
+        for _ in 0..=set.len() {
+            let target = match next.take().filter(|n| !tried.contains(n) && set.contains(n)) {
+                Some(n) => n,
+                None => match set.iter().find(|r| !tried.contains(r) && self.mesh.is_live(r)) {
+                    Some(r) => r.clone(),
+                    None => break,
+                },
+            };
+            tried.push(target.clone());
+            let (result, unreachable) = if target == self.mesh.local() {
+                (self.broker.handle_local(req.clone()).await, false)
+            } else {
+                self.forward(&target, topic, partition, req, kind).await
+            };
+            match result {
+                Err(e) if unreachable && !may_move_on_unreachable => return Routed::Done(Err(e)),
+                Err(e) if unreachable => last = e,
+                Err(e) if e.code == ErrorCode::NotLeaderOrFollower && !is_leadership_lost(&e) => last = e,
+                Err(e) if e.code == ErrorCode::LeaderNotAvailable => last = e,
+                other => return Routed::Done(other),
+            }
+            next = self.leader_of(topic, partition);
+        }
+        Routed::NoLeader(last)
+    }
+
+    /// Forward a request to `target`; the flag says the target could not be reached.
+    async fn forward(
+        &self,
+        target: &str,
+        topic: &str,
+        partition: u32,
+        req: &ClientRequest,
+        kind: CallKind,
+    ) -> (ClientResult, bool) {
+        let Ok(peer) = target.parse::<PeerId>() else {
+            let e = WireError::new(
+                ErrorCode::Unknown,
+                format!("{topic}-{partition}: invalid replica '{target}'"),
+            );
+            return (Err(e), true);
+        };
+        let forward = || self.net.peer_request(peer, PeerRequest::Forward(req.clone()));
+        match self.resilience.call(&peer, kind, forward).await {
+            Ok(PeerResponse::Forwarded(result)) => (result, false),
+            Ok(PeerResponse::Error(e)) => (Err(e), false),
+            Ok(_) => {
+                (Err(WireError::new(ErrorCode::Unknown, format!("{target} answered out of turn"))), false)
+            }
+            Err(e) => (
+                Err(WireError::new(
+                    ErrorCode::LeaderNotAvailable,
+                    format!("{topic}-{partition}: replica {target} cannot be reached: {e}"),
+                )),
+                true,
+            ),
+        }
+    }
+
+    /// A topic with the state of every partition, asked of every replica: the answer
+    /// of the replica that leads the highest epoch wins, else the most advanced one.
     async fn describe(&self, name: &str) -> ClientResult {
         let t = self.mesh.topic(name).await?;
-        let mut statuses: Vec<Option<PartitionStatus>> = vec![None; t.info.partitions as usize];
-        let mut owners: Vec<String> = t.record.replicas.iter().filter_map(|r| r.first().cloned()).collect();
-        owners.sort();
-        owners.dedup();
-        // Ask every owner and the DHT at once: a dead owner costs one short timeout.
-        let asks = owners.iter().map(|o| self.statuses_of(o, name));
+        // Per partition: the best answer, ranked by (from its leader, epoch, HW).
+        let mut statuses: Vec<Option<(StatusRank, PartitionStatus)>> = vec![None; t.info.partitions as usize];
+        let mut nodes: Vec<String> = t.record.replicas.iter().flatten().cloned().collect();
+        nodes.sort();
+        nodes.dedup();
+        // Ask every replica and the DHT at once: a dead node costs one short timeout.
+        let asks = nodes.iter().map(|o| self.statuses_of(o, name));
         let holders = (0..t.info.partitions).map(|p| self.holders(name, p));
         let (answers, holders) =
             futures::join!(futures::future::join_all(asks), futures::future::join_all(holders));
-        for s in answers.into_iter().flatten() {
-            if let Some(slot) = statuses.get_mut(s.partition as usize) {
-                *slot = Some(s);
+        for (node, answer) in nodes.iter().zip(answers) {
+            for s in answer {
+                let Some(slot) = statuses.get_mut(s.partition as usize) else { continue };
+                let rank = (s.leader == *node, s.epoch, s.high_watermark);
+                if slot.as_ref().is_none_or(|(r, _)| rank > *r) {
+                    *slot = Some((rank, s));
+                }
             }
         }
         let mut partitions: Vec<PartitionStatus> = statuses
             .into_iter()
             .enumerate()
-            .map(|(p, s)| s.unwrap_or_else(|| unknown_status(p as u32, t.replicas(p as u32))))
+            .map(|(p, s)| s.map(|(_, s)| s).unwrap_or_else(|| unknown_status(p as u32, t.replicas(p as u32))))
             .collect();
         for (s, h) in partitions.iter_mut().zip(holders) {
             s.holders = h;
@@ -185,9 +291,13 @@ impl Gateway {
         }
     }
 
-    /// Serve a request from another node.
-    pub async fn peer(&self, req: PeerRequest) -> PeerResponse {
+    /// Serve a request from another node (`from`, authenticated).
+    pub async fn peer(&self, from: PeerId, req: PeerRequest) -> PeerResponse {
         match req {
+            PeerRequest::Replicate(m) => {
+                self.broker.deliver(&from.to_string(), m);
+                PeerResponse::Replicated
+            }
             PeerRequest::Forward(
                 r @ (ClientRequest::Produce(_) | ClientRequest::Fetch(_) | ClientRequest::ListOffsets { .. }),
             ) => PeerResponse::Forwarded(self.broker.handle_local(r).await),
@@ -221,12 +331,20 @@ pub fn call_kind(req: &ClientRequest) -> CallKind {
     }
 }
 
-/// A partition whose owner did not answer: offsets unknown.
+/// Whether an error says a leader accepted a write and then lost its leadership: the
+/// write may survive, so it is not sent elsewhere (the producer decides).
+fn is_leadership_lost(e: &WireError) -> bool {
+    e.message.contains(crate::broker::driver::LEADERSHIP_LOST)
+}
+
+/// A partition none of whose replicas answered: leader and offsets unknown.
 fn unknown_status(p: u32, replicas: &[String]) -> PartitionStatus {
     PartitionStatus {
         partition: p,
-        leader: replicas.first().cloned().unwrap_or_default(),
+        leader: String::new(),
+        epoch: 0,
         replicas: replicas.to_vec(),
+        isr: Vec::new(),
         log_start_offset: 0,
         high_watermark: 0,
         log_end_offset: 0,
@@ -240,7 +358,7 @@ fn unknown_status(p: u32, replicas: &[String]) -> PartitionStatus {
 const OUTBOX_RETRY: Duration = Duration::from_millis(500);
 
 /// Deliver the outbox: the oldest batch of each partition, in order, until the node
-/// stops. A batch leaves the outbox only once the partition's owner acknowledged it
+/// stops. A batch leaves the outbox only once the partition's leader acknowledged it
 /// with `acks=all` (a retry after a lost answer is recognised as a duplicate).
 pub async fn forward_outbox(gw: Arc<Gateway>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     loop {

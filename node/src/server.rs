@@ -2,7 +2,7 @@
 //! inbound requests until shut down. One handler task per inbound request, bounded by
 //! [`MAX_INFLIGHT_REQUESTS`]; shutdown by a watch signal that every task observes.
 
-use crate::broker::{Broker, BrokerLimits};
+use crate::broker::{Broker, BrokerLimits, Outbound, ReplicaSettings};
 use crate::config::{ConfigError, NodeConfig};
 use crate::gateway::Gateway;
 use crate::mesh::{Mesh, MeshConfig, MeshEvent};
@@ -104,7 +104,16 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         fetch_max_bytes: cfg.fetch_max_bytes,
         produce_max_timeout_ms: cfg.produce_max_timeout_ms,
     };
-    let broker = Arc::new(Broker::open(peer_id.to_string(), store.clone(), limits)?);
+    let settings = ReplicaSettings {
+        heartbeat_ms: cfg.replica_heartbeat_ms,
+        election_timeout_ms: cfg.election_timeout_ms,
+        lease_ms: cfg.leader_lease_ms,
+        replica_lag_max_ms: cfg.replica_lag_max_ms,
+        // Room for the message around the batches, within the frame limit.
+        max_message_bytes: cfg.max_frame_bytes.saturating_sub(64 << 10),
+    };
+    let (outbound_tx, outbound_rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let broker = Arc::new(Broker::open(peer_id.to_string(), store.clone(), limits, settings, outbound_tx)?);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let net_cfg = NetworkConfig {
         keypair,
@@ -150,8 +159,11 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         net: net.clone(),
         resilience,
         peer_timeout: lookup_timeout,
+        // Long enough for a failed leader to be detected and replaced.
+        leader_wait: Duration::from_millis(3 * cfg.election_timeout_ms + cfg.leader_lease_ms),
     });
     let tasks = vec![
+        tokio::spawn(send_replication(net.clone(), mesh.clone(), outbound_rx, shutdown_rx.clone())),
         tokio::spawn(crate::gateway::forward_outbox(gateway.clone(), shutdown_rx.clone())),
         tokio::spawn(dispatch(gateway, net, events, shutdown_rx.clone())),
         tokio::spawn(mesh.clone().run(shutdown_rx.clone())),
@@ -181,8 +193,8 @@ async fn dispatch(
                     let result = gateway.client(request).await;
                     net.respond_client(responder, result).await;
                 }
-                NetworkEvent::PeerRequest { request, responder, .. } => {
-                    let response = gateway.peer(request).await;
+                NetworkEvent::PeerRequest { peer, request, responder } => {
+                    let response = gateway.peer(peer, request).await;
                     net.respond_peer(responder, response).await;
                 }
                 NetworkEvent::Gossip { source, message } => {
@@ -195,6 +207,37 @@ async fn dispatch(
             }
             drop(permit);
         });
+    }
+}
+
+/// Replication messages queued for the network before they are dropped (the protocol
+/// recovers from loss).
+const OUTBOUND_QUEUE: usize = 16_384;
+
+/// Send what the replication drivers ask for: each message as its own one-way request
+/// (the answer only says it arrived), and lease announcements.
+async fn send_replication(
+    net: network::NetworkHandle,
+    mesh: Arc<Mesh>,
+    mut outbound: mpsc::Receiver<Outbound>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let out = tokio::select! {
+            o = outbound.recv() => match o { Some(o) => o, None => return },
+            _ = stopped(&mut shutdown) => return,
+        };
+        match out {
+            Outbound::Peer(peer, req) => {
+                let net = net.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = net.peer_request(peer, req).await {
+                        tracing::trace!(%peer, error = %e, "replication message not delivered");
+                    }
+                });
+            }
+            Outbound::Announce => mesh.announce_leases().await,
+        }
     }
 }
 

@@ -36,7 +36,7 @@ pub struct Heartbeat {
 pub struct TopicRecord {
     /// The topic.
     pub info: TopicInfo,
-    /// PeerIds holding each partition; the first is its owner (leader until elections).
+    /// PeerIds holding each partition, in a fixed order (a replica's index in the set).
     pub replicas: Vec<Vec<String>>,
     /// The node that created it (must equal the record's signer).
     pub creator: String,
@@ -95,6 +95,20 @@ pub enum GossipMessage {
         /// The leaving node (must equal the gossip source).
         peer: String,
     },
+    /// A node leads these partitions (an announcement of its leases; a routing hint).
+    Leases(LeaderLeases),
+}
+
+/// The partitions a node leads, announced when elected and renewed while it leads.
+/// Hints for routing only: safety never depends on them (a stale one costs a retry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderLeases {
+    /// The leader (must equal the authenticated gossip source).
+    pub leader: String,
+    /// How long the announcement should be trusted, in milliseconds.
+    pub lease_ms: u64,
+    /// (topic, partition, epoch) of each partition it leads.
+    pub partitions: Vec<(String, u32, u64)>,
 }
 
 /// One member of the mesh as a node sees it.

@@ -184,11 +184,30 @@ pub enum PeerRequest {
         /// Only this service, if given.
         name: Option<String>,
     },
-    /// The state of the partitions of `topic` that the asked node owns.
+    /// The state of the partitions of `topic` that the asked node holds a replica of.
     PartitionStatuses {
         /// Topic name.
         topic: String,
     },
+    /// A message between two replicas of one partition (one way; answered with
+    /// [`PeerResponse::Replicated`] on receipt).
+    Replicate(ReplicateMessage),
+}
+
+/// One replication message: the replica protocol's message, encoded by the node, and
+/// for a fetch answer the stored batches it carries, concatenated in offset order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicateMessage {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: u32,
+    /// The replica protocol message.
+    #[serde(with = "serde_bytes")]
+    pub message: Vec<u8>,
+    /// Record batches (Kafka v2, as stored), back to back.
+    #[serde(with = "serde_bytes")]
+    pub records: Vec<u8>,
 }
 
 /// The answer to a [`PeerRequest`].
@@ -202,6 +221,8 @@ pub enum PeerResponse {
     Services(Vec<ServiceInstance>),
     /// Partition states.
     Partitions(Vec<PartitionStatus>),
+    /// A replication message was received (it is handled asynchronously).
+    Replicated,
     /// The request could not be served.
     Error(WireError),
 }

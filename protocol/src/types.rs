@@ -120,10 +120,8 @@ impl TopicConfig {
             |why: &str| WireError::new(ErrorCode::InvalidConfig, format!("config {key}={value}: {why}"));
         let num = || value.parse::<i64>().map_err(|_| bad("not an integer"));
         match key {
-            "retention.ms" => self.retention_ms = non_negative_or_forever(num()?).map_err(|w| bad(w))?,
-            "retention.bytes" => {
-                self.retention_bytes = non_negative_or_forever(num()?).map_err(|w| bad(w))?
-            }
+            "retention.ms" => self.retention_ms = non_negative_or_forever(num()?).map_err(&bad)?,
+            "retention.bytes" => self.retention_bytes = non_negative_or_forever(num()?).map_err(&bad)?,
             "max.message.bytes" => {
                 self.max_message_bytes = u32::try_from(num()?).map_err(|_| bad("out of range"))?
             }
@@ -222,8 +220,12 @@ pub struct PartitionStatus {
     pub partition: u32,
     /// The node that leads it (its PeerId as text).
     pub leader: String,
-    /// The nodes holding it, leader first.
+    /// The leader's epoch (0: none elected yet).
+    pub epoch: u64,
+    /// The replica set, in the topic record's order.
     pub replicas: Vec<String>,
+    /// The in-sync replicas, as the leader sees them.
+    pub isr: Vec<String>,
     /// The oldest offset still kept.
     pub log_start_offset: u64,
     /// The next offset a consumer can see (everything below it is committed).

@@ -55,13 +55,14 @@ async fn keyed_records_land_in_kafkas_partition_in_order_and_survive_restart() {
     producer.flush().await.unwrap();
     assert_eq!(producer.stats().records, 2000);
 
-    // Phase 2: every record is in murmur2(key) % 4, offsets dense from 0, send order kept.
+    // Phase 2: every record is in murmur2(key) % 4, offsets dense after the leader's
+    // epoch-start marker (offset 0), send order kept.
     let mut seen = 0;
     for p in 0..4 {
         let recs = read_all(&client, "orders", p).await;
         let mut last_i: BTreeMap<Vec<u8>, u32> = BTreeMap::new();
         for (idx, (off, key, value)) in recs.iter().enumerate() {
-            assert_eq!(*off, idx as u64, "offsets are dense");
+            assert_eq!(*off, idx as u64 + 1, "offsets are dense after the epoch marker");
             let key = key.clone().expect("keyed");
             assert_eq!(partition_for_key(&key, 4), p, "record in Kafka's partition");
             let i: u32 = String::from_utf8_lossy(value).parse().unwrap();
@@ -87,7 +88,11 @@ async fn keyed_records_land_in_kafkas_partition_in_order_and_survive_restart() {
     producer.flush().await.unwrap();
     let after = read_all(&client, "orders", 0).await;
     assert_eq!(after.len(), before.len() + 1);
-    assert_eq!(after.last().unwrap().0, before.len() as u64, "the next offset follows the last");
+    assert_eq!(
+        after.last().unwrap().0,
+        before.last().unwrap().0 + 2,
+        "the next offset follows the last, after the new epoch's marker"
+    );
     node.shutdown().await;
 }
 
@@ -254,7 +259,17 @@ async fn a_long_poll_wakes_when_data_arrives() {
     let (node, client) = start(dir.path()).await;
     client.create_topic("t", 1, 1, BTreeMap::new()).await.unwrap();
     let reader = client.clone();
-    let poll = tokio::spawn(async move { consumer::fetch(&reader, "t", 0, 0, 1 << 20, 20_000).await });
+    // Long-poll from the start; the leader's epoch marker may answer the first poll.
+    let poll = tokio::spawn(async move {
+        let mut offset = 0;
+        loop {
+            let f = consumer::fetch(&reader, "t", 0, offset, 1 << 20, 20_000).await?;
+            if !f.records.is_empty() {
+                return Ok::<_, meshlog::client::ClientError>(f);
+            }
+            offset = f.next_offset;
+        }
+    });
     // The poll is parked at the high watermark; the write below must wake it.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut p = Producer::new(client.clone(), "t", ProducerConfig::default()).await.unwrap();
@@ -282,7 +297,7 @@ async fn retention_by_size_trims_the_head_and_the_start_survives_restart() {
     let head = consumer::start_offset(&client, "r", 0, StartAt::Beginning).await.unwrap();
     assert!(head > 0, "the head was trimmed");
     let end = consumer::start_offset(&client, "r", 0, StartAt::End).await.unwrap();
-    assert_eq!(end, 50, "offsets keep their meaning");
+    assert_eq!(end, 51, "offsets keep their meaning (50 records after the epoch marker)");
     let err = consumer::fetch(&client, "r", 0, 0, 1024, 0).await.unwrap_err();
     assert_eq!(code(err), ErrorCode::OffsetOutOfRange);
 
@@ -295,7 +310,8 @@ async fn retention_by_size_trims_the_head_and_the_start_survives_restart() {
     })
     .await;
     assert_eq!(again, head);
-    assert_eq!(consumer::start_offset(&client, "r", 0, StartAt::End).await.unwrap(), 50);
+    let end_again = consumer::start_offset(&client, "r", 0, StartAt::End).await.unwrap();
+    assert!(end_again >= 51, "the end stays (plus the new epoch's marker once it is committed)");
     node.shutdown().await;
 }
 
@@ -314,7 +330,8 @@ async fn list_offsets_by_timestamp_finds_the_first_record_at_or_after() {
     p.flush().await.unwrap();
     let ask =
         |ts| ClientRequest::ListOffsets { topic: "ts".into(), partition: 0, spec: OffsetSpec::Timestamp(ts) };
-    for (ts, want) in [(50, 0), (200, 1), (250, 2), (999, 3)] {
+    // Offset 0 is the leader's epoch marker; the records are at 1, 2 and 3.
+    for (ts, want) in [(50, 1), (200, 2), (250, 3), (999, 4)] {
         match client.request(ask(ts)).await.unwrap() {
             ClientResponse::Offset { offset } => assert_eq!(offset, want, "timestamp {ts}"),
             other => panic!("{other:?}"),

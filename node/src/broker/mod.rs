@@ -1,21 +1,27 @@
-//! The broker: serves data requests (produce, fetch, offsets) against the partitions this
-//! node owns, and keeps the topic registry.
+//! The broker: the partition replicas this node holds (each run by its replication
+//! driver), the data requests served against them (produce through the leader's core,
+//! fetch and offsets up to the high watermark), and the topic registry.
 //!
 //! It owns request semantics (validation, offsets, acks, retention) and nothing about
-//! transport or routing: the gateway decides which node serves a request.
+//! routing: the gateway decides which node serves a request.
 
+pub mod driver;
 mod partition;
 mod topics;
 
+pub use driver::{DriverContext, Outbound, ReplicaHandle, ReplicaSettings, ReplicaView};
 pub use partition::Partition;
 pub use topics::{already_exists, now_ms, place_replicas, Adopted, NewTopic, Topic, Topics};
 
 use crate::storage::{GroupCommit, StorageError, Store};
-use meshlog_protocol::messages::{ClientRequest, ClientResponse, ClientResult, FetchRequest, ProduceRequest};
+use meshlog_protocol::messages::{
+    ClientRequest, ClientResponse, ClientResult, FetchRequest, ProduceRequest, ReplicateMessage,
+};
 use meshlog_protocol::types::PartitionStatus;
 use meshlog_protocol::{ErrorCode, WireError};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// Limits the broker enforces on requests, from the node's config.
 #[derive(Debug, Clone)]
@@ -37,12 +43,20 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Open the broker over a store: load topics and recover every owned partition.
-    pub fn open(node_id: String, store: Arc<Store>, limits: BrokerLimits) -> Result<Broker, StorageError> {
+    /// Open the broker over a store: load topics and start every replica held here.
+    /// Replication messages and lease announcements go to `outbound`.
+    pub fn open(
+        node_id: String,
+        store: Arc<Store>,
+        limits: BrokerLimits,
+        settings: ReplicaSettings,
+        outbound: mpsc::Sender<Outbound>,
+    ) -> Result<Broker, StorageError> {
         // Whatever survived a crash is made durable before anything is served from it.
         store.flush()?;
         let commit = GroupCommit::start(store.clone())?;
-        let topics = Topics::load(store, commit.clone(), node_id.clone())?;
+        let ctx = DriverContext { store, commit: commit.clone(), outbound, settings };
+        let topics = Topics::load(ctx, node_id.clone())?;
         Ok(Broker { node_id, commit, topics, limits })
     }
 
@@ -61,14 +75,15 @@ impl Broker {
         &self.topics
     }
 
-    /// Serve a produce, fetch or offset lookup on a partition owned here.
+    /// Serve a produce (through this node's replica, which must lead), a fetch or an
+    /// offset lookup (any replica, up to its high watermark) on a partition held here.
     pub async fn handle_local(&self, req: ClientRequest) -> ClientResult {
         match req {
             ClientRequest::Produce(p) => self.produce(p).await,
             ClientRequest::Fetch(f) => self.fetch(f).await,
             ClientRequest::ListOffsets { topic, partition, spec } => {
                 let t = self.topics.get(&topic)?;
-                let offset = t.local(partition)?.list_offset(spec)?;
+                let offset = t.local(partition)?.part.list_offset(spec)?;
                 Ok(ClientResponse::Offset { offset })
             }
             other => Err(WireError::new(
@@ -81,24 +96,55 @@ impl Broker {
         }
     }
 
-    /// The state of the partitions of `topic` owned here.
+    /// The state of the partitions of `topic` held here, as each replica sees it.
     pub fn local_statuses(&self, topic: &str) -> Result<Vec<PartitionStatus>, WireError> {
         let t = self.topics.get(topic)?;
-        Ok(t.owned().map(|(p, part)| part.status(t.replicas(p))).collect())
+        Ok(t.held().map(|(_, r)| r.status()).collect())
+    }
+
+    /// This node's replica of `topic`-`p`, if it holds one.
+    pub fn replica(&self, topic: &str, p: u32) -> Option<Arc<ReplicaHandle>> {
+        let t = self.topics.get(topic).ok()?;
+        t.local(p).ok().cloned()
+    }
+
+    /// Hand a replication message from peer `from` to its replica (dropped if this
+    /// node holds none: the sender's view of the topic is ahead, and it will retry).
+    pub fn deliver(&self, from: &str, m: ReplicateMessage) {
+        match self.replica(&m.topic, m.partition) {
+            Some(r) => r.deliver(from, m),
+            None => {
+                tracing::debug!(%from, topic = %m.topic, partition = m.partition, "replication message for a replica not held here")
+            }
+        }
+    }
+
+    /// (topic, partition, epoch) of every partition this node leads.
+    pub fn leaderships(&self) -> Vec<(String, u32, u64)> {
+        let mut out = Vec::new();
+        for t in self.topics.all() {
+            for (p, r) in t.held() {
+                let v = r.view();
+                if v.is_leader {
+                    out.push((t.info.name.clone(), p, v.epoch));
+                }
+            }
+        }
+        out
     }
 
     async fn produce(&self, p: ProduceRequest) -> ClientResult {
         let t = self.topics.get(&p.topic)?;
-        let part = t.local(p.partition)?;
+        let replica = t.local(p.partition)?;
         let timeout_ms = p.timeout_ms.clamp(1, self.limits.produce_max_timeout_ms);
-        let resp =
-            part.append(p.batch, p.acks, &t.info.config, Duration::from_millis(timeout_ms as u64)).await?;
+        let timeout = Duration::from_millis(timeout_ms as u64);
+        let resp = replica.append(p.batch, p.acks, &t.info.config, timeout).await?;
         Ok(ClientResponse::Produced(resp))
     }
 
     async fn fetch(&self, f: FetchRequest) -> ClientResult {
         let t = self.topics.get(&f.topic)?;
-        let part = t.local(f.partition)?;
+        let part = &t.local(f.partition)?.part;
         if f.max_bytes == 0 {
             return Err(WireError::new(ErrorCode::InvalidRequest, "fetch max_bytes must be > 0"));
         }
@@ -107,12 +153,12 @@ impl Broker {
         Ok(ClientResponse::Fetched(part.fetch(f.offset, max_bytes, wait).await?))
     }
 
-    /// Apply retention to every owned partition once.
+    /// Apply retention to every replica held here once (each below its own HW).
     pub fn enforce_retention(&self) {
         let now = now_ms();
         for t in self.topics.all() {
-            for (_, p) in t.owned() {
-                match p.enforce_retention(&t.info.config, now) {
+            for (_, r) in t.held() {
+                match r.part.enforce_retention(&t.info.config, now) {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(topic = %t.info.name, removed = n, "retention removed batches"),
                     Err(e) => tracing::warn!(topic = %t.info.name, error = %e, "retention failed"),
@@ -121,8 +167,8 @@ impl Broker {
         }
     }
 
-    /// Partitions owned here.
-    pub fn owned_partition_count(&self) -> u32 {
-        self.topics.all().iter().map(|t| t.owned().count() as u32).sum()
+    /// Partition replicas held here.
+    pub fn held_partition_count(&self) -> u32 {
+        self.topics.all().iter().map(|t| t.held().count() as u32).sum()
     }
 }

@@ -1,25 +1,22 @@
-//! One partition's log on this node: offset assignment, durable appends, reads up to
-//! the high watermark, long-poll waits, retention and recovery.
+//! One partition replica's stored log on this node: recovery of the entries the replica
+//! core needs, the storage operations its driver executes (store, truncate), reads up to
+//! the high watermark, long-poll waits and retention.
 //!
 //! Offsets are dense and start at 0. A batch is stored exactly as the producer sent it,
-//! with only its base offset (and partition leader epoch) written in, both outside the
-//! CRC. The high watermark (HW) is the end of the durable prefix: it moves only after a
-//! group-commit flush that began after the append, and never moves back. Consumers see
-//! only what is below the HW.
+//! with only its base offset and partition leader epoch written in, both outside the
+//! CRC. The high watermark (HW) is the replica core's commit point, set by the driver;
+//! it never moves back, and consumers see only what is below it. It is also saved in
+//! the metadata so a restarted replica serves committed data at once.
 
-use crate::replica::producers::{Check, Producers};
 use crate::replica::{Entry, Epoch, ProducerSeq};
-use crate::storage::{GroupCommit, PartitionLog, StorageError, Store};
+use crate::storage::{PartitionLog, StorageError, Store, StoredBytes};
 use meshlog_protocol::batch::{self, BatchHeader};
-use meshlog_protocol::messages::{FetchResponse, ProduceResponse};
-use meshlog_protocol::types::{Acks, OffsetSpec, PartitionStatus, TopicConfig};
+use meshlog_protocol::messages::FetchResponse;
+use meshlog_protocol::types::{OffsetSpec, TopicConfig};
 use meshlog_protocol::{ErrorCode, WireError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
-
-/// The leader epoch written into batches until replication elects epochs.
-const SINGLE_NODE_EPOCH: i32 = 0;
 
 /// Mutable bookkeeping, guarded by one short-lived lock.
 #[derive(Debug, Clone)]
@@ -29,8 +26,8 @@ struct State {
     size_bytes: u64,
     /// Set when the store returned a corrupt batch: the partition stops serving.
     failed: Option<String>,
-    /// Idempotent producers' recent sequences, rebuilt from the log's batch headers.
-    producers: Producers,
+    /// Set when a write or flush failed: the replica stops, reads go on.
+    write_failed: Option<String>,
 }
 
 /// A partition's log and its offsets.
@@ -39,7 +36,6 @@ pub struct Partition {
     id: u32,
     log: PartitionLog,
     store: Arc<Store>,
-    commit: GroupCommit,
     state: Mutex<State>,
     hw: watch::Sender<u64>,
 }
@@ -49,35 +45,36 @@ fn storage_err(e: StorageError) -> WireError {
 }
 
 impl Partition {
-    /// Open the partition's log and recover its offsets from what the store holds.
-    pub fn open(
-        store: Arc<Store>,
-        commit: GroupCommit,
-        topic: &str,
-        id: u32,
-    ) -> Result<Partition, StorageError> {
+    /// Open the partition's log and recover its offsets and entries (for the replica
+    /// core) from what the store holds. A batch that fails to parse ends the recovered
+    /// log there and marks the partition failed.
+    pub fn open(store: Arc<Store>, topic: &str, id: u32) -> Result<(Partition, Vec<Entry>), StorageError> {
         let log = store.log(topic, id)?;
-        let saved_start = match store.meta_get(&log_start_key(topic, id))? {
-            Some(b) => <[u8; 8]>::try_from(&*b).map(u64::from_be_bytes).unwrap_or(0),
-            None => 0,
-        };
+        let saved_start = read_u64(&store, &log_start_key(topic, id))?.unwrap_or(0);
         let mut state = State {
             log_start: saved_start,
             log_end: saved_start,
             size_bytes: 0,
             failed: None,
-            producers: Producers::default(),
+            write_failed: None,
         };
         if let Some((base, _)) = log.first()? {
             state.log_start = base.max(saved_start);
+            state.log_end = state.log_start;
         }
+        let mut entries = Vec::new();
         for entry in log.iter() {
             let (base, bytes) = entry?;
-            state.size_bytes += bytes.len() as u64;
             match batch::parse_header(&bytes) {
-                Ok(h) => {
-                    state.log_end = state.log_end.max(base + h.last_offset_delta as u64 + 1);
-                    state.producers.observe(&as_entry(base, &h));
+                Ok(h) if base == state.log_end || entries.is_empty() => {
+                    state.size_bytes += bytes.len() as u64;
+                    let e = as_entry(base, &h);
+                    state.log_end = e.end();
+                    entries.push(e);
+                }
+                Ok(_) => {
+                    state.failed = Some(format!("gap in the log before offset {base}"));
+                    break;
                 }
                 Err(e) => {
                     state.failed = Some(format!("corrupt batch at offset {base}: {e}"));
@@ -88,8 +85,94 @@ impl Partition {
         if let Some(why) = &state.failed {
             tracing::error!(topic, partition = id, %why, "partition refuses to serve");
         }
-        let (hw, _) = watch::channel(state.log_end);
-        Ok(Partition { topic: topic.to_string(), id, log, store, commit, state: Mutex::new(state), hw })
+        let saved_hw = read_u64(&store, &hw_key(topic, id))?.unwrap_or(0);
+        let (hw, _) = watch::channel(saved_hw.min(state.log_end).max(state.log_start));
+        let part = Partition { topic: topic.to_string(), id, log, store, state: Mutex::new(state), hw };
+        Ok((part, entries))
+    }
+
+    /// Topic name.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Partition number.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Why the partition does not serve, if it does not.
+    pub fn failure(&self) -> Option<String> {
+        self.state().failed.clone()
+    }
+
+    /// Record that a write or flush failed: the replica stops (no more writes or
+    /// replication until a restart), while what is committed is still served.
+    pub fn mark_write_failed(&self, why: String) {
+        self.state().write_failed = Some(why);
+    }
+
+    /// Why writes stopped, if they did (see [`Partition::mark_write_failed`]).
+    pub fn write_failure(&self) -> Option<String> {
+        let st = self.state();
+        st.failed.clone().or_else(|| st.write_failed.clone())
+    }
+
+    /// Store a batch at `base` (durable after the next flush). A failed write marks
+    /// the partition failed: the replica stops, since its core believes the write made.
+    pub fn store_batch(&self, base: u64, bytes: &[u8], count: u32) -> Result<(), StorageError> {
+        if let Err(e) = self.log.append(base, bytes) {
+            self.state().write_failed = Some(format!("write at offset {base} failed: {e}"));
+            return Err(e);
+        }
+        let mut st = self.state();
+        st.log_end = base + count as u64;
+        st.size_bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Delete every batch at or after `end` (an entry boundary); durable after the next
+    /// flush.
+    pub fn truncate(&self, end: u64) -> Result<(), StorageError> {
+        let doomed = self.log.read(end, u64::MAX, usize::MAX)?;
+        for (base, bytes) in doomed.into_iter().filter(|(b, _)| *b >= end) {
+            self.log.remove(base)?;
+            self.state().size_bytes -= bytes.len() as u64;
+        }
+        let mut st = self.state();
+        st.log_end = st.log_end.min(end).max(st.log_start);
+        Ok(())
+    }
+
+    /// The stored batches from `from` (a batch base) up to `to`, stopping past
+    /// `max_bytes` (at least one batch).
+    pub fn read_batches(
+        &self,
+        from: u64,
+        to: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, StoredBytes)>, StorageError> {
+        Ok(self.log.read(from, to, max_bytes)?.into_iter().filter(|(b, _)| *b >= from).collect())
+    }
+
+    /// Move the high watermark forward to `hw` (never back) and save it.
+    pub fn set_hw(&self, hw: u64) {
+        if advance(&self.hw, hw) {
+            if let Err(e) = self.store.meta_put(&hw_key(&self.topic, self.id), &hw.to_be_bytes()) {
+                tracing::warn!(topic = %self.topic, partition = self.id, error = %e, "cannot save the high watermark");
+            }
+        }
+    }
+
+    /// The high watermark.
+    pub fn high_watermark(&self) -> u64 {
+        *self.hw.borrow()
+    }
+
+    /// (log start, log end, bytes stored).
+    pub fn offsets(&self) -> (u64, u64, u64) {
+        let st = self.state();
+        (st.log_start, st.log_end, st.size_bytes)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -104,88 +187,6 @@ impl Partition {
                 format!(
                     "partition {}-{} is not served: {why}; it needs repair or a catch-up from a healthy replica",
                     self.topic, self.id
-                ),
-            )),
-        }
-    }
-
-    /// Append one producer batch and answer per `acks`.
-    pub async fn append(
-        &self,
-        mut bytes: Vec<u8>,
-        acks: Acks,
-        config: &TopicConfig,
-        timeout: Duration,
-    ) -> Result<ProduceResponse, WireError> {
-        self.check_serving()?;
-        let header = check_batch(&bytes, config)?;
-        let count = header.last_offset_delta as u64 + 1;
-        let (base, duplicate) = {
-            let mut st = self.state();
-            match producer_seq(&header).map(|p| st.producers.check(&p)) {
-                Some(Check::Duplicate { base, .. }) => (base, true),
-                Some(Check::OutOfOrder { expected }) => {
-                    return Err(WireError::new(
-                        ErrorCode::OutOfOrderSequenceNumber,
-                        format!(
-                            "producer {} sent sequence {} but {expected} was expected next",
-                            header.producer_id, header.base_sequence
-                        ),
-                    ))
-                }
-                Some(Check::Fenced) => {
-                    return Err(WireError::new(
-                        ErrorCode::InvalidProducerEpoch,
-                        format!(
-                            "producer {} epoch {} is fenced by a newer epoch",
-                            header.producer_id, header.producer_epoch
-                        ),
-                    ))
-                }
-                Some(Check::Fresh) | None => {
-                    let base = st.log_end;
-                    // Both fields are outside the CRC; the slice was validated to hold a header.
-                    let _ = batch::set_base_offset(&mut bytes, base as i64);
-                    let _ = batch::set_partition_leader_epoch(&mut bytes, SINGLE_NODE_EPOCH);
-                    self.log.append(base, &bytes).map_err(storage_err)?;
-                    st.log_end = base + count;
-                    st.size_bytes += bytes.len() as u64;
-                    st.producers.observe(&as_entry(base, &header));
-                    (base, false)
-                }
-            }
-        };
-        let end = base + count;
-        let response = ProduceResponse {
-            base_offset: Some(base),
-            record_count: count as u32,
-            accepted_locally: false,
-            duplicate,
-        };
-        if acks == Acks::None {
-            // Fire-and-forget still makes the data durable and visible soon.
-            let commit = self.commit.clone();
-            let hw = self.hw.clone();
-            tokio::spawn(async move {
-                if commit.flush().await.is_ok() {
-                    advance(&hw, end);
-                }
-            });
-            return Ok(response);
-        }
-        match tokio::time::timeout(timeout, self.commit.flush()).await {
-            Ok(Ok(())) => {
-                advance(&self.hw, end);
-                Ok(response)
-            }
-            Ok(Err(e)) => Err(storage_err(e)),
-            Err(_) => Err(WireError::new(
-                ErrorCode::RequestTimedOut,
-                format!(
-                    "batch at offset {base} of {}-{} was not flushed within {} ms; it may still become durable",
-                    self.topic,
-                    self.id,
-                    timeout.as_millis()
                 ),
             )),
         }
@@ -257,7 +258,7 @@ impl Partition {
             }
             let h = batch::parse_header(&bytes)
                 .map_err(|e| WireError::new(ErrorCode::CorruptMessage, e.to_string()))?;
-            if h.max_timestamp < ts {
+            if h.max_timestamp < ts || h.is_control() {
                 continue;
             }
             let recs = batch::records(&bytes)
@@ -297,36 +298,24 @@ impl Partition {
         }
         Ok(removed)
     }
-
-    /// The partition's offsets and size; `replicas` is its replica set, owner first.
-    pub fn status(&self, replicas: &[String]) -> PartitionStatus {
-        let st = self.state().clone();
-        PartitionStatus {
-            partition: self.id,
-            leader: replicas.first().cloned().unwrap_or_default(),
-            replicas: replicas.to_vec(),
-            log_start_offset: st.log_start,
-            high_watermark: *self.hw.borrow(),
-            log_end_offset: st.log_end,
-            size_bytes: st.size_bytes,
-            online: true,
-            holders: Vec::new(),
-        }
-    }
 }
 
-fn advance(hw: &watch::Sender<u64>, end: u64) {
+fn advance(hw: &watch::Sender<u64>, end: u64) -> bool {
     hw.send_if_modified(|h| {
         let moved = end > *h;
         if moved {
             *h = end;
         }
         moved
-    });
+    })
+}
+
+fn read_u64(store: &Store, key: &str) -> Result<Option<u64>, StorageError> {
+    Ok(store.meta_get(key)?.and_then(|b| <[u8; 8]>::try_from(&*b).ok()).map(u64::from_be_bytes))
 }
 
 /// An idempotent producer's sequence range of a batch, if it has one.
-fn producer_seq(h: &BatchHeader) -> Option<ProducerSeq> {
+pub fn producer_seq(h: &BatchHeader) -> Option<ProducerSeq> {
     h.has_producer_id().then(|| ProducerSeq {
         id: h.producer_id,
         epoch: h.producer_epoch,
@@ -335,18 +324,25 @@ fn producer_seq(h: &BatchHeader) -> Option<ProducerSeq> {
     })
 }
 
-/// A stored batch as the producer bookkeeping sees it.
-fn as_entry(base: u64, h: &BatchHeader) -> Entry {
+/// A stored batch as the replica core sees it: the epoch is the batch's partition
+/// leader epoch (batches stored before replication carry -1: epoch 0), a control batch
+/// is a leader's epoch-start marker.
+pub fn as_entry(base: u64, h: &BatchHeader) -> Entry {
     let count = h.last_offset_delta as u32 + 1;
-    Entry { base, count, epoch: Epoch(0), producer: producer_seq(h), epoch_start: false }
+    let epoch = Epoch(h.partition_leader_epoch.max(0) as u64);
+    Entry { base, count, epoch, producer: producer_seq(h), epoch_start: h.is_control() }
 }
 
 fn log_start_key(topic: &str, id: u32) -> String {
     format!("log_start/{topic}/{id}")
 }
 
+fn hw_key(topic: &str, id: u32) -> String {
+    format!("hw/{topic}/{id}")
+}
+
 /// Validate a producer's batch: structure, CRC, size and the features this node supports.
-fn check_batch(bytes: &[u8], config: &TopicConfig) -> Result<BatchHeader, WireError> {
+pub fn check_batch(bytes: &[u8], config: &TopicConfig) -> Result<BatchHeader, WireError> {
     let max = config.max_message_bytes as usize;
     let header = batch::validate(bytes, max).map_err(|e| match e {
         batch::BatchError::TooLarge { size, max } => WireError::new(

@@ -5,8 +5,8 @@
 //! applies the mesh's rule for concurrent creations of one name (the lower creation id
 //! wins) so every node converges on the same record.
 
-use super::partition::Partition;
-use crate::storage::{GroupCommit, StorageError, Store};
+use super::driver::{DriverContext, ReplicaHandle};
+use crate::storage::StorageError;
 use meshlog_protocol::codec;
 use meshlog_protocol::mesh::{SignedRecord, TopicRecord};
 use meshlog_protocol::types::{self, TopicConfig, TopicInfo, MAX_PARTITIONS, MAX_REPLICATION_FACTOR};
@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 
 const TOPIC_KEY_PREFIX: &str = "topic/";
 
-/// A topic and the partitions of it this node owns.
+/// A topic and the replicas of its partitions this node holds.
 pub struct Topic {
     /// The agreed record.
     pub record: TopicRecord,
@@ -24,8 +24,8 @@ pub struct Topic {
     pub signed: SignedRecord,
     /// `record.info`, for convenience.
     pub info: TopicInfo,
-    /// Partitions by number; `Some` for the ones this node owns.
-    partitions: Vec<Option<Arc<Partition>>>,
+    /// Partitions by number; `Some` for the ones this node holds a replica of.
+    partitions: Vec<Option<Arc<ReplicaHandle>>>,
 }
 
 /// What a create request asks for.
@@ -53,8 +53,7 @@ pub enum Adopted {
 
 /// All topics this node knows.
 pub struct Topics {
-    store: Arc<Store>,
-    commit: GroupCommit,
+    ctx: DriverContext,
     local_peer: String,
     map: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Serialises adoptions so that compare-and-replace is atomic.
@@ -62,10 +61,10 @@ pub struct Topics {
 }
 
 impl Topics {
-    /// Load every topic record from the store and open the partitions owned here.
-    pub fn load(store: Arc<Store>, commit: GroupCommit, local_peer: String) -> Result<Topics, StorageError> {
+    /// Load every topic record from the store and start the replicas held here.
+    pub fn load(ctx: DriverContext, local_peer: String) -> Result<Topics, StorageError> {
         let mut map = BTreeMap::new();
-        for (key, bytes) in store.meta_scan(TOPIC_KEY_PREFIX)? {
+        for (key, bytes) in ctx.store.meta_scan(TOPIC_KEY_PREFIX)? {
             let decoded = codec::decode::<SignedRecord>(&bytes)
                 .and_then(|signed| Ok((codec::decode::<TopicRecord>(&signed.payload)?, signed)));
             let (record, signed) = match decoded {
@@ -75,10 +74,10 @@ impl Topics {
                     continue;
                 }
             };
-            let topic = open_topic(&store, &commit, &local_peer, record, signed)?;
+            let topic = open_topic(&ctx, &local_peer, record, signed)?;
             map.insert(topic.info.name.clone(), Arc::new(topic));
         }
-        Ok(Topics { store, commit, local_peer, map: RwLock::new(map), adopt_lock: std::sync::Mutex::new(()) })
+        Ok(Topics { ctx, local_peer, map: RwLock::new(map), adopt_lock: std::sync::Mutex::new(()) })
     }
 
     /// The topic named `name`.
@@ -133,8 +132,8 @@ impl Topics {
         };
         let bytes = codec::encode(&signed)
             .map_err(|e| StorageError::Io { op: "encode topic", reason: e.to_string() })?;
-        let topic = open_topic(&self.store, &self.commit, &self.local_peer, record, signed)?;
-        self.store.meta_put(&format!("{TOPIC_KEY_PREFIX}{name}"), &bytes)?;
+        let topic = open_topic(&self.ctx, &self.local_peer, record, signed)?;
+        self.ctx.store.meta_put(&format!("{TOPIC_KEY_PREFIX}{name}"), &bytes)?;
         if outcome == Adopted::Replaced {
             tracing::warn!(topic = %name, "a concurrently created record for this topic won; replaced");
         } else {
@@ -146,7 +145,7 @@ impl Topics {
 
     /// Make adopted records durable.
     pub async fn flush(&self) -> Result<(), StorageError> {
-        self.commit.flush().await
+        self.ctx.commit.flush().await
     }
 }
 
@@ -156,19 +155,18 @@ pub fn already_exists(name: &str) -> WireError {
 }
 
 fn open_topic(
-    store: &Arc<Store>,
-    commit: &GroupCommit,
+    ctx: &DriverContext,
     local: &str,
     record: TopicRecord,
     signed: SignedRecord,
 ) -> Result<Topic, StorageError> {
     let mut partitions = Vec::with_capacity(record.info.partitions as usize);
+    let min_insync = record.info.config.min_insync_replicas as usize;
     for p in 0..record.info.partitions {
-        let owned = record.replicas.get(p as usize).and_then(|r| r.first()).is_some_and(|o| o == local);
-        partitions.push(if owned {
-            Some(Arc::new(Partition::open(store.clone(), commit.clone(), &record.info.name, p)?))
-        } else {
-            None
+        let set = record.replicas.get(p as usize).cloned().unwrap_or_default();
+        partitions.push(match set.iter().position(|r| r == local) {
+            Some(me) => Some(Arc::new(ReplicaHandle::open(ctx, &record.info.name, p, set, me, min_insync)?)),
+            None => None,
         });
     }
     Ok(Topic { info: record.info.clone(), record, signed, partitions })
@@ -191,34 +189,29 @@ impl Topic {
         ))
     }
 
-    /// The replica set of partition `p`, owner first.
+    /// The replica set of partition `p`, in the record's order.
     pub fn replicas(&self, p: u32) -> &[String] {
         self.record.replicas.get(p as usize).map(Vec::as_slice).unwrap_or(&[])
     }
 
-    /// The node owning partition `p`.
-    pub fn owner(&self, p: u32) -> Option<&str> {
-        self.replicas(p).first().map(String::as_str)
-    }
-
-    /// Partition `p` if this node owns it, else a `NOT_LEADER_OR_FOLLOWER` error naming
-    /// the owner.
-    pub fn local(&self, p: u32) -> Result<&Arc<Partition>, WireError> {
+    /// This node's replica of partition `p`, or a `NOT_LEADER_OR_FOLLOWER` error naming
+    /// the replica set.
+    pub fn local(&self, p: u32) -> Result<&Arc<ReplicaHandle>, WireError> {
         self.check_partition(p)?;
         self.partitions.get(p as usize).and_then(Option::as_ref).ok_or_else(|| {
             WireError::new(
                 ErrorCode::NotLeaderOrFollower,
                 format!(
-                    "{}-{p} is owned by {}, not this node",
+                    "{}-{p} is held by {}, not by this node",
                     self.info.name,
-                    self.owner(p).unwrap_or("nobody")
+                    self.replicas(p).join(", ")
                 ),
             )
         })
     }
 
-    /// The partitions this node owns, with their numbers.
-    pub fn owned(&self) -> impl Iterator<Item = (u32, &Arc<Partition>)> {
+    /// The replicas this node holds, with their partition numbers.
+    pub fn held(&self) -> impl Iterator<Item = (u32, &Arc<ReplicaHandle>)> {
         self.partitions.iter().enumerate().filter_map(|(i, p)| p.as_ref().map(|p| (i as u32, p)))
     }
 }

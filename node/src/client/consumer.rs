@@ -74,10 +74,15 @@ pub async fn fetch(
         ))
     };
     let mut records = Vec::new();
+    let mut next_offset = offset;
     for b in batch::split_batches(&resp.records) {
         let b = b.map_err(corrupt)?;
+        let h = batch::parse_header(b).map_err(corrupt)?;
+        next_offset = next_offset.max(h.last_offset().max(0) as u64 + 1);
+        if h.is_control() {
+            continue; // a leader's epoch-start marker, not data (Kafka's consumers skip these too)
+        }
         records.extend(batch::records(b).map_err(corrupt)?.into_iter().filter(|r| r.offset >= offset as i64));
     }
-    let next_offset = records.last().map_or(offset, |r| r.offset as u64 + 1);
     Ok(Fetched { records, next_offset, high_watermark: resp.high_watermark })
 }

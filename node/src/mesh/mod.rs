@@ -15,12 +15,13 @@ use crate::resilience::{CallKind, Resilience};
 use membership::Membership;
 use meshlog_protocol::codec;
 use meshlog_protocol::mesh::{
-    ClusterStatus, GossipMessage, Heartbeat, MemberStatus, SignedRecord, TopicRecord, PARTITION_KEY_PREFIX,
-    TOPIC_KEY_PREFIX,
+    ClusterStatus, GossipMessage, Heartbeat, LeaderLeases, MemberStatus, SignedRecord, TopicRecord,
+    PARTITION_KEY_PREFIX, TOPIC_KEY_PREFIX,
 };
 use meshlog_protocol::messages::{PeerRequest, PeerResponse};
 use meshlog_protocol::types::TopicInfo;
 use meshlog_protocol::{ErrorCode, WireError};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -49,6 +50,9 @@ pub enum MeshEvent {
     Connected(PeerId),
 }
 
+/// A leader as announced: (epoch, leader, trusted until).
+type Announced = (u64, String, Instant);
+
 /// This node's view of the mesh.
 pub struct Mesh {
     net: NetworkHandle,
@@ -60,6 +64,8 @@ pub struct Mesh {
     seq: AtomicU64,
     leaving: std::sync::atomic::AtomicBool,
     members: Mutex<Membership>,
+    /// Leaders announced on gossip: (topic, partition) -> (epoch, leader, until).
+    leaders: Mutex<HashMap<(String, u32), Announced>>,
     cfg: MeshConfig,
 }
 
@@ -82,6 +88,7 @@ impl Mesh {
             seq: AtomicU64::new(0),
             leaving: std::sync::atomic::AtomicBool::new(false),
             members: Mutex::new(Membership::new(cfg.member_timeout)),
+            leaders: Mutex::new(HashMap::new()),
             cfg,
         })
     }
@@ -106,6 +113,42 @@ impl Mesh {
     /// Whether `peer` is this node or a live member.
     pub fn is_live(&self, peer: &str) -> bool {
         peer == self.local || self.members().is_up(peer)
+    }
+
+    /// The leader of `topic`-`p` as last announced on gossip, while its lease holds.
+    /// A hint: a wrong one costs a redirect.
+    pub fn leader_hint(&self, topic: &str, p: u32) -> Option<String> {
+        let leaders = self.leaders.lock().unwrap_or_else(|e| e.into_inner());
+        let (_, leader, until) = leaders.get(&(topic.to_string(), p))?;
+        (Instant::now() < *until && self.is_live(leader)).then(|| leader.clone())
+    }
+
+    /// Announce the partitions this node leads (on election, and with every heartbeat
+    /// to renew the leases).
+    pub async fn announce_leases(&self) {
+        let partitions = self.broker.leaderships();
+        if partitions.is_empty() || self.leaving.load(Ordering::Relaxed) {
+            return;
+        }
+        let lease_ms = 3 * self.cfg.heartbeat_interval.as_millis() as u64;
+        self.on_leases(&LeaderLeases {
+            leader: self.local.clone(),
+            lease_ms,
+            partitions: partitions.clone(),
+        });
+        let msg = LeaderLeases { leader: self.local.clone(), lease_ms, partitions };
+        self.net.publish(GossipMessage::Leases(msg)).await;
+    }
+
+    fn on_leases(&self, l: &LeaderLeases) {
+        let until = Instant::now() + Duration::from_millis(l.lease_ms.min(60_000));
+        let mut leaders = self.leaders.lock().unwrap_or_else(|e| e.into_inner());
+        for (topic, p, epoch) in &l.partitions {
+            let e = leaders.entry((topic.clone(), *p)).or_insert((0, String::new(), until));
+            if *epoch >= e.0 {
+                *e = (*epoch, l.leader.clone(), until);
+            }
+        }
     }
 
     /// Heartbeats, failure detection, reconnection and anti-entropy until shutdown.
@@ -148,9 +191,10 @@ impl Mesh {
             addrs,
             seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
             incarnation: self.incarnation,
-            partitions: self.broker.owned_partition_count(),
+            partitions: self.broker.held_partition_count(),
         };
         self.net.publish(GossipMessage::Heartbeat(hb)).await;
+        self.announce_leases().await;
         let (down, live): (Vec<String>, Vec<(String, Vec<String>)>) = {
             let mut m = self.members();
             let down = m.sweep(Instant::now());
@@ -184,6 +228,7 @@ impl Mesh {
                 tracing::info!(%peer, "member left");
                 self.members().on_leave(&peer);
             }
+            MeshEvent::Gossip(_, GossipMessage::Leases(l)) => self.on_leases(&l),
             MeshEvent::Gossip(source, GossipMessage::Topic(signed)) => {
                 if let Err(e) = self.ingest(signed).await {
                     tracing::warn!(%source, error = %e, "topic record rejected");
@@ -233,7 +278,7 @@ impl Mesh {
 
     async fn provide_owned(&self, record: &TopicRecord) {
         for (p, set) in record.replicas.iter().enumerate() {
-            if set.iter().any(|r| *r == self.local) {
+            if set.contains(&self.local) {
                 self.net.start_providing(partition_key(&record.info.name, p as u32)).await;
             }
         }
@@ -318,7 +363,7 @@ impl Mesh {
             addrs: self.addrs.clone(),
             state: "up".into(),
             last_seen_ms_ago: 0,
-            partitions: self.broker.owned_partition_count(),
+            partitions: self.broker.held_partition_count(),
         }];
         members.extend(self.members().status(Instant::now()));
         let topics = self

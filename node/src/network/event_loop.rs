@@ -257,6 +257,7 @@ impl EventLoop {
             GossipMessage::Heartbeat(h) => Some(h.peer.as_str()),
             GossipMessage::Leave { peer } => Some(peer.as_str()),
             GossipMessage::Topic(_) => None,
+            GossipMessage::Leases(l) => Some(l.leader.as_str()),
         };
         if claimed.is_some_and(|c| c != source.to_string()) {
             return tracing::warn!(%source, ?claimed, "gossip claiming another sender rejected");

@@ -109,8 +109,15 @@ impl Replica {
             producers,
             out: Vec::new(),
         };
-        r.vote_after = now + r.cfg.lease_ms;
+        // A replica that never promised anything has no vote or lease to forget.
+        if hard.promised > Epoch(0) {
+            r.vote_after = now + r.cfg.lease_ms;
+        }
         r.reset_election_deadline();
+        // Alone in its set, it need not wait for anyone: it leads at its first tick.
+        if r.cfg.replicas == 1 {
+            r.election_deadline = now;
+        }
         r
     }
 

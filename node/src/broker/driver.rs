@@ -1,0 +1,567 @@
+//! The replication driver: one task per partition replica that runs the sans-IO replica
+//! core ([`crate::replica`]) against the real world.
+//!
+//! It feeds the core, in one queue, with messages from the other replicas (decoded and
+//! checked here: the batches a fetch answer carries must match its entries and their
+//! CRCs), client appends, group-commit completions and ticks; and it executes the core's
+//! outputs in order. Hard state and truncations are flushed before the next output runs
+//! (the core's contract); appends are flushed by the group commit, whose completion is
+//! fed back as `Flushed`. Acks go back to the waiting producer. Leadership changes go to
+//! a watch the gateway routes by, and to gossip as lease announcements.
+//!
+//! A storage failure stops the replica: its core believed the write happened, so it may
+//! not go on. The partition then answers with the failure until the node restarts.
+
+use super::partition::{check_batch, producer_seq, Partition};
+use crate::network::PeerId;
+use crate::replica::{
+    self, AckLevel, AppendError, Appended, Entry, FetchBody, HardState, Input, Message, Output,
+};
+use crate::storage::{GroupCommit, StorageError, Store};
+use meshlog_protocol::batch;
+use meshlog_protocol::codec;
+use meshlog_protocol::messages::{PeerRequest, ProduceResponse, ReplicateMessage};
+use meshlog_protocol::types::{Acks, PartitionStatus, TopicConfig};
+use meshlog_protocol::{ErrorCode, WireError};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Said by an append whose leader lost its leadership before committing it: the write
+/// may or may not survive, so it is not silently sent elsewhere.
+pub const LEADERSHIP_LOST: &str = "lost the leadership before the batch was committed";
+
+/// Inputs queued per replica before peers' messages are dropped (the protocol recovers
+/// from loss) and producers wait.
+const INPUT_QUEUE: usize = 8192;
+
+/// Timers and sizes of every replica on this node.
+#[derive(Debug, Clone)]
+pub struct ReplicaSettings {
+    /// Leader heartbeat period.
+    pub heartbeat_ms: u64,
+    /// Election timeout (plus jitter).
+    pub election_timeout_ms: u64,
+    /// Lease a follower honours.
+    pub lease_ms: u64,
+    /// In-sync lag bound.
+    pub replica_lag_max_ms: u64,
+    /// Bytes of batches in one replication message.
+    pub max_message_bytes: usize,
+}
+
+/// What a driver asks the node's network to do.
+#[derive(Debug)]
+pub enum Outbound {
+    /// Send a replication message to a peer (fire and forget).
+    Peer(PeerId, PeerRequest),
+    /// This node's leaderships changed: announce them now.
+    Announce,
+}
+
+/// What the gateway and status need to know of a replica.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicaView {
+    /// The promised epoch.
+    pub epoch: u64,
+    /// The leader it believes in (its index in the replica set).
+    pub leader: Option<usize>,
+    /// Whether it leads.
+    pub is_leader: bool,
+    /// In-sync replicas (the leader's view), as indexes.
+    pub isr: Vec<usize>,
+}
+
+enum DriverInput {
+    Peer {
+        from: usize,
+        msg: Message,
+        records: Vec<u8>,
+    },
+    Append {
+        bytes: Vec<u8>,
+        count: u32,
+        producer: Option<replica::ProducerSeq>,
+        acks: AckLevel,
+        reply: Reply,
+    },
+    Flushed {
+        id: u64,
+    },
+    FlushFailed(String),
+}
+
+type Reply = oneshot::Sender<Result<Appended, AppendError>>;
+
+/// A partition replica on this node: its stored log and the queue into its driver.
+pub struct ReplicaHandle {
+    /// The stored log (reads, retention).
+    pub part: Arc<Partition>,
+    /// The replica set (PeerIds as text), in the topic record's order.
+    pub peers: Arc<Vec<String>>,
+    me: usize,
+    tx: Option<mpsc::Sender<DriverInput>>,
+    view: watch::Receiver<ReplicaView>,
+}
+
+/// Milliseconds on this process's monotonic clock (the core's `now`).
+fn now_ms() -> u64 {
+    static START: LazyLock<Instant> = LazyLock::new(Instant::now);
+    START.elapsed().as_millis() as u64
+}
+
+fn hard_key(topic: &str, p: u32) -> String {
+    format!("replica/{topic}/{p}")
+}
+
+/// Everything a driver needs from its node.
+#[derive(Clone)]
+pub struct DriverContext {
+    /// The store.
+    pub store: Arc<Store>,
+    /// The group commit.
+    pub commit: GroupCommit,
+    /// Where replication messages and announcements go.
+    pub outbound: mpsc::Sender<Outbound>,
+    /// Timers.
+    pub settings: ReplicaSettings,
+}
+
+impl ReplicaHandle {
+    /// Open the replica of `topic`-`p` whose set is `peers` (this node is `peers[me]`),
+    /// recover its core from the store and start its driver. A replica whose store
+    /// failed to load does not start: it neither votes nor serves.
+    pub fn open(
+        ctx: &DriverContext,
+        topic: &str,
+        p: u32,
+        peers: Vec<String>,
+        me: usize,
+        min_insync: usize,
+    ) -> Result<ReplicaHandle, StorageError> {
+        let (part, entries) = Partition::open(ctx.store.clone(), topic, p)?;
+        let part = Arc::new(part);
+        let hard: HardState = match ctx.store.meta_get(&hard_key(topic, p))? {
+            Some(b) => codec::decode(&b).map_err(|e| StorageError::Io {
+                op: "read replica state",
+                reason: format!("{topic}-{p}: {e}"),
+            })?,
+            None => HardState::default(),
+        };
+        let peers = Arc::new(peers);
+        let (view_tx, view) = watch::channel(ReplicaView::default());
+        if part.failure().is_some() {
+            return Ok(ReplicaHandle { part, peers, me, tx: None, view });
+        }
+        let s = &ctx.settings;
+        let cfg = replica::Config {
+            me,
+            replicas: peers.len(),
+            min_insync: min_insync.clamp(1, peers.len()),
+            heartbeat_ms: s.heartbeat_ms,
+            election_timeout_ms: s.election_timeout_ms,
+            lease_ms: s.lease_ms,
+            replica_lag_max_ms: s.replica_lag_max_ms,
+            max_fetch_entries: 256,
+            seed: seed(topic, p, &peers[me]),
+        };
+        let start = part.offsets().0;
+        let core = replica::Replica::recover(cfg, hard, replica::Log::new(start, entries), now_ms());
+        let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+        let driver = Driver {
+            core,
+            part: part.clone(),
+            peers: peers.clone(),
+            peer_ids: peers.iter().map(|s| s.parse().ok()).collect(),
+            me,
+            ctx: ctx.clone(),
+            rx,
+            weak: tx.downgrade(),
+            pending: HashMap::new(),
+            next_token: 1,
+            incoming: HashMap::new(),
+            view: view_tx,
+        };
+        tokio::spawn(driver.run());
+        Ok(ReplicaHandle { part, peers, me, tx: Some(tx), view })
+    }
+
+    /// This replica's state for routing and status.
+    pub fn view(&self) -> ReplicaView {
+        self.view.borrow().clone()
+    }
+
+    /// The leader's PeerId as text, if one is known.
+    pub fn leader(&self) -> Option<&str> {
+        self.view.borrow().leader.and_then(|l| self.peers.get(l)).map(String::as_str)
+    }
+
+    /// Whether this replica leads.
+    pub fn is_leader(&self) -> bool {
+        self.view.borrow().is_leader
+    }
+
+    fn stopped(&self) -> WireError {
+        let why = self.part.write_failure().unwrap_or_else(|| "the replica stopped".into());
+        WireError::new(
+            ErrorCode::StorageError,
+            format!(
+                "{}-{} is not served here: {why}; it needs a restart (and a catch-up from a healthy replica)",
+                self.part.topic(),
+                self.part.id()
+            ),
+        )
+    }
+
+    /// Append a producer's batch through the replica core and wait for its ack.
+    pub async fn append(
+        &self,
+        bytes: Vec<u8>,
+        acks: Acks,
+        config: &TopicConfig,
+        timeout: Duration,
+    ) -> Result<ProduceResponse, WireError> {
+        let tx = self.tx.as_ref().ok_or_else(|| self.stopped())?;
+        let header = check_batch(&bytes, config)?;
+        let count = header.last_offset_delta as u32 + 1;
+        let level = match acks {
+            Acks::None => AckLevel::None,
+            Acks::Leader => AckLevel::Leader,
+            Acks::All | Acks::Local => AckLevel::All,
+        };
+        let (reply, rx) = oneshot::channel();
+        let input = DriverInput::Append { bytes, count, producer: producer_seq(&header), acks: level, reply };
+        let timed_out = || {
+            WireError::new(
+                ErrorCode::RequestTimedOut,
+                format!(
+                    "{}-{}: the batch was not acknowledged within {} ms; it may still be committed",
+                    self.part.topic(),
+                    self.part.id(),
+                    timeout.as_millis()
+                ),
+            )
+        };
+        let wait = async {
+            tx.send(input).await.map_err(|_| self.stopped())?;
+            rx.await.map_err(|_| self.stopped())
+        };
+        let result = tokio::time::timeout(timeout, wait).await.map_err(|_| timed_out())??;
+        match result {
+            Ok(a) => Ok(ProduceResponse {
+                base_offset: Some(a.base),
+                record_count: count,
+                accepted_locally: false,
+                duplicate: a.duplicate,
+            }),
+            Err(e) => Err(self.append_error(e)),
+        }
+    }
+
+    fn append_error(&self, e: AppendError) -> WireError {
+        let tp = format!("{}-{}", self.part.topic(), self.part.id());
+        match e {
+            AppendError::NotLeader { leader: Some(l), epoch } => WireError::new(
+                ErrorCode::NotLeaderOrFollower,
+                format!("{tp} is led by {} in epoch {}, not by this node", self.peer(l), epoch.0),
+            ),
+            AppendError::NotLeader { leader: None, epoch } => WireError::new(
+                ErrorCode::LeaderNotAvailable,
+                format!("{tp} has no leader right now (epoch {}); an election is under way", epoch.0),
+            ),
+            AppendError::NotEnoughReplicas { in_sync, required } => WireError::new(
+                ErrorCode::NotEnoughReplicas,
+                format!("{tp} has {in_sync} in-sync replica(s), min.insync.replicas={required}; not written"),
+            ),
+            AppendError::OutOfOrderSequence { expected, got } => WireError::new(
+                ErrorCode::OutOfOrderSequenceNumber,
+                format!("{tp}: the producer sent sequence {got} but {expected} was expected next"),
+            ),
+            AppendError::ProducerFenced => WireError::new(
+                ErrorCode::InvalidProducerEpoch,
+                format!("{tp}: the producer's epoch is fenced by a newer one"),
+            ),
+            AppendError::LeadershipLost => WireError::new(
+                ErrorCode::NotLeaderOrFollower,
+                format!("{tp}: this node {LEADERSHIP_LOST}; it may or may not survive (an idempotent producer's retry is safe)"),
+            ),
+        }
+    }
+
+    fn peer(&self, idx: usize) -> &str {
+        self.peers.get(idx).map_or("?", String::as_str)
+    }
+
+    /// Hand a replication message from `from` (authenticated PeerId) to the driver.
+    /// Messages from outside the replica set, undecodable ones and any beyond a full
+    /// queue are dropped: the protocol recovers from loss.
+    pub fn deliver(&self, from: &str, m: ReplicateMessage) {
+        let Some(tx) = &self.tx else { return };
+        let Some(idx) = self.peers.iter().position(|p| p == from).filter(|i| *i != self.me) else {
+            return tracing::warn!(%from, topic = %m.topic, partition = m.partition, "replication message from outside the replica set dropped");
+        };
+        let msg: Message = match codec::decode(&m.message) {
+            Ok(msg) => msg,
+            Err(e) => return tracing::warn!(%from, error = %e, "undecodable replication message dropped"),
+        };
+        let _ = tx.try_send(DriverInput::Peer { from: idx, msg, records: m.records });
+    }
+
+    /// The partition's state as this replica knows it.
+    pub fn status(&self) -> PartitionStatus {
+        let v = self.view();
+        let (log_start, log_end, size) = self.part.offsets();
+        let name = |i: &usize| self.peers.get(*i).cloned().unwrap_or_default();
+        PartitionStatus {
+            partition: self.part.id(),
+            leader: v.leader.map(|l| name(&l)).unwrap_or_default(),
+            epoch: v.epoch,
+            replicas: self.peers.to_vec(),
+            isr: v.isr.iter().map(name).collect(),
+            log_start_offset: log_start,
+            high_watermark: self.part.high_watermark(),
+            log_end_offset: log_end,
+            size_bytes: size,
+            online: self.tx.is_some() && self.part.write_failure().is_none(),
+            holders: Vec::new(),
+        }
+    }
+}
+
+fn seed(topic: &str, p: u32, me: &str) -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one((topic, p, me)) | 1
+}
+
+struct Driver {
+    core: replica::Replica,
+    part: Arc<Partition>,
+    peers: Arc<Vec<String>>,
+    peer_ids: Vec<Option<PeerId>>,
+    me: usize,
+    ctx: DriverContext,
+    rx: mpsc::Receiver<DriverInput>,
+    /// For flush completions; weak so the driver ends when every handle is gone.
+    weak: mpsc::WeakSender<DriverInput>,
+    /// Client batches by token: bytes until stored, reply until acknowledged.
+    pending: HashMap<u64, (Option<Vec<u8>>, Reply)>,
+    next_token: u64,
+    /// Batches of the fetch answer being stepped, by base offset.
+    incoming: HashMap<u64, Vec<u8>>,
+    view: watch::Sender<ReplicaView>,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        let period = Duration::from_millis((self.ctx.settings.heartbeat_ms / 2).max(5));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (topic, p) = (self.part.topic().to_string(), self.part.id());
+        loop {
+            let input = tokio::select! {
+                biased;
+                i = self.rx.recv() => match i {
+                    Some(i) => i,
+                    None => return, // every handle is gone: the topic was dropped or the node stops
+                },
+                _ = tick.tick() => {
+                    self.step(Input::Tick).await;
+                    continue;
+                }
+            };
+            let input = match input {
+                DriverInput::Peer { from, msg, records } => {
+                    if !self.accept_batches(&msg, records) {
+                        tracing::warn!(%topic, partition = p, from = %self.peers[from], "replication message whose batches do not match its entries dropped");
+                        continue;
+                    }
+                    Input::Receive { from, msg }
+                }
+                DriverInput::Append { bytes, count, producer, acks, reply } => {
+                    let token = self.next_token;
+                    self.next_token += 1;
+                    self.pending.insert(token, (Some(bytes), reply));
+                    Input::ClientAppend { token, count, producer, acks }
+                }
+                DriverInput::Flushed { id } => Input::Flushed { id },
+                DriverInput::FlushFailed(why) => {
+                    return self.fail(format!("flush failed: {why}"));
+                }
+            };
+            if !self.step(input).await {
+                return;
+            }
+        }
+    }
+
+    /// Step the core and execute its outputs; false once the replica has failed.
+    async fn step(&mut self, input: Input) -> bool {
+        let outs = self.core.step(now_ms(), input);
+        let result = self.execute(outs).await;
+        self.incoming.clear();
+        if let Err(e) = result {
+            self.fail(e.to_string());
+            return false;
+        }
+        self.publish_view();
+        true
+    }
+
+    fn fail(&mut self, why: String) {
+        tracing::error!(topic = %self.part.topic(), partition = self.part.id(), %why, "replica stops: storage failed");
+        self.part.mark_write_failed(why);
+        // Dropping the pending replies tells every waiting producer.
+        self.pending.clear();
+    }
+
+    fn publish_view(&self) {
+        let v = ReplicaView {
+            epoch: self.core.epoch().0,
+            leader: self.core.leader(),
+            is_leader: self.core.is_leader(),
+            isr: if self.core.is_leader() { self.core.in_sync() } else { Vec::new() },
+        };
+        self.view.send_if_modified(|cur| {
+            let changed = *cur != v;
+            if changed {
+                *cur = v;
+            }
+            changed
+        });
+    }
+
+    /// Check that a fetch answer's batches are exactly its entries (offsets, counts,
+    /// epochs, markers, producers) with valid CRCs, and keep them for the append.
+    fn accept_batches(&mut self, msg: &Message, records: Vec<u8>) -> bool {
+        let entries = match msg {
+            Message::FetchResp { body: FetchBody::Entries(e), .. } => e,
+            _ => return records.is_empty(),
+        };
+        let mut batches = batch::split_batches(&records);
+        for e in entries {
+            let Some(Ok(b)) = batches.next() else { return false };
+            let Ok(h) = batch::verify_crc(b) else { return false };
+            let stored = super::partition::as_entry(h.base_offset as u64, &h);
+            if stored != *e {
+                return false;
+            }
+            self.incoming.insert(e.base, b.to_vec());
+        }
+        batches.next().is_none()
+    }
+
+    async fn execute(&mut self, outs: Vec<Output>) -> Result<(), StorageError> {
+        for out in outs {
+            match out {
+                Output::Send { to, msg } => self.send(to, msg),
+                Output::PersistHardState(h) => {
+                    let bytes = codec::encode(&h)
+                        .map_err(|e| StorageError::Io { op: "encode", reason: e.to_string() })?;
+                    self.ctx.store.meta_put(&hard_key(self.part.topic(), self.part.id()), &bytes)?;
+                    self.ctx.commit.flush().await?;
+                }
+                Output::AppendClient { token, entry } => {
+                    let bytes = self.pending.get_mut(&token).and_then(|(b, _)| b.take()).unwrap_or_default();
+                    self.store(entry, bytes)?;
+                }
+                Output::AppendMarker(entry) => {
+                    let bytes = batch::leader_change_marker(super::now_ms(), entry.epoch.0);
+                    self.store(entry, bytes)?;
+                }
+                Output::AppendReplicated(entries) => {
+                    for e in entries {
+                        let bytes = self.incoming.remove(&e.base).unwrap_or_default();
+                        self.part.store_batch(e.base, &bytes, e.count)?;
+                    }
+                }
+                Output::Truncate { end } => {
+                    tracing::info!(topic = %self.part.topic(), partition = self.part.id(), end, "log truncated to the leader's");
+                    self.part.truncate(end)?;
+                    self.ctx.commit.flush().await?;
+                }
+                Output::Flush { id } => self.flush(id),
+                Output::Ack { token, result } => {
+                    if let Some((_, reply)) = self.pending.remove(&token) {
+                        let _ = reply.send(result);
+                    }
+                }
+                Output::Leader { epoch, leader } => {
+                    tracing::info!(
+                        topic = %self.part.topic(), partition = self.part.id(), epoch = epoch.0,
+                        leader = leader.and_then(|l| self.peers.get(l)).map_or("none", String::as_str),
+                        "leader changed"
+                    );
+                    if leader == Some(self.me) {
+                        let _ = self.ctx.outbound.try_send(Outbound::Announce);
+                    }
+                }
+                Output::HighWatermark(hw) => self.part.set_hw(hw),
+            }
+        }
+        Ok(())
+    }
+
+    /// Store a batch as `entry`: its base offset and epoch written in (outside the CRC).
+    fn store(&self, entry: Entry, mut bytes: Vec<u8>) -> Result<(), StorageError> {
+        let _ = batch::set_base_offset(&mut bytes, entry.base as i64);
+        let _ = batch::set_partition_leader_epoch(&mut bytes, entry.epoch.0.min(i32::MAX as u64) as i32);
+        self.part.store_batch(entry.base, &bytes, entry.count)
+    }
+
+    fn flush(&self, id: u64) {
+        let Some(tx) = self.weak.upgrade() else { return };
+        let commit = self.ctx.commit.clone();
+        tokio::spawn(async move {
+            let done = match commit.flush().await {
+                Ok(()) => DriverInput::Flushed { id },
+                Err(e) => DriverInput::FlushFailed(e.to_string()),
+            };
+            let _ = tx.send(done).await;
+        });
+    }
+
+    /// Send a message to replica `to`; a fetch answer carries its entries' batches, cut
+    /// to the message budget (a prefix of the entries is still a valid answer).
+    fn send(&self, to: usize, mut msg: Message) {
+        let Some(Some(peer)) = self.peer_ids.get(to).copied() else { return };
+        let mut records = Vec::new();
+        if let Message::FetchResp { body: FetchBody::Entries(entries), .. } = &mut msg {
+            if let (Some(first), Some(last)) = (entries.first().copied(), entries.last().copied()) {
+                let budget = self.ctx.settings.max_message_bytes;
+                let batches = match self.part.read_batches(first.base, last.end(), budget) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read batches for a follower");
+                        Vec::new()
+                    }
+                };
+                let mut kept = 0;
+                for ((base, bytes), e) in batches.iter().zip(entries.iter()) {
+                    if *base != e.base || (kept > 0 && records.len() + bytes.len() > budget) {
+                        break;
+                    }
+                    records.extend_from_slice(bytes);
+                    kept += 1;
+                }
+                if kept == 0 {
+                    tracing::warn!(
+                        topic = %self.part.topic(), partition = self.part.id(), offset = first.base,
+                        "entries a follower needs are no longer stored (retention?); it cannot catch up"
+                    );
+                }
+                entries.truncate(kept);
+            }
+        }
+        let Ok(message) = codec::encode(&msg) else { return };
+        let req = PeerRequest::Replicate(ReplicateMessage {
+            topic: self.part.topic().to_string(),
+            partition: self.part.id(),
+            message,
+            records,
+        });
+        if self.ctx.outbound.try_send(Outbound::Peer(peer, req)).is_err() {
+            tracing::debug!("outbound replication queue full; message dropped");
+        }
+    }
+}
