@@ -52,6 +52,17 @@ enum Routed {
     NoLeader(WireError),
 }
 
+/// Whether a forwarded request reached its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// It answered.
+    Answered,
+    /// It certainly never got the request.
+    NotSent,
+    /// It may have got it (lost in transit, timed out).
+    Unknown,
+}
+
 /// First and largest pause between passes while waiting for a leader.
 const LEADER_POLL_MIN: Duration = Duration::from_millis(20);
 const LEADER_POLL_MAX: Duration = Duration::from_millis(250);
@@ -184,14 +195,14 @@ impl Gateway {
                 },
             };
             tried.push(target.clone());
-            let (result, unreachable) = if target == self.mesh.local() {
-                (self.broker.handle_local(req.clone()).await, false)
+            let (result, reach) = if target == self.mesh.local() {
+                (self.broker.handle_local(req.clone()).await, Reach::Answered)
             } else {
                 self.forward(&target, topic, partition, req, kind).await
             };
             match result {
-                Err(e) if unreachable && !may_move_on_unreachable => return Routed::Done(Err(e)),
-                Err(e) if unreachable => last = e,
+                Err(e) if reach == Reach::Unknown && !may_move_on_unreachable => return Routed::Done(Err(e)),
+                Err(e) if reach != Reach::Answered => last = e,
                 Err(e) if e.code == ErrorCode::NotLeaderOrFollower && !is_leadership_lost(&e) => last = e,
                 Err(e) if e.code == ErrorCode::LeaderNotAvailable => last = e,
                 other => return Routed::Done(other),
@@ -201,7 +212,7 @@ impl Gateway {
         Routed::NoLeader(last)
     }
 
-    /// Forward a request to `target`; the flag says the target could not be reached.
+    /// Forward a request to `target`, saying whether it got there.
     async fn forward(
         &self,
         target: &str,
@@ -209,28 +220,30 @@ impl Gateway {
         partition: u32,
         req: &ClientRequest,
         kind: CallKind,
-    ) -> (ClientResult, bool) {
+    ) -> (ClientResult, Reach) {
         let Ok(peer) = target.parse::<PeerId>() else {
             let e = WireError::new(
                 ErrorCode::Unknown,
                 format!("{topic}-{partition}: invalid replica '{target}'"),
             );
-            return (Err(e), true);
+            return (Err(e), Reach::NotSent);
         };
         let forward = || self.net.peer_request(peer, PeerRequest::Forward(req.clone()));
         match self.resilience.call(&peer, kind, forward).await {
-            Ok(PeerResponse::Forwarded(result)) => (result, false),
-            Ok(PeerResponse::Error(e)) => (Err(e), false),
+            Ok(PeerResponse::Forwarded(result)) => (result, Reach::Answered),
+            Ok(PeerResponse::Error(e)) => (Err(e), Reach::Answered),
             Ok(_) => {
-                (Err(WireError::new(ErrorCode::Unknown, format!("{target} answered out of turn"))), false)
+                let e = WireError::new(ErrorCode::Unknown, format!("{target} answered out of turn"));
+                (Err(e), Reach::Answered)
             }
-            Err(e) => (
-                Err(WireError::new(
+            Err(e) => {
+                let reach = if e.not_sent() { Reach::NotSent } else { Reach::Unknown };
+                let e = WireError::new(
                     ErrorCode::LeaderNotAvailable,
                     format!("{topic}-{partition}: replica {target} cannot be reached: {e}"),
-                )),
-                true,
-            ),
+                );
+                (Err(e), reach)
+            }
         }
     }
 

@@ -91,13 +91,19 @@ pub async fn run(cmd: TopicCommand) -> anyhow::Result<()> {
                 d.topic.config.to_pairs().iter().map(|(k, v)| format!("{k}={v}")).collect();
             println!("CONFIG      {}", cfg.join(" "));
             println!();
+            // PeerIds are long: the table shows their last 8 characters (--json has them whole).
+            let short = |id: &str| id.get(id.len().saturating_sub(8)..).unwrap_or(id).to_string();
+            let list = |ids: &[String]| ids.iter().map(|i| short(i)).collect::<Vec<_>>().join(",");
             let rows: Vec<Vec<String>> = d
                 .partitions
                 .iter()
                 .map(|p| {
                     vec![
                         p.partition.to_string(),
-                        p.leader.clone(),
+                        if p.leader.is_empty() { "none".into() } else { short(&p.leader) },
+                        p.epoch.to_string(),
+                        list(&p.replicas),
+                        list(&p.isr),
                         p.log_start_offset.to_string(),
                         p.high_watermark.to_string(),
                         p.log_end_offset.to_string(),
@@ -106,7 +112,17 @@ pub async fn run(cmd: TopicCommand) -> anyhow::Result<()> {
                 })
                 .collect();
             output::table(
-                &["PARTITION", "LEADER", "LOG-START", "HIGH-WATERMARK", "LOG-END", "SIZE-BYTES"],
+                &[
+                    "PARTITION",
+                    "LEADER",
+                    "EPOCH",
+                    "REPLICAS",
+                    "ISR",
+                    "LOG-START",
+                    "HIGH-WATERMARK",
+                    "LOG-END",
+                    "SIZE-BYTES",
+                ],
                 &rows,
             );
         }

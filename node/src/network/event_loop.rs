@@ -404,8 +404,15 @@ fn on_request_response<Req, Resp>(
         },
         request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
             if let Some(reply) = pending.remove(&request_id) {
-                let _ = reply
-                    .send(Err(NetworkError::Request { peer: peer.to_string(), reason: error.to_string() }));
+                let (peer, reason) = (peer.to_string(), error.to_string());
+                let err = match error {
+                    request_response::OutboundFailure::DialFailure
+                    | request_response::OutboundFailure::UnsupportedProtocols => {
+                        NetworkError::NotSent { peer, reason }
+                    }
+                    _ => NetworkError::Request { peer, reason },
+                };
+                let _ = reply.send(Err(err));
             }
         }
         request_response::Event::InboundFailure { peer, error, .. } => {

@@ -69,6 +69,15 @@ pub enum NetworkError {
         /// What went wrong.
         reason: String,
     },
+    /// A request was never sent: the peer could not be dialled (or does not speak the
+    /// protocol). Unlike [`NetworkError::Request`], the peer certainly did not act on it.
+    #[error("request to {peer} not sent: {reason}")]
+    NotSent {
+        /// The peer asked.
+        peer: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// The network task has stopped.
     #[error("the network task has stopped")]
     Stopped,

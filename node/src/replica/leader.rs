@@ -96,7 +96,11 @@ impl Replica {
             return self.out.push(Output::Ack { token, result: Err(err) });
         };
         let in_sync = l.in_sync(&cfg, now).len();
-        if acks == AckLevel::All && in_sync < cfg.min_insync {
+        // A new leader's followers have not fetched yet: for one election timeout it
+        // takes the write and lets the ack wait for the in-sync set to fill, rather
+        // than refuse writes the moment it is elected.
+        let settling = now < l.elected_at + cfg.election_timeout_ms;
+        if acks == AckLevel::All && in_sync < cfg.min_insync && !settling {
             let err = AppendError::NotEnoughReplicas { in_sync, required: cfg.min_insync };
             return self.out.push(Output::Ack { token, result: Err(err) });
         }

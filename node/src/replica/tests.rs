@@ -233,11 +233,17 @@ fn a_leader_cut_off_from_the_majority_steps_down_and_fails_pending_writes() {
 }
 
 #[test]
-fn acks_all_with_too_few_in_sync_replicas_is_refused() {
+fn acks_all_with_too_few_in_sync_replicas_is_refused_once_the_leader_has_settled() {
     let mut r = elect_leader();
+    // Just elected: the followers have not fetched yet, so the write is taken and its
+    // ack waits for the in-sync set (no answer yet, and certainly not a success).
     let out = r.step(5_003, Input::ClientAppend { token: 1, count: 1, producer: None, acks: AckLevel::All });
+    assert!(!out.iter().any(|o| matches!(o, Output::Ack { token: 1, .. })));
+    assert!(out.iter().any(|o| matches!(o, Output::AppendClient { token: 1, .. })));
+    // One election timeout later, with nobody fetching, it is refused at once.
+    let out = r.step(5_600, Input::ClientAppend { token: 2, count: 1, producer: None, acks: AckLevel::All });
     let err = AppendError::NotEnoughReplicas { in_sync: 1, required: 2 };
-    assert!(out.contains(&Output::Ack { token: 1, result: Err(err) }));
+    assert!(out.contains(&Output::Ack { token: 2, result: Err(err) }), "{out:?}");
 }
 
 /// Sim bug 1 (seed 1, 5 replicas): a restarted replica whose log held entries of an

@@ -112,6 +112,18 @@ pub enum CallError {
     Network(NetworkError),
 }
 
+impl CallError {
+    /// Whether the call certainly never reached the peer (an open breaker, a failed
+    /// dial), so sending it elsewhere cannot make it happen twice.
+    pub fn not_sent(&self) -> bool {
+        matches!(
+            self,
+            CallError::CircuitOpen { .. }
+                | CallError::Network(NetworkError::NotSent { .. } | NetworkError::Dial { .. })
+        )
+    }
+}
+
 /// Settings of the layer.
 #[derive(Debug, Clone, Default)]
 pub struct ResilienceConfig {
