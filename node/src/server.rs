@@ -94,11 +94,19 @@ impl RunningNode {
 /// Start a node with a validated config.
 pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     cfg.validate()?;
+    // A node key without a store means the store was lost (a wiped or replaced disk):
+    // its replicas must catch up before they vote again.
+    let store_lost = cfg.data_dir.join(identity::KEY_FILE).exists() && !Store::exists_in(&cfg.data_dir);
     let keypair = identity::load_or_create(&cfg.data_dir)?;
     let peer_id = keypair.public().to_peer_id();
     let psk = cfg.psk_file.as_deref().map(Psk::load).transpose()?;
     let store_opts = StoreOptions { cache_capacity_bytes: cfg.cache_capacity_bytes };
     let store = Arc::new(Store::open(&cfg.data_dir, &store_opts)?);
+    if store_lost {
+        tracing::warn!(data_dir = %cfg.data_dir.display(), "the store is gone but the node key is not: replicas will catch up before they vote");
+        store.meta_put(crate::broker::STORE_LOST_KEY, b"1")?;
+        store.flush()?;
+    }
     let limits = BrokerLimits {
         fetch_max_wait_ms: cfg.fetch_max_wait_ms,
         fetch_max_bytes: cfg.fetch_max_bytes,

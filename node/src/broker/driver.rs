@@ -115,6 +115,10 @@ fn hard_key(topic: &str, p: u32) -> String {
     format!("replica/{topic}/{p}")
 }
 
+fn catch_up_key(topic: &str, p: u32) -> String {
+    format!("catch_up/{topic}/{p}")
+}
+
 /// Everything a driver needs from its node.
 #[derive(Clone)]
 pub struct DriverContext {
@@ -126,6 +130,8 @@ pub struct DriverContext {
     pub outbound: mpsc::Sender<Outbound>,
     /// Timers.
     pub settings: ReplicaSettings,
+    /// This node lost its store once: replicas without a saved state catch up first.
+    pub store_lost: bool,
 }
 
 impl ReplicaHandle {
@@ -142,13 +148,22 @@ impl ReplicaHandle {
     ) -> Result<ReplicaHandle, StorageError> {
         let (part, entries) = Partition::open(ctx.store.clone(), topic, p)?;
         let part = Arc::new(part);
-        let hard: HardState = match ctx.store.meta_get(&hard_key(topic, p))? {
-            Some(b) => codec::decode(&b).map_err(|e| StorageError::Io {
+        let saved = ctx.store.meta_get(&hard_key(topic, p))?;
+        let hard: HardState = match &saved {
+            Some(b) => codec::decode(b).map_err(|e| StorageError::Io {
                 op: "read replica state",
                 reason: format!("{topic}-{p}: {e}"),
             })?,
             None => HardState::default(),
         };
+        // A replica with no saved state on a node that lost its store may have voted or
+        // acknowledged before the loss: it catches up before it votes (until then the
+        // mark is kept, across restarts too).
+        let catch_up_key = catch_up_key(topic, p);
+        if ctx.store_lost && saved.is_none() && peers.len() > 1 {
+            ctx.store.meta_put(&catch_up_key, b"1")?;
+        }
+        let catching_up = ctx.store.meta_get(&catch_up_key)?.is_some();
         let peers = Arc::new(peers);
         let (view_tx, view) = watch::channel(ReplicaView::default());
         if part.failure().is_some() {
@@ -167,7 +182,15 @@ impl ReplicaHandle {
             seed: seed(topic, p, &peers[me]),
         };
         let start = part.offsets().0;
-        let core = replica::Replica::recover(cfg, hard, replica::Log::new(start, entries), now_ms());
+        let mut core = replica::Replica::recover(cfg, hard, replica::Log::new(start, entries), now_ms());
+        if catching_up {
+            tracing::warn!(
+                topic,
+                partition = p,
+                "replica rebuilt after a lost store: it will not vote until it has caught up"
+            );
+            core.set_catching_up();
+        }
         let (tx, rx) = mpsc::channel(INPUT_QUEUE);
         let driver = Driver {
             core,
@@ -182,6 +205,7 @@ impl ReplicaHandle {
             next_token: 1,
             incoming: HashMap::new(),
             view: view_tx,
+            catching_up,
         };
         tokio::spawn(driver.run());
         Ok(ReplicaHandle { part, peers, me, tx: Some(tx), view })
@@ -350,6 +374,8 @@ struct Driver {
     /// Batches of the fetch answer being stepped, by base offset.
     incoming: HashMap<u64, Vec<u8>>,
     view: watch::Sender<ReplicaView>,
+    /// The catch-up mark is still stored.
+    catching_up: bool,
 }
 
 impl Driver {
@@ -403,6 +429,14 @@ impl Driver {
         if let Err(e) = result {
             self.fail(e.to_string());
             return false;
+        }
+        if self.catching_up && !self.core.catching_up() {
+            self.catching_up = false;
+            let (topic, p) = (self.part.topic(), self.part.id());
+            tracing::info!(topic, partition = p, "replica caught up after a lost store: it votes again");
+            if let Err(e) = self.ctx.store.meta_delete(&catch_up_key(topic, p)) {
+                tracing::warn!(topic, partition = p, error = %e, "cannot clear the catch-up mark");
+            }
         }
         self.publish_view();
         true

@@ -23,6 +23,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// Metadata key set when the node found its store lost (see `server::start`).
+pub const STORE_LOST_KEY: &str = "store_lost";
+
 /// Limits the broker enforces on requests, from the node's config.
 #[derive(Debug, Clone)]
 pub struct BrokerLimits {
@@ -55,7 +58,8 @@ impl Broker {
         // Whatever survived a crash is made durable before anything is served from it.
         store.flush()?;
         let commit = GroupCommit::start(store.clone())?;
-        let ctx = DriverContext { store, commit: commit.clone(), outbound, settings };
+        let store_lost = store.meta_get(STORE_LOST_KEY)?.is_some();
+        let ctx = DriverContext { store, commit: commit.clone(), outbound, settings, store_lost };
         let topics = Topics::load(ctx, node_id.clone())?;
         Ok(Broker { node_id, commit, topics, limits })
     }

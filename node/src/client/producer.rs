@@ -4,15 +4,21 @@
 //!
 //! Ordering: at most one batch per partition is in flight, so records of a partition
 //! are stored in the order they were sent. Several partitions are in flight at once (up
-//! to `max_in_flight`). A failed batch is not retried: without an idempotent producer a
-//! retry could write it twice, so the error is returned to the caller.
+//! to `max_in_flight`).
+//!
+//! Idempotence (`enable.idempotence`, on by default as in Kafka 3): the producer has a
+//! random producer id and numbers each partition's records; the partition's leader keeps
+//! the latest sequences in its replicated log, so a batch retried after a lost answer or
+//! a leader change is recognised and not written twice. Only an idempotent producer
+//! retries, on retriable errors, until `delivery_timeout`; without idempotence a retry
+//! could write a batch twice, so the error goes to the caller.
 
 use super::{unexpected, Client, ClientError};
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use hdrhistogram::Histogram;
-use meshlog_protocol::batch::BatchBuilder;
+use meshlog_protocol::batch::{self, BatchBuilder};
 use meshlog_protocol::messages::{ClientRequest, ClientResponse, ProduceRequest, ProduceResponse};
 use meshlog_protocol::partitioner;
 use meshlog_protocol::types::Acks;
@@ -36,6 +42,12 @@ pub struct ProducerConfig {
     pub timeout_ms: u32,
     /// Send every record to this partition instead of partitioning.
     pub partition: Option<u32>,
+    /// Number batches so retries are never written twice (`enable.idempotence`).
+    pub idempotent: bool,
+    /// How long an idempotent producer keeps retrying a batch (`delivery.timeout.ms`).
+    pub delivery_timeout: Duration,
+    /// Pause before a retry, doubled each time up to a second (`retry.backoff.ms`).
+    pub retry_backoff: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -48,6 +60,9 @@ impl Default for ProducerConfig {
             buffer_bytes: 32 << 20,
             timeout_ms: 30_000,
             partition: None,
+            idempotent: true,
+            delivery_timeout: Duration::from_secs(60),
+            retry_backoff: Duration::from_millis(50),
         }
     }
 }
@@ -94,6 +109,9 @@ pub struct Producer {
     busy: Vec<bool>,
     inflight: FuturesUnordered<BoxFuture<'static, Outcome>>,
     sticky: u32,
+    /// This producer's id (random, positive) and each partition's next sequence.
+    producer_id: i64,
+    next_seq: Vec<i32>,
     stats: ProducerStats,
     latency_us: Option<Histogram<u64>>,
 }
@@ -122,6 +140,8 @@ impl Producer {
             busy: vec![false; n],
             inflight: FuturesUnordered::new(),
             sticky: rand::random::<u32>() % partitions.max(1),
+            producer_id: rand::random::<i64>() & i64::MAX,
+            next_seq: vec![0; n],
             stats: ProducerStats::default(),
             latency_us: None,
         })
@@ -198,7 +218,13 @@ impl Producer {
             return;
         };
         let records = open.builder.len() as u32;
-        if let Some(bytes) = open.builder.build() {
+        if let Some(mut bytes) = open.builder.build() {
+            if self.cfg.idempotent {
+                // Sequences wrap at i32::MAX, as Kafka's do.
+                let seq = self.next_seq[p];
+                let _ = batch::set_producer(&mut bytes, self.producer_id, 0, seq);
+                self.next_seq[p] = ((seq as i64 + records as i64) % (i32::MAX as i64 + 1)) as i32;
+            }
             self.queued_bytes += bytes.len();
             self.queued[p].push_back(Sealed { bytes, records, first_at: open.first_at });
         }
@@ -255,11 +281,22 @@ impl Producer {
             timeout_ms: self.cfg.timeout_ms,
             batch: batch.bytes,
         });
+        let (retry, deadline) = (self.cfg.idempotent, Instant::now() + self.cfg.delivery_timeout);
+        let mut backoff = self.cfg.retry_backoff;
         async move {
-            let result = match client.request(req).await {
-                Ok(ClientResponse::Produced(r)) => Ok(r),
-                Ok(other) => Err(unexpected(other)),
-                Err(e) => Err(e),
+            let result = loop {
+                let result = match client.request(req.clone()).await {
+                    Ok(ClientResponse::Produced(r)) => Ok(r),
+                    Ok(other) => Err(unexpected(other)),
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Err(e) if retry && retriable(&e) && Instant::now() + backoff < deadline => {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                    }
+                    other => break other,
+                }
             };
             Outcome { partition, records: batch.records, bytes, first_at: batch.first_at, result }
         }
@@ -276,5 +313,15 @@ impl Producer {
             let _ = h.record_n(us.max(1), o.records as u64);
         }
         Ok(())
+    }
+}
+
+/// Whether a retry of the same batch may succeed: a retriable server error, or the
+/// node could not be reached or did not answer.
+fn retriable(e: &ClientError) -> bool {
+    match e {
+        ClientError::Server(w) => w.code.is_retriable(),
+        ClientError::Network(_) | ClientError::Timeout { .. } | ClientError::Call(_) => true,
+        ClientError::Unexpected(_) => false,
     }
 }

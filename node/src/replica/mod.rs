@@ -80,6 +80,12 @@ pub struct Replica {
     next_flush_id: u64,
     flushes: VecDeque<(u64, u64)>,
     producers: Producers,
+    /// Set for a replica that lost its store (same identity, empty disk): its empty
+    /// log would make it grant any candidate and so let a stale one win without the
+    /// committed entries. It neither votes nor campaigns until it holds, durably, a
+    /// committed epoch-start marker of the current leader (everything committed before
+    /// the loss lies below it).
+    catching_up: bool,
     out: Vec<Output>,
 }
 
@@ -107,6 +113,7 @@ impl Replica {
             next_flush_id: 1,
             flushes: VecDeque::new(),
             producers,
+            catching_up: false,
             out: Vec::new(),
         };
         // A replica that never promised anything has no vote or lease to forget.
@@ -137,6 +144,33 @@ impl Replica {
         debug_assert!(self.hard.promised >= promised0, "the promised epoch never decreases");
         debug_assert!(self.flushed_end <= self.log.end());
         std::mem::take(&mut self.out)
+    }
+
+    /// Mark this replica as rebuilt from a lost store: no votes and no candidacy until
+    /// it has caught up (see the field's doc). A single replica has nobody to catch up
+    /// from, and is never marked.
+    pub fn set_catching_up(&mut self) {
+        self.catching_up = self.cfg.replicas > 1;
+        self.check_caught_up();
+    }
+
+    /// Whether it still waits to catch up before voting.
+    pub fn catching_up(&self) -> bool {
+        self.catching_up
+    }
+
+    fn check_caught_up(&mut self) {
+        if !self.catching_up {
+            return;
+        }
+        let epoch = self.hard.promised;
+        let entries = self.log.entries();
+        let first = entries.partition_point(|e| e.epoch < epoch);
+        if let Some(m) = entries.get(first).filter(|m| m.epoch == epoch && m.epoch_start) {
+            if self.hw > m.base && self.flushed_end > m.base {
+                self.catching_up = false;
+            }
+        }
     }
 
     // ---- accessors (for the driver, the simulator and tests) ----
@@ -227,6 +261,7 @@ impl Replica {
             self.flushes.pop_front();
             self.flushed_end = self.flushed_end.max(end.min(self.log.end()));
         }
+        self.check_caught_up();
         match self.role {
             Role::Leader(_) => self.leader_progress(),
             // Tell the leader at once: its high watermark waits for this.
@@ -275,6 +310,7 @@ impl Replica {
     fn on_tick(&mut self) {
         match &self.role {
             Role::Leader(_) => self.leader_tick(),
+            _ if self.now >= self.election_deadline && self.catching_up => self.reset_election_deadline(),
             _ if self.now >= self.election_deadline => self.start_prevote(),
             Role::Follower => {
                 let stale = self.fetch_sent_at.is_none_or(|t| self.now >= t + 2 * self.cfg.heartbeat_ms);
@@ -331,6 +367,7 @@ impl Replica {
 
     fn on_prevote(&mut self, from: ReplicaIdx, epoch: Epoch, last_epoch: Epoch, last_end: u64) {
         let granted = epoch > self.hard.promised
+            && !self.catching_up
             && self.log.is_behind_or_equal(last_epoch, last_end)
             && !self.lease_live()
             && !self.is_leader();
@@ -367,8 +404,10 @@ impl Replica {
         }
         self.observe_epoch(epoch);
         let free = self.hard.voted_for.is_none_or(|v| v == from);
-        let granted =
-            free && self.log.is_behind_or_equal(last_epoch, last_end) && self.now >= self.vote_after;
+        let granted = free
+            && !self.catching_up
+            && self.log.is_behind_or_equal(last_epoch, last_end)
+            && self.now >= self.vote_after;
         if granted && self.hard.voted_for.is_none() {
             self.persist_hard(HardState { promised: epoch, voted_for: Some(from) });
             self.reset_election_deadline();
@@ -443,6 +482,7 @@ impl Replica {
             self.hw = hw;
             self.out.push(Output::HighWatermark(hw));
         }
+        self.check_caught_up();
         // A response that no longer applies (a duplicate, or one of several fetches in
         // flight that another overtook) ends its chain of fetches: whatever moved our
         // log since sent a fetch of its own, and the tick re-fetches after a loss.

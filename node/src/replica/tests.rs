@@ -369,3 +369,34 @@ fn a_follower_lacking_the_leaders_epoch_backs_off_to_its_own_earlier_epoch() {
     let out = r.step(11, diverging(1, 1, 4, 1));
     assert!(out.contains(&Output::Truncate { end: 1 }), "the shared e1 ends at 1: {out:?}");
 }
+
+/// A replica rebuilt from a lost store (empty log, no saved promise) would grant any
+/// candidate, letting a stale one win without entries committed on a majority that
+/// counted the lost replica. It refuses votes until it durably holds the current
+/// leader's committed epoch-start marker, and then votes normally.
+#[test]
+fn a_replica_rebuilt_from_a_lost_store_votes_only_after_catching_up() {
+    let mut r = fresh(2, 3);
+    r.set_catching_up();
+    assert!(r.catching_up());
+    let vote = |epoch| Message::Vote { epoch: Epoch(epoch), last_epoch: Epoch(0), last_end: 0 };
+    let out = r.step(10_000, Input::Receive { from: 1, msg: vote(3) });
+    assert!(out.contains(&Output::Send { to: 1, msg: Message::VoteResp { epoch: Epoch(3), granted: false } }));
+    let out = r.step(20_000, Input::Tick);
+    assert!(sends(&out).iter().all(|(_, m)| !matches!(m, Message::PreVote { .. })), "it does not campaign");
+    // The leader of epoch 4 sends its history: an old entry and its marker, HW past it.
+    let old = Entry { base: 0, count: 5, epoch: Epoch(2), producer: None, epoch_start: false };
+    let marker = Entry { base: 5, count: 1, epoch: Epoch(4), producer: None, epoch_start: true };
+    let resp = |hw, entries| Message::FetchResp { epoch: Epoch(4), hw, body: FetchBody::Entries(entries) };
+    r.step(20_001, Input::Receive { from: 0, msg: resp(0, vec![old, marker]) });
+    assert!(r.catching_up(), "nothing is flushed and no HW is known yet");
+    r.step(20_002, Input::Flushed { id: 1 });
+    r.step(20_003, Input::Receive { from: 0, msg: resp(6, vec![]) });
+    assert!(!r.catching_up(), "it durably holds the committed marker");
+    // Past the leader's lease, it votes again for an up-to-date candidate.
+    let out = r.step(
+        30_000,
+        Input::Receive { from: 1, msg: Message::Vote { epoch: Epoch(5), last_epoch: Epoch(4), last_end: 6 } },
+    );
+    assert!(out.contains(&Output::Send { to: 1, msg: Message::VoteResp { epoch: Epoch(5), granted: true } }));
+}

@@ -131,6 +131,16 @@ impl Store {
         self.meta.insert(key, value).map(|_| ()).map_err(|e| StorageError::io("meta write", e))
     }
 
+    /// Delete a metadata value (durable after the next [`Store::flush`]).
+    pub fn meta_delete(&self, key: &str) -> Result<(), StorageError> {
+        self.meta.remove(key).map(|_| ()).map_err(|e| StorageError::io("meta delete", e))
+    }
+
+    /// Whether `dir` holds a store (sled's log file).
+    pub fn exists_in(dir: &Path) -> bool {
+        dir.join("db").exists()
+    }
+
     /// Every metadata entry whose key starts with `prefix`, in key order.
     pub fn meta_scan(&self, prefix: &str) -> Result<Vec<(String, StoredBytes)>, StorageError> {
         self.meta
