@@ -147,8 +147,8 @@ impl Default for NodeConfig {
             retry_budget_ratio: 0.2,
             outbox_max_bytes: 256 << 20,
             replica_heartbeat_ms: 100,
-            election_timeout_ms: 1_000,
-            leader_lease_ms: 800,
+            election_timeout_ms: 700,
+            leader_lease_ms: 500,
             replica_lag_max_ms: 10_000,
         }
     }

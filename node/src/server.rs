@@ -156,7 +156,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     };
     let addrs = net.listen_addrs().iter().map(ToString::to_string).collect();
     let resilience = Arc::new(Resilience::new(cfg.resilience()));
-    let mesh = Mesh::new(net.clone(), resilience.clone(), broker.clone(), addrs, mesh_cfg);
+    let mesh = Mesh::new(net.clone(), resilience.clone(), broker.clone(), addrs, store.clone(), mesh_cfg);
     let services = Arc::new(Services::new(net.clone(), resilience.clone(), lookup_timeout));
     let outbox = Arc::new(Outbox::open(store.clone(), broker.group_commit(), cfg.outbox_max_bytes)?);
     let gateway = Arc::new(Gateway {

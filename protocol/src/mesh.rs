@@ -133,12 +133,16 @@ pub struct ClusterStatus {
     pub node: String,
     /// Every member it knows, itself included.
     pub members: Vec<MemberStatus>,
-    /// Topic name -> partition -> replica set (owner first).
+    /// Topic name -> partition -> replica set.
     pub topics: BTreeMap<String, Vec<Vec<String>>>,
     /// Circuit breakers of the answering node that are not closed.
     pub breakers: Vec<BreakerStatus>,
     /// The answering node's store-and-forward outbox, per partition with queued batches.
     pub outbox: Vec<OutboxDepth>,
+    /// Every partition as the answering node sees it: for a replica it holds, its own
+    /// state (leader, epoch, ISR, offsets); for the others, the leader announced on
+    /// gossip, with offsets unknown (`online` false).
+    pub partitions: Vec<(String, crate::types::PartitionStatus)>,
 }
 
 /// Batches waiting in a node's outbox for one partition.

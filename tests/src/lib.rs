@@ -2,6 +2,7 @@
 //! in-process or as real `meshlog` processes, and wait for conditions with named
 //! budgets instead of sleeping.
 
+pub mod cluster;
 pub mod docker;
 pub mod sim;
 
@@ -87,7 +88,9 @@ impl NodeProcess {
         let mut child = Command::new(meshlog_bin())
             .args(["node", "--data-dir"])
             .arg(data_dir)
-            .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", "--log", "warn"])
+            .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", "--log"])
+            // MESHLOG_TEST_LOG (e.g. `info`) shows what the nodes do when a test fails.
+            .arg(std::env::var("MESHLOG_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

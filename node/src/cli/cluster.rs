@@ -26,13 +26,16 @@ pub async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
     }
     println!("Answered by {}", status.node);
     println!();
-    let mut owned: BTreeMap<&str, usize> = BTreeMap::new();
+    // Replicas held and partitions led, per member, as the answering node sees them.
+    let mut held: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut leads: BTreeMap<&str, usize> = BTreeMap::new();
     for sets in status.topics.values() {
-        for set in sets {
-            if let Some(o) = set.first() {
-                *owned.entry(o.as_str()).or_default() += 1;
-            }
+        for id in sets.iter().flatten() {
+            *held.entry(id.as_str()).or_default() += 1;
         }
+    }
+    for (_, p) in &status.partitions {
+        *leads.entry(p.leader.as_str()).or_default() += 1;
     }
     let rows: Vec<Vec<String>> = status
         .members
@@ -42,25 +45,44 @@ pub async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
                 m.peer.clone(),
                 m.state.clone(),
                 format!("{}", m.last_seen_ms_ago),
-                owned.get(m.peer.as_str()).copied().unwrap_or(0).to_string(),
+                held.get(m.peer.as_str()).copied().unwrap_or(0).to_string(),
+                leads.get(m.peer.as_str()).copied().unwrap_or(0).to_string(),
                 m.addrs.join(","),
             ]
         })
         .collect();
-    output::table(&["MEMBER", "STATE", "LAST-SEEN-MS", "PARTITIONS", "ADDRESSES"], &rows);
+    output::table(&["MEMBER", "STATE", "LAST-SEEN-MS", "REPLICAS", "LEADS", "ADDRESSES"], &rows);
     println!();
-    let mut prow = Vec::new();
-    for (topic, sets) in &status.topics {
-        for (p, set) in sets.iter().enumerate() {
-            prow.push(vec![
-                topic.clone(),
-                p.to_string(),
-                set.first().cloned().unwrap_or_default(),
-                set.join(","),
-            ]);
+    // PeerIds are long: the partition table shows their last 8 characters.
+    let short = |id: &str| id.get(id.len().saturating_sub(8)..).unwrap_or(id).to_string();
+    let list = |ids: &[String]| ids.iter().map(|i| short(i)).collect::<Vec<_>>().join(",");
+    let unknown = |p: &meshlog_protocol::types::PartitionStatus, v: u64| {
+        if p.online {
+            v.to_string()
+        } else {
+            "-".into()
         }
-    }
-    output::table(&["TOPIC", "PARTITION", "OWNER", "REPLICAS"], &prow);
+    };
+    let prow: Vec<Vec<String>> = status
+        .partitions
+        .iter()
+        .map(|(topic, p)| {
+            vec![
+                topic.clone(),
+                p.partition.to_string(),
+                if p.leader.is_empty() { "none".into() } else { short(&p.leader) },
+                p.epoch.to_string(),
+                list(&p.replicas),
+                if p.online { list(&p.isr) } else { "-".into() },
+                unknown(p, p.high_watermark),
+                unknown(p, p.log_end_offset),
+            ]
+        })
+        .collect();
+    output::table(
+        &["TOPIC", "PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "HIGH-WATERMARK", "LOG-END"],
+        &prow,
+    );
     if !status.breakers.is_empty() {
         println!();
         let rows: Vec<Vec<String>> = status

@@ -61,7 +61,9 @@ impl Membership {
                 if m.incarnation == hb.incarnation && (hb.seq <= m.seq || m.state == MemberState::Left) {
                     return false;
                 }
-                let revived = m.state != MemberState::Up;
+                // Back from down, restarted, or moved: worth (re)connecting to.
+                let revived =
+                    m.state != MemberState::Up || m.incarnation != hb.incarnation || m.addrs != hb.addrs;
                 *m = Member::from_heartbeat(hb, now);
                 revived
             }

@@ -12,6 +12,7 @@ pub mod membership;
 use crate::broker::{already_exists, place_replicas, Adopted, Broker, NewTopic, Topic};
 use crate::network::{verify_record, Multiaddr, NetworkHandle, PeerId};
 use crate::resilience::{CallKind, Resilience};
+use crate::storage::Store;
 use membership::Membership;
 use meshlog_protocol::codec;
 use meshlog_protocol::mesh::{
@@ -19,7 +20,7 @@ use meshlog_protocol::mesh::{
     PARTITION_KEY_PREFIX, TOPIC_KEY_PREFIX,
 };
 use meshlog_protocol::messages::{PeerRequest, PeerResponse};
-use meshlog_protocol::types::TopicInfo;
+use meshlog_protocol::types::{PartitionStatus, TopicInfo};
 use meshlog_protocol::{ErrorCode, WireError};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,8 +67,13 @@ pub struct Mesh {
     members: Mutex<Membership>,
     /// Leaders announced on gossip: (topic, partition) -> (epoch, leader, until).
     leaders: Mutex<HashMap<(String, u32), Announced>>,
+    /// Where members were last heard from, kept across restarts (the peer book): a
+    /// restarted node dials them all, not only its bootstrap address.
+    store: Arc<Store>,
     cfg: MeshConfig,
 }
+
+const PEER_BOOK_PREFIX: &str = "peer/";
 
 impl Mesh {
     /// A mesh view for this node, announcing `addrs`.
@@ -76,6 +82,7 @@ impl Mesh {
         resilience: Arc<Resilience>,
         broker: Arc<Broker>,
         addrs: Vec<String>,
+        store: Arc<Store>,
         cfg: MeshConfig,
     ) -> Arc<Mesh> {
         Arc::new(Mesh {
@@ -89,6 +96,7 @@ impl Mesh {
             leaving: std::sync::atomic::AtomicBool::new(false),
             members: Mutex::new(Membership::new(cfg.member_timeout)),
             leaders: Mutex::new(HashMap::new()),
+            store,
             cfg,
         })
     }
@@ -153,6 +161,7 @@ impl Mesh {
 
     /// Heartbeats, failure detection, reconnection and anti-entropy until shutdown.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        self.dial_peer_book().await;
         let mut beat = tokio::time::interval(self.cfg.heartbeat_interval);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut entropy = tokio::time::interval(self.cfg.anti_entropy_interval);
@@ -169,6 +178,32 @@ impl Mesh {
                 }
                 _ = crate::server::stopped(&mut shutdown) => return,
             }
+        }
+    }
+
+    /// Dial every member of the peer book (a restarted node finds the mesh again even
+    /// if its bootstrap node is gone).
+    async fn dial_peer_book(&self) {
+        let book = match self.store.meta_scan(PEER_BOOK_PREFIX) {
+            Ok(b) => b,
+            Err(e) => return tracing::warn!(error = %e, "cannot read the peer book"),
+        };
+        for (key, value) in book {
+            let id = key.trim_start_matches(PEER_BOOK_PREFIX);
+            let (Ok(peer), Ok(addrs)) = (id.parse::<PeerId>(), codec::decode::<Vec<String>>(&value)) else {
+                continue;
+            };
+            if id != self.local {
+                self.net.connect(peer, parse_addrs(&addrs)).await;
+            }
+        }
+    }
+
+    /// Remember where a member was heard from (durable with the next flush).
+    fn note_peer(&self, hb: &Heartbeat) {
+        let Ok(bytes) = codec::encode(&hb.addrs) else { return };
+        if let Err(e) = self.store.meta_put(&format!("{PEER_BOOK_PREFIX}{}", hb.peer), &bytes) {
+            tracing::debug!(error = %e, "cannot update the peer book");
         }
     }
 
@@ -219,6 +254,7 @@ impl Mesh {
                 let new = self.members().on_heartbeat(&hb, Instant::now());
                 if new {
                     tracing::info!(peer = %hb.peer, addrs = ?hb.addrs, "member is up");
+                    self.note_peer(&hb);
                     if let Ok(p) = hb.peer.parse() {
                         self.net.connect(p, parse_addrs(&hb.addrs)).await;
                     }
@@ -373,12 +409,39 @@ impl Mesh {
             .iter()
             .map(|t| (t.info.name.clone(), t.record.replicas.clone()))
             .collect();
+        let mut partitions = Vec::new();
+        for t in self.broker.topics().all() {
+            for p in 0..t.info.partitions {
+                let status = match t.local(p) {
+                    Ok(r) => r.status(),
+                    Err(_) => {
+                        let leaders = self.leaders.lock().unwrap_or_else(|e| e.into_inner());
+                        let hint = leaders.get(&(t.info.name.clone(), p));
+                        PartitionStatus {
+                            partition: p,
+                            leader: hint.map(|h| h.1.clone()).unwrap_or_default(),
+                            epoch: hint.map_or(0, |h| h.0),
+                            replicas: t.replicas(p).to_vec(),
+                            isr: Vec::new(),
+                            log_start_offset: 0,
+                            high_watermark: 0,
+                            log_end_offset: 0,
+                            size_bytes: 0,
+                            online: false,
+                            holders: Vec::new(),
+                        }
+                    }
+                };
+                partitions.push((t.info.name.clone(), status));
+            }
+        }
         ClusterStatus {
             node: self.local.clone(),
             members,
             topics,
             breakers: self.resilience.breaker_states(),
             outbox: Vec::new(),
+            partitions,
         }
     }
 }

@@ -1,0 +1,175 @@
+//! Replication on real processes: three `meshlog node` processes hold a partition with
+//! replication factor 3 while an idempotent `acks=all` writer keeps writing through any
+//! node, and the faults of TESTING.md hit them: kill -9 of the leader again and again,
+//! SIGSTOP of the leader past its lease, a follower whose store is wiped, and every node
+//! killed at once. Each test prints its figure line and checks, with the workload
+//! checker, that no acknowledged write is lost, duplicated, reordered or moved.
+
+use meshlog_tests::cluster::{check, max_leaders_per_epoch, percentiles, Background, Cluster, Writer};
+use meshlog_tests::{read_partition, wait_until, LONG_BUDGET};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Leader kills in the kill test (`MESHLOG_KILLS` for more, e.g. 20 for the figure).
+fn kills() -> usize {
+    std::env::var("MESHLOG_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(4)
+}
+
+async fn cluster_with_topic(topic: &str) -> Cluster {
+    let c = Cluster::start(3).await;
+    c.any_client().create_topic(topic, 1, 3, BTreeMap::new()).await.unwrap();
+    c
+}
+
+/// Read the partition back through a live node once it has a leader with a full ISR,
+/// and check it against what the writer was told.
+async fn verify(
+    c: &Cluster,
+    topic: &str,
+    log: &meshlog_tests::cluster::WriterLog,
+) -> meshlog_tests::cluster::Check {
+    let (leader, _) = c.wait_leader_with_full_isr(topic, 0).await;
+    let records = read_partition(&c.client(leader), topic, 0).await;
+    let r = check(&log.acked, &records);
+    assert_eq!(r.lost, 0, "acknowledged records lost: {r:?}");
+    assert_eq!(r.duplicated, 0, "records written twice: {r:?}");
+    assert_eq!(r.reordered, 0, "records out of order: {r:?}");
+    assert_eq!(r.moved, 0, "acknowledged offsets changed meaning: {r:?}");
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_again_and_again_under_load_loses_no_acknowledged_write() {
+    let mut c = cluster_with_topic("kills").await;
+    let w = Background::start(Writer::new("kills", 0, 10), c.clients.clone());
+    let (mut failovers, mut claims, mut epochs) = (Vec::new(), Vec::new(), Vec::new());
+    for k in 0..kills() {
+        let (leader, epoch) = c.wait_leader_with_full_isr("kills", 0).await;
+        epochs.push(epoch);
+        claims.extend(c.leadership_claims("kills", 0).await);
+        w.wait_for_more(20, "writes land in this epoch").await;
+        c.kill9(leader);
+        // Failover: from the kill until a write is acknowledged again.
+        failovers.push(w.wait_for_more(1, &format!("a write succeeds after kill {k}")).await);
+        claims.extend(c.leadership_claims("kills", 0).await);
+        c.restart(leader).await;
+    }
+    let log = w.stop().await;
+    let r = verify(&c, "kills", &log).await;
+    claims.extend(c.leadership_claims("kills", 0).await);
+    let (p50, p99) = percentiles(failovers.clone());
+    println!(
+        "figure: kill -9 the leader {} times under load: acked writes lost 0 of {} ({} batches), duplicated 0, \
+         reordered 0; failover p50 {p50} ms p99 {p99} ms; epochs {:?}; leaders per epoch max {}; retried attempts {}",
+        failovers.len(),
+        log.acked.iter().map(|a| a.count).sum::<u64>(),
+        log.acked.len(),
+        epochs,
+        max_leaders_per_epoch(&claims),
+        log.failed_attempts
+    );
+    assert!(r.read >= log.acked.len() as u64 * 10);
+    assert_eq!(max_leaders_per_epoch(&claims), 1, "two leaders claimed one epoch: {claims:?}");
+    assert!(epochs.windows(2).all(|w| w[0] < w[1]), "every failover elects a later epoch: {epochs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_frozen_past_its_lease_is_replaced_and_steps_down_when_it_wakes() {
+    let c = cluster_with_topic("frozen").await;
+    let w = Background::start(Writer::new("frozen", 0, 10), c.clients.clone());
+    let (old, epoch) = c.wait_leader_with_full_isr("frozen", 0).await;
+    w.wait_for_more(20, "writes before the freeze").await;
+    let mut claims = c.leadership_claims("frozen", 0).await;
+    c.signal(old, "-STOP");
+    let frozen_at = Instant::now();
+    // The others elect a leader of a later epoch; the writer carries on through them.
+    let seen = std::sync::Mutex::new(Vec::new());
+    let (new, new_epoch) = wait_until("a new leader while the old one is frozen", LONG_BUDGET, || async {
+        let found = c.leadership_claims("frozen", 0).await;
+        seen.lock().unwrap().extend(found.iter().copied());
+        found.into_iter().find(|(e, l)| *l != old && *e > epoch).map(|(e, l)| (l, e))
+    })
+    .await;
+    claims.extend(seen.into_inner().unwrap());
+    let elected_after = frozen_at.elapsed();
+    w.wait_for_more(20, "writes while the old leader is frozen").await;
+    // Stay frozen well past the lease (0.5 s) and the election timeout (0.7 s).
+    wait_until("the freeze lasts 3 s", LONG_BUDGET, || async {
+        (frozen_at.elapsed() >= Duration::from_secs(3)).then_some(())
+    })
+    .await;
+    c.signal(old, "-CONT");
+    // Woken, the old leader learns the later epoch and follows.
+    let status = wait_until("the woken leader follows the new epoch", LONG_BUDGET, || async {
+        let s = c.replica_status(old, "frozen", 0).await?;
+        (s.epoch >= new_epoch && s.leader != c.ids[old]).then_some(s)
+    })
+    .await;
+    claims.extend(c.leadership_claims("frozen", 0).await);
+    w.wait_for_more(20, "writes after the thaw").await;
+    let log = w.stop().await;
+    verify(&c, "frozen", &log).await;
+    println!(
+        "figure: SIGSTOP the leader (epoch {epoch}) for 3 s: new leader (node {new}, epoch {new_epoch}) after {} ms; \
+         the woken node follows epoch {}; writes acked by the stale leader 0 (lost 0 of {} acked records); \
+         leaders per epoch max {}",
+        elected_after.as_millis(),
+        status.epoch,
+        log.acked.iter().map(|a| a.count).sum::<u64>(),
+        max_leaders_per_epoch(&claims)
+    );
+    assert_eq!(max_leaders_per_epoch(&claims), 1, "two leaders claimed one epoch: {claims:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_with_a_wiped_store_catches_up_and_nothing_is_lost() {
+    let mut c = cluster_with_topic("wiped").await;
+    let w = Background::start(Writer::new("wiped", 0, 10), c.clients.clone());
+    let (leader, _) = c.wait_leader_with_full_isr("wiped", 0).await;
+    w.wait_for_more(50, "writes before the wipe").await;
+    let f = (leader + 1) % 3;
+    c.kill9(f);
+    c.wipe_store(f);
+    c.restart(f).await;
+    // It refills from the leader while writes go on, and rejoins the in-sync set.
+    w.wait_for_more(20, "writes while the wiped follower catches up").await;
+    let (leader, _) = c.wait_leader_with_full_isr("wiped", 0).await;
+    let refilled = c.replica_status(f, "wiped", 0).await.map_or(0, |s| s.log_end_offset);
+    // Now lose the leader: what it acknowledged must survive on the two others.
+    c.kill9(leader);
+    w.wait_for_more(20, "writes after the leader is killed").await;
+    c.restart(leader).await;
+    let log = w.stop().await;
+    let r = verify(&c, "wiped", &log).await;
+    println!(
+        "figure: wipe a follower's store and restart it: refilled to offset {refilled}, back in the ISR; then kill \
+         -9 the leader: acked lost 0 of {}, duplicated 0 ({} read back)",
+        log.acked.iter().map(|a| a.count).sum::<u64>(),
+        r.read
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_killed_at_once_loses_no_acknowledged_write() {
+    let mut c = cluster_with_topic("all").await;
+    let w = Background::start(Writer::new("all", 0, 10), c.clients.clone());
+    c.wait_leader_with_full_isr("all", 0).await;
+    w.wait_for_more(50, "writes before the crash").await;
+    let before = w.acked();
+    for i in 0..3 {
+        c.kill9(i);
+    }
+    for i in 0..3 {
+        c.restart(i).await;
+    }
+    let recovery = w.wait_for_more(1, "writes succeed after every node restarted").await;
+    w.wait_for_more(20, "writes after the restart").await;
+    let log = w.stop().await;
+    verify(&c, "all", &log).await;
+    println!(
+        "figure: kill -9 every node at once after {before} acked batches, restart all: acked lost 0 of {} records, \
+         writes again {} ms after the restarts began",
+        log.acked.iter().map(|a| a.count).sum::<u64>(),
+        recovery.as_millis()
+    );
+}
