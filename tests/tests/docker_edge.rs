@@ -51,8 +51,21 @@ fn an_edge_node_cut_off_from_the_owner_keeps_and_then_delivers_every_local_write
     );
     assert_eq!(out.code, 0, "acks=local during the cut: {}", out.stderr);
     let t = Instant::now();
-    let out = edge
-        .exec(&["produce", "readings", "--partition", &p, "--acks", "all", "--server", LOCAL], Some(b"x\n"));
+    let out = edge.exec(
+        &[
+            "produce",
+            "readings",
+            "--partition",
+            &p,
+            "--acks",
+            "all",
+            "--delivery-timeout-ms",
+            "5000",
+            "--server",
+            LOCAL,
+        ],
+        Some(b"x\n"),
+    );
     assert_ne!(out.code, 0, "acks=all cannot succeed during the cut");
     assert!(t.elapsed() < Duration::from_secs(60), "acks=all must fail, not hang");
     assert!(

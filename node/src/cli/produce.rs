@@ -30,6 +30,10 @@ pub struct ProduceArgs {
     /// Send a batch at most this long after its first record.
     #[arg(long, default_value_t = 5)]
     linger_ms: u64,
+    /// Keep retrying a batch this long (through elections and lost answers; retries are
+    /// never written twice) before giving up with its error.
+    #[arg(long, default_value_t = 30_000)]
+    delivery_timeout_ms: u64,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -42,6 +46,7 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         batch_size_bytes: args.batch_size,
         linger: Duration::from_millis(args.linger_ms),
         partition: args.partition,
+        delivery_timeout: Duration::from_millis(args.delivery_timeout_ms),
         ..ProducerConfig::default()
     };
     let mut producer = Producer::new(client, &args.topic, cfg).await?;

@@ -42,7 +42,8 @@ pub struct ProducerConfig {
     pub timeout_ms: u32,
     /// Send every record to this partition instead of partitioning.
     pub partition: Option<u32>,
-    /// Number batches so retries are never written twice (`enable.idempotence`).
+    /// Number batches so retries are never written twice (`enable.idempotence`). Off
+    /// with `acks=local`, where the node numbers what it forwards.
     pub idempotent: bool,
     /// How long an idempotent producer keeps retrying a batch (`delivery.timeout.ms`).
     pub delivery_timeout: Duration,
@@ -61,7 +62,7 @@ impl Default for ProducerConfig {
             timeout_ms: 30_000,
             partition: None,
             idempotent: true,
-            delivery_timeout: Duration::from_secs(60),
+            delivery_timeout: Duration::from_secs(30),
             retry_backoff: Duration::from_millis(50),
         }
     }
@@ -129,6 +130,9 @@ impl Producer {
             }
         }
         let n = partitions as usize;
+        let mut cfg = cfg;
+        // With acks=local the edge node numbers the batches it forwards, on its own behalf.
+        cfg.idempotent &= cfg.acks != Acks::Local;
         Ok(Producer {
             client,
             topic: topic.to_string(),
