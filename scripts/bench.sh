@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # meshlog's standard benchmark set on this machine, printed as one table.
 #
-# Starts what it needs (a release build, one node on loopback in a scratch dir), runs:
+# Starts what it needs (a release build, nodes on loopback in a scratch dir), runs:
 #   raw store  : the same batches written straight into sled + fsync (the ceiling)
-#   produce    : 1 KiB and 100 B records, acks=all (ack after the node's fsync)
+#   produce    : 1 KiB and 100 B records, acks=all (ack after the node's fsync), one node
 #   consume    : the 1 KiB topic read back from the beginning
+#   3 nodes    : three nodes, replication factor 3, 1 KiB and 100 B, acks=all (ack once
+#                every in-sync replica has fsynced and a majority holds it)
+#   failover   : kill -9 of the leader KILLS times under an acks=all load (the
+#                replication fault test run against the release binary): from each kill
+#                until a write is acknowledged again, p50/p99
 # and reports records/s, MB/s, ack latency p50/p99/p999 and the node's resident memory
 # idle and at its peak under load. Every run is bounded by --max-secs and `timeout`.
 #
 # Env knobs: RECORDS (200000), REPS (3), IN_FLIGHT (16), PARTITIONS (16),
-#            BATCH (65536), SCRATCH (/tmp/meshlog-bench), OUT (results file)
+#            BATCH (65536), SCRATCH (/tmp/meshlog-bench), OUT (results file),
+#            KILLS (20; 0 skips the failover row), CLUSTER (1; 0 skips the 3-node rows)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RECORDS=${RECORDS:-200000}
@@ -20,6 +26,8 @@ BATCH=${BATCH:-65536}
 SCRATCH=${SCRATCH:-/tmp/meshlog-bench}
 OUT=${OUT:-$SCRATCH/results-$(date +%Y%m%d-%H%M%S).jsonl}
 PORT=${PORT:-19494}
+KILLS=${KILLS:-20}
+CLUSTER=${CLUSTER:-1}
 
 cargo build --release --locked --bin meshlog >&2
 BIN=target/release/meshlog
@@ -27,7 +35,12 @@ rm -rf "$SCRATCH"; mkdir -p "$SCRATCH"
 : > "$OUT"
 
 NODE_PID=
-cleanup() { [ -n "$NODE_PID" ] && kill "$NODE_PID" 2>/dev/null; wait 2>/dev/null || true; }
+CLUSTER_PIDS=()
+cleanup() {
+  [ -n "$NODE_PID" ] && kill "$NODE_PID" 2>/dev/null
+  for p in "${CLUSTER_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  wait 2>/dev/null || true
+}
 trap cleanup EXIT
 
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
@@ -66,6 +79,56 @@ for rep in $(seq 1 "$REPS"); do
   kill "$NODE_PID"; wait "$NODE_PID" 2>/dev/null || true; NODE_PID=
 done
 
+# Three nodes on loopback, the second and third joining through the first.
+start_cluster() {
+  CLUSTER_PIDS=()
+  local boot=
+  for i in 1 2 3; do
+    local port=$((PORT + i)) args=()
+    [ -n "$boot" ] && args=(--bootstrap "$boot")
+    "$BIN" node --data-dir "$SCRATCH/c$i" --listen "/ip4/127.0.0.1/tcp/$port" --no-mdns --log warn "${args[@]}" \
+      > "$SCRATCH/c$i.out" 2> "$SCRATCH/c$i.err" &
+    CLUSTER_PIDS+=($!)
+    for _ in $(seq 1 100); do grep -q "listening on" "$SCRATCH/c$i.out" 2>/dev/null && break; sleep 0.1; done
+    [ -z "$boot" ] && boot=$(sed -n 's/^listening on //p' "$SCRATCH/c1.out" | head -1)
+  done
+  C_SERVER=$boot
+  for _ in $(seq 1 100); do
+    n=$("$BIN" cluster status --server "$C_SERVER" --json 2>/dev/null \
+        | python3 -c 'import json,sys; print(sum(m["state"]=="up" for m in json.load(sys.stdin)["members"]))' 2>/dev/null || echo 0)
+    [ "$n" = 3 ] && return
+    sleep 0.2
+  done
+  echo "the three nodes did not form a mesh" >&2; exit 1
+}
+
+if [ "$CLUSTER" = 1 ]; then
+  for rep in $(seq 1 "$REPS"); do
+    rm -rf "$SCRATCH"/c?; start_cluster
+    for size in 1024 100; do
+      j=$(timeout 300 "$BIN" bench produce "r$size" --server "$C_SERVER" --records "$RECORDS" --record-size "$size" \
+          --batch-size "$BATCH" --in-flight "$IN_FLIGHT" --partitions "$PARTITIONS" --replication-factor 3 \
+          --acks all --max-secs 120 --json | tr -d '\n')
+      row "3 nodes rf=3 produce acks=all, $size B" "$j"
+    done
+    for p in "${CLUSTER_PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done
+    CLUSTER_PIDS=()
+  done
+fi
+
+if [ "$KILLS" -gt 0 ]; then
+  # The fault test measures failover from inside its writer; run it on the release binary.
+  fig=$(MESHLOG_BIN="$PWD/$BIN" MESHLOG_KILLS="$KILLS" timeout 1200 cargo nextest run --locked -p meshlog-tests \
+        --test replication killing --no-capture 2>&1 | grep '^figure:' || true)
+  echo "$fig" >&2
+  python3 -c '
+import json, re, sys
+m = re.search(r"failover p50 (\d+) ms p99 (\d+) ms", sys.argv[1])
+k = re.search(r"leader (\d+) times", sys.argv[1])
+if m: print(json.dumps({"label": "failover", "kills": int(k.group(1)), "p50_ms": int(m.group(1)), "p99_ms": int(m.group(2))}))
+' "$fig" >> "$OUT"
+fi
+
 python3 - "$OUT" <<'PY'
 import json, sys, statistics
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
@@ -77,7 +140,7 @@ def med(rs, k):
 raw = med(by.get([l for l in by if l.startswith("raw")][0], []), "mb_per_sec") if any(l.startswith("raw") for l in by) else None
 print(f"{'benchmark (median of reps)':44} {'records/s':>10} {'MB/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'p999 ms':>8} {'vs raw':>7}")
 for label, rs in by.items():
-    if label == "node memory":
+    if label in ("node memory", "failover"):
         continue
     mb = med(rs, "mb_per_sec")
     f = lambda v: "-" if v is None else f"{v:.2f}"
@@ -86,6 +149,9 @@ for label, rs in by.items():
     if len(rs) > 1:
         rps = sorted(r["records_per_sec"] for r in rs)
         print(f"{'':44} range {rps[0]:.0f}..{rps[-1]:.0f} records/s over {len(rs)} reps")
+fo = by.get("failover", [])
+if fo:
+    print(f"failover after kill -9 of the leader ({fo[-1]['kills']} kills): p50 {fo[-1]['p50_ms']} ms, p99 {fo[-1]['p99_ms']} ms")
 mem = by.get("node memory", [])
 if mem:
     print(f"node resident memory: idle {med(mem,'idle_rss_mb'):.0f} MiB, peak under load {med(mem,'peak_rss_mb'):.0f} MiB")

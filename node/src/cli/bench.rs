@@ -56,6 +56,9 @@ pub struct ProduceBench {
     /// Partitions if the topic is created.
     #[arg(long, default_value_t = 16)]
     pub partitions: u32,
+    /// Replication factor if the topic is created.
+    #[arg(long, default_value_t = 1)]
+    pub replication_factor: u16,
     /// Sealed-but-unsent bytes the producer may hold (default: two batches per
     /// in-flight slot, so latency measures the node, not a deep client queue).
     #[arg(long)]
@@ -173,7 +176,10 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
 impl ProduceBench {
     async fn run(self) -> anyhow::Result<()> {
         let client = self.server.connect().await?;
-        match client.create_topic(&self.topic, self.partitions, 1, Default::default()).await {
+        match client
+            .create_topic(&self.topic, self.partitions, self.replication_factor, Default::default())
+            .await
+        {
             Ok(_) => {}
             Err(ClientError::Server(e)) if e.code == ErrorCode::TopicAlreadyExists => {}
             Err(e) => return Err(e.into()),
@@ -200,7 +206,10 @@ impl ProduceBench {
         producer.flush().await?;
         let elapsed = started.elapsed();
         let s = producer.stats();
-        let label = format!("produce {} B acks={} in-flight={}", self.record_size, self.acks, self.in_flight);
+        let label = format!(
+            "produce {} B acks={} in-flight={} rf={}",
+            self.record_size, self.acks, self.in_flight, self.replication_factor
+        );
         let mut r = BenchResult::new(label, s.records, s.records * self.record_size as u64, elapsed);
         if let Some(h) = producer.latencies() {
             let q = |p: f64| Some(h.value_at_quantile(p) as f64 / 1000.0);
@@ -241,7 +250,8 @@ async fn read_partition(
     let (mut n, mut bytes) = (0u64, 0u64);
     while n < want && Instant::now() < deadline {
         let f = consumer::fetch(&client, topic, p, off, 4 << 20, 0).await?;
-        if f.records.is_empty() {
+        // Nothing new ends the read (a fetch of only an epoch marker still moves on).
+        if f.next_offset == off {
             break;
         }
         n += f.records.len() as u64;

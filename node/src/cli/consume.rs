@@ -105,6 +105,11 @@ async fn consume_loop(
                 *off = r.offset as u64 + 1;
                 got_any = true;
             }
+            // Past the fetched batches too (an epoch marker holds no records), unless the
+            // limit stopped the printing inside them.
+            if printed < limit {
+                *off = (*off).max(fetched.next_offset);
+            }
         }
         out.flush()?;
         if got_any {
