@@ -11,6 +11,7 @@ use crate::outbox::Outbox;
 use crate::resilience::Resilience;
 use crate::services::Services;
 use crate::storage::{StorageError, Store, StoreOptions};
+use meshlog_protocol::messages::{PeerRequest, PeerResponse};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -193,6 +194,15 @@ async fn dispatch(
             ev = events.recv() => match ev { Some(ev) => ev, None => return },
             _ = stopped(&mut shutdown) => return,
         };
+        // Replication messages are handed to their replica at once, in arrival order.
+        let ev = match ev {
+            NetworkEvent::PeerRequest { peer, request: PeerRequest::Replicate(m), responder } => {
+                gateway.broker.deliver(&peer.to_string(), m);
+                net.respond_peer(responder, PeerResponse::Replicated).await;
+                continue;
+            }
+            ev => ev,
+        };
         let Ok(permit) = permits.clone().acquire_owned().await else { return };
         let (gateway, net) = (gateway.clone(), net.clone());
         tokio::spawn(async move {
@@ -237,9 +247,12 @@ async fn send_replication(
         };
         match out {
             Outbound::Peer(peer, req) => {
-                let net = net.clone();
+                // Queued here, in the drivers' order (the core copes with reordering, but
+                // a follower's fetches arriving out of order cost it a re-fetch period);
+                // only the wait for the receipt runs apart.
+                let answer = net.peer_send(peer, req).await;
                 tokio::spawn(async move {
-                    if let Err(e) = net.peer_request(peer, req).await {
+                    if let Err(e) = answer.await {
                         tracing::trace!(%peer, error = %e, "replication message not delivered");
                     }
                 });

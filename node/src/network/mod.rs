@@ -264,6 +264,23 @@ impl NetworkHandle {
         self.call(|reply| Command::SendClient { peer, req, reply }).await
     }
 
+    /// Queue a peer-API request to `peer` now (requests queued one after another leave
+    /// in that order) and return a future of its answer.
+    pub async fn peer_send(
+        &self,
+        peer: PeerId,
+        req: PeerRequest,
+    ) -> impl std::future::Future<Output = Result<PeerResponse, NetworkError>> + use<> {
+        let (reply, rx) = oneshot::channel();
+        let queued = self.cmds.send(Command::SendPeer { peer, req, reply }).await.is_ok();
+        async move {
+            if !queued {
+                return Err(NetworkError::Stopped);
+            }
+            rx.await.map_err(|_| NetworkError::Stopped)?
+        }
+    }
+
     /// Send a peer-API request to `peer` and wait for its answer.
     pub async fn peer_request(&self, peer: PeerId, req: PeerRequest) -> Result<PeerResponse, NetworkError> {
         self.call(|reply| Command::SendPeer { peer, req, reply }).await

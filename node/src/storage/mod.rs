@@ -87,6 +87,9 @@ impl Store {
             .cache_capacity(opts.cache_capacity_bytes)
             .segment_size(SEGMENT_SIZE_BYTES)
             .mode(sled::Mode::HighThroughput)
+            // Every durable write goes through an explicit group-commit flush; sled's own
+            // 500 ms background flush would only compete with it.
+            .flush_every_ms(None)
             .open()
             .map_err(|e| open_err(describe_sled_open_error(e)))?;
         let meta = db.open_tree(META_TREE).map_err(|e| open_err(e.to_string()))?;
