@@ -126,7 +126,8 @@ impl Cluster {
     /// Node `i`'s own view of `topic`-`p` (its replica's status).
     pub async fn replica_status(&self, i: usize, topic: &str, p: u32) -> Option<PartitionStatus> {
         let c = self.clients.lock().unwrap().get(i).cloned().flatten()?;
-        let s = tokio::time::timeout(Duration::from_secs(5), c.cluster_status()).await.ok()?.ok()?;
+        // Short: a frozen node must not hold up a poll of the others.
+        let s = tokio::time::timeout(Duration::from_secs(1), c.cluster_status()).await.ok()?.ok()?;
         s.partitions
             .into_iter()
             .find(|(t, st)| t == topic && st.partition == p && st.online)
@@ -152,15 +153,13 @@ impl Cluster {
     /// Every (epoch, leader) that live nodes claim for `topic`-`p` right now (a node
     /// claims an epoch when its own replica says it leads it).
     pub async fn leadership_claims(&self, topic: &str, p: u32) -> Vec<(u64, usize)> {
-        let mut out = Vec::new();
-        for i in 0..self.nodes.len() {
-            if let Some(s) = self.replica_status(i, topic, p).await {
-                if s.leader == self.ids[i] {
-                    out.push((s.epoch, i));
-                }
-            }
-        }
-        out
+        let asks = (0..self.nodes.len()).map(|i| self.replica_status(i, topic, p));
+        let views = futures::future::join_all(asks).await;
+        views
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.filter(|s| s.leader == self.ids[i]).map(|s| (s.epoch, i)))
+            .collect()
     }
 }
 

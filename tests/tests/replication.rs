@@ -82,6 +82,13 @@ async fn a_leader_frozen_past_its_lease_is_replaced_and_steps_down_when_it_wakes
     let mut claims = c.leadership_claims("frozen", 0).await;
     c.signal(old, "-STOP");
     let frozen_at = Instant::now();
+    // Reads of committed data go on: through a follower, which tries the frozen leader,
+    // gives up on it and serves them itself up to its high watermark.
+    let reader = c.client((old + 1) % 3);
+    let read = tokio::spawn(async move {
+        let n = read_partition(&reader, "frozen", 0).await.len();
+        (n, frozen_at.elapsed().as_millis())
+    });
     // The others elect a leader of a later epoch; the writer carries on through them.
     let seen = std::sync::Mutex::new(Vec::new());
     let (new, new_epoch) = wait_until("a new leader while the old one is frozen", LONG_BUDGET, || async {
@@ -92,6 +99,8 @@ async fn a_leader_frozen_past_its_lease_is_replaced_and_steps_down_when_it_wakes
     .await;
     claims.extend(seen.into_inner().unwrap());
     let elected_after = frozen_at.elapsed();
+    let (read_during_freeze, read_ms) = read.await.unwrap();
+    assert!(read_during_freeze > 0, "no committed record could be read while the leader was frozen");
     w.wait_for_more(20, "writes while the old leader is frozen").await;
     // Stay frozen well past the lease (0.5 s) and the election timeout (0.7 s).
     wait_until("the freeze lasts 3 s", LONG_BUDGET, || async {
@@ -112,7 +121,7 @@ async fn a_leader_frozen_past_its_lease_is_replaced_and_steps_down_when_it_wakes
     println!(
         "figure: SIGSTOP the leader (epoch {epoch}) for 3 s: new leader (node {new}, epoch {new_epoch}) after {} ms; \
          the woken node follows epoch {}; writes acked by the stale leader 0 (lost 0 of {} acked records); \
-         leaders per epoch max {}",
+         leaders per epoch max {}; {read_during_freeze} committed records read during the freeze in {read_ms} ms",
         elected_after.as_millis(),
         status.epoch,
         log.acked.iter().map(|a| a.count).sum::<u64>(),
