@@ -205,6 +205,8 @@ impl Gateway {
                 Err(e) if reach != Reach::Answered => last = e,
                 Err(e) if e.code == ErrorCode::NotLeaderOrFollower && !is_leadership_lost(&e) => last = e,
                 Err(e) if e.code == ErrorCode::LeaderNotAvailable => last = e,
+                // A replica behind the client's epoch: another one may know it.
+                Err(e) if e.code == ErrorCode::UnknownLeaderEpoch => last = e,
                 other => return Routed::Done(other),
             }
             next = self.leader_of(topic, partition);
@@ -396,6 +398,7 @@ pub async fn forward_outbox(gw: Arc<Gateway>, mut shutdown: tokio::sync::watch::
                 partition,
                 acks: Acks::All,
                 timeout_ms: 10_000,
+                leader_epoch: None,
                 batch: bytes,
             };
             match gw.route(&topic, partition, ClientRequest::Produce(req)).await {

@@ -49,6 +49,12 @@ pub enum ErrorCode {
     OutOfOrderSequenceNumber = 45,
     /// An idempotent producer's epoch is older than one already seen.
     InvalidProducerEpoch = 47,
+    /// The request names a leader epoch older than the replica's: the client's view of
+    /// the partition is stale (refresh it and retry).
+    FencedLeaderEpoch = 74,
+    /// The request names a leader epoch newer than the replica knows: this replica is
+    /// behind (retry, or ask another replica).
+    UnknownLeaderEpoch = 75,
     /// The node is shutting down or overloaded; retry elsewhere or later.
     Unavailable = 1000,
     /// No such service registration.
@@ -59,7 +65,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::Unknown,
         ErrorCode::OffsetOutOfRange,
         ErrorCode::CorruptMessage,
@@ -82,6 +88,8 @@ impl ErrorCode {
         ErrorCode::OutOfOrderSequenceNumber,
         ErrorCode::InvalidProducerEpoch,
         ErrorCode::OutboxFull,
+        ErrorCode::FencedLeaderEpoch,
+        ErrorCode::UnknownLeaderEpoch,
     ];
 
     /// The stable number of this code.
@@ -119,6 +127,8 @@ impl ErrorCode {
             ErrorCode::OutOfOrderSequenceNumber => "OUT_OF_ORDER_SEQUENCE_NUMBER",
             ErrorCode::InvalidProducerEpoch => "INVALID_PRODUCER_EPOCH",
             ErrorCode::OutboxFull => "OUTBOX_FULL",
+            ErrorCode::FencedLeaderEpoch => "FENCED_LEADER_EPOCH",
+            ErrorCode::UnknownLeaderEpoch => "UNKNOWN_LEADER_EPOCH",
         }
     }
 
@@ -131,6 +141,8 @@ impl ErrorCode {
                 | ErrorCode::RequestTimedOut
                 | ErrorCode::NotEnoughReplicas
                 | ErrorCode::Unavailable
+                | ErrorCode::FencedLeaderEpoch
+                | ErrorCode::UnknownLeaderEpoch
         )
     }
 }

@@ -94,6 +94,10 @@ pub struct ProduceRequest {
     pub acks: Acks,
     /// Give up (and say so) if the write is not acknowledged within this time.
     pub timeout_ms: u32,
+    /// The leader epoch the client believes current, if it tracks one: a leader of a
+    /// later epoch answers `FENCED_LEADER_EPOCH`, a replica of an earlier one
+    /// `UNKNOWN_LEADER_EPOCH`, and nothing is written.
+    pub leader_epoch: Option<u64>,
     /// One record batch, magic 2; its base offset is assigned by the leader.
     #[serde(with = "serde_bytes")]
     pub batch: Vec<u8>,
@@ -112,6 +116,9 @@ pub struct FetchRequest {
     pub max_bytes: u32,
     /// Long-poll: how long to wait for new data when there is none yet.
     pub max_wait_ms: u32,
+    /// The leader epoch the client believes current, if it tracks one (checked as for
+    /// a produce).
+    pub leader_epoch: Option<u64>,
 }
 
 /// A successful answer to a [`ClientRequest`]; errors travel as [`WireError`].

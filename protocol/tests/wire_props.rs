@@ -64,11 +64,26 @@ fn request() -> impl Strategy<Value = ClientRequest> {
         "[a-z]{0,12}".prop_map(|name| ClientRequest::DescribeTopic { name }),
         ("[a-z]{0,12}", any::<u32>(), acks(), any::<u32>(), prop::collection::vec(any::<u8>(), 0..512))
             .prop_map(|(topic, partition, acks, timeout_ms, batch)| {
-                ClientRequest::Produce(ProduceRequest { topic, partition, acks, timeout_ms, batch })
+                ClientRequest::Produce(ProduceRequest {
+                    topic,
+                    partition,
+                    acks,
+                    timeout_ms,
+                    leader_epoch: None,
+                    batch,
+                })
             }),
         ("[a-z]{0,12}", any::<u32>(), any::<u64>(), any::<u32>(), any::<u32>()).prop_map(
             |(topic, partition, offset, max_bytes, max_wait_ms)| {
-                ClientRequest::Fetch(FetchRequest { topic, partition, offset, max_bytes, max_wait_ms })
+                let leader_epoch = (offset % 3 == 0).then_some(offset / 3);
+                ClientRequest::Fetch(FetchRequest {
+                    topic,
+                    partition,
+                    offset,
+                    max_bytes,
+                    max_wait_ms,
+                    leader_epoch,
+                })
             }
         ),
         ("[a-z]{0,12}", any::<u32>(), any::<i64>()).prop_map(|(topic, partition, ts)| {

@@ -150,6 +150,28 @@ impl Cluster {
         .await
     }
 
+    /// Like [`Cluster::wait_leader_with_full_isr`], but a full ISR is every live replica
+    /// (for a partition with a node down).
+    pub async fn wait_leader_with_full_isr_of_live(&self, topic: &str, p: u32) -> (usize, u64) {
+        let live = self.nodes.iter().filter(|n| n.is_some()).count();
+        wait_until(&format!("{topic}-{p} has a leader with {live} in-sync replicas"), LONG_BUDGET, || async {
+            for i in 0..self.nodes.len() {
+                let Some(s) = self.replica_status(i, topic, p).await else { continue };
+                if s.leader == self.ids[i] && s.isr.len() >= live {
+                    return Some((i, s.epoch));
+                }
+            }
+            None
+        })
+        .await
+    }
+
+    /// The PeerId of the live node leading `topic`-`p` now.
+    pub async fn leader_id(&self, topic: &str, p: u32) -> String {
+        let (i, _) = self.wait_leader_with_full_isr_of_live(topic, p).await;
+        self.ids[i].clone()
+    }
+
     /// Every (epoch, leader) that live nodes claim for `topic`-`p` right now (a node
     /// claims an epoch when its own replica says it leads it).
     pub async fn leadership_claims(&self, topic: &str, p: u32) -> Vec<(u64, usize)> {
@@ -225,6 +247,7 @@ impl Writer {
                 partition: self.partition,
                 acks: Acks::All,
                 timeout_ms: 5_000,
+                leader_epoch: None,
                 batch: bytes,
             });
             let started = Instant::now();

@@ -18,6 +18,7 @@ fn produce(p: u32) -> ClientRequest {
         partition: p,
         acks: Acks::All,
         timeout_ms: 2000,
+        leader_epoch: None,
         batch: b.build().unwrap(),
     })
 }

@@ -81,6 +81,7 @@ async fn produce_until_killed(client: Client, round: usize, acked: std::sync::Ar
                     partition: p,
                     acks: Acks::All,
                     timeout_ms: 5000,
+                    leader_epoch: None,
                     batch: b.build().unwrap(),
                 });
                 match client.request(req).await {

@@ -49,6 +49,7 @@ async fn produce(c: &Client, i: usize) -> Result<u64, ClientError> {
         partition: 0,
         acks: Acks::All,
         timeout_ms: 5000,
+        leader_epoch: None,
         batch: b.build().unwrap(),
     };
     match c.request(ClientRequest::Produce(req)).await? {

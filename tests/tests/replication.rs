@@ -182,3 +182,58 @@ async fn every_node_killed_at_once_loses_no_acknowledged_write() {
         recovery.as_millis()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_holding_a_stale_leader_epoch_is_told_and_nothing_is_written() {
+    use meshlog::client::ClientError;
+    use meshlog_protocol::batch::BatchBuilder;
+    use meshlog_protocol::messages::{ClientRequest, FetchRequest, ProduceRequest};
+    use meshlog_protocol::types::Acks;
+    use meshlog_protocol::ErrorCode;
+    let mut c = cluster_with_topic("epochs").await;
+    let (leader, epoch) = c.wait_leader_with_full_isr("epochs", 0).await;
+    c.kill9(leader);
+    let (_, new_epoch) = c.wait_leader_with_full_isr_of_live("epochs", 0).await;
+    assert!(new_epoch > epoch);
+    let client = c.any_client();
+    let code = |e: ClientError| match e {
+        ClientError::Server(w) => w.code,
+        other => panic!("expected a server error, got {other}"),
+    };
+    let mut b = BatchBuilder::new();
+    b.push(1, None, Some(b"stale"), &[]);
+    let produce = |leader_epoch| {
+        ClientRequest::Produce(ProduceRequest {
+            topic: "epochs".into(),
+            partition: 0,
+            acks: Acks::All,
+            timeout_ms: 5_000,
+            leader_epoch,
+            batch: b.clone().build().unwrap(),
+        })
+    };
+    let fetch = |leader_epoch| {
+        ClientRequest::Fetch(FetchRequest {
+            topic: "epochs".into(),
+            partition: 0,
+            offset: 0,
+            max_bytes: 1 << 20,
+            max_wait_ms: 0,
+            leader_epoch,
+        })
+    };
+    let before =
+        c.replica_status(c.index_of(&c.leader_id("epochs", 0).await).unwrap(), "epochs", 0).await.unwrap();
+    assert_eq!(code(client.request(produce(Some(epoch))).await.unwrap_err()), ErrorCode::FencedLeaderEpoch);
+    assert_eq!(code(client.request(fetch(Some(epoch))).await.unwrap_err()), ErrorCode::FencedLeaderEpoch);
+    assert_eq!(
+        code(client.request(produce(Some(new_epoch + 5))).await.unwrap_err()),
+        ErrorCode::UnknownLeaderEpoch
+    );
+    let after =
+        c.replica_status(c.index_of(&c.leader_id("epochs", 0).await).unwrap(), "epochs", 0).await.unwrap();
+    assert_eq!(before.log_end_offset, after.log_end_offset, "a fenced produce wrote nothing");
+    client.request(produce(Some(new_epoch))).await.expect("the current epoch is accepted");
+    client.request(produce(None)).await.expect("no epoch: no check");
+    println!("figure: stale leader epochs: produce and fetch with epoch {epoch} after the move to {new_epoch}: FENCED_LEADER_EPOCH, state changed 0");
+}

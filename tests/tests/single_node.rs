@@ -110,6 +110,7 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() {
             partition,
             acks: Acks::All,
             timeout_ms: 5000,
+            leader_epoch: None,
             batch,
         })
     };
@@ -137,6 +138,7 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() {
                 offset: 99,
                 max_bytes: 1024,
                 max_wait_ms: 0,
+                leader_epoch: None,
             }),
             ErrorCode::OffsetOutOfRange,
         ),
@@ -234,6 +236,7 @@ async fn an_idempotent_producer_retry_is_not_written_twice_and_a_gap_is_an_error
             partition: 0,
             acks: Acks::All,
             timeout_ms: 5000,
+            leader_epoch: None,
             batch: b.build().unwrap(),
         })
     };

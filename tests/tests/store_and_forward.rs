@@ -22,6 +22,7 @@ fn produce(p: u32, acks: Acks, batch_no: usize) -> ClientRequest {
         partition: p,
         acks,
         timeout_ms: 3000,
+        leader_epoch: None,
         batch: b.build().unwrap(),
     })
 }

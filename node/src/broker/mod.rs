@@ -140,6 +140,7 @@ impl Broker {
     async fn produce(&self, p: ProduceRequest) -> ClientResult {
         let t = self.topics.get(&p.topic)?;
         let replica = t.local(p.partition)?;
+        check_epoch(replica, p.leader_epoch)?;
         let timeout_ms = p.timeout_ms.clamp(1, self.limits.produce_max_timeout_ms);
         let timeout = Duration::from_millis(timeout_ms as u64);
         let resp = replica.append(p.batch, p.acks, &t.info.config, timeout).await?;
@@ -148,7 +149,9 @@ impl Broker {
 
     async fn fetch(&self, f: FetchRequest) -> ClientResult {
         let t = self.topics.get(&f.topic)?;
-        let part = &t.local(f.partition)?.part;
+        let replica = t.local(f.partition)?;
+        check_epoch(replica, f.leader_epoch)?;
+        let part = &replica.part;
         if f.max_bytes == 0 {
             return Err(WireError::new(ErrorCode::InvalidRequest, "fetch max_bytes must be > 0"));
         }
@@ -174,5 +177,25 @@ impl Broker {
     /// Partition replicas held here.
     pub fn held_partition_count(&self) -> u32 {
         self.topics.all().iter().map(|t| t.held().count() as u32).sum()
+    }
+}
+
+/// Refuse a request whose client believes in another leader epoch than this replica:
+/// an older one is fenced (the client's view is stale), a newer one is unknown here
+/// (this replica is behind). Nothing is written or read.
+fn check_epoch(replica: &ReplicaHandle, client_epoch: Option<u64>) -> Result<(), WireError> {
+    let Some(theirs) = client_epoch else { return Ok(()) };
+    let ours = replica.view().epoch;
+    let tp = format!("{}-{}", replica.part.topic(), replica.part.id());
+    match theirs.cmp(&ours) {
+        std::cmp::Ordering::Equal => Ok(()),
+        std::cmp::Ordering::Less => Err(WireError::new(
+            ErrorCode::FencedLeaderEpoch,
+            format!("{tp}: leader epoch {theirs} is stale; the current epoch is {ours}"),
+        )),
+        std::cmp::Ordering::Greater => Err(WireError::new(
+            ErrorCode::UnknownLeaderEpoch,
+            format!("{tp}: this replica is at epoch {ours} and does not know epoch {theirs} yet"),
+        )),
     }
 }

@@ -62,6 +62,7 @@ pub async fn fetch(
         offset,
         max_bytes,
         max_wait_ms,
+        leader_epoch: None,
     });
     let resp = match client.request(req).await? {
         ClientResponse::Fetched(f) => f,

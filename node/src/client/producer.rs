@@ -283,6 +283,7 @@ impl Producer {
             partition,
             acks: self.cfg.acks,
             timeout_ms: self.cfg.timeout_ms,
+            leader_epoch: None,
             batch: batch.bytes,
         });
         let (retry, deadline) = (self.cfg.idempotent, Instant::now() + self.cfg.delivery_timeout);
