@@ -202,7 +202,12 @@ impl Gateway {
             };
             match result {
                 Err(e) if reach == Reach::Unknown && !may_move_on_unreachable => return Routed::Done(Err(e)),
-                Err(e) if reach != Reach::Answered => last = e,
+                // An unreachable replica says less than one that answered: keep the answer.
+                Err(e) if reach != Reach::Answered => {
+                    if last.code == ErrorCode::LeaderNotAvailable {
+                        last = e;
+                    }
+                }
                 Err(e) if e.code == ErrorCode::NotLeaderOrFollower && !is_leadership_lost(&e) => last = e,
                 Err(e) if e.code == ErrorCode::LeaderNotAvailable => last = e,
                 // A replica behind the client's epoch: another one may know it.
