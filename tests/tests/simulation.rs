@@ -90,3 +90,21 @@ fn regression_fetches_do_not_multiply_during_a_catch_up() {
 fn regression_a_follower_without_the_leaders_epoch_backs_off_to_its_own() {
     assert_seeds_pass(&[744, 2577]);
 }
+
+/// Sim bug 5 (seed 76): with a third replica not voting (catching up after a lost disk),
+/// the replica whose log must lead lagged in epoch behind the other, whose promise
+/// refused its pre-vote for ever. A pre-vote below the promise is now answered with the
+/// epoch (`Stale`), which the pre-candidate adopts.
+#[test]
+fn regression_a_pre_candidate_behind_in_epoch_learns_the_epoch() {
+    assert_seeds_pass(&[76, 144]);
+}
+
+/// Sim bug 6 (seed 116): a replica rebuilt after a lost disk stopped catching up once it
+/// held the current leader's marker, though that leader had committed entries past the
+/// marker by counting the lost copy. It now also waits to hold the first HW a leader
+/// reported to it.
+#[test]
+fn regression_a_rebuilt_replica_holds_what_was_committed_with_its_lost_copy() {
+    assert_seeds_pass(&[116]);
+}

@@ -82,10 +82,15 @@ pub struct Replica {
     producers: Producers,
     /// Set for a replica that lost its store (same identity, empty disk): its empty
     /// log would make it grant any candidate and so let a stale one win without the
-    /// committed entries. It neither votes nor campaigns until it holds, durably, a
-    /// committed epoch-start marker of the current leader (everything committed before
-    /// the loss lies below it).
+    /// committed entries. It neither votes nor campaigns until it holds, durably, both a
+    /// committed epoch-start marker of the current leader (what earlier leaders
+    /// committed lies below it) and everything up to the first HW a leader reported to
+    /// it (what the current leader committed, perhaps counting the lost copy).
     catching_up: bool,
+    /// While catching up: the first high watermark a leader reported to it. Commits
+    /// made before the loss may have counted the lost copy; that leader's HW covers
+    /// them (a leader's HW only grows), so the replica must hold at least this much.
+    catch_up_target: Option<u64>,
     out: Vec<Output>,
 }
 
@@ -114,6 +119,7 @@ impl Replica {
             flushes: VecDeque::new(),
             producers,
             catching_up: false,
+            catch_up_target: None,
             out: Vec::new(),
         };
         // A replica that never promised anything has no vote or lease to forget.
@@ -166,8 +172,9 @@ impl Replica {
         let epoch = self.hard.promised;
         let entries = self.log.entries();
         let first = entries.partition_point(|e| e.epoch < epoch);
+        let holds_target = self.catch_up_target.is_some_and(|t| self.flushed_end >= t);
         if let Some(m) = entries.get(first).filter(|m| m.epoch == epoch && m.epoch_start) {
-            if self.hw > m.base && self.flushed_end > m.base {
+            if self.hw > m.base && self.flushed_end > m.base && holds_target {
                 self.catching_up = false;
             }
         }
@@ -366,6 +373,13 @@ impl Replica {
     }
 
     fn on_prevote(&mut self, from: ReplicaIdx, epoch: Epoch, last_epoch: Epoch, last_end: u64) {
+        // A candidate behind our promise is told the epoch, and adopts it: otherwise a
+        // replica whose log must lead (the most up to date) but whose epoch lags could
+        // never pass a pre-vote at a replica that promised ahead of it (a liveness trap
+        // the simulator found once a third replica stops voting).
+        if epoch <= self.hard.promised {
+            return self.send(from, Message::Stale { epoch: self.hard.promised });
+        }
         let granted = epoch > self.hard.promised
             && !self.catching_up
             && self.log.is_behind_or_equal(last_epoch, last_end)
@@ -481,6 +495,9 @@ impl Replica {
         if hw > self.hw {
             self.hw = hw;
             self.out.push(Output::HighWatermark(hw));
+        }
+        if self.catching_up && leader_hw > 0 && self.catch_up_target.is_none() {
+            self.catch_up_target = Some(leader_hw);
         }
         self.check_caught_up();
         // A response that no longer applies (a duplicate, or one of several fetches in

@@ -26,6 +26,11 @@ impl World {
         for o in out {
             self.exec(node, o)?;
         }
+        let h = &mut self.hosts[node];
+        if h.lost.is_some() && h.replica.as_ref().is_some_and(|r| !r.catching_up()) {
+            h.lost = None;
+            self.trace.note(self.now_us, Some(node), Note::Fault("caught up after the lost disk".into()));
+        }
         self.after_step(node)
     }
 
@@ -226,9 +231,9 @@ pub(super) fn fetch_chain_of(from: usize, to: usize, msg: &Message) -> Option<us
     }
 }
 
-/// The durable log of every host.
-pub(super) fn durables(hosts: &[Host]) -> Vec<&[Stored]> {
-    hosts.iter().map(|h| h.storage.durable()).collect()
+/// The durable log of every host, with what a lost disk held until its host caught up.
+pub(super) fn durables(hosts: &[Host]) -> Vec<(&[Stored], Option<&[Stored]>)> {
+    hosts.iter().map(|h| (h.storage.durable(), h.lost.as_deref())).collect()
 }
 
 fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {

@@ -19,7 +19,11 @@ impl World {
         let cfg = self.replica_cfg(node, h.inc);
         let entries = h.storage.current().iter().map(|s| s.entry).collect();
         let now = h.local_ms(self.now_us);
-        self.hosts[node].replica = Some(Replica::recover(cfg, h.storage.hard, Log::new(0, entries), now));
+        let mut replica = Replica::recover(cfg, h.storage.hard, Log::new(0, entries), now);
+        if h.lost.is_some() {
+            replica.set_catching_up();
+        }
+        self.hosts[node].replica = Some(replica);
         self.schedule_tick(node);
     }
 
@@ -99,7 +103,7 @@ impl World {
         }
         self.stats.faults += 1;
         let n = self.hosts.len();
-        match self.rng.below(13) {
+        match self.rng.below(14) {
             0..=2 => {
                 let node = self.random_node();
                 self.crash(node);
@@ -135,6 +139,13 @@ impl World {
                 self.trace.note(self.now_us, Some(a), Note::Fault(format!("pause {ms} ms")));
             }
             11 => self.change_weather(),
+            // A lost disk: one replica at a time (two at once could lose the last copy of
+            // an acknowledged write, which no protocol can prevent).
+            12 if self.hosts.iter().all(|h| h.lost.is_none()) => {
+                let node = self.random_node();
+                self.lose_disk(node);
+            }
+            12 => {}
             _ => {
                 // A power cut: every process dies at once, and only disks remain.
                 self.trace.note(self.now_us, None, Note::Fault("power cut".into()));
@@ -145,6 +156,20 @@ impl World {
         let next = self.rng.range(lo, hi) * 1000;
         self.at(next, Event::Fault);
         Ok(())
+    }
+
+    /// `node` dies and comes back with an empty disk but the same identity.
+    fn lose_disk(&mut self, node: usize) {
+        if self.hosts[node].replica.is_none() {
+            return;
+        }
+        self.crash(node);
+        let h = &mut self.hosts[node];
+        h.lost = Some(h.storage.durable().to_vec());
+        h.storage.wipe();
+        self.inv.lose_disk(node);
+        self.stats.disks_lost += 1;
+        self.trace.note(self.now_us, Some(node), Note::Fault("disk lost".into()));
     }
 
     fn cut_for_a_while(&mut self, pairs: Vec<(usize, usize)>, what: String) {

@@ -28,8 +28,15 @@ pub struct Invariants {
     promised: Vec<Epoch>,
 }
 
-/// The durable logs of every replica (crashed ones included: their disks survive).
-pub type Durables<'a> = [&'a [Stored]];
+/// The durable logs of every replica (crashed ones included: their disks survive), and
+/// for a replica that lost its disk and has not caught up yet, what the lost disk held: it
+/// counts as holding an entry found in either (see `Host::lost`).
+pub type Durables<'a> = [(&'a [Stored], Option<&'a [Stored]>)];
+
+/// Whether `d` (a log and perhaps a lost disk's) holds an entry matching `found`.
+fn holds(d: &(&[Stored], Option<&[Stored]>), found: impl Fn(&[Stored]) -> bool) -> bool {
+    found(d.0) || d.1.is_some_and(&found)
+}
 
 impl Invariants {
     /// For `n` replicas.
@@ -58,6 +65,12 @@ impl Invariants {
         }
         self.promised[node] = epoch;
         Ok(())
+    }
+
+    /// `node` lost its disk: its promises are gone with it (I6 restarts from nothing).
+    pub fn lose_disk(&mut self, node: usize) {
+        self.promised[node] = Epoch(0);
+        self.hw[node] = 0;
     }
 
     /// `node` crashed: its next incarnation starts with no HW.
@@ -122,8 +135,10 @@ impl Invariants {
         let Some(mine) = ending_at(log, hw) else {
             return Err(format!("I4: node {node} HW {hw} is not an entry boundary of its log"));
         };
-        let holders =
-            durables.iter().filter(|d| ending_at(d, hw).is_some_and(|s| s.hash == mine.hash)).count();
+        let holders = durables
+            .iter()
+            .filter(|d| holds(d, |log| ending_at(log, hw).is_some_and(|s| s.hash == mine.hash)))
+            .count();
         if holders < self.majority {
             return Err(format!(
                 "I4: node {node} HW {hw} exceeds the majority-durable prefix: {holders} durable logs \
@@ -143,8 +158,10 @@ impl Invariants {
     /// I3 for every acknowledged record at or after `from`.
     pub fn check_acked(&self, from: u64, durables: &Durables) -> Result<(), String> {
         for &(base, value) in self.acked.range((from, 0)..).map(|(k, _)| k) {
-            let holders =
-                durables.iter().filter(|d| starting_at(d, base).is_some_and(|s| s.payload == value)).count();
+            let holders = durables
+                .iter()
+                .filter(|d| holds(d, |log| starting_at(log, base).is_some_and(|s| s.payload == value)))
+                .count();
             if holders < self.majority {
                 return Err(format!(
                     "I3: acks=all record {value} acknowledged at offset {base} is on {holders} durable \

@@ -136,6 +136,8 @@ pub struct Stats {
     pub faults: u64,
     /// Crashes among them.
     pub crashes: u64,
+    /// Disks lost among them.
+    pub disks_lost: u64,
     /// Truncations executed.
     pub truncations: u64,
     /// The highest epoch any replica promised.
@@ -263,6 +265,8 @@ pub struct Totals {
     pub faults: u64,
     /// Crashes among them.
     pub crashes: u64,
+    /// Disks lost among them.
+    pub disks_lost: u64,
     /// Events handled.
     pub events: u64,
     /// `acks=1` acknowledgements lost (allowed).
@@ -290,6 +294,7 @@ impl Totals {
                     t.max_fetch_inflight = t.max_fetch_inflight.max(r.stats.max_fetch_inflight);
                     t.faults += r.stats.faults;
                     t.crashes += r.stats.crashes;
+                    t.disks_lost += r.stats.disks_lost;
                     t.events += r.stats.events;
                     t.leader_acked_lost += r.acked_leader.1;
                 }
@@ -303,7 +308,7 @@ impl Totals {
     pub fn figure(&self) -> String {
         format!(
             "seeds passed {}/{}, acked writes checked {}, leaders elected {}, max epoch {}, \
-             faults injected {} ({} crashes), events {}, acks=1 writes lost {} (allowed), \
+             faults injected {} ({} crashes, {} disks lost), events {}, acks=1 writes lost {} (allowed), \
              max fetches in flight {}",
             self.passed,
             self.seeds,
@@ -312,6 +317,7 @@ impl Totals {
             self.max_epoch,
             self.faults,
             self.crashes,
+            self.disks_lost,
             self.events,
             self.leader_acked_lost,
             self.max_fetch_inflight

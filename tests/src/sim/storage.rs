@@ -113,6 +113,11 @@ impl Storage {
         self.flushes.clear();
     }
 
+    /// The disk is lost (replaced empty): no log, no hard state.
+    pub fn wipe(&mut self) {
+        *self = Storage::default();
+    }
+
     /// Entries written but not durable.
     pub fn unflushed(&self) -> usize {
         self.log.len() - self.durable_len

@@ -15,7 +15,7 @@ use super::driver::fetch_chain_of;
 use super::invariants::Invariants;
 use super::net::Net;
 use super::rng::Rng;
-use super::storage::Storage;
+use super::storage::{Storage, Stored};
 use super::trace::{Msg, Note, Trace};
 use super::{SimConfig, Stats};
 
@@ -83,6 +83,10 @@ pub(super) struct Host {
     clock_offset_ms: u64,
     /// When the disk finishes the flushes queued so far (flushes complete in order).
     pub flush_free_at: u64,
+    /// After a lost disk, until the replica has caught up: what its disk held durably
+    /// (the invariants count it as still held, as the protocol's safety argument does:
+    /// the replica neither votes nor campaigns until it holds it again).
+    pub lost: Option<Vec<Stored>>,
 }
 
 impl Host {
@@ -139,6 +143,7 @@ impl World {
                 drift_ppm: rng.range(0, 100_000) as i64 - 50_000,
                 clock_offset_ms: rng.range(1_000, 1_000_000),
                 flush_free_at: 0,
+                lost: None,
             })
             .collect();
         World {
