@@ -82,16 +82,27 @@ impl Store {
     pub fn open(dir: &Path, opts: &StoreOptions) -> Result<Store, StorageError> {
         let open_err = |reason: String| StorageError::Open { path: dir.to_path_buf(), reason };
         std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(opts.cache_capacity_bytes)
             .segment_size(SEGMENT_SIZE_BYTES)
             .mode(sled::Mode::HighThroughput)
             // Every durable write goes through an explicit group-commit flush; sled's own
             // 500 ms background flush would only compete with it.
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| open_err(describe_sled_open_error(e)))?;
+            .flush_every_ms(None);
+        // sled releases the directory's lock from its I/O threads a moment after the
+        // last handle of a closed store is dropped, so an in-process restart right after
+        // a shutdown may find it still held: wait a little before saying it is in use.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(e) if is_lock_error(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(open_err(describe_sled_open_error(e))),
+            }
+        };
         let meta = db.open_tree(META_TREE).map_err(|e| open_err(e.to_string()))?;
         let log_file = File::open(dir.join("db")).map_err(|e| open_err(format!("db file: {e}")))?;
         Ok(Store { db, meta, dir: dir.to_path_buf(), log_file: Mutex::new(log_file) })
@@ -159,6 +170,13 @@ impl Store {
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
     }
+}
+
+/// How long opening waits for a just-closed store's lock (see [`Store::open`]).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn is_lock_error(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
 }
 
 fn describe_sled_open_error(e: sled::Error) -> String {
