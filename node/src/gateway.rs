@@ -280,7 +280,9 @@ impl Gateway {
         let mut partitions: Vec<PartitionStatus> = statuses
             .into_iter()
             .enumerate()
-            .map(|(p, s)| s.map(|(_, s)| s).unwrap_or_else(|| unknown_status(p as u32, t.replicas(p as u32))))
+            .map(|(p, s)| {
+                s.map(|(_, s)| s).unwrap_or_else(|| PartitionStatus::unknown(p as u32, t.replicas(p as u32)))
+            })
             .collect();
         for (s, h) in partitions.iter_mut().zip(holders) {
             s.holders = h;
@@ -355,23 +357,6 @@ pub fn call_kind(req: &ClientRequest) -> CallKind {
 /// write may survive, so it is not sent elsewhere (the producer decides).
 fn is_leadership_lost(e: &WireError) -> bool {
     e.message.contains(crate::broker::driver::LEADERSHIP_LOST)
-}
-
-/// A partition none of whose replicas answered: leader and offsets unknown.
-fn unknown_status(p: u32, replicas: &[String]) -> PartitionStatus {
-    PartitionStatus {
-        partition: p,
-        leader: String::new(),
-        epoch: 0,
-        replicas: replicas.to_vec(),
-        isr: Vec::new(),
-        log_start_offset: 0,
-        high_watermark: 0,
-        log_end_offset: 0,
-        size_bytes: 0,
-        online: false,
-        holders: Vec::new(),
-    }
 }
 
 /// How long the forwarder waits before retrying partitions it could not deliver to.

@@ -240,6 +240,26 @@ pub struct PartitionStatus {
     pub holders: Vec<String>,
 }
 
+impl PartitionStatus {
+    /// A partition whose state is not known here: no leader, offsets unknown (`online`
+    /// false).
+    pub fn unknown(partition: u32, replicas: &[String]) -> PartitionStatus {
+        PartitionStatus {
+            partition,
+            leader: String::new(),
+            epoch: 0,
+            replicas: replicas.to_vec(),
+            isr: Vec::new(),
+            log_start_offset: 0,
+            high_watermark: 0,
+            log_end_offset: 0,
+            size_bytes: 0,
+            online: false,
+            holders: Vec::new(),
+        }
+    }
+}
+
 /// A topic and the state of each of its partitions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicDescription {

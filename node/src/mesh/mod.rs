@@ -416,20 +416,11 @@ impl Mesh {
                     Ok(r) => r.status(),
                     Err(_) => {
                         let leaders = self.leaders.lock().unwrap_or_else(|e| e.into_inner());
-                        let hint = leaders.get(&(t.info.name.clone(), p));
-                        PartitionStatus {
-                            partition: p,
-                            leader: hint.map(|h| h.1.clone()).unwrap_or_default(),
-                            epoch: hint.map_or(0, |h| h.0),
-                            replicas: t.replicas(p).to_vec(),
-                            isr: Vec::new(),
-                            log_start_offset: 0,
-                            high_watermark: 0,
-                            log_end_offset: 0,
-                            size_bytes: 0,
-                            online: false,
-                            holders: Vec::new(),
+                        let mut s = PartitionStatus::unknown(p, t.replicas(p));
+                        if let Some((epoch, leader, _)) = leaders.get(&(t.info.name.clone(), p)) {
+                            (s.epoch, s.leader) = (*epoch, leader.clone());
                         }
+                        s
                     }
                 };
                 partitions.push((t.info.name.clone(), status));
