@@ -20,6 +20,11 @@ fn fresh(me: ReplicaIdx, n: usize) -> Replica {
     Replica::recover(cfg(me, n), HardState::default(), Log::default(), 0)
 }
 
+/// An entry without a producer: (base, count, epoch, whether it is an epoch-start marker).
+fn entry(base: u64, count: u32, epoch: u64, epoch_start: bool) -> Entry {
+    Entry { base, count, epoch: Epoch(epoch), producer: None, epoch_start }
+}
+
 fn sends(out: &[Output]) -> Vec<(ReplicaIdx, Message)> {
     out.iter()
         .filter_map(|o| match o {
@@ -285,13 +290,7 @@ fn the_high_watermark_reaches_a_follower_only_once_its_log_is_known_to_match() {
 /// whose log has changed since ignores it.
 #[test]
 fn a_delayed_diverging_answer_about_an_older_log_is_ignored() {
-    let e = |base, count, epoch, start| Entry {
-        base,
-        count,
-        epoch: Epoch(epoch),
-        producer: None,
-        epoch_start: start,
-    };
+    let e = entry;
     let log = Log::new(0, vec![e(0, 1, 1, true), e(1, 2, 1, false)]);
     let mut r = Replica::recover(cfg(1, 3), HardState { promised: Epoch(2), voted_for: None }, log, 0);
     let resp = |body| Input::Receive { from: 0, msg: Message::FetchResp { epoch: Epoch(2), hw: 0, body } };
@@ -339,13 +338,7 @@ fn a_fetch_response_that_no_longer_applies_starts_no_new_fetch() {
 /// a follower's other epochs: it now drops its later epochs and asks again.
 #[test]
 fn a_follower_lacking_the_leaders_epoch_backs_off_to_its_own_earlier_epoch() {
-    let e = |base, count, epoch, start| Entry {
-        base,
-        count,
-        epoch: Epoch(epoch),
-        producer: None,
-        epoch_start: start,
-    };
+    let e = entry;
     let log = Log::new(0, vec![e(0, 1, 1, true), e(1, 3, 1, false), e(4, 1, 3, true)]);
     let mut r = Replica::recover(cfg(1, 3), HardState { promised: Epoch(4), voted_for: None }, log, 0);
     let diverging = |epoch, end, fetch_offset, fetch_last_epoch| Input::Receive {
