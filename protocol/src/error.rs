@@ -55,17 +55,41 @@ pub enum ErrorCode {
     /// The request names a leader epoch newer than the replica knows: this replica is
     /// behind (retry, or ask another replica).
     UnknownLeaderEpoch = 75,
+    /// The group coordinator is reading its state from the offsets log; retry shortly.
+    CoordinatorLoadInProgress = 14,
+    /// No node coordinates the group right now (the offsets partition has no leader).
+    CoordinatorNotAvailable = 15,
+    /// This node does not coordinate the group.
+    NotCoordinator = 16,
+    /// The member's generation is not the group's current one: rejoin.
+    IllegalGeneration = 22,
+    /// The member names another assignor than the group uses.
+    InconsistentGroupProtocol = 23,
+    /// The group name is not valid.
+    InvalidGroupId = 24,
+    /// The coordinator does not know this member (its session lapsed, or it left): rejoin.
+    UnknownMemberId = 25,
+    /// The session timeout is outside the coordinator's bounds.
+    InvalidSessionTimeout = 26,
+    /// The group is rebalancing: rejoin.
+    RebalanceInProgress = 27,
+    /// The operation needs a group without members.
+    NonEmptyGroup = 68,
+    /// No such group.
+    GroupIdNotFound = 69,
     /// The node is shutting down or overloaded; retry elsewhere or later.
     Unavailable = 1000,
     /// No such service registration.
     UnknownService = 1001,
     /// The store-and-forward outbox is at its size bound.
     OutboxFull = 1002,
+    /// A member committed an offset for a partition that is not assigned to it.
+    PartitionNotAssigned = 1003,
 }
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 36] = [
         ErrorCode::Unknown,
         ErrorCode::OffsetOutOfRange,
         ErrorCode::CorruptMessage,
@@ -90,6 +114,18 @@ impl ErrorCode {
         ErrorCode::OutboxFull,
         ErrorCode::FencedLeaderEpoch,
         ErrorCode::UnknownLeaderEpoch,
+        ErrorCode::CoordinatorLoadInProgress,
+        ErrorCode::CoordinatorNotAvailable,
+        ErrorCode::NotCoordinator,
+        ErrorCode::IllegalGeneration,
+        ErrorCode::InconsistentGroupProtocol,
+        ErrorCode::InvalidGroupId,
+        ErrorCode::UnknownMemberId,
+        ErrorCode::InvalidSessionTimeout,
+        ErrorCode::RebalanceInProgress,
+        ErrorCode::NonEmptyGroup,
+        ErrorCode::GroupIdNotFound,
+        ErrorCode::PartitionNotAssigned,
     ];
 
     /// The stable number of this code.
@@ -129,6 +165,18 @@ impl ErrorCode {
             ErrorCode::OutboxFull => "OUTBOX_FULL",
             ErrorCode::FencedLeaderEpoch => "FENCED_LEADER_EPOCH",
             ErrorCode::UnknownLeaderEpoch => "UNKNOWN_LEADER_EPOCH",
+            ErrorCode::CoordinatorLoadInProgress => "COORDINATOR_LOAD_IN_PROGRESS",
+            ErrorCode::CoordinatorNotAvailable => "COORDINATOR_NOT_AVAILABLE",
+            ErrorCode::NotCoordinator => "NOT_COORDINATOR",
+            ErrorCode::IllegalGeneration => "ILLEGAL_GENERATION",
+            ErrorCode::InconsistentGroupProtocol => "INCONSISTENT_GROUP_PROTOCOL",
+            ErrorCode::InvalidGroupId => "INVALID_GROUP_ID",
+            ErrorCode::UnknownMemberId => "UNKNOWN_MEMBER_ID",
+            ErrorCode::InvalidSessionTimeout => "INVALID_SESSION_TIMEOUT",
+            ErrorCode::RebalanceInProgress => "REBALANCE_IN_PROGRESS",
+            ErrorCode::NonEmptyGroup => "NON_EMPTY_GROUP",
+            ErrorCode::GroupIdNotFound => "GROUP_ID_NOT_FOUND",
+            ErrorCode::PartitionNotAssigned => "PARTITION_NOT_ASSIGNED",
         }
     }
 
@@ -143,6 +191,9 @@ impl ErrorCode {
                 | ErrorCode::Unavailable
                 | ErrorCode::FencedLeaderEpoch
                 | ErrorCode::UnknownLeaderEpoch
+                | ErrorCode::CoordinatorLoadInProgress
+                | ErrorCode::CoordinatorNotAvailable
+                | ErrorCode::NotCoordinator
         )
     }
 }
@@ -204,5 +255,9 @@ mod tests {
         assert_eq!(ErrorCode::MessageTooLarge.as_i16(), 10);
         assert_eq!(ErrorCode::NotEnoughReplicas.as_i16(), 19);
         assert_eq!(ErrorCode::TopicAlreadyExists.as_i16(), 36);
+        assert_eq!(ErrorCode::IllegalGeneration.as_i16(), 22);
+        assert_eq!(ErrorCode::UnknownMemberId.as_i16(), 25);
+        assert_eq!(ErrorCode::RebalanceInProgress.as_i16(), 27);
+        assert_eq!(ErrorCode::GroupIdNotFound.as_i16(), 69);
     }
 }

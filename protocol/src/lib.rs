@@ -11,6 +11,7 @@
 //!   (node to node) as request/response enums.
 //! - [`error`]: stable numeric error codes and the error value sent over the wire.
 //! - [`batch`]: Kafka record batch format v2 (magic 2), byte for byte, with CRC32C.
+//! - [`group`]: consumer groups: membership, assignment, committed offsets.
 //! - [`partitioner`]: Kafka's default key partitioner (murmur2), bit for bit.
 //! - [`types`]: small shared value types (acks, offset specs, topic descriptions).
 //! - [`mesh`]: membership heartbeats, topic records, service instances (mesh hints).
@@ -19,6 +20,7 @@ pub mod batch;
 pub mod codec;
 pub mod error;
 pub mod frame;
+pub mod group;
 pub mod mesh;
 pub mod messages;
 pub mod partitioner;

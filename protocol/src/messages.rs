@@ -9,6 +9,7 @@
 //! re-encoded: `serde_bytes` keeps them a single length-prefixed blob.
 
 use crate::error::WireError;
+use crate::group::{GroupRequest, GroupResponse};
 use crate::mesh::{ClusterStatus, ServiceInstance, SignedRecord};
 use crate::types::{Acks, OffsetSpec, PartitionStatus, TopicDescription, TopicInfo};
 use serde::{Deserialize, Serialize};
@@ -66,6 +67,10 @@ pub enum ClientRequest {
     ListServices,
     /// Members, their addresses and who owns which partition.
     ClusterStatus,
+    /// A consumer-group request, served by the group's coordinator.
+    Group(GroupRequest),
+    /// Every consumer group in the mesh.
+    ListGroups,
 }
 
 /// A service registration or renewal.
@@ -147,6 +152,8 @@ pub enum ClientResponse {
     Services(Vec<ServiceInstance>),
     /// The mesh as the answering node sees it.
     Cluster(ClusterStatus),
+    /// A coordinator's answer.
+    Group(GroupResponse),
 }
 
 /// Where an appended batch landed.
