@@ -112,6 +112,14 @@ pub struct NodeConfig {
     pub leader_lease_ms: u64,
     /// A follower not caught up for this long leaves the in-sync replicas.
     pub replica_lag_max_ms: u64,
+    /// Partitions of the internal offsets topic (fixed when the first group creates it).
+    pub offsets_topic_partitions: u32,
+    /// Replication factor of the offsets topic (lowered to the live nodes if fewer).
+    pub offsets_topic_replication_factor: u16,
+    /// Shortest consumer-group session timeout a member may ask for.
+    pub group_min_session_timeout_ms: u32,
+    /// Longest consumer-group session timeout a member may ask for.
+    pub group_max_session_timeout_ms: u32,
 }
 
 impl Default for NodeConfig {
@@ -150,6 +158,10 @@ impl Default for NodeConfig {
             election_timeout_ms: 700,
             leader_lease_ms: 500,
             replica_lag_max_ms: 10_000,
+            offsets_topic_partitions: 8,
+            offsets_topic_replication_factor: 3,
+            group_min_session_timeout_ms: 1_000,
+            group_max_session_timeout_ms: 1_800_000,
         }
     }
 }
@@ -293,6 +305,20 @@ impl NodeConfig {
                 self.leader_lease_ms,
                 self.election_timeout_ms,
                 self.replica_lag_max_ms
+            ));
+        }
+        if self.offsets_topic_partitions == 0 || self.offsets_topic_replication_factor == 0 {
+            return bad(
+                "offsets_topic_partitions and offsets_topic_replication_factor must be at least 1".into()
+            );
+        }
+        if self.group_min_session_timeout_ms == 0
+            || self.group_min_session_timeout_ms > self.group_max_session_timeout_ms
+        {
+            return bad(format!(
+                "group session bounds must satisfy 0 < group_min_session_timeout_ms ({}) <= \
+                 group_max_session_timeout_ms ({})",
+                self.group_min_session_timeout_ms, self.group_max_session_timeout_ms
             ));
         }
         if self.cache_capacity_bytes < 1 << 20 {

@@ -6,12 +6,14 @@
 //! them. Forwarded requests are served locally only, so a disagreement about who leads
 //! costs a redirect, never a loop.
 
-use crate::broker::{Broker, NewTopic};
+use crate::broker::{Broker, NewTopic, Topic};
+use crate::group::Coordinator;
 use crate::mesh::Mesh;
 use crate::network::{NetworkHandle, PeerId};
 use crate::outbox::Outbox;
 use crate::resilience::{CallKind, Resilience};
 use crate::services::Services;
+use meshlog_protocol::group::{self, GroupRequest, GroupResponse, OFFSETS_TOPIC};
 use meshlog_protocol::messages::{
     ClientRequest, ClientResponse, ClientResult, PeerRequest, PeerResponse, ProduceRequest, ProduceResponse,
 };
@@ -39,6 +41,10 @@ pub struct Gateway {
     pub peer_timeout: Duration,
     /// How long a partition request waits for an election to produce a leader.
     pub leader_wait: Duration,
+    /// The consumer-group coordinator (for the offsets partitions this node leads).
+    pub groups: Arc<Coordinator>,
+    /// Partitions and replication factor of the offsets topic, if this node creates it.
+    pub offsets_topic: (u32, u16),
 }
 
 /// How authoritative a partition status is: (from its leader, epoch, HW).
@@ -72,13 +78,17 @@ impl Gateway {
     pub async fn client(&self, req: ClientRequest) -> ClientResult {
         match req {
             ClientRequest::CreateTopic { name, partitions, replication_factor, config } => {
-                let new = NewTopic { name, partitions, replication_factor, config };
+                let new = NewTopic { name, partitions, replication_factor, config, internal: false };
                 self.mesh.create_topic(new).await.map(ClientResponse::TopicCreated)
             }
             ClientRequest::ListTopics => Ok(ClientResponse::Topics(
                 self.broker.topics().all().iter().map(|t| t.info.clone()).collect(),
             )),
             ClientRequest::DescribeTopic { name } => self.describe(&name).await,
+            ClientRequest::Produce(p) if p.topic.starts_with("__") => Err(WireError::new(
+                ErrorCode::InvalidTopic,
+                format!("'{}' is an internal topic: clients cannot write to it", p.topic),
+            )),
             ClientRequest::Produce(p) if p.acks == Acks::Local => self.accept_locally(p).await,
             ClientRequest::Produce(ref p) => {
                 let (t, part) = (p.topic.clone(), p.partition);
@@ -92,7 +102,92 @@ impl Gateway {
                 let t = topic.clone();
                 self.route(&t, partition, req).await
             }
+            ClientRequest::Group(g) => self.group(g).await,
+            ClientRequest::ListGroups => self.list_groups().await,
             other => self.client_mesh(other).await,
+        }
+    }
+
+    /// The offsets topic, created (by whichever node is asked first) on first use.
+    async fn offsets_topic(&self) -> Result<Arc<Topic>, WireError> {
+        match self.mesh.topic(OFFSETS_TOPIC).await {
+            Err(e) if e.code == ErrorCode::UnknownTopicOrPartition => {}
+            other => return other,
+        }
+        let (partitions, rf) = self.offsets_topic;
+        let live = self.mesh.live_nodes().len().max(1);
+        let rf = rf.min(live.min(u16::MAX as usize) as u16);
+        let mut config = std::collections::BTreeMap::new();
+        config.insert("cleanup.policy".to_string(), "compact".to_string());
+        let new = NewTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            partitions,
+            replication_factor: rf,
+            config,
+            internal: true,
+        };
+        match self.mesh.create_topic(new).await {
+            Ok(_) => tracing::info!(partitions, replication_factor = rf, "created the offsets topic"),
+            Err(e) if e.code == ErrorCode::TopicAlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        self.mesh.topic(OFFSETS_TOPIC).await
+    }
+
+    /// Route a group request to its coordinator: the leader of the group's offsets
+    /// partition.
+    async fn group(&self, req: GroupRequest) -> ClientResult {
+        let t = self.offsets_topic().await?;
+        let p = match (&req, req.group()) {
+            (_, Some(name)) => {
+                group::validate_group_name(name)?;
+                group::coordinator_partition(name, t.info.partitions)
+            }
+            (GroupRequest::List { shard }, None) => *shard,
+            (_, None) => {
+                return Err(WireError::new(ErrorCode::InvalidRequest, "a group request names no group"))
+            }
+        };
+        self.route(OFFSETS_TOPIC, p, ClientRequest::Group(req)).await.map_err(|e| match e.code {
+            ErrorCode::LeaderNotAvailable | ErrorCode::NotLeaderOrFollower => WireError::new(
+                ErrorCode::CoordinatorNotAvailable,
+                format!("no coordinator for {OFFSETS_TOPIC}-{p} right now: {}", e.message),
+            ),
+            _ => e,
+        })
+    }
+
+    /// Every group, from the coordinators of every offsets partition.
+    async fn list_groups(&self) -> ClientResult {
+        let t = self.offsets_topic().await?;
+        let asks = (0..t.info.partitions).map(|shard| self.group(GroupRequest::List { shard }));
+        let mut groups = Vec::new();
+        for answer in futures::future::join_all(asks).await {
+            match answer? {
+                ClientResponse::Group(GroupResponse::Groups(v)) => groups.extend(v),
+                other => {
+                    return Err(WireError::new(ErrorCode::Unknown, format!("unexpected answer {other:?}")));
+                }
+            }
+        }
+        groups.sort_by(|a, b| a.group.cmp(&b.group));
+        Ok(ClientResponse::Group(GroupResponse::Groups(groups)))
+    }
+
+    /// Serve a request routed to this node: a partition request on its replica, a
+    /// group request by its coordinator.
+    async fn serve_local(&self, req: ClientRequest) -> ClientResult {
+        match req {
+            ClientRequest::Group(g) => {
+                let t = self.broker.topics().get(OFFSETS_TOPIC)?;
+                let p = match (&g, g.group()) {
+                    (_, Some(name)) => group::coordinator_partition(name, t.info.partitions),
+                    (GroupRequest::List { shard }, None) => *shard,
+                    (_, None) => return Err(WireError::new(ErrorCode::InvalidRequest, "no group named")),
+                };
+                self.groups.handle(p, g).await
+            }
+            other => self.broker.handle_local(other).await,
         }
     }
 
@@ -196,7 +291,7 @@ impl Gateway {
             };
             tried.push(target.clone());
             let (result, reach) = if target == self.mesh.local() {
-                (self.broker.handle_local(req.clone()).await, Reach::Answered)
+                (self.serve_local(req.clone()).await, Reach::Answered)
             } else {
                 self.forward(&target, topic, partition, req, kind).await
             };
@@ -321,8 +416,11 @@ impl Gateway {
                 PeerResponse::Replicated
             }
             PeerRequest::Forward(
-                r @ (ClientRequest::Produce(_) | ClientRequest::Fetch(_) | ClientRequest::ListOffsets { .. }),
-            ) => PeerResponse::Forwarded(self.broker.handle_local(r).await),
+                r @ (ClientRequest::Produce(_)
+                | ClientRequest::Fetch(_)
+                | ClientRequest::ListOffsets { .. }
+                | ClientRequest::Group(_)),
+            ) => PeerResponse::Forwarded(self.serve_local(r).await),
             PeerRequest::Forward(other) => PeerResponse::Forwarded(self.client(other).await),
             PeerRequest::TopicRecords => PeerResponse::TopicRecords(self.mesh.signed_records()),
             PeerRequest::LocalServices { name } => {
@@ -346,6 +444,11 @@ pub fn call_kind(req: &ClientRequest) -> CallKind {
             CallKind::Produce { timeout: Duration::from_millis(p.timeout_ms as u64), idempotent }
         }
         ClientRequest::Fetch(f) => CallKind::Fetch { wait: Duration::from_millis(f.max_wait_ms as u64) },
+        // A commit waits for the offsets log like an idempotent produce (repeating one
+        // writes the same values again).
+        ClientRequest::Group(GroupRequest::Commit(_)) => {
+            CallKind::Produce { timeout: crate::group::APPEND_TIMEOUT, idempotent: true }
+        }
         ClientRequest::CreateTopic { .. }
         | ClientRequest::RegisterService(_)
         | ClientRequest::DeregisterService { .. } => CallKind::Admin,

@@ -16,6 +16,8 @@
 //!   agreement across nodes (signed records, gossip, DHT, anti-entropy).
 //! - [`services`]: the service registry (registrations with TTLs, discovery via DHT providers).
 //! - [`gateway`]: any node is an entry point: serve locally or forward to the owner.
+//! - [`group`]: the consumer-group coordinator (membership, assignors, offsets kept in the
+//!   replicated, compacted `__consumer_offsets` topic).
 //! - [`outbox`]: store-and-forward (`acks=local`) for nodes cut off from a partition's owner.
 //! - [`server`]: a running node: wires storage, broker, network, mesh and gateway.
 //! - [`client`]: the client library (a light peer) with a batching producer and fetch helpers.
@@ -26,6 +28,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod gateway;
+pub mod group;
 pub mod mesh;
 pub mod network;
 pub mod outbox;

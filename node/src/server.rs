@@ -5,6 +5,7 @@
 use crate::broker::{Broker, BrokerLimits, Outbound, ReplicaSettings};
 use crate::config::{ConfigError, NodeConfig};
 use crate::gateway::Gateway;
+use crate::group::{Coordinator, GroupSettings};
 use crate::mesh::{Mesh, MeshConfig, MeshEvent};
 use crate::network::{self, identity, Multiaddr, NetworkConfig, NetworkError, NetworkEvent, PeerId, Psk};
 use crate::outbox::Outbox;
@@ -160,7 +161,19 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     let mesh = Mesh::new(net.clone(), resilience.clone(), broker.clone(), addrs, store.clone(), mesh_cfg);
     let services = Arc::new(Services::new(net.clone(), resilience.clone(), lookup_timeout));
     let outbox = Arc::new(Outbox::open(store.clone(), broker.group_commit(), cfg.outbox_max_bytes)?);
+    let groups = Arc::new(Coordinator::new(
+        broker.clone(),
+        mesh.clone(),
+        GroupSettings {
+            min_session_timeout_ms: cfg.group_min_session_timeout_ms,
+            max_session_timeout_ms: cfg.group_max_session_timeout_ms,
+            append_timeout: crate::group::APPEND_TIMEOUT,
+            load_wait: Duration::from_millis(cfg.election_timeout_ms * 3),
+        },
+    ));
     let gateway = Arc::new(Gateway {
+        groups: groups.clone(),
+        offsets_topic: (cfg.offsets_topic_partitions, cfg.offsets_topic_replication_factor),
         outbox,
         broker: broker.clone(),
         mesh: mesh.clone(),
@@ -177,6 +190,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         tokio::spawn(dispatch(gateway, net, events, shutdown_rx.clone())),
         tokio::spawn(mesh.clone().run(shutdown_rx.clone())),
         tokio::spawn(retention(broker.clone(), cfg.retention_check_interval_ms, shutdown_rx.clone())),
+        tokio::spawn(groups.run(shutdown_rx.clone())),
         tokio::spawn(sweep_services(services, shutdown_rx)),
     ];
     Ok(RunningNode { peer_id, listen_addrs, broker, mesh, store, shutdown, tasks })

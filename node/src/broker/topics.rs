@@ -38,6 +38,8 @@ pub struct NewTopic {
     pub replication_factor: u16,
     /// `k=v` config.
     pub config: BTreeMap<String, String>,
+    /// An internal topic the node creates itself (its name starts with `__`).
+    pub internal: bool,
 }
 
 /// What [`Topics::adopt`] did with a record.
@@ -95,7 +97,9 @@ impl Topics {
     /// Check a create request and return the topic's effective config. `live_nodes`
     /// bounds the replication factor.
     pub fn validate_new(&self, req: &NewTopic, live_nodes: usize) -> Result<TopicConfig, WireError> {
-        types::validate_topic_name(&req.name)?;
+        if !(req.internal && req.name == meshlog_protocol::group::OFFSETS_TOPIC) {
+            types::validate_topic_name(&req.name)?;
+        }
         if req.partitions == 0 || req.partitions > MAX_PARTITIONS {
             return Err(WireError::new(
                 ErrorCode::InvalidPartitions,

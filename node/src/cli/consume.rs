@@ -1,8 +1,11 @@
 //! `meshlog consume`: print records, like kafka-console-consumer.
 
+use super::group::{reset_offsets, ResetTo};
 use super::ServerArgs;
 use crate::client::consumer::{self, StartAt};
+use crate::client::group::{Consumed, GroupConfig, GroupConsumer, ResetPolicy};
 use crate::client::Client;
+use meshlog_protocol::group::Assignor;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -17,14 +20,36 @@ pub struct ConsumeArgs {
     /// Topic to read.
     topic: String,
     /// Read only this partition (default: every partition).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "group")]
     partition: Option<u32>,
     /// Start at the oldest record kept (default: only new records).
-    #[arg(long, conflicts_with = "offset")]
+    #[arg(long, conflicts_with_all = ["offset", "group"])]
     from_beginning: bool,
     /// Start at this offset (in each partition read).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "group")]
     offset: Option<u64>,
+    /// Read as a member of this consumer group: the group's members share the topic's
+    /// partitions (a work queue), and what is printed is committed after each batch
+    /// (at least once), so the group resumes where it left off.
+    #[arg(long)]
+    group: Option<String>,
+    /// With --group: how partitions are spread (range, roundrobin, cooperative-sticky).
+    #[arg(long, default_value = "cooperative-sticky", requires = "group")]
+    assignor: Assignor,
+    /// With --group: the member leaves the group this long after its last heartbeat.
+    #[arg(long, default_value_t = 10_000, requires = "group")]
+    session_timeout_ms: u64,
+    /// With --group: where to start in a partition the group has no committed offset
+    /// for (earliest: every task is done; latest: only new records).
+    #[arg(long, default_value = "earliest", requires = "group")]
+    auto_offset_reset: String,
+    /// With --group: first move the group's committed offsets (earliest, latest or an
+    /// offset), an admin action the group must be idle for.
+    #[arg(long, requires = "group")]
+    reset_offsets: Option<ResetTo>,
+    /// With --group: the name `group describe` shows for this member.
+    #[arg(long, default_value = "meshlog-consume", requires = "group")]
+    client_id: String,
     /// Stop after this many records.
     #[arg(long)]
     max_messages: Option<u64>,
@@ -44,6 +69,9 @@ pub struct ConsumeArgs {
 /// Consume until a stop condition or Ctrl-C.
 pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     let client = args.server.connect().await?;
+    if let Some(group) = args.group.clone() {
+        return consume_group(client, &args, &group).await;
+    }
     let info = client.topic_info(&args.topic).await?;
     let partitions: Vec<u32> = match args.partition {
         Some(p) if p >= info.partitions => anyhow::bail!(
@@ -119,4 +147,73 @@ async fn consume_loop(
         }
     }
     Ok(printed)
+}
+
+/// `consume --group`: a member of a consumer group, committing after each printed batch.
+async fn consume_group(client: Client, args: &ConsumeArgs, group: &str) -> anyhow::Result<()> {
+    let reset = match args.auto_offset_reset.as_str() {
+        "earliest" => ResetPolicy::Earliest,
+        "latest" => ResetPolicy::Latest,
+        other => anyhow::bail!("--auto-offset-reset must be earliest or latest, not '{other}'"),
+    };
+    client.topic_info(&args.topic).await?;
+    if let Some(to) = args.reset_offsets {
+        for (tp, o) in reset_offsets(&client, group, &args.topic, None, to).await? {
+            eprintln!("group {group}: {tp} reset to {o}");
+        }
+    }
+    let mut cfg = GroupConfig::new(group, vec![args.topic.clone()]);
+    cfg.assignor = args.assignor;
+    cfg.session_timeout = Duration::from_millis(args.session_timeout_ms);
+    cfg.reset = reset;
+    cfg.client_id = args.client_id.clone();
+    let mut member = GroupConsumer::new(client, cfg);
+    let mut printed = 0u64;
+    let outcome = tokio::select! {
+        r = group_loop(&mut member, args, &mut printed) => r,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    };
+    // Whatever was printed is committed, and the partitions move at once.
+    if let Err(e) = member.close().await {
+        eprintln!("warning: leaving the group failed: {e}");
+    }
+    eprintln!("Processed {printed} record(s).");
+    outcome
+}
+
+async fn group_loop(member: &mut GroupConsumer, args: &ConsumeArgs, printed: &mut u64) -> anyhow::Result<()> {
+    let limit = args.max_messages.unwrap_or(u64::MAX);
+    let mut last_record = Instant::now();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    while *printed < limit {
+        let records = member.poll().await?;
+        let got_any = !records.is_empty();
+        for c in records.iter().take((limit - *printed) as usize) {
+            print_record(&mut out, args, c)?;
+            member.ack(c);
+            *printed += 1;
+        }
+        out.flush()?;
+        if got_any {
+            last_record = Instant::now();
+            if let Err(e) = member.commit().await {
+                tracing::warn!(error = %e, "commit failed; the records since the last commit may be read again");
+            }
+        } else if args.timeout_ms.is_some_and(|t| last_record.elapsed() >= Duration::from_millis(t)) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn print_record(out: &mut impl Write, args: &ConsumeArgs, c: &Consumed) -> std::io::Result<()> {
+    if args.print_offset {
+        write!(out, "{}\t{}\t", c.tp.partition, c.record.offset)?;
+    }
+    if args.print_key {
+        out.write_all(c.record.key.as_deref().unwrap_or(b"null"))?;
+        out.write_all(b"\t")?;
+    }
+    out.write_all(c.record.value.as_deref().unwrap_or(b"null"))?;
+    out.write_all(b"\n")
 }

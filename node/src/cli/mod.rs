@@ -7,6 +7,7 @@ mod bench;
 mod bench_mesh;
 mod cluster;
 mod consume;
+mod group;
 mod node_cmd;
 mod output;
 mod produce;
@@ -41,6 +42,9 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print records, one value per line.
     Consume(consume::ConsumeArgs),
+    /// List and describe consumer groups (members, offsets, lag); reset their offsets.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
     /// Register, discover and list service endpoints (a registry with no server).
     #[command(subcommand)]
     Service(service::ServiceCommand),
@@ -102,6 +106,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topic(cmd) => topic::run(cmd).await,
         Command::Produce(args) => produce::run(args).await,
         Command::Consume(args) => consume::run(args).await,
+        Command::Group(cmd) => group::run(cmd).await,
         Command::Service(cmd) => service::run(cmd).await,
         Command::Cluster(cmd) => cluster::run(cmd).await,
         Command::MeshKey => {

@@ -4,8 +4,10 @@
 //! - [`Client`]: one request at a time or many concurrently (it is `Clone`).
 //! - [`producer::Producer`]: key partitioning, batching, an in-flight window.
 //! - [`consumer`]: reading records back from partitions.
+//! - [`group::GroupConsumer`]: a consumer-group member (join, heartbeat, rebalance, commit).
 
 pub mod consumer;
+pub mod group;
 pub mod producer;
 
 use crate::network::{self, Keypair, Multiaddr, NetworkConfig, NetworkError, NetworkHandle, PeerId, Psk};
@@ -49,6 +51,18 @@ pub enum ClientError {
     /// The node answered with a response of the wrong kind (a bug or version skew).
     #[error("unexpected response: {0}")]
     Unexpected(String),
+}
+
+impl ClientError {
+    /// Whether the same request may succeed later: a retriable server error, or the
+    /// node could not be reached or did not answer.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            ClientError::Server(w) => w.code.is_retriable(),
+            ClientError::Network(_) | ClientError::Timeout { .. } | ClientError::Call(_) => true,
+            ClientError::Unexpected(_) => false,
+        }
+    }
 }
 
 /// A connection to one node.

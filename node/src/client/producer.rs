@@ -296,7 +296,7 @@ impl Producer {
                     Err(e) => Err(e),
                 };
                 match result {
-                    Err(e) if retry && retriable(&e) && Instant::now() + backoff < deadline => {
+                    Err(e) if retry && e.is_retriable() && Instant::now() + backoff < deadline => {
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(1));
                     }
@@ -318,15 +318,5 @@ impl Producer {
             let _ = h.record_n(us.max(1), o.records as u64);
         }
         Ok(())
-    }
-}
-
-/// Whether a retry of the same batch may succeed: a retriable server error, or the
-/// node could not be reached or did not answer.
-fn retriable(e: &ClientError) -> bool {
-    match e {
-        ClientError::Server(w) => w.code.is_retriable(),
-        ClientError::Network(_) | ClientError::Timeout { .. } | ClientError::Call(_) => true,
-        ClientError::Unexpected(_) => false,
     }
 }
