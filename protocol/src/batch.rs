@@ -4,8 +4,9 @@
 //! building uncompressed batches ([`BatchBuilder`]), parsing and validating a
 //! batch received from a client ([`parse_header`], [`validate`]), patching the
 //! two fields the leader assigns ([`set_base_offset`],
-//! [`set_partition_leader_epoch`]), decoding records ([`records`]) and
-//! splitting a concatenation of batches ([`split_batches`]).
+//! [`set_partition_leader_epoch`]), decoding records ([`records`]),
+//! dropping records from a stored batch for compaction ([`retain_records`])
+//! and splitting a concatenation of batches ([`split_batches`]).
 //!
 //! Layout (all integers big-endian):
 //!
@@ -54,6 +55,8 @@ pub const MAGIC_OFFSET: usize = 16;
 pub const CRC_OFFSET: usize = 17;
 /// Offset of `attributes`, where the CRC-covered region starts.
 pub const ATTRIBUTES_OFFSET: usize = 21;
+/// Offset of `recordsCount`, the last header field.
+const RECORDS_COUNT_OFFSET: usize = 57;
 
 /// Attribute bits 0-2: compression codec (0 = none).
 pub const COMPRESSION_MASK: i16 = 0x07;
@@ -479,6 +482,8 @@ struct RawRecord<'a> {
     offset_delta: i32,
     key: Option<&'a [u8]>,
     value: Option<&'a [u8]>,
+    /// The whole record as encoded, length prefix included.
+    encoded: &'a [u8],
 }
 
 /// Receives what [`walk_records`] decodes. Each record's headers are
@@ -520,6 +525,7 @@ fn decode_headers<'a>(body: &mut Reader<'a>, sink: &mut dyn RecordSink<'a>) -> R
 /// Decodes one record at the reader's position into `sink`, returning its
 /// offset delta.
 fn decode_record<'a>(r: &mut Reader<'a>, sink: &mut dyn RecordSink<'a>) -> Result<i32, BatchError> {
+    let record_start = r.pos;
     let len = r.varint()?;
     let len =
         usize::try_from(len).map_err(|_| BatchError::InvalidRecord { reason: "negative record length" })?;
@@ -537,7 +543,8 @@ fn decode_record<'a>(r: &mut Reader<'a>, sink: &mut dyn RecordSink<'a>) -> Resul
     if body.remaining() != 0 {
         return Err(BatchError::InvalidRecord { reason: "record length does not match its fields" });
     }
-    sink.record(RawRecord { timestamp_delta, offset_delta, key, value });
+    let encoded = r.buf.get(record_start..r.pos).unwrap_or_default();
+    sink.record(RawRecord { timestamp_delta, offset_delta, key, value, encoded });
     Ok(offset_delta)
 }
 
@@ -672,6 +679,66 @@ pub fn records(batch: &[u8]) -> Result<Vec<Record>, BatchError> {
     let mut sink = Collect { header, out: Vec::with_capacity(cap), pending: Vec::new() };
     walk_records(batch, &header, false, &mut sink)?;
     Ok(sink.out)
+}
+
+/// Sink for [`retain_records`]: the decoded records and each one's encoded
+/// bytes, to copy the kept ones verbatim.
+struct CollectEncoded<'a> {
+    records: Collect,
+    encoded: Vec<&'a [u8]>,
+}
+
+impl<'a> RecordSink<'a> for CollectEncoded<'a> {
+    fn header(&mut self, key: &'a str, value: Option<&'a [u8]>) {
+        self.records.header(key, value);
+    }
+
+    fn record(&mut self, rec: RawRecord<'a>) {
+        self.encoded.push(rec.encoded);
+        self.records.record(rec);
+    }
+}
+
+/// Rewrite one batch occupying exactly `bytes` without the records `keep`
+/// refuses (it sees each record as [`records`] decodes it): what log
+/// compaction stores in place of the original. `None` if every record is
+/// kept.
+///
+/// The new batch keeps the original's header (base offset, partition leader
+/// epoch, attributes, lastOffsetDelta, timestamps, producer id, epoch and base
+/// sequence), so its offset range and producer sequence range are unchanged,
+/// and the kept records byte for byte (their offset and timestamp deltas,
+/// keys, values and headers); only batchLength, recordsCount and the CRC32C
+/// are recomputed. Keeping no record gives a valid empty batch (recordsCount
+/// 0), as Kafka's cleaner does; [`records`], [`verify_crc`] and
+/// [`parse_header`] accept it, [`validate`] (for producers) does not. Checks
+/// the input as [`records`] does and never panics.
+pub fn retain_records(
+    bytes: &[u8],
+    mut keep: impl FnMut(&Record) -> bool,
+) -> Result<Option<Vec<u8>>, BatchError> {
+    let header = check_frame(bytes)?;
+    let count = usize::try_from(header.records_count).unwrap_or(0);
+    let cap = count.min(bytes.len().saturating_sub(BATCH_HEADER_LEN) / MIN_RECORD_LEN);
+    let records = Collect { header, out: Vec::with_capacity(cap), pending: Vec::new() };
+    let mut sink = CollectEncoded { records, encoded: Vec::with_capacity(cap) };
+    walk_records(bytes, &header, false, &mut sink)?;
+    let kept: Vec<&[u8]> =
+        sink.records.out.iter().zip(&sink.encoded).filter(|(r, _)| keep(r)).map(|(_, e)| *e).collect();
+    if kept.len() == sink.encoded.len() {
+        return Ok(None);
+    }
+    let fixed = bytes.get(..BATCH_HEADER_LEN).unwrap_or_default();
+    let mut out = Vec::with_capacity(fixed.len() + kept.iter().map(|e| e.len()).sum::<usize>());
+    out.extend_from_slice(fixed);
+    kept.iter().for_each(|e| out.extend_from_slice(e));
+    // Smaller than the input, whose lengths fit in an i32.
+    let batch_length = len_i32(out.len() - LOG_OVERHEAD);
+    patch(&mut out, 8, &batch_length.to_be_bytes())?;
+    patch(&mut out, RECORDS_COUNT_OFFSET, &len_i32(kept.len()).to_be_bytes())?;
+    let crc = crc32c::crc32c(out.get(ATTRIBUTES_OFFSET..).unwrap_or_default());
+    patch(&mut out, CRC_OFFSET, &crc.to_be_bytes())?;
+    Ok(Some(out))
 }
 
 // ---------------------------------------------------------------------------

@@ -69,6 +69,43 @@ pub enum OffsetSpec {
     Timestamp(i64),
 }
 
+/// Default `delete.retention.ms`: how long a tombstone is kept once it is the latest
+/// record of its key (Kafka's default, one day).
+pub const DEFAULT_DELETE_RETENTION_MS: u64 = 24 * 3600 * 1000;
+
+/// `cleanup.policy`: what happens to old data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum CleanupPolicy {
+    /// `delete`: batches past `retention.ms` or `retention.bytes` are deleted.
+    #[default]
+    Delete,
+    /// `compact`: only the latest record of each key is kept (and a tombstone, the
+    /// latest record with a null value, only for `delete.retention.ms`); time and size
+    /// retention do not apply.
+    Compact,
+}
+
+impl CleanupPolicy {
+    /// The config value, as Kafka spells it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CleanupPolicy::Delete => "delete",
+            CleanupPolicy::Compact => "compact",
+        }
+    }
+}
+
+impl std::str::FromStr for CleanupPolicy {
+    type Err = &'static str;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "delete" => Ok(CleanupPolicy::Delete),
+            "compact" => Ok(CleanupPolicy::Compact),
+            _ => Err("must be delete or compact"),
+        }
+    }
+}
+
 /// A topic's configuration. Keys follow Kafka's names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicConfig {
@@ -80,6 +117,11 @@ pub struct TopicConfig {
     pub max_message_bytes: u32,
     /// `min.insync.replicas`: replicas that must hold an `acks=all` write.
     pub min_insync_replicas: u16,
+    /// `cleanup.policy`: delete old batches, or compact by key.
+    pub cleanup_policy: CleanupPolicy,
+    /// `delete.retention.ms`: with `compact`, how long a tombstone is kept once it is
+    /// the latest record of its key (so consumers that are behind still see it).
+    pub delete_retention_ms: u64,
 }
 
 impl Default for TopicConfig {
@@ -89,14 +131,22 @@ impl Default for TopicConfig {
             retention_bytes: None,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             min_insync_replicas: 1,
+            cleanup_policy: CleanupPolicy::Delete,
+            delete_retention_ms: DEFAULT_DELETE_RETENTION_MS,
         }
     }
 }
 
 impl TopicConfig {
     /// The keys `topic create --config k=v` accepts.
-    pub const KEYS: [&'static str; 4] =
-        ["retention.ms", "retention.bytes", "max.message.bytes", "min.insync.replicas"];
+    pub const KEYS: [&'static str; 6] = [
+        "retention.ms",
+        "retention.bytes",
+        "max.message.bytes",
+        "min.insync.replicas",
+        "cleanup.policy",
+        "delete.retention.ms",
+    ];
 
     /// Build a config from `k=v` pairs over the defaults, then validate it against the
     /// replication factor. Unknown keys and bad values are `InvalidConfig` errors.
@@ -127,6 +177,10 @@ impl TopicConfig {
             }
             "min.insync.replicas" => {
                 self.min_insync_replicas = u16::try_from(num()?).map_err(|_| bad("out of range"))?
+            }
+            "cleanup.policy" => self.cleanup_policy = value.parse().map_err(bad)?,
+            "delete.retention.ms" => {
+                self.delete_retention_ms = u64::try_from(num()?).map_err(|_| bad("must not be negative"))?
             }
             _ => return Err(bad(&format!("unknown key; known keys are {}", Self::KEYS.join(", ")))),
         }
@@ -162,6 +216,8 @@ impl TopicConfig {
             ("retention.bytes".to_string(), forever(self.retention_bytes)),
             ("max.message.bytes".to_string(), self.max_message_bytes.to_string()),
             ("min.insync.replicas".to_string(), self.min_insync_replicas.to_string()),
+            ("cleanup.policy".to_string(), self.cleanup_policy.as_str().to_string()),
+            ("delete.retention.ms".to_string(), self.delete_retention_ms.to_string()),
         ])
     }
 }
@@ -297,6 +353,31 @@ mod tests {
         let cfg = TopicConfig::from_pairs(&pairs(&[("retention.ms", "-1")]), 1).unwrap();
         assert_eq!(cfg.retention_ms, None);
         assert!(TopicConfig::from_pairs(&pairs(&[("retention.ms", "-2")]), 1).is_err());
+    }
+
+    #[test]
+    fn cleanup_policy_and_delete_retention() {
+        let cfg = TopicConfig::from_pairs(&pairs(&[]), 1).unwrap();
+        assert_eq!(cfg.cleanup_policy, CleanupPolicy::Delete);
+        assert_eq!(cfg.delete_retention_ms, DEFAULT_DELETE_RETENTION_MS);
+        let kv = [("cleanup.policy", "compact"), ("delete.retention.ms", "1000")];
+        let cfg = TopicConfig::from_pairs(&pairs(&kv), 1).unwrap();
+        assert_eq!(cfg.cleanup_policy, CleanupPolicy::Compact);
+        assert_eq!(cfg.delete_retention_ms, 1000);
+        // to_pairs reads back as the same config.
+        assert_eq!(TopicConfig::from_pairs(&cfg.to_pairs(), 1).unwrap(), cfg);
+        for bad in [("cleanup.policy", "compact,delete"), ("delete.retention.ms", "-1")] {
+            let e = TopicConfig::from_pairs(&pairs(&[bad]), 1).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidConfig);
+            assert!(e.message.contains(bad.0), "{e}");
+        }
+    }
+
+    #[test]
+    fn config_survives_bincode() {
+        let cfg = TopicConfig { cleanup_policy: CleanupPolicy::Compact, ..TopicConfig::default() };
+        let bytes = crate::codec::encode(&cfg).unwrap();
+        assert_eq!(crate::codec::decode::<TopicConfig>(&bytes).unwrap(), cfg);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! round trips, and no panics on hostile bytes.
 
 use meshlog_protocol::batch::{
-    parse_header, records, set_base_offset, set_partition_leader_epoch, split_batches, validate,
-    BatchBuilder, BatchError, Header, BATCH_HEADER_LEN,
+    parse_header, records, retain_records, set_base_offset, set_partition_leader_epoch, split_batches,
+    validate, verify_crc, BatchBuilder, BatchError, Header, BATCH_HEADER_LEN,
 };
 use meshlog_protocol::partitioner::partition_for_key;
 use proptest::prelude::*;
@@ -62,6 +62,7 @@ fn poke(b: &[u8]) {
     let _ = validate(b, usize::MAX);
     let _ = validate(b, 64);
     let _ = records(b);
+    let _ = retain_records(b, |r| r.offset % 2 == 0);
     for one in split_batches(b).flatten() {
         let _ = records(one);
     }
@@ -102,6 +103,39 @@ proptest! {
             prop_assert_eq!(&rec.value, v);
             prop_assert_eq!(&rec.headers, hs);
         }
+    }
+
+    #[test]
+    fn retain_records_keeps_exactly_the_chosen_records(
+        inputs in proptest::collection::vec(record(), 1..20),
+        keep in proptest::collection::vec(any::<bool>(), 20),
+        producer in producer(),
+        base in 0..i64::MAX / 2,
+        epoch in any::<i32>(),
+    ) {
+        let mut bytes = build(&inputs, producer);
+        set_base_offset(&mut bytes, base).unwrap();
+        set_partition_leader_epoch(&mut bytes, epoch).unwrap();
+        let before = records(&bytes).unwrap();
+        let chosen = |offset: i64| keep[(offset - base) as usize];
+        let out = retain_records(&bytes, |r| chosen(r.offset)).unwrap();
+        let expected: Vec<_> = before.iter().filter(|r| chosen(r.offset)).cloned().collect();
+        let Some(out) = out else {
+            prop_assert_eq!(expected.len(), before.len());
+            return Ok(());
+        };
+        let (old, new) = (parse_header(&bytes).unwrap(), verify_crc(&out).unwrap());
+        prop_assert_eq!(new.records_count as usize, expected.len());
+        prop_assert_eq!(new.total_len(), out.len());
+        prop_assert_eq!(
+            (new.base_offset, new.partition_leader_epoch, new.attributes, new.last_offset_delta),
+            (old.base_offset, old.partition_leader_epoch, old.attributes, old.last_offset_delta)
+        );
+        prop_assert_eq!(
+            (new.base_timestamp, new.max_timestamp, new.producer_id, new.producer_epoch, new.base_sequence),
+            (old.base_timestamp, old.max_timestamp, old.producer_id, old.producer_epoch, old.base_sequence)
+        );
+        prop_assert_eq!(records(&out).unwrap(), expected);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! A single node, in process, over real libp2p on loopback and real sled in a temp dir:
 //! keyed records land in Kafka's partition and come back in order, offsets are dense and
-//! survive a restart, long polls wake on new data, retention trims the head, and every
-//! kind of bad input gets a clear error code while the node keeps serving and loses
-//! nothing.
+//! survive a restart, long polls wake on new data, retention trims the head, compaction
+//! keeps each key's latest record at its offset, and every kind of bad input gets a
+//! clear error code while the node keeps serving and loses nothing.
 
 use meshlog::broker::now_ms;
 use meshlog::client::consumer::{self, StartAt};
@@ -13,7 +13,7 @@ use meshlog::server::{self, RunningNode};
 use meshlog_protocol::batch::BatchBuilder;
 use meshlog_protocol::messages::{ClientRequest, ClientResponse, FetchRequest, ProduceRequest};
 use meshlog_protocol::partitioner::partition_for_key;
-use meshlog_protocol::types::{Acks, OffsetSpec};
+use meshlog_protocol::types::{Acks, CleanupPolicy, OffsetSpec};
 use meshlog_protocol::ErrorCode;
 use meshlog_tests::{test_config, wait_until, SHORT_BUDGET};
 use std::collections::BTreeMap;
@@ -315,6 +315,48 @@ async fn retention_by_size_trims_the_head_and_the_start_survives_restart() {
     assert_eq!(again, head);
     let end_again = consumer::start_offset(&client, "r", 0, StartAt::End).await.unwrap();
     assert!(end_again >= 51, "the end stays (plus the new epoch's marker once it is committed)");
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn compaction_keeps_each_keys_latest_record_at_its_offset_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, client) = start(dir.path()).await;
+    let cfg = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
+    let info = client.create_topic("c", 1, 1, cfg).await.unwrap();
+    assert_eq!(info.config.cleanup_policy, CleanupPolicy::Compact);
+
+    // Phase 1: 30 records over 5 keys, in batches of a few records, after the marker at 0.
+    let pc = ProducerConfig { batch_size_bytes: 300, ..ProducerConfig::default() };
+    let mut p = Producer::new(client.clone(), "c", pc).await.unwrap();
+    for i in 0..30u32 {
+        p.send(Some(format!("k{}", i % 5).as_bytes()), format!("{i}").as_bytes(), now_ms()).await.unwrap();
+    }
+    p.flush().await.unwrap();
+
+    // Phase 2: once all is committed, compaction leaves the latest record of each key
+    // (record i at offset i + 1).
+    wait_until("all 31 offsets committed", SHORT_BUDGET, || {
+        let c = client.clone();
+        async move { consumer::start_offset(&c, "c", 0, StartAt::End).await.ok().filter(|&e| e == 31) }
+    })
+    .await;
+    node.broker().enforce_retention();
+    let want: Vec<_> = (25..30u64)
+        .map(|i| (i + 1, Some(format!("k{}", i % 5).into_bytes()), format!("{i}").into_bytes()))
+        .collect();
+    assert_eq!(read_all(&client, "c", 0).await, want);
+
+    // Phase 3: a restarted node serves the same records at the same offsets.
+    node.shutdown().await;
+    drop(client);
+    let (node, client) = start(dir.path()).await;
+    wait_until("restarted node answers", SHORT_BUDGET, || {
+        let c = client.clone();
+        async move { consumer::start_offset(&c, "c", 0, StartAt::End).await.ok().filter(|&e| e >= 31) }
+    })
+    .await;
+    assert_eq!(read_all(&client, "c", 0).await, want);
     node.shutdown().await;
 }
 

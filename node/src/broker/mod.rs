@@ -10,14 +10,14 @@ mod partition;
 mod topics;
 
 pub use driver::{DriverContext, Outbound, ReplicaHandle, ReplicaSettings, ReplicaView};
-pub use partition::Partition;
+pub use partition::{CompactStats, Partition};
 pub use topics::{already_exists, now_ms, place_replicas, Adopted, NewTopic, Topic, Topics};
 
 use crate::storage::{GroupCommit, StorageError, Store};
 use meshlog_protocol::messages::{
     ClientRequest, ClientResponse, ClientResult, FetchRequest, ProduceRequest, ReplicateMessage,
 };
-use meshlog_protocol::types::PartitionStatus;
+use meshlog_protocol::types::{CleanupPolicy, PartitionStatus, TopicConfig};
 use meshlog_protocol::{ErrorCode, WireError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -160,15 +160,15 @@ impl Broker {
         Ok(ClientResponse::Fetched(part.fetch(f.offset, max_bytes, wait).await?))
     }
 
-    /// Apply retention to every replica held here once (each below its own HW).
+    /// Apply retention to every replica held here once (each below its own HW): time
+    /// and size retention, or compaction for a topic with `cleanup.policy=compact`.
     pub fn enforce_retention(&self) {
         let now = now_ms();
         for t in self.topics.all() {
             for (_, r) in t.held() {
-                match r.part.enforce_retention(&t.info.config, now) {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(topic = %t.info.name, removed = n, "retention removed batches"),
-                    Err(e) => tracing::warn!(topic = %t.info.name, error = %e, "retention failed"),
+                match t.info.config.cleanup_policy {
+                    CleanupPolicy::Delete => delete_old(&r.part, &t.info.config, now),
+                    CleanupPolicy::Compact => compact(&r.part, &t.info.config, now),
                 }
             }
         }
@@ -177,6 +177,33 @@ impl Broker {
     /// Partition replicas held here.
     pub fn held_partition_count(&self) -> u32 {
         self.topics.all().iter().map(|t| t.held().count() as u32).sum()
+    }
+}
+
+fn delete_old(part: &Partition, config: &TopicConfig, now: i64) {
+    let (topic, partition) = (part.topic(), part.id());
+    match part.enforce_retention(config, now) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(topic, partition, removed = n, "retention removed batches"),
+        Err(e) => tracing::warn!(topic, partition, error = %e, "retention failed"),
+    }
+}
+
+fn compact(part: &Partition, config: &TopicConfig, now: i64) {
+    let (topic, partition) = (part.topic(), part.id());
+    match part.compact(config, now) {
+        Ok(s) if s.changed() => tracing::info!(
+            topic,
+            partition,
+            rewritten = s.batches_rewritten,
+            removed = s.batches_removed,
+            records_removed = s.records_removed,
+            bytes_before = s.bytes_before,
+            bytes_after = s.bytes_after,
+            "compaction removed records"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(topic, partition, error = %e, "compaction failed"),
     }
 }
 

@@ -1,6 +1,6 @@
 //! One partition replica's stored log on this node: recovery of the entries the replica
 //! core needs, the storage operations its driver executes (store, truncate), reads up to
-//! the high watermark, long-poll waits and retention.
+//! the high watermark, long-poll waits, retention and compaction (in [`compact`]).
 //!
 //! Offsets are dense and start at 0. A batch is stored exactly as the producer sent it,
 //! with only its base offset and partition leader epoch written in, both outside the
@@ -8,11 +8,15 @@
 //! it never moves back, and consumers see only what is below it. It is also saved in
 //! the metadata so a restarted replica serves committed data at once.
 
+mod compact;
+
+pub use compact::CompactStats;
+
 use crate::replica::{Entry, Epoch, ProducerSeq};
 use crate::storage::{PartitionLog, StorageError, Store, StoredBytes};
 use meshlog_protocol::batch::{self, BatchHeader};
 use meshlog_protocol::messages::FetchResponse;
-use meshlog_protocol::types::{OffsetSpec, TopicConfig};
+use meshlog_protocol::types::{CleanupPolicy, OffsetSpec, TopicConfig};
 use meshlog_protocol::{ErrorCode, WireError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -271,8 +275,12 @@ impl Partition {
     }
 
     /// Delete the oldest batches past `retention.ms` or `retention.bytes`. Only batches
-    /// wholly below the HW are deleted. Returns how many batches were removed.
+    /// wholly below the HW are deleted. Returns how many batches were removed. A
+    /// compacted topic (`cleanup.policy=compact`) keeps its batches: nothing is deleted.
     pub fn enforce_retention(&self, config: &TopicConfig, now_ms: i64) -> Result<usize, StorageError> {
+        if config.cleanup_policy == CleanupPolicy::Compact {
+            return Ok(0);
+        }
         let hw = *self.hw.borrow();
         let mut removed = 0;
         for entry in self.log.iter() {

@@ -17,7 +17,8 @@ pub enum TopicCommand {
         #[arg(long, default_value_t = 1)]
         replication_factor: u16,
         /// Topic config as key=value, repeatable (retention.ms, retention.bytes,
-        /// max.message.bytes, min.insync.replicas).
+        /// max.message.bytes, min.insync.replicas, cleanup.policy=delete|compact,
+        /// delete.retention.ms).
         #[arg(long = "config", value_parser = parse_kv)]
         config: Vec<(String, String)>,
         #[command(flatten)]

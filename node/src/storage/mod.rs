@@ -252,12 +252,28 @@ fn offset_of(key: &[u8]) -> Result<u64, StorageError> {
 }
 
 impl PartitionLog {
-    /// Store a batch under its base offset (durable after the next [`Store::flush`]).
+    /// Store a batch under its base offset (durable after the next [`Store::flush`]),
+    /// replacing any batch stored there.
     pub fn append(&self, base_offset: u64, batch: &[u8]) -> Result<(), StorageError> {
         if batch.len() > MAX_INLINE_VALUE_BYTES {
             return Err(StorageError::TooLarge { len: batch.len(), max: MAX_INLINE_VALUE_BYTES });
         }
         self.tree.insert(key(base_offset), batch).map(|_| ()).map_err(|e| StorageError::io("append", e))
+    }
+
+    /// Replace the batch stored under `base_offset` with `batch` if, and only if, it is
+    /// still exactly `expected` (one atomic step: a reader sees the old batch or the new
+    /// one, whole). False, and nothing written, if it was removed or changed since it was
+    /// read. For rewriting stored batches (compaction) alongside a writer that may remove
+    /// or replace them. Durable after the next [`Store::flush`].
+    pub fn replace(&self, base_offset: u64, expected: &[u8], batch: &[u8]) -> Result<bool, StorageError> {
+        if batch.len() > MAX_INLINE_VALUE_BYTES {
+            return Err(StorageError::TooLarge { len: batch.len(), max: MAX_INLINE_VALUE_BYTES });
+        }
+        self.tree
+            .compare_and_swap(key(base_offset), Some(expected), Some(batch))
+            .map(|swapped| swapped.is_ok())
+            .map_err(|e| StorageError::io("replace", e))
     }
 
     /// The batch with the highest base offset.

@@ -49,6 +49,19 @@ fn remove_and_empty_reads() {
 }
 
 #[test]
+fn replace_only_swaps_the_expected_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &opts()).unwrap();
+    let log = store.log("t", 0).unwrap();
+    log.append(0, b"old").unwrap();
+    assert!(!log.replace(0, b"other", b"new").unwrap());
+    assert!(!log.replace(5, b"old", b"new").unwrap(), "nothing stored at 5");
+    assert!(log.first().unwrap().unwrap().0 == 0 && log.iter().count() == 1);
+    assert!(log.replace(0, b"old", b"new").unwrap());
+    assert_eq!(&*log.read(0, u64::MAX, 100).unwrap()[0].1, b"new");
+}
+
+#[test]
 fn oversized_values_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), &opts()).unwrap();

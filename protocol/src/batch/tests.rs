@@ -408,6 +408,75 @@ fn records_is_lenient_on_offset_gaps_and_empty_batches() {
     );
 }
 
+/// The header fields compaction must not change (everything but batchLength,
+/// recordsCount and the CRC).
+fn kept_fields(h: &BatchHeader) -> (i64, i32, i16, i32, i64, i64, i64, i16, i32) {
+    (
+        h.base_offset,
+        h.partition_leader_epoch,
+        h.attributes,
+        h.last_offset_delta,
+        h.base_timestamp,
+        h.max_timestamp,
+        h.producer_id,
+        h.producer_epoch,
+        h.base_sequence,
+    )
+}
+
+#[test]
+fn retain_records_drops_records_and_keeps_offsets_and_header() {
+    let mut bytes = sample_batch();
+    set_base_offset(&mut bytes, 1_000).unwrap();
+    set_partition_leader_epoch(&mut bytes, 7).unwrap();
+    let before = records(&bytes).unwrap();
+    let out = retain_records(&bytes, |r| r.offset % 2 == 1).unwrap().unwrap();
+    let h = verify_crc(&out).unwrap();
+    assert_eq!(kept_fields(&h), kept_fields(&parse_header(&bytes).unwrap()));
+    assert_eq!(h.records_count, 2);
+    assert_eq!(h.total_len(), out.len());
+    let after = records(&out).unwrap();
+    assert_eq!(after, [before[1].clone(), before[3].clone()]);
+    // A compacted batch (offset deltas 1, 3) can be compacted again.
+    let again = retain_records(&out, |r| r.offset == 1_003).unwrap().unwrap();
+    assert_eq!(records(&again).unwrap(), [before[3].clone()]);
+    assert_eq!(retain_records(&again, |_| true), Ok(None));
+}
+
+#[test]
+fn retain_records_keeping_all_is_none_and_none_is_an_empty_batch() {
+    let bytes = sample_batch();
+    assert_eq!(retain_records(&bytes, |_| true), Ok(None));
+    let empty = retain_records(&bytes, |_| false).unwrap().unwrap();
+    assert_eq!(empty.len(), BATCH_HEADER_LEN);
+    let h = verify_crc(&empty).unwrap();
+    assert_eq!((h.records_count, h.last_offset_delta), (0, 3));
+    assert_eq!(h.last_offset(), 3);
+    assert_eq!(records(&empty), Ok(vec![]));
+    // Nothing left to drop.
+    assert_eq!(retain_records(&empty, |_| false), Ok(None));
+}
+
+#[test]
+fn retain_records_keeps_control_and_log_append_time_attributes() {
+    let mut bytes = sample_batch();
+    bytes[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2]
+        .copy_from_slice(&(TIMESTAMP_TYPE_MASK | CONTROL_FLAG).to_be_bytes());
+    recrc(&mut bytes);
+    let out = retain_records(&bytes, |r| r.offset == 2).unwrap().unwrap();
+    let h = verify_crc(&out).unwrap();
+    assert!(h.is_control() && h.is_log_append_time());
+    assert_eq!(records(&out).unwrap()[0].timestamp, 7_000);
+}
+
+#[test]
+fn retain_records_rejects_what_records_rejects() {
+    let mut bytes = sample_batch();
+    bytes[70] ^= 1;
+    assert!(matches!(retain_records(&bytes, |_| false), Err(BatchError::CrcMismatch { .. })));
+    assert!(retain_records(&bytes[..40], |_| false).is_err());
+}
+
 #[test]
 fn huge_record_count_does_not_allocate_or_panic() {
     let mut bytes = sample_batch();
