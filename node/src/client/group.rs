@@ -143,6 +143,11 @@ impl GroupConsumer {
         self.generation
     }
 
+    /// Offsets the coordinator acknowledged as committed, per assigned partition.
+    pub fn committed(&self) -> &BTreeMap<TopicPartition, u64> {
+        &self.committed
+    }
+
     /// Counters.
     pub fn stats(&self) -> GroupStats {
         self.stats
