@@ -305,8 +305,12 @@ impl Gateway {
                 }
                 Err(e) if e.code == ErrorCode::NotLeaderOrFollower && !is_leadership_lost(&e) => last = e,
                 Err(e) if e.code == ErrorCode::LeaderNotAvailable => last = e,
-                // A replica behind the client's epoch: another one may know it.
-                Err(e) if e.code == ErrorCode::UnknownLeaderEpoch => last = e,
+                // A replica behind the client's epoch or offset: another one may have it.
+                Err(e)
+                    if e.code == ErrorCode::UnknownLeaderEpoch || e.code == ErrorCode::OffsetNotAvailable =>
+                {
+                    last = e
+                }
                 other => return Routed::Done(other),
             }
             next = self.leader_of(topic, partition);

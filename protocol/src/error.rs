@@ -75,6 +75,9 @@ pub enum ErrorCode {
     RebalanceInProgress = 27,
     /// The operation needs a group without members.
     NonEmptyGroup = 68,
+    /// A follower asked for an offset above its high watermark: it is behind the
+    /// leader (retry, or ask another replica).
+    OffsetNotAvailable = 78,
     /// No such group.
     GroupIdNotFound = 69,
     /// The node is shutting down or overloaded; retry elsewhere or later.
@@ -89,7 +92,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 36] = [
+    pub const ALL: [ErrorCode; 37] = [
         ErrorCode::Unknown,
         ErrorCode::OffsetOutOfRange,
         ErrorCode::CorruptMessage,
@@ -126,6 +129,7 @@ impl ErrorCode {
         ErrorCode::NonEmptyGroup,
         ErrorCode::GroupIdNotFound,
         ErrorCode::PartitionNotAssigned,
+        ErrorCode::OffsetNotAvailable,
     ];
 
     /// The stable number of this code.
@@ -177,6 +181,7 @@ impl ErrorCode {
             ErrorCode::NonEmptyGroup => "NON_EMPTY_GROUP",
             ErrorCode::GroupIdNotFound => "GROUP_ID_NOT_FOUND",
             ErrorCode::PartitionNotAssigned => "PARTITION_NOT_ASSIGNED",
+            ErrorCode::OffsetNotAvailable => "OFFSET_NOT_AVAILABLE",
         }
     }
 
@@ -194,6 +199,7 @@ impl ErrorCode {
                 | ErrorCode::CoordinatorLoadInProgress
                 | ErrorCode::CoordinatorNotAvailable
                 | ErrorCode::NotCoordinator
+                | ErrorCode::OffsetNotAvailable
         )
     }
 }

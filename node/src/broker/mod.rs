@@ -157,6 +157,18 @@ impl Broker {
         }
         let max_bytes = f.max_bytes.min(self.limits.fetch_max_bytes) as usize;
         let wait = Duration::from_millis(f.max_wait_ms.min(self.limits.fetch_max_wait_ms) as u64);
+        // A follower behind the reader (its HW lags the leader's) has not got the
+        // offset yet: that is not the reader's mistake, and another replica may have it.
+        let hw = part.high_watermark();
+        if f.offset > hw && !replica.is_leader() && f.offset >= part.offsets().0 {
+            return Err(WireError::new(
+                ErrorCode::OffsetNotAvailable,
+                format!(
+                    "{}-{}: this follower's high watermark is {hw}, behind offset {}; ask the leader",
+                    f.topic, f.partition, f.offset
+                ),
+            ));
+        }
         Ok(ClientResponse::Fetched(part.fetch(f.offset, max_bytes, wait).await?))
     }
 
