@@ -7,6 +7,9 @@
 #   consume    : the 1 KiB topic read back from the beginning
 #   3 nodes    : three nodes, replication factor 3, 1 KiB and 100 B, acks=all (ack once
 #                every in-sync replica has fsynced and a majority holds it)
+#   group      : three members (one per node) of a consumer group read a rf=3 topic,
+#                committing after each poll: records/s, commit latency p50/p99, and the
+#                rebalance time when a member joins and when one is killed (GROUP_ROUNDS)
 #   failover   : kill -9 of the leader KILLS times under an acks=all load (the
 #                replication fault test run against the release binary): from each kill
 #                until a write is acknowledged again, p50/p99
@@ -15,7 +18,8 @@
 #
 # Env knobs: RECORDS (200000), REPS (3), IN_FLIGHT (16), PARTITIONS (16),
 #            BATCH (65536), SCRATCH (/tmp/meshlog-bench), OUT (results file),
-#            KILLS (20; 0 skips the failover row), CLUSTER (1; 0 skips the 3-node rows)
+#            KILLS (20; 0 skips the failover row), CLUSTER (1; 0 skips the 3-node rows),
+#            GROUP_ROUNDS (10)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RECORDS=${RECORDS:-200000}
@@ -27,6 +31,7 @@ SCRATCH=${SCRATCH:-/tmp/meshlog-bench}
 OUT=${OUT:-$SCRATCH/results-$(date +%Y%m%d-%H%M%S).jsonl}
 PORT=${PORT:-19494}
 KILLS=${KILLS:-20}
+GROUP_ROUNDS=${GROUP_ROUNDS:-10}
 CLUSTER=${CLUSTER:-1}
 
 cargo build --release --locked --bin meshlog >&2
@@ -111,6 +116,13 @@ if [ "$CLUSTER" = 1 ]; then
           --acks all --max-secs 120 --json | tr -d '\n')
       row "3 nodes rf=3 produce acks=all, $size B" "$j"
     done
+    # A group of three members, one per node, reads the 100 B topic's worth of records
+    # again from its own rf=3 topic, committing after each poll; then members join and
+    # are killed GROUP_ROUNDS times.
+    servers=$(for i in 1 2 3; do sed -n 's/^listening on //p' "$SCRATCH/c$i.out" | head -1; done | paste -sd,)
+    j=$(timeout 900 "$BIN" bench group --server "$servers" --records "$RECORDS" --record-size 100 --partitions 6 \
+        --replication-factor 3 --members 3 --rounds "$GROUP_ROUNDS" --json | tr -d '\n')
+    row "3 nodes group of 3 consume+commit, 100 B" "$j"
     for p in "${CLUSTER_PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done
     CLUSTER_PIDS=()
   done
@@ -152,6 +164,11 @@ for label, rs in by.items():
 fo = by.get("failover", [])
 if fo:
     print(f"failover after kill -9 of the leader ({fo[-1]['kills']} kills): p50 {fo[-1]['p50_ms']} ms, p99 {fo[-1]['p99_ms']} ms")
+for r in [r for rs in by.values() for r in rs if "join_rebalance_p50_ms" in r][-1:]:
+    print(f"consumer group of {r['members']}: commit latency p50 {r['p50_ms']} ms p99 {r['p99_ms']} ms ({r['commits']} commits); "
+          f"rebalance when a member joins p50 {r['join_rebalance_p50_ms']} ms p99 {r['join_rebalance_p99_ms']} ms, "
+          f"when one is killed p50 {r['kill_rebalance_p50_ms']} ms p99 {r['kill_rebalance_p99_ms']} ms "
+          f"(session timeout 3000 ms, {r['rounds']} rounds)")
 mem = by.get("node memory", [])
 if mem:
     print(f"node resident memory: idle {med(mem,'idle_rss_mb'):.0f} MiB, peak under load {med(mem,'peak_rss_mb'):.0f} MiB")

@@ -28,6 +28,9 @@ pub enum BenchCommand {
     /// Start a mesh of node processes and measure how fast members and topic records
     /// converge, and idle memory per node.
     Mesh(super::bench_mesh::MeshBench),
+    /// A consumer group reads a topic: consume rate, commit latency, and rebalance times
+    /// when a member joins and when one is killed.
+    Group(super::bench_group::GroupBench),
 }
 
 /// Flags of `meshlog bench produce`.
@@ -170,6 +173,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Consume(b) => b.run().await,
         BenchCommand::RawStore(b) => b.run().await,
         BenchCommand::Mesh(b) => b.run().await,
+        BenchCommand::Group(b) => b.run().await,
     }
 }
 

@@ -4,6 +4,7 @@
 //! usage (from clap).
 
 mod bench;
+mod bench_group;
 mod bench_mesh;
 mod cluster;
 mod consume;

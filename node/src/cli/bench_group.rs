@@ -1,0 +1,247 @@
+//! `meshlog bench group`: a consumer group of N members (one client each, spread over
+//! the servers given) reads a topic written beforehand; reports the group's consume
+//! rate, commit latency, and rebalance times when a member joins and when one is killed
+//! (its task dropped without leaving: the coordinator notices by its session timeout).
+
+use super::ServerArgs;
+use crate::client::group::{GroupConfig, GroupConsumer};
+use crate::client::producer::{Producer, ProducerConfig};
+use crate::client::Client;
+use hdrhistogram::Histogram;
+use meshlog_protocol::group::TopicPartition;
+use meshlog_protocol::ErrorCode;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Flags of `meshlog bench group`.
+#[derive(Debug, clap::Args)]
+pub struct GroupBench {
+    /// Topic (created if missing).
+    #[arg(long, default_value = "bench-group")]
+    pub topic: String,
+    /// Partitions if the topic is created.
+    #[arg(long, default_value_t = 6)]
+    pub partitions: u32,
+    /// Replication factor if the topic is created.
+    #[arg(long, default_value_t = 1)]
+    pub replication_factor: u16,
+    /// Records written, then read by the group.
+    #[arg(long, default_value_t = 200_000)]
+    pub records: u64,
+    /// Bytes per record value.
+    #[arg(long, default_value_t = 100)]
+    pub record_size: usize,
+    /// Members of the group.
+    #[arg(long, default_value_t = 3)]
+    pub members: usize,
+    /// Join and kill rounds measured.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Members' session timeout.
+    #[arg(long, default_value_t = 3_000)]
+    pub session_timeout_ms: u64,
+    /// Give up after this many seconds per phase.
+    #[arg(long, default_value_t = 120)]
+    pub max_secs: u64,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct GroupBenchResult {
+    label: String,
+    members: usize,
+    records: u64,
+    secs: f64,
+    records_per_sec: f64,
+    mb_per_sec: f64,
+    /// Commit latency.
+    p50_ms: Option<f64>,
+    p99_ms: Option<f64>,
+    commits: u64,
+    join_rebalance_p50_ms: u128,
+    join_rebalance_p99_ms: u128,
+    kill_rebalance_p50_ms: u128,
+    kill_rebalance_p99_ms: u128,
+    rounds: usize,
+}
+
+/// What the members report.
+#[derive(Default)]
+struct Board {
+    assigned: BTreeMap<usize, Vec<TopicPartition>>,
+    commit_us: Option<Histogram<u64>>,
+}
+
+struct Member {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl GroupBench {
+    /// Run it.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let mut clients = Vec::new();
+        for addr in &self.server.server {
+            let one = ServerArgs { server: vec![addr.clone()], psk_file: self.server.psk_file.clone() };
+            clients.push(one.connect().await?);
+        }
+        let first = clients[0].clone();
+        match first.create_topic(&self.topic, self.partitions, self.replication_factor, BTreeMap::new()).await {
+            Ok(_) => {}
+            Err(crate::client::ClientError::Server(w)) if w.code == ErrorCode::TopicAlreadyExists => {}
+            Err(e) => return Err(e.into()),
+        }
+        let partitions = first.topic_info(&self.topic).await?.partitions;
+        let mut producer = Producer::new(first.clone(), &self.topic, ProducerConfig::default()).await?;
+        let value = vec![b'x'; self.record_size];
+        for i in 0..self.records {
+            producer.send(Some(&i.to_be_bytes()), &value, 0).await?;
+        }
+        producer.flush().await?;
+        let group = format!("bench-{:08x}", rand::random::<u32>());
+        let board = Arc::new(Mutex::new(Board { commit_us: Histogram::new(3).ok(), ..Board::default() }));
+        let read = Arc::new(AtomicU64::new(0));
+        let budget = Duration::from_secs(self.max_secs);
+        let mut members: BTreeMap<usize, Member> = BTreeMap::new();
+        let started = Instant::now();
+        for id in 0..self.members {
+            let client = clients[id % clients.len()].clone();
+            members.insert(id, self.spawn(id, client, &group, board.clone(), read.clone()));
+        }
+        wait(budget, "the group reads every record", || read.load(Ordering::Relaxed) >= self.records).await?;
+        let elapsed = started.elapsed();
+        let stable = |board: &Arc<Mutex<Board>>, ids: &BTreeSet<usize>| {
+            let b = board.lock().unwrap_or_else(|e| e.into_inner());
+            let held: Vec<&TopicPartition> =
+                ids.iter().flat_map(|i| b.assigned.get(i).into_iter().flatten()).collect();
+            let distinct: BTreeSet<&TopicPartition> = held.iter().copied().collect();
+            held.len() == partitions as usize && distinct.len() == held.len()
+        };
+        let (mut joins, mut kills) = (Vec::new(), Vec::new());
+        for round in 0..self.rounds {
+            let id = self.members + round;
+            let mut ids: BTreeSet<usize> = members.keys().copied().collect();
+            ids.insert(id);
+            let t = Instant::now();
+            let client = clients[id % clients.len()].clone();
+            members.insert(id, self.spawn(id, client, &group, board.clone(), read.clone()));
+            let newcomer_has_work = |b: &Arc<Mutex<Board>>| {
+                b.lock().unwrap_or_else(|e| e.into_inner()).assigned.get(&id).is_some_and(|v| !v.is_empty())
+            };
+            wait(budget, "a joining member gets partitions", || newcomer_has_work(&board) && stable(&board, &ids))
+                .await?;
+            joins.push(t.elapsed());
+            // Kill the newcomer: no leave, no commit.
+            if let Some(m) = members.remove(&id) {
+                m.task.abort();
+                let _ = m.task.await;
+            }
+            board.lock().unwrap_or_else(|e| e.into_inner()).assigned.remove(&id);
+            ids.remove(&id);
+            let t = Instant::now();
+            wait(budget, "a killed member's partitions move", || stable(&board, &ids)).await?;
+            kills.push(t.elapsed());
+        }
+        let hist = board.lock().unwrap_or_else(|e| e.into_inner()).commit_us.take();
+        for (_, m) in std::mem::take(&mut members) {
+            m.task.abort();
+        }
+        let (jp50, jp99) = pct(&mut joins);
+        let (kp50, kp99) = pct(&mut kills);
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        let ms = |q: f64| hist.as_ref().filter(|h| !h.is_empty()).map(|h| h.value_at_quantile(q) as f64 / 1000.0);
+        let r = GroupBenchResult {
+            label: format!("group of {} consume + commit, {} B", self.members, self.record_size),
+            members: self.members,
+            records: self.records,
+            secs,
+            records_per_sec: self.records as f64 / secs,
+            mb_per_sec: (self.records * self.record_size as u64) as f64 / secs / 1e6,
+            p50_ms: ms(0.5),
+            p99_ms: ms(0.99),
+            commits: hist.as_ref().map_or(0, |h| h.len()),
+            join_rebalance_p50_ms: jp50,
+            join_rebalance_p99_ms: jp99,
+            kill_rebalance_p50_ms: kp50,
+            kill_rebalance_p99_ms: kp99,
+            rounds: self.rounds,
+        };
+        if self.json {
+            return super::output::json(&r);
+        }
+        println!(
+            "{}: {:.0} records/s, {:.1} MB/s; commit p50 {:?} ms p99 {:?} ms over {} commits; rebalance on join p50 {} \
+             ms p99 {} ms, on kill p50 {} ms p99 {} ms (session {} ms, {} rounds)",
+            r.label,
+            r.records_per_sec,
+            r.mb_per_sec,
+            r.p50_ms,
+            r.p99_ms,
+            r.commits,
+            jp50,
+            jp99,
+            kp50,
+            kp99,
+            self.session_timeout_ms,
+            self.rounds
+        );
+        Ok(())
+    }
+
+    fn spawn(&self, id: usize, client: Client, group: &str, board: Arc<Mutex<Board>>, read: Arc<AtomicU64>) -> Member {
+        let mut cfg = GroupConfig::new(group, vec![self.topic.clone()]);
+        cfg.session_timeout = Duration::from_millis(self.session_timeout_ms);
+        cfg.client_id = format!("bench-{id}");
+        cfg.fetch_max_bytes = 4 << 20;
+        // Runs until aborted (a kill: no leave, no last commit).
+        let task = tokio::spawn(async move {
+            let mut m = GroupConsumer::new(client, cfg);
+            loop {
+                let records = match m.poll().await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(member = id, error = %e, "poll failed");
+                        continue;
+                    }
+                };
+                for c in &records {
+                    m.ack(c);
+                }
+                read.fetch_add(records.len() as u64, Ordering::Relaxed);
+                let t = Instant::now();
+                let committed = m.commit().await;
+                let mut b = board.lock().unwrap_or_else(|e| e.into_inner());
+                if committed.is_ok() && !records.is_empty() {
+                    if let Some(h) = b.commit_us.as_mut() {
+                        let _ = h.record(t.elapsed().as_micros().max(1) as u64);
+                    }
+                }
+                b.assigned.insert(id, m.assignment());
+            }
+        });
+        Member { task }
+    }
+}
+
+async fn wait(budget: Duration, what: &str, mut done: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let t = Instant::now();
+    while !done() {
+        if t.elapsed() > budget {
+            anyhow::bail!("gave up after {budget:?} waiting until {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+fn pct(v: &mut [Duration]) -> (u128, u128) {
+    v.sort();
+    let at = |q: f64| v.get(((v.len() as f64 * q).ceil() as usize).saturating_sub(1)).map_or(0, |d| d.as_millis());
+    (at(0.5), at(0.99))
+}
