@@ -323,7 +323,7 @@ pub struct GroupListing {
 }
 
 /// The key of a record in the offsets topic (compaction keeps the latest per key).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum OffsetsKey {
     /// A committed offset.
     Offset {

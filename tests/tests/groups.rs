@@ -519,3 +519,54 @@ async fn cli_consumers_on_two_nodes_share_a_topic_and_describe_shows_the_lag() {
         vb.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offsets_log_stays_bounded_and_keeps_every_groups_offsets_across_a_restart() {
+    use meshlog::server;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg =
+        meshlog::config::NodeConfig { offsets_topic_partitions: 1, ..meshlog_tests::test_config(dir.path()) };
+    let node = server::start(cfg.clone()).await.unwrap();
+    let client = Client::connect(&node.listen_addrs()[0]).await.unwrap();
+    client.create_topic("t", 1, 1, BTreeMap::new()).await.unwrap();
+    let tp = TopicPartition::new("t", 0);
+    // One group commits once and then never again: without care its record would pin
+    // the head of the offsets log while another group commits over and over.
+    client.set_offsets("idle", vec![(tp.clone(), 7)]).await.unwrap();
+    const COMMITS: u64 = 2_500;
+    for i in 1..=COMMITS {
+        client.set_offsets("busy", vec![(tp.clone(), i)]).await.unwrap();
+    }
+    let held = wait_until("compaction frees the head of the offsets log", LONG_BUDGET, || async {
+        node.broker().enforce_retention();
+        let d = client.describe_topic(OFFSETS_TOPIC).await.ok()?;
+        let p = &d.partitions[0];
+        let held = p.log_end_offset - p.log_start_offset;
+        // Bounded: about four offsets per live key plus a slack of 1,000 (group/mod.rs).
+        (p.log_start_offset > 2_000 && held <= 1_010).then_some((held, p.size_bytes))
+    })
+    .await;
+    node.shutdown().await;
+    drop(client);
+    let node = server::start(cfg).await.unwrap();
+    let client = Client::connect(&node.listen_addrs()[0]).await.unwrap();
+    for (group, want) in [("idle", 7), ("busy", COMMITS)] {
+        let got = wait_until(&format!("{group}'s offsets after the restart"), SHORT_BUDGET, || async {
+            client
+                .committed_offsets(group)
+                .await
+                .ok()?
+                .into_iter()
+                .find(|(t, _)| *t == tp)
+                .map(|(_, o)| o.offset)
+        })
+        .await;
+        assert_eq!(got, want, "{group}");
+    }
+    println!(
+        "FIGURE groups: {COMMITS} commits of one group beside an idle group: the offsets log holds {} offsets \
+         ({} bytes) after compaction; both groups' offsets survive a restart",
+        held.0, held.1
+    );
+    node.shutdown().await;
+}

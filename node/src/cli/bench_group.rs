@@ -1,7 +1,8 @@
 //! `meshlog bench group`: a consumer group of N members (one client each, spread over
 //! the servers given) reads a topic written beforehand; reports the group's consume
 //! rate, commit latency, and rebalance times when a member joins and when one is killed
-//! (its task dropped without leaving: the coordinator notices by its session timeout).
+//! (its task dropped without leaving: the coordinator notices by its session timeout),
+//! and the latency of commits made one after another.
 
 use super::ServerArgs;
 use crate::client::group::{GroupConfig, GroupConsumer};
@@ -40,6 +41,9 @@ pub struct GroupBench {
     /// Join and kill rounds measured.
     #[arg(long, default_value_t = 5)]
     pub rounds: usize,
+    /// Commits timed one after another (for the commit latency).
+    #[arg(long, default_value_t = 500)]
+    pub commits: u64,
     /// Members' session timeout.
     #[arg(long, default_value_t = 3_000)]
     pub session_timeout_ms: u64,
@@ -76,7 +80,6 @@ struct GroupBenchResult {
 #[derive(Default)]
 struct Board {
     assigned: BTreeMap<usize, Vec<TopicPartition>>,
-    commit_us: Option<Histogram<u64>>,
 }
 
 struct Member {
@@ -92,7 +95,8 @@ impl GroupBench {
             clients.push(one.connect().await?);
         }
         let first = clients[0].clone();
-        match first.create_topic(&self.topic, self.partitions, self.replication_factor, BTreeMap::new()).await {
+        match first.create_topic(&self.topic, self.partitions, self.replication_factor, BTreeMap::new()).await
+        {
             Ok(_) => {}
             Err(crate::client::ClientError::Server(w)) if w.code == ErrorCode::TopicAlreadyExists => {}
             Err(e) => return Err(e.into()),
@@ -105,7 +109,7 @@ impl GroupBench {
         }
         producer.flush().await?;
         let group = format!("bench-{:08x}", rand::random::<u32>());
-        let board = Arc::new(Mutex::new(Board { commit_us: Histogram::new(3).ok(), ..Board::default() }));
+        let board = Arc::new(Mutex::new(Board::default()));
         let read = Arc::new(AtomicU64::new(0));
         let budget = Duration::from_secs(self.max_secs);
         let mut members: BTreeMap<usize, Member> = BTreeMap::new();
@@ -134,8 +138,10 @@ impl GroupBench {
             let newcomer_has_work = |b: &Arc<Mutex<Board>>| {
                 b.lock().unwrap_or_else(|e| e.into_inner()).assigned.get(&id).is_some_and(|v| !v.is_empty())
             };
-            wait(budget, "a joining member gets partitions", || newcomer_has_work(&board) && stable(&board, &ids))
-                .await?;
+            wait(budget, "a joining member gets partitions", || {
+                newcomer_has_work(&board) && stable(&board, &ids)
+            })
+            .await?;
             joins.push(t.elapsed());
             // Kill the newcomer: no leave, no commit.
             if let Some(m) = members.remove(&id) {
@@ -148,14 +154,24 @@ impl GroupBench {
             wait(budget, "a killed member's partitions move", || stable(&board, &ids)).await?;
             kills.push(t.elapsed());
         }
-        let hist = board.lock().unwrap_or_else(|e| e.into_inner()).commit_us.take();
         for (_, m) in std::mem::take(&mut members) {
             m.task.abort();
+        }
+        // Commit latency, one at a time, through the same coordinator path.
+        let mut hist = Histogram::<u64>::new(3).ok();
+        let tp = TopicPartition::new(self.topic.clone(), 0);
+        for i in 0..self.commits {
+            let t = Instant::now();
+            first.set_offsets(&format!("{group}-commits"), vec![(tp.clone(), i)]).await?;
+            if let Some(h) = hist.as_mut() {
+                let _ = h.record(t.elapsed().as_micros().max(1) as u64);
+            }
         }
         let (jp50, jp99) = pct(&mut joins);
         let (kp50, kp99) = pct(&mut kills);
         let secs = elapsed.as_secs_f64().max(1e-9);
-        let ms = |q: f64| hist.as_ref().filter(|h| !h.is_empty()).map(|h| h.value_at_quantile(q) as f64 / 1000.0);
+        let ms =
+            |q: f64| hist.as_ref().filter(|h| !h.is_empty()).map(|h| h.value_at_quantile(q) as f64 / 1000.0);
         let r = GroupBenchResult {
             label: format!("group of {} consume + commit, {} B", self.members, self.record_size),
             members: self.members,
@@ -194,7 +210,14 @@ impl GroupBench {
         Ok(())
     }
 
-    fn spawn(&self, id: usize, client: Client, group: &str, board: Arc<Mutex<Board>>, read: Arc<AtomicU64>) -> Member {
+    fn spawn(
+        &self,
+        id: usize,
+        client: Client,
+        group: &str,
+        board: Arc<Mutex<Board>>,
+        read: Arc<AtomicU64>,
+    ) -> Member {
         let mut cfg = GroupConfig::new(group, vec![self.topic.clone()]);
         cfg.session_timeout = Duration::from_millis(self.session_timeout_ms);
         cfg.client_id = format!("bench-{id}");
@@ -214,15 +237,10 @@ impl GroupBench {
                     m.ack(c);
                 }
                 read.fetch_add(records.len() as u64, Ordering::Relaxed);
-                let t = Instant::now();
-                let committed = m.commit().await;
-                let mut b = board.lock().unwrap_or_else(|e| e.into_inner());
-                if committed.is_ok() && !records.is_empty() {
-                    if let Some(h) = b.commit_us.as_mut() {
-                        let _ = h.record(t.elapsed().as_micros().max(1) as u64);
-                    }
+                if let Err(e) = m.commit().await {
+                    tracing::debug!(member = id, error = %e, "commit failed");
                 }
-                b.assigned.insert(id, m.assignment());
+                board.lock().unwrap_or_else(|e| e.into_inner()).assigned.insert(id, m.assignment());
             }
         });
         Member { task }
@@ -242,6 +260,7 @@ async fn wait(budget: Duration, what: &str, mut done: impl FnMut() -> bool) -> a
 
 fn pct(v: &mut [Duration]) -> (u128, u128) {
     v.sort();
-    let at = |q: f64| v.get(((v.len() as f64 * q).ceil() as usize).saturating_sub(1)).map_or(0, |d| d.as_millis());
+    let at =
+        |q: f64| v.get(((v.len() as f64 * q).ceil() as usize).saturating_sub(1)).map_or(0, |d| d.as_millis());
     (at(0.5), at(0.99))
 }

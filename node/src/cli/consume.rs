@@ -186,7 +186,17 @@ async fn group_loop(member: &mut GroupConsumer, args: &ConsumeArgs, printed: &mu
     let mut last_record = Instant::now();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     while *printed < limit {
-        let records = member.poll().await?;
+        let records = match member.poll().await {
+            Ok(r) => r,
+            // The coordinator moving or a long rebalance: keep trying (the position is
+            // the last commit, so nothing is skipped).
+            Err(e) if e.is_retriable() || is_rebalance(&e) => {
+                tracing::warn!(error = %e, "group call failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let got_any = !records.is_empty();
         for c in records.iter().take((limit - *printed) as usize) {
             print_record(&mut out, args, c)?;
@@ -204,6 +214,10 @@ async fn group_loop(member: &mut GroupConsumer, args: &ConsumeArgs, printed: &mu
         }
     }
     Ok(())
+}
+
+fn is_rebalance(e: &crate::client::ClientError) -> bool {
+    matches!(e, crate::client::ClientError::Server(w) if w.code == meshlog_protocol::ErrorCode::RebalanceInProgress)
 }
 
 fn print_record(out: &mut impl Write, args: &ConsumeArgs, c: &Consumed) -> std::io::Result<()> {

@@ -73,8 +73,10 @@ impl GroupConfig {
         }
     }
 
+    /// A sixth of the session (at most 500 ms): a rebalance needs every member to hear
+    /// of it, so this bounds how long one takes.
     fn heartbeat_interval(&self) -> Duration {
-        (self.session_timeout / 3).min(Duration::from_secs(1))
+        (self.session_timeout / 6).min(Duration::from_millis(500))
     }
 }
 

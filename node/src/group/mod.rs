@@ -71,7 +71,52 @@ struct Shard {
     /// The leader epoch the state was loaded in; `None`: not loaded (or dropped).
     epoch: Option<u64>,
     groups: BTreeMap<String, Group>,
+    /// Where each live key's latest record is in the log, both ways: the oldest ones
+    /// are written again when they would keep compaction from freeing the log's head.
+    live: BTreeMap<u64, OffsetsKey>,
+    at: HashMap<OffsetsKey, u64>,
 }
+
+impl Shard {
+    fn clear(&mut self) {
+        self.epoch = None;
+        self.groups.clear();
+        self.live.clear();
+        self.at.clear();
+    }
+
+    /// Note that `key`'s latest record is at `offset` (`None`: deleted).
+    fn place(&mut self, key: OffsetsKey, offset: Option<u64>) {
+        if let Some(old) = self.at.remove(&key) {
+            self.live.remove(&old);
+        }
+        if let Some(o) = offset {
+            self.live.insert(o, key.clone());
+            self.at.insert(key, o);
+        }
+    }
+
+    /// The current value of a live key, re-encoded (a group mid-rebalance: none yet).
+    fn current(&self, key: &OffsetsKey) -> Option<Vec<u8>> {
+        match key {
+            OffsetsKey::Offset { group, tp } => {
+                let committed = self.groups.get(group)?.offsets.get(tp)?.clone();
+                codec::encode(&OffsetValue { committed, commit_ms: crate::broker::now_ms() }).ok()
+            }
+            OffsetsKey::Group { group } => {
+                let g = self.groups.get(group)?;
+                matches!(g.state, GroupState::Stable | GroupState::Empty)
+                    .then(|| codec::encode(&g.record()).ok())?
+            }
+        }
+    }
+}
+
+/// Offsets a partition may hold beyond four per live key before the oldest live
+/// records are written again (so compaction can free the head of the log).
+const REFRESH_SLACK: u64 = 1_000;
+/// Live records written again per tick at most.
+const REFRESH_BATCH: usize = 256;
 
 struct Group {
     state: GroupState,
@@ -610,11 +655,16 @@ impl Coordinator {
         let bytes = b.build().ok_or_else(|| err(ErrorCode::Unknown, "empty offsets batch"))?;
         let topic = self.broker.topics().get(OFFSETS_TOPIC)?;
         match replica.append(bytes, Acks::All, &topic.info.config, self.settings.append_timeout).await {
-            Ok(_) => Ok(()),
+            Ok(r) => {
+                let base = r.base_offset.unwrap_or_default();
+                for (i, (key, _)) in records.into_iter().enumerate() {
+                    s.place(key, Some(base + i as u64));
+                }
+                Ok(())
+            }
             Err(e) => {
                 tracing::warn!(partition = replica.part.id(), error = %e, "offsets append failed; state will be reloaded");
-                s.epoch = None;
-                s.groups.clear();
+                s.clear();
                 Err(e)
             }
         }
@@ -643,7 +693,7 @@ impl Coordinator {
         let (mut next, _, _) = replica.part.offsets();
         let started = Instant::now();
         let now = Instant::now();
-        s.groups.clear();
+        s.clear();
         let mut count = 0u64;
         let load_err = |e: String| {
             err(ErrorCode::CoordinatorLoadInProgress, format!("loading {OFFSETS_TOPIC}-{p}: {e}"))
@@ -664,7 +714,7 @@ impl Coordinator {
                     if r.offset as u64 >= hw {
                         continue;
                     }
-                    apply(&mut s.groups, &r, now);
+                    apply(s, &r, now);
                     count += 1;
                 }
             }
@@ -679,6 +729,19 @@ impl Coordinator {
             "coordinator loaded"
         );
         Ok(())
+    }
+
+    /// The oldest live records, to be written again, once they keep more than half of
+    /// the partition's log from being compacted away (and the log is well past the
+    /// live keys' size).
+    fn stale_records(&self, s: &Shard, replica: &ReplicaHandle) -> Vec<(OffsetsKey, Vec<u8>)> {
+        let (start, end, _) = replica.part.offsets();
+        let held = end.saturating_sub(start);
+        let Some((&oldest, _)) = s.live.iter().next() else { return Vec::new() };
+        if held <= 4 * s.live.len() as u64 + REFRESH_SLACK || oldest >= start + held / 2 {
+            return Vec::new();
+        }
+        s.live.values().take(REFRESH_BATCH).filter_map(|k| s.current(k).map(|v| (k.clone(), v))).collect()
     }
 
     /// Expire sessions and end rebalances past their deadline, in every offsets
@@ -697,11 +760,22 @@ impl Coordinator {
             let replica = match self.leading_replica(p) {
                 Ok((r, epoch)) if s.epoch == Some(epoch) => r,
                 _ => {
-                    s.epoch = None;
-                    s.groups.clear();
+                    s.clear();
                     continue;
                 }
             };
+            let stale = self.stale_records(&s, &replica);
+            if !stale.is_empty() {
+                tracing::debug!(
+                    partition = p,
+                    records = stale.len(),
+                    "writing the oldest live records again"
+                );
+                if let Err(e) = self.append(&mut s, &replica, stale).await {
+                    tracing::warn!(partition = p, error = %e, "cannot write live records again");
+                    continue;
+                }
+            }
             let names: Vec<String> = s.groups.keys().cloned().collect();
             for name in names {
                 let Some(g) = s.groups.get_mut(&name) else { continue };
@@ -732,11 +806,13 @@ impl Coordinator {
 }
 
 /// Apply one record of the offsets log to the groups being loaded.
-fn apply(groups: &mut BTreeMap<String, Group>, r: &batch::Record, now: Instant) {
+fn apply(s: &mut Shard, r: &batch::Record, now: Instant) {
     let Some(key) = r.key.as_deref().and_then(|k| codec::decode::<OffsetsKey>(k).ok()) else {
         tracing::warn!(offset = r.offset, "offsets log: record with an unreadable key skipped");
         return;
     };
+    s.place(key.clone(), r.value.is_some().then_some(r.offset as u64));
+    let groups = &mut s.groups;
     match key {
         OffsetsKey::Offset { group, tp } => {
             let g = groups.entry(group).or_insert_with(|| Group::new(Assignor::default()));
