@@ -46,12 +46,18 @@ pub(super) struct LeaderState {
 }
 
 impl LeaderState {
-    /// The in-sync set: the leader and every follower caught up within the lag bound.
+    /// The in-sync set: the leader and every follower caught up within the lag bound
+    /// that it has also heard from within an election timeout. A live follower fetches
+    /// every heartbeat, so a silent one is dead or cut off: `acks=all` stops waiting for
+    /// it after an election timeout, not the whole lag bound (still never below
+    /// `min_insync`, a majority).
     pub(super) fn in_sync(&self, cfg: &Config, now: u64) -> Vec<ReplicaIdx> {
         (0..cfg.replicas)
             .filter(|&r| {
+                let p = &self.progress[r];
                 r == cfg.me
-                    || self.progress[r].caught_up_at.is_some_and(|t| now <= t + cfg.replica_lag_max_ms)
+                    || (p.caught_up_at.is_some_and(|t| now <= t + cfg.replica_lag_max_ms)
+                        && p.last_contact.is_some_and(|t| now < t + cfg.election_timeout_ms))
             })
             .collect()
     }

@@ -393,3 +393,29 @@ fn a_replica_rebuilt_from_a_lost_store_votes_only_after_catching_up() {
     );
     assert!(out.contains(&Output::Send { to: 1, msg: Message::VoteResp { epoch: Epoch(5), granted: true } }));
 }
+
+/// A follower that dies stops fetching: `acks=all` stops waiting for it after an
+/// election timeout of silence, not after the whole lag bound (the other follower and
+/// the leader are still `min_insync`).
+#[test]
+fn acks_all_stops_waiting_for_a_silent_follower_after_an_election_timeout() {
+    let mut r = elect_leader();
+    r.step(5_003, Input::Flushed { id: 1 });
+    let fetch =
+        |offset| Message::Fetch { epoch: Epoch(1), offset, last_epoch: Epoch(1), flushed_end: offset };
+    // Both followers catch up with the marker; follower 2 then goes silent.
+    r.step(5_004, Input::Receive { from: 1, msg: fetch(1) });
+    r.step(5_004, Input::Receive { from: 2, msg: fetch(1) });
+    r.step(5_010, Input::ClientAppend { token: 1, count: 1, producer: None, acks: AckLevel::All });
+    r.step(5_011, Input::Flushed { id: 2 });
+    // Follower 1 keeps fetching and holds the write; follower 2 said nothing since 5_004.
+    let out = r.step(5_012, Input::Receive { from: 1, msg: fetch(2) });
+    assert!(!out.iter().any(|o| matches!(o, Output::Ack { token: 1, .. })), "follower 2 is still in sync");
+    r.step(5_300, Input::Receive { from: 1, msg: fetch(2) });
+    // 500 ms (the election timeout) after its last fetch, well inside the 1 s lag bound.
+    let out = r.step(5_505, Input::Receive { from: 1, msg: fetch(2) });
+    assert!(
+        out.contains(&Output::Ack { token: 1, result: Ok(Appended { base: 1, duplicate: false }) }),
+        "{out:?}"
+    );
+}
