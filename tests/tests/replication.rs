@@ -60,10 +60,12 @@ async fn killing_the_leader_again_and_again_under_load_loses_no_acknowledged_wri
     let (p50, p99) = percentiles(failovers.clone());
     println!(
         "figure: kill -9 the leader {} times under load: acked writes lost 0 of {} ({} batches), duplicated 0, \
-         reordered 0; failover p50 {p50} ms p99 {p99} ms; epochs {:?}; leaders per epoch max {}; retried attempts {}",
+         reordered 0; failover p50 {p50} ms p99 {p99} ms (each, ms: {:?}); epochs {:?}; leaders per epoch max {}; \
+         retried attempts {}",
         failovers.len(),
         log.acked.iter().map(|a| a.count).sum::<u64>(),
         log.acked.len(),
+        failovers.iter().map(|d| d.as_millis()).collect::<Vec<_>>(),
         epochs,
         max_leaders_per_epoch(&claims),
         log.failed_attempts

@@ -165,6 +165,63 @@ impl Group {
         }
     }
 
+    /// Apply a join (validated by the caller): a new member is added and starts a
+    /// rebalance; a known one renews its session and reports what it owns. Returns the
+    /// member id.
+    fn join(&mut self, name: &str, j: JoinGroup, now: Instant) -> Result<String, WireError> {
+        if self.members.is_empty() {
+            self.assignor = j.assignor;
+        } else if self.assignor != j.assignor {
+            return Err(err(
+                ErrorCode::InconsistentGroupProtocol,
+                format!("group '{name}' uses the {} assignor, not {}", self.assignor, j.assignor),
+            ));
+        }
+        let topics: BTreeSet<String> = j.topics.iter().cloned().collect();
+        let member_id = match j.member_id {
+            None => {
+                let id = format!("{}-{:016x}", j.client_id, rand::random::<u64>());
+                tracing::info!(group = %name, member = %id, "member joins");
+                self.members.insert(
+                    id.clone(),
+                    Member {
+                        client_id: j.client_id,
+                        topics,
+                        session: Duration::from_millis(j.session_timeout_ms as u64),
+                        rebalance: Duration::from_millis(
+                            j.rebalance_timeout_ms.max(j.session_timeout_ms) as u64
+                        ),
+                        last_seen: now,
+                        joined: false,
+                        synced: false,
+                        owned: Vec::new(),
+                        assignment: Vec::new(),
+                        revoking: Vec::new(),
+                    },
+                );
+                self.rebalance(now);
+                id
+            }
+            Some(id) => {
+                let m = self.members.get_mut(&id).ok_or_else(|| unknown_member(name, &id))?;
+                m.last_seen = now;
+                m.owned = j.owned;
+                m.session = Duration::from_millis(j.session_timeout_ms as u64);
+                if m.topics != topics {
+                    m.topics = topics;
+                    self.rebalance(now);
+                }
+                id
+            }
+        };
+        if self.state == GroupState::PreparingRebalance {
+            if let Some(m) = self.members.get_mut(&member_id) {
+                m.joined = true;
+            }
+        }
+        Ok(member_id)
+    }
+
     /// Start a rebalance (if none is going on): every member must rejoin.
     fn rebalance(&mut self, now: Instant) {
         if self.state == GroupState::PreparingRebalance {
@@ -235,6 +292,18 @@ impl Group {
         self.state =
             if self.members.is_empty() { GroupState::Empty } else { GroupState::CompletingRebalance };
         self.record()
+    }
+
+    /// After a generation that withheld partitions, start the next rebalance once every
+    /// member that must give one up has fetched its assignment (and so stops reading
+    /// those partitions, committed, before it rejoins). True if it started.
+    fn maybe_follow_up(&mut self, now: Instant) -> bool {
+        let pending = self.members.values().any(|m| !m.revoking.is_empty() && !m.synced);
+        let due = self.follow_up && self.state == GroupState::Stable && !pending;
+        if due {
+            self.rebalance(now);
+        }
+        due
     }
 
     fn record(&self) -> GroupValue {
@@ -386,7 +455,9 @@ impl Coordinator {
                 }
                 m.synced = true;
                 let assignment = m.assignment.clone();
-                self.maybe_follow_up(&group, g, now);
+                if g.maybe_follow_up(now) {
+                    tracing::debug!(%group, "rebalancing again to hand over revoked partitions");
+                }
                 ok(GroupResponse::Assignment(assignment))
             }
             GroupRequest::Heartbeat { group, member_id, generation } => {
@@ -481,57 +552,8 @@ impl Coordinator {
         }
         let name = j.group.clone();
         let g = s.groups.entry(name.clone()).or_insert_with(|| Group::new(j.assignor));
-        if g.members.is_empty() {
-            g.assignor = j.assignor;
-        } else if g.assignor != j.assignor {
-            return Err(err(
-                ErrorCode::InconsistentGroupProtocol,
-                format!("group '{name}' uses the {} assignor, not {}", g.assignor, j.assignor),
-            ));
-        }
         g.topics.extend(partitions);
-        let topics: BTreeSet<String> = j.topics.iter().cloned().collect();
-        let member_id = match j.member_id {
-            None => {
-                let id = format!("{}-{:016x}", j.client_id, rand::random::<u64>());
-                tracing::info!(group = %name, member = %id, "member joins");
-                g.members.insert(
-                    id.clone(),
-                    Member {
-                        client_id: j.client_id,
-                        topics,
-                        session: Duration::from_millis(j.session_timeout_ms as u64),
-                        rebalance: Duration::from_millis(
-                            j.rebalance_timeout_ms.max(j.session_timeout_ms) as u64
-                        ),
-                        last_seen: now,
-                        joined: false,
-                        synced: false,
-                        owned: Vec::new(),
-                        assignment: Vec::new(),
-                        revoking: Vec::new(),
-                    },
-                );
-                g.rebalance(now);
-                id
-            }
-            Some(id) => {
-                let m = g.members.get_mut(&id).ok_or_else(|| unknown_member(&name, &id))?;
-                m.last_seen = now;
-                m.owned = j.owned;
-                m.session = Duration::from_millis(j.session_timeout_ms as u64);
-                if m.topics != topics {
-                    m.topics = topics;
-                    g.rebalance(now);
-                }
-                id
-            }
-        };
-        if g.state == GroupState::PreparingRebalance {
-            if let Some(m) = g.members.get_mut(&member_id) {
-                m.joined = true;
-            }
-        }
+        let member_id = g.join(&name, j, now)?;
         self.settle(s, replica, &name, now).await?;
         let g = s.groups.get(&name).ok_or_else(|| unknown_group(&name))?;
         let generation = match g.state {
@@ -570,17 +592,6 @@ impl Coordinator {
             tracing::info!(%group, generation, members, follow_up = g.follow_up, "rebalance done");
         }
         Ok(())
-    }
-
-    /// After a generation that withheld partitions, start the next rebalance once every
-    /// member that must give one up has fetched its assignment (and so stopped reading
-    /// it before it rejoins).
-    fn maybe_follow_up(&self, group: &str, g: &mut Group, now: Instant) {
-        let pending = g.members.values().any(|m| !m.revoking.is_empty() && !m.synced);
-        if g.follow_up && g.state == GroupState::Stable && !pending {
-            tracing::debug!(%group, "rebalancing again to hand over revoked partitions");
-            g.rebalance(now);
-        }
     }
 
     async fn commit(&self, s: &mut Shard, replica: &ReplicaHandle, c: OffsetCommit) -> ClientResult {
@@ -852,3 +863,6 @@ fn illegal_generation(group: &str, theirs: u32, ours: u32) -> WireError {
 fn rebalancing(group: &str) -> WireError {
     err(ErrorCode::RebalanceInProgress, format!("group '{group}' is rebalancing: rejoin"))
 }
+
+#[cfg(test)]
+mod tests;
