@@ -260,11 +260,11 @@ async fn send_replication(
             _ = stopped(&mut shutdown) => return,
         };
         match out {
-            Outbound::Peer(peer, req) => {
+            Outbound::Peer(peer, m) => {
                 // Queued here, in the drivers' order (the core copes with reordering, but
                 // a follower's fetches arriving out of order cost it a re-fetch period);
                 // only the wait for the receipt runs apart.
-                let answer = net.peer_send(peer, req).await;
+                let answer = net.peer_send(peer, PeerRequest::Replicate(m)).await;
                 tokio::spawn(async move {
                     if let Err(e) = answer.await {
                         tracing::trace!(%peer, error = %e, "replication message not delivered");

@@ -200,7 +200,7 @@ async fn three_members_share_six_partitions_and_a_killed_members_partitions_move
     for m in members.drain(..2) {
         m.await.unwrap();
     }
-    let s = seen.lock().unwrap();
+    let s = std::mem::take(&mut *seen.lock().unwrap());
     let distinct = check_at_least_once(&c.client(0), topic, 6, &s.reads).await;
     // Duplicates: records of the killed member's partitions read by a survivor too.
     // A survivor starts each such partition at the killed member's last commit.
@@ -325,7 +325,7 @@ async fn killing_the_coordinator_mid_commits_keeps_offsets_and_the_group_going()
     member.await.unwrap();
     watch_stop.store(true, Ordering::Relaxed);
     monitor.await.unwrap();
-    let s = seen.lock().unwrap();
+    let s = std::mem::take(&mut *seen.lock().unwrap());
     let distinct = check_at_least_once(&c.client(0), topic, 3, &s.reads).await;
     assert_eq!(regressions.load(Ordering::Relaxed), 0, "committed offsets went backwards");
     println!(

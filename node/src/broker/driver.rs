@@ -20,7 +20,7 @@ use crate::replica::{
 use crate::storage::{GroupCommit, StorageError, Store};
 use meshlog_protocol::batch;
 use meshlog_protocol::codec;
-use meshlog_protocol::messages::{PeerRequest, ProduceResponse, ReplicateMessage};
+use meshlog_protocol::messages::{ProduceResponse, ReplicateMessage};
 use meshlog_protocol::types::{Acks, PartitionStatus, TopicConfig};
 use meshlog_protocol::{ErrorCode, WireError};
 use std::collections::HashMap;
@@ -55,7 +55,7 @@ pub struct ReplicaSettings {
 #[derive(Debug)]
 pub enum Outbound {
     /// Send a replication message to a peer (fire and forget).
-    Peer(PeerId, PeerRequest),
+    Peer(PeerId, ReplicateMessage),
     /// This node's leaderships changed: announce them now.
     Announce,
 }
@@ -588,13 +588,13 @@ impl Driver {
             }
         }
         let Ok(message) = codec::encode(&msg) else { return };
-        let req = PeerRequest::Replicate(ReplicateMessage {
+        let m = ReplicateMessage {
             topic: self.part.topic().to_string(),
             partition: self.part.id(),
             message,
             records,
-        });
-        if self.ctx.outbound.try_send(Outbound::Peer(peer, req)).is_err() {
+        };
+        if self.ctx.outbound.try_send(Outbound::Peer(peer, m)).is_err() {
             tracing::debug!("outbound replication queue full; message dropped");
         }
     }

@@ -256,8 +256,10 @@ mod tests {
             for n in 0..=13u32 {
                 let m: Vec<Subscriber> = (0..members)
                     .map(|i| {
-                        let prev: Vec<(&str, u32)> =
-                            (0..n).filter(|p| (*p as usize * 7 + i) % 3 == 0).map(|p| ("t", p)).collect();
+                        let prev: Vec<(&str, u32)> = (0..n)
+                            .filter(|p| (*p as usize * 7 + i).is_multiple_of(3))
+                            .map(|p| ("t", p))
+                            .collect();
                         sub(&format!("m{i}"), &["t"], &prev)
                     })
                     .collect();

@@ -21,25 +21,6 @@ pub fn verify_record(record: &SignedRecord) -> Result<PeerId, NetworkError> {
     Ok(key.to_peer_id())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_signed_record_verifies_and_a_tampered_one_does_not() {
-        let key = Keypair::generate_ed25519();
-        let mut r = sign_record(&key, b"topic".to_vec()).unwrap();
-        assert_eq!(verify_record(&r).unwrap(), key.public().to_peer_id());
-        r.payload[0] ^= 1;
-        assert!(verify_record(&r).is_err());
-        // A valid signature by another key cannot pass as the first key's record.
-        let other = Keypair::generate_ed25519();
-        let mut forged = sign_record(&other, b"topic".to_vec()).unwrap();
-        forged.public_key = key.public().encode_protobuf();
-        assert!(verify_record(&forged).is_err());
-    }
-}
-
 /// Check a DHT record before storing or using it: only topic records are written to the
 /// DHT, each signed by its creator, under the key of its own name.
 pub(super) fn check_dht_record(record: &libp2p::kad::Record) -> Result<(), NetworkError> {
@@ -62,4 +43,23 @@ pub(super) fn check_dht_record(record: &libp2p::kad::Record) -> Result<(), Netwo
         return bad("record creator is not its signer");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signed_record_verifies_and_a_tampered_one_does_not() {
+        let key = Keypair::generate_ed25519();
+        let mut r = sign_record(&key, b"topic".to_vec()).unwrap();
+        assert_eq!(verify_record(&r).unwrap(), key.public().to_peer_id());
+        r.payload[0] ^= 1;
+        assert!(verify_record(&r).is_err());
+        // A valid signature by another key cannot pass as the first key's record.
+        let other = Keypair::generate_ed25519();
+        let mut forged = sign_record(&other, b"topic".to_vec()).unwrap();
+        forged.public_key = key.public().encode_protobuf();
+        assert!(verify_record(&forged).is_err());
+    }
 }

@@ -106,7 +106,7 @@ async fn a_hanging_peer_times_out_by_call_type() {
     let r = layer();
     let started = Instant::now();
     let err = r
-        .call(&PeerId::random(), CallKind::Admin, || std::future::pending::<Result<(), NetworkError>>())
+        .call(&PeerId::random(), CallKind::Admin, std::future::pending::<Result<(), NetworkError>>)
         .await
         .unwrap_err();
     assert!(matches!(err, CallError::TimedOut { .. }), "{err}");
@@ -114,18 +114,17 @@ async fn a_hanging_peer_times_out_by_call_type() {
     let kind = CallKind::Fetch { wait: Duration::from_secs(3) };
     let started = Instant::now();
     let mut first = true;
-    let _ = r
-        .call(&PeerId::random(), kind, || {
-            let hang = first;
-            first = false;
-            async move {
-                if hang {
-                    std::future::pending::<()>().await;
-                }
-                Ok::<_, NetworkError>(())
+    r.call(&PeerId::random(), kind, || {
+        let hang = first;
+        first = false;
+        async move {
+            if hang {
+                std::future::pending::<()>().await;
             }
-        })
-        .await
-        .unwrap();
+            Ok::<_, NetworkError>(())
+        }
+    })
+    .await
+    .unwrap();
     assert!(started.elapsed() >= Duration::from_secs(4), "a fetch waits its long-poll plus the margin");
 }
