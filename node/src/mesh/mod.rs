@@ -271,6 +271,7 @@ impl Mesh {
                 }
             }
             MeshEvent::Connected(peer) => {
+                self.resilience.reset(&peer);
                 tokio::spawn(self.clone().pull_topics(peer));
             }
         }

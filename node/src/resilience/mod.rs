@@ -203,6 +203,13 @@ impl Resilience {
         }
     }
 
+    /// Close `peer`'s breaker: a new connection to it was just established, which says
+    /// more than the failures that opened it (a restarted node is reachable again and
+    /// may lead partitions at once; waiting out the cooldown would stall its clients).
+    pub fn reset(&self, peer: &PeerId) {
+        self.breakers.lock().unwrap_or_else(|p| p.into_inner()).remove(peer);
+    }
+
     /// Every breaker that is not closed.
     pub fn breaker_states(&self) -> Vec<BreakerStatus> {
         let now = Instant::now().into_std();

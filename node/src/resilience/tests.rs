@@ -128,3 +128,17 @@ async fn a_hanging_peer_times_out_by_call_type() {
     .unwrap();
     assert!(started.elapsed() >= Duration::from_secs(4), "a fetch waits its long-poll plus the margin");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_new_connection_closes_an_open_breaker_at_once() {
+    let r = layer();
+    let peer = PeerId::random();
+    for _ in 0..3 {
+        let _ = r.call(&peer, CallKind::Admin, || async { Err::<(), _>(dead()) }).await;
+    }
+    let open = r.call(&peer, CallKind::Admin, || async { Ok::<_, NetworkError>(()) }).await;
+    assert!(matches!(open, Err(CallError::CircuitOpen { .. })), "{open:?}");
+    r.reset(&peer);
+    assert!(r.breaker_states().is_empty());
+    r.call(&peer, CallKind::Admin, || async { Ok::<_, NetworkError>(()) }).await.unwrap();
+}
