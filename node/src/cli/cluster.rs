@@ -53,9 +53,7 @@ pub async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
         .collect();
     output::table(&["MEMBER", "STATE", "LAST-SEEN-MS", "REPLICAS", "LEADS", "ADDRESSES"], &rows);
     println!();
-    // PeerIds are long: the partition table shows their last 8 characters.
-    let short = |id: &str| id.get(id.len().saturating_sub(8)..).unwrap_or(id).to_string();
-    let list = |ids: &[String]| ids.iter().map(|i| short(i)).collect::<Vec<_>>().join(",");
+    let (short, list) = (output::short_id, output::short_ids);
     let unknown = |p: &meshlog_protocol::types::PartitionStatus, v: u64| {
         if p.online {
             v.to_string()

@@ -108,7 +108,7 @@ pub async fn run(cmd: GroupCommand) -> anyhow::Result<()> {
                         g.group.clone(),
                         g.state.name().to_string(),
                         g.members.to_string(),
-                        short(&g.coordinator),
+                        output::short_id(&g.coordinator),
                     ]
                 })
                 .collect();
@@ -125,7 +125,7 @@ pub async fn run(cmd: GroupCommand) -> anyhow::Result<()> {
             println!("STATE        {}", g.state.name());
             println!("GENERATION   {}", g.generation);
             println!("ASSIGNOR     {}", g.assignor);
-            println!("COORDINATOR  {}", short(&g.coordinator));
+            println!("COORDINATOR  {}", output::short_id(&g.coordinator));
             println!("MEMBERS      {}", g.members.len());
             println!("TOTAL-LAG    {}", d.total_lag);
             println!();
@@ -159,11 +159,6 @@ pub async fn run(cmd: GroupCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// PeerIds are long: tables show their last 8 characters (`--json` has them whole).
-fn short(id: &str) -> String {
-    id.get(id.len().saturating_sub(8)..).unwrap_or(id).to_string()
 }
 
 /// A group with its lag: every partition of every subscribed or committed topic.

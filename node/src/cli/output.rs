@@ -20,6 +20,16 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// A PeerId as tables show it: its last 8 characters (`--json` has them whole).
+pub fn short_id(id: &str) -> String {
+    id.get(id.len().saturating_sub(8)..).unwrap_or(id).to_string()
+}
+
+/// PeerIds as tables show them, comma-separated.
+pub fn short_ids(ids: &[String]) -> String {
+    ids.iter().map(|i| short_id(i)).collect::<Vec<_>>().join(",")
+}
+
 /// Print a value as pretty JSON.
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);

@@ -92,9 +92,7 @@ pub async fn run(cmd: TopicCommand) -> anyhow::Result<()> {
                 d.topic.config.to_pairs().iter().map(|(k, v)| format!("{k}={v}")).collect();
             println!("CONFIG      {}", cfg.join(" "));
             println!();
-            // PeerIds are long: the table shows their last 8 characters (--json has them whole).
-            let short = |id: &str| id.get(id.len().saturating_sub(8)..).unwrap_or(id).to_string();
-            let list = |ids: &[String]| ids.iter().map(|i| short(i)).collect::<Vec<_>>().join(",");
+            let (short, list) = (output::short_id, output::short_ids);
             let rows: Vec<Vec<String>> = d
                 .partitions
                 .iter()
