@@ -6,7 +6,8 @@
 #   produce    : 1 KiB and 100 B records, acks=all (ack after the node's fsync), one node
 #   consume    : the 1 KiB topic read back from the beginning
 #   3 nodes    : three nodes, replication factor 3, 1 KiB and 100 B, acks=all (ack once
-#                every in-sync replica has fsynced and a majority holds it)
+#                every in-sync replica has fsynced and a majority holds it); and 1 KiB
+#                with the client's buffer at one batch (latency without client queueing)
 #   group      : three members (one per node) of a consumer group read a rf=3 topic,
 #                committing after each poll: records/s, commit latency p50/p99, and the
 #                rebalance time when a member joins and when one is killed (GROUP_ROUNDS)
@@ -116,6 +117,13 @@ if [ "$CLUSTER" = 1 ]; then
           --acks all --max-secs 120 --json | tr -d '\n')
       row "3 nodes rf=3 produce acks=all, $size B" "$j"
     done
+    # The same with the client's buffer cut to one batch: latency from the moment a
+    # record is sealed into a batch that is sent at once (as jsbench measures a publish
+    # in its window), not from a deep client queue; throughput is the same.
+    j=$(timeout 300 "$BIN" bench produce "q1024" --server "$C_SERVER" --records "$RECORDS" --record-size 1024 \
+        --batch-size "$BATCH" --in-flight "$IN_FLIGHT" --partitions "$PARTITIONS" --replication-factor 3 \
+        --buffer-bytes "$BATCH" --acks all --max-secs 120 --json | tr -d '\n')
+    row "3 nodes rf=3 acks=all, 1024 B, 1-batch buffer" "$j"
     # A group of three members, one per node, reads the 100 B topic's worth of records
     # again from its own rf=3 topic, committing after each poll; then members join and
     # are killed GROUP_ROUNDS times.
