@@ -138,16 +138,10 @@ impl Gateway {
     /// partition.
     async fn group(&self, req: GroupRequest) -> ClientResult {
         let t = self.offsets_topic().await?;
-        let p = match (&req, req.group()) {
-            (_, Some(name)) => {
-                group::validate_group_name(name)?;
-                group::coordinator_partition(name, t.info.partitions)
-            }
-            (GroupRequest::List { shard }, None) => *shard,
-            (_, None) => {
-                return Err(WireError::new(ErrorCode::InvalidRequest, "a group request names no group"))
-            }
-        };
+        if let Some(name) = req.group() {
+            group::validate_group_name(name)?;
+        }
+        let p = req.offsets_partition(t.info.partitions);
         self.route(OFFSETS_TOPIC, p, ClientRequest::Group(req)).await.map_err(|e| match e.code {
             ErrorCode::LeaderNotAvailable | ErrorCode::NotLeaderOrFollower => WireError::new(
                 ErrorCode::CoordinatorNotAvailable,
@@ -180,12 +174,7 @@ impl Gateway {
         match req {
             ClientRequest::Group(g) => {
                 let t = self.broker.topics().get(OFFSETS_TOPIC)?;
-                let p = match (&g, g.group()) {
-                    (_, Some(name)) => group::coordinator_partition(name, t.info.partitions),
-                    (GroupRequest::List { shard }, None) => *shard,
-                    (_, None) => return Err(WireError::new(ErrorCode::InvalidRequest, "no group named")),
-                };
-                self.groups.handle(p, g).await
+                self.groups.handle(g.offsets_partition(t.info.partitions), g).await
             }
             other => self.broker.handle_local(other).await,
         }

@@ -164,6 +164,15 @@ pub enum GroupRequest {
 }
 
 impl GroupRequest {
+    /// The offsets-topic partition (of `partitions`) whose leader serves the request.
+    pub fn offsets_partition(&self, partitions: u32) -> u32 {
+        match (self, self.group()) {
+            (GroupRequest::List { shard }, _) => *shard,
+            (_, Some(name)) => coordinator_partition(name, partitions),
+            (_, None) => 0,
+        }
+    }
+
     /// The group the request is about (`None` for a listing).
     pub fn group(&self) -> Option<&str> {
         match self {

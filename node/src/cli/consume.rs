@@ -3,8 +3,9 @@
 use super::group::{reset_offsets, ResetTo};
 use super::ServerArgs;
 use crate::client::consumer::{self, StartAt};
-use crate::client::group::{Consumed, GroupConfig, GroupConsumer, ResetPolicy};
+use crate::client::group::{GroupConfig, GroupConsumer, ResetPolicy};
 use crate::client::Client;
+use meshlog_protocol::batch::Record;
 use meshlog_protocol::group::Assignor;
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -120,15 +121,7 @@ async fn consume_loop(
                 if printed >= limit {
                     break;
                 }
-                if args.print_offset {
-                    write!(out, "{p}\t{}\t", r.offset)?;
-                }
-                if args.print_key {
-                    out.write_all(r.key.as_deref().unwrap_or(b"null"))?;
-                    out.write_all(b"\t")?;
-                }
-                out.write_all(r.value.as_deref().unwrap_or(b"null"))?;
-                out.write_all(b"\n")?;
+                print_record(&mut out, args, *p, r)?;
                 printed += 1;
                 *off = r.offset as u64 + 1;
                 got_any = true;
@@ -199,7 +192,7 @@ async fn group_loop(member: &mut GroupConsumer, args: &ConsumeArgs, printed: &mu
         };
         let got_any = !records.is_empty();
         for c in records.iter().take((limit - *printed) as usize) {
-            print_record(&mut out, args, c)?;
+            print_record(&mut out, args, c.tp.partition, &c.record)?;
             member.ack(c);
             *printed += 1;
         }
@@ -220,14 +213,15 @@ fn is_rebalance(e: &crate::client::ClientError) -> bool {
     matches!(e, crate::client::ClientError::Server(w) if w.code == meshlog_protocol::ErrorCode::RebalanceInProgress)
 }
 
-fn print_record(out: &mut impl Write, args: &ConsumeArgs, c: &Consumed) -> std::io::Result<()> {
+/// One record as a line: `[partition\toffset\t][key\t]value`.
+fn print_record(out: &mut impl Write, args: &ConsumeArgs, partition: u32, r: &Record) -> std::io::Result<()> {
     if args.print_offset {
-        write!(out, "{}\t{}\t", c.tp.partition, c.record.offset)?;
+        write!(out, "{partition}\t{}\t", r.offset)?;
     }
     if args.print_key {
-        out.write_all(c.record.key.as_deref().unwrap_or(b"null"))?;
+        out.write_all(r.key.as_deref().unwrap_or(b"null"))?;
         out.write_all(b"\t")?;
     }
-    out.write_all(c.record.value.as_deref().unwrap_or(b"null"))?;
+    out.write_all(r.value.as_deref().unwrap_or(b"null"))?;
     out.write_all(b"\n")
 }
