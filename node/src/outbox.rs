@@ -192,8 +192,13 @@ mod tests {
     #[tokio::test]
     async fn batches_get_consecutive_sequences_survive_reopen_and_respect_the_bound() {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            Arc::new(Store::open(dir.path(), &StoreOptions { cache_capacity_bytes: 8 << 20 }).unwrap());
+        let store = Arc::new(
+            Store::open(
+                dir.path(),
+                &StoreOptions { cache_capacity_bytes: 8 << 20, segment_bytes: crate::storage::SEGMENT_BYTES },
+            )
+            .unwrap(),
+        );
         let commit = GroupCommit::start(store.clone()).unwrap();
         // Reopening over the same store recovers the queue from what it persisted.
         let open = || Outbox::open(store.clone(), commit.clone(), 400).unwrap();

@@ -102,7 +102,10 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     let keypair = identity::load_or_create(&cfg.data_dir)?;
     let peer_id = keypair.public().to_peer_id();
     let psk = cfg.psk_file.as_deref().map(Psk::load).transpose()?;
-    let store_opts = StoreOptions { cache_capacity_bytes: cfg.cache_capacity_bytes };
+    let store_opts = StoreOptions {
+        cache_capacity_bytes: cfg.cache_capacity_bytes,
+        segment_bytes: crate::storage::SEGMENT_BYTES,
+    };
     let store = Arc::new(Store::open(&cfg.data_dir, &store_opts)?);
     if store_lost {
         tracing::warn!(data_dir = %cfg.data_dir.display(), "the store is gone but the node key is not: replicas will catch up before they vote");

@@ -62,6 +62,9 @@ impl Partition {
             failed: None,
             write_failed: None,
         };
+        // A head deletion saved its new start before the crash, but the batches below it
+        // may still sit in a segment that was in use: forget them.
+        log.remove_below(saved_start)?;
         if let Some((base, _)) = log.first()? {
             state.log_start = base.max(saved_start);
             state.log_end = state.log_start;
@@ -139,11 +142,10 @@ impl Partition {
     /// flush.
     pub fn truncate(&self, end: u64) -> Result<(), StorageError> {
         let doomed = self.log.read(end, u64::MAX, usize::MAX)?;
-        for (base, bytes) in doomed.into_iter().filter(|(b, _)| *b >= end) {
-            self.log.remove(base)?;
-            self.state().size_bytes -= bytes.len() as u64;
-        }
+        self.log.truncate(end)?;
+        let cut: u64 = doomed.iter().filter(|(b, _)| *b >= end).map(|(_, bytes)| bytes.len() as u64).sum();
         let mut st = self.state();
+        st.size_bytes -= cut;
         st.log_end = st.log_end.min(end).max(st.log_start);
         Ok(())
     }

@@ -1,29 +1,36 @@
-//! Durable storage: the only module that imports sled.
+//! Durable storage: the only module that touches files.
 //!
-//! Owns the on-disk layout and nothing else: one sled tree per partition log (keys are
-//! big-endian base offsets, values are whole record batches exactly as served), one
-//! metadata tree, and the durability step ([`Store::flush`]: sled's flush followed by an
-//! fsync of the store's files). It knows nothing of topics, offsets' meaning, acks or
-//! the network; callers decide what to write and when an ack may be sent.
+//! Owns the on-disk layout and nothing else: partition logs in append-only segment files
+//! ([`segments`]: whole record batches exactly as served, by base offset), and sled for
+//! the small things (a metadata tree, node-local key-value trees), and the durability
+//! step ([`Store::flush`]: an fdatasync of every segment file written since the last
+//! flush, then sled's flush and an fsync of its file). It knows nothing of topics,
+//! offsets' meaning, acks or the network; callers decide what to write and when an ack
+//! may be sent.
 //!
-//! Keep every sled type behind this API so the engine can be replaced.
+//! Keep every sled type and file behind this API so an engine can be replaced.
 
 mod commit;
+mod segments;
 
 pub use commit::GroupCommit;
+pub use segments::{PartitionLog, SEGMENT_BYTES};
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// sled's segment size. Values larger than a quarter of it are written to separate
-/// blob files that sled never syncs; 8 MiB keeps batches up to ~2 MiB inline in the log.
+/// blob files that sled never syncs; 8 MiB keeps values up to ~2 MiB inline in its log.
 const SEGMENT_SIZE_BYTES: usize = 8 << 20;
-/// The largest value kept inline in sled's log (see [`SEGMENT_SIZE_BYTES`]).
+/// The largest value the store keeps: a batch in a partition log or a value in sled
+/// (which keeps values up to this size inline in its log, see [`SEGMENT_SIZE_BYTES`]).
 pub const MAX_INLINE_VALUE_BYTES: usize = SEGMENT_SIZE_BYTES / 4 - 1024;
 const META_TREE: &str = "meta";
-const LOG_TREE_PREFIX: &str = "log/";
+/// The directory under the data directory that holds the partition logs.
+const LOGS_DIR: &str = "logs";
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +73,8 @@ impl StorageError {
 pub struct StoreOptions {
     /// sled's page cache size (a soft limit).
     pub cache_capacity_bytes: u64,
+    /// A partition log's segment file is rolled past this size ([`SEGMENT_BYTES`]).
+    pub segment_bytes: u64,
 }
 
 /// An open store in one data directory.
@@ -75,6 +84,11 @@ pub struct Store {
     dir: PathBuf,
     /// sled's log file, kept open so each flush can end in a real fsync.
     log_file: Mutex<File>,
+    /// Every partition log opened, so each is opened (and recovered) once.
+    logs: Mutex<HashMap<(String, u32), PartitionLog>>,
+    /// Segment files written since the last flush.
+    dirty: Arc<segments::Dirty>,
+    segment_bytes: u64,
 }
 
 impl Store {
@@ -105,7 +119,15 @@ impl Store {
         };
         let meta = db.open_tree(META_TREE).map_err(|e| open_err(e.to_string()))?;
         let log_file = File::open(dir.join("db")).map_err(|e| open_err(format!("db file: {e}")))?;
-        Ok(Store { db, meta, dir: dir.to_path_buf(), log_file: Mutex::new(log_file) })
+        Ok(Store {
+            db,
+            meta,
+            dir: dir.to_path_buf(),
+            log_file: Mutex::new(log_file),
+            logs: Mutex::new(HashMap::new()),
+            dirty: Arc::default(),
+            segment_bytes: opts.segment_bytes.max(1),
+        })
     }
 
     /// The data directory.
@@ -113,20 +135,32 @@ impl Store {
         &self.dir
     }
 
-    /// Make every write made before this call durable: sled's flush (which ends in
-    /// `sync_file_range`, enough for a process crash) and then an fsync of sled's log
-    /// file, so that the data and the file's size also survive a power cut. Blocking.
+    /// Make every write made before this call durable: an fdatasync of each segment
+    /// file written to, sled's flush (which ends in `sync_file_range`, enough for a
+    /// process crash) and then an fsync of sled's log file, so that the data and the
+    /// files' sizes also survive a power cut. Blocking.
     pub fn flush(&self) -> Result<(), StorageError> {
+        self.dirty.sync()?;
         self.db.flush().map_err(|e| StorageError::io("flush", e))?;
         let file = self.log_file.lock().unwrap_or_else(|p| p.into_inner());
         file.sync_data().map_err(|e| StorageError::io("fsync", e))
     }
 
-    /// The log of one partition, created empty if it does not exist.
+    /// The log of one partition, created empty if it does not exist; recovered from its
+    /// segment files the first time it is opened. `topic` must be a valid topic name
+    /// (it names a directory).
     pub fn log(&self, topic: &str, partition: u32) -> Result<PartitionLog, StorageError> {
-        let name = format!("{LOG_TREE_PREFIX}{topic}/{partition}");
-        let tree = self.db.open_tree(name).map_err(|e| StorageError::io("open log", e))?;
-        Ok(PartitionLog { tree })
+        let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(log) = logs.get(&(topic.to_string(), partition)) {
+            return Ok(log.clone());
+        }
+        if topic.is_empty() || topic == "." || topic == ".." || topic.contains(['/', '\\', '\0']) {
+            return Err(StorageError::io("open log", format!("{topic:?} cannot name a log directory")));
+        }
+        let dir = self.dir.join(LOGS_DIR).join(topic).join(partition.to_string());
+        let log = PartitionLog::open(&dir, self.dirty.clone(), self.segment_bytes)?;
+        logs.insert((topic.to_string(), partition), log.clone());
+        Ok(log)
     }
 
     /// A named key-value tree for node-local queues (the outbox).
@@ -137,7 +171,10 @@ impl Store {
 
     /// Read a metadata value.
     pub fn meta_get(&self, key: &str) -> Result<Option<StoredBytes>, StorageError> {
-        self.meta.get(key).map(|v| v.map(StoredBytes)).map_err(|e| StorageError::io("meta read", e))
+        self.meta
+            .get(key)
+            .map(|v| v.map(|v| StoredBytes(Held::Sled(v))))
+            .map_err(|e| StorageError::io("meta read", e))
     }
 
     /// Write a metadata value (durable after the next [`Store::flush`]).
@@ -161,15 +198,26 @@ impl Store {
             .scan_prefix(prefix)
             .map(|kv| {
                 let (k, v) = kv.map_err(|e| StorageError::io("meta scan", e))?;
-                Ok((String::from_utf8_lossy(&k).into_owned(), StoredBytes(v)))
+                Ok((String::from_utf8_lossy(&k).into_owned(), StoredBytes(Held::Sled(v))))
             })
             .collect()
     }
 
-    /// Bytes the store occupies on disk.
+    /// Bytes the store occupies on disk (sled's files and the partition logs).
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.db.size_on_disk().unwrap_or(0) + dir_size(&self.dir.join(LOGS_DIR))
     }
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
 }
 
 /// How long opening waits for a just-closed store's lock (see [`Store::open`]).
@@ -191,14 +239,29 @@ fn describe_sled_open_error(e: sled::Error) -> String {
     }
 }
 
-/// Bytes read from the store, shared without copying.
+/// Bytes read from the store, cheap to clone.
 #[derive(Clone, Debug)]
-pub struct StoredBytes(sled::IVec);
+pub struct StoredBytes(Held);
+
+#[derive(Clone, Debug)]
+enum Held {
+    Sled(sled::IVec),
+    Owned(Arc<[u8]>),
+}
+
+impl StoredBytes {
+    fn owned(v: Vec<u8>) -> StoredBytes {
+        StoredBytes(Held::Owned(v.into()))
+    }
+}
 
 impl Deref for StoredBytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.0
+        match &self.0 {
+            Held::Sled(v) => v,
+            Held::Owned(v) => v,
+        }
     }
 }
 
@@ -221,7 +284,10 @@ impl KvTree {
 
     /// Read one value.
     pub fn get(&self, key: &[u8]) -> Result<Option<StoredBytes>, StorageError> {
-        self.tree.get(key).map(|v| v.map(StoredBytes)).map_err(|e| StorageError::io("kv read", e))
+        self.tree
+            .get(key)
+            .map(|v| v.map(|v| StoredBytes(Held::Sled(v))))
+            .map_err(|e| StorageError::io("kv read", e))
     }
 
     /// Every entry in key order.
@@ -229,117 +295,18 @@ impl KvTree {
         self.tree
             .iter()
             .map(|kv| {
-                kv.map(|(k, v)| (k.to_vec(), StoredBytes(v))).map_err(|e| StorageError::io("kv scan", e))
+                kv.map(|(k, v)| (k.to_vec(), StoredBytes(Held::Sled(v))))
+                    .map_err(|e| StorageError::io("kv scan", e))
             })
             .collect()
-    }
-}
-
-/// One partition's log: whole batches keyed by their base offset.
-#[derive(Clone)]
-pub struct PartitionLog {
-    tree: sled::Tree,
-}
-
-fn key(offset: u64) -> [u8; 8] {
-    offset.to_be_bytes()
-}
-
-fn offset_of(key: &[u8]) -> Result<u64, StorageError> {
-    let arr: [u8; 8] =
-        key.try_into().map_err(|_| StorageError::io("log key", format!("{}-byte key", key.len())))?;
-    Ok(u64::from_be_bytes(arr))
-}
-
-impl PartitionLog {
-    /// Store a batch under its base offset (durable after the next [`Store::flush`]),
-    /// replacing any batch stored there.
-    pub fn append(&self, base_offset: u64, batch: &[u8]) -> Result<(), StorageError> {
-        if batch.len() > MAX_INLINE_VALUE_BYTES {
-            return Err(StorageError::TooLarge { len: batch.len(), max: MAX_INLINE_VALUE_BYTES });
-        }
-        self.tree.insert(key(base_offset), batch).map(|_| ()).map_err(|e| StorageError::io("append", e))
-    }
-
-    /// Replace the batch stored under `base_offset` with `batch` if, and only if, it is
-    /// still exactly `expected` (one atomic step: a reader sees the old batch or the new
-    /// one, whole). False, and nothing written, if it was removed or changed since it was
-    /// read. For rewriting stored batches (compaction) alongside a writer that may remove
-    /// or replace them. Durable after the next [`Store::flush`].
-    pub fn replace(&self, base_offset: u64, expected: &[u8], batch: &[u8]) -> Result<bool, StorageError> {
-        if batch.len() > MAX_INLINE_VALUE_BYTES {
-            return Err(StorageError::TooLarge { len: batch.len(), max: MAX_INLINE_VALUE_BYTES });
-        }
-        self.tree
-            .compare_and_swap(key(base_offset), Some(expected), Some(batch))
-            .map(|swapped| swapped.is_ok())
-            .map_err(|e| StorageError::io("replace", e))
-    }
-
-    /// The batch with the highest base offset.
-    pub fn last(&self) -> Result<Option<(u64, StoredBytes)>, StorageError> {
-        self.entry(self.tree.last())
-    }
-
-    /// The batch with the lowest base offset.
-    pub fn first(&self) -> Result<Option<(u64, StoredBytes)>, StorageError> {
-        self.entry(self.tree.first())
-    }
-
-    fn entry(
-        &self,
-        e: sled::Result<Option<(sled::IVec, sled::IVec)>>,
-    ) -> Result<Option<(u64, StoredBytes)>, StorageError> {
-        match e.map_err(|e| StorageError::io("read", e))? {
-            Some((k, v)) => Ok(Some((offset_of(&k)?, StoredBytes(v)))),
-            None => Ok(None),
-        }
-    }
-
-    /// Batches in base-offset order, starting with the one that contains `offset` (the
-    /// last batch whose base offset is at or below it) and stopping before `end_offset`
-    /// or once `max_bytes` is reached (at least one batch is returned if any exists).
-    pub fn read(
-        &self,
-        offset: u64,
-        end_offset: u64,
-        max_bytes: usize,
-    ) -> Result<Vec<(u64, StoredBytes)>, StorageError> {
-        let start = match self.tree.range(..=key(offset)).next_back() {
-            Some(kv) => offset_of(&kv.map_err(|e| StorageError::io("read", e))?.0)?,
-            None => 0,
-        };
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
-        for kv in self.tree.range(key(start)..key(end_offset)) {
-            let (k, v) = kv.map_err(|e| StorageError::io("read", e))?;
-            if !out.is_empty() && bytes + v.len() > max_bytes {
-                break;
-            }
-            bytes += v.len();
-            out.push((offset_of(&k)?, StoredBytes(v)));
-        }
-        Ok(out)
-    }
-
-    /// Every batch in order (for recovery scans and retention).
-    pub fn iter(&self) -> impl Iterator<Item = Result<(u64, StoredBytes), StorageError>> + '_ {
-        self.tree.iter().map(|kv| {
-            let (k, v) = kv.map_err(|e| StorageError::io("scan", e))?;
-            Ok((offset_of(&k)?, StoredBytes(v)))
-        })
-    }
-
-    /// Delete the batch stored under `base_offset`.
-    pub fn remove(&self, base_offset: u64) -> Result<(), StorageError> {
-        self.tree.remove(key(base_offset)).map(|_| ()).map_err(|e| StorageError::io("remove", e))
     }
 }
 
 #[cfg(test)]
 mod tests;
 
-/// Write `batches` copies of `batch` into a fresh store in `dir`, flushing durably (as
+/// Write `batches` copies of `batch` into a fresh store's partition log in `dir`, flushing
+/// durably (as
 /// [`Store::flush`] does) after every `per_flush` batches: the raw engine's rate for the
 /// bytes a node stores, to compare the node's produce path against.
 pub fn raw_write_bench(
@@ -348,7 +315,8 @@ pub fn raw_write_bench(
     batches: u64,
     per_flush: usize,
 ) -> Result<std::time::Duration, StorageError> {
-    let store = Store::open(dir, &StoreOptions { cache_capacity_bytes: 256 << 20 })?;
+    let store =
+        Store::open(dir, &StoreOptions { cache_capacity_bytes: 256 << 20, segment_bytes: SEGMENT_BYTES })?;
     let log = store.log("raw", 0)?;
     let started = std::time::Instant::now();
     for i in 0..batches {

@@ -1,9 +1,12 @@
-//! Storage API tests on real sled in temporary directories.
+//! Storage API tests on real files (segment logs, sled) in temporary directories.
 
 use super::*;
 
+/// Small segments, so a few batches fill several.
+const SEGMENT: u64 = 4096;
+
 fn opts() -> StoreOptions {
-    StoreOptions { cache_capacity_bytes: 8 << 20 }
+    StoreOptions { cache_capacity_bytes: 8 << 20, segment_bytes: SEGMENT }
 }
 
 #[test]
@@ -93,20 +96,184 @@ async fn group_commit_answers_every_waiter() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path(), &opts()).unwrap());
     let gc = GroupCommit::start(store.clone()).unwrap();
-    let log = store.log("t", 0).unwrap();
     let mut tasks = Vec::new();
-    for i in 0..64u64 {
-        let log = log.clone();
+    for i in 0..64u32 {
+        let log = store.log("t", i).unwrap();
         let gc = gc.clone();
         tasks.push(tokio::spawn(async move {
-            log.append(i, &i.to_be_bytes()).unwrap();
+            log.append(0, &i.to_be_bytes()).unwrap();
             gc.flush().await
         }));
     }
     for t in tasks {
         t.await.unwrap().unwrap();
     }
-    assert_eq!(log.iter().count(), 64);
+    drop(gc);
+    drop(store);
+    let store = Store::open(dir.path(), &opts()).unwrap();
+    for i in 0..64u32 {
+        assert_eq!(&*store.log("t", i).unwrap().first().unwrap().unwrap().1, &i.to_be_bytes());
+    }
 }
 
+/// The segment files of `t`-0 in `dir`, in order.
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(dir.join("logs/t/0")).unwrap().map(|e| e.unwrap().path()).collect();
+    v.sort();
+    v
+}
+
+fn bases(log: &PartitionLog) -> Vec<u64> {
+    log.iter().map(|e| e.unwrap().0).collect()
+}
+
+#[test]
+fn a_torn_tail_is_cut_at_the_last_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), &opts()).unwrap();
+        let log = store.log("t", 0).unwrap();
+        for i in 0..5u64 {
+            log.append(i * 10, &[i as u8; 100]).unwrap();
+        }
+        store.flush().unwrap();
+    }
+    // A crash mid-write: the last frame is half there, then garbage after a cut.
+    let seg = &segment_files(dir.path())[0];
+    let len = std::fs::metadata(seg).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(seg).unwrap();
+    f.set_len(len - 30).unwrap();
+    drop(f);
+    let store = Store::open(dir.path(), &opts()).unwrap();
+    let log = store.log("t", 0).unwrap();
+    assert_eq!(bases(&log), vec![0, 10, 20, 30]);
+    // Appends go on after the cut, and survive a reopen with the rest.
+    log.append(40, b"again").unwrap();
+    store.flush().unwrap();
+    drop(log);
+    drop(store);
+    let store = Store::open(dir.path(), &opts()).unwrap();
+    let log = store.log("t", 0).unwrap();
+    assert_eq!(bases(&log), vec![0, 10, 20, 30, 40]);
+    assert_eq!(&*log.last().unwrap().unwrap().1, b"again");
+}
+
+#[test]
+fn a_flipped_bit_ends_the_recovered_log_there() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), &opts()).unwrap();
+        let log = store.log("t", 0).unwrap();
+        for i in 0..4u64 {
+            log.append(i, &[7u8; 64]).unwrap();
+        }
+        store.flush().unwrap();
+    }
+    let seg = &segment_files(dir.path())[0];
+    let mut bytes = std::fs::read(seg).unwrap();
+    // Inside the third batch's payload: frames are 16 + 64 bytes.
+    bytes[2 * 80 + 16 + 5] ^= 1;
+    std::fs::write(seg, &bytes).unwrap();
+    let store = Store::open(dir.path(), &opts()).unwrap();
+    assert_eq!(bases(&store.log("t", 0).unwrap()), vec![0, 1]);
+}
+
+#[test]
+fn segments_roll_and_truncation_deletes_whole_later_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &opts()).unwrap();
+    let log = store.log("t", 0).unwrap();
+    let big = vec![1u8; (SEGMENT / 3) as usize];
+    for i in 0..8u64 {
+        log.append(i * 100, &big).unwrap();
+    }
+    let before = segment_files(dir.path()).len();
+    assert!(before >= 2, "{before} segments");
+    log.truncate(150).unwrap();
+    assert_eq!(bases(&log), vec![0, 100]);
+    assert_eq!(segment_files(dir.path()).len(), 1);
+    // Appending below the log end cuts what is stored from there on.
+    log.append(100, b"new-100").unwrap();
+    assert_eq!(bases(&log), vec![0, 100]);
+    store.flush().unwrap();
+    drop(log);
+    drop(store);
+    let store = Store::open(dir.path(), &opts()).unwrap();
+    let log = store.log("t", 0).unwrap();
+    assert_eq!(bases(&log), vec![0, 100]);
+    assert_eq!(&*log.last().unwrap().unwrap().1, b"new-100");
+}
+
+#[test]
+fn removing_the_head_frees_whole_segments_and_remove_below_forgets_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &opts()).unwrap();
+    let log = store.log("t", 0).unwrap();
+    let big = vec![2u8; (SEGMENT / 2) as usize];
+    for i in 0..6u64 {
+        log.append(i, &big).unwrap();
+    }
+    let before = segment_files(dir.path()).len();
+    log.remove(0).unwrap();
+    log.remove(1).unwrap();
+    assert!(segment_files(dir.path()).len() < before, "a segment without batches is deleted");
+    assert!(log.remove(4).is_err(), "the middle of a log cannot be removed");
+    log.remove(5).unwrap();
+    assert_eq!(bases(&log), vec![2, 3, 4]);
+    store.flush().unwrap();
+    drop(log);
+    drop(store);
+    // Batches removed from a segment still in use are found again on open; the caller
+    // forgets them by its saved log start.
+    let store = Store::open(dir.path(), &opts()).unwrap();
+    let log = store.log("t", 0).unwrap();
+    log.remove_below(3).unwrap();
+    assert_eq!(bases(&log), vec![3, 4]);
+}
+
+#[test]
+fn replace_many_rewrites_each_segment_once_and_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), &opts()).unwrap();
+        let log = store.log("t", 0).unwrap();
+        for i in 0..4u64 {
+            log.append(i, format!("batch-{i}").as_bytes()).unwrap();
+        }
+        let swapped = log
+            .replace_many(&[
+                (1, b"batch-1", b"b1"),
+                (2, b"stale", b"b2"),
+                (3, b"batch-3", b"b3-longer-than-before"),
+            ])
+            .unwrap();
+        assert_eq!(swapped, vec![true, false, true]);
+        // Appends go on in the rewritten segment.
+        log.append(4, b"batch-4").unwrap();
+        store.flush().unwrap();
+    }
+    let store = Store::open(dir.path(), &opts()).unwrap();
+    let log = store.log("t", 0).unwrap();
+    let got: Vec<Vec<u8>> = log.iter().map(|e| e.unwrap().1.to_vec()).collect();
+    let want: Vec<&[u8]> = vec![b"batch-0", b"b1", b"batch-2", b"b3-longer-than-before", b"batch-4"];
+    assert_eq!(got, want);
+    // A rewrite that crashed before its swap leaves only the old segment.
+    std::fs::write(dir.path().join("logs/t/0/00000000000000000000.swap"), b"half").unwrap();
+    drop(log);
+    drop(store);
+    let store = Store::open(dir.path(), &opts()).unwrap();
+    assert_eq!(bases(&store.log("t", 0).unwrap()), vec![0, 1, 2, 3, 4]);
+    assert_eq!(segment_files(dir.path()).len(), 1, "the leftover swap file is gone");
+}
+
+#[test]
+fn a_topic_name_that_is_not_a_directory_name_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &opts()).unwrap();
+    assert!(store.log("..", 0).is_err());
+    assert!(store.log("a/b", 0).is_err());
+}
+
+use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -14,10 +14,11 @@
 //!   and this replica's saved HW only ever counted entries a majority held). So the
 //!   batches compaction rewrites are never written by anyone else.
 //! - Even so, a rewrite is a compare-and-swap of exactly the bytes that were read
-//!   ([`crate::storage::PartitionLog::replace`]): it can never bring back a batch
+//!   ([`crate::storage::PartitionLog::replace_many`]): it can never bring back a batch
 //!   that was removed meanwhile, nor overwrite one stored again.
-//! - A batch is one store value, replaced atomically: a reader sees the old batch or the
-//!   new one, both whole and valid, over the same offsets.
+//! - A segment file is rewritten whole and swapped in atomically: a reader, or a node
+//!   that crashes, sees the old batch or the new one, both whole and valid, over the
+//!   same offsets.
 //! - Compaction and retention both run from the node's one retention task, never at
 //!   once on a partition.
 
@@ -73,6 +74,7 @@ impl Partition {
         let retention_ms = i64::try_from(config.delete_retention_ms).unwrap_or(i64::MAX);
         let tombstones_before_ms = now_ms.saturating_sub(retention_ms);
         let mut stats = CompactStats::default();
+        let mut rewrites = Vec::new();
         for c in &committed {
             stats.bytes_before += c.bytes.len() as u64;
             stats.bytes_after += c.bytes.len() as u64;
@@ -82,9 +84,12 @@ impl Partition {
                 Some(k) => latest.get(k) == Some(&r.offset) && (r.value.is_some() || !expired),
             };
             if !c.header.is_control() && !c.records.iter().all(keep) {
-                self.rewrite(c, keep, &mut stats)?;
+                if let Some(new) = self.retained(c, keep) {
+                    rewrites.push((c, new));
+                }
             }
         }
+        self.rewrite(&rewrites, &mut stats)?;
         self.drop_empty_prefix(hw, &mut stats)?;
         Ok(stats)
     }
@@ -113,36 +118,46 @@ impl Partition {
         Ok(out)
     }
 
-    /// Store `c` again with only the records `keep` accepts, if it is still stored as
-    /// read.
-    fn rewrite(
-        &self,
-        c: &Committed,
-        keep: impl FnMut(&Record) -> bool,
-        stats: &mut CompactStats,
-    ) -> Result<(), StorageError> {
-        let new = match batch::retain_records(&c.bytes, keep) {
-            Ok(Some(new)) => new,
-            Ok(None) => return Ok(()),
+    /// `c` with only the records `keep` accepts, if that changes it.
+    fn retained(&self, c: &Committed, keep: impl FnMut(&Record) -> bool) -> Option<Vec<u8>> {
+        match batch::retain_records(&c.bytes, keep) {
+            Ok(new) => new,
             // Cannot happen: the same bytes just decoded. Leave the batch as it is.
             Err(e) => {
                 let (topic, partition) = (&self.topic, self.id);
                 tracing::warn!(topic, partition, offset = c.base, error = %e, "cannot compact batch");
-                return Ok(());
+                None
             }
-        };
-        if !self.log.replace(c.base, &c.bytes, &new)? {
-            let (topic, partition) = (&self.topic, self.id);
-            tracing::debug!(topic, partition, offset = c.base, "batch changed under compaction; skipped");
+        }
+    }
+
+    /// Store each batch again as rewritten, if it is still stored as read (one rewrite
+    /// of each segment file touched).
+    fn rewrite(
+        &self,
+        rewrites: &[(&Committed, Vec<u8>)],
+        stats: &mut CompactStats,
+    ) -> Result<(), StorageError> {
+        if rewrites.is_empty() {
             return Ok(());
         }
-        let (old_len, new_len) = (c.bytes.len() as u64, new.len() as u64);
-        let mut st = self.state();
-        st.size_bytes = (st.size_bytes + new_len).saturating_sub(old_len);
-        let kept = batch::parse_header(&new).map_or(0, |h| h.records_count as usize);
-        stats.batches_rewritten += 1;
-        stats.records_removed += c.records.len().saturating_sub(kept);
-        stats.bytes_after = (stats.bytes_after + new_len).saturating_sub(old_len);
+        let swaps: Vec<(u64, &[u8], &[u8])> =
+            rewrites.iter().map(|(c, new)| (c.base, &*c.bytes, new.as_slice())).collect();
+        let swapped = self.log.replace_many(&swaps)?;
+        for ((c, new), swapped) in rewrites.iter().zip(swapped) {
+            if !swapped {
+                let (topic, partition) = (&self.topic, self.id);
+                tracing::debug!(topic, partition, offset = c.base, "batch changed under compaction; skipped");
+                continue;
+            }
+            let (old_len, new_len) = (c.bytes.len() as u64, new.len() as u64);
+            let mut st = self.state();
+            st.size_bytes = (st.size_bytes + new_len).saturating_sub(old_len);
+            let kept = batch::parse_header(new).map_or(0, |h| h.records_count as usize);
+            stats.batches_rewritten += 1;
+            stats.records_removed += c.records.len().saturating_sub(kept);
+            stats.bytes_after = (stats.bytes_after + new_len).saturating_sub(old_len);
+        }
         Ok(())
     }
 

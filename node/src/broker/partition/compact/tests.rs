@@ -21,7 +21,9 @@ type Rec = (Option<&'static str>, Option<&'static str>);
 
 fn store() -> (tempfile::TempDir, Arc<Store>) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), &StoreOptions { cache_capacity_bytes: 8 << 20 }).unwrap();
+    let store =
+        Store::open(dir.path(), &StoreOptions { cache_capacity_bytes: 8 << 20, segment_bytes: 16 << 10 })
+            .unwrap();
     (dir, Arc::new(store))
 }
 

@@ -1,0 +1,514 @@
+//! The partition log engine: append-only segment files, one directory per partition.
+//!
+//! Why not sled: sled keeps values inside its tree pages and rewrites them as pages
+//! consolidate and segments are cleaned, so every byte a producer sent was written to disk
+//! about 7.5 times (measured with `/proc/<pid>/io` on a 3-node rf=3 1 KiB run), and the
+//! kernel's copy into the page cache was the nodes' largest single cost. A log needs only
+//! sequential appends, truncation of its tail, deletion of its head and, for compacted
+//! topics, a rare rewrite: what Kafka's and Redpanda's segment files do.
+//!
+//! Layout: `<data dir>/logs/<topic>/<partition>/<first base offset, 20 digits>.log`.
+//! A segment is a run of frames, each a batch exactly as served:
+//!
+//! ```text
+//! batch length (u32 LE) | CRC-32C of base ++ batch (u32 LE) | base offset (u64 LE) | batch
+//! ```
+//!
+//! Invariants:
+//! - Base offsets increase strictly through a segment and from one segment to the next.
+//! - Only the last segment is appended to; a new one starts once it passes
+//!   [`super::StoreOptions::segment_bytes`].
+//! - An index in memory maps each live batch's base offset to its frame; frames that
+//!   are not in it (removed from the head) are dead bytes until their whole segment
+//!   goes, or a rewrite drops them.
+//! - Durability: appends and truncations mark their file dirty, and [`Dirty::sync`]
+//!   (called by the store's flush) `fdatasync`s every dirty file. Creating, deleting
+//!   and swapping segment files `fsync`s the directory at once, so a segment that a
+//!   truncation deleted never comes back to sit beside new appends.
+//! - Recovery keeps the longest run of whole frames with good CRCs and increasing
+//!   offsets, and cuts the rest (a torn or unflushed tail, never acknowledged: a flush
+//!   that covered a later frame covered every earlier one).
+
+use super::{StorageError, StoredBytes, MAX_INLINE_VALUE_BYTES};
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// A segment is rolled once it holds this many bytes (the default of
+/// [`super::StoreOptions::segment_bytes`]).
+pub const SEGMENT_BYTES: u64 = 32 << 20;
+const FRAME_HEADER: usize = 16;
+const SUFFIX: &str = ".log";
+const SWAP_SUFFIX: &str = ".swap";
+
+fn io(op: &'static str, path: &Path, e: impl std::fmt::Display) -> StorageError {
+    StorageError::Io { op, reason: format!("{}: {e}", path.display()) }
+}
+
+/// One segment file, shared by the index and the dirty list.
+struct SegFile {
+    file: File,
+    path: PathBuf,
+    dirty: AtomicBool,
+}
+
+/// The files written since the last durable flush.
+#[derive(Default)]
+pub(super) struct Dirty {
+    files: Mutex<Vec<Arc<SegFile>>>,
+}
+
+impl Dirty {
+    fn mark(&self, f: &Arc<SegFile>) {
+        if !f.dirty.swap(true, Ordering::AcqRel) {
+            self.files.lock().unwrap_or_else(|p| p.into_inner()).push(f.clone());
+        }
+    }
+
+    /// `fdatasync` every file written to before this call.
+    pub(super) fn sync(&self) -> Result<(), StorageError> {
+        let files = std::mem::take(&mut *self.files.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut result = Ok(());
+        for (i, f) in files.iter().enumerate() {
+            // Clear first: a write after this point marks the file again for the next flush.
+            f.dirty.store(false, Ordering::Release);
+            if let Err(e) = f.file.sync_data() {
+                // Keep the unsynced ones (this one included) for the next flush to retry.
+                for g in &files[i..] {
+                    self.mark(g);
+                }
+                result = Err(io("fsync", &f.path, e));
+                break;
+            }
+        }
+        result
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Loc {
+    seg: u64,
+    pos: u64,
+    len: u32,
+}
+
+struct Segment {
+    file: Arc<SegFile>,
+    len: u64,
+    live: usize,
+}
+
+struct Inner {
+    index: BTreeMap<u64, Loc>,
+    segments: BTreeMap<u64, Segment>,
+}
+
+/// One partition's log: whole batches keyed by their base offset, in increasing order.
+#[derive(Clone)]
+pub struct PartitionLog {
+    dir: Arc<PathBuf>,
+    inner: Arc<RwLock<Inner>>,
+    dirty: Arc<Dirty>,
+    segment_bytes: u64,
+}
+
+fn seg_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}{SUFFIX}"))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io("fsync directory", dir, e))
+}
+
+fn frame_crc(base: u64, batch: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&base.to_le_bytes()), batch)
+}
+
+fn frame(base: u64, batch: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(FRAME_HEADER + batch.len());
+    f.extend_from_slice(&(batch.len() as u32).to_le_bytes());
+    f.extend_from_slice(&frame_crc(base, batch).to_le_bytes());
+    f.extend_from_slice(&base.to_le_bytes());
+    f.extend_from_slice(batch);
+    f
+}
+
+fn open_rw(path: &Path, create: bool) -> Result<File, StorageError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| io(if create { "create segment" } else { "open segment" }, path, e))
+}
+
+fn too_large(batch: &[u8]) -> Result<(), StorageError> {
+    match batch.len() > MAX_INLINE_VALUE_BYTES {
+        true => Err(StorageError::TooLarge { len: batch.len(), max: MAX_INLINE_VALUE_BYTES }),
+        false => Ok(()),
+    }
+}
+
+impl PartitionLog {
+    /// Open (or create) the log in `dir`, recovering every whole frame and cutting a
+    /// torn tail.
+    pub(super) fn open(
+        dir: &Path,
+        dirty: Arc<Dirty>,
+        segment_bytes: u64,
+    ) -> Result<PartitionLog, StorageError> {
+        std::fs::create_dir_all(dir).map_err(|e| io("create log directory", dir, e))?;
+        let mut bases = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| io("list log directory", dir, e))? {
+            let name = entry.map_err(|e| io("list log directory", dir, e))?.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(SWAP_SUFFIX) {
+                // A rewrite that did not finish: the original is still in place.
+                let _ = std::fs::remove_file(dir.join(&*name));
+            } else if let Some(b) = name.strip_suffix(SUFFIX).and_then(|s| s.parse::<u64>().ok()) {
+                bases.push(b);
+            }
+        }
+        bases.sort_unstable();
+        let mut inner = Inner { index: BTreeMap::new(), segments: BTreeMap::new() };
+        let mut cut = false;
+        for seg in bases {
+            let path = seg_path(dir, seg);
+            if cut {
+                std::fs::remove_file(&path).map_err(|e| io("delete segment", &path, e))?;
+                continue;
+            }
+            let file = open_rw(&path, false)?;
+            let (len, frames, whole) = scan(&file, &path, inner.index.keys().next_back().copied())?;
+            if !whole {
+                tracing::warn!(segment = %path.display(), valid_bytes = len, "log tail cut at the first incomplete or corrupt frame (unflushed writes)");
+                file.set_len(len).map_err(|e| io("truncate segment", &path, e))?;
+                file.sync_all().map_err(|e| io("fsync", &path, e))?;
+                cut = true;
+            }
+            if frames.is_empty() && cut {
+                std::fs::remove_file(&path).map_err(|e| io("delete segment", &path, e))?;
+                continue;
+            }
+            let live = frames.len();
+            for (base, pos, flen) in frames {
+                inner.index.insert(base, Loc { seg, pos, len: flen });
+            }
+            let file = Arc::new(SegFile { file, path, dirty: AtomicBool::new(false) });
+            inner.segments.insert(seg, Segment { file, len, live });
+        }
+        if cut {
+            sync_dir(dir)?;
+        }
+        Ok(PartitionLog {
+            dir: Arc::new(dir.to_path_buf()),
+            inner: Arc::new(RwLock::new(inner)),
+            dirty,
+            segment_bytes,
+        })
+    }
+
+    fn read_inner(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_inner(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Append a batch at `base_offset` (durable after the next flush). A log appends at
+    /// its end: any batch stored at or after `base_offset` is cut first.
+    pub fn append(&self, base_offset: u64, batch: &[u8]) -> Result<(), StorageError> {
+        too_large(batch)?;
+        let mut inner = self.write_inner();
+        if inner.index.keys().next_back().is_some_and(|&last| last >= base_offset) {
+            self.truncate_locked(&mut inner, base_offset)?;
+        }
+        let need_new = match inner.segments.values().next_back() {
+            None => true,
+            Some(s) => s.len >= self.segment_bytes,
+        };
+        if need_new {
+            let path = seg_path(&self.dir, base_offset);
+            let file = open_rw(&path, true)?;
+            file.set_len(0).map_err(|e| io("create segment", &path, e))?;
+            sync_dir(&self.dir)?;
+            let file = Arc::new(SegFile { file, path, dirty: AtomicBool::new(false) });
+            inner.segments.insert(base_offset, Segment { file, len: 0, live: 0 });
+        }
+        let (&seg, s) = inner.segments.iter_mut().next_back().expect("a segment exists");
+        let bytes = frame(base_offset, batch);
+        if let Err(e) = s.file.file.write_all_at(&bytes, s.len) {
+            // Leave no partial frame behind the index's view of the segment.
+            let _ = s.file.file.set_len(s.len);
+            return Err(io("append", &s.file.path, e));
+        }
+        let loc = Loc { seg, pos: s.len, len: batch.len() as u32 };
+        s.len += bytes.len() as u64;
+        s.live += 1;
+        self.dirty.mark(&s.file);
+        inner.index.insert(base_offset, loc);
+        Ok(())
+    }
+
+    /// Delete every batch whose base offset is at or after `end` (durable after the next
+    /// flush; deleted segment files are gone at once).
+    pub fn truncate(&self, end: u64) -> Result<(), StorageError> {
+        let mut inner = self.write_inner();
+        self.truncate_locked(&mut inner, end)
+    }
+
+    fn truncate_locked(&self, inner: &mut Inner, end: u64) -> Result<(), StorageError> {
+        let doomed: Vec<(u64, Loc)> = inner.index.range(end..).map(|(b, l)| (*b, *l)).collect();
+        let Some(&(_, first)) = doomed.first() else { return Ok(()) };
+        for (b, _) in &doomed {
+            inner.index.remove(b);
+        }
+        let later: Vec<u64> = inner.segments.range(first.seg + 1..).map(|(b, _)| *b).collect();
+        for seg in later {
+            let s = inner.segments.remove(&seg).expect("listed");
+            std::fs::remove_file(&s.file.path).map_err(|e| io("delete segment", &s.file.path, e))?;
+        }
+        let cut_in_first = doomed.iter().filter(|(_, l)| l.seg == first.seg).count();
+        let several = inner.segments.len() > 1;
+        let s = inner.segments.get_mut(&first.seg).expect("indexed segment exists");
+        s.live -= cut_in_first;
+        if first.pos == 0 && several {
+            let s = inner.segments.remove(&first.seg).expect("present");
+            std::fs::remove_file(&s.file.path).map_err(|e| io("delete segment", &s.file.path, e))?;
+        } else {
+            s.file.file.set_len(first.pos).map_err(|e| io("truncate segment", &s.file.path, e))?;
+            s.len = first.pos;
+            self.dirty.mark(&s.file);
+        }
+        sync_dir(&self.dir)
+    }
+
+    /// Delete the batch stored under `base_offset`, which must be the first or the last
+    /// (a log loses batches only at its ends). A segment left without batches is
+    /// deleted.
+    pub fn remove(&self, base_offset: u64) -> Result<(), StorageError> {
+        let mut inner = self.write_inner();
+        let first = inner.index.keys().next().copied();
+        let last = inner.index.keys().next_back().copied();
+        if last == Some(base_offset) && first != Some(base_offset) {
+            return self.truncate_locked(&mut inner, base_offset);
+        }
+        if first != Some(base_offset) {
+            if !inner.index.contains_key(&base_offset) {
+                return Ok(());
+            }
+            return Err(StorageError::Io {
+                op: "remove",
+                reason: format!("batch {base_offset} is in the middle of the log; only its ends can go"),
+            });
+        }
+        self.remove_head(&mut inner, base_offset)
+    }
+
+    /// Forget every batch whose base offset is below `offset` (a log start saved
+    /// elsewhere): what a head removal before a crash left in a segment still in use.
+    pub fn remove_below(&self, offset: u64) -> Result<(), StorageError> {
+        let mut inner = self.write_inner();
+        let doomed: Vec<u64> = inner.index.range(..offset).map(|(b, _)| *b).collect();
+        for b in doomed {
+            self.remove_head(&mut inner, b)?;
+        }
+        Ok(())
+    }
+
+    fn remove_head(&self, inner: &mut Inner, base: u64) -> Result<(), StorageError> {
+        let Some(loc) = inner.index.remove(&base) else { return Ok(()) };
+        let several = inner.segments.len() > 1;
+        let s = inner.segments.get_mut(&loc.seg).expect("indexed segment exists");
+        s.live -= 1;
+        // The active segment stays even when empty: appends go on in it.
+        if s.live == 0 && several {
+            let s = inner.segments.remove(&loc.seg).expect("present");
+            std::fs::remove_file(&s.file.path).map_err(|e| io("delete segment", &s.file.path, e))?;
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    fn read_at(&self, inner: &Inner, base: u64, loc: Loc) -> Result<StoredBytes, StorageError> {
+        let s = inner.segments.get(&loc.seg).expect("indexed segment exists");
+        let mut buf = vec![0u8; loc.len as usize];
+        s.file
+            .file
+            .read_exact_at(&mut buf, loc.pos + FRAME_HEADER as u64)
+            .map_err(|e| io("read", &s.file.path, format!("batch {base}: {e}")))?;
+        Ok(StoredBytes::owned(buf))
+    }
+
+    /// The batch with the highest base offset.
+    pub fn last(&self) -> Result<Option<(u64, StoredBytes)>, StorageError> {
+        let inner = self.read_inner();
+        let Some((&b, &l)) = inner.index.iter().next_back() else { return Ok(None) };
+        Ok(Some((b, self.read_at(&inner, b, l)?)))
+    }
+
+    /// The batch with the lowest base offset.
+    pub fn first(&self) -> Result<Option<(u64, StoredBytes)>, StorageError> {
+        let inner = self.read_inner();
+        let Some((&b, &l)) = inner.index.iter().next() else { return Ok(None) };
+        Ok(Some((b, self.read_at(&inner, b, l)?)))
+    }
+
+    /// Batches in base-offset order, starting with the one that contains `offset` (the
+    /// last batch whose base offset is at or below it) and stopping before `end_offset`
+    /// or once `max_bytes` is reached (at least one batch is returned if any exists).
+    pub fn read(
+        &self,
+        offset: u64,
+        end_offset: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, StoredBytes)>, StorageError> {
+        let inner = self.read_inner();
+        let start = inner.index.range(..=offset).next_back().map_or(0, |(b, _)| *b);
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for (&b, &l) in inner.index.range(start..end_offset.max(start)) {
+            if !out.is_empty() && bytes + l.len as usize > max_bytes {
+                break;
+            }
+            bytes += l.len as usize;
+            out.push((b, self.read_at(&inner, b, l)?));
+        }
+        Ok(out)
+    }
+
+    /// Every batch in order (for recovery scans, retention and compaction), read a few
+    /// at a time so a long log is never held in memory at once.
+    pub fn iter(&self) -> impl Iterator<Item = Result<(u64, StoredBytes), StorageError>> + '_ {
+        const CHUNK: usize = 4 << 20;
+        let mut next = Some(0u64);
+        let mut buf = std::collections::VecDeque::new();
+        std::iter::from_fn(move || {
+            if buf.is_empty() {
+                let from = next?;
+                let inner = self.read_inner();
+                let mut bytes = 0usize;
+                next = None;
+                for (&b, &l) in inner.index.range(from..) {
+                    if !buf.is_empty() && bytes + l.len as usize > CHUNK {
+                        next = Some(b);
+                        break;
+                    }
+                    bytes += l.len as usize;
+                    buf.push_back(self.read_at(&inner, b, l).map(|v| (b, v)));
+                }
+            }
+            buf.pop_front()
+        })
+    }
+
+    /// Replace each `(base, expected, new)` whose stored batch is still exactly
+    /// `expected` (compaction). Each segment touched is written again whole to a new file,
+    /// synced and renamed over the old one: a crash leaves the old segment or the new
+    /// one, never half of each, and a reader sees the old batch or the new one. Returns,
+    /// for each, whether it was swapped. Durable on return.
+    pub fn replace_many(&self, swaps: &[(u64, &[u8], &[u8])]) -> Result<Vec<bool>, StorageError> {
+        for (_, _, new) in swaps {
+            too_large(new)?;
+        }
+        let mut inner = self.write_inner();
+        let mut done = vec![false; swaps.len()];
+        let mut by_seg: BTreeMap<u64, BTreeMap<u64, &[u8]>> = BTreeMap::new();
+        for (i, (base, expected, new)) in swaps.iter().enumerate() {
+            let Some(&loc) = inner.index.get(base) else { continue };
+            if &*self.read_at(&inner, *base, loc)? != *expected {
+                continue;
+            }
+            by_seg.entry(loc.seg).or_default().insert(*base, new);
+            done[i] = true;
+        }
+        for (seg, news) in by_seg {
+            self.rewrite_segment(&mut inner, seg, &news)?;
+        }
+        Ok(done)
+    }
+
+    /// Replace one batch if it is still exactly `expected` (see [`Self::replace_many`]).
+    pub fn replace(&self, base_offset: u64, expected: &[u8], batch: &[u8]) -> Result<bool, StorageError> {
+        Ok(self.replace_many(&[(base_offset, expected, batch)])?[0])
+    }
+
+    fn rewrite_segment(
+        &self,
+        inner: &mut Inner,
+        seg: u64,
+        news: &BTreeMap<u64, &[u8]>,
+    ) -> Result<(), StorageError> {
+        let live: Vec<(u64, Loc)> =
+            inner.index.iter().filter(|(_, l)| l.seg == seg).map(|(b, l)| (*b, *l)).collect();
+        let path = seg_path(&self.dir, seg);
+        let swap = path.with_extension(&SWAP_SUFFIX[1..]);
+        let file = open_rw(&swap, true)?;
+        file.set_len(0).map_err(|e| io("rewrite segment", &swap, e))?;
+        let mut pos = 0u64;
+        let mut locs = Vec::with_capacity(live.len());
+        for (base, loc) in live {
+            let bytes = match news.get(&base) {
+                Some(new) => new.to_vec(),
+                None => self.read_at(inner, base, loc)?.to_vec(),
+            };
+            let f = frame(base, &bytes);
+            file.write_all_at(&f, pos).map_err(|e| io("rewrite segment", &swap, e))?;
+            locs.push((base, Loc { seg, pos, len: bytes.len() as u32 }));
+            pos += f.len() as u64;
+        }
+        file.sync_all().map_err(|e| io("fsync", &swap, e))?;
+        std::fs::rename(&swap, &path).map_err(|e| io("swap segment", &path, e))?;
+        // The new file is the segment from here on, whatever the directory sync says.
+        let live = locs.len();
+        for (b, l) in locs {
+            inner.index.insert(b, l);
+        }
+        let file = Arc::new(SegFile { file, path, dirty: AtomicBool::new(false) });
+        inner.segments.insert(seg, Segment { file, len: pos, live });
+        sync_dir(&self.dir)
+    }
+}
+
+/// Read a segment's frames: (valid length, frames as (base, position, batch length),
+/// whether the whole file was valid). Stops at the first short, corrupt or out-of-order
+/// frame.
+#[allow(clippy::type_complexity)]
+fn scan(
+    file: &File,
+    path: &Path,
+    mut prev: Option<u64>,
+) -> Result<(u64, Vec<(u64, u64, u32)>, bool), StorageError> {
+    let size = file.metadata().map_err(|e| io("stat segment", path, e))?.len();
+    let mut r = BufReader::with_capacity(1 << 20, file);
+    let mut pos = 0u64;
+    let mut frames = Vec::new();
+    let mut batch = Vec::new();
+    while pos < size {
+        let mut h = [0u8; FRAME_HEADER];
+        if size - pos < FRAME_HEADER as u64 || r.read_exact(&mut h).is_err() {
+            break;
+        }
+        let len = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes"));
+        let crc = u32::from_le_bytes(h[4..8].try_into().expect("4 bytes"));
+        let base = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
+        let end = pos + FRAME_HEADER as u64 + len as u64;
+        if len as usize > MAX_INLINE_VALUE_BYTES || end > size || prev.is_some_and(|p| base <= p) {
+            break;
+        }
+        batch.resize(len as usize, 0);
+        if r.read_exact(&mut batch).is_err() || frame_crc(base, &batch) != crc {
+            break;
+        }
+        frames.push((base, pos, len));
+        prev = Some(base);
+        pos = end;
+    }
+    Ok((pos, frames, pos == size))
+}
