@@ -2,7 +2,7 @@
 # meshlog's standard benchmark set on this machine, printed as one table.
 #
 # Starts what it needs (a release build, nodes on loopback in a scratch dir), runs:
-#   raw store  : the same batches written straight into sled + fsync (the ceiling)
+#   raw store  : the same batches written straight into a segment log + fsync (the ceiling)
 #   produce    : 1 KiB and 100 B records, acks=all (ack after the node's fsync), one node
 #   consume    : the 1 KiB topic read back from the beginning
 #   3 nodes    : three nodes, replication factor 3, 1 KiB and 100 B, acks=all (ack once
@@ -69,7 +69,7 @@ for rep in $(seq 1 "$REPS"); do
   rm -rf "$SCRATCH/raw"
   j=$(timeout 300 "$BIN" bench raw-store --dir "$SCRATCH/raw" --records "$RECORDS" --record-size 1024 \
       --batch-size "$BATCH" --batches-per-flush "$IN_FLIGHT" --json | tr -d '\n')
-  row "raw sled+fsync, 1 KiB, $IN_FLIGHT batches/flush" "$j"
+  row "raw segment log+fsync, 1 KiB, $IN_FLIGHT batches/flush" "$j"
 
   rm -rf "$SCRATCH/node"; start_node
   sleep 1; IDLE_KB=$(rss_kb "$NODE_PID")

@@ -89,6 +89,9 @@ impl Partition {
                 }
             }
         }
+        if let Some(why) = log.corruption() {
+            state.failed.get_or_insert(why);
+        }
         if let Some(why) = &state.failed {
             tracing::error!(topic, partition = id, %why, "partition refuses to serve");
         }

@@ -21,7 +21,7 @@ pub enum BenchCommand {
     Produce(ProduceBench),
     /// Read a topic from the beginning until N records and report the rate.
     Consume(ConsumeBench),
-    /// Write the same bytes straight into the storage engine (sled, then fsync), with
+    /// Write the same bytes straight into a partition log (segment file, then fdatasync), with
     /// the same batch size and one durable flush per window of batches: the ceiling a
     /// node's produce path is measured against.
     RawStore(RawStoreBench),

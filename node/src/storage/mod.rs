@@ -88,6 +88,9 @@ pub struct Store {
     logs: Mutex<HashMap<(String, u32), PartitionLog>>,
     /// Segment files written since the last flush.
     dirty: Arc<segments::Dirty>,
+    /// One flush at a time: a second caller must not return while the first still
+    /// syncs the files it took.
+    flushing: Mutex<()>,
     segment_bytes: u64,
 }
 
@@ -126,6 +129,7 @@ impl Store {
             log_file: Mutex::new(log_file),
             logs: Mutex::new(HashMap::new()),
             dirty: Arc::default(),
+            flushing: Mutex::new(()),
             segment_bytes: opts.segment_bytes.max(1),
         })
     }
@@ -140,7 +144,13 @@ impl Store {
     /// process crash) and then an fsync of sled's log file, so that the data and the
     /// files' sizes also survive a power cut. Blocking.
     pub fn flush(&self) -> Result<(), StorageError> {
-        self.dirty.sync()?;
+        let _one_at_a_time = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
+        for (log, (seg, len)) in self.dirty.sync()? {
+            let mut point = [0u8; 16];
+            point[..8].copy_from_slice(&seg.to_be_bytes());
+            point[8..].copy_from_slice(&len.to_be_bytes());
+            self.meta_put(&recovery_key(&log), &point)?;
+        }
         self.db.flush().map_err(|e| StorageError::io("flush", e))?;
         let file = self.log_file.lock().unwrap_or_else(|p| p.into_inner());
         file.sync_data().map_err(|e| StorageError::io("fsync", e))
@@ -158,7 +168,12 @@ impl Store {
             return Err(StorageError::io("open log", format!("{topic:?} cannot name a log directory")));
         }
         let dir = self.dir.join(LOGS_DIR).join(topic).join(partition.to_string());
-        let log = PartitionLog::open(&dir, self.dirty.clone(), self.segment_bytes)?;
+        let name = format!("{topic}/{partition}");
+        let point = self.meta_get(&recovery_key(&name))?.and_then(|b| {
+            let b: [u8; 16] = (*b).try_into().ok()?;
+            Some((u64::from_be_bytes(b[..8].try_into().ok()?), u64::from_be_bytes(b[8..].try_into().ok()?)))
+        });
+        let log = PartitionLog::open(&dir, &name, self.dirty.clone(), self.segment_bytes, point)?;
         logs.insert((topic.to_string(), partition), log.clone());
         Ok(log)
     }
@@ -207,6 +222,12 @@ impl Store {
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0) + dir_size(&self.dir.join(LOGS_DIR))
     }
+}
+
+/// The metadata key of a log's recovery point: (segment, bytes) its last flush made
+/// durable.
+fn recovery_key(log: &str) -> String {
+    format!("recovery/{log}")
 }
 
 fn dir_size(dir: &Path) -> u64 {

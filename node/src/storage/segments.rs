@@ -26,8 +26,12 @@
 //!   and swapping segment files `fsync`s the directory at once, so a segment that a
 //!   truncation deleted never comes back to sit beside new appends.
 //! - Recovery keeps the longest run of whole frames with good CRCs and increasing
-//!   offsets, and cuts the rest (a torn or unflushed tail, never acknowledged: a flush
-//!   that covered a later frame covered every earlier one).
+//!   offsets, and cuts the rest: a torn or unflushed tail, never acknowledged (a flush
+//!   that covered a later frame covered every earlier one). Unless the bad frame lies
+//!   below the log's recovery point, the (segment, length) its last flush made durable
+//!   (saved by the store with each flush, as Kafka's recovery-point checkpoint): then
+//!   flushed data is damaged, nothing is cut, and the log reports the corruption so the
+//!   partition stops serving instead of forgetting batches it may have acknowledged.
 
 use super::{StorageError, StoredBytes, MAX_INLINE_VALUE_BYTES};
 use std::collections::BTreeMap;
@@ -35,7 +39,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// A segment is rolled once it holds this many bytes (the default of
@@ -54,7 +58,30 @@ struct SegFile {
     file: File,
     path: PathBuf,
     dirty: AtomicBool,
+    /// The log it belongs to (its name in the store's recovery points).
+    log: Arc<str>,
+    /// Its first base offset (its name).
+    seg: u64,
+    /// Bytes of whole frames written.
+    len: AtomicU64,
 }
+
+impl SegFile {
+    fn new(file: File, path: PathBuf, log: &Arc<str>, seg: u64, len: u64) -> Arc<SegFile> {
+        Arc::new(SegFile {
+            file,
+            path,
+            dirty: AtomicBool::new(false),
+            log: log.clone(),
+            seg,
+            len: len.into(),
+        })
+    }
+}
+
+/// Where a log's last flush left it durable: (segment, bytes of it). Frames below it
+/// were flushed; a bad one there is damage, not a torn write.
+pub type RecoveryPoint = (u64, u64);
 
 /// The files written since the last durable flush.
 #[derive(Default)]
@@ -69,23 +96,27 @@ impl Dirty {
         }
     }
 
-    /// `fdatasync` every file written to before this call.
-    pub(super) fn sync(&self) -> Result<(), StorageError> {
+    /// `fdatasync` every file written to before this call; returns each log's new
+    /// recovery point.
+    pub(super) fn sync(&self) -> Result<Vec<(Arc<str>, RecoveryPoint)>, StorageError> {
         let files = std::mem::take(&mut *self.files.lock().unwrap_or_else(|p| p.into_inner()));
-        let mut result = Ok(());
+        let mut points: BTreeMap<Arc<str>, RecoveryPoint> = BTreeMap::new();
         for (i, f) in files.iter().enumerate() {
             // Clear first: a write after this point marks the file again for the next flush.
             f.dirty.store(false, Ordering::Release);
+            // Read before the sync: every frame up to here was written before it.
+            let len = f.len.load(Ordering::Acquire);
             if let Err(e) = f.file.sync_data() {
                 // Keep the unsynced ones (this one included) for the next flush to retry.
                 for g in &files[i..] {
                     self.mark(g);
                 }
-                result = Err(io("fsync", &f.path, e));
-                break;
+                return Err(io("fsync", &f.path, e));
             }
+            let p = points.entry(f.log.clone()).or_insert((f.seg, len));
+            *p = (*p).max((f.seg, len));
         }
-        result
+        Ok(points.into_iter().collect())
     }
 }
 
@@ -105,6 +136,8 @@ struct Segment {
 struct Inner {
     index: BTreeMap<u64, Loc>,
     segments: BTreeMap<u64, Segment>,
+    /// Flushed data found damaged on open: the log takes no writes.
+    corrupt: Option<String>,
 }
 
 /// One partition's log: whole batches keyed by their base offset, in increasing order.
@@ -114,6 +147,7 @@ pub struct PartitionLog {
     inner: Arc<RwLock<Inner>>,
     dirty: Arc<Dirty>,
     segment_bytes: u64,
+    name: Arc<str>,
 }
 
 fn seg_path(dir: &Path, base: u64) -> PathBuf {
@@ -155,13 +189,16 @@ fn too_large(batch: &[u8]) -> Result<(), StorageError> {
 }
 
 impl PartitionLog {
-    /// Open (or create) the log in `dir`, recovering every whole frame and cutting a
-    /// torn tail.
+    /// Open (or create) the log `name` in `dir`, recovering every whole frame and
+    /// cutting a torn tail above `recovered_to`, the recovery point its last flush saved.
     pub(super) fn open(
         dir: &Path,
+        name: &str,
         dirty: Arc<Dirty>,
         segment_bytes: u64,
+        recovered_to: Option<RecoveryPoint>,
     ) -> Result<PartitionLog, StorageError> {
+        let name: Arc<str> = name.into();
         std::fs::create_dir_all(dir).map_err(|e| io("create log directory", dir, e))?;
         let mut bases = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(|e| io("list log directory", dir, e))? {
@@ -175,17 +212,27 @@ impl PartitionLog {
             }
         }
         bases.sort_unstable();
-        let mut inner = Inner { index: BTreeMap::new(), segments: BTreeMap::new() };
+        let mut inner = Inner { index: BTreeMap::new(), segments: BTreeMap::new(), corrupt: None };
         let mut cut = false;
         for seg in bases {
             let path = seg_path(dir, seg);
+            if inner.corrupt.is_some() {
+                continue;
+            }
             if cut {
                 std::fs::remove_file(&path).map_err(|e| io("delete segment", &path, e))?;
                 continue;
             }
             let file = open_rw(&path, false)?;
             let (len, frames, whole) = scan(&file, &path, inner.index.keys().next_back().copied())?;
-            if !whole {
+            if !whole && recovered_to.is_some_and(|p| (seg, len) < p) {
+                let why = format!(
+                    "corrupt frame at byte {len} of {}, below what was flushed (the store's recovery point)",
+                    path.display()
+                );
+                tracing::error!(%why, "partition log damaged; it is kept as it is");
+                inner.corrupt = Some(why);
+            } else if !whole {
                 tracing::warn!(segment = %path.display(), valid_bytes = len, "log tail cut at the first incomplete or corrupt frame (unflushed writes)");
                 file.set_len(len).map_err(|e| io("truncate segment", &path, e))?;
                 file.sync_all().map_err(|e| io("fsync", &path, e))?;
@@ -199,7 +246,7 @@ impl PartitionLog {
             for (base, pos, flen) in frames {
                 inner.index.insert(base, Loc { seg, pos, len: flen });
             }
-            let file = Arc::new(SegFile { file, path, dirty: AtomicBool::new(false) });
+            let file = SegFile::new(file, path, &name, seg, len);
             inner.segments.insert(seg, Segment { file, len, live });
         }
         if cut {
@@ -210,7 +257,21 @@ impl PartitionLog {
             inner: Arc::new(RwLock::new(inner)),
             dirty,
             segment_bytes,
+            name,
         })
+    }
+
+    /// Why the log's flushed data was found damaged on open, if it was: it then takes
+    /// no writes, and holds only the batches before the damage.
+    pub fn corruption(&self) -> Option<String> {
+        self.read_inner().corrupt.clone()
+    }
+
+    fn writable(&self, inner: &Inner) -> Result<(), StorageError> {
+        match &inner.corrupt {
+            None => Ok(()),
+            Some(why) => Err(StorageError::Io { op: "write", reason: format!("the log is damaged: {why}") }),
+        }
     }
 
     fn read_inner(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
@@ -226,6 +287,7 @@ impl PartitionLog {
     pub fn append(&self, base_offset: u64, batch: &[u8]) -> Result<(), StorageError> {
         too_large(batch)?;
         let mut inner = self.write_inner();
+        self.writable(&inner)?;
         if inner.index.keys().next_back().is_some_and(|&last| last >= base_offset) {
             self.truncate_locked(&mut inner, base_offset)?;
         }
@@ -234,12 +296,7 @@ impl PartitionLog {
             Some(s) => s.len >= self.segment_bytes,
         };
         if need_new {
-            let path = seg_path(&self.dir, base_offset);
-            let file = open_rw(&path, true)?;
-            file.set_len(0).map_err(|e| io("create segment", &path, e))?;
-            sync_dir(&self.dir)?;
-            let file = Arc::new(SegFile { file, path, dirty: AtomicBool::new(false) });
-            inner.segments.insert(base_offset, Segment { file, len: 0, live: 0 });
+            self.new_segment(&mut inner, base_offset)?;
         }
         let (&seg, s) = inner.segments.iter_mut().next_back().expect("a segment exists");
         let bytes = frame(base_offset, batch);
@@ -251,8 +308,20 @@ impl PartitionLog {
         let loc = Loc { seg, pos: s.len, len: batch.len() as u32 };
         s.len += bytes.len() as u64;
         s.live += 1;
+        s.file.len.store(s.len, Ordering::Release);
         self.dirty.mark(&s.file);
         inner.index.insert(base_offset, loc);
+        Ok(())
+    }
+
+    /// Start a new, empty last segment named `base` (above every base offset stored).
+    fn new_segment(&self, inner: &mut Inner, base: u64) -> Result<(), StorageError> {
+        let path = seg_path(&self.dir, base);
+        let file = open_rw(&path, true)?;
+        file.set_len(0).map_err(|e| io("create segment", &path, e))?;
+        sync_dir(&self.dir)?;
+        let file = SegFile::new(file, path, &self.name, base, 0);
+        inner.segments.insert(base, Segment { file, len: 0, live: 0 });
         Ok(())
     }
 
@@ -263,7 +332,10 @@ impl PartitionLog {
         self.truncate_locked(&mut inner, end)
     }
 
+    /// Cut the log at `end`. The last segment left is marked dirty, so the next flush
+    /// moves the recovery point back to it before anything is appended after the cut.
     fn truncate_locked(&self, inner: &mut Inner, end: u64) -> Result<(), StorageError> {
+        self.writable(inner)?;
         let doomed: Vec<(u64, Loc)> = inner.index.range(end..).map(|(b, l)| (*b, *l)).collect();
         let Some(&(_, first)) = doomed.first() else { return Ok(()) };
         for (b, _) in &doomed {
@@ -284,7 +356,10 @@ impl PartitionLog {
         } else {
             s.file.file.set_len(first.pos).map_err(|e| io("truncate segment", &s.file.path, e))?;
             s.len = first.pos;
-            self.dirty.mark(&s.file);
+            s.file.len.store(s.len, Ordering::Release);
+        }
+        if let Some(last) = inner.segments.values().next_back() {
+            self.dirty.mark(&last.file);
         }
         sync_dir(&self.dir)
     }
@@ -294,6 +369,7 @@ impl PartitionLog {
     /// deleted.
     pub fn remove(&self, base_offset: u64) -> Result<(), StorageError> {
         let mut inner = self.write_inner();
+        self.writable(&inner)?;
         let first = inner.index.keys().next().copied();
         let last = inner.index.keys().next_back().copied();
         if last == Some(base_offset) && first != Some(base_offset) {
@@ -418,6 +494,7 @@ impl PartitionLog {
             too_large(new)?;
         }
         let mut inner = self.write_inner();
+        self.writable(&inner)?;
         let mut done = vec![false; swaps.len()];
         let mut by_seg: BTreeMap<u64, BTreeMap<u64, &[u8]>> = BTreeMap::new();
         for (i, (base, expected, new)) in swaps.iter().enumerate() {
@@ -427,6 +504,14 @@ impl PartitionLog {
             }
             by_seg.entry(loc.seg).or_default().insert(*base, new);
             done[i] = true;
+        }
+        // As in Kafka, the segment being appended to is never rewritten: roll first, so
+        // appends go to a new file while the rewritten one only ever shrinks (a torn
+        // append can then never sit below the recovery point of a longer old file).
+        let active = inner.segments.keys().next_back().copied();
+        if active.is_some_and(|a| by_seg.contains_key(&a)) {
+            let next = inner.index.keys().next_back().map_or(0, |b| b + 1);
+            self.new_segment(&mut inner, next)?;
         }
         for (seg, news) in by_seg {
             self.rewrite_segment(&mut inner, seg, &news)?;
@@ -470,7 +555,7 @@ impl PartitionLog {
         for (b, l) in locs {
             inner.index.insert(b, l);
         }
-        let file = Arc::new(SegFile { file, path, dirty: AtomicBool::new(false) });
+        let file = SegFile::new(file, path, &self.name, seg, pos);
         inner.segments.insert(seg, Segment { file, len: pos, live });
         sync_dir(&self.dir)
     }

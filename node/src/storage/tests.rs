@@ -134,12 +134,14 @@ fn a_torn_tail_is_cut_at_the_last_whole_batch() {
     {
         let store = Store::open(dir.path(), &opts()).unwrap();
         let log = store.log("t", 0).unwrap();
-        for i in 0..5u64 {
+        for i in 0..4u64 {
             log.append(i * 10, &[i as u8; 100]).unwrap();
         }
         store.flush().unwrap();
+        // Written but never flushed when the node dies.
+        log.append(40, &[4; 100]).unwrap();
     }
-    // A crash mid-write: the last frame is half there, then garbage after a cut.
+    // A crash mid-write: the last frame is only partly there.
     let seg = &segment_files(dir.path())[0];
     let len = std::fs::metadata(seg).unwrap().len();
     let f = std::fs::OpenOptions::new().write(true).open(seg).unwrap();
@@ -148,6 +150,7 @@ fn a_torn_tail_is_cut_at_the_last_whole_batch() {
     let store = Store::open(dir.path(), &opts()).unwrap();
     let log = store.log("t", 0).unwrap();
     assert_eq!(bases(&log), vec![0, 10, 20, 30]);
+    assert!(log.corruption().is_none(), "a torn unflushed tail is not damage");
     // Appends go on after the cut, and survive a reopen with the rest.
     log.append(40, b"again").unwrap();
     store.flush().unwrap();
@@ -160,7 +163,7 @@ fn a_torn_tail_is_cut_at_the_last_whole_batch() {
 }
 
 #[test]
-fn a_flipped_bit_ends_the_recovered_log_there() {
+fn damage_below_what_was_flushed_is_reported_and_nothing_is_cut() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = Store::open(dir.path(), &opts()).unwrap();
@@ -176,7 +179,35 @@ fn a_flipped_bit_ends_the_recovered_log_there() {
     bytes[2 * 80 + 16 + 5] ^= 1;
     std::fs::write(seg, &bytes).unwrap();
     let store = Store::open(dir.path(), &opts()).unwrap();
-    assert_eq!(bases(&store.log("t", 0).unwrap()), vec![0, 1]);
+    let log = store.log("t", 0).unwrap();
+    assert_eq!(bases(&log), vec![0, 1]);
+    let why = log.corruption().expect("flushed data was damaged");
+    assert!(why.contains("corrupt frame"), "{why}");
+    assert!(log.append(2, b"x").is_err() && log.truncate(1).is_err(), "a damaged log takes no writes");
+    assert_eq!(std::fs::read(seg).unwrap(), bytes, "the damaged file is kept as it is");
+}
+
+#[test]
+fn after_a_truncation_and_its_flush_a_torn_append_is_not_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), &opts()).unwrap();
+        let log = store.log("t", 0).unwrap();
+        for i in 0..6u64 {
+            log.append(i, &[9u8; 200]).unwrap();
+        }
+        store.flush().unwrap();
+        log.truncate(2).unwrap();
+        store.flush().unwrap();
+        log.append(2, &[1u8; 200]).unwrap();
+    }
+    let seg = &segment_files(dir.path())[0];
+    let len = std::fs::metadata(seg).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(seg).unwrap().set_len(len - 50).unwrap();
+    let store = Store::open(dir.path(), &opts()).unwrap();
+    let log = store.log("t", 0).unwrap();
+    assert!(log.corruption().is_none());
+    assert_eq!(bases(&log), vec![0, 1]);
 }
 
 #[test]
@@ -264,7 +295,13 @@ fn replace_many_rewrites_each_segment_once_and_survives_a_reopen() {
     drop(store);
     let store = Store::open(dir.path(), &opts()).unwrap();
     assert_eq!(bases(&store.log("t", 0).unwrap()), vec![0, 1, 2, 3, 4]);
-    assert_eq!(segment_files(dir.path()).len(), 1, "the leftover swap file is gone");
+    let files = segment_files(dir.path());
+    assert!(
+        files.iter().all(|f| f.extension().unwrap() == "log"),
+        "the leftover swap file is gone: {files:?}"
+    );
+    // The rewritten segment was the one appended to: appends moved to a new one first.
+    assert_eq!(files.len(), 2, "{files:?}");
 }
 
 #[test]
