@@ -146,11 +146,13 @@ impl Store {
     pub fn flush(&self) -> Result<(), StorageError> {
         let _one_at_a_time = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
         for (log, (seg, len)) in self.dirty.sync()? {
-            let mut point = [0u8; 16];
-            point[..8].copy_from_slice(&seg.to_be_bytes());
-            point[8..].copy_from_slice(&len.to_be_bytes());
-            self.meta_put(&recovery_key(&log), &point)?;
+            self.meta_put(&recovery_key(&log), &encode_point(seg, len))?;
         }
+        self.sync_sled()
+    }
+
+    /// sled's flush and an fsync of its log file.
+    fn sync_sled(&self) -> Result<(), StorageError> {
         self.db.flush().map_err(|e| StorageError::io("flush", e))?;
         let file = self.log_file.lock().unwrap_or_else(|p| p.into_inner());
         file.sync_data().map_err(|e| StorageError::io("fsync", e))
@@ -174,6 +176,15 @@ impl Store {
             Some((u64::from_be_bytes(b[..8].try_into().ok()?), u64::from_be_bytes(b[8..].try_into().ok()?)))
         });
         let log = PartitionLog::open(&dir, &name, self.dirty.clone(), self.segment_bytes, point)?;
+        // Open synced what it recovered; save where the log now ends before anything is
+        // appended, so a torn append after a cut that the last run did not flush (a
+        // truncation just before a crash) is never taken for damage.
+        if log.corruption().is_none() && log.end_point() != point {
+            if let Some((seg, len)) = log.end_point() {
+                self.meta_put(&recovery_key(&name), &encode_point(seg, len))?;
+                self.sync_sled()?;
+            }
+        }
         logs.insert((topic.to_string(), partition), log.clone());
         Ok(log)
     }
@@ -228,6 +239,13 @@ impl Store {
 /// durable.
 fn recovery_key(log: &str) -> String {
     format!("recovery/{log}")
+}
+
+fn encode_point(seg: u64, len: u64) -> [u8; 16] {
+    let mut point = [0u8; 16];
+    point[..8].copy_from_slice(&seg.to_be_bytes());
+    point[8..].copy_from_slice(&len.to_be_bytes());
+    point
 }
 
 fn dir_size(dir: &Path) -> u64 {

@@ -64,6 +64,8 @@ struct SegFile {
     seg: u64,
     /// Bytes of whole frames written.
     len: AtomicU64,
+    /// Deleted, or replaced by a rewrite.
+    retired: AtomicBool,
 }
 
 impl SegFile {
@@ -75,6 +77,7 @@ impl SegFile {
             log: log.clone(),
             seg,
             len: len.into(),
+            retired: AtomicBool::new(false),
         })
     }
 }
@@ -91,7 +94,7 @@ pub(super) struct Dirty {
 
 impl Dirty {
     fn mark(&self, f: &Arc<SegFile>) {
-        if !f.dirty.swap(true, Ordering::AcqRel) {
+        if !f.dirty.swap(true, Ordering::SeqCst) {
             self.files.lock().unwrap_or_else(|p| p.into_inner()).push(f.clone());
         }
     }
@@ -103,15 +106,22 @@ impl Dirty {
         let mut points: BTreeMap<Arc<str>, RecoveryPoint> = BTreeMap::new();
         for (i, f) in files.iter().enumerate() {
             // Clear first: a write after this point marks the file again for the next flush.
-            f.dirty.store(false, Ordering::Release);
+            f.dirty.store(false, Ordering::SeqCst);
             // Read before the sync: every frame up to here was written before it.
-            let len = f.len.load(Ordering::Acquire);
+            let len = f.len.load(Ordering::SeqCst);
             if let Err(e) = f.file.sync_data() {
-                // Keep the unsynced ones (this one included) for the next flush to retry.
+                // Keep the unsynced ones (this one included, the later ones still flagged)
+                // for the next flush. The error stops the replicas that waited on it.
+                let mut list = self.files.lock().unwrap_or_else(|p| p.into_inner());
                 for g in &files[i..] {
-                    self.mark(g);
+                    g.dirty.store(true, Ordering::SeqCst);
+                    list.push(g.clone());
                 }
                 return Err(io("fsync", &f.path, e));
+            }
+            // A deleted or replaced file no longer says where its log ends.
+            if f.retired.load(Ordering::SeqCst) {
+                continue;
             }
             let p = points.entry(f.log.clone()).or_insert((f.seg, len));
             *p = (*p).max((f.seg, len));
@@ -152,6 +162,12 @@ pub struct PartitionLog {
 
 fn seg_path(dir: &Path, base: u64) -> PathBuf {
     dir.join(format!("{base:020}{SUFFIX}"))
+}
+
+/// Delete a segment's file; the directory sync is the caller's.
+fn delete_file(s: Segment) -> Result<(), StorageError> {
+    s.file.retired.store(true, Ordering::SeqCst);
+    std::fs::remove_file(&s.file.path).map_err(|e| io("delete segment", &s.file.path, e))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StorageError> {
@@ -214,14 +230,10 @@ impl PartitionLog {
         bases.sort_unstable();
         let mut inner = Inner { index: BTreeMap::new(), segments: BTreeMap::new(), corrupt: None };
         let mut cut = false;
-        for seg in bases {
+        for (i, &seg) in bases.iter().enumerate() {
             let path = seg_path(dir, seg);
-            if inner.corrupt.is_some() {
-                continue;
-            }
-            if cut {
-                std::fs::remove_file(&path).map_err(|e| io("delete segment", &path, e))?;
-                continue;
+            if inner.corrupt.is_some() || cut {
+                break;
             }
             let file = open_rw(&path, false)?;
             let (len, frames, whole) = scan(&file, &path, inner.index.keys().next_back().copied())?;
@@ -234,10 +246,19 @@ impl PartitionLog {
                 inner.corrupt = Some(why);
             } else if !whole {
                 tracing::warn!(segment = %path.display(), valid_bytes = len, "log tail cut at the first incomplete or corrupt frame (unflushed writes)");
+                // Later segments go first, durably, so a crash during the cut can never
+                // leave them behind a shortened file.
+                for &later in &bases[i + 1..] {
+                    let p = seg_path(dir, later);
+                    std::fs::remove_file(&p).map_err(|e| io("delete segment", &p, e))?;
+                }
+                sync_dir(dir)?;
                 file.set_len(len).map_err(|e| io("truncate segment", &path, e))?;
-                file.sync_all().map_err(|e| io("fsync", &path, e))?;
                 cut = true;
             }
+            // What was recovered counts as flushed from now on (the replica reports it so):
+            // make it so, whatever the last run managed to sync.
+            file.sync_all().map_err(|e| io("fsync", &path, e))?;
             if frames.is_empty() && cut {
                 std::fs::remove_file(&path).map_err(|e| io("delete segment", &path, e))?;
                 continue;
@@ -259,6 +280,11 @@ impl PartitionLog {
             segment_bytes,
             name,
         })
+    }
+
+    /// Where the log ends: (its last segment, that segment's length).
+    pub(super) fn end_point(&self) -> Option<RecoveryPoint> {
+        self.read_inner().segments.iter().next_back().map(|(&seg, s)| (seg, s.len))
     }
 
     /// Why the log's flushed data was found damaged on open, if it was: it then takes
@@ -308,7 +334,7 @@ impl PartitionLog {
         let loc = Loc { seg, pos: s.len, len: batch.len() as u32 };
         s.len += bytes.len() as u64;
         s.live += 1;
-        s.file.len.store(s.len, Ordering::Release);
+        s.file.len.store(s.len, Ordering::SeqCst);
         self.dirty.mark(&s.file);
         inner.index.insert(base_offset, loc);
         Ok(())
@@ -316,6 +342,12 @@ impl PartitionLog {
 
     /// Start a new, empty last segment named `base` (above every base offset stored).
     fn new_segment(&self, inner: &mut Inner, base: u64) -> Result<(), StorageError> {
+        // A last segment that retention or compaction emptied is not needed any more.
+        if let Some((&last, s)) = inner.segments.iter().next_back() {
+            if s.live == 0 {
+                delete_file(inner.segments.remove(&last).expect("present"))?;
+            }
+        }
         let path = seg_path(&self.dir, base);
         let file = open_rw(&path, true)?;
         file.set_len(0).map_err(|e| io("create segment", &path, e))?;
@@ -343,20 +375,18 @@ impl PartitionLog {
         }
         let later: Vec<u64> = inner.segments.range(first.seg + 1..).map(|(b, _)| *b).collect();
         for seg in later {
-            let s = inner.segments.remove(&seg).expect("listed");
-            std::fs::remove_file(&s.file.path).map_err(|e| io("delete segment", &s.file.path, e))?;
+            delete_file(inner.segments.remove(&seg).expect("listed"))?;
         }
         let cut_in_first = doomed.iter().filter(|(_, l)| l.seg == first.seg).count();
         let several = inner.segments.len() > 1;
         let s = inner.segments.get_mut(&first.seg).expect("indexed segment exists");
         s.live -= cut_in_first;
         if first.pos == 0 && several {
-            let s = inner.segments.remove(&first.seg).expect("present");
-            std::fs::remove_file(&s.file.path).map_err(|e| io("delete segment", &s.file.path, e))?;
+            delete_file(inner.segments.remove(&first.seg).expect("present"))?;
         } else {
             s.file.file.set_len(first.pos).map_err(|e| io("truncate segment", &s.file.path, e))?;
             s.len = first.pos;
-            s.file.len.store(s.len, Ordering::Release);
+            s.file.len.store(s.len, Ordering::SeqCst);
         }
         if let Some(last) = inner.segments.values().next_back() {
             self.dirty.mark(&last.file);
@@ -405,8 +435,7 @@ impl PartitionLog {
         s.live -= 1;
         // The active segment stays even when empty: appends go on in it.
         if s.live == 0 && several {
-            let s = inner.segments.remove(&loc.seg).expect("present");
-            std::fs::remove_file(&s.file.path).map_err(|e| io("delete segment", &s.file.path, e))?;
+            delete_file(inner.segments.remove(&loc.seg).expect("present"))?;
             sync_dir(&self.dir)?;
         }
         Ok(())
@@ -556,7 +585,9 @@ impl PartitionLog {
             inner.index.insert(b, l);
         }
         let file = SegFile::new(file, path, &self.name, seg, pos);
-        inner.segments.insert(seg, Segment { file, len: pos, live });
+        if let Some(old) = inner.segments.insert(seg, Segment { file, len: pos, live }) {
+            old.file.retired.store(true, Ordering::SeqCst);
+        }
         sync_dir(&self.dir)
     }
 }

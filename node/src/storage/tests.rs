@@ -314,3 +314,50 @@ fn a_topic_name_that_is_not_a_directory_name_is_refused() {
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+#[test]
+fn a_cut_the_last_run_never_flushed_is_not_taken_for_damage_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), &opts()).unwrap();
+        let log = store.log("t", 0).unwrap();
+        for i in 0..6u64 {
+            log.append(i, &[9u8; 200]).unwrap();
+        }
+        store.flush().unwrap();
+        // The node dies right after a truncation, before the flush that follows it.
+        log.truncate(2).unwrap();
+    }
+    {
+        let store = Store::open(dir.path(), &opts()).unwrap();
+        let log = store.log("t", 0).unwrap();
+        assert_eq!(bases(&log), vec![0, 1]);
+        // It dies again in the middle of its first append.
+        log.append(2, &[1u8; 200]).unwrap();
+    }
+    let seg = &segment_files(dir.path())[0];
+    let len = std::fs::metadata(seg).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(seg).unwrap().set_len(len - 50).unwrap();
+    let store = Store::open(dir.path(), &opts()).unwrap();
+    let log = store.log("t", 0).unwrap();
+    assert!(log.corruption().is_none(), "{:?}", log.corruption());
+    assert_eq!(bases(&log), vec![0, 1]);
+}
+
+#[test]
+fn a_segment_emptied_from_the_head_goes_when_the_next_one_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &opts()).unwrap();
+    let log = store.log("t", 0).unwrap();
+    let big = vec![3u8; (SEGMENT / 2) as usize];
+    log.append(0, &big).unwrap();
+    log.append(1, &big).unwrap();
+    log.remove(0).unwrap();
+    log.remove(1).unwrap();
+    assert_eq!(segment_files(dir.path()).len(), 1, "the only segment stays while it is the last");
+    log.append(2, &big).unwrap();
+    log.append(3, &big).unwrap();
+    let files = segment_files(dir.path());
+    assert!(files.iter().all(|f| !f.ends_with("00000000000000000000.log")), "{files:?}");
+    assert_eq!(bases(&log), vec![2, 3]);
+}
