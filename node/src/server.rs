@@ -213,6 +213,11 @@ async fn dispatch(
         };
         // Replication messages are handed to their replica at once, in arrival order.
         let ev = match ev {
+            NetworkEvent::Replicate { peer, message } => {
+                gateway.broker.deliver(&peer.to_string(), message);
+                continue;
+            }
+            // From a node that still sends replication as requests.
             NetworkEvent::PeerRequest { peer, request: PeerRequest::Replicate(m), responder } => {
                 gateway.broker.deliver(&peer.to_string(), m);
                 net.respond_peer(responder, PeerResponse::Replicated).await;
@@ -239,6 +244,7 @@ async fn dispatch(
                     gateway.mesh.on_event(MeshEvent::Connected(peer)).await
                 }
                 NetworkEvent::PeerDisconnected { peer } => tracing::debug!(%peer, "disconnected"),
+                NetworkEvent::Replicate { .. } => {} // handled above
             }
             drop(permit);
         });
@@ -249,8 +255,8 @@ async fn dispatch(
 /// recovers from loss).
 const OUTBOUND_QUEUE: usize = 16_384;
 
-/// Send what the replication drivers ask for: each message as its own one-way request
-/// (the answer only says it arrived), and lease announcements.
+/// Send what the replication drivers ask for: each message on the peer's replication
+/// stream (`network::ReplicationSender`), and lease announcements.
 async fn send_replication(
     net: network::NetworkHandle,
     mesh: Arc<Mesh>,
@@ -264,15 +270,12 @@ async fn send_replication(
         };
         match out {
             Outbound::Peer(peer, m) => {
-                // Queued here, in the drivers' order (the core copes with reordering, but
-                // a follower's fetches arriving out of order cost it a re-fetch period);
-                // only the wait for the receipt runs apart.
-                let answer = net.peer_send(peer, PeerRequest::Replicate(m)).await;
-                tokio::spawn(async move {
-                    if let Err(e) = answer.await {
-                        tracing::trace!(%peer, error = %e, "replication message not delivered");
-                    }
-                });
+                // On the peer's replication stream, in the drivers' order (the core copes
+                // with loss and reordering, but a follower's fetches arriving out of
+                // order cost it a re-fetch period).
+                if !net.replication().send(peer, &m) {
+                    tracing::trace!(%peer, "replication queue full; message dropped");
+                }
             }
             Outbound::Announce => mesh.announce_leases().await,
         }

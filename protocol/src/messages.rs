@@ -204,7 +204,8 @@ pub enum PeerRequest {
         topic: String,
     },
     /// A message between two replicas of one partition (one way; answered with
-    /// [`PeerResponse::Replicated`] on receipt).
+    /// [`PeerResponse::Replicated`] on receipt). Nodes now send these on replication
+    /// streams instead; a request is still accepted from an older node.
     Replicate(ReplicateMessage),
 }
 

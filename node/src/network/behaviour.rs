@@ -52,6 +52,8 @@ pub(super) struct Behaviour {
     pub(super) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(super) client: request_response::Behaviour<FrameCodec<ClientRequest, ClientResult>>,
     pub(super) peer: request_response::Behaviour<FrameCodec<PeerRequest, PeerResponse>>,
+    /// Long-lived replication streams ([`super::streams`]).
+    pub(super) stream: libp2p_stream::Behaviour,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -97,6 +99,7 @@ fn behaviour(cfg: &NetworkConfig, key: &identity::Keypair) -> Result<Behaviour, 
             [(PEER_PROTOCOL, support)],
             rr_cfg,
         ),
+        stream: libp2p_stream::Behaviour::new(),
     })
 }
 

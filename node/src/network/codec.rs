@@ -29,7 +29,7 @@ impl<Req, Resp> Clone for FrameCodec<Req, Resp> {
     }
 }
 
-async fn read_msg<T, M>(io: &mut T, max: usize) -> io::Result<M>
+pub(super) async fn read_msg<T, M>(io: &mut T, max: usize) -> io::Result<M>
 where
     T: AsyncRead + Unpin + Send,
     M: DeserializeOwned,

@@ -73,6 +73,11 @@ impl EventLoop {
         Ok((lp, bound))
     }
 
+    /// A handle for opening and accepting raw streams on this swarm.
+    pub(super) fn stream_control(&self) -> libp2p_stream::Control {
+        self.swarm.behaviour().stream.new_control()
+    }
+
     pub(super) async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         loop {
             tokio::select! {

@@ -7,22 +7,25 @@
 //!
 //! Transport: TCP (optionally inside a pre-shared-key pnet layer) + noise (every peer
 //! authenticated by its key) + yamux. Protocols: Kademlia, gossipsub, mDNS, identify,
-//! ping, and request-response for the client API (`/meshlog/client/1`) and the peer API
-//! (`/meshlog/peer/1`), each message one length-prefixed frame. See [`behaviour`].
+//! ping, request-response for the client API (`/meshlog/client/1`) and the peer API
+//! (`/meshlog/peer/1`), each message one length-prefixed frame, and long-lived
+//! replication streams (`/meshlog/replicate/1`, [`streams`]). See [`behaviour`].
 
 mod behaviour;
 mod codec;
 mod event_loop;
 pub mod identity;
 mod records;
+mod streams;
 
 pub use records::{sign_record, verify_record};
+pub use streams::ReplicationSender;
 
 pub use libp2p::identity::Keypair;
 pub use libp2p::{Multiaddr, PeerId};
 
 use meshlog_protocol::mesh::{GossipMessage, SignedRecord};
-use meshlog_protocol::messages::{ClientRequest, ClientResult, PeerRequest, PeerResponse};
+use meshlog_protocol::messages::{ClientRequest, ClientResult, PeerRequest, PeerResponse, ReplicateMessage};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -186,6 +189,13 @@ pub enum NetworkEvent {
         /// The peer.
         peer: PeerId,
     },
+    /// A message on a peer's replication stream (in that peer's order).
+    Replicate {
+        /// The sender (authenticated).
+        peer: PeerId,
+        /// The message.
+        message: ReplicateMessage,
+    },
 }
 
 type Reply<T> = oneshot::Sender<Result<T, NetworkError>>;
@@ -215,6 +225,7 @@ pub struct NetworkHandle {
     keypair: Keypair,
     local_peer_id: PeerId,
     listen_addrs: Vec<Multiaddr>,
+    replication: ReplicationSender,
 }
 
 /// Start the network: build the swarm, bind every listen address (failing clearly if
@@ -227,14 +238,29 @@ pub async fn start(
     let local_peer_id = cfg.keypair.public().to_peer_id();
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_CAPACITY);
-    let (event_loop, listen_addrs) = event_loop::EventLoop::new(&cfg, cmd_rx, ev_tx).await?;
+    let (event_loop, listen_addrs) = event_loop::EventLoop::new(&cfg, cmd_rx, ev_tx.clone()).await?;
+    let control = event_loop.stream_control();
+    if cfg.serve {
+        streams::accept(control.clone(), ev_tx, cfg.max_frame_bytes).map_err(NetworkError::Transport)?;
+    }
     tokio::spawn(event_loop.run(shutdown));
-    let handle = NetworkHandle { cmds: cmd_tx, keypair: cfg.keypair.clone(), local_peer_id, listen_addrs };
+    let replication = ReplicationSender::new(control, cfg.max_frame_bytes);
+    let handle = NetworkHandle {
+        cmds: cmd_tx,
+        keypair: cfg.keypair.clone(),
+        local_peer_id,
+        listen_addrs,
+        replication,
+    };
     Ok((handle, ev_rx))
 }
 
 impl NetworkHandle {
     /// This node's PeerId.
+    pub fn replication(&self) -> &ReplicationSender {
+        &self.replication
+    }
+
     pub fn local_peer_id(&self) -> PeerId {
         self.local_peer_id
     }

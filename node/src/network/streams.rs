@@ -1,0 +1,157 @@
+//! Replication streams: one long-lived, ordered stream from this node to each peer it
+//! replicates to (`/meshlog/replicate/1`), carrying one-way [`ReplicateMessage`]s as
+//! versioned frames ([`meshlog_protocol::frame`]).
+//!
+//! Why not a request-response exchange per message: each one opened a yamux stream,
+//! negotiated the protocol, armed a timeout on libp2p's timer thread and sent back an
+//! empty answer; on a 3-node run those wake-ups and context switches were the nodes'
+//! largest cost. A stream per direction also keeps a peer's messages in order.
+//!
+//! Each direction has its own stream, written only by its opener and read only by the
+//! other side (libp2p-stream's open report of a deadlock when both sides write one
+//! stream does not apply). Loss is the replica protocol's problem: a full queue or a
+//! broken stream drops messages, and the next message opens a new stream, no sooner than
+//! [`RETRY_AFTER`] after a failed open.
+
+use super::codec::read_msg;
+use super::NetworkEvent;
+use futures::{AsyncWriteExt, StreamExt};
+use libp2p::{PeerId, StreamProtocol};
+use meshlog_protocol::frame;
+use meshlog_protocol::messages::ReplicateMessage;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// The replication stream protocol.
+pub(super) const REPLICATE_PROTOCOL: StreamProtocol = StreamProtocol::new("/meshlog/replicate/1");
+/// Messages queued per peer before new ones are dropped.
+const LINK_QUEUE: usize = 4096;
+/// Bytes gathered from the queue into one write.
+const WRITE_CHUNK: usize = 1 << 20;
+/// How long opening a stream may take.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
+/// After a failed open, messages to that peer are dropped this long before a new try.
+const RETRY_AFTER: Duration = Duration::from_millis(250);
+
+/// Sends replication messages to peers over their streams. Cloning shares the streams.
+#[derive(Clone)]
+pub struct ReplicationSender {
+    control: libp2p_stream::Control,
+    links: Arc<Mutex<HashMap<PeerId, mpsc::Sender<Vec<u8>>>>>,
+    max_frame_bytes: usize,
+}
+
+impl ReplicationSender {
+    pub(super) fn new(control: libp2p_stream::Control, max_frame_bytes: usize) -> Self {
+        ReplicationSender { control, links: Arc::default(), max_frame_bytes }
+    }
+
+    /// Queue `m` for `peer`; false if it was dropped (queue full, or not encodable
+    /// within the frame limit). Never waits.
+    pub fn send(&self, peer: PeerId, m: &ReplicateMessage) -> bool {
+        let mut bytes = match frame::encode_frame(m, self.max_frame_bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "replication message not sent");
+                return false;
+            }
+        };
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = links.get(&peer) {
+            match tx.try_send(bytes) {
+                Ok(()) => return true,
+                Err(mpsc::error::TrySendError::Full(_)) => return false,
+                Err(mpsc::error::TrySendError::Closed(b)) => bytes = b,
+            }
+        }
+        let (tx, rx) = mpsc::channel(LINK_QUEUE);
+        let _ = tx.try_send(bytes);
+        links.insert(peer, tx);
+        tokio::spawn(write_link(self.control.clone(), peer, rx));
+        true
+    }
+}
+
+/// Open a stream to `peer` and write what is queued for it until either side fails.
+async fn write_link(mut control: libp2p_stream::Control, peer: PeerId, mut rx: mpsc::Receiver<Vec<u8>>) {
+    let mut stream =
+        match tokio::time::timeout(OPEN_TIMEOUT, control.open_stream(peer, REPLICATE_PROTOCOL)).await {
+            Ok(Ok(s)) => s,
+            failed => {
+                let reason = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "timed out".to_string(),
+                };
+                tracing::debug!(%peer, %reason, "cannot open a replication stream");
+                // Drop what arrives for a while rather than dial once per message.
+                let wait = tokio::time::sleep(RETRY_AFTER);
+                tokio::pin!(wait);
+                loop {
+                    tokio::select! {
+                        _ = &mut wait => return,
+                        m = rx.recv() => if m.is_none() { return },
+                    }
+                }
+            }
+        };
+    let mut buf = Vec::with_capacity(WRITE_CHUNK);
+    while let Some(first) = rx.recv().await {
+        buf.clear();
+        buf.extend_from_slice(&first);
+        while buf.len() < WRITE_CHUNK {
+            match rx.try_recv() {
+                Ok(m) => buf.extend_from_slice(&m),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = async {
+            stream.write_all(&buf).await?;
+            stream.flush().await
+        }
+        .await
+        {
+            tracing::debug!(%peer, error = %e, "replication stream broke; the next message opens a new one");
+            return;
+        }
+    }
+    let _ = stream.close().await;
+}
+
+/// Accept replication streams from peers and hand their messages to `events`, in
+/// order, until this node stops.
+pub(super) fn accept(
+    mut control: libp2p_stream::Control,
+    events: mpsc::Sender<NetworkEvent>,
+    max_frame_bytes: usize,
+) -> Result<(), String> {
+    let mut incoming = control.accept(REPLICATE_PROTOCOL).map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        while let Some((peer, stream)) = incoming.next().await {
+            tokio::spawn(read_link(peer, stream, events.clone(), max_frame_bytes));
+        }
+    });
+    Ok(())
+}
+
+async fn read_link(
+    peer: PeerId,
+    mut stream: libp2p::Stream,
+    events: mpsc::Sender<NetworkEvent>,
+    max_frame_bytes: usize,
+) {
+    loop {
+        let message: ReplicateMessage = match read_msg(&mut stream, max_frame_bytes).await {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return,
+            Err(e) => {
+                // A malformed frame ends the stream; the sender opens a new one.
+                return tracing::warn!(%peer, error = %e, "bad frame on a replication stream; stream closed");
+            }
+        };
+        if events.send(NetworkEvent::Replicate { peer, message }).await.is_err() {
+            return;
+        }
+    }
+}
