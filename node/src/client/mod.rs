@@ -11,7 +11,7 @@ pub mod group;
 pub mod producer;
 
 use crate::network::{self, Keypair, Multiaddr, NetworkConfig, NetworkError, NetworkHandle, PeerId, Psk};
-use crate::resilience::{CallError, Resilience, ResilienceConfig};
+use crate::resilience::{CallError, CallKind, Resilience, ResilienceConfig};
 use meshlog_protocol::frame::DEFAULT_MAX_FRAME_BYTES;
 use meshlog_protocol::mesh::{ClusterStatus, ServiceInstance};
 use meshlog_protocol::messages::{ClientRequest, ClientResponse, ServiceRegistration};
@@ -26,6 +26,8 @@ use tokio::sync::watch;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one request may take, on top of any wait the request itself asks for.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long [`Client::connect_node`] tries one address.
+pub const NODE_DIAL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a client call failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -115,19 +117,54 @@ impl Client {
         self.server
     }
 
+    /// Connect to another node of the mesh at one of `addrs` (as `cluster status` lists
+    /// them); true once connected. Each address is tried for at most [`NODE_DIAL_TIMEOUT`].
+    pub async fn connect_node(&self, node: PeerId, addrs: &[String]) -> bool {
+        for a in addrs {
+            let Ok(addr) = a.parse::<Multiaddr>() else { continue };
+            let addr = network::with_peer_id(&addr, node);
+            if let Ok(Ok(p)) = tokio::time::timeout(NODE_DIAL_TIMEOUT, self.net.dial(addr)).await {
+                if p == node {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
     /// Send one request and wait for its answer, through the resilience layer: a
     /// timeout by request type, the node's circuit breaker, and retries (with backoff
     /// and a budget) for requests that are safe to repeat.
     pub async fn request(&self, req: ClientRequest) -> Result<ClientResponse, ClientError> {
-        let kind = crate::gateway::call_kind(&req);
+        self.request_via(self.server, req, true).await
+    }
+
+    /// [`Client::request`] sent to another node of the mesh, which must be connected
+    /// (see [`Client::connect_node`]), and never repeated there: a producer sends each
+    /// batch straight to its partition's leader, as Kafka clients do, saving the forward
+    /// through this client's node, and if that fails sends it again through that node.
+    pub async fn request_to(&self, node: PeerId, req: ClientRequest) -> Result<ClientResponse, ClientError> {
+        self.request_via(node, req, false).await
+    }
+
+    async fn request_via(
+        &self,
+        node: PeerId,
+        req: ClientRequest,
+        retry: bool,
+    ) -> Result<ClientResponse, ClientError> {
+        let mut kind = crate::gateway::call_kind(&req);
+        if let (false, CallKind::Produce { idempotent, .. }) = (retry, &mut kind) {
+            *idempotent = false;
+        }
         // Keep a copy only if a retry may need it: a produce is sent without copying.
         let template = kind.retriable().then(|| req.clone());
         let mut first = Some(req);
         let attempt = || {
             let r = first.take().or_else(|| template.clone()).unwrap_or(ClientRequest::ListTopics);
-            self.net.client_request(self.server, r)
+            self.net.client_request(node, r)
         };
-        match self.resilience.call(&self.server, kind, attempt).await? {
+        match self.resilience.call(&node, kind, attempt).await? {
             Ok(resp) => Ok(resp),
             Err(wire) => Err(ClientError::Server(wire)),
         }

@@ -3,8 +3,15 @@
 //! partition, and sent when the batch is full or has lingered long enough.
 //!
 //! Ordering: at most one batch per partition is in flight, so records of a partition
-//! are stored in the order they were sent. Several partitions are in flight at once (up
+//! are stored in the order they were sent, whichever node a batch goes through. Several partitions are in flight at once (up
 //! to `max_in_flight`).
+//!
+//! Routing: as a Kafka client does, the producer sends each batch straight to its
+//! partition's leader (learned from `cluster status` and connected to directly), so the
+//! batch is not forwarded through the node the client dialled. A batch whose direct send
+//! fails is retried through that node, which routes it wherever the leader is now, and
+//! the producer looks the leaders up again (at most once per [`ROUTE_REFRESH`]). With
+//! `acks=local` every batch goes to the dialled node, which keeps it if it must.
 //!
 //! Idempotence (`enable.idempotence`, on by default as in Kafka 3): the producer has a
 //! random producer id and numbers each partition's records; the partition's leader keeps
@@ -14,6 +21,7 @@
 //! could write a batch twice, so the error goes to the caller.
 
 use super::{unexpected, Client, ClientError};
+use crate::network::PeerId;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
@@ -22,8 +30,11 @@ use meshlog_protocol::batch::{self, BatchBuilder};
 use meshlog_protocol::messages::{ClientRequest, ClientResponse, ProduceRequest, ProduceResponse};
 use meshlog_protocol::partitioner;
 use meshlog_protocol::types::Acks;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
+
+/// The least time between two lookups of the partitions' leaders.
+pub const ROUTE_REFRESH: Duration = Duration::from_secs(1);
 
 /// Producer settings (Kafka's names in brackets).
 #[derive(Debug, Clone)]
@@ -85,6 +96,8 @@ struct Outcome {
     bytes: usize,
     first_at: Instant,
     result: Result<ProduceResponse, ClientError>,
+    /// The direct send to the leader failed (the batch may have gone another way).
+    misrouted: bool,
 }
 
 /// Totals of acknowledged data.
@@ -115,6 +128,11 @@ pub struct Producer {
     next_seq: Vec<i32>,
     stats: ProducerStats,
     latency_us: Option<Histogram<u64>>,
+    /// Each partition's leader, where a batch is sent first (None: the dialled node).
+    routes: Vec<Option<PeerId>>,
+    /// When the leaders were last looked up, and whether they must be again.
+    routed_at: Option<Instant>,
+    reroute: bool,
 }
 
 impl Producer {
@@ -133,7 +151,9 @@ impl Producer {
         let mut cfg = cfg;
         // With acks=local the edge node numbers the batches it forwards, on its own behalf.
         cfg.idempotent &= cfg.acks != Acks::Local;
-        Ok(Producer {
+        // Only an idempotent producer may send a batch again another way.
+        let direct = cfg.idempotent;
+        let mut producer = Producer {
             client,
             topic: topic.to_string(),
             partitions,
@@ -148,7 +168,65 @@ impl Producer {
             next_seq: vec![0; n],
             stats: ProducerStats::default(),
             latency_us: None,
-        })
+            routes: vec![None; n],
+            routed_at: None,
+            reroute: direct,
+        };
+        producer.refresh_routes().await;
+        Ok(producer)
+    }
+
+    /// Look up each partition's leader and connect to it; a partition whose leader is
+    /// the dialled node, unknown or unreachable is sent to the dialled node. Best effort.
+    async fn refresh_routes(&mut self) {
+        if !self.reroute {
+            return;
+        }
+        self.reroute = false;
+        self.routed_at = Some(Instant::now());
+        let status = match self.client.cluster_status().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot look up the leaders; batches go through the dialled node");
+                return;
+            }
+        };
+        let addrs: HashMap<&str, &[String]> = status
+            .members
+            .iter()
+            .filter(|m| m.state == "up")
+            .map(|m| (m.peer.as_str(), &m.addrs[..]))
+            .collect();
+        let mut reachable: HashMap<PeerId, bool> = HashMap::new();
+        for (topic, ps) in &status.partitions {
+            let Some(route) = self.routes.get_mut(ps.partition as usize) else { continue };
+            if *topic != self.topic {
+                continue;
+            }
+            *route = None;
+            let Ok(leader) = ps.leader.parse::<PeerId>() else { continue };
+            if leader == self.client.server() {
+                continue;
+            }
+            let ok = match reachable.get(&leader) {
+                Some(ok) => *ok,
+                None => {
+                    let at = addrs.get(ps.leader.as_str()).copied().unwrap_or(&[]);
+                    let ok = self.client.connect_node(leader, at).await;
+                    reachable.insert(leader, ok);
+                    ok
+                }
+            };
+            if ok {
+                *route = Some(leader);
+            }
+        }
+    }
+
+    /// The partitions whose batches go straight to their leader (another node than the
+    /// dialled one) right now.
+    pub fn direct_partitions(&self) -> Vec<u32> {
+        (0..self.partitions).filter(|p| self.routes[*p as usize].is_some()).collect()
     }
 
     /// Record ack latencies (from a batch's first record to its ack) in a histogram.
@@ -240,6 +318,9 @@ impl Producer {
     /// Start sends, collect finished ones without waiting, and wait only while the
     /// buffer is over its limit.
     async fn pump(&mut self) -> Result<(), ClientError> {
+        if self.reroute && self.routed_at.is_none_or(|t| t.elapsed() >= ROUTE_REFRESH) {
+            self.refresh_routes().await;
+        }
         loop {
             self.start_ready();
             while let Some(Some(o)) = self.inflight.next().now_or_never() {
@@ -288,14 +369,26 @@ impl Producer {
         });
         let (retry, deadline) = (self.cfg.idempotent, Instant::now() + self.cfg.delivery_timeout);
         let mut backoff = self.cfg.retry_backoff;
+        let mut route = self.routes[partition as usize];
         async move {
+            let mut misrouted = false;
             let result = loop {
-                let result = match client.request(req.clone()).await {
+                let direct = route.take();
+                let sent = match direct {
+                    Some(leader) => client.request_to(leader, req.clone()).await,
+                    None => client.request(req.clone()).await,
+                };
+                let result = match sent {
                     Ok(ClientResponse::Produced(r)) => Ok(r),
                     Ok(other) => Err(unexpected(other)),
                     Err(e) => Err(e),
                 };
                 match result {
+                    // The leader moved or is gone: again at once, through the dialled node.
+                    Err(e) if direct.is_some() && retry && e.is_retriable() => {
+                        tracing::debug!(partition, error = %e, "direct send to the leader failed; sent through the dialled node");
+                        misrouted = true;
+                    }
                     Err(e) if retry && e.is_retriable() && Instant::now() + backoff < deadline => {
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -303,12 +396,16 @@ impl Producer {
                     other => break other,
                 }
             };
-            Outcome { partition, records: batch.records, bytes, first_at: batch.first_at, result }
+            Outcome { partition, records: batch.records, bytes, first_at: batch.first_at, result, misrouted }
         }
     }
 
     fn complete(&mut self, o: Outcome) -> Result<(), ClientError> {
         self.busy[o.partition as usize] = false;
+        if o.misrouted {
+            self.routes[o.partition as usize] = None;
+            self.reroute = true;
+        }
         o.result?;
         self.stats.records += o.records as u64;
         self.stats.bytes += o.bytes as u64;
