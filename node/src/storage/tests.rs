@@ -13,16 +13,14 @@ fn opts() -> StoreOptions {
 fn append_read_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = Store::open(dir.path(), &opts()).unwrap();
-        let log = store.log("t", 0).unwrap();
+        let (store, log) = open_log(dir.path());
         log.append(0, b"batch-0-9").unwrap();
         log.append(10, b"batch-10-19").unwrap();
         log.append(20, b"batch-20-29").unwrap();
         store.meta_put("topic/t", b"info").unwrap();
         store.flush().unwrap();
     }
-    let store = Store::open(dir.path(), &opts()).unwrap();
-    let log = store.log("t", 0).unwrap();
+    let (store, log) = open_log(dir.path());
     // An offset inside a batch starts the read at that batch.
     let got = log.read(15, u64::MAX, 1 << 20).unwrap();
     let offsets: Vec<u64> = got.iter().map(|(o, _)| *o).collect();
@@ -54,8 +52,7 @@ fn remove_and_empty_reads() {
 #[test]
 fn replace_only_swaps_the_expected_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), &opts()).unwrap();
-    let log = store.log("t", 0).unwrap();
+    let (_store, log) = open_log(dir.path());
     log.append(0, b"old").unwrap();
     assert!(!log.replace(0, b"other", b"new").unwrap());
     assert!(!log.replace(5, b"old", b"new").unwrap(), "nothing stored at 5");
@@ -67,8 +64,7 @@ fn replace_only_swaps_the_expected_batch() {
 #[test]
 fn oversized_values_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), &opts()).unwrap();
-    let log = store.log("t", 0).unwrap();
+    let (_store, log) = open_log(dir.path());
     let big = vec![0u8; MAX_INLINE_VALUE_BYTES + 1];
     assert!(matches!(log.append(0, &big), Err(StorageError::TooLarge { .. })));
 }
@@ -124,6 +120,21 @@ fn segment_files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// The store in `dir` and its log `t`-0.
+fn open_log(dir: &Path) -> (Store, PartitionLog) {
+    let store = Store::open(dir, &opts()).unwrap();
+    let log = store.log("t", 0).unwrap();
+    (store, log)
+}
+
+/// A crash in the middle of a write: the last `bytes` of `t`-0's first segment never
+/// reached the disk.
+fn tear(dir: &Path, bytes: u64) {
+    let seg = &segment_files(dir)[0];
+    let len = std::fs::metadata(seg).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(seg).unwrap().set_len(len - bytes).unwrap();
+}
+
 fn bases(log: &PartitionLog) -> Vec<u64> {
     log.iter().map(|e| e.unwrap().0).collect()
 }
@@ -132,8 +143,7 @@ fn bases(log: &PartitionLog) -> Vec<u64> {
 fn a_torn_tail_is_cut_at_the_last_whole_batch() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = Store::open(dir.path(), &opts()).unwrap();
-        let log = store.log("t", 0).unwrap();
+        let (store, log) = open_log(dir.path());
         for i in 0..4u64 {
             log.append(i * 10, &[i as u8; 100]).unwrap();
         }
@@ -142,13 +152,8 @@ fn a_torn_tail_is_cut_at_the_last_whole_batch() {
         log.append(40, &[4; 100]).unwrap();
     }
     // A crash mid-write: the last frame is only partly there.
-    let seg = &segment_files(dir.path())[0];
-    let len = std::fs::metadata(seg).unwrap().len();
-    let f = std::fs::OpenOptions::new().write(true).open(seg).unwrap();
-    f.set_len(len - 30).unwrap();
-    drop(f);
-    let store = Store::open(dir.path(), &opts()).unwrap();
-    let log = store.log("t", 0).unwrap();
+    tear(dir.path(), 30);
+    let (store, log) = open_log(dir.path());
     assert_eq!(bases(&log), vec![0, 10, 20, 30]);
     assert!(log.corruption().is_none(), "a torn unflushed tail is not damage");
     // Appends go on after the cut, and survive a reopen with the rest.
@@ -156,8 +161,7 @@ fn a_torn_tail_is_cut_at_the_last_whole_batch() {
     store.flush().unwrap();
     drop(log);
     drop(store);
-    let store = Store::open(dir.path(), &opts()).unwrap();
-    let log = store.log("t", 0).unwrap();
+    let (_store, log) = open_log(dir.path());
     assert_eq!(bases(&log), vec![0, 10, 20, 30, 40]);
     assert_eq!(&*log.last().unwrap().unwrap().1, b"again");
 }
@@ -166,8 +170,7 @@ fn a_torn_tail_is_cut_at_the_last_whole_batch() {
 fn damage_below_what_was_flushed_is_reported_and_nothing_is_cut() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = Store::open(dir.path(), &opts()).unwrap();
-        let log = store.log("t", 0).unwrap();
+        let (store, log) = open_log(dir.path());
         for i in 0..4u64 {
             log.append(i, &[7u8; 64]).unwrap();
         }
@@ -178,8 +181,7 @@ fn damage_below_what_was_flushed_is_reported_and_nothing_is_cut() {
     // Inside the third batch's payload: frames are 16 + 64 bytes.
     bytes[2 * 80 + 16 + 5] ^= 1;
     std::fs::write(seg, &bytes).unwrap();
-    let store = Store::open(dir.path(), &opts()).unwrap();
-    let log = store.log("t", 0).unwrap();
+    let (_store, log) = open_log(dir.path());
     assert_eq!(bases(&log), vec![0, 1]);
     let why = log.corruption().expect("flushed data was damaged");
     assert!(why.contains("corrupt frame"), "{why}");
@@ -191,8 +193,7 @@ fn damage_below_what_was_flushed_is_reported_and_nothing_is_cut() {
 fn after_a_truncation_and_its_flush_a_torn_append_is_not_damage() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = Store::open(dir.path(), &opts()).unwrap();
-        let log = store.log("t", 0).unwrap();
+        let (store, log) = open_log(dir.path());
         for i in 0..6u64 {
             log.append(i, &[9u8; 200]).unwrap();
         }
@@ -201,11 +202,8 @@ fn after_a_truncation_and_its_flush_a_torn_append_is_not_damage() {
         store.flush().unwrap();
         log.append(2, &[1u8; 200]).unwrap();
     }
-    let seg = &segment_files(dir.path())[0];
-    let len = std::fs::metadata(seg).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(seg).unwrap().set_len(len - 50).unwrap();
-    let store = Store::open(dir.path(), &opts()).unwrap();
-    let log = store.log("t", 0).unwrap();
+    tear(dir.path(), 50);
+    let (_store, log) = open_log(dir.path());
     assert!(log.corruption().is_none());
     assert_eq!(bases(&log), vec![0, 1]);
 }
@@ -213,8 +211,7 @@ fn after_a_truncation_and_its_flush_a_torn_append_is_not_damage() {
 #[test]
 fn segments_roll_and_truncation_deletes_whole_later_segments() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), &opts()).unwrap();
-    let log = store.log("t", 0).unwrap();
+    let (store, log) = open_log(dir.path());
     let big = vec![1u8; (SEGMENT / 3) as usize];
     for i in 0..8u64 {
         log.append(i * 100, &big).unwrap();
@@ -230,8 +227,7 @@ fn segments_roll_and_truncation_deletes_whole_later_segments() {
     store.flush().unwrap();
     drop(log);
     drop(store);
-    let store = Store::open(dir.path(), &opts()).unwrap();
-    let log = store.log("t", 0).unwrap();
+    let (_store, log) = open_log(dir.path());
     assert_eq!(bases(&log), vec![0, 100]);
     assert_eq!(&*log.last().unwrap().unwrap().1, b"new-100");
 }
@@ -239,8 +235,7 @@ fn segments_roll_and_truncation_deletes_whole_later_segments() {
 #[test]
 fn removing_the_head_frees_whole_segments_and_remove_below_forgets_the_rest() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), &opts()).unwrap();
-    let log = store.log("t", 0).unwrap();
+    let (store, log) = open_log(dir.path());
     let big = vec![2u8; (SEGMENT / 2) as usize];
     for i in 0..6u64 {
         log.append(i, &big).unwrap();
@@ -257,8 +252,7 @@ fn removing_the_head_frees_whole_segments_and_remove_below_forgets_the_rest() {
     drop(store);
     // Batches removed from a segment still in use are found again on open; the caller
     // forgets them by its saved log start.
-    let store = Store::open(dir.path(), &opts()).unwrap();
-    let log = store.log("t", 0).unwrap();
+    let (_store, log) = open_log(dir.path());
     log.remove_below(3).unwrap();
     assert_eq!(bases(&log), vec![3, 4]);
 }
@@ -267,8 +261,7 @@ fn removing_the_head_frees_whole_segments_and_remove_below_forgets_the_rest() {
 fn replace_many_rewrites_each_segment_once_and_survives_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = Store::open(dir.path(), &opts()).unwrap();
-        let log = store.log("t", 0).unwrap();
+        let (store, log) = open_log(dir.path());
         for i in 0..4u64 {
             log.append(i, format!("batch-{i}").as_bytes()).unwrap();
         }
@@ -284,8 +277,7 @@ fn replace_many_rewrites_each_segment_once_and_survives_a_reopen() {
         log.append(4, b"batch-4").unwrap();
         store.flush().unwrap();
     }
-    let store = Store::open(dir.path(), &opts()).unwrap();
-    let log = store.log("t", 0).unwrap();
+    let (store, log) = open_log(dir.path());
     let got: Vec<Vec<u8>> = log.iter().map(|e| e.unwrap().1.to_vec()).collect();
     let want: Vec<&[u8]> = vec![b"batch-0", b"b1", b"batch-2", b"b3-longer-than-before", b"batch-4"];
     assert_eq!(got, want);
@@ -319,8 +311,7 @@ use std::sync::Arc;
 fn a_cut_the_last_run_never_flushed_is_not_taken_for_damage_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = Store::open(dir.path(), &opts()).unwrap();
-        let log = store.log("t", 0).unwrap();
+        let (store, log) = open_log(dir.path());
         for i in 0..6u64 {
             log.append(i, &[9u8; 200]).unwrap();
         }
@@ -329,17 +320,13 @@ fn a_cut_the_last_run_never_flushed_is_not_taken_for_damage_after_a_restart() {
         log.truncate(2).unwrap();
     }
     {
-        let store = Store::open(dir.path(), &opts()).unwrap();
-        let log = store.log("t", 0).unwrap();
+        let (_store, log) = open_log(dir.path());
         assert_eq!(bases(&log), vec![0, 1]);
         // It dies again in the middle of its first append.
         log.append(2, &[1u8; 200]).unwrap();
     }
-    let seg = &segment_files(dir.path())[0];
-    let len = std::fs::metadata(seg).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(seg).unwrap().set_len(len - 50).unwrap();
-    let store = Store::open(dir.path(), &opts()).unwrap();
-    let log = store.log("t", 0).unwrap();
+    tear(dir.path(), 50);
+    let (_store, log) = open_log(dir.path());
     assert!(log.corruption().is_none(), "{:?}", log.corruption());
     assert_eq!(bases(&log), vec![0, 1]);
 }
@@ -347,8 +334,7 @@ fn a_cut_the_last_run_never_flushed_is_not_taken_for_damage_after_a_restart() {
 #[test]
 fn a_segment_emptied_from_the_head_goes_when_the_next_one_starts() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), &opts()).unwrap();
-    let log = store.log("t", 0).unwrap();
+    let (_store, log) = open_log(dir.path());
     let big = vec![3u8; (SEGMENT / 2) as usize];
     log.append(0, &big).unwrap();
     log.append(1, &big).unwrap();
