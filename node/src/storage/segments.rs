@@ -215,7 +215,14 @@ impl PartitionLog {
         recovered_to: Option<RecoveryPoint>,
     ) -> Result<PartitionLog, StorageError> {
         let name: Arc<str> = name.into();
-        std::fs::create_dir_all(dir).map_err(|e| io("create log directory", dir, e))?;
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(|e| io("create log directory", dir, e))?;
+            // The new directories' own entries, up to the data directory, so a flushed
+            // segment in them is never lost with its directory.
+            for d in dir.ancestors().skip(1).take(3) {
+                sync_dir(d)?;
+            }
+        }
         let mut bases = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(|e| io("list log directory", dir, e))? {
             let name = entry.map_err(|e| io("list log directory", dir, e))?.file_name();
