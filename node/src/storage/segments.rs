@@ -139,8 +139,15 @@ struct Loc {
 
 struct Segment {
     file: Arc<SegFile>,
-    len: u64,
+    /// Batches of it in the index.
     live: usize,
+}
+
+impl Segment {
+    /// Bytes of whole frames in the file (changed only under the log's write lock).
+    fn len(&self) -> u64 {
+        self.file.len.load(Ordering::SeqCst)
+    }
 }
 
 struct Inner {
@@ -275,7 +282,7 @@ impl PartitionLog {
                 inner.index.insert(base, Loc { seg, pos, len: flen });
             }
             let file = SegFile::new(file, path, &name, seg, len);
-            inner.segments.insert(seg, Segment { file, len, live });
+            inner.segments.insert(seg, Segment { file, live });
         }
         if cut {
             sync_dir(dir)?;
@@ -291,7 +298,7 @@ impl PartitionLog {
 
     /// Where the log ends: (its last segment, that segment's length).
     pub(super) fn end_point(&self) -> Option<RecoveryPoint> {
-        self.read_inner().segments.iter().next_back().map(|(&seg, s)| (seg, s.len))
+        self.read_inner().segments.iter().next_back().map(|(&seg, s)| (seg, s.len()))
     }
 
     /// Why the log's flushed data was found damaged on open, if it was: it then takes
@@ -326,22 +333,22 @@ impl PartitionLog {
         }
         let need_new = match inner.segments.values().next_back() {
             None => true,
-            Some(s) => s.len >= self.segment_bytes,
+            Some(s) => s.len() >= self.segment_bytes,
         };
         if need_new {
             self.new_segment(&mut inner, base_offset)?;
         }
         let (&seg, s) = inner.segments.iter_mut().next_back().expect("a segment exists");
         let bytes = frame(base_offset, batch);
-        if let Err(e) = s.file.file.write_all_at(&bytes, s.len) {
+        let pos = s.len();
+        if let Err(e) = s.file.file.write_all_at(&bytes, pos) {
             // Leave no partial frame behind the index's view of the segment.
-            let _ = s.file.file.set_len(s.len);
+            let _ = s.file.file.set_len(pos);
             return Err(io("append", &s.file.path, e));
         }
-        let loc = Loc { seg, pos: s.len, len: batch.len() as u32 };
-        s.len += bytes.len() as u64;
+        let loc = Loc { seg, pos, len: batch.len() as u32 };
         s.live += 1;
-        s.file.len.store(s.len, Ordering::SeqCst);
+        s.file.len.store(pos + bytes.len() as u64, Ordering::SeqCst);
         self.dirty.mark(&s.file);
         inner.index.insert(base_offset, loc);
         Ok(())
@@ -360,7 +367,7 @@ impl PartitionLog {
         file.set_len(0).map_err(|e| io("create segment", &path, e))?;
         sync_dir(&self.dir)?;
         let file = SegFile::new(file, path, &self.name, base, 0);
-        inner.segments.insert(base, Segment { file, len: 0, live: 0 });
+        inner.segments.insert(base, Segment { file, live: 0 });
         Ok(())
     }
 
@@ -392,8 +399,7 @@ impl PartitionLog {
             delete_file(inner.segments.remove(&first.seg).expect("present"))?;
         } else {
             s.file.file.set_len(first.pos).map_err(|e| io("truncate segment", &s.file.path, e))?;
-            s.len = first.pos;
-            s.file.len.store(s.len, Ordering::SeqCst);
+            s.file.len.store(first.pos, Ordering::SeqCst);
         }
         if let Some(last) = inner.segments.values().next_back() {
             self.dirty.mark(&last.file);
@@ -592,7 +598,7 @@ impl PartitionLog {
             inner.index.insert(b, l);
         }
         let file = SegFile::new(file, path, &self.name, seg, pos);
-        if let Some(old) = inner.segments.insert(seg, Segment { file, len: pos, live }) {
+        if let Some(old) = inner.segments.insert(seg, Segment { file, live }) {
             old.file.retired.store(true, Ordering::SeqCst);
         }
         sync_dir(&self.dir)
