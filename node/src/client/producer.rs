@@ -3,8 +3,8 @@
 //! partition, and sent when the batch is full or has lingered long enough.
 //!
 //! Ordering: at most one batch per partition is in flight, so records of a partition
-//! are stored in the order they were sent, whichever node a batch goes through. Several partitions are in flight at once (up
-//! to `max_in_flight`).
+//! are stored in the order they were sent, whichever node a batch goes through. Several
+//! partitions are in flight at once (up to `max_in_flight`).
 //!
 //! Routing: as a Kafka client does, the producer sends each batch straight to its
 //! partition's leader (learned from `cluster status` and connected to directly), so the

@@ -193,18 +193,29 @@ fn damage_below_what_was_flushed_is_reported_and_nothing_is_cut() {
 fn after_a_truncation_and_its_flush_a_torn_append_is_not_damage() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let (store, log) = open_log(dir.path());
-        for i in 0..6u64 {
-            log.append(i, &[9u8; 200]).unwrap();
-        }
-        store.flush().unwrap();
-        log.truncate(2).unwrap();
+        let (store, log) = six_flushed_then_cut_at_two(dir.path());
         store.flush().unwrap();
         log.append(2, &[1u8; 200]).unwrap();
     }
-    tear(dir.path(), 50);
-    let (_store, log) = open_log(dir.path());
-    assert!(log.corruption().is_none());
+    tear_and_expect_no_damage(dir.path());
+}
+
+/// Six 200-byte batches written and flushed, then the log cut back to two (not flushed).
+fn six_flushed_then_cut_at_two(dir: &Path) -> (Store, PartitionLog) {
+    let (store, log) = open_log(dir);
+    for i in 0..6u64 {
+        log.append(i, &[9u8; 200]).unwrap();
+    }
+    store.flush().unwrap();
+    log.truncate(2).unwrap();
+    (store, log)
+}
+
+/// The append after the cut is torn by a crash: reopened, that is a torn tail, not damage.
+fn tear_and_expect_no_damage(dir: &Path) {
+    tear(dir, 50);
+    let (_store, log) = open_log(dir);
+    assert!(log.corruption().is_none(), "{:?}", log.corruption());
     assert_eq!(bases(&log), vec![0, 1]);
 }
 
@@ -310,25 +321,15 @@ use std::sync::Arc;
 #[test]
 fn a_cut_the_last_run_never_flushed_is_not_taken_for_damage_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let (store, log) = open_log(dir.path());
-        for i in 0..6u64 {
-            log.append(i, &[9u8; 200]).unwrap();
-        }
-        store.flush().unwrap();
-        // The node dies right after a truncation, before the flush that follows it.
-        log.truncate(2).unwrap();
-    }
+    // The node dies right after a truncation, before the flush that follows it.
+    drop(six_flushed_then_cut_at_two(dir.path()));
     {
         let (_store, log) = open_log(dir.path());
         assert_eq!(bases(&log), vec![0, 1]);
         // It dies again in the middle of its first append.
         log.append(2, &[1u8; 200]).unwrap();
     }
-    tear(dir.path(), 50);
-    let (_store, log) = open_log(dir.path());
-    assert!(log.corruption().is_none(), "{:?}", log.corruption());
-    assert_eq!(bases(&log), vec![0, 1]);
+    tear_and_expect_no_damage(dir.path());
 }
 
 #[test]
