@@ -348,3 +348,53 @@ fn a_segment_emptied_from_the_head_goes_when_the_next_one_starts() {
     assert!(files.iter().all(|f| !f.ends_with("00000000000000000000.log")), "{files:?}");
     assert_eq!(bases(&log), vec![2, 3]);
 }
+
+/// Pages of `path` in the page cache among its first `len` bytes, or None where the
+/// question has no answer (tmpfs: the page cache is the file).
+fn resident_pages(path: &Path, len: usize) -> Option<usize> {
+    use std::os::fd::AsRawFd;
+    let file = File::open(path).unwrap();
+    // SAFETY: a read-only shared mapping of an open file, unmapped before returning;
+    // mincore only writes `pages` (one byte per page of the mapping).
+    unsafe {
+        let mut fs: libc::statfs = std::mem::zeroed();
+        if libc::fstatfs(file.as_raw_fd(), &mut fs) != 0 || fs.f_type == libc::TMPFS_MAGIC {
+            return None;
+        }
+        let map =
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd(), 0);
+        assert_ne!(map, libc::MAP_FAILED);
+        let mut pages = vec![0u8; len.div_ceil(4096)];
+        assert_eq!(libc::mincore(map, len, pages.as_mut_ptr()), 0);
+        libc::munmap(map, len);
+        Some(pages.iter().filter(|p| **p & 1 == 1).count())
+    }
+}
+
+#[test]
+fn flushed_bytes_behind_the_cached_tail_leave_the_page_cache_and_still_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Store::open(dir.path(), &StoreOptions { cache_capacity_bytes: 8 << 20, segment_bytes: 1 << 30 })
+            .unwrap();
+    let log = store.log("t", 0).unwrap();
+    let batch = |i: u64| -> Vec<u8> { (0..64 << 10).map(|j| (i as usize * 31 + j) as u8).collect() };
+    let count = (segments::CACHED_TAIL_BYTES / (64 << 10)) + 64;
+    for i in 0..count {
+        log.append(i, &batch(i)).unwrap();
+    }
+    store.flush().unwrap();
+    let seg = &segment_files(dir.path())[0];
+    if let Some(resident) = resident_pages(seg, 1 << 20) {
+        assert_eq!(resident, 0, "the first MiB is far behind the tail: released");
+    }
+    // Released pages are read from disk, the same bytes.
+    let mut next = 0;
+    for item in log.iter() {
+        let (base, bytes) = item.unwrap();
+        assert_eq!(base, next);
+        assert!(*bytes == *batch(base), "batch {base} reads back unchanged");
+        next += 1;
+    }
+    assert_eq!(next, count);
+}
