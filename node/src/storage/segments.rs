@@ -25,13 +25,6 @@
 //!   (called by the store's flush) `fdatasync`s every dirty file. Creating, deleting
 //!   and swapping segment files `fsync`s the directory at once, so a segment that a
 //!   truncation deleted never comes back to sit beside new appends.
-//! - Page cache: once synced, a file's bytes more than [`CACHED_TAIL_BYTES`] behind its
-//!   end are dropped from the page cache (`POSIX_FADV_DONTNEED`), as Redpanda keeps
-//!   only its own bounded cache. Followers and tailing consumers read the cached tail;
-//!   the pages of the rest are recycled for new appends instead of the kernel taking
-//!   ever more fresh memory, whose first touch cost more CPU than any other step of a
-//!   replicated write on the benchmark machine (a 2.6 GB write: 4.9 s of CPU with the
-//!   cache kept, 0.9 s with it released). Older data is read from disk.
 //! - Recovery keeps the longest run of whole frames with good CRCs and increasing
 //!   offsets, and cuts the rest: a torn or unflushed tail, never acknowledged (a flush
 //!   that covered a later frame covered every earlier one). Unless the bad frame lies
@@ -52,10 +45,6 @@ use std::sync::{Arc, Mutex, RwLock};
 /// A segment is rolled once it holds this many bytes (the default of
 /// [`super::StoreOptions::segment_bytes`]).
 pub const SEGMENT_BYTES: u64 = 32 << 20;
-/// How many bytes at the end of each segment file stay in the page cache once synced.
-pub const CACHED_TAIL_BYTES: u64 = 16 << 20;
-/// Page cache releases are rounded to whole pages.
-const PAGE: u64 = 4096;
 const FRAME_HEADER: usize = 16;
 const SUFFIX: &str = ".log";
 const SWAP_SUFFIX: &str = ".swap";
@@ -77,9 +66,6 @@ struct SegFile {
     len: AtomicU64,
     /// Deleted, or replaced by a rewrite.
     retired: AtomicBool,
-    /// Bytes below this were dropped from the page cache (raised by the flush, lowered
-    /// by a truncation).
-    cached_from: AtomicU64,
 }
 
 impl SegFile {
@@ -92,35 +78,7 @@ impl SegFile {
             seg,
             len: len.into(),
             retired: AtomicBool::new(false),
-            cached_from: 0.into(),
         })
-    }
-
-    /// Drop the synced bytes more than [`CACHED_TAIL_BYTES`] behind `len` from the page
-    /// cache. Only clean pages go, so it is called after the sync that covered them. A
-    /// hint: if the kernel refuses, the pages stay cached and nothing else changes.
-    fn release_cache(&self, len: u64) {
-        let from = self.cached_from.load(Ordering::SeqCst);
-        let to = len.saturating_sub(CACHED_TAIL_BYTES) / PAGE * PAGE;
-        if to <= from {
-            return;
-        }
-        use std::os::fd::AsRawFd;
-        // SAFETY: posix_fadvise reads only its integer arguments; the descriptor is open
-        // for as long as `self.file` lives.
-        let rc = unsafe {
-            libc::posix_fadvise(
-                self.file.as_raw_fd(),
-                from as libc::off_t,
-                (to - from) as libc::off_t,
-                libc::POSIX_FADV_DONTNEED,
-            )
-        };
-        if rc == 0 {
-            self.cached_from.store(to, Ordering::SeqCst);
-        } else {
-            tracing::debug!(path = %self.path.display(), rc, "posix_fadvise(DONTNEED) refused");
-        }
     }
 }
 
@@ -165,7 +123,6 @@ impl Dirty {
             if f.retired.load(Ordering::SeqCst) {
                 continue;
             }
-            f.release_cache(len);
             let p = points.entry(f.log.clone()).or_insert((f.seg, len));
             *p = (*p).max((f.seg, len));
         }
@@ -443,8 +400,6 @@ impl PartitionLog {
         } else {
             s.file.file.set_len(first.pos).map_err(|e| io("truncate segment", &s.file.path, e))?;
             s.file.len.store(first.pos, Ordering::SeqCst);
-            // What is appended past the cut is new: released again in its turn.
-            s.file.cached_from.fetch_min(first.pos, Ordering::SeqCst);
         }
         if let Some(last) = inner.segments.values().next_back() {
             self.dirty.mark(&last.file);
