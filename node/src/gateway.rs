@@ -405,7 +405,7 @@ impl Gateway {
     pub async fn peer(&self, from: PeerId, req: PeerRequest) -> PeerResponse {
         match req {
             PeerRequest::Replicate(m) => {
-                self.broker.deliver(&from.to_string(), m);
+                self.broker.deliver(&from, m);
                 PeerResponse::Replicated
             }
             PeerRequest::Forward(

@@ -214,12 +214,12 @@ async fn dispatch(
         // Replication messages are handed to their replica at once, in arrival order.
         let ev = match ev {
             NetworkEvent::Replicate { peer, message } => {
-                gateway.broker.deliver(&peer.to_string(), message);
+                gateway.broker.deliver(&peer, message);
                 continue;
             }
             // From a node that still sends replication as requests.
             NetworkEvent::PeerRequest { peer, request: PeerRequest::Replicate(m), responder } => {
-                gateway.broker.deliver(&peer.to_string(), m);
+                gateway.broker.deliver(&peer, m);
                 net.respond_peer(responder, PeerResponse::Replicated).await;
                 continue;
             }

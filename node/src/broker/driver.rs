@@ -100,6 +100,8 @@ pub struct ReplicaHandle {
     pub part: Arc<Partition>,
     /// The replica set (PeerIds as text), in the topic record's order.
     pub peers: Arc<Vec<String>>,
+    /// The same, parsed (None for an entry that is not a PeerId).
+    peer_ids: Arc<Vec<Option<PeerId>>>,
     me: usize,
     tx: Option<mpsc::Sender<DriverInput>>,
     view: watch::Receiver<ReplicaView>,
@@ -164,10 +166,11 @@ impl ReplicaHandle {
             ctx.store.meta_put(&catch_up_key, b"1")?;
         }
         let catching_up = ctx.store.meta_get(&catch_up_key)?.is_some();
+        let peer_ids: Arc<Vec<Option<PeerId>>> = Arc::new(peers.iter().map(|s| s.parse().ok()).collect());
         let peers = Arc::new(peers);
         let (view_tx, view) = watch::channel(ReplicaView::default());
         if part.failure().is_some() {
-            return Ok(ReplicaHandle { part, peers, me, tx: None, view });
+            return Ok(ReplicaHandle { part, peers, peer_ids, me, tx: None, view });
         }
         let s = &ctx.settings;
         let cfg = replica::Config {
@@ -196,7 +199,7 @@ impl ReplicaHandle {
             core,
             part: part.clone(),
             peers: peers.clone(),
-            peer_ids: peers.iter().map(|s| s.parse().ok()).collect(),
+            peer_ids: peer_ids.clone(),
             me,
             ctx: ctx.clone(),
             rx,
@@ -208,7 +211,7 @@ impl ReplicaHandle {
             catching_up,
         };
         tokio::spawn(driver.run());
-        Ok(ReplicaHandle { part, peers, me, tx: Some(tx), view })
+        Ok(ReplicaHandle { part, peers, peer_ids, me, tx: Some(tx), view })
     }
 
     /// This replica's state for routing and status.
@@ -320,9 +323,10 @@ impl ReplicaHandle {
     /// Hand a replication message from `from` (authenticated PeerId) to the driver.
     /// Messages from outside the replica set, undecodable ones and any beyond a full
     /// queue are dropped: the protocol recovers from loss.
-    pub fn deliver(&self, from: &str, m: ReplicateMessage) {
+    pub fn deliver(&self, from: &PeerId, m: ReplicateMessage) {
         let Some(tx) = &self.tx else { return };
-        let Some(idx) = self.peers.iter().position(|p| p == from).filter(|i| *i != self.me) else {
+        let Some(idx) = self.peer_ids.iter().position(|p| p.as_ref() == Some(from)).filter(|i| *i != self.me)
+        else {
             return tracing::warn!(%from, topic = %m.topic, partition = m.partition, "replication message from outside the replica set dropped");
         };
         let msg: Message = match codec::decode(&m.message) {
@@ -362,7 +366,7 @@ struct Driver {
     core: replica::Replica,
     part: Arc<Partition>,
     peers: Arc<Vec<String>>,
-    peer_ids: Vec<Option<PeerId>>,
+    peer_ids: Arc<Vec<Option<PeerId>>>,
     me: usize,
     ctx: DriverContext,
     rx: mpsc::Receiver<DriverInput>,

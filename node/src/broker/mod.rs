@@ -14,6 +14,7 @@ pub use partition::{CompactStats, Partition};
 pub use topics::{already_exists, now_ms, place_replicas, Adopted, NewTopic, Topic, Topics};
 
 use crate::storage::{GroupCommit, StorageError, Store};
+use libp2p::PeerId;
 use meshlog_protocol::messages::{
     ClientRequest, ClientResponse, ClientResult, FetchRequest, ProduceRequest, ReplicateMessage,
 };
@@ -114,7 +115,7 @@ impl Broker {
 
     /// Hand a replication message from peer `from` to its replica (dropped if this
     /// node holds none: the sender's view of the topic is ahead, and it will retry).
-    pub fn deliver(&self, from: &str, m: ReplicateMessage) {
+    pub fn deliver(&self, from: &PeerId, m: ReplicateMessage) {
         match self.replica(&m.topic, m.partition) {
             Some(r) => r.deliver(from, m),
             None => {
