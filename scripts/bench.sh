@@ -170,17 +170,17 @@ def med(rs, k):
     v = [r[k] for r in rs if r.get(k) is not None]
     return statistics.median(v) if v else None
 raw = med(by.get([l for l in by if l.startswith("raw")][0], []), "mb_per_sec") if any(l.startswith("raw") for l in by) else None
-print(f"{'benchmark (median of reps)':44} {'records/s':>10} {'MB/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'p999 ms':>8} {'vs raw':>7}")
+print(f"{'benchmark (median of reps)':52} {'records/s':>10} {'MB/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'p999 ms':>8} {'vs raw':>7}")
 for label, rs in by.items():
     if label in ("node memory", "failover"):
         continue
     mb = med(rs, "mb_per_sec")
     f = lambda v: "-" if v is None else f"{v:.2f}"
     ratio = f"{mb/raw:.0%}" if raw and "produce" in label and "1024" in label else "-"
-    print(f"{label:44} {med(rs,'records_per_sec'):>10.0f} {mb:>8.1f} {f(med(rs,'p50_ms')):>8} {f(med(rs,'p99_ms')):>8} {f(med(rs,'p999_ms')):>8} {ratio:>7}")
+    print(f"{label:52} {med(rs,'records_per_sec'):>10.0f} {mb:>8.1f} {f(med(rs,'p50_ms')):>8} {f(med(rs,'p99_ms')):>8} {f(med(rs,'p999_ms')):>8} {ratio:>7}")
     if len(rs) > 1:
         rps = sorted(r["records_per_sec"] for r in rs)
-        print(f"{'':44} range {rps[0]:.0f}..{rps[-1]:.0f} records/s over {len(rs)} reps")
+        print(f"{'':52} range {rps[0]:.0f}..{rps[-1]:.0f} records/s over {len(rs)} reps")
 fo = by.get("failover", [])
 if fo:
     print(f"failover after kill -9 of the leader ({fo[-1]['kills']} kills): p50 {fo[-1]['p50_ms']} ms, p99 {fo[-1]['p99_ms']} ms")
