@@ -24,24 +24,34 @@ pub struct Cluster {
     pub ids: Vec<String>,
     /// Clients of the live nodes.
     pub clients: Clients,
+    /// Extra `meshlog node` arguments, for restarts too.
+    args: Vec<String>,
 }
 
 impl Cluster {
     /// Start `n` nodes and wait until each sees all of them.
     pub async fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, &[]).await
+    }
+
+    /// Start `n` nodes with extra `meshlog node` arguments (also on restarts).
+    pub async fn start_with(n: usize, args: &[&str]) -> Cluster {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let dirs: Vec<_> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
-        let first = NodeProcess::start(dirs[0].path());
+        let first = NodeProcess::start_with(dirs[0].path(), &as_strs(&args));
         let mut nodes = vec![Some(first)];
         for d in &dirs[1..] {
             let boot = nodes[0].as_ref().unwrap().addr.clone();
-            nodes.push(Some(NodeProcess::start_with(d.path(), &["--bootstrap", &boot])));
+            let mut with_boot = as_strs(&args);
+            with_boot.extend(["--bootstrap", &boot]);
+            nodes.push(Some(NodeProcess::start_with(d.path(), &with_boot)));
         }
         let ids = nodes.iter().map(|n| n.as_ref().unwrap().peer_id()).collect();
         let mut clients = Vec::new();
         for node in &nodes {
             clients.push(Some(Client::connect(&node.as_ref().unwrap().addr.parse().unwrap()).await.unwrap()));
         }
-        let c = Cluster { nodes, dirs, ids, clients: Arc::new(Mutex::new(clients)) };
+        let c = Cluster { nodes, dirs, ids, clients: Arc::new(Mutex::new(clients)), args };
         for i in 0..n {
             c.wait_members(i, n).await;
         }
@@ -84,10 +94,10 @@ impl Cluster {
     /// Restart node `i` on its data directory, bootstrapping through a live node.
     pub async fn restart(&mut self, i: usize) {
         let boot = self.nodes.iter().flatten().next().map(|n| n.addr.clone());
-        let args: Vec<&str> = match &boot {
-            Some(b) => vec!["--bootstrap", b],
-            None => vec![],
-        };
+        let mut args = as_strs(&self.args);
+        if let Some(b) = &boot {
+            args.extend(["--bootstrap", b]);
+        }
         let node = NodeProcess::start_with(self.dirs[i].path(), &args);
         let client = Client::connect(&node.addr.parse().unwrap()).await.unwrap();
         self.nodes[i] = Some(node);
@@ -183,6 +193,10 @@ impl Cluster {
             .filter_map(|(i, s)| s.filter(|s| s.leader == self.ids[i]).map(|s| (s.epoch, i)))
             .collect()
     }
+}
+
+fn as_strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
 }
 
 /// One acknowledged write.

@@ -1,8 +1,9 @@
 //! Replication on real processes: three `meshlog node` processes hold a partition with
 //! replication factor 3 while an idempotent `acks=all` writer keeps writing through any
 //! node, and the faults of TESTING.md hit them: kill -9 of the leader again and again,
-//! SIGSTOP of the leader past its lease, a follower whose store is wiped, and every node
-//! killed at once; and a producer that sends straight to each leader across a kill.
+//! SIGSTOP of the leader past its lease, a follower whose store is wiped, a follower left
+//! behind by the leader's retention, and every node killed at once; and a producer that
+//! sends straight to each leader across a kill.
 //! Each test prints its figure line and checks, with the workload checker, that no
 //! acknowledged write is lost, duplicated, reordered or moved.
 
@@ -158,6 +159,65 @@ async fn a_follower_with_a_wiped_store_catches_up_and_nothing_is_lost() {
          -9 the leader: acked lost 0 of {}, duplicated 0 ({} read back)",
         log.acked.iter().map(|a| a.count).sum::<u64>(),
         r.read
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_left_behind_by_the_leaders_retention_resets_to_its_start_and_rejoins() {
+    const MAX_BYTES: u64 = 4_000;
+    let conf = tempfile::tempdir().unwrap();
+    let path = conf.path().join("node.toml");
+    std::fs::write(&path, "retention_check_interval_ms = 100\n").unwrap();
+    let mut c = Cluster::start_with(3, &["--config", path.to_str().unwrap()]).await;
+    let cfg = BTreeMap::from([("retention.bytes".to_string(), MAX_BYTES.to_string())]);
+    c.any_client().create_topic("trimmed", 1, 3, cfg).await.unwrap();
+    let w = Background::start(Writer::new("trimmed", 0, 10), c.clients.clone());
+    let (leader, _) = c.wait_leader_with_full_isr("trimmed", 0).await;
+    w.wait_for_more(20, "writes before the follower stops").await;
+    let f = (leader + 1) % 3;
+    let held =
+        c.replica_status(f, "trimmed", 0).await.expect("the follower reports its replica").log_end_offset;
+    c.kill9(f);
+    // The two others go on, and retention deletes past everything the follower holds
+    // (with room for a batch or two it took after the status).
+    let start = wait_until("the leader's log starts past the stopped follower's end", LONG_BUDGET, || {
+        let c = &c;
+        async move {
+            let (l, _) = c.wait_leader_with_full_isr_of_live("trimmed", 0).await;
+            let s = c.replica_status(l, "trimmed", 0).await?;
+            (s.log_start_offset > held + 100).then_some(s.log_start_offset)
+        }
+    })
+    .await;
+    c.restart(f).await;
+    // It drops its log, fetches from the leader's start and is back in the ISR.
+    let (leader, _) = c.wait_leader_with_full_isr("trimmed", 0).await;
+    let s = c.replica_status(f, "trimmed", 0).await.expect("the follower reports its replica");
+    assert!(s.log_start_offset >= start, "the follower starts at {} (leader at {start})", s.log_start_offset);
+    // What the leader acknowledged from then on survives it on the other two.
+    w.wait_for_more(20, "writes after the follower rejoined").await;
+    c.kill9(leader);
+    w.wait_for_more(20, "writes after the leader is killed").await;
+    c.restart(leader).await;
+    let log = w.stop().await;
+    // Retention keeps deleting until the log is within its bound; then read it back.
+    let (l, _) = c.wait_leader_with_full_isr("trimmed", 0).await;
+    wait_until("retention is done with the log", LONG_BUDGET, || {
+        let c = &c;
+        async move { c.replica_status(l, "trimmed", 0).await.filter(|s| s.size_bytes <= MAX_BYTES).map(|_| ()) }
+    })
+    .await;
+    let records = read_partition(&c.client(l), "trimmed", 0).await;
+    let first = records.first().map_or(u64::MAX, |r| r.offset as u64);
+    let kept: Vec<_> = log.acked.iter().copied().filter(|a| a.offset >= first).collect();
+    let r = check(&kept, &records);
+    assert!(!kept.is_empty() && r.read > 0, "records after the reset are read back: {r:?}");
+    assert_eq!((r.lost, r.duplicated, r.reordered, r.moved), (0, 0, 0, 0), "{r:?}");
+    println!(
+        "figure: a follower stopped while retention moved the leader's log start past its end (to {start}) restarts, \
+         resets to the leader's start and rejoins the ISR; then kill -9 the leader: acked lost 0 of the {} still \
+         retained, duplicated 0",
+        kept.iter().map(|a| a.count).sum::<u64>()
     );
 }
 

@@ -185,7 +185,12 @@ impl ReplicaHandle {
             seed: seed(topic, p, &peers[me]),
         };
         let start = part.offsets().0;
-        let mut core = replica::Replica::recover(cfg, hard, replica::Log::new(start, entries), now_ms());
+        let mut core = replica::Replica::recover(
+            cfg,
+            hard,
+            replica::Log::new(start, entries).with_start_epoch(part.start_epoch()),
+            now_ms(),
+        );
         if catching_up {
             tracing::warn!(
                 topic,
@@ -396,6 +401,11 @@ impl Driver {
                     None => return, // every handle is gone: the topic was dropped or the node stops
                 },
                 _ = tick.tick() => {
+                    // Retention or compaction deleted batches: the core forgets them.
+                    let start = self.part.offsets().0;
+                    if start > self.core.log().start() && !self.step(Input::LogStart { start }).await {
+                        return;
+                    }
                     self.step(Input::Tick).await;
                     continue;
                 }
@@ -516,6 +526,16 @@ impl Driver {
                 Output::Truncate { end } => {
                     tracing::info!(topic = %self.part.topic(), partition = self.part.id(), end, "log truncated to the leader's");
                     self.part.truncate(end)?;
+                    self.ctx.commit.flush().await?;
+                }
+                Output::ResetLog { start, start_epoch } => {
+                    tracing::warn!(
+                        topic = %self.part.topic(), partition = self.part.id(), start,
+                        "log fell below the leader's start (retention deleted the rest): dropped, fetching from there"
+                    );
+                    self.part.save_reset_start(start, start_epoch)?;
+                    self.ctx.commit.flush().await?;
+                    self.part.reset(start, start_epoch)?;
                     self.ctx.commit.flush().await?;
                 }
                 Output::Flush { id } => self.flush(id),

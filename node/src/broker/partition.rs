@@ -26,6 +26,8 @@ use tokio::sync::watch;
 #[derive(Debug, Clone)]
 struct State {
     log_start: u64,
+    /// The epoch of the batch just below `log_start` (0 if none was ever deleted).
+    start_epoch: Epoch,
     log_end: u64,
     size_bytes: u64,
     /// Set when the store returned a corrupt batch: the partition stops serving.
@@ -54,9 +56,10 @@ impl Partition {
     /// log there and marks the partition failed.
     pub fn open(store: Arc<Store>, topic: &str, id: u32) -> Result<(Partition, Vec<Entry>), StorageError> {
         let log = store.log(topic, id)?;
-        let saved_start = read_u64(&store, &log_start_key(topic, id))?.unwrap_or(0);
+        let (saved_start, start_epoch) = read_start(&store, topic, id)?;
         let mut state = State {
             log_start: saved_start,
+            start_epoch,
             log_end: saved_start,
             size_bytes: 0,
             failed: None,
@@ -178,6 +181,47 @@ impl Partition {
         *self.hw.borrow()
     }
 
+    /// The epoch of the batch just below the log start (what the replica core compares
+    /// for a log whose head was deleted).
+    pub fn start_epoch(&self) -> Epoch {
+        self.state().start_epoch
+    }
+
+    /// Save `start` as the log's first offset and `epoch` as that of the batch below
+    /// it, before any batch goes, so a crash in between never loses the start. Durable
+    /// after the next flush.
+    fn save_start(&self, start: u64, epoch: Epoch) -> Result<(), StorageError> {
+        let mut value = [0u8; 16];
+        value[..8].copy_from_slice(&start.to_be_bytes());
+        value[8..].copy_from_slice(&epoch.0.to_be_bytes());
+        self.store.meta_put(&log_start_key(&self.topic, self.id), &value)
+    }
+
+    /// Move the log start to `end` once the batch below it (of `epoch`) is removed.
+    fn started_at(&self, end: u64, epoch: Epoch, removed_bytes: u64) {
+        let mut st = self.state();
+        st.log_start = end;
+        st.start_epoch = epoch;
+        st.size_bytes = st.size_bytes.saturating_sub(removed_bytes);
+    }
+
+    /// A follower's log fell below its leader's start: save the new start (flush
+    /// before [`Partition::reset`], so that a crash between the two leaves a log that
+    /// knows where it starts).
+    pub fn save_reset_start(&self, start: u64, start_epoch: Epoch) -> Result<(), StorageError> {
+        self.save_start(start, start_epoch)
+    }
+
+    /// Drop every batch: the log continues, empty, from `start`, the batch below which
+    /// was of `start_epoch`. The start must already be saved durably
+    /// ([`Partition::save_reset_start`]); the rest is durable after the next flush.
+    pub fn reset(&self, start: u64, start_epoch: Epoch) -> Result<(), StorageError> {
+        self.log.truncate(0)?;
+        let mut st = self.state();
+        (st.log_start, st.log_end, st.start_epoch, st.size_bytes) = (start, start, start_epoch, 0);
+        Ok(())
+    }
+
     /// (log start, log end, bytes stored).
     pub fn offsets(&self) -> (u64, u64, u64) {
         let st = self.state();
@@ -280,13 +324,16 @@ impl Partition {
     }
 
     /// Delete the oldest batches past `retention.ms` or `retention.bytes`. Only batches
-    /// wholly below the HW are deleted. Returns how many batches were removed. A
-    /// compacted topic (`cleanup.policy=compact`) keeps its batches: nothing is deleted.
+    /// wholly below the HW are deleted, and never the last one (as Kafka keeps its active
+    /// segment): a replica's last batch is where its log's last epoch is read from after
+    /// a restart. Returns how many batches were removed. A compacted topic
+    /// (`cleanup.policy=compact`) keeps its batches: nothing is deleted.
     pub fn enforce_retention(&self, config: &TopicConfig, now_ms: i64) -> Result<usize, StorageError> {
         if config.cleanup_policy == CleanupPolicy::Compact {
             return Ok(0);
         }
         let hw = *self.hw.borrow();
+        let Some((last_base, _)) = self.log.last()? else { return Ok(0) };
         let mut removed = 0;
         for entry in self.log.iter() {
             let (base, bytes) = entry?;
@@ -298,15 +345,13 @@ impl Partition {
             let too_old =
                 config.retention_ms.is_some_and(|ms| h.max_timestamp < now_ms.saturating_sub(ms as i64));
             let too_big = config.retention_bytes.is_some_and(|max| size > max);
-            if end > hw || !(too_old || too_big) {
+            if end > hw || base >= last_base || !(too_old || too_big) {
                 break;
             }
-            // Record the new start first, so a crash between the two never loses it.
-            self.store.meta_put(&log_start_key(&self.topic, self.id), &end.to_be_bytes())?;
+            let epoch = as_entry(base, &h).epoch;
+            self.save_start(end, epoch)?;
             self.log.remove(base)?;
-            let mut st = self.state();
-            st.log_start = end;
-            st.size_bytes -= bytes.len() as u64;
+            self.started_at(end, epoch, bytes.len() as u64);
             removed += 1;
         }
         Ok(removed)
@@ -321,6 +366,21 @@ fn advance(hw: &watch::Sender<u64>, end: u64) -> bool {
         }
         moved
     })
+}
+
+/// The saved log start and the epoch below it: 16 bytes, or 8 (an older node's
+/// record, without the epoch), or nothing (a log that never lost its head).
+fn read_start(store: &Store, topic: &str, id: u32) -> Result<(u64, Epoch), StorageError> {
+    let Some(b) = store.meta_get(&log_start_key(topic, id))? else { return Ok((0, Epoch(0))) };
+    let word = |i: usize| b.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()).map(u64::from_be_bytes);
+    match (b.len(), word(0), word(8)) {
+        (16, Some(start), Some(epoch)) => Ok((start, Epoch(epoch))),
+        (8, Some(start), _) => Ok((start, Epoch(0))),
+        _ => Err(StorageError::Io {
+            op: "read log start",
+            reason: format!("{topic}-{id}: a saved log start of {} bytes", b.len()),
+        }),
+    }
 }
 
 fn read_u64(store: &Store, key: &str) -> Result<Option<u64>, StorageError> {

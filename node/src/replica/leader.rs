@@ -162,6 +162,19 @@ impl Replica {
         }
         let consistent =
             self.log.end_of_epoch(last_epoch).is_some_and(|e| offset <= e) && offset <= self.log.end();
+        // A follower whose log ends below our start, or agrees with ours only below it,
+        // cannot be repaired entry by entry: what it lacks was deleted (committed).
+        let start = self.log.start();
+        let departs_at = self.log.floor_epoch(last_epoch).1.min(offset);
+        if offset < start || (!consistent && start > 0 && departs_at <= start) {
+            let body = FetchBody::Behind {
+                start,
+                start_epoch: self.log.start_epoch(),
+                fetch_offset: offset,
+                fetch_last_epoch: last_epoch,
+            };
+            return self.send(from, Message::FetchResp { epoch, hw: self.hw_for(from), body });
+        }
         if !consistent {
             let (e, end) = self.log.floor_epoch(last_epoch);
             let body = FetchBody::Diverging {

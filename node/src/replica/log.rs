@@ -4,17 +4,37 @@
 
 use super::types::{Entry, Epoch};
 
-/// Entries in offset order, contiguous from `start`.
+/// Entries in offset order, contiguous from `start`. What lay below `start` is gone
+/// (retention deleted it, committed) but for its last epoch, `start_epoch`: Raft's
+/// snapshot term. A log whose entries are all gone still compares in elections by
+/// (`start_epoch`, `start`), never as an empty log.
 #[derive(Debug, Clone, Default)]
 pub struct Log {
     entries: Vec<Entry>,
     start: u64,
+    start_epoch: Epoch,
 }
 
 impl Log {
     /// A log holding `entries` (contiguous, in order) starting at `start`.
     pub fn new(start: u64, entries: Vec<Entry>) -> Log {
-        Log { entries, start }
+        Log { entries, start, start_epoch: Epoch(0) }
+    }
+
+    /// The same log, with `epoch` as the epoch of the entry just below its start.
+    pub fn with_start_epoch(mut self, epoch: Epoch) -> Log {
+        self.start_epoch = epoch;
+        self
+    }
+
+    /// The first offset it holds (or would hold).
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// The epoch of the last entry below the start (`Epoch(0)` if none is known).
+    pub fn start_epoch(&self) -> Epoch {
+        self.start_epoch
     }
 
     /// One past the last offset.
@@ -22,9 +42,28 @@ impl Log {
         self.entries.last().map_or(self.start, Entry::end)
     }
 
-    /// The epoch of the last entry (`Epoch(0)` for an empty log).
+    /// The epoch of the last entry (the start epoch for a log without entries).
     pub fn last_epoch(&self) -> Epoch {
-        self.entries.last().map_or(Epoch(0), |e| e.epoch)
+        self.entries.last().map_or(self.start_epoch, |e| e.epoch)
+    }
+
+    /// Forget the entries that end at or before `start` (retention deleted them); the
+    /// log then starts where the last of them ended.
+    pub fn trim(&mut self, start: u64) {
+        let gone = self.entries.partition_point(|e| e.end() <= start);
+        if let Some(last) = gone.checked_sub(1).map(|i| self.entries[i]) {
+            self.start = last.end();
+            self.start_epoch = last.epoch;
+            self.entries.drain(..gone);
+        }
+    }
+
+    /// Drop every entry: the log continues, empty, from `start`, the entry below which
+    /// was of `start_epoch`.
+    pub fn reset(&mut self, start: u64, start_epoch: Epoch) {
+        self.entries.clear();
+        self.start = start;
+        self.start_epoch = start_epoch;
     }
 
     /// Every entry.
@@ -45,23 +84,20 @@ impl Log {
     }
 
     /// The end of epoch `epoch` in this log: where the first entry of a later epoch
-    /// starts, or the log end. `None` if the log has no entry of exactly `epoch` (epoch
-    /// 0, "nothing", always ends at the log start).
+    /// starts, or the log end. `None` if the log has no entry of exactly `epoch` and it
+    /// is not the start epoch (which, without entries of its own, ends at the start;
+    /// epoch 0, "nothing", is the start epoch of a log that never lost its head).
     pub fn end_of_epoch(&self, epoch: Epoch) -> Option<u64> {
-        if epoch == Epoch(0) {
-            return Some(
-                self.entries.first().filter(|e| e.epoch == Epoch(0)).map_or(self.start, |_| self.end()),
-            );
-        }
         if !self.entries.iter().any(|e| e.epoch == epoch) {
-            return None;
+            return (epoch == self.start_epoch).then_some(self.start);
         }
         Some(self.entries.iter().find(|e| e.epoch > epoch).map_or(self.end(), |e| e.base))
     }
 
     /// The largest epoch in this log at or below `epoch`, and where it ends.
     pub fn floor_epoch(&self, epoch: Epoch) -> (Epoch, u64) {
-        let floor = self.entries.iter().rev().map(|e| e.epoch).find(|e| *e <= epoch).unwrap_or(Epoch(0));
+        let floor = self.entries.iter().rev().map(|e| e.epoch).find(|e| *e <= epoch);
+        let floor = floor.unwrap_or(if self.start_epoch <= epoch { self.start_epoch } else { Epoch(0) });
         (floor, self.end_of_epoch(floor).unwrap_or(self.start))
     }
 
@@ -114,5 +150,27 @@ mod tests {
         l2.truncate(5);
         assert_eq!(l2.end(), 5);
         assert!(log.ends_at_boundary(5) && !log.ends_at_boundary(4));
+    }
+
+    #[test]
+    fn a_trimmed_log_keeps_the_epoch_below_its_start() {
+        let mut log = Log::new(0, vec![e(0, 2, 1), e(2, 3, 1), e(5, 1, 3), e(6, 4, 3)]);
+        log.trim(4); // inside the second entry: only the first goes
+        assert_eq!((log.start(), log.start_epoch(), log.entries().len()), (2, Epoch(1), 3));
+        log.trim(6);
+        assert_eq!((log.start(), log.start_epoch(), log.end()), (6, Epoch(3), 10));
+        // Epoch 3 runs on past the start; epoch 1 is gone; nothing at or below 2 is held.
+        assert_eq!(log.end_of_epoch(Epoch(3)), Some(10));
+        assert_eq!(log.end_of_epoch(Epoch(1)), None);
+        assert_eq!(log.floor_epoch(Epoch(2)), (Epoch(0), 6));
+        log.trim(10);
+        assert!(log.entries().is_empty());
+        // Without entries it still compares as ending with epoch 3 at 10, not as empty.
+        assert_eq!((log.last_epoch(), log.end()), (Epoch(3), 10));
+        assert!(!log.is_behind_or_equal(Epoch(1), 50), "a stale candidate is not up to date");
+        assert_eq!(log.end_of_epoch(Epoch(3)), Some(10));
+        log.reset(20, Epoch(4));
+        assert_eq!((log.start(), log.end(), log.last_epoch()), (20, 20, Epoch(4)));
+        assert_eq!(log.floor_epoch(Epoch(5)), (Epoch(4), 20));
     }
 }

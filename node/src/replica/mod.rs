@@ -145,6 +145,8 @@ impl Replica {
                 self.on_client_append(token, count, producer, acks)
             }
             Input::Flushed { id } => self.on_flushed(id),
+            // Retention deletes only below the HW; never forget an entry above it.
+            Input::LogStart { start } => self.log.trim(start.min(self.hw)),
         }
         debug_assert!(self.hw >= hw0, "the high watermark never decreases");
         debug_assert!(self.hard.promised >= promised0, "the promised epoch never decreases");
@@ -173,10 +175,17 @@ impl Replica {
         let entries = self.log.entries();
         let first = entries.partition_point(|e| e.epoch < epoch);
         let holds_target = self.catch_up_target.is_some_and(|t| self.flushed_end >= t);
-        if let Some(m) = entries.get(first).filter(|m| m.epoch == epoch && m.epoch_start) {
-            if self.hw > m.base && self.flushed_end > m.base && holds_target {
-                self.catching_up = false;
+        let marker_committed = match entries.get(first).filter(|m| m.epoch == epoch && m.epoch_start) {
+            Some(m) => self.hw > m.base && self.flushed_end > m.base,
+            // The epoch began below the log start, whose entries retention deleted once
+            // they were committed: so was the epoch's marker, and all before it.
+            None => {
+                let start = self.log.start();
+                self.log.start_epoch() == epoch && start > 0 && self.hw >= start && self.flushed_end >= start
             }
+        };
+        if marker_committed && holds_target {
+            self.catching_up = false;
         }
     }
 
@@ -290,6 +299,23 @@ impl Replica {
         }
         self.producers = Producers::rebuild(self.log.entries());
         self.out.push(Output::Truncate { end });
+    }
+
+    /// Drop the whole log for the leader's, which starts at `start` (everything below it
+    /// committed and deleted): ours is empty from there, and durable so once the output
+    /// has run, which the driver completes before the next one.
+    fn reset_log(&mut self, start: u64, start_epoch: Epoch) {
+        self.log.reset(start, start_epoch);
+        self.flushed_end = start;
+        for f in self.flushes.iter_mut() {
+            f.1 = f.1.min(start);
+        }
+        self.producers = Producers::rebuild(self.log.entries());
+        self.out.push(Output::ResetLog { start, start_epoch });
+        if start > self.hw {
+            self.hw = start;
+            self.out.push(Output::HighWatermark(start));
+        }
     }
 
     /// Adopt a higher epoch seen in a message: forget any vote, step down.
@@ -489,6 +515,16 @@ impl Replica {
                 true
             }
             FetchBody::Diverging { .. } => false,
+            // Only for the log we hold now (as above), and never past our HW: a log
+            // that agrees with the leader up to its HW has it above the leader's start.
+            FetchBody::Behind { start, start_epoch, fetch_offset, fetch_last_epoch }
+                if (fetch_offset, fetch_last_epoch) == (self.log.end(), self.log.last_epoch())
+                    && self.hw <= start =>
+            {
+                self.reset_log(start, start_epoch);
+                true
+            }
+            FetchBody::Behind { .. } => false,
             FetchBody::Entries(entries) => self.append_replicated(entries),
         };
         let hw = leader_hw.min(self.log.end());

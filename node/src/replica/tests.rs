@@ -419,3 +419,100 @@ fn acks_all_stops_waiting_for_a_silent_follower_after_an_election_timeout() {
         "{out:?}"
     );
 }
+
+/// Replica 0 of three, recovered with epoch 1's log (a marker at 0, then 1..10), elected
+/// for epoch 2 with replica 1's vote; its marker at 10 is committed by replica 1's fetch.
+fn leader_of_epoch_2_over_ten_offsets() -> Replica {
+    let log = Log::new(0, vec![entry(0, 1, 1, true), entry(1, 9, 1, false)]);
+    let mut r = Replica::recover(cfg(0, 3), HardState { promised: Epoch(1), voted_for: None }, log, 0);
+    r.step(5_000, Input::Tick);
+    r.step(5_001, Input::Receive { from: 1, msg: Message::PreVoteResp { epoch: Epoch(2), granted: true } });
+    let out =
+        r.step(5_002, Input::Receive { from: 1, msg: Message::VoteResp { epoch: Epoch(2), granted: true } });
+    assert!(r.is_leader() && out.contains(&Output::AppendMarker(entry(10, 1, 2, true))));
+    let Some(Output::Flush { id }) = out.iter().find(|o| matches!(o, Output::Flush { .. })).cloned() else {
+        panic!("the marker is flushed: {out:?}")
+    };
+    r.step(5_003, Input::Flushed { id });
+    let fetch = Message::Fetch { epoch: Epoch(2), offset: 11, last_epoch: Epoch(2), flushed_end: 11 };
+    r.step(5_004, Input::Receive { from: 1, msg: fetch });
+    assert_eq!(r.high_watermark(), 11);
+    r
+}
+
+#[test]
+fn a_follower_below_the_leaders_trimmed_start_resets_to_it_and_catches_up() {
+    let mut leader = leader_of_epoch_2_over_ten_offsets();
+    // Retention deleted the batches below 10.
+    leader.step(5_010, Input::LogStart { start: 10 });
+    assert_eq!((leader.log().start(), leader.log().start_epoch()), (10, Epoch(1)));
+    // Replica 2 comes back with an empty log: the leader cannot send what it deleted.
+    let mut follower = fresh(2, 3);
+    let fetch = Message::Fetch { epoch: Epoch(2), offset: 0, last_epoch: Epoch(0), flushed_end: 0 };
+    let out = leader.step(5_020, Input::Receive { from: 2, msg: fetch });
+    let behind =
+        FetchBody::Behind { start: 10, start_epoch: Epoch(1), fetch_offset: 0, fetch_last_epoch: Epoch(0) };
+    let answer = Message::FetchResp { epoch: Epoch(2), hw: 0, body: behind };
+    assert_eq!(sends(&out), vec![(2, answer.clone())]);
+
+    // The follower drops its log (durably, before anything else runs) and fetches from 10.
+    let out = follower.step(5_030, Input::Receive { from: 0, msg: answer.clone() });
+    let reset = out.iter().position(|o| *o == Output::ResetLog { start: 10, start_epoch: Epoch(1) });
+    let refetch = Message::Fetch { epoch: Epoch(2), offset: 10, last_epoch: Epoch(1), flushed_end: 10 };
+    let send = out.iter().position(|o| *o == Output::Send { to: 0, msg: refetch.clone() });
+    assert!(reset.is_some() && reset < send, "{out:?}");
+    assert!(out.contains(&Output::HighWatermark(10)), "everything below the start is committed");
+    assert_eq!((follower.log().end(), follower.log().last_epoch()), (10, Epoch(1)));
+
+    // Its log now matches the leader's from the start: it gets the marker at 10.
+    let out = leader.step(5_040, Input::Receive { from: 2, msg: refetch });
+    let entries = FetchBody::Entries(vec![entry(10, 1, 2, true)]);
+    assert_eq!(sends(&out), vec![(2, Message::FetchResp { epoch: Epoch(2), hw: 11, body: entries.clone() })]);
+    let out = follower.step(
+        5_050,
+        Input::Receive { from: 0, msg: Message::FetchResp { epoch: Epoch(2), hw: 11, body: entries } },
+    );
+    assert!(out.contains(&Output::AppendReplicated(vec![entry(10, 1, 2, true)])));
+    // A duplicate of the old answer is about a log the follower no longer holds.
+    let out = follower.step(5_060, Input::Receive { from: 0, msg: answer });
+    assert!(!out.iter().any(|o| matches!(o, Output::ResetLog { .. })), "{out:?}");
+    assert_eq!(follower.log().end(), 11);
+}
+
+#[test]
+fn a_log_reset_to_the_leaders_start_still_refuses_a_stale_candidate() {
+    let mut r = fresh(1, 3);
+    let behind =
+        FetchBody::Behind { start: 10, start_epoch: Epoch(1), fetch_offset: 0, fetch_last_epoch: Epoch(0) };
+    r.step(
+        1_000,
+        Input::Receive { from: 0, msg: Message::FetchResp { epoch: Epoch(2), hw: 0, body: behind } },
+    );
+    assert_eq!((r.log().end(), r.log().last_epoch()), (10, Epoch(1)));
+    // Long after the leader went silent, a candidate whose log ends at 5 in epoch 1
+    // asks: an empty log would grant it, one that ends at 10 in epoch 1 must not.
+    let vote = Message::Vote { epoch: Epoch(3), last_epoch: Epoch(1), last_end: 5 };
+    let out = r.step(10_000, Input::Receive { from: 2, msg: vote });
+    assert_eq!(sends(&out), vec![(2, Message::VoteResp { epoch: Epoch(3), granted: false })]);
+}
+
+#[test]
+fn a_follower_that_agrees_above_the_leaders_start_is_not_reset() {
+    let mut leader = leader_of_epoch_2_over_ten_offsets();
+    leader.step(5_010, Input::LogStart { start: 10 });
+    // Replica 1 holds everything up to 11: its fetch from 11 in epoch 2 is consistent.
+    let fetch = Message::Fetch { epoch: Epoch(2), offset: 11, last_epoch: Epoch(2), flushed_end: 11 };
+    let out = leader.step(5_020, Input::Receive { from: 1, msg: fetch });
+    assert!(
+        !sends(&out)
+            .iter()
+            .any(|(_, m)| matches!(m, Message::FetchResp { body: FetchBody::Behind { .. }, .. })),
+        "{out:?}"
+    );
+    // One at exactly the start with the start's epoch is consistent too.
+    let fetch = Message::Fetch { epoch: Epoch(2), offset: 10, last_epoch: Epoch(1), flushed_end: 10 };
+    let out = leader.step(5_030, Input::Receive { from: 2, msg: fetch });
+    let want =
+        Message::FetchResp { epoch: Epoch(2), hw: 11, body: FetchBody::Entries(vec![entry(10, 1, 2, true)]) };
+    assert_eq!(sends(&out), vec![(2, want)]);
+}

@@ -197,6 +197,20 @@ pub enum FetchBody {
         /// The `last_epoch` of the fetch this answers.
         fetch_last_epoch: Epoch,
     },
+    /// The follower's log ends below the leader's log start, or departs from it there:
+    /// what it misses was deleted by retention (committed, so it needs none of it).
+    /// Drop the whole log and continue, empty, from `start` (Kafka's out-of-range reset
+    /// of a follower; Raft's snapshot install, with no state to install).
+    Behind {
+        /// The leader's log start.
+        start: u64,
+        /// The epoch of the leader's entry just below `start`.
+        start_epoch: Epoch,
+        /// The `offset` of the fetch this answers (a reply to an older log is ignored).
+        fetch_offset: u64,
+        /// The `last_epoch` of the fetch this answers.
+        fetch_last_epoch: Epoch,
+    },
 }
 
 /// Everything that can happen to a replica.
@@ -227,6 +241,12 @@ pub enum Input {
     Flushed {
         /// The flush's id.
         id: u64,
+    },
+    /// Retention (or compaction) deleted the stored batches below `start`, all below the
+    /// high watermark: the log forgets their entries.
+    LogStart {
+        /// The stored log's first offset.
+        start: u64,
     },
 }
 
@@ -260,6 +280,15 @@ pub enum Output {
     Truncate {
         /// New log end.
         end: u64,
+    },
+    /// Delete the whole log; it continues, empty, from `start`, and the epoch of the
+    /// entry below `start` is `start_epoch` (both kept as the log start). Durable
+    /// before any later output runs, like a truncation.
+    ResetLog {
+        /// The new log start (and end).
+        start: u64,
+        /// The epoch of the entry just below it.
+        start_epoch: Epoch,
     },
     /// Start a group commit covering everything appended so far; answered with
     /// [`Input::Flushed`] carrying the same id.

@@ -57,6 +57,11 @@ impl World {
                 Ok(())
             }
             Output::Truncate { end } => self.truncate(node, end),
+            // Simulated logs are never trimmed, so no leader's log starts past 0: a
+            // reset here means a follower was told to drop entries it should keep.
+            Output::ResetLog { start, .. } => {
+                Err(format!("node {node} was told to reset its log to {start}"))
+            }
             Output::Flush { id } => {
                 self.start_flush(node, id);
                 Ok(())

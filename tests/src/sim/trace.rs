@@ -19,6 +19,7 @@ pub enum Msg {
     Fetch { epoch: u64, offset: u64, last_epoch: u64, flushed_end: u64 },
     Entries { epoch: u64, hw: u64, first: Option<u64>, n: usize },
     Diverging { epoch: u64, hw: u64, div_epoch: u64, end: u64 },
+    Behind { epoch: u64, hw: u64, start: u64 },
     Stale { epoch: u64 },
 }
 
@@ -45,6 +46,9 @@ impl Msg {
             }
             Message::FetchResp { epoch, hw, body: FetchBody::Diverging { epoch: d, end, .. } } => {
                 Msg::Diverging { epoch: epoch.0, hw: *hw, div_epoch: d.0, end: *end }
+            }
+            Message::FetchResp { epoch, hw, body: FetchBody::Behind { start, .. } } => {
+                Msg::Behind { epoch: epoch.0, hw: *hw, start: *start }
             }
             Message::Stale { epoch } => Msg::Stale { epoch: epoch.0 },
         }

@@ -22,7 +22,7 @@
 //! - Compaction and retention both run from the node's one retention task, never at
 //!   once on a partition.
 
-use super::{log_start_key, Partition};
+use super::Partition;
 use crate::storage::{StorageError, StoredBytes};
 use meshlog_protocol::batch::{self, BatchHeader, Record};
 use meshlog_protocol::types::TopicConfig;
@@ -176,12 +176,10 @@ impl Partition {
             if end > hw || holds_records || base >= last_base {
                 break;
             }
-            // Record the new start first, so a crash between the two never loses it.
-            self.store.meta_put(&log_start_key(&self.topic, self.id), &end.to_be_bytes())?;
+            let epoch = super::as_entry(base, &h).epoch;
+            self.save_start(end, epoch)?;
             self.log.remove(base)?;
-            let mut st = self.state();
-            st.log_start = end;
-            st.size_bytes = st.size_bytes.saturating_sub(bytes.len() as u64);
+            self.started_at(end, epoch, bytes.len() as u64);
             stats.batches_removed += 1;
             stats.bytes_after = stats.bytes_after.saturating_sub(bytes.len() as u64);
         }
