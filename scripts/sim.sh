@@ -5,7 +5,9 @@
 #   scripts/sim.sh [COUNT]        COUNT seeds (default 10000) from MESHLOG_SIM_START
 #                                 (default 100000, past the seeds CI runs)
 #
-# Environment: SIM_JOBS parallel chunks (default 1: the machine is shared),
+# Environment: SIM_RUN which run: mixed (default) or retention (the mix with retention
+# deleting committed log heads, so followers fall behind and reset),
+# SIM_JOBS parallel chunks (default 1: the machine is shared),
 # SIM_PROFILE cargo profile (default test, the build `cargo nextest` makes: it keeps the
 # core's debug assertions, and release is barely faster here),
 # SIM_TIMEOUT_S bound on the whole run (default 1800).
@@ -17,6 +19,11 @@ start=${MESHLOG_SIM_START:-100000}
 jobs=${SIM_JOBS:-1}
 profile=${SIM_PROFILE:-test}
 timeout_s=${SIM_TIMEOUT_S:-1800}
+case ${SIM_RUN:-mixed} in
+  mixed) test_name=mixed_fault_seeds_keep_every_invariant ;;
+  retention) test_name=with_retention_followers_left_behind_reset_and_every_invariant_holds ;;
+  *) echo "SIM_RUN must be mixed or retention, not ${SIM_RUN}" >&2; exit 2 ;;
+esac
 
 bin=$(cargo test -p meshlog-tests --test simulation --profile "$profile" --no-run --message-format=json \
   | grep -o '"executable":"[^"]*simulation-[^"]*"' | tail -1 | cut -d'"' -f4)
@@ -31,7 +38,7 @@ for ((j = 0; j < jobs; j++)); do
   n=$(( count - j * chunk < chunk ? count - j * chunk : chunk ))
   [ "$n" -gt 0 ] || break
   MESHLOG_SIM_START=$s MESHLOG_SIM_SEEDS=$n timeout "$timeout_s" \
-    "$bin" --exact mixed_fault_seeds_keep_every_invariant --nocapture >"$out/$j.log" 2>&1 &
+    "$bin" --exact "$test_name" --nocapture >"$out/$j.log" 2>&1 &
 done
 status=0
 wait || status=$?
@@ -50,5 +57,5 @@ for f in "$out"/*.log; do
   grep -E 'seeds failed: ' "$f" || true
   grep '^figure:' "$f"
 done
-echo "sim: seeds passed ${passed}/${ran} (from ${start}, ${jobs} jobs, ${profile}, $(( $(date +%s) - started ))s)"
+echo "sim ${SIM_RUN:-mixed}: seeds passed ${passed}/${ran} (from ${start}, ${jobs} jobs, ${profile}, $(( $(date +%s) - started ))s)"
 [ "$passed" -eq "$count" ] && [ "$status" -eq 0 ]

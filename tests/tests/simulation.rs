@@ -3,7 +3,8 @@
 //! nodes, loss, duplication, reordering and drifting clocks, no seed breaks I1-I6, no
 //! acknowledged `acks=all` write is lost, nothing is written twice or out of producer
 //! order, no committed offset changes meaning, fetches do not multiply, and after the
-//! heal the replicas converge on one log.
+//! heal the replicas converge on one log; also with retention deleting committed heads,
+//! so that followers fall behind their leader's start and reset to it.
 //!
 //! `MESHLOG_SIM_SEED=<n>` replays one seed of the mixed run; `MESHLOG_SIM_SEEDS=<count>`
 //! and `MESHLOG_SIM_START=<n>` choose a range (`scripts/sim.sh` runs thousands).
@@ -35,6 +36,18 @@ fn mixed_fault_seeds_keep_every_invariant() {
     println!("figure: {} in {:.1?}", t.figure(), started.elapsed());
     assert_clean(&t);
     assert!(t.acked_all > 0 && t.faults > 0, "the run wrote and broke things");
+}
+
+/// Seeds of the mixed run with retention deleting committed heads of the logs.
+const RETENTION_SEEDS: u64 = 200;
+
+#[test]
+fn with_retention_followers_left_behind_reset_and_every_invariant_holds() {
+    let seeds = sim::seeds(0, RETENTION_SEEDS);
+    let t = Totals::run(&seeds, SimConfig::with_retention);
+    println!("figure: with retention: {}", t.figure());
+    assert_clean(&t);
+    assert!(t.trims > 0 && t.resets > 0, "retention deleted heads and left followers behind");
 }
 
 #[test]
@@ -107,4 +120,15 @@ fn regression_a_pre_candidate_behind_in_epoch_learns_the_epoch() {
 #[test]
 fn regression_a_rebuilt_replica_holds_what_was_committed_with_its_lost_copy() {
     assert_seeds_pass(&[116]);
+}
+
+/// Sim bug 7 (seeds 355, 753 of the retention run): a follower reset to its leader's start
+/// knew nothing of the producers whose batches retention had deleted; once it led, a late
+/// retry of such a batch was written a second time. The leader's producer state of the
+/// deleted entries now comes with `Behind`, and every replica saves its own for a restart.
+#[test]
+fn regression_a_reset_follower_remembers_the_producers_of_deleted_batches() {
+    let t = Totals::run(&[355, 753, 1218], SimConfig::with_retention);
+    println!("figure: {}", t.figure());
+    assert_clean(&t);
 }

@@ -170,6 +170,7 @@ impl Replica {
             let body = FetchBody::Behind {
                 start,
                 start_epoch: self.log.start_epoch(),
+                producers: self.deleted_producers.snapshot(),
                 fetch_offset: offset,
                 fetch_last_epoch: last_epoch,
             };

@@ -80,6 +80,9 @@ pub struct Replica {
     next_flush_id: u64,
     flushes: VecDeque<(u64, u64)>,
     producers: Producers,
+    /// The producer state of the entries below the log start (retention deleted them):
+    /// what `producers` is rebuilt on.
+    deleted_producers: Producers,
     /// Set for a replica that lost its store (same identity, empty disk): its empty
     /// log would make it grant any candidate and so let a stale one win without the
     /// committed entries. It neither votes nor campaigns until it holds, durably, both a
@@ -118,6 +121,7 @@ impl Replica {
             next_flush_id: 1,
             flushes: VecDeque::new(),
             producers,
+            deleted_producers: Producers::default(),
             catching_up: false,
             catch_up_target: None,
             out: Vec::new(),
@@ -134,6 +138,14 @@ impl Replica {
         r
     }
 
+    /// The same replica, remembering `snapshot` as the producer state of the entries
+    /// below its log start (saved by [`Output::SaveProducers`] or a reset).
+    pub fn with_deleted_producers(mut self, snapshot: &[ProducerState]) -> Replica {
+        self.deleted_producers = Producers::from_snapshot(snapshot);
+        self.producers = self.deleted_producers.then(self.log.entries());
+        self
+    }
+
     /// Feed one input at time `now_ms` (monotonic) and take the outputs.
     pub fn step(&mut self, now_ms: u64, input: Input) -> Vec<Output> {
         self.now = self.now.max(now_ms);
@@ -145,8 +157,7 @@ impl Replica {
                 self.on_client_append(token, count, producer, acks)
             }
             Input::Flushed { id } => self.on_flushed(id),
-            // Retention deletes only below the HW; never forget an entry above it.
-            Input::LogStart { start } => self.log.trim(start.min(self.hw)),
+            Input::LogStart { start } => self.on_log_start(start),
         }
         debug_assert!(self.hw >= hw0, "the high watermark never decreases");
         debug_assert!(self.hard.promised >= promised0, "the promised epoch never decreases");
@@ -297,21 +308,39 @@ impl Replica {
         for f in self.flushes.iter_mut() {
             f.1 = f.1.min(end);
         }
-        self.producers = Producers::rebuild(self.log.entries());
+        self.producers = self.deleted_producers.then(self.log.entries());
         self.out.push(Output::Truncate { end });
+    }
+
+    /// Retention deleted the stored entries below `start`: forget them (never one at or
+    /// above the HW, which retention does not touch), remembering their producers.
+    fn on_log_start(&mut self, start: u64) {
+        let upto = start.min(self.hw);
+        let gone = self.log.entries().partition_point(|e| e.end() <= upto);
+        if gone == 0 {
+            return;
+        }
+        let with_producer = self.log.entries()[..gone].iter().any(|e| e.producer.is_some());
+        self.deleted_producers = self.deleted_producers.then(&self.log.entries()[..gone]);
+        self.log.trim(upto);
+        if with_producer {
+            self.out.push(Output::SaveProducers(self.deleted_producers.snapshot()));
+        }
     }
 
     /// Drop the whole log for the leader's, which starts at `start` (everything below it
     /// committed and deleted): ours is empty from there, and durable so once the output
-    /// has run, which the driver completes before the next one.
-    fn reset_log(&mut self, start: u64, start_epoch: Epoch) {
+    /// has run, which the driver completes before the next one. The leader's producer
+    /// state of the deleted entries becomes ours.
+    fn reset_log(&mut self, start: u64, start_epoch: Epoch, producers: Vec<ProducerState>) {
         self.log.reset(start, start_epoch);
         self.flushed_end = start;
         for f in self.flushes.iter_mut() {
             f.1 = f.1.min(start);
         }
-        self.producers = Producers::rebuild(self.log.entries());
-        self.out.push(Output::ResetLog { start, start_epoch });
+        self.deleted_producers = Producers::from_snapshot(&producers);
+        self.producers = self.deleted_producers.clone();
+        self.out.push(Output::ResetLog { start, start_epoch, producers });
         if start > self.hw {
             self.hw = start;
             self.out.push(Output::HighWatermark(start));
@@ -517,11 +546,11 @@ impl Replica {
             FetchBody::Diverging { .. } => false,
             // Only for the log we hold now (as above), and never past our HW: a log
             // that agrees with the leader up to its HW has it above the leader's start.
-            FetchBody::Behind { start, start_epoch, fetch_offset, fetch_last_epoch }
+            FetchBody::Behind { start, start_epoch, producers, fetch_offset, fetch_last_epoch }
                 if (fetch_offset, fetch_last_epoch) == (self.log.end(), self.log.last_epoch())
                     && self.hw <= start =>
             {
-                self.reset_log(start, start_epoch);
+                self.reset_log(start, start_epoch, producers);
                 true
             }
             FetchBody::Behind { .. } => false,

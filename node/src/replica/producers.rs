@@ -1,7 +1,7 @@
 //! Idempotent producers: the last few batch sequences of each producer, kept from the
 //! log itself (so they survive a leader change), to recognise retries and gaps.
 
-use super::types::{Entry, ProducerSeq};
+use super::types::{Entry, ProducerSeq, ProducerState};
 use std::collections::{HashMap, VecDeque};
 
 /// Batches remembered per producer (Kafka keeps 5).
@@ -45,6 +45,39 @@ impl Producers {
     /// The states implied by a log's entries.
     pub fn rebuild(entries: &[Entry]) -> Producers {
         let mut p = Producers::default();
+        for e in entries {
+            p.observe(e);
+        }
+        p
+    }
+
+    /// The states implied by `snapshot` (what was remembered of deleted entries).
+    pub fn from_snapshot(snapshot: &[ProducerState]) -> Producers {
+        let map = snapshot
+            .iter()
+            .map(|s| (s.id, State { epoch: s.epoch, recent: s.recent.iter().copied().collect() }))
+            .collect();
+        Producers { map }
+    }
+
+    /// Every producer's state, by id.
+    pub fn snapshot(&self) -> Vec<ProducerState> {
+        let mut out: Vec<ProducerState> = self
+            .map
+            .iter()
+            .map(|(id, st)| ProducerState {
+                id: *id,
+                epoch: st.epoch,
+                recent: st.recent.iter().copied().collect(),
+            })
+            .collect();
+        out.sort_by_key(|s| s.id);
+        out
+    }
+
+    /// These states continued by `entries`.
+    pub fn then(&self, entries: &[Entry]) -> Producers {
+        let mut p = self.clone();
         for e in entries {
             p.observe(e);
         }

@@ -450,14 +450,21 @@ fn a_follower_below_the_leaders_trimmed_start_resets_to_it_and_catches_up() {
     let mut follower = fresh(2, 3);
     let fetch = Message::Fetch { epoch: Epoch(2), offset: 0, last_epoch: Epoch(0), flushed_end: 0 };
     let out = leader.step(5_020, Input::Receive { from: 2, msg: fetch });
-    let behind =
-        FetchBody::Behind { start: 10, start_epoch: Epoch(1), fetch_offset: 0, fetch_last_epoch: Epoch(0) };
+    let behind = FetchBody::Behind {
+        start: 10,
+        start_epoch: Epoch(1),
+        producers: vec![],
+        fetch_offset: 0,
+        fetch_last_epoch: Epoch(0),
+    };
     let answer = Message::FetchResp { epoch: Epoch(2), hw: 0, body: behind };
     assert_eq!(sends(&out), vec![(2, answer.clone())]);
 
     // The follower drops its log (durably, before anything else runs) and fetches from 10.
     let out = follower.step(5_030, Input::Receive { from: 0, msg: answer.clone() });
-    let reset = out.iter().position(|o| *o == Output::ResetLog { start: 10, start_epoch: Epoch(1) });
+    let reset = out
+        .iter()
+        .position(|o| *o == Output::ResetLog { start: 10, start_epoch: Epoch(1), producers: vec![] });
     let refetch = Message::Fetch { epoch: Epoch(2), offset: 10, last_epoch: Epoch(1), flushed_end: 10 };
     let send = out.iter().position(|o| *o == Output::Send { to: 0, msg: refetch.clone() });
     assert!(reset.is_some() && reset < send, "{out:?}");
@@ -482,8 +489,13 @@ fn a_follower_below_the_leaders_trimmed_start_resets_to_it_and_catches_up() {
 #[test]
 fn a_log_reset_to_the_leaders_start_still_refuses_a_stale_candidate() {
     let mut r = fresh(1, 3);
-    let behind =
-        FetchBody::Behind { start: 10, start_epoch: Epoch(1), fetch_offset: 0, fetch_last_epoch: Epoch(0) };
+    let behind = FetchBody::Behind {
+        start: 10,
+        start_epoch: Epoch(1),
+        producers: vec![],
+        fetch_offset: 0,
+        fetch_last_epoch: Epoch(0),
+    };
     r.step(
         1_000,
         Input::Receive { from: 0, msg: Message::FetchResp { epoch: Epoch(2), hw: 0, body: behind } },
@@ -515,4 +527,43 @@ fn a_follower_that_agrees_above_the_leaders_start_is_not_reset() {
     let want =
         Message::FetchResp { epoch: Epoch(2), hw: 11, body: FetchBody::Entries(vec![entry(10, 1, 2, true)]) };
     assert_eq!(sends(&out), vec![(2, want)]);
+}
+
+#[test]
+fn a_reset_follower_still_recognises_a_retry_of_a_batch_retention_deleted() {
+    let seq = ProducerSeq { id: 9, epoch: 0, first_seq: 0, last_seq: 4 };
+    let batch = Entry { base: 1, count: 5, epoch: Epoch(1), producer: Some(seq), epoch_start: false };
+    let log = Log::new(0, vec![entry(0, 1, 1, true), batch, entry(6, 4, 1, false)]);
+    let mut r = Replica::recover(cfg(0, 3), HardState { promised: Epoch(1), voted_for: None }, log, 0);
+    r.step(5_000, Input::Tick);
+    r.step(5_001, Input::Receive { from: 1, msg: Message::PreVoteResp { epoch: Epoch(2), granted: true } });
+    let out =
+        r.step(5_002, Input::Receive { from: 1, msg: Message::VoteResp { epoch: Epoch(2), granted: true } });
+    let Some(Output::Flush { id }) = out.iter().find(|o| matches!(o, Output::Flush { .. })).cloned() else {
+        panic!("{out:?}")
+    };
+    r.step(5_003, Input::Flushed { id });
+    let fetch = Message::Fetch { epoch: Epoch(2), offset: 11, last_epoch: Epoch(2), flushed_end: 11 };
+    r.step(5_004, Input::Receive { from: 1, msg: fetch });
+    // Retention deletes the producer's batch: its state is saved for a restart.
+    let out = r.step(5_010, Input::LogStart { start: 10 });
+    let state = ProducerState { id: 9, epoch: 0, recent: vec![(0, 4, 1, 6)] };
+    assert_eq!(out, vec![Output::SaveProducers(vec![state.clone()])]);
+    // A restarted leader remembers it too.
+    let restarted = Replica::recover(cfg(0, 3), r.hard_state(), r.log().clone(), 6_000)
+        .with_deleted_producers(std::slice::from_ref(&state));
+    assert_eq!(restarted.producers.check(&seq), producers::Check::Duplicate { base: 1, end: 6 });
+    // A follower reset to the start gets it with the answer, and would know the retry.
+    let fetch = Message::Fetch { epoch: Epoch(2), offset: 0, last_epoch: Epoch(0), flushed_end: 0 };
+    let out = r.step(5_020, Input::Receive { from: 2, msg: fetch });
+    let [(2, answer)] = &sends(&out)[..] else { panic!("{out:?}") };
+    assert!(
+        matches!(answer, Message::FetchResp { body: FetchBody::Behind { producers, .. }, .. } if *producers == [state.clone()])
+    );
+    let mut follower = fresh(2, 3);
+    let out = follower.step(5_030, Input::Receive { from: 0, msg: answer.clone() });
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::ResetLog { producers, .. } if *producers == [state.clone()])));
+    assert_eq!(follower.producers.check(&seq), producers::Check::Duplicate { base: 1, end: 6 });
 }

@@ -30,6 +30,18 @@ pub struct ProducerSeq {
     pub last_seq: i32,
 }
 
+/// What a replica remembers of one idempotent producer whose batches retention deleted:
+/// enough to recognise a late retry of one of them (Kafka's producer state snapshot).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerState {
+    /// Producer id.
+    pub id: i64,
+    /// Producer epoch.
+    pub epoch: i16,
+    /// Its last few batches: (first seq, last seq, base offset, end offset), oldest first.
+    pub recent: Vec<(i32, i32, u64, u64)>,
+}
+
 /// One stored batch, as the core sees it: its offsets, the epoch that wrote it, and its
 /// producer sequence if idempotent. The bytes live in storage, keyed by `base`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,6 +218,9 @@ pub enum FetchBody {
         start: u64,
         /// The epoch of the leader's entry just below `start`.
         start_epoch: Epoch,
+        /// The producer state of the deleted entries, so retries of them are still
+        /// recognised.
+        producers: Vec<ProducerState>,
         /// The `offset` of the fetch this answers (a reply to an older log is ignored).
         fetch_offset: u64,
         /// The `last_epoch` of the fetch this answers.
@@ -289,7 +304,13 @@ pub enum Output {
         start: u64,
         /// The epoch of the entry just below it.
         start_epoch: Epoch,
+        /// The producer state of the deleted entries (saved as by
+        /// [`Output::SaveProducers`]).
+        producers: Vec<ProducerState>,
     },
+    /// Save the producer state of the entries below the log start, for a restart (it
+    /// may lag: a retry of a batch deleted just before a crash may then be taken anew).
+    SaveProducers(Vec<ProducerState>),
     /// Start a group commit covering everything appended so far; answered with
     /// [`Input::Flushed`] carrying the same id.
     Flush {

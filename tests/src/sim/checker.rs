@@ -35,16 +35,19 @@ impl Verdict {
     }
 }
 
-/// Check the final log `log` (the leader's; every replica holds the same).
-pub(super) fn check(w: &World, log: &[Stored]) -> Verdict {
+/// Check the final log `log` (the leader's; every replica holds the same) from its
+/// `start` on: retention deleted what was below, committed.
+pub(super) fn check(w: &World, log: &[Stored], start: u64) -> Verdict {
     let mut v = Verdict::default();
     let mut bases: HashMap<u64, Vec<u64>> = HashMap::new();
     for s in log.iter().filter(|s| s.payload & MARKER == 0) {
         bases.entry(s.payload).or_default().push(s.entry.base);
     }
     let at = |value: u64, base: u64| bases.get(&value).is_some_and(|b| b.contains(&base));
-    v.acked_lost = w.inv.acked.keys().filter(|(base, value)| !at(*value, *base)).copied().collect();
-    v.leader_acked_lost = w.acked_leader.iter().filter(|(value, base)| !at(**value, **base)).count();
+    v.acked_lost =
+        w.inv.acked.keys().filter(|(base, value)| *base >= start && !at(*value, *base)).copied().collect();
+    v.leader_acked_lost =
+        w.acked_leader.iter().filter(|(value, base)| **base >= start && !at(**value, **base)).count();
     v.duplicated = bases.iter().filter(|(_, b)| b.len() > 1).map(|(value, _)| *value).collect();
     v.duplicated.sort_unstable();
     let mut last: HashMap<i64, i32> = HashMap::new();
@@ -60,7 +63,8 @@ pub(super) fn check(w: &World, log: &[Stored]) -> Verdict {
     v.changed = w
         .inv
         .committed
-        .values()
+        .range(start..)
+        .map(|(_, c)| c)
         .filter(|c| starting_at(log, c.entry.base).is_none_or(|s| s.hash != c.hash))
         .map(|c| c.entry.base)
         .collect();

@@ -5,9 +5,9 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use meshlog::replica::{AckLevel, AppendError, Appended, Entry, FetchBody, Input, Message, Output};
+use meshlog::replica::{AckLevel, AppendError, Appended, Entry, Epoch, FetchBody, Input, Message, Output};
 
-use super::storage::{starting_at, Stored, MARKER};
+use super::storage::{starting_at, LogView, Storage, MARKER};
 use super::trace::Note;
 use super::world::{Event, Host, World};
 
@@ -57,10 +57,13 @@ impl World {
                 Ok(())
             }
             Output::Truncate { end } => self.truncate(node, end),
-            // Simulated logs are never trimmed, so no leader's log starts past 0: a
-            // reset here means a follower was told to drop entries it should keep.
-            Output::ResetLog { start, .. } => {
-                Err(format!("node {node} was told to reset its log to {start}"))
+            Output::ResetLog { start, start_epoch, producers } => {
+                self.hosts[node].storage.producers = producers;
+                self.reset_log(node, start, start_epoch)
+            }
+            Output::SaveProducers(producers) => {
+                self.hosts[node].storage.producers = producers;
+                Ok(())
             }
             Output::Flush { id } => {
                 self.start_flush(node, id);
@@ -70,7 +73,7 @@ impl World {
             Output::Leader { .. } => Ok(()),
             Output::HighWatermark(hw) => {
                 let durables = durables(&self.hosts);
-                self.inv.on_hw(node, hw, self.hosts[node].storage.current(), &durables)
+                self.inv.on_hw(node, hw, &self.hosts[node].storage, &durables)
             }
         }
     }
@@ -132,7 +135,43 @@ impl World {
         let durables = durables(&self.hosts);
         self.inv.check_acked(end, &durables)?;
         for (n, h) in self.hosts.iter().enumerate() {
-            self.inv.check_hw(n, h.storage.current(), &durables)?;
+            self.inv.check_hw(n, &h.storage, &durables)?;
+        }
+        Ok(())
+    }
+
+    /// A follower drops its log for its leader's start. Without retention no leader's
+    /// log starts past 0, so a reset means a follower was told to drop what it needs.
+    fn reset_log(&mut self, node: usize, start: u64, start_epoch: Epoch) -> Result<(), String> {
+        if !self.cfg.retention {
+            return Err(format!("node {node} was told to reset its log to {start} with no retention"));
+        }
+        // The leader deleted only committed entries: the one ending at the start is
+        // known, and gives the prefix hash the follower's log continues from.
+        let Some(c) =
+            self.inv.committed.range(..start).next_back().map(|(_, c)| *c).filter(|c| c.entry.end() == start)
+        else {
+            return Err(format!("node {node} reset its log to {start}, where no committed entry ends"));
+        };
+        if c.entry.epoch != start_epoch {
+            return Err(format!(
+                "node {node} reset to {start} in epoch {start_epoch:?}; it was committed in {:?}",
+                c.entry.epoch
+            ));
+        }
+        self.inv.on_truncate(node, start)?;
+        self.hosts[node].storage.reset(start, start_epoch, c.hash);
+        self.stats.resets += 1;
+        self.trace.note(
+            self.now_us,
+            Some(node),
+            Note::Fault(format!("log reset to the leader's start {start}")),
+        );
+        // Durable logs shrank: every acked record and every HW must still be covered.
+        let durables = durables(&self.hosts);
+        self.inv.check_acked(0, &durables)?;
+        for (n, h) in self.hosts.iter().enumerate() {
+            self.inv.check_hw(n, &h.storage, &durables)?;
         }
         Ok(())
     }
@@ -179,7 +218,7 @@ impl World {
         if core.len() != disk.len() || core.last() != disk.last().map(|s| &s.entry) {
             return Err(format!("node {node}: the core's log and its disk disagree"));
         }
-        let durable_end = h.storage.durable().last().map_or(0, |s| s.entry.end());
+        let durable_end = h.storage.durable_end();
         if r.flushed_end() > durable_end {
             return Err(format!(
                 "node {node}: the core counts {} as flushed, only {durable_end} is durable",
@@ -209,7 +248,7 @@ impl World {
                 }
             }
             let runs: Vec<String> = runs.iter().map(|(e, a, b)| format!("e{e}:{a}..{b}")).collect();
-            let durable = h.storage.durable().last().map_or(0, |s| s.entry.end());
+            let durable = h.storage.durable_end();
             let role = match &h.replica {
                 None => "down".to_string(),
                 Some(r) => format!(
@@ -220,7 +259,8 @@ impl World {
                     r.flushed_end()
                 ),
             };
-            lines.push(format!("n{n} {role} durable {durable} log [{}]", runs.join(" ")));
+            let start = h.storage.start().0;
+            lines.push(format!("n{n} {role} durable {durable} log from {start} [{}]", runs.join(" ")));
         }
         lines
     }
@@ -237,8 +277,8 @@ pub(super) fn fetch_chain_of(from: usize, to: usize, msg: &Message) -> Option<us
 }
 
 /// The durable log of every host, with what a lost disk held until its host caught up.
-pub(super) fn durables(hosts: &[Host]) -> Vec<(&[Stored], Option<&[Stored]>)> {
-    hosts.iter().map(|h| (h.storage.durable(), h.lost.as_deref())).collect()
+pub(super) fn durables(hosts: &[Host]) -> Vec<(LogView<'_>, Option<LogView<'_>>)> {
+    hosts.iter().map(|h| (h.storage.durable_view(), h.lost.as_ref().map(Storage::durable_view))).collect()
 }
 
 fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {

@@ -19,7 +19,10 @@ impl World {
         let cfg = self.replica_cfg(node, h.inc);
         let entries = h.storage.current().iter().map(|s| s.entry).collect();
         let now = h.local_ms(self.now_us);
-        let mut replica = Replica::recover(cfg, h.storage.hard, Log::new(0, entries), now);
+        let (start, start_epoch) = h.storage.start();
+        let log = Log::new(start, entries).with_start_epoch(start_epoch);
+        let mut replica =
+            Replica::recover(cfg, h.storage.hard, log, now).with_deleted_producers(&h.storage.producers);
         if h.lost.is_some() {
             replica.set_catching_up();
         }
@@ -158,6 +161,27 @@ impl World {
         Ok(())
     }
 
+    /// Retention on one replica: delete a random committed, durable head of its log
+    /// (never its last entry) and tell its core, as the driver's tick does.
+    pub(super) fn on_retention(&mut self) -> Result<(), String> {
+        let node = self.random_node();
+        let next = self.rng.range(20, 100) * 1000;
+        self.at(next, Event::Retention);
+        if self.hosts[node].replica.is_none() {
+            return Ok(());
+        }
+        let (start, _) = self.hosts[node].storage.start();
+        let hw = self.inv.hw(node);
+        if hw <= start {
+            return Ok(());
+        }
+        let upto = self.rng.range(start, hw);
+        let Some(start) = self.hosts[node].storage.trim(upto) else { return Ok(()) };
+        self.stats.trims += 1;
+        self.trace.note(self.now_us, Some(node), Note::Fault(format!("retention: log starts at {start}")));
+        self.step(node, meshlog::replica::Input::LogStart { start })
+    }
+
     /// `node` dies and comes back with an empty disk but the same identity.
     fn lose_disk(&mut self, node: usize) {
         if self.hosts[node].replica.is_none() {
@@ -165,7 +189,7 @@ impl World {
         }
         self.crash(node);
         let h = &mut self.hosts[node];
-        h.lost = Some(h.storage.durable().to_vec());
+        h.lost = Some(h.storage.clone());
         h.storage.wipe();
         self.inv.lose_disk(node);
         self.stats.disks_lost += 1;
@@ -221,17 +245,19 @@ impl World {
         Ok(())
     }
 
-    /// One leader of the highest epoch, every replica's log equal to its log and
+    /// One leader of the highest epoch, every replica's log equal to its log (the same
+    /// end and prefix hash there; retention may have trimmed them differently) and
     /// durable, the leader's HW at its log end, and no client write in flight.
     fn converged(&self) -> bool {
         let Some(l) = self.leader() else { return false };
         let lr = self.hosts[l].replica.as_ref().expect("a leader is up");
-        let log = self.hosts[l].storage.current();
+        let leader_disk = &self.hosts[l].storage;
+        let end = leader_disk.end();
         let same = |h: &super::world::Host| {
             h.replica.as_ref().is_some_and(|r| r.epoch() == lr.epoch())
                 && h.storage.unflushed() == 0
-                && h.storage.current().len() == log.len()
-                && h.storage.current().last() == log.last()
+                && h.storage.end() == end
+                && h.storage.hash_at(end) == leader_disk.hash_at(end)
         };
         lr.high_watermark() == lr.log().end()
             && self.hosts.iter().all(same)

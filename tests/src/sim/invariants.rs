@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use meshlog::replica::Epoch;
 
-use super::storage::{ending_at, starting_at, Stored};
+use super::storage::{LogView, Storage, Stored};
 
 /// What the checker remembers.
 #[derive(Debug, Default)]
@@ -30,12 +30,14 @@ pub struct Invariants {
 
 /// The durable logs of every replica (crashed ones included: their disks survive), and
 /// for a replica that lost its disk and has not caught up yet, what the lost disk held: it
-/// counts as holding an entry found in either (see `Host::lost`).
-pub type Durables<'a> = [(&'a [Stored], Option<&'a [Stored]>)];
+/// counts as holding an entry found in either (see `Host::lost`). Entries a log's
+/// retention deleted below its start count as held: they were committed, and deleting
+/// them is the topic's policy, not a loss.
+pub type Durables<'a> = [(LogView<'a>, Option<LogView<'a>>)];
 
-/// Whether `d` (a log and perhaps a lost disk's) holds an entry matching `found`.
-fn holds(d: &(&[Stored], Option<&[Stored]>), found: impl Fn(&[Stored]) -> bool) -> bool {
-    found(d.0) || d.1.is_some_and(&found)
+/// Whether `d` (a log and perhaps a lost disk's) holds what `found` looks for.
+fn holds(d: &(LogView, Option<LogView>), found: impl Fn(&LogView) -> bool) -> bool {
+    found(&d.0) || d.1.as_ref().is_some_and(&found)
 }
 
 impl Invariants {
@@ -100,14 +102,15 @@ impl Invariants {
         Ok(())
     }
 
-    /// I4 and I5: `node` reports HW `hw` over its log `log`.
-    pub fn on_hw(&mut self, node: usize, hw: u64, log: &[Stored], durables: &Durables) -> Result<(), String> {
+    /// I4 and I5: `node` reports HW `hw` over its disk `own`.
+    pub fn on_hw(&mut self, node: usize, hw: u64, own: &Storage, durables: &Durables) -> Result<(), String> {
         let old = self.hw[node];
         if hw < old {
             return Err(format!("I4: node {node} HW went back from {old} to {hw}"));
         }
         self.hw[node] = hw;
-        self.check_hw(node, log, durables)?;
+        self.check_hw(node, own, durables)?;
+        let log = own.current();
         // Everything below the HW is committed: it may never change meaning again.
         let from = log.partition_point(|s| s.entry.end() <= old);
         for s in &log[from..] {
@@ -127,18 +130,17 @@ impl Invariants {
     }
 
     /// I4: `node`'s HW covers a prefix of its log that a majority holds durably.
-    pub fn check_hw(&self, node: usize, log: &[Stored], durables: &Durables) -> Result<(), String> {
+    pub fn check_hw(&self, node: usize, own: &Storage, durables: &Durables) -> Result<(), String> {
         let hw = self.hw[node];
-        if hw == 0 {
+        // Nothing to check, or a HW below a start its log was just reset to (the core
+        // raises it to the start next): all of it committed, and deleted.
+        if hw == 0 || hw < own.start().0 {
             return Ok(());
         }
-        let Some(mine) = ending_at(log, hw) else {
+        let Some(mine) = own.hash_at(hw) else {
             return Err(format!("I4: node {node} HW {hw} is not an entry boundary of its log"));
         };
-        let holders = durables
-            .iter()
-            .filter(|d| holds(d, |log| ending_at(log, hw).is_some_and(|s| s.hash == mine.hash)))
-            .count();
+        let holders = durables.iter().filter(|d| holds(d, |v| v.holds_prefix(hw, mine))).count();
         if holders < self.majority {
             return Err(format!(
                 "I4: node {node} HW {hw} exceeds the majority-durable prefix: {holders} durable logs \
@@ -158,10 +160,7 @@ impl Invariants {
     /// I3 for every acknowledged record at or after `from`.
     pub fn check_acked(&self, from: u64, durables: &Durables) -> Result<(), String> {
         for &(base, value) in self.acked.range((from, 0)..).map(|(k, _)| k) {
-            let holders = durables
-                .iter()
-                .filter(|d| holds(d, |log| starting_at(log, base).is_some_and(|s| s.payload == value)))
-                .count();
+            let holders = durables.iter().filter(|d| holds(d, |v| v.holds_at(base, value))).count();
             if holders < self.majority {
                 return Err(format!(
                     "I3: acks=all record {value} acknowledged at offset {base} is on {holders} durable \

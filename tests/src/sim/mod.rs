@@ -59,6 +59,8 @@ pub struct SimConfig {
     pub settle_ms_max: u64,
     /// Bound on events per run.
     pub max_events: u64,
+    /// Whether retention deletes committed heads of the replicas' logs as they run.
+    pub retention: bool,
 }
 
 impl SimConfig {
@@ -90,7 +92,15 @@ impl SimConfig {
             fault_phase_ms: 4_000,
             settle_ms_max: 10_000,
             max_events: 2_000_000,
+            retention: false,
         }
+    }
+
+    /// The mix, with retention deleting committed heads of random replicas' logs every
+    /// few dozen ms, so crashed, cut-off and wiped followers fall behind their leader's
+    /// start and must reset to it.
+    pub fn with_retention(seed: u64) -> SimConfig {
+        SimConfig { retention: true, ..SimConfig::mixed(seed) }
     }
 
     /// No faults and a perfect network: for liveness.
@@ -140,6 +150,10 @@ pub struct Stats {
     pub disks_lost: u64,
     /// Truncations executed.
     pub truncations: u64,
+    /// Log heads deleted by retention.
+    pub trims: u64,
+    /// Followers reset to their leader's log start.
+    pub resets: u64,
     /// The highest epoch any replica promised.
     pub max_epoch: u64,
     /// The most fetch messages of one follower in flight at once.
@@ -218,7 +232,7 @@ pub fn run(cfg: &SimConfig) -> Result<Report, Failure> {
     w.run().map_err(|e| fail(&w, e))?;
     let l = w.leader().expect("converged with a leader");
     let log = w.hosts[l].storage.current().to_vec();
-    let v = checker::check(&w, &log);
+    let v = checker::check(&w, &log, w.hosts[l].storage.start().0);
     if !v.clean() {
         return Err(fail(&w, format!("workload checker: {v:?}")));
     }
@@ -267,6 +281,10 @@ pub struct Totals {
     pub crashes: u64,
     /// Disks lost among them.
     pub disks_lost: u64,
+    /// Log heads deleted by retention.
+    pub trims: u64,
+    /// Followers reset to their leader's log start.
+    pub resets: u64,
     /// Events handled.
     pub events: u64,
     /// `acks=1` acknowledgements lost (allowed).
@@ -295,6 +313,8 @@ impl Totals {
                     t.faults += r.stats.faults;
                     t.crashes += r.stats.crashes;
                     t.disks_lost += r.stats.disks_lost;
+                    t.trims += r.stats.trims;
+                    t.resets += r.stats.resets;
                     t.events += r.stats.events;
                     t.leader_acked_lost += r.acked_leader.1;
                 }
@@ -308,8 +328,8 @@ impl Totals {
     pub fn figure(&self) -> String {
         format!(
             "seeds passed {}/{}, acked writes checked {}, leaders elected {}, max epoch {}, \
-             faults injected {} ({} crashes, {} disks lost), events {}, acks=1 writes lost {} (allowed), \
-             max fetches in flight {}",
+             faults injected {} ({} crashes, {} disks lost), log heads deleted {}, followers reset {}, events {}, \
+             acks=1 writes lost {} (allowed), max fetches in flight {}",
             self.passed,
             self.seeds,
             self.acked_all,
@@ -318,6 +338,8 @@ impl Totals {
             self.faults,
             self.crashes,
             self.disks_lost,
+            self.trims,
+            self.resets,
             self.events,
             self.leader_acked_lost,
             self.max_fetch_inflight

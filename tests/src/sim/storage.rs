@@ -4,11 +4,14 @@
 //! The durable log is always a prefix of the current log: appends land in the current
 //! log, a flush makes a prefix durable, a truncation cuts both (the brief's model), and
 //! a crash keeps the durable prefix, plus, sometimes, some unflushed entries that
-//! happened to reach the disk anyway (a crash may lose them, not must).
+//! happened to reach the disk anyway (a crash may lose them, not must). Retention trims
+//! a durable, committed head; a reset (a follower left behind by its leader's retention)
+//! drops the whole log. Either leaves a start: its offset, and the epoch and prefix hash
+//! of the entry that ended there.
 
 use std::collections::VecDeque;
 
-use meshlog::replica::{Entry, HardState};
+use meshlog::replica::{Entry, Epoch, HardState, ProducerState};
 
 use super::rng::mix;
 
@@ -41,9 +44,15 @@ struct PendingFlush {
 pub struct Storage {
     /// Durable as soon as written (the driver persists it before the next output).
     pub hard: HardState,
+    /// The producer state of deleted entries: durable as soon as written (the driver's
+    /// save may lag a crash; the model does not).
+    pub producers: Vec<ProducerState>,
     log: Vec<Stored>,
     durable_len: usize,
     flushes: VecDeque<PendingFlush>,
+    start: u64,
+    start_epoch: Epoch,
+    start_hash: u64,
 }
 
 impl Storage {
@@ -57,9 +66,35 @@ impl Storage {
         &self.log[..self.durable_len]
     }
 
+    /// Where the log starts, and the epoch of the entry just below.
+    pub fn start(&self) -> (u64, Epoch) {
+        (self.start, self.start_epoch)
+    }
+
+    /// One past the last offset.
+    pub fn end(&self) -> u64 {
+        self.log.last().map_or(self.start, |s| s.entry.end())
+    }
+
+    /// Where the durable prefix ends.
+    pub fn durable_end(&self) -> u64 {
+        self.durable().last().map_or(self.start, |s| s.entry.end())
+    }
+
+    /// The prefix hash of the current log at `end`: the entry's that ends there, or the
+    /// start's. None if no entry ends there.
+    pub fn hash_at(&self, end: u64) -> Option<u64> {
+        hash_at(self.start, self.start_hash, &self.log, end)
+    }
+
+    /// The durable log, as the invariants see it.
+    pub fn durable_view(&self) -> LogView<'_> {
+        LogView { start: self.start, start_hash: self.start_hash, log: self.durable() }
+    }
+
     /// Append at the end; returns the stored entry (with its prefix hash).
     pub fn append(&mut self, entry: Entry, payload: u64) -> Result<Stored, String> {
-        let (end, prev) = self.log.last().map_or((0, 0), |s| (s.entry.end(), s.hash));
+        let (end, prev) = self.log.last().map_or((self.start, self.start_hash), |s| (s.entry.end(), s.hash));
         if entry.base != end {
             return Err(format!("append of {entry:?} at log end {end}: not contiguous"));
         }
@@ -73,6 +108,9 @@ impl Storage {
 
     /// Delete every entry at or after `end` from the current and the durable log.
     pub fn truncate(&mut self, end: u64) -> Result<(), String> {
+        if end < self.start {
+            return Err(format!("truncate to {end}, below the log start {}", self.start));
+        }
         let keep = self.log.partition_point(|s| s.entry.end() <= end);
         if keep < self.log.len() && self.log[keep].entry.base != end {
             return Err(format!("truncate to {end} is not an entry boundary"));
@@ -83,6 +121,32 @@ impl Storage {
             f.covered = f.covered.min(keep);
         }
         Ok(())
+    }
+
+    /// Retention: delete the durable entries that end at or before `upto`, but never
+    /// the last one. Returns the new start, if it moved.
+    pub fn trim(&mut self, upto: u64) -> Option<u64> {
+        let k = self.log[..self.durable_len].partition_point(|s| s.entry.end() <= upto);
+        let k = k.min(self.log.len().saturating_sub(1));
+        let last = *self.log[..k].last()?;
+        (self.start, self.start_epoch, self.start_hash) = (last.entry.end(), last.entry.epoch, last.hash);
+        self.log.drain(..k);
+        self.durable_len -= k;
+        for f in self.flushes.iter_mut() {
+            f.covered = f.covered.saturating_sub(k);
+        }
+        Some(self.start)
+    }
+
+    /// Drop the whole log: it continues, empty, from `start` (durable at once, as the
+    /// driver contract requires before the next output).
+    pub fn reset(&mut self, start: u64, start_epoch: Epoch, start_hash: u64) {
+        self.log.clear();
+        self.durable_len = 0;
+        for f in self.flushes.iter_mut() {
+            f.covered = 0;
+        }
+        (self.start, self.start_epoch, self.start_hash) = (start, start_epoch, start_hash);
     }
 
     /// A flush was requested: it covers everything written so far.
@@ -122,6 +186,37 @@ impl Storage {
     pub fn unflushed(&self) -> usize {
         self.log.len() - self.durable_len
     }
+}
+
+/// A log (durable, or what a lost disk held) with its start, as the invariants see it.
+#[derive(Debug, Clone, Copy)]
+pub struct LogView<'a> {
+    /// First offset; below it everything was committed and deleted.
+    pub start: u64,
+    /// Prefix hash at the start.
+    pub start_hash: u64,
+    /// The entries.
+    pub log: &'a [Stored],
+}
+
+impl LogView<'_> {
+    /// Whether it holds `payload` at `base` (or deleted it, committed, below its start).
+    pub fn holds_at(&self, base: u64, payload: u64) -> bool {
+        base < self.start || starting_at(self.log, base).is_some_and(|s| s.payload == payload)
+    }
+
+    /// Whether its prefix up to `end` hashes to `hash` (or was deleted, committed, below
+    /// its start).
+    pub fn holds_prefix(&self, end: u64, hash: u64) -> bool {
+        end < self.start || hash_at(self.start, self.start_hash, self.log, end) == Some(hash)
+    }
+}
+
+fn hash_at(start: u64, start_hash: u64, log: &[Stored], end: u64) -> Option<u64> {
+    if end == start {
+        return Some(start_hash);
+    }
+    ending_at(log, end).map(|s| s.hash)
 }
 
 /// The entry of `log` that ends exactly at `end`.

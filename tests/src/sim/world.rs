@@ -15,7 +15,7 @@ use super::driver::fetch_chain_of;
 use super::invariants::Invariants;
 use super::net::Net;
 use super::rng::Rng;
-use super::storage::{Storage, Stored};
+use super::storage::Storage;
 use super::trace::{Msg, Note, Trace};
 use super::{SimConfig, Stats};
 
@@ -34,6 +34,7 @@ pub(super) enum Event {
     Heal { pairs: Vec<(usize, usize)> },
     EndFaults,
     Check,
+    Retention,
 }
 
 /// An event in the queue; ordered by time, then by when it was scheduled.
@@ -86,7 +87,7 @@ pub(super) struct Host {
     /// After a lost disk, until the replica has caught up: what its disk held durably
     /// (the invariants count it as still held, as the protocol's safety argument does:
     /// the replica neither votes nor campaigns until it holds it again).
-    pub lost: Option<Vec<Stored>>,
+    pub lost: Option<Storage>,
 }
 
 impl Host {
@@ -214,6 +215,10 @@ impl World {
             self.at(d, Event::Fault);
         }
         self.at(self.cfg.fault_phase_ms * 1000, Event::EndFaults);
+        if self.cfg.retention {
+            let d = self.rng.range(20, 100) * 1000;
+            self.at(d, Event::Retention);
+        }
     }
 
     fn handle(&mut self, ev: Event) -> Result<(), String> {
@@ -239,6 +244,7 @@ impl World {
             }
             Event::EndFaults => self.end_faults(),
             Event::Check => self.on_check(),
+            Event::Retention => self.on_retention(),
         }
     }
 
