@@ -15,7 +15,7 @@
 use super::partition::{check_batch, producer_seq, Partition};
 use crate::network::PeerId;
 use crate::replica::{
-    self, AckLevel, AppendError, Appended, Entry, FetchBody, HardState, Input, Message, Output, ProducerState,
+    self, AckLevel, AppendError, Appended, Entry, FetchBody, HardState, Input, Message, Output,
 };
 use crate::storage::{GroupCommit, StorageError, Store};
 use meshlog_protocol::batch;
@@ -117,11 +117,6 @@ fn hard_key(topic: &str, p: u32) -> String {
     format!("replica/{topic}/{p}")
 }
 
-/// The producer state of the entries retention deleted (bincode `Vec<ProducerState>`).
-fn producers_key(topic: &str, p: u32) -> String {
-    format!("producers/{topic}/{p}")
-}
-
 fn catch_up_key(topic: &str, p: u32) -> String {
     format!("catch_up/{topic}/{p}")
 }
@@ -190,20 +185,13 @@ impl ReplicaHandle {
             seed: seed(topic, p, &peers[me]),
         };
         let start = part.offsets().0;
-        let deleted_producers: Vec<ProducerState> = match ctx.store.meta_get(&producers_key(topic, p))? {
-            Some(b) => codec::decode(&b).map_err(|e| StorageError::Io {
-                op: "read producer state",
-                reason: format!("{topic}-{p}: {e}"),
-            })?,
-            None => Vec::new(),
-        };
         let mut core = replica::Replica::recover(
             cfg,
             hard,
             replica::Log::new(start, entries).with_start_epoch(part.start_epoch()),
             now_ms(),
         )
-        .with_deleted_producers(&deleted_producers);
+        .with_deleted_producers(&part.deleted_producers());
         if catching_up {
             tracing::warn!(
                 topic,
@@ -416,8 +404,11 @@ impl Driver {
                 _ = tick.tick() => {
                     // Retention or compaction deleted batches: the core forgets them.
                     let start = self.part.offsets().0;
-                    if start > self.core.log().start() && !self.step(Input::LogStart { start }).await {
-                        return;
+                    if start > self.core.log().start() {
+                        let producers = self.part.deleted_producers();
+                        if !self.step(Input::LogStart { start, producers }).await {
+                            return;
+                        }
                     }
                     self.step(Input::Tick).await;
                     continue;
@@ -546,13 +537,11 @@ impl Driver {
                         topic = %self.part.topic(), partition = self.part.id(), start,
                         "log fell below the leader's start (retention deleted the rest): dropped, fetching from there"
                     );
-                    self.save_producers(&producers)?;
-                    self.part.save_reset_start(start, start_epoch)?;
+                    self.part.save_reset_start(start, start_epoch, producers)?;
                     self.ctx.commit.flush().await?;
-                    self.part.reset(start, start_epoch)?;
+                    self.part.reset()?;
                     self.ctx.commit.flush().await?;
                 }
-                Output::SaveProducers(producers) => self.save_producers(&producers)?,
                 Output::Flush { id } => self.flush(id),
                 Output::Ack { token, result } => {
                     if let Some((_, reply)) = self.pending.remove(&token) {
@@ -573,13 +562,6 @@ impl Driver {
             }
         }
         Ok(())
-    }
-
-    /// Save the producer state of the deleted entries (durable with the next flush).
-    fn save_producers(&self, producers: &[ProducerState]) -> Result<(), StorageError> {
-        let bytes = codec::encode(&producers)
-            .map_err(|e| StorageError::Io { op: "encode", reason: e.to_string() })?;
-        self.ctx.store.meta_put(&producers_key(self.part.topic(), self.part.id()), &bytes)
     }
 
     /// Store a batch as `entry`: its base offset and epoch written in (outside the CRC).

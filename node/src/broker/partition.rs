@@ -12,7 +12,7 @@ mod compact;
 
 pub use compact::CompactStats;
 
-use crate::replica::{Entry, Epoch, ProducerSeq};
+use crate::replica::{self, Entry, Epoch, ProducerSeq, ProducerState};
 use crate::storage::{PartitionLog, StorageError, Store, StoredBytes};
 use meshlog_protocol::batch::{self, BatchHeader};
 use meshlog_protocol::messages::FetchResponse;
@@ -28,6 +28,8 @@ struct State {
     log_start: u64,
     /// The epoch of the batch just below `log_start` (0 if none was ever deleted).
     start_epoch: Epoch,
+    /// The producer state of the batches deleted below `log_start`.
+    deleted_producers: Vec<ProducerState>,
     log_end: u64,
     size_bytes: u64,
     /// Set when the store returned a corrupt batch: the partition stops serving.
@@ -43,6 +45,9 @@ pub struct Partition {
     log: PartitionLog,
     store: Arc<Store>,
     state: Mutex<State>,
+    /// Held while the log's head moves (retention, compaction, a reset), so that no two
+    /// of them interleave their saves and deletions.
+    head: Mutex<()>,
     hw: watch::Sender<u64>,
 }
 
@@ -57,9 +62,17 @@ impl Partition {
     pub fn open(store: Arc<Store>, topic: &str, id: u32) -> Result<(Partition, Vec<Entry>), StorageError> {
         let log = store.log(topic, id)?;
         let (saved_start, start_epoch) = read_start(&store, topic, id)?;
+        let deleted_producers = match store.meta_get(&producers_key(topic, id))? {
+            Some(b) => meshlog_protocol::codec::decode(&b).map_err(|e| StorageError::Io {
+                op: "read producer state",
+                reason: format!("{topic}-{id}: {e}"),
+            })?,
+            None => Vec::new(),
+        };
         let mut state = State {
             log_start: saved_start,
             start_epoch,
+            deleted_producers,
             log_end: saved_start,
             size_bytes: 0,
             failed: None,
@@ -100,7 +113,15 @@ impl Partition {
         }
         let saved_hw = read_u64(&store, &hw_key(topic, id))?.unwrap_or(0);
         let (hw, _) = watch::channel(saved_hw.min(state.log_end).max(state.log_start));
-        let part = Partition { topic: topic.to_string(), id, log, store, state: Mutex::new(state), hw };
+        let part = Partition {
+            topic: topic.to_string(),
+            id,
+            log,
+            store,
+            state: Mutex::new(state),
+            head: Mutex::new(()),
+            hw,
+        };
         Ok((part, entries))
     }
 
@@ -187,38 +208,86 @@ impl Partition {
         self.state().start_epoch
     }
 
-    /// Save `start` as the log's first offset and `epoch` as that of the batch below
-    /// it, before any batch goes, so a crash in between never loses the start. Durable
-    /// after the next flush.
-    fn save_start(&self, start: u64, epoch: Epoch) -> Result<(), StorageError> {
+    /// The producer state of the batches deleted below the log start.
+    pub fn deleted_producers(&self) -> Vec<ProducerState> {
+        self.state().deleted_producers.clone()
+    }
+
+    fn head(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.head.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Save `start` as the log's first offset, `epoch` as that of the batch below it,
+    /// and the producer state of everything below it (durable after the next flush),
+    /// and take them as the partition's.
+    fn save_start(
+        &self,
+        start: u64,
+        epoch: Epoch,
+        producers: Vec<ProducerState>,
+    ) -> Result<(), StorageError> {
         let mut value = [0u8; 16];
         value[..8].copy_from_slice(&start.to_be_bytes());
         value[8..].copy_from_slice(&epoch.0.to_be_bytes());
-        self.store.meta_put(&log_start_key(&self.topic, self.id), &value)
-    }
-
-    /// Move the log start to `end` once the batch below it (of `epoch`) is removed.
-    fn started_at(&self, end: u64, epoch: Epoch, removed_bytes: u64) {
+        let encoded = meshlog_protocol::codec::encode(&producers)
+            .map_err(|e| StorageError::Io { op: "encode producer state", reason: e.to_string() })?;
+        self.store.meta_put(&producers_key(&self.topic, self.id), &encoded)?;
+        self.store.meta_put(&log_start_key(&self.topic, self.id), &value)?;
         let mut st = self.state();
-        st.log_start = end;
-        st.start_epoch = epoch;
-        st.size_bytes = st.size_bytes.saturating_sub(removed_bytes);
+        (st.log_start, st.start_epoch, st.deleted_producers) = (start, epoch, producers);
+        Ok(())
     }
 
-    /// A follower's log fell below its leader's start: save the new start (flush
-    /// before [`Partition::reset`], so that a crash between the two leaves a log that
-    /// knows where it starts).
-    pub fn save_reset_start(&self, start: u64, start_epoch: Epoch) -> Result<(), StorageError> {
-        self.save_start(start, start_epoch)
+    /// Delete the leading batches `doomed` (base, entry, stored bytes), which start at
+    /// the log start, under the head lock: the new start, its epoch and the producer
+    /// state are saved and flushed first, so that a crash after a segment file went
+    /// never finds a log that forgot where it starts or who wrote what it lost.
+    /// Returns how many batches went.
+    fn delete_head(&self, doomed: &[(u64, Entry, u64)]) -> Result<usize, StorageError> {
+        let (Some(first), Some(last)) = (doomed.first(), doomed.last()) else { return Ok(0) };
+        let (start, before) = {
+            let st = self.state();
+            (st.log_start, st.deleted_producers.clone())
+        };
+        // A reset moved the start past these batches; they go with it.
+        if first.0 < start {
+            return Ok(0);
+        }
+        let entries: Vec<Entry> = doomed.iter().map(|d| d.1).collect();
+        let producers = replica::producers_after(&before, &entries);
+        self.save_start(last.1.end(), last.1.epoch, producers)?;
+        self.store.flush()?;
+        for (base, _, _) in doomed {
+            self.log.remove(*base)?;
+        }
+        let bytes: u64 = doomed.iter().map(|d| d.2).sum();
+        let mut st = self.state();
+        st.size_bytes = st.size_bytes.saturating_sub(bytes);
+        Ok(doomed.len())
     }
 
-    /// Drop every batch: the log continues, empty, from `start`, the batch below which
-    /// was of `start_epoch`. The start must already be saved durably
-    /// ([`Partition::save_reset_start`]); the rest is durable after the next flush.
-    pub fn reset(&self, start: u64, start_epoch: Epoch) -> Result<(), StorageError> {
+    /// A follower's log fell below its leader's start: save the new start, its epoch and
+    /// the leader's producer state of what lies below it. Flush before
+    /// [`Partition::reset`], so that a crash between the two leaves a log that knows
+    /// where it starts (reopened, it forgets the batches below the start).
+    pub fn save_reset_start(
+        &self,
+        start: u64,
+        start_epoch: Epoch,
+        producers: Vec<ProducerState>,
+    ) -> Result<(), StorageError> {
+        let _head = self.head();
+        self.save_start(start, start_epoch, producers)
+    }
+
+    /// Drop every batch: the log continues, empty, from the start saved by
+    /// [`Partition::save_reset_start`] (which must be durable); the rest is durable after
+    /// the next flush.
+    pub fn reset(&self) -> Result<(), StorageError> {
+        let _head = self.head();
         self.log.truncate(0)?;
         let mut st = self.state();
-        (st.log_start, st.log_end, st.start_epoch, st.size_bytes) = (start, start, start_epoch, 0);
+        (st.log_end, st.size_bytes) = (st.log_start, 0);
         Ok(())
     }
 
@@ -332,29 +401,27 @@ impl Partition {
         if config.cleanup_policy == CleanupPolicy::Compact {
             return Ok(0);
         }
+        let _head = self.head();
         let hw = *self.hw.borrow();
         let Some((last_base, _)) = self.log.last()? else { return Ok(0) };
-        let mut removed = 0;
+        let mut size = self.state().size_bytes;
+        let mut doomed = Vec::new();
         for entry in self.log.iter() {
             let (base, bytes) = entry?;
             let Ok(h) = batch::parse_header(&bytes) else {
                 break;
             };
-            let end = base + h.last_offset_delta as u64 + 1;
-            let size = self.state().size_bytes;
+            let e = as_entry(base, &h);
             let too_old =
                 config.retention_ms.is_some_and(|ms| h.max_timestamp < now_ms.saturating_sub(ms as i64));
             let too_big = config.retention_bytes.is_some_and(|max| size > max);
-            if end > hw || base >= last_base || !(too_old || too_big) {
+            if e.end() > hw || base >= last_base || !(too_old || too_big) {
                 break;
             }
-            let epoch = as_entry(base, &h).epoch;
-            self.save_start(end, epoch)?;
-            self.log.remove(base)?;
-            self.started_at(end, epoch, bytes.len() as u64);
-            removed += 1;
+            size = size.saturating_sub(bytes.len() as u64);
+            doomed.push((base, e, bytes.len() as u64));
         }
-        Ok(removed)
+        self.delete_head(&doomed)
     }
 }
 
@@ -404,6 +471,11 @@ pub fn as_entry(base: u64, h: &BatchHeader) -> Entry {
     let count = h.last_offset_delta as u32 + 1;
     let epoch = Epoch(h.partition_leader_epoch.max(0) as u64);
     Entry { base, count, epoch, producer: producer_seq(h), epoch_start: h.is_control() }
+}
+
+/// The producer state of the batches deleted below the log start (bincode).
+fn producers_key(topic: &str, id: u32) -> String {
+    format!("producers/{topic}/{id}")
 }
 
 fn log_start_key(topic: &str, id: u32) -> String {

@@ -97,6 +97,12 @@ pub struct Replica {
     out: Vec<Output>,
 }
 
+/// The producer state of deleted entries once `entries` are deleted too (by retention or
+/// compaction; what the node saves with the new log start).
+pub fn producers_after(deleted: &[ProducerState], entries: &[Entry]) -> Vec<ProducerState> {
+    Producers::from_snapshot(deleted).then(entries).snapshot()
+}
+
 impl Replica {
     /// A replica recovered from durable state: its hard state and the entries of its
     /// (durable) log. It will not vote for one lease period, since it may have promised
@@ -139,7 +145,7 @@ impl Replica {
     }
 
     /// The same replica, remembering `snapshot` as the producer state of the entries
-    /// below its log start (saved by [`Output::SaveProducers`] or a reset).
+    /// below its log start (saved with the start by retention or a reset).
     pub fn with_deleted_producers(mut self, snapshot: &[ProducerState]) -> Replica {
         self.deleted_producers = Producers::from_snapshot(snapshot);
         self.producers = self.deleted_producers.then(self.log.entries());
@@ -157,7 +163,7 @@ impl Replica {
                 self.on_client_append(token, count, producer, acks)
             }
             Input::Flushed { id } => self.on_flushed(id),
-            Input::LogStart { start } => self.on_log_start(start),
+            Input::LogStart { start, producers } => self.on_log_start(start, producers),
         }
         debug_assert!(self.hw >= hw0, "the high watermark never decreases");
         debug_assert!(self.hard.promised >= promised0, "the promised epoch never decreases");
@@ -312,20 +318,18 @@ impl Replica {
         self.out.push(Output::Truncate { end });
     }
 
-    /// Retention deleted the stored entries below `start`: forget them (never one at or
-    /// above the HW, which retention does not touch), remembering their producers.
-    fn on_log_start(&mut self, start: u64) {
-        let upto = start.min(self.hw);
-        let gone = self.log.entries().partition_point(|e| e.end() <= upto);
-        if gone == 0 {
+    /// Retention deleted the stored entries below `start`, all committed: forget them,
+    /// and take the producer state saved for them. Not bounded by our HW, which starts at
+    /// 0 after a restart while retention goes by the node's saved one: a leader whose
+    /// entries outlive their bytes could answer a follower below them neither with the
+    /// bytes nor with `Behind`. What was deleted counts as flushed.
+    fn on_log_start(&mut self, start: u64, producers: Vec<ProducerState>) {
+        if start <= self.log.start() {
             return;
         }
-        let with_producer = self.log.entries()[..gone].iter().any(|e| e.producer.is_some());
-        self.deleted_producers = self.deleted_producers.then(&self.log.entries()[..gone]);
-        self.log.trim(upto);
-        if with_producer {
-            self.out.push(Output::SaveProducers(self.deleted_producers.snapshot()));
-        }
+        self.log.trim(start);
+        self.deleted_producers = Producers::from_snapshot(&producers);
+        self.flushed_end = self.flushed_end.max(self.log.start());
     }
 
     /// Drop the whole log for the leader's, which starts at `start` (everything below it

@@ -444,7 +444,7 @@ fn leader_of_epoch_2_over_ten_offsets() -> Replica {
 fn a_follower_below_the_leaders_trimmed_start_resets_to_it_and_catches_up() {
     let mut leader = leader_of_epoch_2_over_ten_offsets();
     // Retention deleted the batches below 10.
-    leader.step(5_010, Input::LogStart { start: 10 });
+    leader.step(5_010, Input::LogStart { start: 10, producers: vec![] });
     assert_eq!((leader.log().start(), leader.log().start_epoch()), (10, Epoch(1)));
     // Replica 2 comes back with an empty log: the leader cannot send what it deleted.
     let mut follower = fresh(2, 3);
@@ -511,7 +511,7 @@ fn a_log_reset_to_the_leaders_start_still_refuses_a_stale_candidate() {
 #[test]
 fn a_follower_that_agrees_above_the_leaders_start_is_not_reset() {
     let mut leader = leader_of_epoch_2_over_ten_offsets();
-    leader.step(5_010, Input::LogStart { start: 10 });
+    leader.step(5_010, Input::LogStart { start: 10, producers: vec![] });
     // Replica 1 holds everything up to 11: its fetch from 11 in epoch 2 is consistent.
     let fetch = Message::Fetch { epoch: Epoch(2), offset: 11, last_epoch: Epoch(2), flushed_end: 11 };
     let out = leader.step(5_020, Input::Receive { from: 1, msg: fetch });
@@ -545,10 +545,12 @@ fn a_reset_follower_still_recognises_a_retry_of_a_batch_retention_deleted() {
     r.step(5_003, Input::Flushed { id });
     let fetch = Message::Fetch { epoch: Epoch(2), offset: 11, last_epoch: Epoch(2), flushed_end: 11 };
     r.step(5_004, Input::Receive { from: 1, msg: fetch });
-    // Retention deletes the producer's batch: its state is saved for a restart.
-    let out = r.step(5_010, Input::LogStart { start: 10 });
+    // Retention deletes the producer's batch; the node saved its state with the start.
     let state = ProducerState { id: 9, epoch: 0, recent: vec![(0, 4, 1, 6)] };
-    assert_eq!(out, vec![Output::SaveProducers(vec![state.clone()])]);
+    assert_eq!(producers::Producers::rebuild(&[batch]).snapshot(), std::slice::from_ref(&state));
+    let out = r.step(5_010, Input::LogStart { start: 10, producers: vec![state.clone()] });
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(r.producers.check(&seq), producers::Check::Duplicate { base: 1, end: 6 });
     // A restarted leader remembers it too.
     let restarted = Replica::recover(cfg(0, 3), r.hard_state(), r.log().clone(), 6_000)
         .with_deleted_producers(std::slice::from_ref(&state));
@@ -566,4 +568,55 @@ fn a_reset_follower_still_recognises_a_retry_of_a_batch_retention_deleted() {
         .iter()
         .any(|o| matches!(o, Output::ResetLog { producers, .. } if *producers == [state.clone()])));
     assert_eq!(follower.producers.check(&seq), producers::Check::Duplicate { base: 1, end: 6 });
+}
+
+#[test]
+fn a_follower_is_reset_when_its_log_departs_from_the_leaders_at_or_below_the_start() {
+    let mut leader = leader_of_epoch_2_over_ten_offsets();
+    leader.step(5_010, Input::LogStart { start: 10, producers: vec![] });
+    // Replica 2 holds epoch 1 up to 10 and then entries of an epoch the leader never had.
+    let fetch = Message::Fetch { epoch: Epoch(2), offset: 14, last_epoch: Epoch(1), flushed_end: 14 };
+    let out = leader.step(5_020, Input::Receive { from: 2, msg: fetch });
+    let [(2, Message::FetchResp { body: FetchBody::Behind { start: 10, fetch_offset: 14, .. }, .. })] =
+        &sends(&out)[..]
+    else {
+        panic!("a log that agrees only up to the start is reset: {out:?}")
+    };
+}
+
+#[test]
+fn a_behind_answer_never_takes_a_follower_below_its_high_watermark() {
+    let mut r = fresh(1, 3);
+    let entries = FetchBody::Entries(vec![entry(0, 1, 1, true), entry(1, 9, 1, false)]);
+    r.step(
+        1_000,
+        Input::Receive { from: 0, msg: Message::FetchResp { epoch: Epoch(1), hw: 0, body: entries } },
+    );
+    let fetch_hw = Message::FetchResp { epoch: Epoch(1), hw: 10, body: FetchBody::Entries(vec![]) };
+    r.step(1_001, Input::Receive { from: 0, msg: fetch_hw });
+    assert_eq!(r.high_watermark(), 10);
+    let behind = FetchBody::Behind {
+        start: 5,
+        start_epoch: Epoch(1),
+        producers: vec![],
+        fetch_offset: 10,
+        fetch_last_epoch: Epoch(1),
+    };
+    let out = r.step(
+        1_002,
+        Input::Receive { from: 0, msg: Message::FetchResp { epoch: Epoch(1), hw: 0, body: behind } },
+    );
+    assert!(!out.iter().any(|o| matches!(o, Output::ResetLog { .. })), "{out:?}");
+    assert_eq!(r.log().end(), 10);
+}
+
+#[test]
+fn deleted_entries_are_forgotten_even_past_the_cores_own_hw() {
+    // Restarted, a core's HW is 0 while retention goes by the HW the node saved: were
+    // the entries kept, a follower below them would get neither their bytes nor `Behind`.
+    let leader = leader_of_epoch_2_over_ten_offsets();
+    let mut r = Replica::recover(cfg(0, 3), leader.hard_state(), leader.log().clone(), 20_000);
+    assert_eq!(r.high_watermark(), 0);
+    r.step(20_001, Input::LogStart { start: 10, producers: vec![] });
+    assert_eq!((r.log().start(), r.log().start_epoch(), r.log().end()), (10, Epoch(1), 11));
 }

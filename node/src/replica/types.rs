@@ -212,7 +212,7 @@ pub enum FetchBody {
     /// The follower's log ends below the leader's log start, or departs from it there:
     /// what it misses was deleted by retention (committed, so it needs none of it).
     /// Drop the whole log and continue, empty, from `start` (Kafka's out-of-range reset
-    /// of a follower; Raft's snapshot install, with no state to install).
+    /// of a follower; Raft's snapshot install, whose only state is the producers').
     Behind {
         /// The leader's log start.
         start: u64,
@@ -257,11 +257,14 @@ pub enum Input {
         /// The flush's id.
         id: u64,
     },
-    /// Retention (or compaction) deleted the stored batches below `start`, all below the
-    /// high watermark: the log forgets their entries.
+    /// Retention (or compaction) deleted the stored batches below `start`, all committed
+    /// (below the HW the node saved, which may be ahead of the core's after a restart):
+    /// the log forgets their entries.
     LogStart {
         /// The stored log's first offset.
         start: u64,
+        /// The producer state of every entry deleted so far, as saved with the start.
+        producers: Vec<ProducerState>,
     },
 }
 
@@ -304,13 +307,9 @@ pub enum Output {
         start: u64,
         /// The epoch of the entry just below it.
         start_epoch: Epoch,
-        /// The producer state of the deleted entries (saved as by
-        /// [`Output::SaveProducers`]).
+        /// The producer state of the deleted entries, kept with the start.
         producers: Vec<ProducerState>,
     },
-    /// Save the producer state of the entries below the log start, for a restart (it
-    /// may lag: a retry of a batch deleted just before a crash may then be taken anew).
-    SaveProducers(Vec<ProducerState>),
     /// Start a group commit covering everything appended so far; answered with
     /// [`Input::Flushed`] carrying the same id.
     Flush {

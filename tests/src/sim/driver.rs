@@ -61,10 +61,6 @@ impl World {
                 self.hosts[node].storage.producers = producers;
                 self.reset_log(node, start, start_epoch)
             }
-            Output::SaveProducers(producers) => {
-                self.hosts[node].storage.producers = producers;
-                Ok(())
-            }
             Output::Flush { id } => {
                 self.start_flush(node, id);
                 Ok(())
@@ -72,6 +68,8 @@ impl World {
             Output::Ack { token, result } => self.on_ack(node, token, result),
             Output::Leader { .. } => Ok(()),
             Output::HighWatermark(hw) => {
+                let disk = &mut self.hosts[node].storage;
+                disk.saved_hw = disk.saved_hw.max(hw);
                 let durables = durables(&self.hosts);
                 self.inv.on_hw(node, hw, &self.hosts[node].storage, &durables)
             }

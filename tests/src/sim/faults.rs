@@ -170,16 +170,22 @@ impl World {
         if self.hosts[node].replica.is_none() {
             return Ok(());
         }
-        let (start, _) = self.hosts[node].storage.start();
-        let hw = self.inv.hw(node);
+        let disk = &mut self.hosts[node].storage;
+        let (start, hw) = (disk.start().0, disk.saved_hw);
         if hw <= start {
             return Ok(());
         }
         let upto = self.rng.range(start, hw);
-        let Some(start) = self.hosts[node].storage.trim(upto) else { return Ok(()) };
+        let gone = disk.trim(upto);
+        if gone.is_empty() {
+            return Ok(());
+        }
+        // The node saves the deleted batches' producers with the new start.
+        disk.producers = meshlog::replica::producers_after(&disk.producers, &gone);
+        let (start, producers) = (disk.start().0, disk.producers.clone());
         self.stats.trims += 1;
         self.trace.note(self.now_us, Some(node), Note::Fault(format!("retention: log starts at {start}")));
-        self.step(node, meshlog::replica::Input::LogStart { start })
+        self.step(node, meshlog::replica::Input::LogStart { start, producers })
     }
 
     /// `node` dies and comes back with an empty disk but the same identity.

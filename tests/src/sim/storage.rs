@@ -44,9 +44,11 @@ struct PendingFlush {
 pub struct Storage {
     /// Durable as soon as written (the driver persists it before the next output).
     pub hard: HardState,
-    /// The producer state of deleted entries: durable as soon as written (the driver's
-    /// save may lag a crash; the model does not).
+    /// The producer state of deleted entries, saved with the start.
     pub producers: Vec<ProducerState>,
+    /// The highest HW the replica reported in any incarnation, as the node saves it:
+    /// what retention goes by (a restarted core's own HW starts at 0).
+    pub saved_hw: u64,
     log: Vec<Stored>,
     durable_len: usize,
     flushes: VecDeque<PendingFlush>,
@@ -124,18 +126,18 @@ impl Storage {
     }
 
     /// Retention: delete the durable entries that end at or before `upto`, but never
-    /// the last one. Returns the new start, if it moved.
-    pub fn trim(&mut self, upto: u64) -> Option<u64> {
+    /// the last one. Returns the entries deleted.
+    pub fn trim(&mut self, upto: u64) -> Vec<Entry> {
         let k = self.log[..self.durable_len].partition_point(|s| s.entry.end() <= upto);
         let k = k.min(self.log.len().saturating_sub(1));
-        let last = *self.log[..k].last()?;
+        let Some(last) = self.log[..k].last().copied() else { return Vec::new() };
         (self.start, self.start_epoch, self.start_hash) = (last.entry.end(), last.entry.epoch, last.hash);
-        self.log.drain(..k);
+        let gone = self.log.drain(..k).map(|s| s.entry).collect();
         self.durable_len -= k;
         for f in self.flushes.iter_mut() {
             f.covered = f.covered.saturating_sub(k);
         }
-        Some(self.start)
+        gone
     }
 
     /// Drop the whole log: it continues, empty, from `start` (durable at once, as the

@@ -68,6 +68,7 @@ impl Partition {
     /// start advances, the log's last batch excepted. Only batches wholly below the HW
     /// are touched. Reads the whole committed log.
     pub fn compact(&self, config: &TopicConfig, now_ms: i64) -> Result<CompactStats, StorageError> {
+        let _head = self.head();
         let hw = self.high_watermark();
         let committed = self.committed_batches(hw)?;
         let latest = latest_offsets(&committed);
@@ -168,21 +169,21 @@ impl Partition {
     /// it compares logs in an election.
     fn drop_empty_prefix(&self, hw: u64, stats: &mut CompactStats) -> Result<(), StorageError> {
         let Some((last_base, _)) = self.log.last()? else { return Ok(()) };
+        let mut doomed = Vec::new();
         for entry in self.log.iter() {
             let (base, bytes) = entry?;
             let Ok(h) = batch::parse_header(&bytes) else { break };
-            let end = base + h.last_offset_delta as u64 + 1;
+            let e = super::as_entry(base, &h);
             let holds_records = h.records_count > 0 && !h.is_control();
-            if end > hw || holds_records || base >= last_base {
+            if e.end() > hw || holds_records || base >= last_base {
                 break;
             }
-            let epoch = super::as_entry(base, &h).epoch;
-            self.save_start(end, epoch)?;
-            self.log.remove(base)?;
-            self.started_at(end, epoch, bytes.len() as u64);
-            stats.batches_removed += 1;
-            stats.bytes_after = stats.bytes_after.saturating_sub(bytes.len() as u64);
+            doomed.push((base, e, bytes.len() as u64));
         }
+        let removed = self.delete_head(&doomed)?;
+        let bytes: u64 = doomed[..removed].iter().map(|d| d.2).sum();
+        stats.batches_removed += removed;
+        stats.bytes_after = stats.bytes_after.saturating_sub(bytes);
         Ok(())
     }
 }

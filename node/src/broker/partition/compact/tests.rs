@@ -1,10 +1,11 @@
 //! Compaction on real sled in a temporary directory: what is kept, at which offsets,
 //! what the replica core recovers afterwards, and that nothing at or above the high
-//! watermark changes.
+//! watermark changes; and the other moves of a log's head (delete retention, a reset to
+//! a leader's start) with what survives a reopen.
 
 use super::super::as_entry;
 use super::*;
-use crate::replica::{Entry, Epoch};
+use crate::replica::{Entry, Epoch, ProducerState};
 use crate::storage::{Store, StoreOptions};
 use meshlog_protocol::types::CleanupPolicy;
 use std::sync::Arc;
@@ -242,4 +243,66 @@ fn time_and_size_retention_do_not_delete_from_a_compacted_topic() {
     let cfg = TopicConfig { retention_ms: Some(0), retention_bytes: Some(0), ..config() };
     assert_eq!(part.enforce_retention(&cfg, NOW_MS).unwrap(), 0);
     assert_eq!(stored(&part).len(), 2);
+}
+
+/// A producer's batch of `n` records at the log end (epoch 1).
+fn put_idempotent(part: &Partition, id: i64, first_seq: i32, n: usize) -> u64 {
+    let mut b = batch::BatchBuilder::with_producer(id, 0, first_seq);
+    for _ in 0..n {
+        b.push(T0_MS, None, Some(b"v"), &[]);
+    }
+    store_at_end(part, b.build().unwrap())
+}
+
+#[test]
+fn delete_retention_keeps_the_last_batch_and_saves_the_start_epoch_and_producers() {
+    let (_dir, store) = store();
+    let (part, _) = open(&store);
+    put_idempotent(&part, 5, 0, 2); // 0..2
+    put_idempotent(&part, 5, 2, 2); // 2..4
+    put(&part, &[(None, Some("x"))]); // 4
+    part.set_hw(5);
+    let cfg = TopicConfig { retention_ms: Some(0), ..TopicConfig::default() };
+    assert_eq!(part.enforce_retention(&cfg, NOW_MS).unwrap(), 2, "all but the last batch");
+    assert_eq!((part.offsets().0, part.start_epoch()), (4, Epoch(1)));
+    let want = vec![ProducerState { id: 5, epoch: 0, recent: vec![(0, 1, 0, 2), (2, 3, 2, 4)] }];
+    assert_eq!(part.deleted_producers(), want);
+    let (again, recovered) = open(&store);
+    assert_eq!((again.offsets().0, again.start_epoch(), again.deleted_producers()), (4, Epoch(1), want));
+    assert_eq!(recovered.len(), 1);
+}
+
+#[test]
+fn a_reset_interrupted_by_a_crash_reopens_at_the_saved_start_and_retention_leaves_it_alone() {
+    let (_dir, store) = store();
+    let (part, _) = open(&store);
+    for _ in 0..3 {
+        put(&part, &[(None, Some("old"))]); // 0, 1, 2
+    }
+    part.set_hw(2);
+    let producers = vec![ProducerState { id: 7, epoch: 0, recent: vec![(0, 9, 20, 30)] }];
+    part.save_reset_start(40, Epoch(3), producers.clone()).unwrap();
+    store.flush().unwrap();
+    // Until the reset runs, retention must not move the start back below it.
+    let cfg = TopicConfig { retention_ms: Some(0), ..TopicConfig::default() };
+    assert_eq!(part.enforce_retention(&cfg, NOW_MS).unwrap(), 0);
+    // The crash comes before `reset`: reopened, the log starts, empty, at the saved start.
+    let (again, recovered) = open(&store);
+    assert!(recovered.is_empty(), "{recovered:?}");
+    assert_eq!(again.offsets(), (40, 40, 0));
+    assert_eq!((again.start_epoch(), again.deleted_producers()), (Epoch(3), producers));
+    // Had it run, the same.
+    part.reset().unwrap();
+    assert_eq!(part.offsets(), (40, 40, 0));
+}
+
+#[test]
+fn a_log_start_saved_by_an_older_node_reads_as_epoch_zero() {
+    let (_dir, store) = store();
+    store.meta_put(&format!("log_start/{TOPIC}/0"), &9u64.to_be_bytes()).unwrap();
+    let (part, _) = open(&store);
+    assert_eq!((part.offsets().0, part.start_epoch()), (9, Epoch(0)));
+    store.meta_put(&format!("log_start/{TOPIC}/0"), &[1, 2, 3]).unwrap();
+    let err = Partition::open(store.clone(), TOPIC, 0).err().expect("a damaged start is an error");
+    assert!(err.to_string().contains("saved log start of 3 bytes"), "{err}");
 }
