@@ -107,6 +107,13 @@ pub struct ReplicaHandle {
     view: watch::Receiver<ReplicaView>,
 }
 
+/// Run a blocking storage call on the blocking pool.
+async fn blocking(f: impl FnOnce() -> Result<(), StorageError> + Send + 'static) -> Result<(), StorageError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StorageError::Io { op: "storage task", reason: e.to_string() })?
+}
+
 /// Milliseconds on this process's monotonic clock (the core's `now`).
 fn now_ms() -> u64 {
     static START: LazyLock<Instant> = LazyLock::new(Instant::now);
@@ -537,9 +544,13 @@ impl Driver {
                         topic = %self.part.topic(), partition = self.part.id(), start,
                         "log fell below the leader's start (retention deleted the rest): dropped, fetching from there"
                     );
-                    self.part.save_reset_start(start, start_epoch, producers)?;
+                    // Both wait for the partition's head lock, which a retention or
+                    // compaction pass holds for its whole pass: off the runtime.
+                    let part = self.part.clone();
+                    blocking(move || part.save_reset_start(start, start_epoch, producers)).await?;
                     self.ctx.commit.flush().await?;
-                    self.part.reset()?;
+                    let part = self.part.clone();
+                    blocking(move || part.reset()).await?;
                     self.ctx.commit.flush().await?;
                 }
                 Output::Flush { id } => self.flush(id),
