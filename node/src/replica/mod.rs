@@ -98,9 +98,12 @@ pub struct Replica {
 }
 
 /// The producer state of deleted entries once `entries` are deleted too (by retention or
-/// compaction; what the node saves with the new log start).
+/// compaction; what the node saves with the new log start), bounded by
+/// `producers::MAX_DELETED_PRODUCERS` (10,000).
 pub fn producers_after(deleted: &[ProducerState], entries: &[Entry]) -> Vec<ProducerState> {
-    Producers::from_snapshot(deleted).then(entries).snapshot()
+    let mut p = Producers::from_snapshot(deleted).then(entries);
+    p.keep_latest(producers::MAX_DELETED_PRODUCERS);
+    p.snapshot()
 }
 
 impl Replica {

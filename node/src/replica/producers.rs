@@ -7,6 +7,11 @@ use std::collections::{HashMap, VecDeque};
 /// Batches remembered per producer (Kafka keeps 5).
 const RECENT_BATCHES: usize = 5;
 
+/// Producers remembered for entries retention deleted, at most: the ones whose last
+/// batch is oldest are forgotten first (Kafka expires them by time). It bounds the state
+/// saved with a log start and sent with `Behind` (about 140 bytes each, so 1.4 MB).
+pub const MAX_DELETED_PRODUCERS: usize = 10_000;
+
 /// What a producer batch is, relative to what the log holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
@@ -84,6 +89,19 @@ impl Producers {
         p
     }
 
+    /// Forget all but the `max` producers whose last batch ends latest.
+    pub fn keep_latest(&mut self, max: usize) {
+        if self.map.len() <= max {
+            return;
+        }
+        let mut ends: Vec<(u64, i64)> =
+            self.map.iter().map(|(id, st)| (st.recent.back().map_or(0, |r| r.3), *id)).collect();
+        ends.sort_unstable();
+        for (_, id) in &ends[..ends.len() - max] {
+            self.map.remove(id);
+        }
+    }
+
     /// Account for an entry appended to the log.
     pub fn observe(&mut self, e: &Entry) {
         let Some(ps) = e.producer else { return };
@@ -142,5 +160,17 @@ mod tests {
         assert_eq!(p.check(&seq(-1, 5, 9)), Check::Fenced);
         assert_eq!(p.check(&seq(1, 0, 0)), Check::Fresh);
         assert_eq!(p.check(&ProducerSeq { id: 8, epoch: 0, first_seq: 0, last_seq: 0 }), Check::Fresh);
+    }
+
+    #[test]
+    fn keeping_the_latest_forgets_the_producers_whose_last_batch_is_oldest() {
+        let of = |id: i64, base: u64| {
+            let producer = Some(ProducerSeq { id, epoch: 0, first_seq: 0, last_seq: 0 });
+            Entry { base, count: 1, epoch: Epoch(1), producer, epoch_start: false }
+        };
+        let mut p = Producers::rebuild(&[of(1, 0), of(2, 1), of(3, 2), of(1, 3)]);
+        p.keep_latest(2);
+        let ids: Vec<i64> = p.snapshot().iter().map(|s| s.id).collect();
+        assert_eq!(ids, [1, 3], "producer 2's last batch is the oldest");
     }
 }
