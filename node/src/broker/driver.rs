@@ -409,10 +409,10 @@ impl Driver {
                     None => return, // every handle is gone: the topic was dropped or the node stops
                 },
                 _ = tick.tick() => {
-                    // Retention or compaction deleted batches: the core forgets them.
-                    let start = self.part.offsets().0;
-                    if start > self.core.log().start() {
-                        let producers = self.part.deleted_producers();
+                    // Retention or compaction deleted batches: the core forgets them
+                    // (start and producers read together; the check alone is cheap).
+                    if self.part.offsets().0 > self.core.log().start() {
+                        let (start, producers) = self.part.start_and_deleted_producers();
                         if !self.step(Input::LogStart { start, producers }).await {
                             return;
                         }

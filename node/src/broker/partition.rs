@@ -213,13 +213,18 @@ impl Partition {
         self.state().deleted_producers.clone()
     }
 
+    /// The log start with the producer state of what lies below it, read together.
+    pub fn start_and_deleted_producers(&self) -> (u64, Vec<ProducerState>) {
+        let st = self.state();
+        (st.log_start, st.deleted_producers.clone())
+    }
+
     fn head(&self) -> std::sync::MutexGuard<'_, ()> {
         self.head.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Save `start` as the log's first offset, `epoch` as that of the batch below it,
-    /// and the producer state of everything below it (durable after the next flush),
-    /// and take them as the partition's.
+    /// and the producer state of everything below it (durable after the next flush).
     fn save_start(
         &self,
         start: u64,
@@ -232,10 +237,13 @@ impl Partition {
         let encoded = meshlog_protocol::codec::encode(&producers)
             .map_err(|e| StorageError::Io { op: "encode producer state", reason: e.to_string() })?;
         self.store.meta_put(&producers_key(&self.topic, self.id), &encoded)?;
-        self.store.meta_put(&log_start_key(&self.topic, self.id), &value)?;
+        self.store.meta_put(&log_start_key(&self.topic, self.id), &value)
+    }
+
+    /// Take `start`, `epoch` and `producers` as the partition's log start.
+    fn started_at(&self, start: u64, epoch: Epoch, producers: Vec<ProducerState>) {
         let mut st = self.state();
         (st.log_start, st.start_epoch, st.deleted_producers) = (start, epoch, producers);
-        Ok(())
     }
 
     /// Delete the leading batches `doomed` (base, entry, stored bytes), which start at
@@ -249,17 +257,19 @@ impl Partition {
             let st = self.state();
             (st.log_start, st.deleted_producers.clone())
         };
-        // A reset moved the start past these batches; they go with it.
+        // A pending reset moved the start past these batches; they go with it. (A pass
+        // that failed half-way moved nothing: its retry finds the same start.)
         if first.0 < start {
             return Ok(0);
         }
         let entries: Vec<Entry> = doomed.iter().map(|d| d.1).collect();
         let producers = replica::producers_after(&before, &entries);
-        self.save_start(last.1.end(), last.1.epoch, producers)?;
+        self.save_start(last.1.end(), last.1.epoch, producers.clone())?;
         self.store.flush()?;
         for (base, _, _) in doomed {
             self.log.remove(*base)?;
         }
+        self.started_at(last.1.end(), last.1.epoch, producers);
         let bytes: u64 = doomed.iter().map(|d| d.2).sum();
         let mut st = self.state();
         st.size_bytes = st.size_bytes.saturating_sub(bytes);
@@ -277,7 +287,18 @@ impl Partition {
         producers: Vec<ProducerState>,
     ) -> Result<(), StorageError> {
         let _head = self.head();
-        self.save_start(start, start_epoch, producers)
+        if start < self.state().log_start {
+            return Err(StorageError::Io {
+                op: "reset",
+                reason: format!(
+                    "{}-{}: a reset to {start} would move the log start back",
+                    self.topic, self.id
+                ),
+            });
+        }
+        self.save_start(start, start_epoch, producers.clone())?;
+        self.started_at(start, start_epoch, producers);
+        Ok(())
     }
 
     /// Drop every batch: the log continues, empty, from the start saved by

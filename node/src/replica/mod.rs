@@ -555,7 +555,8 @@ impl Replica {
             // that agrees with the leader up to its HW has it above the leader's start.
             FetchBody::Behind { start, start_epoch, producers, fetch_offset, fetch_last_epoch }
                 if (fetch_offset, fetch_last_epoch) == (self.log.end(), self.log.last_epoch())
-                    && self.hw <= start =>
+                    && self.hw <= start
+                    && self.log.start() <= start =>
             {
                 self.reset_log(start, start_epoch, producers);
                 true

@@ -550,7 +550,7 @@ fn a_reset_follower_still_recognises_a_retry_of_a_batch_retention_deleted() {
     assert_eq!(producers::Producers::rebuild(&[batch]).snapshot(), std::slice::from_ref(&state));
     let out = r.step(5_010, Input::LogStart { start: 10, producers: vec![state.clone()] });
     assert!(out.is_empty(), "{out:?}");
-    assert_eq!(r.producers.check(&seq), producers::Check::Duplicate { base: 1, end: 6 });
+    assert_eq!(r.deleted_producers.snapshot(), std::slice::from_ref(&state), "what goes with the start");
     // A restarted leader remembers it too.
     let restarted = Replica::recover(cfg(0, 3), r.hard_state(), r.log().clone(), 6_000)
         .with_deleted_producers(std::slice::from_ref(&state));
@@ -619,4 +619,37 @@ fn deleted_entries_are_forgotten_even_past_the_cores_own_hw() {
     assert_eq!(r.high_watermark(), 0);
     r.step(20_001, Input::LogStart { start: 10, producers: vec![] });
     assert_eq!((r.log().start(), r.log().start_epoch(), r.log().end()), (10, Epoch(1), 11));
+}
+
+#[test]
+fn entries_deleted_past_what_a_follower_flushed_count_as_flushed() {
+    let mut r = fresh(1, 3);
+    let entries = FetchBody::Entries(vec![entry(0, 1, 1, true), entry(1, 9, 1, false)]);
+    r.step(
+        1_000,
+        Input::Receive { from: 0, msg: Message::FetchResp { epoch: Epoch(1), hw: 0, body: entries } },
+    );
+    let hw = Message::FetchResp { epoch: Epoch(1), hw: 10, body: FetchBody::Entries(vec![]) };
+    r.step(1_001, Input::Receive { from: 0, msg: hw });
+    // The follower's HW covers entries its flush has not: retention may delete them.
+    assert_eq!((r.high_watermark(), r.flushed_end()), (10, 0));
+    r.step(1_002, Input::LogStart { start: 1, producers: vec![] });
+    assert_eq!((r.log().start(), r.flushed_end()), (1, 1));
+}
+
+#[test]
+fn the_producer_state_of_deleted_entries_keeps_the_latest_producers_only() {
+    let n = producers::MAX_DELETED_PRODUCERS as i64 + 1;
+    let entries: Vec<Entry> = (0..n)
+        .map(|id| Entry {
+            base: id as u64,
+            count: 1,
+            epoch: Epoch(1),
+            producer: Some(ProducerSeq { id, epoch: 0, first_seq: 0, last_seq: 0 }),
+            epoch_start: false,
+        })
+        .collect();
+    let kept = producers_after(&[], &entries);
+    assert_eq!(kept.len(), producers::MAX_DELETED_PRODUCERS);
+    assert!(kept.iter().all(|s| s.id != 0), "the producer whose batch is oldest goes first");
 }

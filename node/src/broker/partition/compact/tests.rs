@@ -274,7 +274,7 @@ fn delete_retention_keeps_the_last_batch_and_saves_the_start_epoch_and_producers
 
 #[test]
 fn a_reset_interrupted_by_a_crash_reopens_at_the_saved_start_and_retention_leaves_it_alone() {
-    let (_dir, store) = store();
+    let (dir, store) = store();
     let (part, _) = open(&store);
     for _ in 0..3 {
         put(&part, &[(None, Some("old"))]); // 0, 1, 2
@@ -283,17 +283,24 @@ fn a_reset_interrupted_by_a_crash_reopens_at_the_saved_start_and_retention_leave
     let producers = vec![ProducerState { id: 7, epoch: 0, recent: vec![(0, 9, 20, 30)] }];
     part.save_reset_start(40, Epoch(3), producers.clone()).unwrap();
     store.flush().unwrap();
-    // Until the reset runs, retention must not move the start back below it.
+    // Until the reset runs, retention must not move the start back below it, nor may
+    // another reset.
     let cfg = TopicConfig { retention_ms: Some(0), ..TopicConfig::default() };
     assert_eq!(part.enforce_retention(&cfg, NOW_MS).unwrap(), 0);
-    // The crash comes before `reset`: reopened, the log starts, empty, at the saved start.
+    assert_eq!(part.offsets().0, 40);
+    assert!(part.save_reset_start(30, Epoch(3), vec![]).is_err(), "the start never moves back");
+    // The process dies before `reset`: the store is reopened from its directory, and
+    // the log starts, empty, at the saved start.
+    drop(part);
+    drop(store);
+    let store = Arc::new(
+        Store::open(dir.path(), &StoreOptions { cache_capacity_bytes: 8 << 20, segment_bytes: 16 << 10 })
+            .unwrap(),
+    );
     let (again, recovered) = open(&store);
     assert!(recovered.is_empty(), "{recovered:?}");
     assert_eq!(again.offsets(), (40, 40, 0));
     assert_eq!((again.start_epoch(), again.deleted_producers()), (Epoch(3), producers));
-    // Had it run, the same.
-    part.reset().unwrap();
-    assert_eq!(part.offsets(), (40, 40, 0));
 }
 
 #[test]
