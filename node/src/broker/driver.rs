@@ -107,6 +107,12 @@ pub struct ReplicaHandle {
     view: watch::Receiver<ReplicaView>,
 }
 
+/// The core asked to store a batch whose bytes the driver does not hold: a bug, never a
+/// reason to store an empty frame. The replica stops (as on a storage error).
+fn missing(what: &str, base: u64) -> StorageError {
+    StorageError::Io { op: "append", reason: format!("the {what} at offset {base} has no bytes") }
+}
+
 /// Run a blocking storage call on the blocking pool.
 async fn blocking(f: impl FnOnce() -> Result<(), StorageError> + Send + 'static) -> Result<(), StorageError> {
     tokio::task::spawn_blocking(f)
@@ -521,8 +527,8 @@ impl Driver {
                     self.ctx.commit.flush().await?;
                 }
                 Output::AppendClient { token, entry } => {
-                    let bytes = self.pending.get_mut(&token).and_then(|(b, _)| b.take()).unwrap_or_default();
-                    self.store(entry, bytes)?;
+                    let bytes = self.pending.get_mut(&token).and_then(|(b, _)| b.take());
+                    self.store(entry, bytes.ok_or_else(|| missing("client batch", entry.base))?)?;
                 }
                 Output::AppendMarker(entry) => {
                     let bytes = batch::leader_change_marker(super::now_ms(), entry.epoch.0);
@@ -530,7 +536,10 @@ impl Driver {
                 }
                 Output::AppendReplicated(entries) => {
                     for e in entries {
-                        let bytes = self.incoming.remove(&e.base).unwrap_or_default();
+                        let bytes = self
+                            .incoming
+                            .remove(&e.base)
+                            .ok_or_else(|| missing("replicated batch", e.base))?;
                         self.part.store_batch(e.base, &bytes, e.count)?;
                     }
                 }
