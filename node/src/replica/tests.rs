@@ -423,7 +423,11 @@ fn acks_all_stops_waiting_for_a_silent_follower_after_an_election_timeout() {
 /// Replica 0 of three, recovered with epoch 1's log (a marker at 0, then 1..10), elected
 /// for epoch 2 with replica 1's vote; its marker at 10 is committed by replica 1's fetch.
 fn leader_of_epoch_2_over_ten_offsets() -> Replica {
-    let log = Log::new(0, vec![entry(0, 1, 1, true), entry(1, 9, 1, false)]);
+    leader_of_epoch_2_over(Log::new(0, vec![entry(0, 1, 1, true), entry(1, 9, 1, false)]))
+}
+
+/// Like [`leader_of_epoch_2_over_ten_offsets`], over `log` (epoch 1's, ending at 10).
+fn leader_of_epoch_2_over(log: Log) -> Replica {
     let mut r = Replica::recover(cfg(0, 3), HardState { promised: Epoch(1), voted_for: None }, log, 0);
     r.step(5_000, Input::Tick);
     r.step(5_001, Input::Receive { from: 1, msg: Message::PreVoteResp { epoch: Epoch(2), granted: true } });
@@ -533,18 +537,7 @@ fn a_follower_that_agrees_above_the_leaders_start_is_not_reset() {
 fn a_reset_follower_still_recognises_a_retry_of_a_batch_retention_deleted() {
     let seq = ProducerSeq { id: 9, epoch: 0, first_seq: 0, last_seq: 4 };
     let batch = Entry { base: 1, count: 5, epoch: Epoch(1), producer: Some(seq), epoch_start: false };
-    let log = Log::new(0, vec![entry(0, 1, 1, true), batch, entry(6, 4, 1, false)]);
-    let mut r = Replica::recover(cfg(0, 3), HardState { promised: Epoch(1), voted_for: None }, log, 0);
-    r.step(5_000, Input::Tick);
-    r.step(5_001, Input::Receive { from: 1, msg: Message::PreVoteResp { epoch: Epoch(2), granted: true } });
-    let out =
-        r.step(5_002, Input::Receive { from: 1, msg: Message::VoteResp { epoch: Epoch(2), granted: true } });
-    let Some(Output::Flush { id }) = out.iter().find(|o| matches!(o, Output::Flush { .. })).cloned() else {
-        panic!("{out:?}")
-    };
-    r.step(5_003, Input::Flushed { id });
-    let fetch = Message::Fetch { epoch: Epoch(2), offset: 11, last_epoch: Epoch(2), flushed_end: 11 };
-    r.step(5_004, Input::Receive { from: 1, msg: fetch });
+    let mut r = leader_of_epoch_2_over(Log::new(0, vec![entry(0, 1, 1, true), batch, entry(6, 4, 1, false)]));
     // Retention deletes the producer's batch; the node saved its state with the start.
     let state = ProducerState { id: 9, epoch: 0, recent: vec![(0, 4, 1, 6)] };
     assert_eq!(producers::Producers::rebuild(&[batch]).snapshot(), std::slice::from_ref(&state));
@@ -584,16 +577,23 @@ fn a_follower_is_reset_when_its_log_departs_from_the_leaders_at_or_below_the_sta
     };
 }
 
-#[test]
-fn a_behind_answer_never_takes_a_follower_below_its_high_watermark() {
+/// Replica 1 of three, given epoch 1's log (a marker at 0, then 1..10) and then HW 10 by
+/// replica 0, its flush of them not yet done.
+fn follower_with_ten_unflushed_offsets_at_hw_10() -> Replica {
     let mut r = fresh(1, 3);
     let entries = FetchBody::Entries(vec![entry(0, 1, 1, true), entry(1, 9, 1, false)]);
     r.step(
         1_000,
         Input::Receive { from: 0, msg: Message::FetchResp { epoch: Epoch(1), hw: 0, body: entries } },
     );
-    let fetch_hw = Message::FetchResp { epoch: Epoch(1), hw: 10, body: FetchBody::Entries(vec![]) };
-    r.step(1_001, Input::Receive { from: 0, msg: fetch_hw });
+    let hw = Message::FetchResp { epoch: Epoch(1), hw: 10, body: FetchBody::Entries(vec![]) };
+    r.step(1_001, Input::Receive { from: 0, msg: hw });
+    r
+}
+
+#[test]
+fn a_behind_answer_never_takes_a_follower_below_its_high_watermark() {
+    let mut r = follower_with_ten_unflushed_offsets_at_hw_10();
     assert_eq!(r.high_watermark(), 10);
     let behind = FetchBody::Behind {
         start: 5,
@@ -623,14 +623,7 @@ fn deleted_entries_are_forgotten_even_past_the_cores_own_hw() {
 
 #[test]
 fn entries_deleted_past_what_a_follower_flushed_count_as_flushed() {
-    let mut r = fresh(1, 3);
-    let entries = FetchBody::Entries(vec![entry(0, 1, 1, true), entry(1, 9, 1, false)]);
-    r.step(
-        1_000,
-        Input::Receive { from: 0, msg: Message::FetchResp { epoch: Epoch(1), hw: 0, body: entries } },
-    );
-    let hw = Message::FetchResp { epoch: Epoch(1), hw: 10, body: FetchBody::Entries(vec![]) };
-    r.step(1_001, Input::Receive { from: 0, msg: hw });
+    let mut r = follower_with_ten_unflushed_offsets_at_hw_10();
     // The follower's HW covers entries its flush has not: retention may delete them.
     assert_eq!((r.high_watermark(), r.flushed_end()), (10, 0));
     r.step(1_002, Input::LogStart { start: 1, producers: vec![] });
