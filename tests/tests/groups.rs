@@ -621,21 +621,21 @@ impl CliMember {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_members_survive_a_killed_member_and_the_coordinators_node_without_losing_a_task() {
     let mut c = Cluster::start(3).await;
-    let (a, b) = (c.nodes[0].as_ref().unwrap().addr.clone(), c.nodes[1].as_ref().unwrap().addr.clone());
     c.client(0).create_topic("tasks", 4, 3, BTreeMap::new()).await.unwrap();
-    // A group coordinated by node 2, the node that dies with one of the members.
-    let mut group = String::new();
+    // The group's coordinator is the node that dies with one of the members; the members
+    // run on the other two. (Searching for a group that node 2 coordinates never ended
+    // when node 2 happened to lead no partition of the offsets topic.)
+    let group = "workers".to_string();
     c.client(0).list_groups().await.unwrap();
     let offsets = c.client(0).topic_info(OFFSETS_TOPIC).await.unwrap().partitions;
-    for i in 0.. {
-        group = format!("workers-{i}");
-        if c.index_of(&c.leader_id(OFFSETS_TOPIC, coordinator_partition(&group, offsets)).await) == Some(2) {
-            break;
-        }
-    }
+    let leader = c.leader_id(OFFSETS_TOPIC, coordinator_partition(&group, offsets)).await;
+    let coord = c.index_of(&leader).expect("the coordinator is a node of the cluster");
+    let (ia, ib) = ((coord + 1) % 3, (coord + 2) % 3);
+    let addr = |i: usize| c.nodes[i].as_ref().unwrap().addr.clone();
+    let (a, b) = (addr(ia), addr(ib));
     let mut ma = CliMember::start(&a, &group);
     let mb = CliMember::start(&b, &group);
-    let client = c.client(0);
+    let client = c.client(ia);
     wait_until("two CLI members hold two partitions each", LONG_BUDGET, || async {
         let d = client.describe_group(&group).await.ok()?;
         (d.members.len() == 2 && d.members.iter().all(|m| m.partitions.len() == 2)).then_some(())
@@ -651,7 +651,7 @@ async fn cli_members_survive_a_killed_member_and_the_coordinators_node_without_l
     wait_caught_up(&client, &group, "tasks", 4).await;
     // kill -9 member A and the coordinator's node, then keep the work coming.
     ma.kill9();
-    c.kill9(2);
+    c.kill9(coord);
     let killed_at = Instant::now();
     produce(200, 400);
     let a_values = ma.values();
@@ -660,8 +660,8 @@ async fn cli_members_survive_a_killed_member_and_the_coordinators_node_without_l
     let all: BTreeSet<&String> = a_values.iter().chain(&b_values).collect();
     let missing: Vec<String> = (0..400).map(|i| format!("task-{i}")).filter(|t| !all.contains(t)).collect();
     assert!(missing.is_empty(), "tasks never consumed: {missing:?}");
-    let d = c.client(0).describe_group(&group).await.unwrap();
-    assert_ne!(c.index_of(&d.coordinator), Some(2));
+    let d = c.client(ia).describe_group(&group).await.unwrap();
+    assert_ne!(c.index_of(&d.coordinator), Some(coord));
     let duplicates = a_values.len() + b_values.len() - all.len();
     println!(
         "FIGURE groups: CLI member and coordinator's node killed -9: 400 tasks, member A {} + member B {} \
