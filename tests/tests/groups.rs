@@ -230,20 +230,13 @@ async fn three_members_share_six_partitions_and_a_killed_members_partitions_move
     );
 }
 
-/// A group name whose coordinator (leader of its offsets partition) is not node `avoid`.
-async fn group_coordinated_away_from(c: &Cluster, avoid: usize) -> (String, usize) {
-    c.client(avoid).list_groups().await.unwrap(); // creates the offsets topic
-    let t = c.client(avoid).topic_info(OFFSETS_TOPIC).await.unwrap();
-    for i in 0.. {
-        let name = format!("jobs-{i}");
-        let p = coordinator_partition(&name, t.partitions);
-        let leader = c.leader_id(OFFSETS_TOPIC, p).await;
-        let idx = c.index_of(&leader).unwrap();
-        if idx != avoid {
-            return (name, idx);
-        }
-    }
-    unreachable!()
+/// A group and the node that coordinates it (leads its partition of the offsets topic).
+async fn group_and_its_coordinator(c: &Cluster) -> (String, usize) {
+    c.client(0).list_groups().await.unwrap(); // creates the offsets topic
+    let t = c.client(0).topic_info(OFFSETS_TOPIC).await.unwrap();
+    let name = "jobs-0".to_string();
+    let leader = c.leader_id(OFFSETS_TOPIC, coordinator_partition(&name, t.partitions)).await;
+    (name, c.index_of(&leader).expect("the coordinator is a node of the cluster"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,18 +244,20 @@ async fn killing_the_coordinator_mid_commits_keeps_offsets_and_the_group_going()
     let mut c = Cluster::start(3).await;
     let topic = "jobs";
     c.any_client().create_topic(topic, 3, 3, BTreeMap::new()).await.unwrap();
-    let (group, coordinator) = group_coordinated_away_from(&c, 0).await;
-    let mut next = produce(&c.client(0), topic, 0, 300).await;
+    let (group, coordinator) = group_and_its_coordinator(&c).await;
+    // The member and every client run on a node that survives the coordinator's death.
+    let m = (coordinator + 1) % 3;
+    let mut next = produce(&c.client(m), topic, 0, 300).await;
     let seen: Shared = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let member =
-        spawn_member(0, c.client(0), config(&group, topic, Assignor::Range), seen.clone(), stop.clone());
+        spawn_member(0, c.client(m), config(&group, topic, Assignor::Range), seen.clone(), stop.clone());
     // A monitor reads the committed offsets all along: they must never go backwards.
     let watch_stop = Arc::new(AtomicBool::new(false));
     let regressions = Arc::new(AtomicU64::new(0));
     let monitor = {
         let (client, group, stop, regressions) =
-            (c.client(0), group.clone(), watch_stop.clone(), regressions.clone());
+            (c.client(m), group.clone(), watch_stop.clone(), regressions.clone());
         tokio::spawn(async move {
             let mut high: BTreeMap<TopicPartition, u64> = BTreeMap::new();
             while !stop.load(Ordering::Relaxed) {
@@ -280,11 +275,11 @@ async fn killing_the_coordinator_mid_commits_keeps_offsets_and_the_group_going()
             }
         })
     };
-    wait_caught_up(&c.client(0), &group, topic, 3).await;
+    wait_caught_up(&c.client(m), &group, topic, 3).await;
     // Keep records (and so commits) flowing while the coordinator dies.
     let writer_stop = Arc::new(AtomicBool::new(false));
     let writer = {
-        let (client, stop) = (c.client(0), writer_stop.clone());
+        let (client, stop) = (c.client(m), writer_stop.clone());
         tokio::spawn(async move {
             let mut next = next;
             while !stop.load(Ordering::Relaxed) {
@@ -302,7 +297,7 @@ async fn killing_the_coordinator_mid_commits_keeps_offsets_and_the_group_going()
     let killed_id = c.ids[coordinator].clone();
     c.kill9(coordinator);
     let killed_at = Instant::now();
-    let (monitor_client, g) = (c.client(0), group.clone());
+    let (monitor_client, g) = (c.client(m), group.clone());
     let moved = wait_until("another node coordinates the group", LONG_BUDGET, || async {
         let d = monitor_client.describe_group(&g).await.ok()?;
         (d.coordinator != killed_id && d.members.len() == 1).then(|| killed_at.elapsed())
@@ -316,9 +311,9 @@ async fn killing_the_coordinator_mid_commits_keeps_offsets_and_the_group_going()
         .await;
     writer_stop.store(true, Ordering::Relaxed);
     next = writer.await.unwrap();
-    next = produce(&c.client(0), topic, next, 100).await;
-    wait_caught_up(&c.client(0), &group, topic, 3).await;
-    let d = c.client(0).describe_group(&group).await.unwrap();
+    next = produce(&c.client(m), topic, next, 100).await;
+    wait_caught_up(&c.client(m), &group, topic, 3).await;
+    let d = c.client(m).describe_group(&group).await.unwrap();
     let new_coordinator = c.index_of(&d.coordinator).unwrap();
     assert_ne!(new_coordinator, coordinator);
     stop.store(true, Ordering::Relaxed);
@@ -326,7 +321,7 @@ async fn killing_the_coordinator_mid_commits_keeps_offsets_and_the_group_going()
     watch_stop.store(true, Ordering::Relaxed);
     monitor.await.unwrap();
     let s = std::mem::take(&mut *seen.lock().unwrap());
-    let distinct = check_at_least_once(&c.client(0), topic, 3, &s.reads).await;
+    let distinct = check_at_least_once(&c.client(m), topic, 3, &s.reads).await;
     assert_eq!(regressions.load(Ordering::Relaxed), 0, "committed offsets went backwards");
     println!(
         "FIGURE groups: coordinator node killed mid-commits: new coordinator (node {new_coordinator}) serving the \
