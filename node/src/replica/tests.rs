@@ -444,11 +444,17 @@ fn leader_of_epoch_2_over(log: Log) -> Replica {
     r
 }
 
+/// [`leader_of_epoch_2_over_ten_offsets`] after retention deleted epoch 1's batches:
+/// its log starts at 10 (its marker), the entry below of epoch 1.
+fn leader_with_its_log_deleted_below_10() -> Replica {
+    let mut leader = leader_of_epoch_2_over_ten_offsets();
+    leader.step(5_010, Input::LogStart { start: 10, producers: vec![] });
+    leader
+}
+
 #[test]
 fn a_follower_below_the_leaders_trimmed_start_resets_to_it_and_catches_up() {
-    let mut leader = leader_of_epoch_2_over_ten_offsets();
-    // Retention deleted the batches below 10.
-    leader.step(5_010, Input::LogStart { start: 10, producers: vec![] });
+    let mut leader = leader_with_its_log_deleted_below_10();
     assert_eq!((leader.log().start(), leader.log().start_epoch()), (10, Epoch(1)));
     // Replica 2 comes back with an empty log: the leader cannot send what it deleted.
     let mut follower = fresh(2, 3);
@@ -514,8 +520,7 @@ fn a_log_reset_to_the_leaders_start_still_refuses_a_stale_candidate() {
 
 #[test]
 fn a_follower_that_agrees_above_the_leaders_start_is_not_reset() {
-    let mut leader = leader_of_epoch_2_over_ten_offsets();
-    leader.step(5_010, Input::LogStart { start: 10, producers: vec![] });
+    let mut leader = leader_with_its_log_deleted_below_10();
     // Replica 1 holds everything up to 11: its fetch from 11 in epoch 2 is consistent.
     let fetch = Message::Fetch { epoch: Epoch(2), offset: 11, last_epoch: Epoch(2), flushed_end: 11 };
     let out = leader.step(5_020, Input::Receive { from: 1, msg: fetch });
@@ -565,8 +570,7 @@ fn a_reset_follower_still_recognises_a_retry_of_a_batch_retention_deleted() {
 
 #[test]
 fn a_follower_is_reset_when_its_log_departs_from_the_leaders_at_or_below_the_start() {
-    let mut leader = leader_of_epoch_2_over_ten_offsets();
-    leader.step(5_010, Input::LogStart { start: 10, producers: vec![] });
+    let mut leader = leader_with_its_log_deleted_below_10();
     // Replica 2 holds epoch 1 up to 10 and then entries of an epoch the leader never had.
     let fetch = Message::Fetch { epoch: Epoch(2), offset: 14, last_epoch: Epoch(1), flushed_end: 14 };
     let out = leader.step(5_020, Input::Receive { from: 2, msg: fetch });
