@@ -595,7 +595,8 @@ impl Driver {
         let Some(tx) = self.weak.upgrade() else { return };
         let commit = self.ctx.commit.clone();
         tokio::spawn(async move {
-            let done = match commit.flush().await {
+            // Appends only: hard state and truncations flush everything themselves.
+            let done = match commit.flush_appends().await {
                 Ok(()) => DriverInput::Flushed { id },
                 Err(e) => DriverInput::FlushFailed(e.to_string()),
             };

@@ -1,20 +1,41 @@
 //! Group commit: many writers share one flush.
 //!
-//! Writers append to sled (in memory), then call [`GroupCommit::flush`] and wait. One
-//! dedicated thread takes every waiting request, runs a single [`Store::flush`], and
-//! answers them all. A request that arrives while a flush runs waits for the next one,
-//! because the running flush may have started before its write. So each waiter is
-//! answered only by a flush that began after it asked: its write is durable.
+//! Writers append (to segment files or sled, in memory), then call
+//! [`GroupCommit::flush`] or [`GroupCommit::flush_appends`] and wait. One dedicated
+//! thread takes every waiting request, runs a single flush, and answers them all. A
+//! request that arrives while a flush runs waits for the next one, because the running
+//! flush may have started before its write. So each waiter is answered only by a flush
+//! that began after it asked: its write is durable.
+//!
+//! A flush that only appends wait for syncs the segment files and leaves sled (the
+//! recovery points and high watermarks it saved) to the next full flush, which runs at
+//! least every [`META_SYNC_INTERVAL`]: sled's flush plus the fsync of its log was a
+//! second sync on every append's critical path.
 
 use super::{StorageError, Store};
 use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// How many flush requests may queue before writers wait to enqueue.
 const FLUSH_QUEUE_CAPACITY: usize = 4096;
 
-type Waiter = oneshot::Sender<Result<(), String>>;
+/// The longest a recovery point or high watermark saved in sled waits for a full flush
+/// while only appends are flushed (Kafka checkpoints its recovery points every 60 s).
+pub const META_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What a waiter needs durable.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Need {
+    /// Segment files and sled.
+    Everything,
+    /// Segment files (appends and truncations are not mixed: a truncation asks for
+    /// everything, so its recovery point is durable before anything lands after the cut).
+    Appends,
+}
+
+type Waiter = (Need, oneshot::Sender<Result<(), String>>);
 
 /// Handle to the group-commit thread. Cloning shares the thread.
 #[derive(Clone)]
@@ -33,12 +54,23 @@ impl GroupCommit {
         Ok(GroupCommit { tx })
     }
 
-    /// Wait until every write made before this call is durable.
+    /// Wait until every write made before this call is durable: segment files and sled.
     pub async fn flush(&self) -> Result<(), StorageError> {
+        self.request(Need::Everything).await
+    }
+
+    /// Wait until every segment-file append made before this call is durable. What was
+    /// written to sled (recovery points, high watermarks) may become durable later, with
+    /// the next full flush (at most [`META_SYNC_INTERVAL`] later while appends flow).
+    pub async fn flush_appends(&self) -> Result<(), StorageError> {
+        self.request(Need::Appends).await
+    }
+
+    async fn request(&self, need: Need) -> Result<(), StorageError> {
         let (done_tx, done_rx) = oneshot::channel();
         let tx = self.tx.clone();
         // The queue is large; if it is ever full, block a blocking-pool thread, not the runtime.
-        if let Err(mpsc::TrySendError::Full(w)) = tx.try_send(done_tx) {
+        if let Err(mpsc::TrySendError::Full(w)) = tx.try_send((need, done_tx)) {
             tokio::task::spawn_blocking(move || tx.send(w))
                 .await
                 .map_err(|e| StorageError::io("flush queue", e))?
@@ -53,16 +85,25 @@ impl GroupCommit {
 }
 
 fn run(store: Arc<Store>, rx: mpsc::Receiver<Waiter>) {
+    let mut last_full = Instant::now();
     while let Ok(first) = rx.recv() {
         let mut waiters = vec![first];
         while let Ok(w) = rx.try_recv() {
             waiters.push(w);
         }
-        let result = store.flush().map_err(|e| e.to_string());
+        let full = waiters.iter().any(|(need, _)| *need == Need::Everything)
+            || last_full.elapsed() >= META_SYNC_INTERVAL;
+        let result = if full {
+            last_full = Instant::now();
+            store.flush()
+        } else {
+            store.flush_logs()
+        };
+        let result = result.map_err(|e| e.to_string());
         if let Err(e) = &result {
             tracing::error!(error = %e, waiters = waiters.len(), "flush failed; writes not acknowledged");
         }
-        for w in waiters {
+        for (_, w) in waiters {
             let _ = w.send(result.clone());
         }
     }

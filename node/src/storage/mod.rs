@@ -145,10 +145,26 @@ impl Store {
     /// files' sizes also survive a power cut. Blocking.
     pub fn flush(&self) -> Result<(), StorageError> {
         let _one_at_a_time = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
+        self.sync_logs()?;
+        self.sync_sled()
+    }
+
+    /// Make every segment-file write made before this call durable (fdatasync of each
+    /// file written to). The recovery points it saves in sled become durable with the
+    /// next [`Store::flush`]; until then a reopened log checks its tail against an older
+    /// (lower) point, which is safe: only less of it counts as must-not-be-damaged.
+    /// Blocking.
+    pub fn flush_logs(&self) -> Result<(), StorageError> {
+        let _one_at_a_time = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
+        self.sync_logs()
+    }
+
+    /// fdatasync every dirty segment file and save the logs' new recovery points in sled.
+    fn sync_logs(&self) -> Result<(), StorageError> {
         for (log, (seg, len)) in self.dirty.sync()? {
             self.meta_put(&recovery_key(&log), &encode_point(seg, len))?;
         }
-        self.sync_sled()
+        Ok(())
     }
 
     /// sled's flush and an fsync of its log file.

@@ -112,6 +112,61 @@ async fn group_commit_answers_every_waiter() {
     }
 }
 
+#[tokio::test]
+async fn group_commit_answers_appends_and_full_waiters_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), &opts()).unwrap());
+    let gc = GroupCommit::start(store.clone()).unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..64u32 {
+        let log = store.log("t", i).unwrap();
+        let (gc, store) = (gc.clone(), store.clone());
+        tasks.push(tokio::spawn(async move {
+            log.append(0, &i.to_be_bytes()).unwrap();
+            if i % 2 == 0 {
+                gc.flush_appends().await
+            } else {
+                store.meta_put(&format!("k/{i}"), &i.to_be_bytes()).unwrap();
+                gc.flush().await
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    drop(gc);
+    drop(store);
+    let store = Store::open(dir.path(), &opts()).unwrap();
+    for i in 0..64u32 {
+        assert_eq!(&*store.log("t", i).unwrap().first().unwrap().unwrap().1, &i.to_be_bytes());
+        if i % 2 == 1 {
+            assert_eq!(store.meta_get(&format!("k/{i}")).unwrap().as_deref(), Some(&i.to_be_bytes()[..]));
+        }
+    }
+}
+
+#[test]
+fn an_appends_only_flush_saves_the_recovery_point_for_the_next_full_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, log) = open_log(dir.path());
+    log.append(0, b"batch-0-9").unwrap();
+    store.flush().unwrap();
+    let after_full = store.meta_get(&recovery_key("t/0")).unwrap().map(|b| b.to_vec());
+    log.append(10, b"batch-10-19").unwrap();
+    store.flush_logs().unwrap();
+    // The file is no longer dirty, so the point this flush reached must already be saved
+    // (in sled's memory): a later full flush has nothing else to save it from.
+    let (seg, len) = log.end_point().unwrap();
+    let saved = store.meta_get(&recovery_key("t/0")).unwrap().map(|b| b.to_vec());
+    assert_eq!(saved.as_deref(), Some(&encode_point(seg, len)[..]));
+    assert_ne!(saved, after_full, "the appends-only flush moved the point");
+    store.flush().unwrap();
+    drop((store, log));
+    let (store, _log) = open_log(dir.path());
+    let reopened = store.meta_get(&recovery_key("t/0")).unwrap().map(|b| b.to_vec());
+    assert_eq!(reopened.as_deref(), Some(&encode_point(seg, len)[..]));
+}
+
 /// The segment files of `t`-0 in `dir`, in order.
 fn segment_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> =
