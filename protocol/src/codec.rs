@@ -42,9 +42,16 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
 
 /// Encode a message body, appending to `out`.
 pub fn encode_into<T: Serialize>(msg: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
-    let body = encode(msg)?;
-    out.extend_from_slice(&body);
-    Ok(())
+    // Straight into `out`, sized first (a pass that copies nothing): a produce or a
+    // fetch answer is mostly record bytes, and an intermediate Vec growing by doubling
+    // copied each of them about twice more.
+    let mut size = bincode::enc::write::SizeWriter::default();
+    bincode::serde::encode_into_writer(msg, &mut size, config::standard())
+        .map_err(|e| CodecError::Encode(e.to_string()))?;
+    out.reserve(size.bytes_written);
+    bincode::serde::encode_into_std_write(msg, out, config::standard())
+        .map(|_| ())
+        .map_err(|e| CodecError::Encode(e.to_string()))
 }
 
 /// Decode exactly one message body from `bytes`; trailing bytes are an error.

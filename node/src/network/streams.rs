@@ -30,6 +30,8 @@ pub(super) const REPLICATE_PROTOCOL: StreamProtocol = StreamProtocol::new("/mesh
 const LINK_QUEUE: usize = 4096;
 /// Bytes gathered from the queue into one write.
 const WRITE_CHUNK: usize = 1 << 20;
+/// A message at least this large is written without being copied into a gathered write.
+const WRITE_ALONE: usize = 64 << 10;
 /// How long opening a stream may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 /// After a failed open, messages to that peer are dropped this long before a new try.
@@ -97,17 +99,37 @@ async fn write_link(mut control: libp2p_stream::Control, peer: PeerId, mut rx: m
             }
         };
     let mut buf = Vec::with_capacity(WRITE_CHUNK);
-    while let Some(first) = rx.recv().await {
-        buf.clear();
-        buf.extend_from_slice(&first);
-        while buf.len() < WRITE_CHUNK {
-            match rx.try_recv() {
-                Ok(m) => buf.extend_from_slice(&m),
-                Err(_) => break,
+    // A large message taken off the queue while small ones were being gathered.
+    let mut held: Option<Vec<u8>> = None;
+    loop {
+        let first = match held.take() {
+            Some(m) => m,
+            None => match rx.recv().await {
+                Some(m) => m,
+                None => break,
+            },
+        };
+        // A large message (a fetch answer with batches) is written as it is; small ones
+        // are gathered into one write, so a heartbeat or a fetch costs no write of its own.
+        let out: &[u8] = if first.len() >= WRITE_ALONE {
+            &first
+        } else {
+            buf.clear();
+            buf.extend_from_slice(&first);
+            while buf.len() < WRITE_CHUNK {
+                match rx.try_recv() {
+                    Ok(m) if m.len() >= WRITE_ALONE => {
+                        held = Some(m);
+                        break;
+                    }
+                    Ok(m) => buf.extend_from_slice(&m),
+                    Err(_) => break,
+                }
             }
-        }
+            &buf
+        };
         if let Err(e) = async {
-            stream.write_all(&buf).await?;
+            stream.write_all(out).await?;
             stream.flush().await
         }
         .await
