@@ -23,7 +23,7 @@ use meshlog_protocol::codec;
 use meshlog_protocol::messages::{ProduceResponse, ReplicateMessage};
 use meshlog_protocol::types::{Acks, PartitionStatus, TopicConfig};
 use meshlog_protocol::{ErrorCode, WireError};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -35,6 +35,14 @@ pub const LEADERSHIP_LOST: &str = "lost the leadership before the batch was comm
 /// Inputs queued per replica before peers' messages are dropped (the protocol recovers
 /// from loss) and producers wait.
 const INPUT_QUEUE: usize = 8192;
+
+/// How many bytes of the batches it stored last a leader keeps in memory to answer its
+/// followers' fetches (they ask for exactly these, moments later). Reading them back
+/// from the segment file cost a zeroed buffer, a page-cache copy and another copy per
+/// follower; a fetch that starts below what is kept still reads the file. A replica
+/// that stored nothing for a whole tick lets them go, so only partitions being written
+/// hold memory for this.
+const RECENT_BYTES: usize = 1 << 20;
 
 /// Timers and sizes of every replica on this node.
 #[derive(Debug, Clone)]
@@ -226,6 +234,10 @@ impl ReplicaHandle {
             pending: HashMap::new(),
             next_token: 1,
             incoming: HashMap::new(),
+            incoming_bytes: Vec::new(),
+            recent: VecDeque::new(),
+            recent_bytes: 0,
+            stored_since_tick: false,
             view: view_tx,
             catching_up,
         };
@@ -394,8 +406,16 @@ struct Driver {
     /// Client batches by token: bytes until stored, reply until acknowledged.
     pending: HashMap<u64, (Option<Vec<u8>>, Reply)>,
     next_token: u64,
-    /// Batches of the fetch answer being stepped, by base offset.
-    incoming: HashMap<u64, Vec<u8>>,
+    /// Batches of the fetch answer being stepped, by base offset: their place in
+    /// `incoming_bytes`, the answer's records (kept whole, not copied batch by batch).
+    incoming: HashMap<u64, std::ops::Range<usize>>,
+    incoming_bytes: Vec<u8>,
+    /// The batches this replica stored last as leader (base offset, bytes as stored),
+    /// in offset order, at most [`RECENT_BYTES`]; emptied by a truncation or a reset,
+    /// the only ways a base offset can come to hold other bytes.
+    recent: VecDeque<(u64, Vec<u8>)>,
+    recent_bytes: usize,
+    stored_since_tick: bool,
     view: watch::Sender<ReplicaView>,
     /// The catch-up mark is still stored.
     catching_up: bool,
@@ -422,6 +442,9 @@ impl Driver {
                         if !self.step(Input::LogStart { start, producers }).await {
                             return;
                         }
+                    }
+                    if !std::mem::take(&mut self.stored_since_tick) {
+                        self.forget_recent();
                     }
                     self.step(Input::Tick).await;
                     continue;
@@ -457,6 +480,7 @@ impl Driver {
         let outs = self.core.step(now_ms(), input);
         let result = self.execute(outs).await;
         self.incoming.clear();
+        self.incoming_bytes = Vec::new();
         if let Err(e) = result {
             self.fail(e.to_string());
             return false;
@@ -504,6 +528,7 @@ impl Driver {
             _ => return records.is_empty(),
         };
         let mut batches = batch::split_batches(&records);
+        let mut at = 0;
         for e in entries {
             let Some(Ok(b)) = batches.next() else { return false };
             let Ok(h) = batch::verify_crc(b) else { return false };
@@ -511,9 +536,15 @@ impl Driver {
             if stored != *e {
                 return false;
             }
-            self.incoming.insert(e.base, b.to_vec());
+            // split_batches yields the batches back to back from the start.
+            self.incoming.insert(e.base, at..at + b.len());
+            at += b.len();
         }
-        batches.next().is_none()
+        if batches.next().is_some() {
+            return false;
+        }
+        self.incoming_bytes = records;
+        true
     }
 
     async fn execute(&mut self, outs: Vec<Output>) -> Result<(), StorageError> {
@@ -536,15 +567,16 @@ impl Driver {
                 }
                 Output::AppendReplicated(entries) => {
                     for e in entries {
-                        let bytes = self
+                        let at = self
                             .incoming
                             .remove(&e.base)
                             .ok_or_else(|| missing("replicated batch", e.base))?;
-                        self.part.store_batch(e.base, &bytes, e.count)?;
+                        self.part.store_batch(e.base, &self.incoming_bytes[at], e.count)?;
                     }
                 }
                 Output::Truncate { end } => {
                     tracing::info!(topic = %self.part.topic(), partition = self.part.id(), end, "log truncated to the leader's");
+                    self.forget_recent();
                     self.part.truncate(end)?;
                     self.ctx.commit.flush().await?;
                 }
@@ -555,6 +587,7 @@ impl Driver {
                     );
                     // Both wait for the partition's head lock, which a retention or
                     // compaction pass holds for its whole pass: off the runtime.
+                    self.forget_recent();
                     let part = self.part.clone();
                     blocking(move || part.save_reset_start(start, start_epoch, producers)).await?;
                     self.ctx.commit.flush().await?;
@@ -584,11 +617,64 @@ impl Driver {
         Ok(())
     }
 
-    /// Store a batch as `entry`: its base offset and epoch written in (outside the CRC).
-    fn store(&self, entry: Entry, mut bytes: Vec<u8>) -> Result<(), StorageError> {
+    /// Store a batch as `entry` (this replica leads): its base offset and epoch written
+    /// in (outside the CRC), and kept among the recent batches for the followers.
+    fn store(&mut self, entry: Entry, mut bytes: Vec<u8>) -> Result<(), StorageError> {
         let _ = batch::set_base_offset(&mut bytes, entry.base as i64);
         let _ = batch::set_partition_leader_epoch(&mut bytes, entry.epoch.0.min(i32::MAX as u64) as i32);
-        self.part.store_batch(entry.base, &bytes, entry.count)
+        self.part.store_batch(entry.base, &bytes, entry.count)?;
+        if self.recent.back().is_some_and(|(b, _)| *b >= entry.base) {
+            self.forget_recent(); // never out of order; cannot happen without a truncation
+        }
+        self.stored_since_tick = true;
+        self.recent_bytes += bytes.len();
+        self.recent.push_back((entry.base, bytes));
+        while self.recent_bytes > RECENT_BYTES {
+            let Some((_, old)) = self.recent.pop_front() else { break };
+            self.recent_bytes -= old.len();
+        }
+        Ok(())
+    }
+
+    fn forget_recent(&mut self) {
+        self.recent.clear();
+        self.recent_bytes = 0;
+    }
+
+    /// The batches of `entries` from the front, concatenated, up to `budget` bytes (at
+    /// least one): from the recent batches when the first is among them, else read from
+    /// the partition. Returns how many entries the bytes hold.
+    fn batches_for(&self, entries: &[Entry], budget: usize) -> (Vec<u8>, usize) {
+        let mut records = Vec::new();
+        let mut kept = 0;
+        if let Some(first) = entries.first() {
+            if let Ok(i) = self.recent.binary_search_by_key(&first.base, |(b, _)| *b) {
+                for ((base, bytes), e) in self.recent.range(i..).zip(entries) {
+                    if *base != e.base || (kept > 0 && records.len() + bytes.len() > budget) {
+                        break;
+                    }
+                    records.extend_from_slice(bytes);
+                    kept += 1;
+                }
+                return (records, kept);
+            }
+        }
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else { return (records, 0) };
+        let batches = match self.part.read_batches(first.base, last.end(), budget) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read batches for a follower");
+                Vec::new()
+            }
+        };
+        for ((base, bytes), e) in batches.iter().zip(entries) {
+            if *base != e.base || (kept > 0 && records.len() + bytes.len() > budget) {
+                break;
+            }
+            records.extend_from_slice(bytes);
+            kept += 1;
+        }
+        (records, kept)
     }
 
     fn flush(&self, id: u64) {
@@ -610,23 +696,9 @@ impl Driver {
         let Some(Some(peer)) = self.peer_ids.get(to).copied() else { return };
         let mut records = Vec::new();
         if let Message::FetchResp { body: FetchBody::Entries(entries), .. } = &mut msg {
-            if let (Some(first), Some(last)) = (entries.first().copied(), entries.last().copied()) {
-                let budget = self.ctx.settings.max_message_bytes;
-                let batches = match self.part.read_batches(first.base, last.end(), budget) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot read batches for a follower");
-                        Vec::new()
-                    }
-                };
-                let mut kept = 0;
-                for ((base, bytes), e) in batches.iter().zip(entries.iter()) {
-                    if *base != e.base || (kept > 0 && records.len() + bytes.len() > budget) {
-                        break;
-                    }
-                    records.extend_from_slice(bytes);
-                    kept += 1;
-                }
+            if let Some(first) = entries.first().copied() {
+                let kept;
+                (records, kept) = self.batches_for(entries, self.ctx.settings.max_message_bytes);
                 if kept == 0 {
                     tracing::warn!(
                         topic = %self.part.topic(), partition = self.part.id(), offset = first.base,
