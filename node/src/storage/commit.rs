@@ -9,8 +9,9 @@
 //!
 //! A flush that only appends wait for syncs the segment files and leaves sled (the
 //! recovery points and high watermarks it saved) to the next full flush, which runs at
-//! least every [`META_SYNC_INTERVAL`]: sled's flush plus the fsync of its log was a
-//! second sync on every append's critical path.
+//! least every [`META_SYNC_INTERVAL`] while appends flow, and once more when they stop:
+//! sled's flush plus the fsync of its log was a second sync on every append's critical
+//! path.
 
 use super::{StorageError, Store};
 use std::sync::mpsc;
@@ -86,7 +87,26 @@ impl GroupCommit {
 
 fn run(store: Arc<Store>, rx: mpsc::Receiver<Waiter>) {
     let mut last_full = Instant::now();
-    while let Ok(first) = rx.recv() {
+    // Whether sled may hold writes no full flush has covered yet.
+    let mut meta_behind = false;
+    loop {
+        let first = match rx.recv_timeout(META_SYNC_INTERVAL) {
+            Ok(w) => w,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // Appends stopped: what their flushes left in sled becomes durable now,
+                // not whenever the next write comes.
+                if meta_behind {
+                    if let Err(e) = store.flush() {
+                        tracing::warn!(error = %e, "idle flush of the metadata failed; the next flush retries");
+                    } else {
+                        meta_behind = false;
+                        last_full = Instant::now();
+                    }
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
         let mut waiters = vec![first];
         while let Ok(w) = rx.try_recv() {
             waiters.push(w);
@@ -95,8 +115,10 @@ fn run(store: Arc<Store>, rx: mpsc::Receiver<Waiter>) {
             || last_full.elapsed() >= META_SYNC_INTERVAL;
         let result = if full {
             last_full = Instant::now();
+            meta_behind = false;
             store.flush()
         } else {
+            meta_behind = true;
             store.flush_logs()
         };
         let result = result.map_err(|e| e.to_string());
