@@ -33,7 +33,7 @@ fn main() -> std::process::ExitCode {
 /// glibc's defaults serve those with `mmap` or return them with `madvise`/`munmap` on free,
 /// so the next one faults in fresh zeroed pages: in a 3-node `acks=all` run page faults
 /// and `madvise` took about 15% of each node's CPU. Serving blocks up to 16 MiB from the
-/// heap and trimming a heap only past 128 MiB free made the same run about 25-30% faster
+/// heap and trimming a heap only past 128 MiB free made the same run about 20-30% faster
 /// (ARCHITECTURE.md, "Memory"). An operator's own `MALLOC_*` or `GLIBC_TUNABLES`
 /// settings win: nothing is changed when one is set.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

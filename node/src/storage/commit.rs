@@ -22,8 +22,9 @@ use tokio::sync::oneshot;
 /// How many flush requests may queue before writers wait to enqueue.
 const FLUSH_QUEUE_CAPACITY: usize = 4096;
 
-/// The longest a recovery point or high watermark saved in sled waits for a full flush
-/// while only appends are flushed (Kafka checkpoints its recovery points every 60 s).
+/// How often, while only appends are flushed, sled's part is flushed too: a recovery
+/// point or high watermark saved in sled waits about one to two intervals to become
+/// durable (Kafka checkpoints its recovery points every 60 s).
 pub const META_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What a waiter needs durable.
@@ -62,7 +63,7 @@ impl GroupCommit {
 
     /// Wait until every segment-file append made before this call is durable. What was
     /// written to sled (recovery points, high watermarks) may become durable later, with
-    /// the next full flush (at most [`META_SYNC_INTERVAL`] later while appends flow).
+    /// the next full flush (about one to two [`META_SYNC_INTERVAL`]s later).
     pub async fn flush_appends(&self) -> Result<(), StorageError> {
         self.request(Need::Appends).await
     }
@@ -96,11 +97,11 @@ fn run(store: Arc<Store>, rx: mpsc::Receiver<Waiter>) {
                 // Appends stopped: what their flushes left in sled becomes durable now,
                 // not whenever the next write comes.
                 if meta_behind {
-                    if let Err(e) = store.flush() {
-                        tracing::warn!(error = %e, "idle flush of the metadata failed; the next flush retries");
-                    } else {
-                        meta_behind = false;
-                        last_full = Instant::now();
+                    match store.flush_meta() {
+                        Ok(()) => meta_behind = false,
+                        // A failed fsync fails every later flush (Store::flush); a failed
+                        // sled write is tried again at the next timeout.
+                        Err(e) => tracing::warn!(error = %e, "idle flush of the metadata failed"),
                     }
                 }
                 continue;
@@ -113,14 +114,15 @@ fn run(store: Arc<Store>, rx: mpsc::Receiver<Waiter>) {
         }
         let full = waiters.iter().any(|(need, _)| *need == Need::Everything)
             || last_full.elapsed() >= META_SYNC_INTERVAL;
-        let result = if full {
-            last_full = Instant::now();
-            meta_behind = false;
-            store.flush()
-        } else {
-            meta_behind = true;
-            store.flush_logs()
-        };
+        let result = if full { store.flush() } else { store.flush_logs() };
+        match (&result, full) {
+            (Ok(()), true) => {
+                last_full = Instant::now();
+                meta_behind = false;
+            }
+            (Ok(()), false) => meta_behind = true,
+            (Err(_), _) => {}
+        }
         let result = result.map_err(|e| e.to_string());
         if let Err(e) = &result {
             tracing::error!(error = %e, waiters = waiters.len(), "flush failed; writes not acknowledged");

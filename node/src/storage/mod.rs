@@ -89,8 +89,9 @@ pub struct Store {
     /// Segment files written since the last flush.
     dirty: Arc<segments::Dirty>,
     /// One flush at a time: a second caller must not return while the first still
-    /// syncs the files it took.
-    flushing: Mutex<()>,
+    /// syncs the files it took. Holds why an fsync failed, once one has: see
+    /// [`Store::flush`].
+    flushing: Mutex<Option<String>>,
     segment_bytes: u64,
 }
 
@@ -129,7 +130,7 @@ impl Store {
             log_file: Mutex::new(log_file),
             logs: Mutex::new(HashMap::new()),
             dirty: Arc::default(),
-            flushing: Mutex::new(()),
+            flushing: Mutex::new(None),
             segment_bytes: opts.segment_bytes.max(1),
         })
     }
@@ -143,10 +144,16 @@ impl Store {
     /// file written to, sled's flush (which ends in `sync_file_range`, enough for a
     /// process crash) and then an fsync of sled's log file, so that the data and the
     /// files' sizes also survive a power cut. Blocking.
+    ///
+    /// A failed `fsync` fails every later flush of this store too: Linux marks the pages
+    /// it could not write clean and drops the error, so a retry would report success
+    /// for writes that are gone (PostgreSQL panics for the same reason). The node's
+    /// replicas stop; a restart recovers from what is on disk.
     pub fn flush(&self) -> Result<(), StorageError> {
-        let _one_at_a_time = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
-        self.sync_logs()?;
-        self.sync_sled()
+        let mut failed = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
+        Self::not_failed(&failed)?;
+        self.sync_logs(&mut failed)?;
+        self.sync_sled(&mut failed)
     }
 
     /// Make every segment-file write made before this call durable (fdatasync of each
@@ -155,23 +162,46 @@ impl Store {
     /// (lower) point, which is safe: only less of it counts as must-not-be-damaged.
     /// Blocking.
     pub fn flush_logs(&self) -> Result<(), StorageError> {
-        let _one_at_a_time = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
-        self.sync_logs()
+        let mut failed = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
+        Self::not_failed(&failed)?;
+        self.sync_logs(&mut failed)
+    }
+
+    /// Make what was written to sled durable (the recovery points and high watermarks
+    /// that appends-only flushes left there), without syncing segment files. Blocking.
+    pub fn flush_meta(&self) -> Result<(), StorageError> {
+        let mut failed = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
+        Self::not_failed(&failed)?;
+        self.sync_sled(&mut failed)
+    }
+
+    fn not_failed(failed: &Option<String>) -> Result<(), StorageError> {
+        match failed {
+            Some(why) => {
+                Err(StorageError::Io { op: "flush", reason: format!("an earlier fsync failed: {why}") })
+            }
+            None => Ok(()),
+        }
     }
 
     /// fdatasync every dirty segment file and save the logs' new recovery points in sled.
-    fn sync_logs(&self) -> Result<(), StorageError> {
-        for (log, (seg, len)) in self.dirty.sync()? {
+    fn sync_logs(&self, failed: &mut Option<String>) -> Result<(), StorageError> {
+        let points = self.dirty.sync().inspect_err(|e| *failed = Some(e.to_string()))?;
+        for (log, (seg, len)) in points {
             self.meta_put(&recovery_key(&log), &encode_point(seg, len))?;
         }
         Ok(())
     }
 
-    /// sled's flush and an fsync of its log file.
-    fn sync_sled(&self) -> Result<(), StorageError> {
+    /// sled's flush and an fsync of its log file. A failed sled flush (a write, such as
+    /// on a full disk) can be retried; a failed fsync cannot.
+    fn sync_sled(&self, failed: &mut Option<String>) -> Result<(), StorageError> {
         self.db.flush().map_err(|e| StorageError::io("flush", e))?;
         let file = self.log_file.lock().unwrap_or_else(|p| p.into_inner());
-        file.sync_data().map_err(|e| StorageError::io("fsync", e))
+        file.sync_data().map_err(|e| {
+            *failed = Some(e.to_string());
+            StorageError::io("fsync", e)
+        })
     }
 
     /// The log of one partition, created empty if it does not exist; recovered from its
@@ -198,7 +228,7 @@ impl Store {
         if log.corruption().is_none() && log.end_point() != point {
             if let Some((seg, len)) = log.end_point() {
                 self.meta_put(&recovery_key(&name), &encode_point(seg, len))?;
-                self.sync_sled()?;
+                self.flush_meta()?;
             }
         }
         logs.insert((topic.to_string(), partition), log.clone());

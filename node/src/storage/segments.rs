@@ -28,8 +28,9 @@
 //! - Recovery keeps the longest run of whole frames with good CRCs and increasing
 //!   offsets, and cuts the rest: a torn or unflushed tail, never acknowledged (a flush
 //!   that covered a later frame covered every earlier one). Unless the bad frame lies
-//!   below the log's recovery point, the (segment, length) its last flush made durable
-//!   (saved by the store with each flush, as Kafka's recovery-point checkpoint): then
+//!   below the log's recovery point, the (segment, length) a flush made durable (saved
+//!   by the store with each flush, durable with its next full flush, as Kafka's
+//!   recovery-point checkpoint, so it may lag the synced data by a second or two): then
 //!   flushed data is damaged, nothing is cut, and the log reports the corruption so the
 //!   partition stops serving instead of forgetting batches it may have acknowledged.
 
