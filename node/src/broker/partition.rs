@@ -336,7 +336,9 @@ impl Partition {
     }
 
     /// Read whole batches from `offset` up to the HW, waiting up to `max_wait` for data
-    /// when `offset` is exactly at the HW.
+    /// when `offset` is at or above the HW. An offset above the HW but within the log is
+    /// not out of range (as in Kafka): after a restart this replica's HW starts from the
+    /// saved one, which may lag what consumers have already read.
     pub async fn fetch(
         &self,
         offset: u64,
@@ -345,18 +347,22 @@ impl Partition {
     ) -> Result<FetchResponse, WireError> {
         self.check_serving()?;
         let mut rx = self.hw.subscribe();
-        let log_start = self.state().log_start;
+        let (log_start, log_end) = {
+            let st = self.state();
+            (st.log_start, st.log_end)
+        };
         let hw = *rx.borrow_and_update();
-        if offset < log_start || offset > hw {
+        let end = hw.max(log_end);
+        if offset < log_start || offset > end {
             return Err(WireError::new(
                 ErrorCode::OffsetOutOfRange,
                 format!(
-                    "offset {offset} is out of range for {}-{}: valid offsets are {log_start}..={hw}",
+                    "offset {offset} is out of range for {}-{}: valid offsets are {log_start}..={end}",
                     self.topic, self.id
                 ),
             ));
         }
-        if offset == hw && !max_wait.is_zero() {
+        if offset >= hw && !max_wait.is_zero() {
             let _ = tokio::time::timeout(max_wait, rx.wait_for(|&h| h > offset)).await;
         }
         let hw = *self.hw.borrow();

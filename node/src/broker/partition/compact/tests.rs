@@ -313,3 +313,22 @@ fn a_log_start_saved_by_an_older_node_reads_as_epoch_zero() {
     let err = Partition::open(store.clone(), TOPIC, 0).err().expect("a damaged start is an error");
     assert!(err.to_string().contains("saved log start of 3 bytes"), "{err}");
 }
+
+#[tokio::test]
+async fn an_offset_above_the_high_watermark_but_in_the_log_reads_nothing_instead_of_out_of_range() {
+    let (_dir, store) = store();
+    let (part, _) = open(&store);
+    marker(&part); // 0
+    put(&part, &[(Some("a"), Some("1")), (Some("b"), Some("1"))]); // 1..3
+    put(&part, &[(Some("c"), Some("1"))]); // 3..4
+    part.set_hw(1); // as a restarted replica whose saved HW lags its log
+    let got = part.fetch(3, 1 << 20, Duration::ZERO).await.unwrap();
+    assert!(got.records.is_empty(), "nothing above the HW is served");
+    assert_eq!(got.high_watermark, 1);
+    // Waiting at such an offset returns as soon as the HW passes it.
+    let waiting = part.fetch(3, 1 << 20, Duration::from_secs(30));
+    let (got, ()) = tokio::join!(waiting, async { part.set_hw(4) });
+    assert!(!got.unwrap().records.is_empty(), "the batch at 3 once the HW passed it");
+    let err = part.fetch(5, 1 << 20, Duration::ZERO).await.unwrap_err();
+    assert_eq!(err.code, meshlog_protocol::ErrorCode::OffsetOutOfRange, "past the log end");
+}
