@@ -412,7 +412,9 @@ struct Driver {
     incoming_bytes: Vec<u8>,
     /// The batches this replica stored last as leader (base offset, bytes as stored),
     /// in offset order, at most [`RECENT_BYTES`]; emptied by a truncation or a reset,
-    /// the only ways a base offset can come to hold other bytes.
+    /// the only ways a base offset can come to hold another batch. (Compaction rewrites
+    /// a batch with fewer records but the same offsets, epoch and producer: a follower
+    /// sent the original gets an equally valid copy.)
     recent: VecDeque<(u64, Vec<u8>)>,
     recent_bytes: usize,
     stored_since_tick: bool,
@@ -523,6 +525,8 @@ impl Driver {
     /// Check that a fetch answer's batches are exactly its entries (offsets, counts,
     /// epochs, markers, producers) with valid CRCs, and keep them for the append.
     fn accept_batches(&mut self, msg: &Message, records: Vec<u8>) -> bool {
+        // Nothing of an earlier answer that was refused half way may linger.
+        self.incoming.clear();
         let entries = match msg {
             Message::FetchResp { body: FetchBody::Entries(e), .. } => e,
             _ => return records.is_empty(),
@@ -567,11 +571,12 @@ impl Driver {
                 }
                 Output::AppendReplicated(entries) => {
                     for e in entries {
-                        let at = self
+                        let bytes = self
                             .incoming
                             .remove(&e.base)
+                            .and_then(|at| self.incoming_bytes.get(at))
                             .ok_or_else(|| missing("replicated batch", e.base))?;
-                        self.part.store_batch(e.base, &self.incoming_bytes[at], e.count)?;
+                        self.part.store_batch(e.base, bytes, e.count)?;
                     }
                 }
                 Output::Truncate { end } => {
