@@ -99,9 +99,12 @@ fn run(store: Arc<Store>, rx: mpsc::Receiver<Waiter>) {
                 if meta_behind {
                     match store.flush_meta() {
                         Ok(()) => meta_behind = false,
-                        // A failed fsync fails every later flush (Store::flush); a failed
-                        // sled write is tried again at the next timeout.
-                        Err(e) => tracing::warn!(error = %e, "idle flush of the metadata failed"),
+                        // A failed sled write is tried again at the next timeout; after a
+                        // failed fsync every flush fails (Store::flush): stop trying.
+                        Err(e) => {
+                            tracing::warn!(error = %e, "idle flush of the metadata failed");
+                            meta_behind = !store.fsync_failed();
+                        }
                     }
                 }
                 continue;
@@ -120,8 +123,8 @@ fn run(store: Arc<Store>, rx: mpsc::Receiver<Waiter>) {
                 last_full = Instant::now();
                 meta_behind = false;
             }
-            (Ok(()), false) => meta_behind = true,
-            (Err(_), _) => {}
+            // A failed flush may have saved some recovery points in sled already.
+            (Ok(()), false) | (Err(_), _) => meta_behind = true,
         }
         let result = result.map_err(|e| e.to_string());
         if let Err(e) = &result {

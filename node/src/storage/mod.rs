@@ -175,6 +175,11 @@ impl Store {
         self.sync_sled(&mut failed)
     }
 
+    /// Whether an fsync has failed, so that every flush now fails.
+    pub fn fsync_failed(&self) -> bool {
+        self.flushing.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
     fn not_failed(failed: &Option<String>) -> Result<(), StorageError> {
         match failed {
             Some(why) => {
