@@ -121,6 +121,25 @@ fn missing(what: &str, base: u64) -> StorageError {
     StorageError::Io { op: "append", reason: format!("the {what} at offset {base} has no bytes") }
 }
 
+/// The `batches` (base offset, bytes) that are `entries` from the front, concatenated,
+/// stopping at the first that is not or past `budget` bytes (at least one). Returns the
+/// bytes and how many entries they hold.
+fn concat_entries<'a>(
+    batches: impl Iterator<Item = (u64, &'a [u8])>,
+    entries: &[Entry],
+    budget: usize,
+) -> (Vec<u8>, usize) {
+    let (mut records, mut kept) = (Vec::new(), 0);
+    for ((base, bytes), e) in batches.zip(entries) {
+        if base != e.base || (kept > 0 && records.len() + bytes.len() > budget) {
+            break;
+        }
+        records.extend_from_slice(bytes);
+        kept += 1;
+    }
+    (records, kept)
+}
+
 /// Run a blocking storage call on the blocking pool.
 async fn blocking(f: impl FnOnce() -> Result<(), StorageError> + Send + 'static) -> Result<(), StorageError> {
     tokio::task::spawn_blocking(f)
@@ -650,21 +669,10 @@ impl Driver {
     /// least one): from the recent batches when the first is among them, else read from
     /// the partition. Returns how many entries the bytes hold.
     fn batches_for(&self, entries: &[Entry], budget: usize) -> (Vec<u8>, usize) {
-        let mut records = Vec::new();
-        let mut kept = 0;
-        if let Some(first) = entries.first() {
-            if let Ok(i) = self.recent.binary_search_by_key(&first.base, |(b, _)| *b) {
-                for ((base, bytes), e) in self.recent.range(i..).zip(entries) {
-                    if *base != e.base || (kept > 0 && records.len() + bytes.len() > budget) {
-                        break;
-                    }
-                    records.extend_from_slice(bytes);
-                    kept += 1;
-                }
-                return (records, kept);
-            }
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else { return (Vec::new(), 0) };
+        if let Ok(i) = self.recent.binary_search_by_key(&first.base, |(b, _)| *b) {
+            return concat_entries(self.recent.range(i..).map(|(b, v)| (*b, v.as_slice())), entries, budget);
         }
-        let (Some(first), Some(last)) = (entries.first(), entries.last()) else { return (records, 0) };
         let batches = match self.part.read_batches(first.base, last.end(), budget) {
             Ok(b) => b,
             Err(e) => {
@@ -672,14 +680,7 @@ impl Driver {
                 Vec::new()
             }
         };
-        for ((base, bytes), e) in batches.iter().zip(entries) {
-            if *base != e.base || (kept > 0 && records.len() + bytes.len() > budget) {
-                break;
-            }
-            records.extend_from_slice(bytes);
-            kept += 1;
-        }
-        (records, kept)
+        concat_entries(batches.iter().map(|(b, v)| (*b, &**v)), entries, budget)
     }
 
     fn flush(&self, id: u64) {

@@ -452,6 +452,18 @@ fn leader_with_its_log_deleted_below_10() -> Replica {
     leader
 }
 
+/// The leader's answer to a fetch from an empty log when its own log starts at 10,
+/// after an entry of epoch 1.
+fn behind_at_10_for_an_empty_log() -> FetchBody {
+    FetchBody::Behind {
+        start: 10,
+        start_epoch: Epoch(1),
+        producers: vec![],
+        fetch_offset: 0,
+        fetch_last_epoch: Epoch(0),
+    }
+}
+
 #[test]
 fn a_follower_below_the_leaders_trimmed_start_resets_to_it_and_catches_up() {
     let mut leader = leader_with_its_log_deleted_below_10();
@@ -460,13 +472,7 @@ fn a_follower_below_the_leaders_trimmed_start_resets_to_it_and_catches_up() {
     let mut follower = fresh(2, 3);
     let fetch = Message::Fetch { epoch: Epoch(2), offset: 0, last_epoch: Epoch(0), flushed_end: 0 };
     let out = leader.step(5_020, Input::Receive { from: 2, msg: fetch });
-    let behind = FetchBody::Behind {
-        start: 10,
-        start_epoch: Epoch(1),
-        producers: vec![],
-        fetch_offset: 0,
-        fetch_last_epoch: Epoch(0),
-    };
+    let behind = behind_at_10_for_an_empty_log();
     let answer = Message::FetchResp { epoch: Epoch(2), hw: 0, body: behind };
     assert_eq!(sends(&out), vec![(2, answer.clone())]);
 
@@ -499,13 +505,7 @@ fn a_follower_below_the_leaders_trimmed_start_resets_to_it_and_catches_up() {
 #[test]
 fn a_log_reset_to_the_leaders_start_still_refuses_a_stale_candidate() {
     let mut r = fresh(1, 3);
-    let behind = FetchBody::Behind {
-        start: 10,
-        start_epoch: Epoch(1),
-        producers: vec![],
-        fetch_offset: 0,
-        fetch_last_epoch: Epoch(0),
-    };
+    let behind = behind_at_10_for_an_empty_log();
     r.step(
         1_000,
         Input::Receive { from: 0, msg: Message::FetchResp { epoch: Epoch(2), hw: 0, body: behind } },
