@@ -91,6 +91,9 @@ pub type RecoveryPoint = (u64, u64);
 #[derive(Default)]
 pub(super) struct Dirty {
     files: Mutex<Vec<Arc<SegFile>>>,
+    /// Tests: make every fdatasync fail as a failing device would.
+    #[cfg(test)]
+    pub(super) fail_syncs: AtomicBool,
 }
 
 impl Dirty {
@@ -110,7 +113,13 @@ impl Dirty {
             f.dirty.store(false, Ordering::SeqCst);
             // Read before the sync: every frame up to here was written before it.
             let len = f.len.load(Ordering::SeqCst);
-            if let Err(e) = f.file.sync_data() {
+            let synced = f.file.sync_data();
+            #[cfg(test)]
+            let synced = match self.fail_syncs.load(Ordering::SeqCst) {
+                true => Err(std::io::Error::other("injected fsync failure")),
+                false => synced,
+            };
+            if let Err(e) = synced {
                 // Keep the unsynced ones (this one included, the later ones still flagged)
                 // for the next flush. The error stops the replicas that waited on it.
                 let mut list = self.files.lock().unwrap_or_else(|p| p.into_inner());

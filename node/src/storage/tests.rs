@@ -1,6 +1,7 @@
 //! Storage API tests on real files (segment logs, sled) in temporary directories.
 
 use super::*;
+use std::sync::atomic::Ordering;
 
 /// Small segments, so a few batches fill several.
 const SEGMENT: u64 = 4096;
@@ -130,6 +131,42 @@ async fn commit_64_logs(full: impl Fn(u32) -> bool) {
             assert_eq!(store.meta_get(&format!("k/{i}")).unwrap().as_deref(), Some(&i.to_be_bytes()[..]));
         }
     }
+}
+
+/// Linux drops the pages an fsync could not write and reports the error once, so a
+/// flush after a failed fsync must not succeed: every later flush of the store fails,
+/// in the group commit too, until a restart recovers from what is on disk.
+#[tokio::test]
+async fn after_a_failed_fsync_every_flush_fails_until_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Arc::new(Store::open(dir.path(), &opts()).unwrap());
+        let log = store.log("t", 0).unwrap();
+        log.append(0, b"first").unwrap();
+        store.dirty.fail_syncs.store(true, Ordering::SeqCst);
+        let e = store.flush().unwrap_err().to_string();
+        assert!(e.contains("injected fsync failure"), "{e}");
+        assert!(store.fsync_failed());
+        // The device works again: a retry would now "succeed" over the lost pages.
+        store.dirty.fail_syncs.store(false, Ordering::SeqCst);
+        log.append(1, b"second").unwrap();
+        for (what, r) in
+            [("flush", store.flush()), ("logs", store.flush_logs()), ("meta", store.flush_meta())]
+        {
+            let e = r.expect_err(what).to_string();
+            assert!(e.contains("an earlier fsync failed") && e.contains("injected"), "{what}: {e}");
+        }
+        let gc = GroupCommit::start(store.clone()).unwrap();
+        let e = gc.flush_appends().await.unwrap_err().to_string();
+        assert!(e.contains("an earlier fsync failed"), "{e}");
+        assert!(gc.flush().await.is_err());
+    }
+    // A restart syncs what it recovers and flushes again.
+    let (store, log) = open_log(dir.path());
+    assert!(!store.fsync_failed());
+    log.append(2, b"third").unwrap();
+    store.flush().unwrap();
+    assert_eq!(bases(&log), vec![0, 1, 2]);
 }
 
 #[test]
