@@ -13,6 +13,7 @@
 //! not go on. The partition then answers with the failure until the node restarts.
 
 use super::partition::{check_batch, producer_seq, Partition};
+use super::recent::{Recent, RecentBudget};
 use crate::network::PeerId;
 use crate::replica::{
     self, AckLevel, AppendError, Appended, Entry, FetchBody, HardState, Input, Message, Output,
@@ -23,7 +24,7 @@ use meshlog_protocol::codec;
 use meshlog_protocol::messages::{ProduceResponse, ReplicateMessage};
 use meshlog_protocol::types::{Acks, PartitionStatus, TopicConfig};
 use meshlog_protocol::{ErrorCode, WireError};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -35,14 +36,6 @@ pub const LEADERSHIP_LOST: &str = "lost the leadership before the batch was comm
 /// Inputs queued per replica before peers' messages are dropped (the protocol recovers
 /// from loss) and producers wait.
 const INPUT_QUEUE: usize = 8192;
-
-/// How many bytes of the batches it stored last a leader keeps in memory to answer its
-/// followers' fetches (they ask for exactly these, moments later). Reading them back
-/// from the segment file cost a zeroed buffer, a page-cache copy and another copy per
-/// follower; a fetch that starts below what is kept still reads the file. A replica
-/// that stored nothing for a whole tick lets them go, so only partitions being written
-/// hold memory for this.
-const RECENT_BYTES: usize = 1 << 20;
 
 /// Timers and sizes of every replica on this node.
 #[derive(Debug, Clone)]
@@ -174,6 +167,8 @@ pub struct DriverContext {
     pub settings: ReplicaSettings,
     /// This node lost its store once: replicas without a saved state catch up first.
     pub store_lost: bool,
+    /// What the leaders' recent batches hold together on this node.
+    pub recent: RecentBudget,
 }
 
 impl ReplicaHandle {
@@ -254,8 +249,7 @@ impl ReplicaHandle {
             next_token: 1,
             incoming: HashMap::new(),
             incoming_bytes: Vec::new(),
-            recent: VecDeque::new(),
-            recent_bytes: 0,
+            recent: Recent::new(ctx.recent.clone()),
             stored_since_tick: false,
             view: view_tx,
             catching_up,
@@ -429,13 +423,13 @@ struct Driver {
     /// `incoming_bytes`, the answer's records (kept whole, not copied batch by batch).
     incoming: HashMap<u64, std::ops::Range<usize>>,
     incoming_bytes: Vec<u8>,
-    /// The batches this replica stored last as leader (base offset, bytes as stored),
-    /// in offset order, at most [`RECENT_BYTES`]; emptied by a truncation or a reset,
-    /// the only ways a base offset can come to hold another batch. (Compaction rewrites
-    /// a batch with fewer records but the same offsets, epoch and producer: a follower
-    /// sent the original gets an equally valid copy.)
-    recent: VecDeque<(u64, Vec<u8>)>,
-    recent_bytes: usize,
+    /// The batches this replica stored last as leader, for its followers' fetches;
+    /// emptied by a truncation or a reset, the only ways a base offset can come to hold
+    /// another batch. (Compaction rewrites a batch with fewer records but the same
+    /// offsets, epoch and producer: a follower sent the original gets an equally valid
+    /// copy.) A replica that stored nothing for a whole tick lets them go, so only
+    /// partitions being written hold memory for this.
+    recent: Recent,
     stored_since_tick: bool,
     view: watch::Sender<ReplicaView>,
     /// The catch-up mark is still stored.
@@ -465,7 +459,7 @@ impl Driver {
                         }
                     }
                     if !std::mem::take(&mut self.stored_since_tick) {
-                        self.forget_recent();
+                        self.recent.clear();
                     }
                     self.step(Input::Tick).await;
                     continue;
@@ -600,7 +594,7 @@ impl Driver {
                 }
                 Output::Truncate { end } => {
                     tracing::info!(topic = %self.part.topic(), partition = self.part.id(), end, "log truncated to the leader's");
-                    self.forget_recent();
+                    self.recent.clear();
                     self.part.truncate(end)?;
                     self.ctx.commit.flush().await?;
                 }
@@ -611,7 +605,7 @@ impl Driver {
                     );
                     // Both wait for the partition's head lock, which a retention or
                     // compaction pass holds for its whole pass: off the runtime.
-                    self.forget_recent();
+                    self.recent.clear();
                     let part = self.part.clone();
                     blocking(move || part.save_reset_start(start, start_epoch, producers)).await?;
                     self.ctx.commit.flush().await?;
@@ -647,22 +641,9 @@ impl Driver {
         let _ = batch::set_base_offset(&mut bytes, entry.base as i64);
         let _ = batch::set_partition_leader_epoch(&mut bytes, entry.epoch.0.min(i32::MAX as u64) as i32);
         self.part.store_batch(entry.base, &bytes, entry.count)?;
-        if self.recent.back().is_some_and(|(b, _)| *b >= entry.base) {
-            self.forget_recent(); // never out of order; cannot happen without a truncation
-        }
         self.stored_since_tick = true;
-        self.recent_bytes += bytes.len();
-        self.recent.push_back((entry.base, bytes));
-        while self.recent_bytes > RECENT_BYTES {
-            let Some((_, old)) = self.recent.pop_front() else { break };
-            self.recent_bytes -= old.len();
-        }
+        self.recent.push(entry.base, bytes);
         Ok(())
-    }
-
-    fn forget_recent(&mut self) {
-        self.recent.clear();
-        self.recent_bytes = 0;
     }
 
     /// The batches of `entries` from the front, concatenated, up to `budget` bytes (at
@@ -670,8 +651,8 @@ impl Driver {
     /// the partition. Returns how many entries the bytes hold.
     fn batches_for(&self, entries: &[Entry], budget: usize) -> (Vec<u8>, usize) {
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else { return (Vec::new(), 0) };
-        if let Ok(i) = self.recent.binary_search_by_key(&first.base, |(b, _)| *b) {
-            return concat_entries(self.recent.range(i..).map(|(b, v)| (*b, v.as_slice())), entries, budget);
+        if let Some(kept) = self.recent.from(first.base) {
+            return concat_entries(kept, entries, budget);
         }
         let batches = match self.part.read_batches(first.base, last.end(), budget) {
             Ok(b) => b,

@@ -7,10 +7,12 @@
 
 pub mod driver;
 mod partition;
+mod recent;
 mod topics;
 
 pub use driver::{DriverContext, Outbound, ReplicaHandle, ReplicaSettings, ReplicaView};
 pub use partition::{CompactStats, Partition};
+pub use recent::RecentBudget;
 pub use topics::{already_exists, now_ms, place_replicas, Adopted, NewTopic, Topic, Topics};
 
 use crate::storage::{GroupCommit, StorageError, Store};
@@ -60,7 +62,14 @@ impl Broker {
         store.flush()?;
         let commit = GroupCommit::start(store.clone())?;
         let store_lost = store.meta_get(STORE_LOST_KEY)?.is_some();
-        let ctx = DriverContext { store, commit: commit.clone(), outbound, settings, store_lost };
+        let ctx = DriverContext {
+            store,
+            commit: commit.clone(),
+            outbound,
+            settings,
+            store_lost,
+            recent: RecentBudget::default(),
+        };
         let topics = Topics::load(ctx, node_id.clone())?;
         Ok(Broker { node_id, commit, topics, limits })
     }
