@@ -4,8 +4,9 @@
 //! from the segment file cost a zeroed buffer, a page-cache copy and another copy per
 //! follower. Each replica keeps at most [`REPLICA_BYTES`], and every replica of a node
 //! together at most [`NODE_BYTES`], so a node leading thousands of written partitions
-//! does not hold a mebibyte for each: past the node's budget a replica keeps nothing
-//! and its followers' fetches read the file, as any fetch below what is kept does.
+//! does not hold a mebibyte for each. When the node's budget is spent, a replica gives
+//! up its own older batches for a new one, or keeps the new one out when that cannot
+//! make room; its followers then read the file, as any fetch below what is kept does.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -48,9 +49,10 @@ impl Recent {
         Recent { batches: VecDeque::new(), bytes: 0, node, replica_max, node_max }
     }
 
-    /// Keep `bytes`, just stored at `base`. Older batches go first to make room; a batch
-    /// at or below one kept means the log was cut, and everything kept goes. When the
-    /// room cannot be made, nothing is kept.
+    /// Keep `bytes`, just stored at `base`. This replica's older batches go first to
+    /// make room; when even all of them would not make room on the node, the new batch
+    /// is not kept. A batch at or below one kept means the log was cut, and everything
+    /// kept goes.
     pub fn push(&mut self, base: u64, bytes: Vec<u8>) {
         if self.batches.back().is_some_and(|(b, _)| *b >= base) {
             self.clear();
@@ -62,8 +64,10 @@ impl Recent {
         while self.bytes + len > self.replica_max {
             self.pop_front();
         }
-        while self.node.0.fetch_add(len, Ordering::SeqCst) + len > self.node_max {
-            self.node.0.fetch_sub(len, Ordering::SeqCst);
+        if self.node.used().saturating_sub(self.bytes) + len > self.node_max {
+            return;
+        }
+        while !self.reserve(len) {
             if !self.pop_front() {
                 return;
             }
@@ -83,6 +87,17 @@ impl Recent {
         self.node.0.fetch_sub(self.bytes, Ordering::SeqCst);
         self.batches.clear();
         self.bytes = 0;
+    }
+
+    /// Take `len` bytes of the node's budget, if it has them.
+    fn reserve(&self, len: usize) -> bool {
+        let max = self.node_max;
+        self.node
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
+                used.checked_add(len).filter(|&u| u <= max)
+            })
+            .is_ok()
     }
 
     fn pop_front(&mut self) -> bool {
@@ -147,12 +162,13 @@ mod tests {
         a.push(0, vec![0; 30]);
         b.push(0, vec![0; 10]);
         assert_eq!(node.used(), 40);
-        // No room left on the node: b gives up its own batch, then keeps nothing.
+        // Even all of b's batches would not make room: b keeps what it has.
         b.push(1, vec![0; 20]);
-        assert!(b.from(0).is_none() && b.from(1).is_none());
-        assert_eq!(node.used(), 30);
-        // b's room within the node: its own older batches make way for a newer one.
+        assert!(b.from(1).is_none());
+        assert_eq!((bases(&b, 0), node.used()), (vec![0], 40));
+        // They would: b's own older batches make way for a newer one.
         b.push(2, vec![0; 5]);
+        assert_eq!((bases(&b, 2), node.used()), (vec![2], 35));
         b.push(3, vec![0; 10]);
         assert!(b.from(2).is_none());
         assert_eq!((bases(&b, 3), node.used()), (vec![3], 40));
