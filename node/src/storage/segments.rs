@@ -336,14 +336,19 @@ impl PartitionLog {
         self.inner.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Append a batch at `base_offset` (durable after the next flush). A log appends at
-    /// its end: any batch stored at or after `base_offset` is cut first.
+    /// Append a batch at `base_offset`, above every batch stored (durable after the next
+    /// flush). Replacing batches takes an explicit [`PartitionLog::truncate`] first,
+    /// whose caller flushes everything before appending again: a cut made inside an
+    /// append would lower the log's recovery point with only its appends flushed.
     pub fn append(&self, base_offset: u64, batch: &[u8]) -> Result<(), StorageError> {
         too_large(batch)?;
         let mut inner = self.write_inner();
         self.writable(&inner)?;
-        if inner.index.keys().next_back().is_some_and(|&last| last >= base_offset) {
-            self.truncate_locked(&mut inner, base_offset)?;
+        if let Some(&last) = inner.index.keys().next_back().filter(|&&last| last >= base_offset) {
+            return Err(StorageError::Io {
+                op: "append",
+                reason: format!("offset {base_offset} is not past the last batch ({last}); truncate first"),
+            });
         }
         let need_new = match inner.segments.values().next_back() {
             None => true,
@@ -425,7 +430,8 @@ impl PartitionLog {
 
     /// Delete the batch stored under `base_offset`, which must be the first or the last
     /// (a log loses batches only at its ends). A segment left without batches is
-    /// deleted.
+    /// deleted. Removing the last batch is a truncation: flush everything before
+    /// appending again.
     pub fn remove(&self, base_offset: u64) -> Result<(), StorageError> {
         let mut inner = self.write_inner();
         self.writable(&inner)?;

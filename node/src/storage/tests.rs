@@ -51,6 +51,23 @@ fn remove_and_empty_reads() {
 }
 
 #[test]
+fn an_append_not_past_the_last_batch_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, log) = open_log(dir.path());
+    log.append(0, b"a").unwrap();
+    log.append(10, b"b").unwrap();
+    for base in [0, 5, 10] {
+        let e = log.append(base, b"x").unwrap_err().to_string();
+        assert!(e.contains("truncate first"), "{e}");
+    }
+    assert_eq!(bases(&log), vec![0, 10]);
+    assert_eq!(&*log.last().unwrap().unwrap().1, b"b");
+    log.truncate(10).unwrap();
+    log.append(10, b"c").unwrap();
+    assert_eq!(&*log.last().unwrap().unwrap().1, b"c");
+}
+
+#[test]
 fn replace_only_swaps_the_expected_batch() {
     let dir = tempfile::tempdir().unwrap();
     let (_store, log) = open_log(dir.path());
@@ -311,7 +328,8 @@ fn segments_roll_and_truncation_deletes_whole_later_segments() {
     log.truncate(150).unwrap();
     assert_eq!(bases(&log), vec![0, 100]);
     assert_eq!(segment_files(dir.path()).len(), 1);
-    // Appending below the log end cuts what is stored from there on.
+    // Replacing the last batch is a truncation, then an append.
+    log.truncate(100).unwrap();
     log.append(100, b"new-100").unwrap();
     assert_eq!(bases(&log), vec![0, 100]);
     store.flush().unwrap();
