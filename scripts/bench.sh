@@ -42,10 +42,10 @@ rm -rf "$SCRATCH"; mkdir -p "$SCRATCH"
 : > "$OUT"
 
 NODE_PID=
-CLUSTER_PIDS=()
+source scripts/cluster.sh
 cleanup() {
   [ -n "$NODE_PID" ] && kill "$NODE_PID" 2>/dev/null
-  for p in "${CLUSTER_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  stop_cluster
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -86,32 +86,9 @@ for rep in $(seq 1 "$REPS"); do
   kill "$NODE_PID"; wait "$NODE_PID" 2>/dev/null || true; NODE_PID=
 done
 
-# Three nodes on loopback, the second and third joining through the first.
-start_cluster() {
-  CLUSTER_PIDS=()
-  local boot=
-  for i in 1 2 3; do
-    local port=$((PORT + i)) args=()
-    [ -n "$boot" ] && args=(--bootstrap "$boot")
-    "$BIN" node --data-dir "$SCRATCH/c$i" --listen "/ip4/127.0.0.1/tcp/$port" --no-mdns --log warn "${args[@]}" \
-      > "$SCRATCH/c$i.out" 2> "$SCRATCH/c$i.err" &
-    CLUSTER_PIDS+=($!)
-    for _ in $(seq 1 100); do grep -q "listening on" "$SCRATCH/c$i.out" 2>/dev/null && break; sleep 0.1; done
-    [ -z "$boot" ] && boot=$(sed -n 's/^listening on //p' "$SCRATCH/c1.out" | head -1)
-  done
-  C_SERVER=$boot
-  for _ in $(seq 1 100); do
-    n=$("$BIN" cluster status --server "$C_SERVER" --json 2>/dev/null \
-        | python3 -c 'import json,sys; print(sum(m["state"]=="up" for m in json.load(sys.stdin)["members"]))' 2>/dev/null || echo 0)
-    [ "$n" = 3 ] && return
-    sleep 0.2
-  done
-  echo "the three nodes did not form a mesh" >&2; exit 1
-}
-
 if [ "$CLUSTER" = 1 ]; then
   for rep in $(seq 1 "$REPS"); do
-    rm -rf "$SCRATCH"/c?; start_cluster
+    start_cluster
     for size in 1024 100; do
       j=$(timeout 300 "$BIN" bench produce "r$size" --server "$C_SERVER" --records "$RECORDS" --record-size "$size" \
           --batch-size "$BATCH" --in-flight "$IN_FLIGHT" --partitions "$PARTITIONS" --replication-factor 3 \
@@ -139,12 +116,11 @@ if [ "$CLUSTER" = 1 ]; then
     # A group of three members, one per node, reads the 100 B topic's worth of records
     # again from its own rf=3 topic, committing after each poll; then members join and
     # are killed GROUP_ROUNDS times.
-    servers=$(for i in 1 2 3; do sed -n 's/^listening on //p' "$SCRATCH/c$i.out" | head -1; done | paste -sd,)
+    servers=$(cluster_servers)
     j=$(timeout 900 "$BIN" bench group --server "$servers" --records "$RECORDS" --record-size 100 --partitions 6 \
         --replication-factor 3 --members 3 --rounds "$GROUP_ROUNDS" --json | tr -d '\n')
     row "3 nodes group of 3 consume+commit, 100 B" "$j"
-    for p in "${CLUSTER_PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done
-    CLUSTER_PIDS=()
+    stop_cluster
   done
 fi
 

@@ -1,0 +1,41 @@
+# Sourced by the benchmark scripts: three meshlog nodes on loopback, the second and third
+# joining through the first. Needs BIN (the meshlog binary), SCRATCH (data and logs go in
+# $SCRATCH/c1..c3) and PORT (the nodes listen on PORT+1..PORT+3).
+
+CLUSTER_PIDS=()
+
+# Start the three nodes on fresh data directories and wait until each sees all three up;
+# sets C_SERVER (the first node's address) and CLUSTER_PIDS.
+start_cluster() {
+  stop_cluster
+  rm -rf "$SCRATCH"/c?
+  local boot= i port args n
+  for i in 1 2 3; do
+    port=$((PORT + i)) args=()
+    [ -n "$boot" ] && args=(--bootstrap "$boot")
+    "$BIN" node --data-dir "$SCRATCH/c$i" --listen "/ip4/127.0.0.1/tcp/$port" --no-mdns --log warn "${args[@]}" \
+      > "$SCRATCH/c$i.out" 2> "$SCRATCH/c$i.err" &
+    CLUSTER_PIDS+=($!)
+    for _ in $(seq 1 100); do grep -q "listening on" "$SCRATCH/c$i.out" 2>/dev/null && break; sleep 0.1; done
+    [ -z "$boot" ] && boot=$(sed -n 's/^listening on //p' "$SCRATCH/c1.out" | head -1)
+  done
+  C_SERVER=$boot
+  for _ in $(seq 1 100); do
+    n=$("$BIN" cluster status --server "$C_SERVER" --json 2>/dev/null \
+        | python3 -c 'import json,sys; print(sum(m["state"]=="up" for m in json.load(sys.stdin)["members"]))' 2>/dev/null || echo 0)
+    [ "$n" = 3 ] && return
+    sleep 0.2
+  done
+  echo "the three nodes did not form a mesh" >&2; exit 1
+}
+
+# Every node's address, comma-separated.
+cluster_servers() {
+  for i in 1 2 3; do sed -n 's/^listening on //p' "$SCRATCH/c$i.out" | head -1; done | paste -sd,
+}
+
+stop_cluster() {
+  local p
+  for p in "${CLUSTER_PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done
+  CLUSTER_PIDS=()
+}
