@@ -9,16 +9,16 @@
 # shape whose p99 is no worse than the peer's in that pair (none: the ratio is marked).
 # Prints every pair, then the medians, the ratio of the medians and the median ratio.
 #
-# Both sides send RECORDS records per run. A run of ours as short as 200,000 records
-# (about 2 s) measured 15-25% below a 600,000-record run (fresh clusters, alternating):
-# start-up transients weigh on a short run, so the default is 600,000 for both.
+# Both sides send RECORDS records per run (the peer script's default count); our timed
+# run starts once the new topic's partitions have leaders, as the peer's starts once its
+# stream exists.
 #
-# Env knobs: PAIRS (5), RECORDS (600000), PEER_BENCH (../shared/bench/nats-jetstream-bench.sh),
+# Env knobs: PAIRS (5), RECORDS (200000), PEER_BENCH (../shared/bench/nats-jetstream-bench.sh),
 #            SCRATCH (/tmp/meshlog-vs-peer), PORT (19594), OUT (results file)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PAIRS=${PAIRS:-5}
-RECORDS=${RECORDS:-600000}
+RECORDS=${RECORDS:-200000}
 PEER_BENCH=${PEER_BENCH:-../shared/bench/nats-jetstream-bench.sh}
 SCRATCH=${SCRATCH:-/tmp/meshlog-vs-peer}
 PORT=${PORT:-19594}
