@@ -3,12 +3,13 @@
 //! store reopens cleanly after every crash.
 
 use meshlog::client::consumer::{self, StartAt};
-use meshlog::client::Client;
+use meshlog::client::{Client, ClientError};
 use meshlog::network::Multiaddr;
 use meshlog_protocol::batch::BatchBuilder;
 use meshlog_protocol::messages::{ClientRequest, ClientResponse, ProduceRequest};
 use meshlog_protocol::partitioner::partition_for_key;
 use meshlog_protocol::types::Acks;
+use meshlog_protocol::ErrorCode;
 use meshlog_tests::{run_cli, NodeProcess};
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
@@ -98,21 +99,41 @@ async fn produce_until_killed(client: Client, round: usize, acked: std::sync::Ar
     }
 }
 
+/// Read every acknowledged record back and check it is where its ack said. A restarted
+/// node serves them once its replica leads again and commits in its new epoch: the high
+/// watermark it saved may lag what it had acknowledged by a second or two, and reads
+/// stop at the high watermark. So the read goes on until the last acknowledged offset
+/// is visible (long polls, within [`meshlog_tests::LONG_BUDGET`]).
 async fn check_acked(client: &Client, acked: &Acked) -> usize {
+    let deadline = Instant::now() + meshlog_tests::LONG_BUDGET;
     let mut checked = 0;
     for (&p, batches) in acked {
+        let end = batches.iter().map(|(base, values)| base + values.len() as u64).max().unwrap_or(0);
         let start = consumer::start_offset(client, "burst", p, StartAt::Beginning).await.unwrap();
         let mut stored: BTreeMap<u64, String> = BTreeMap::new();
         let mut off = start;
-        loop {
-            let f = consumer::fetch(client, "burst", p, off, 1 << 20, 0).await.unwrap();
-            if f.records.is_empty() {
-                break;
-            }
+        while off < end {
+            assert!(
+                Instant::now() < deadline,
+                "partition {p}: acknowledged records up to offset {end} not readable within {:?}; read up to {off}",
+                meshlog_tests::LONG_BUDGET
+            );
+            let f = match consumer::fetch(client, "burst", p, off, 1 << 20, 200).await {
+                Ok(f) => f,
+                // The log ends below an acknowledged offset: lost, no use waiting.
+                Err(ClientError::Server(e)) if e.code == ErrorCode::OffsetOutOfRange => {
+                    panic!("partition {p}: offset {off} out of range, acknowledged up to {end}: {e}")
+                }
+                Err(e) => {
+                    eprintln!("partition {p}: fetch at {off} failed ({e}); trying again");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
             for r in &f.records {
                 stored.insert(r.offset as u64, String::from_utf8(r.value.clone().unwrap()).unwrap());
             }
-            off = f.next_offset;
+            off = off.max(f.next_offset);
         }
         for (base, values) in batches {
             for (i, v) in values.iter().enumerate() {
