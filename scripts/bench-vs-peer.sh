@@ -52,9 +52,7 @@ print(json.dumps({"pair": int(sys.argv[1]), "system": "nats", "shape": "256 in f
   start_cluster
   for shape in "3 262144" "4 131072"; do
     set -- $shape
-    j=$(timeout 300 "$BIN" bench produce "v$pair-$1" --server "$C_SERVER" --records "$RECORDS" --record-size 1024 \
-        --batch-size "$2" --in-flight "$1" --partitions "$1" --replication-factor 3 --buffer-bytes "$2" \
-        --acks all --max-secs 120 --json | tr -d '\n')
+    j=$(produce_shape "v$pair-$1" "$1" "$2")
     python3 -c '
 import json, sys
 j = json.loads(sys.argv[3])

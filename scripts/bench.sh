@@ -108,9 +108,7 @@ if [ "$CLUSTER" = 1 ]; then
     # peer's, 6 x 128 KiB and 3 x 256 KiB move the most records per second near it.
     for shape in "4 131072" "6 131072" "3 262144"; do
       set -- $shape
-      j=$(timeout 300 "$BIN" bench produce "s$1x$2" --server "$C_SERVER" --records "$RECORDS" --record-size 1024 \
-          --batch-size "$2" --in-flight "$1" --partitions "$1" --replication-factor 3 \
-          --buffer-bytes "$2" --acks all --max-secs 120 --json | tr -d '\n')
+      j=$(produce_shape "s$1x$2" "$1" "$2")
       row "3 nodes rf=3 acks=all, 1024 B, $1 x $(($2 / 1024)) KiB in flight" "$j"
     done
     # A group of three members, one per node, reads the 100 B topic's worth of records

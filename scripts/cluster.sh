@@ -34,6 +34,16 @@ cluster_servers() {
   for i in 1 2 3; do sed -n 's/^listening on //p' "$SCRATCH/c$i.out" | head -1; done | paste -sd,
 }
 
+# One rf=3 acks=all run of 1 KiB records on the cluster with IN_FLIGHT requests of BATCH
+# bytes in flight (one partition each, the client's buffer cut to one batch), into a new
+# topic TOPIC; prints the benchmark's JSON on one line. Needs RECORDS.
+# Usage: produce_shape TOPIC IN_FLIGHT BATCH
+produce_shape() {
+  timeout 300 "$BIN" bench produce "$1" --server "$C_SERVER" --records "$RECORDS" --record-size 1024 \
+    --batch-size "$3" --in-flight "$2" --partitions "$2" --replication-factor 3 \
+    --buffer-bytes "$3" --acks all --max-secs 120 --json | tr -d '\n'
+}
+
 stop_cluster() {
   local p
   for p in "${CLUSTER_PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done
