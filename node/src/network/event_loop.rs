@@ -44,6 +44,9 @@ const HELLO_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 const EARLY_REQUESTS_PER_PEER: usize = 64;
 /// Peers with held requests at once.
 const EARLY_PEERS_MAX: usize = 256;
+/// Hellos sent to one peer before it is given up on (a hello can be lost when it
+/// arrives while the other side is still binding its listeners).
+const HELLO_ATTEMPTS: u8 = 3;
 /// Identify listen addresses remembered per peer until it is admitted.
 const IDENTIFY_ADDRS_MAX: usize = 16;
 
@@ -56,6 +59,8 @@ struct Admissions {
     unproven: HashMap<PeerId, tokio::time::Instant>,
     /// Our hellos in flight.
     hellos: HashMap<OutboundRequestId, PeerId>,
+    /// Hellos sent per peer without an answer yet.
+    attempts: HashMap<PeerId, u8>,
     /// Dials answered once the peer's hello is checked.
     dials: HashMap<PeerId, Vec<(Multiaddr, Reply<PeerId>)>>,
     /// Peer requests that arrived before their sender's hello.
@@ -537,13 +542,18 @@ impl EventLoop {
         self.admissions.unproven.entry(peer).or_insert_with(tokio::time::Instant::now);
         // The dialer speaks first; a listener waits for the dialer's hello.
         if endpoint.is_dialer() && !self.admissions.hellos.values().any(|p| *p == peer) {
-            match self.admission.hello(self.role, self.swarm.local_peer_id(), &peer) {
-                Ok(hello) => {
-                    let id = self.swarm.behaviour_mut().hello.send_request(&peer, hello);
-                    self.admissions.hellos.insert(id, peer);
-                }
-                Err(e) => tracing::error!(%peer, error = %e, "cannot sign a hello"),
+            self.send_hello(peer);
+        }
+    }
+
+    fn send_hello(&mut self, peer: PeerId) {
+        match self.admission.hello(self.role, self.swarm.local_peer_id(), &peer) {
+            Ok(hello) => {
+                let id = self.swarm.behaviour_mut().hello.send_request(&peer, hello);
+                self.admissions.hellos.insert(id, peer);
+                *self.admissions.attempts.entry(peer).or_default() += 1;
             }
+            Err(e) => tracing::error!(%peer, error = %e, "cannot sign a hello"),
         }
     }
 
@@ -552,9 +562,12 @@ impl EventLoop {
         self.roles.remove(&peer);
         self.admissions.unproven.remove(&peer);
         self.admissions.identified.remove(&peer);
+        self.admissions.attempts.remove(&peer);
         self.refuse_early(&peer, "the connection closed before its hello");
         for (addr, reply) in self.admissions.dials.remove(&peer).unwrap_or_default() {
-            let reason = "the connection closed before the hello completed".to_string();
+            let reason = "the node closed the connection during the hello: a closed mesh refused this \
+                          process (check --client-credential and --psk-file)"
+                .to_string();
             let _ = reply.send(Err(NetworkError::Dial { addr: addr.to_string(), reason }));
         }
         if was_node {
@@ -592,7 +605,15 @@ impl EventLoop {
             }
             Event::OutboundFailure { peer, request_id, error, .. } => {
                 self.admissions.hellos.remove(&request_id);
-                self.not_admitted(peer, format!("hello failed: {error}"));
+                let tried = self.admissions.attempts.get(&peer).copied().unwrap_or(0);
+                if self.roles.get(&peer).is_some() {
+                    // Its own hello to us settled it already.
+                } else if tried < HELLO_ATTEMPTS && self.swarm.is_connected(&peer) {
+                    tracing::debug!(%peer, %error, "hello failed; sending it again");
+                    self.send_hello(peer);
+                } else {
+                    self.not_admitted(peer, format!("hello failed: {error}"));
+                }
             }
             Event::InboundFailure { peer, error, .. } => {
                 tracing::debug!(%peer, %error, "inbound hello failed")
@@ -606,6 +627,7 @@ impl EventLoop {
         let first = self.roles.get(&peer).is_none();
         self.roles.set(peer, role);
         self.admissions.unproven.remove(&peer);
+        self.admissions.attempts.remove(&peer);
         tracing::debug!(%peer, role = role.as_str(), "peer admitted");
         for (_, reply) in self.admissions.dials.remove(&peer).unwrap_or_default() {
             let _ = reply.send(Ok(peer));
@@ -642,6 +664,7 @@ impl EventLoop {
     fn not_admitted(&mut self, peer: PeerId, reason: String) {
         tracing::warn!(%peer, %reason, "peer not admitted");
         self.admissions.unproven.remove(&peer);
+        self.admissions.attempts.remove(&peer);
         self.refuse_early(&peer, "not admitted");
         for (addr, reply) in self.admissions.dials.remove(&peer).unwrap_or_default() {
             let _ = addr;
