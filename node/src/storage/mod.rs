@@ -23,11 +23,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// sled's segment size. Values larger than a quarter of it are written to separate
-/// blob files that sled never syncs; 8 MiB keeps values up to ~2 MiB inline in its log.
+/// blob files (which [`Store::flush`] syncs itself, as sled does not); 8 MiB keeps
+/// values up to ~2 MiB inline in its log.
 const SEGMENT_SIZE_BYTES: usize = 8 << 20;
-/// The largest value the store keeps: a batch in a partition log or a value in sled
-/// (which keeps values up to this size inline in its log, see [`SEGMENT_SIZE_BYTES`]).
-pub const MAX_INLINE_VALUE_BYTES: usize = SEGMENT_SIZE_BYTES / 4 - 1024;
+/// The largest batch a partition log keeps: the largest `max.message.bytes` a topic may
+/// have, so every batch a leader's validation admits (and every stored batch a follower
+/// is sent, which is checked against the same bound) can be stored. A smaller limit
+/// here once stopped a replica on a batch just under the ceiling that validation had
+/// admitted.
+pub const MAX_BATCH_BYTES: usize = meshlog_protocol::types::MAX_MESSAGE_BYTES_CEILING as usize;
 const META_TREE: &str = "meta";
 /// The directory under the data directory that holds the partition logs.
 const LOGS_DIR: &str = "logs";
@@ -52,8 +56,8 @@ pub enum StorageError {
         /// What went wrong.
         reason: String,
     },
-    /// A value larger than the store keeps inline.
-    #[error("value of {len} bytes is over the store's limit of {max} bytes")]
+    /// A batch larger than a partition log keeps ([`MAX_BATCH_BYTES`]).
+    #[error("batch of {len} bytes is over the store's limit of {max} bytes")]
     TooLarge {
         /// Its size.
         len: usize,

@@ -83,7 +83,7 @@ fn replace_only_swaps_the_expected_batch() {
 fn oversized_values_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (_store, log) = open_log(dir.path());
-    let big = vec![0u8; MAX_INLINE_VALUE_BYTES + 1];
+    let big = vec![0u8; MAX_BATCH_BYTES + 1];
     assert!(matches!(log.append(0, &big), Err(StorageError::TooLarge { .. })));
 }
 
