@@ -22,7 +22,7 @@ impl Replica {
         if epoch < self.hard.promised {
             return self.send(from, Message::Stale { epoch: self.hard.promised });
         }
-        if !self.from_epoch_leader(from, epoch, &body) {
+        if !self.sent_by_epoch_leader(from, epoch, &body) {
             return;
         }
         if self.is_leader() {
@@ -91,7 +91,7 @@ impl Replica {
     /// and a fetch went only to the leader already known in the fetch's epoch (every
     /// change of epoch forgets the leader). So neither can come from an unknown sender,
     /// and an unknown sender's `Behind` can never wipe the log.
-    fn from_epoch_leader(&mut self, from: ReplicaIdx, epoch: Epoch, body: &FetchBody) -> bool {
+    fn sent_by_epoch_leader(&mut self, from: ReplicaIdx, epoch: Epoch, body: &FetchBody) -> bool {
         let known = if epoch == self.hard.promised { self.epoch_leader } else { None };
         if let Some(leader) = known {
             return leader == from;
