@@ -2,7 +2,8 @@
 //!
 //! This module owns the on-wire and on-disk representation of record batches:
 //! building uncompressed batches ([`BatchBuilder`]), parsing and validating a
-//! batch received from a client ([`parse_header`], [`validate`]), patching the
+//! batch received from a client ([`parse_header`], [`validate`]) or, stored, from a
+//! peer ([`validate_replicated`]), patching the
 //! two fields the leader assigns ([`set_base_offset`],
 //! [`set_partition_leader_epoch`]), decoding records ([`records`]),
 //! dropping records from a stored batch for compaction ([`retain_records`])
@@ -33,6 +34,9 @@
 //! been checked against the bytes actually present.
 
 use std::iter::FusedIterator;
+
+mod replicated;
+pub use replicated::validate_replicated;
 
 /// The only batch format version this module reads or writes.
 pub const MAGIC_V2: i8 = 2;
@@ -121,6 +125,16 @@ pub enum BatchError {
     /// A record is structurally invalid.
     #[error("invalid record: {reason}")]
     InvalidRecord { reason: &'static str },
+    /// A stored batch's `baseOffset` is negative, or its last offset overflows.
+    #[error("invalid baseOffset {0} for a stored batch")]
+    BadBaseOffset(i64),
+    /// `lastOffsetDelta` is negative: the batch would cover no offsets.
+    #[error("invalid lastOffsetDelta {0} (a batch covers at least one offset)")]
+    BadLastOffsetDelta(i32),
+    /// Record number `index` of a stored batch has an offset delta outside
+    /// `0..=lastOffsetDelta`, or not above the previous record's.
+    #[error("record {index} has offsetDelta {found}, outside 0..={last_offset_delta} or out of order")]
+    OffsetDeltaOutOfRange { index: i32, found: i32, last_offset_delta: i32 },
 }
 
 /// The fixed 61-byte header of a v2 record batch, decoded.

@@ -18,7 +18,7 @@ use crate::network::PeerId;
 use crate::replica::{
     self, AckLevel, AppendError, Appended, Entry, FetchBody, HardState, Input, Message, Output,
 };
-use crate::storage::{GroupCommit, StorageError, Store};
+use crate::storage::{GroupCommit, StorageError, Store, MAX_BATCH_BYTES};
 use meshlog_protocol::batch;
 use meshlog_protocol::codec;
 use meshlog_protocol::messages::{ProduceResponse, ReplicateMessage};
@@ -467,8 +467,8 @@ impl Driver {
             };
             let input = match input {
                 DriverInput::Peer { from, msg, records } => {
-                    if !self.accept_batches(&msg, records) {
-                        tracing::warn!(%topic, partition = p, from = %self.peers[from], "replication message whose batches do not match its entries dropped");
+                    if let Err(why) = self.accept_batches(&msg, records) {
+                        tracing::warn!(%topic, partition = p, from = %self.peers[from], %why, "replication message refused");
                         continue;
                     }
                     Input::Receive { from, msg }
@@ -536,32 +536,45 @@ impl Driver {
     }
 
     /// Check that a fetch answer's batches are exactly its entries (offsets, counts,
-    /// epochs, markers, producers) with valid CRCs, and keep them for the append.
-    fn accept_batches(&mut self, msg: &Message, records: Vec<u8>) -> bool {
+    /// epochs, markers, producers), each a valid stored batch (the structure a leader
+    /// checks in a producer's batch, its CRC, within what a partition log stores), and
+    /// keep them for the append. Says why not otherwise: a bad batch from a peer is
+    /// refused like a lost message, and the replica goes on.
+    fn accept_batches(&mut self, msg: &Message, records: Vec<u8>) -> Result<(), String> {
         // Nothing of an earlier answer that was refused half way may linger.
         self.incoming.clear();
         let entries = match msg {
             Message::FetchResp { body: FetchBody::Entries(e), .. } => e,
-            _ => return records.is_empty(),
+            _ if records.is_empty() => return Ok(()),
+            _ => return Err("batches attached to a message that carries no entries".into()),
         };
         let mut batches = batch::split_batches(&records);
         let mut at = 0;
         for e in entries {
-            let Some(Ok(b)) = batches.next() else { return false };
-            let Ok(h) = batch::verify_crc(b) else { return false };
+            let b = match batches.next() {
+                Some(Ok(b)) => b,
+                Some(Err(err)) => return Err(format!("batch for offset {}: {err}", e.base)),
+                None => return Err(format!("no batch for the entry at offset {}", e.base)),
+            };
+            let h = batch::validate_replicated(b, MAX_BATCH_BYTES)
+                .map_err(|err| format!("invalid batch for offset {}: {err}", e.base))?;
+            if h.is_transactional() {
+                return Err(format!("transactional batch for offset {}: not supported", e.base));
+            }
+            // Validated: the base offset is not negative.
             let stored = super::partition::as_entry(h.base_offset as u64, &h);
             if stored != *e {
-                return false;
+                return Err(format!("the batch at offset {} is not its entry {e:?}", e.base));
             }
             // split_batches yields the batches back to back from the start.
             self.incoming.insert(e.base, at..at + b.len());
             at += b.len();
         }
         if batches.next().is_some() {
-            return false;
+            return Err("more batches than entries".into());
         }
         self.incoming_bytes = records;
-        true
+        Ok(())
     }
 
     async fn execute(&mut self, outs: Vec<Output>) -> Result<(), StorageError> {
@@ -707,3 +720,6 @@ impl Driver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

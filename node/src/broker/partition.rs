@@ -495,7 +495,9 @@ pub fn producer_seq(h: &BatchHeader) -> Option<ProducerSeq> {
 /// leader epoch (batches stored before replication carry -1: epoch 0), a control batch
 /// is a leader's epoch-start marker.
 pub fn as_entry(base: u64, h: &BatchHeader) -> Entry {
-    let count = h.last_offset_delta as u32 + 1;
+    // Validation refuses a negative lastOffsetDelta; were one to get here, it covers one
+    // offset rather than overflowing (-1 as u32 + 1).
+    let count = (h.last_offset_delta.max(0) as u32).saturating_add(1);
     let epoch = Epoch(h.partition_leader_epoch.max(0) as u64);
     Entry { base, count, epoch, producer: producer_seq(h), epoch_start: h.is_control() }
 }

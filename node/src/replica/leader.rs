@@ -75,6 +75,7 @@ impl Replica {
             elected_at: self.now,
         });
         self.leader = Some(self.cfg.me);
+        self.epoch_leader = Some(self.cfg.me);
         self.out.push(Output::Leader { epoch, leader: Some(self.cfg.me) });
         self.log.push(marker);
         self.out.push(Output::AppendMarker(marker));

@@ -16,6 +16,7 @@
 //! in-sync replica. Idempotent producers' retries are recognised from sequences kept in
 //! the log.
 
+mod follower;
 mod leader;
 mod log;
 pub(crate) mod producers;
@@ -72,6 +73,11 @@ pub struct Replica {
     hw: u64,
     role: Role,
     leader: Option<ReplicaIdx>,
+    /// The replica known to lead `hard.promised` (this one once elected, or the sender of
+    /// the first heartbeat or entries of that epoch): the only one whose fetch answers of
+    /// that epoch are taken. Forgotten whenever the promise moves. Unlike `leader`, it is
+    /// kept while this replica runs a pre-vote, since that leader may still answer.
+    epoch_leader: Option<ReplicaIdx>,
     last_heard: u64,
     election_deadline: u64,
     vote_after: u64,
@@ -123,6 +129,7 @@ impl Replica {
             hw: 0,
             role: Role::Follower,
             leader: None,
+            epoch_leader: None,
             last_heard: now,
             election_deadline: now,
             vote_after: now,
@@ -278,6 +285,9 @@ impl Replica {
 
     fn persist_hard(&mut self, hard: HardState) {
         debug_assert!(hard.promised >= self.hard.promised);
+        if hard.promised != self.hard.promised {
+            self.epoch_leader = None;
+        }
         self.hard = hard;
         self.out.push(Output::PersistHardState(hard));
     }
@@ -379,7 +389,12 @@ impl Replica {
     fn on_tick(&mut self) {
         match &self.role {
             Role::Leader(_) => self.leader_tick(),
-            _ if self.now >= self.election_deadline && self.catching_up => self.reset_election_deadline(),
+            // No candidacy while catching up, nor once the epochs are used up.
+            _ if self.now >= self.election_deadline
+                && (self.catching_up || self.hard.promised.next().is_none()) =>
+            {
+                self.reset_election_deadline()
+            }
             _ if self.now >= self.election_deadline => self.start_prevote(),
             Role::Follower => {
                 let stale = self.fetch_sent_at.is_none_or(|t| self.now >= t + 2 * self.cfg.heartbeat_ms);
@@ -392,7 +407,10 @@ impl Replica {
     }
 
     fn on_message(&mut self, from: ReplicaIdx, msg: Message) {
-        if from >= self.cfg.replicas || from == self.cfg.me {
+        // A malformed message (an epoch beyond `Epoch::MAX`, entries that do not follow
+        // each other) is dropped like a lost one: an absurd epoch adopted as the promise
+        // would leave no epoch to elect a leader in.
+        if from >= self.cfg.replicas || from == self.cfg.me || !msg.is_well_formed() {
             return;
         }
         match msg {
@@ -422,12 +440,9 @@ impl Replica {
             self.leader = None;
             self.out.push(Output::Leader { epoch: self.hard.promised, leader: None });
         }
+        let Some(epoch) = self.hard.promised.next() else { return };
         self.role = Role::PreCandidate { votes: BTreeSet::from([self.cfg.me]) };
-        let msg = Message::PreVote {
-            epoch: self.hard.promised.next(),
-            last_epoch: self.log.last_epoch(),
-            last_end: self.log.end(),
-        };
+        let msg = Message::PreVote { epoch, last_epoch: self.log.last_epoch(), last_end: self.log.end() };
         for r in self.others().collect::<Vec<_>>() {
             self.send(r, msg.clone());
         }
@@ -452,7 +467,7 @@ impl Replica {
 
     fn on_prevote_resp(&mut self, from: ReplicaIdx, epoch: Epoch, granted: bool) {
         if let Role::PreCandidate { votes } = &mut self.role {
-            if granted && epoch == self.hard.promised.next() {
+            if granted && Some(epoch) == self.hard.promised.next() {
                 votes.insert(from);
             }
         }
@@ -461,10 +476,9 @@ impl Replica {
 
     fn check_prevotes(&mut self) {
         let Role::PreCandidate { votes } = &self.role else { return };
-        if votes.len() < self.majority() {
+        let Some(epoch) = self.hard.promised.next().filter(|_| votes.len() >= self.majority()) else {
             return;
-        }
-        let epoch = self.hard.promised.next();
+        };
         self.persist_hard(HardState { promised: epoch, voted_for: Some(self.cfg.me) });
         self.role = Role::Candidate { votes: BTreeSet::from([self.cfg.me]) };
         let msg = Message::Vote { epoch, last_epoch: self.log.last_epoch(), last_end: self.log.end() };
@@ -508,110 +522,6 @@ impl Replica {
         if votes.len() >= self.majority() {
             self.become_leader();
         }
-    }
-
-    // ---- following ----
-
-    fn send_fetch(&mut self) {
-        let Some(leader) = self.leader.filter(|l| *l != self.cfg.me) else { return };
-        self.fetch_sent_at = Some(self.now);
-        let msg = Message::Fetch {
-            epoch: self.hard.promised,
-            offset: self.log.end(),
-            last_epoch: self.log.last_epoch(),
-            flushed_end: self.flushed_end,
-        };
-        self.send(leader, msg);
-    }
-
-    fn on_fetch_resp(&mut self, from: ReplicaIdx, epoch: Epoch, leader_hw: u64, body: FetchBody) {
-        if epoch < self.hard.promised {
-            return self.send(from, Message::Stale { epoch: self.hard.promised });
-        }
-        self.observe_epoch(epoch);
-        if self.is_leader() {
-            return; // cannot happen with one leader per epoch; ignore rather than panic
-        }
-        if !matches!(self.role, Role::Follower) || self.leader != Some(from) {
-            self.role = Role::Follower;
-            self.leader = Some(from);
-            self.out.push(Output::Leader { epoch, leader: Some(from) });
-        }
-        self.last_heard = self.now;
-        self.reset_election_deadline();
-        let used = match body {
-            // Only if it answers a fetch from the log we hold now. A delayed or duplicated
-            // answer about an older log could otherwise cut entries we have since taken
-            // from this leader and reported flushed (it counted them towards its HW).
-            // Equal (end, last epoch) means an equal log, so the verdict still holds.
-            FetchBody::Diverging { epoch: e, end, fetch_offset, fetch_last_epoch }
-                if (fetch_offset, fetch_last_epoch) == (self.log.end(), self.log.last_epoch()) =>
-            {
-                self.truncate(self.diverging_end(e, end));
-                true
-            }
-            FetchBody::Diverging { .. } => false,
-            // Only for the log we hold now (as above), and never past our HW: a log
-            // that agrees with the leader up to its HW has it above the leader's start.
-            FetchBody::Behind { start, start_epoch, producers, fetch_offset, fetch_last_epoch }
-                if (fetch_offset, fetch_last_epoch) == (self.log.end(), self.log.last_epoch())
-                    && self.hw <= start
-                    && self.log.start() <= start =>
-            {
-                self.reset_log(start, start_epoch, producers);
-                true
-            }
-            FetchBody::Behind { .. } => false,
-            FetchBody::Entries(entries) => self.append_replicated(entries),
-        };
-        let hw = leader_hw.min(self.log.end());
-        if hw > self.hw {
-            self.hw = hw;
-            self.out.push(Output::HighWatermark(hw));
-        }
-        if self.catching_up && leader_hw > 0 && self.catch_up_target.is_none() {
-            self.catch_up_target = Some(leader_hw);
-        }
-        self.check_caught_up();
-        // A response that no longer applies (a duplicate, or one of several fetches in
-        // flight that another overtook) ends its chain of fetches: whatever moved our
-        // log since sent a fetch of its own, and the tick re-fetches after a loss.
-        // Fetching again would keep every chain alive, and as each flush starts one,
-        // a long catch-up would multiply the fetches in flight without bound.
-        if used {
-            self.send_fetch();
-        }
-    }
-
-    /// Where to cut our log when the leader says its latest epoch at or below our last
-    /// one is `e`, ending at `end` (KIP-279). If we hold `e` too, our logs agree up to
-    /// the shorter run of it. If not, the leader's `end` says nothing about our log:
-    /// drop our epochs above our latest one before `e` (the leader has none of them) and
-    /// ask again with that epoch.
-    fn diverging_end(&self, e: Epoch, end: u64) -> u64 {
-        let (ours, own_end) = self.log.floor_epoch(e);
-        if ours == e {
-            end.min(own_end)
-        } else {
-            own_end
-        }
-    }
-
-    /// Append entries fetched from the leader at our log end. Whether the response was
-    /// of use: a heartbeat (no entries) is; entries that do not start at our log end
-    /// answer a fetch another response has overtaken, and are not.
-    fn append_replicated(&mut self, entries: Vec<Entry>) -> bool {
-        let Some(first) = entries.first() else { return true };
-        if first.base != self.log.end() {
-            return false;
-        }
-        for e in &entries {
-            self.log.push(*e);
-            self.producers.observe(e);
-        }
-        self.out.push(Output::AppendReplicated(entries));
-        self.request_flush();
-        true
     }
 }
 

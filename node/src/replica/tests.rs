@@ -34,6 +34,14 @@ fn sends(out: &[Output]) -> Vec<(ReplicaIdx, Message)> {
         .collect()
 }
 
+/// `r` takes a heartbeat of `epoch` from `leader` at `now`: it then knows who leads that
+/// epoch, the only replica whose fetch answers of that epoch it takes.
+fn heartbeat_from(r: &mut Replica, leader: ReplicaIdx, epoch: u64, now: u64) {
+    let hb = Message::FetchResp { epoch: Epoch(epoch), hw: 0, body: FetchBody::Entries(vec![]) };
+    r.step(now, Input::Receive { from: leader, msg: hb });
+    assert_eq!(r.leader(), Some(leader));
+}
+
 /// Drive replica 0 of three to leadership of epoch 1 with both others voting.
 fn elect_leader() -> Replica {
     let mut r = fresh(0, 3);
@@ -293,6 +301,7 @@ fn a_delayed_diverging_answer_about_an_older_log_is_ignored() {
     let e = entry;
     let log = Log::new(0, vec![e(0, 1, 1, true), e(1, 2, 1, false)]);
     let mut r = Replica::recover(cfg(1, 3), HardState { promised: Epoch(2), voted_for: None }, log, 0);
+    heartbeat_from(&mut r, 0, 2, 5);
     let resp = |body| Input::Receive { from: 0, msg: Message::FetchResp { epoch: Epoch(2), hw: 0, body } };
     let diverging =
         || FetchBody::Diverging { epoch: Epoch(1), end: 1, fetch_offset: 3, fetch_last_epoch: Epoch(1) };
@@ -341,6 +350,7 @@ fn a_follower_lacking_the_leaders_epoch_backs_off_to_its_own_earlier_epoch() {
     let e = entry;
     let log = Log::new(0, vec![e(0, 1, 1, true), e(1, 3, 1, false), e(4, 1, 3, true)]);
     let mut r = Replica::recover(cfg(1, 3), HardState { promised: Epoch(4), voted_for: None }, log, 0);
+    heartbeat_from(&mut r, 0, 4, 5);
     let diverging = |epoch, end, fetch_offset, fetch_last_epoch| Input::Receive {
         from: 0,
         msg: Message::FetchResp {
@@ -470,6 +480,7 @@ fn a_follower_below_the_leaders_trimmed_start_resets_to_it_and_catches_up() {
     assert_eq!((leader.log().start(), leader.log().start_epoch()), (10, Epoch(1)));
     // Replica 2 comes back with an empty log: the leader cannot send what it deleted.
     let mut follower = fresh(2, 3);
+    heartbeat_from(&mut follower, 0, 2, 5_015);
     let fetch = Message::Fetch { epoch: Epoch(2), offset: 0, last_epoch: Epoch(0), flushed_end: 0 };
     let out = leader.step(5_020, Input::Receive { from: 2, msg: fetch });
     let behind = behind_at_10_for_an_empty_log();
@@ -505,6 +516,7 @@ fn a_follower_below_the_leaders_trimmed_start_resets_to_it_and_catches_up() {
 #[test]
 fn a_log_reset_to_the_leaders_start_still_refuses_a_stale_candidate() {
     let mut r = fresh(1, 3);
+    heartbeat_from(&mut r, 0, 2, 999);
     let behind = behind_at_10_for_an_empty_log();
     r.step(
         1_000,
@@ -561,6 +573,7 @@ fn a_reset_follower_still_recognises_a_retry_of_a_batch_retention_deleted() {
         matches!(answer, Message::FetchResp { body: FetchBody::Behind { producers, .. }, .. } if *producers == [state.clone()])
     );
     let mut follower = fresh(2, 3);
+    heartbeat_from(&mut follower, 0, 2, 5_025);
     let out = follower.step(5_030, Input::Receive { from: 0, msg: answer.clone() });
     assert!(out
         .iter()
@@ -650,3 +663,5 @@ fn the_producer_state_of_deleted_entries_keeps_the_latest_producers_only() {
     assert_eq!(kept.len(), producers::MAX_DELETED_PRODUCERS);
     assert!(kept.iter().all(|s| s.id != 0), "the producer whose batch is oldest goes first");
 }
+
+mod hostile;

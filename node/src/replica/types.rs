@@ -11,9 +11,18 @@ pub type ReplicaIdx = usize;
 pub struct Epoch(pub u64);
 
 impl Epoch {
-    /// The next epoch.
-    pub fn next(self) -> Epoch {
-        Epoch(self.0 + 1)
+    /// The largest epoch. Every stored batch carries the epoch that wrote it in Kafka's
+    /// 32-bit `partitionLeaderEpoch`, and the core's entries are rebuilt from that field,
+    /// so a larger epoch could not be stored faithfully. A message naming a larger one is
+    /// malformed (see [`Message::is_well_formed`]). At one election per second the range
+    /// lasts 68 years; Kafka's leader epochs have the same bound.
+    pub const MAX: Epoch = Epoch(i32::MAX as u64);
+
+    /// The next epoch, or `None` at [`Epoch::MAX`]: no arithmetic on an epoch a peer sent
+    /// can overflow, and a replica whose promise reached the end campaigns no more
+    /// (it still follows a leader of that epoch).
+    pub fn next(self) -> Option<Epoch> {
+        (self < Epoch::MAX).then(|| Epoch(self.0 + 1))
     }
 }
 
@@ -187,6 +196,45 @@ pub enum Message {
         /// The refuser's promised epoch.
         epoch: Epoch,
     },
+}
+
+impl Message {
+    /// Whether the message makes sense whatever its sender's state: every epoch it names
+    /// is at most [`Epoch::MAX`]; a fetch answer names no log epoch above its own (a
+    /// leader's history holds none); its entries each cover at least one offset, follow each
+    /// other without a gap or an overflow, and never go back in epoch. What a replica
+    /// cannot check alone (whether the sender leads) is left to the replica.
+    pub fn is_well_formed(&self) -> bool {
+        match self {
+            Message::PreVote { epoch, last_epoch, .. }
+            | Message::Vote { epoch, last_epoch, .. }
+            | Message::Fetch { epoch, last_epoch, .. } => *epoch <= Epoch::MAX && *last_epoch <= Epoch::MAX,
+            Message::PreVoteResp { epoch, .. }
+            | Message::VoteResp { epoch, .. }
+            | Message::Stale { epoch } => *epoch <= Epoch::MAX,
+            Message::FetchResp { epoch, body, .. } => *epoch <= Epoch::MAX && body.is_well_formed(*epoch),
+        }
+    }
+}
+
+impl FetchBody {
+    fn is_well_formed(&self, epoch: Epoch) -> bool {
+        match self {
+            FetchBody::Entries(entries) => {
+                let mut prev: Option<&Entry> = None;
+                entries.iter().all(|e| {
+                    let fits =
+                        e.count >= 1 && e.base.checked_add(u64::from(e.count)).is_some() && e.epoch <= epoch;
+                    let follows = prev.is_none_or(|p| e.base == p.end() && e.epoch >= p.epoch);
+                    prev = Some(e);
+                    fits && follows
+                })
+            }
+            // The fetch's own last epoch is echoed back, and compared with ours only.
+            FetchBody::Diverging { epoch: e, .. } => *e <= epoch,
+            FetchBody::Behind { start_epoch, .. } => *start_epoch <= epoch,
+        }
+    }
 }
 
 /// The substance of a fetch response.

@@ -17,18 +17,25 @@ pub use commit::GroupCommit;
 pub use segments::{PartitionLog, SEGMENT_BYTES};
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fs::File;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// sled's segment size. Values larger than a quarter of it are written to separate
-/// blob files that sled never syncs; 8 MiB keeps values up to ~2 MiB inline in its log.
+/// blob files (which [`Store::flush`] syncs itself, as sled does not); 8 MiB keeps
+/// values up to ~2 MiB inline in its log.
 const SEGMENT_SIZE_BYTES: usize = 8 << 20;
-/// The largest value the store keeps: a batch in a partition log or a value in sled
-/// (which keeps values up to this size inline in its log, see [`SEGMENT_SIZE_BYTES`]).
-pub const MAX_INLINE_VALUE_BYTES: usize = SEGMENT_SIZE_BYTES / 4 - 1024;
+/// The largest batch a partition log keeps: the largest `max.message.bytes` a topic may
+/// have, so every batch a leader's validation admits (and every stored batch a follower
+/// is sent, which is checked against the same bound) can be stored. A smaller limit
+/// here once stopped a replica on a batch just under the ceiling that validation had
+/// admitted.
+pub const MAX_BATCH_BYTES: usize = meshlog_protocol::types::MAX_MESSAGE_BYTES_CEILING as usize;
 const META_TREE: &str = "meta";
+/// Where sled writes its blob files (under the data directory).
+const BLOBS_DIR: &str = "blobs";
 /// The directory under the data directory that holds the partition logs.
 const LOGS_DIR: &str = "logs";
 
@@ -52,8 +59,8 @@ pub enum StorageError {
         /// What went wrong.
         reason: String,
     },
-    /// A value larger than the store keeps inline.
-    #[error("value of {len} bytes is over the store's limit of {max} bytes")]
+    /// A batch larger than a partition log keeps ([`MAX_BATCH_BYTES`]).
+    #[error("batch of {len} bytes is over the store's limit of {max} bytes")]
     TooLarge {
         /// Its size.
         len: usize,
@@ -92,6 +99,9 @@ pub struct Store {
     /// syncs the files it took. Holds why an fsync failed, once one has: see
     /// [`Store::flush`].
     flushing: Mutex<Option<String>>,
+    /// sled's blob files already fsynced, with the length they had then: a blob is
+    /// written once (a new file per write) but may have been caught half written.
+    synced_blobs: Mutex<HashMap<OsString, u64>>,
     segment_bytes: u64,
 }
 
@@ -131,6 +141,7 @@ impl Store {
             logs: Mutex::new(HashMap::new()),
             dirty: Arc::default(),
             flushing: Mutex::new(None),
+            synced_blobs: Mutex::default(),
             segment_bytes: opts.segment_bytes.max(1),
         })
     }
@@ -198,15 +209,68 @@ impl Store {
         Ok(())
     }
 
-    /// sled's flush and an fsync of its log file. A failed sled flush (a write, such as
-    /// on a full disk) can be retried; a failed fsync cannot.
+    /// sled's flush, an fsync of its new blob files and their directory, then of its log
+    /// file. A failed sled flush (a write, such as on a full disk) can be retried; a
+    /// failed fsync cannot.
     fn sync_sled(&self, failed: &mut Option<String>) -> Result<(), StorageError> {
         self.db.flush().map_err(|e| StorageError::io("flush", e))?;
+        // Before the log file: a pointer to a blob is never durable without the blob.
+        self.sync_blobs(failed)?;
         let file = self.log_file.lock().unwrap_or_else(|p| p.into_inner());
         file.sync_data().map_err(|e| {
             *failed = Some(e.to_string());
             StorageError::io("fsync", e)
         })
+    }
+
+    /// fsync every blob file sled wrote since the last call, then the blob directory.
+    /// sled writes a page bigger than a quarter of its segment (a value over ~2 MiB, or
+    /// a leaf whose values add up to that, such as the outbox's batches) to a file of its
+    /// own in `blobs/` and never syncs it, so without this a power cut could lose
+    /// acknowledged metadata. Each file is synced once at its final length; the listing
+    /// costs one directory read per flush.
+    fn sync_blobs(&self, failed: &mut Option<String>) -> Result<(), StorageError> {
+        let dir = self.dir.join(BLOBS_DIR);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StorageError::io("list blobs", e)),
+        };
+        let mut synced = self.synced_blobs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut present = HashMap::new();
+        let mut wrote = false;
+        for entry in entries {
+            let entry = entry.map_err(|e| StorageError::io("list blobs", e))?;
+            let Ok(len) = entry.metadata().map(|m| m.len()) else { continue }; // deleted by sled meanwhile
+            let name = entry.file_name();
+            if synced.get(&name) != Some(&len) {
+                match File::open(entry.path()) {
+                    Ok(f) => f.sync_all().map_err(|e| {
+                        *failed = Some(e.to_string());
+                        StorageError::io("fsync blob", e)
+                    })?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(StorageError::io("open blob", e)),
+                }
+                wrote = true;
+            }
+            present.insert(name, len);
+        }
+        *synced = present;
+        if wrote {
+            let d = File::open(&dir).map_err(|e| StorageError::io("open blob directory", e))?;
+            d.sync_all().map_err(|e| {
+                *failed = Some(e.to_string());
+                StorageError::io("fsync blob directory", e)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The blob files the last flush left synced, with their lengths (for tests).
+    #[cfg(test)]
+    fn synced_blobs(&self) -> HashMap<OsString, u64> {
+        self.synced_blobs.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The log of one partition, created empty if it does not exist; recovered from its

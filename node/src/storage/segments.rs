@@ -34,7 +34,7 @@
 //!   flushed data is damaged, nothing is cut, and the log reports the corruption so the
 //!   partition stops serving instead of forgetting batches it may have acknowledged.
 
-use super::{StorageError, StoredBytes, MAX_INLINE_VALUE_BYTES};
+use super::{StorageError, StoredBytes, MAX_BATCH_BYTES};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read};
@@ -219,8 +219,8 @@ fn open_rw(path: &Path, create: bool) -> Result<File, StorageError> {
 }
 
 fn too_large(batch: &[u8]) -> Result<(), StorageError> {
-    match batch.len() > MAX_INLINE_VALUE_BYTES {
-        true => Err(StorageError::TooLarge { len: batch.len(), max: MAX_INLINE_VALUE_BYTES }),
+    match batch.len() > MAX_BATCH_BYTES {
+        true => Err(StorageError::TooLarge { len: batch.len(), max: MAX_BATCH_BYTES }),
         false => Ok(()),
     }
 }
@@ -650,7 +650,7 @@ fn scan(
         let crc = u32::from_le_bytes(h[4..8].try_into().expect("4 bytes"));
         let base = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
         let end = pos + FRAME_HEADER as u64 + len as u64;
-        if len as usize > MAX_INLINE_VALUE_BYTES || end > size || prev.is_some_and(|p| base <= p) {
+        if len as usize > MAX_BATCH_BYTES || end > size || prev.is_some_and(|p| base <= p) {
             break;
         }
         batch.resize(len as usize, 0);

@@ -83,7 +83,7 @@ fn replace_only_swaps_the_expected_batch() {
 fn oversized_values_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (_store, log) = open_log(dir.path());
-    let big = vec![0u8; MAX_INLINE_VALUE_BYTES + 1];
+    let big = vec![0u8; MAX_BATCH_BYTES + 1];
     assert!(matches!(log.append(0, &big), Err(StorageError::TooLarge { .. })));
 }
 
@@ -444,4 +444,30 @@ fn a_segment_emptied_from_the_head_goes_when_the_next_one_starts() {
     let files = segment_files(dir.path());
     assert!(files.iter().all(|f| !f.ends_with("00000000000000000000.log")), "{files:?}");
     assert_eq!(bases(&log), vec![2, 3]);
+}
+
+#[test]
+fn values_sled_keeps_in_blob_files_are_fsynced_by_a_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &opts()).unwrap();
+    // Over a quarter of sled's 8 MiB segment: a file of its own in `blobs/`.
+    let big = vec![5u8; 3 << 20];
+    store.meta_put("big", &big).unwrap();
+    store.flush().unwrap();
+    let on_disk = || -> std::collections::HashMap<std::ffi::OsString, u64> {
+        std::fs::read_dir(dir.path().join(BLOBS_DIR))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| (e.file_name(), e.metadata().unwrap().len()))
+            .collect()
+    };
+    assert!(!on_disk().is_empty(), "sled wrote the value to a blob file");
+    assert_eq!(store.synced_blobs(), on_disk(), "the flush synced every blob file at its length");
+    // A later value gets its own file, synced by the next flush.
+    store.meta_put("big2", &big).unwrap();
+    store.flush().unwrap();
+    assert_eq!(store.synced_blobs(), on_disk());
+    drop(store);
+    let store = Store::open(dir.path(), &opts()).unwrap();
+    assert_eq!(&*store.meta_get("big").unwrap().unwrap(), &big[..]);
 }
