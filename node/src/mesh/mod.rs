@@ -12,6 +12,7 @@
 
 pub mod leases;
 pub mod membership;
+pub mod quota;
 
 use crate::broker::{already_exists, open_signed, place_replicas, Adopted, Broker, NewTopic, Topic};
 use crate::network::{Multiaddr, NetworkHandle, PeerId};
@@ -27,6 +28,7 @@ use meshlog_protocol::mesh::{
 use meshlog_protocol::messages::{PeerRequest, PeerResponse};
 use meshlog_protocol::types::{PartitionStatus, TopicInfo};
 use meshlog_protocol::{ErrorCode, WireError};
+use quota::CreationQuota;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -72,10 +74,14 @@ pub struct Mesh {
     /// Where members were last heard from, kept across restarts (the peer book): a
     /// restarted node dials them all, not only its bootstrap address.
     store: Arc<Store>,
+    /// Topic creations per client in the current minute.
+    quota: Mutex<CreationQuota>,
     cfg: MeshConfig,
 }
 
 const PEER_BOOK_PREFIX: &str = "peer/";
+/// Most members in the peer book (as many as the live view holds).
+const MAX_PEER_BOOK: usize = membership::MAX_MEMBERS;
 
 impl Mesh {
     /// A mesh view for this node, announcing `addrs`.
@@ -100,6 +106,7 @@ impl Mesh {
             members: Mutex::new(Membership::new(cfg.member_timeout)),
             leaders: Mutex::new(LeaseTable::default()),
             store,
+            quota: Mutex::new(CreationQuota::default()),
             cfg,
         })
     }
@@ -213,10 +220,22 @@ impl Mesh {
         }
     }
 
-    /// Remember where a member was heard from (durable with the next flush).
+    /// Charge a topic creation by `principal` (the client's PeerId) to its quota.
+    pub fn admit_creation(&self, principal: &str, partitions: u32) -> Result<(), WireError> {
+        self.quota.lock().unwrap_or_else(|p| p.into_inner()).admit(principal, partitions, Instant::now())
+    }
+
+    /// Remember where a member was heard from (durable with the next flush), while the
+    /// peer book has room.
     fn note_peer(&self, hb: &Heartbeat) {
+        let key = format!("{PEER_BOOK_PREFIX}{}", hb.peer);
+        let known = self.store.meta_get(&key).ok().flatten().is_some();
+        let full = self.store.meta_scan(PEER_BOOK_PREFIX).map_or(true, |b| b.len() >= MAX_PEER_BOOK);
+        if !known && full {
+            return tracing::debug!(peer = %hb.peer, "peer book full; member not remembered");
+        }
         let Ok(bytes) = codec::encode(&hb.addrs) else { return };
-        if let Err(e) = self.store.meta_put(&format!("{PEER_BOOK_PREFIX}{}", hb.peer), &bytes) {
+        if let Err(e) = self.store.meta_put(&key, &bytes) {
             tracing::debug!(error = %e, "cannot update the peer book");
         }
     }
@@ -244,14 +263,20 @@ impl Mesh {
         };
         self.net.publish(GossipMessage::Heartbeat(hb)).await;
         self.announce_leases().await;
-        let (down, live): (Vec<String>, Vec<(String, Vec<String>)>) = {
+        let (swept, live): (membership::Swept, Vec<(String, Vec<String>)>) = {
             let mut m = self.members();
-            let down = m.sweep(Instant::now());
+            let swept = m.sweep(Instant::now());
             let live = m.live().into_iter().map(|p| (p.clone(), m.addrs(&p))).collect();
-            (down, live)
+            (swept, live)
         };
-        for peer in down {
+        for peer in swept.down {
             tracing::warn!(%peer, "member is down (no heartbeat)");
+        }
+        // A member gone for long leaves the peer book too, so the book stays bounded.
+        for peer in swept.forgotten {
+            if let Err(e) = self.store.meta_delete(&format!("{PEER_BOOK_PREFIX}{peer}")) {
+                tracing::debug!(error = %e, "cannot update the peer book");
+            }
         }
         self.leases().sweep(Instant::now());
         // Keep a connection to every live member: gossip and forwarding need it.
