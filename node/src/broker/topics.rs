@@ -14,7 +14,8 @@ use crate::storage::StorageError;
 use meshlog_protocol::codec;
 use meshlog_protocol::mesh::{InvalidRecord, SignedRecord, TopicRecord};
 use meshlog_protocol::types::{
-    self, TopicConfig, TopicInfo, MAX_PARTITIONS, MAX_REPLICATION_FACTOR, MAX_TOPICS, MAX_TOTAL_PARTITIONS,
+    self, TopicConfig, TopicInfo, MAX_PARTITIONS, MAX_REPLICATION_FACTOR, MAX_REPLICA_SLOTS_PER_TOPIC,
+    MAX_TOPICS, MAX_TOTAL_PARTITIONS,
 };
 use meshlog_protocol::{ErrorCode, WireError};
 use std::collections::BTreeMap;
@@ -229,6 +230,16 @@ impl Topics {
                 format!(
                     "replication factor {rf} is not possible: it must be between 1 and \
                      {MAX_REPLICATION_FACTOR} and at most the {live_nodes} live node(s) of the mesh"
+                ),
+            ));
+        }
+        if req.partitions as u64 * rf as u64 > MAX_REPLICA_SLOTS_PER_TOPIC {
+            return Err(WireError::new(
+                ErrorCode::PolicyViolation,
+                format!(
+                    "{} partitions x replication factor {rf} is more than the {MAX_REPLICA_SLOTS_PER_TOPIC} \
+                     replicas one topic may have",
+                    req.partitions
                 ),
             ));
         }
@@ -512,6 +523,21 @@ mod tests {
             internal: false,
         };
         assert_eq!(t.validate_new(&req, 3).unwrap_err().code, ErrorCode::PolicyViolation);
+    }
+
+    #[test]
+    fn a_creation_whose_record_would_be_refused_is_refused_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = topics(dir.path());
+        let req = NewTopic {
+            name: "wide".into(),
+            partitions: MAX_PARTITIONS,
+            replication_factor: MAX_REPLICATION_FACTOR,
+            config: BTreeMap::new(),
+            internal: false,
+        };
+        let e = t.validate_new(&req, MAX_REPLICATION_FACTOR as usize).unwrap_err();
+        assert_eq!(e.code, ErrorCode::PolicyViolation, "{e}");
     }
 
     #[test]

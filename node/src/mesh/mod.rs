@@ -18,7 +18,7 @@ use crate::broker::{already_exists, open_signed, place_replicas, Adopted, Broker
 use crate::network::{Multiaddr, NetworkHandle, PeerId};
 use crate::resilience::{CallKind, Resilience};
 use crate::storage::Store;
-use leases::{LeaseTable, PartitionFacts};
+use leases::{LeaseRefused, LeaseTable, PartitionFacts};
 use membership::Membership;
 use meshlog_protocol::codec;
 use meshlog_protocol::mesh::{
@@ -175,8 +175,15 @@ impl Mesh {
             Some(PartitionFacts { replicas: t.replicas(p), local_epoch })
         };
         let refused = self.leases().apply(l, Instant::now(), facts);
-        if let Some(first) = refused.first() {
-            tracing::warn!(leader = %l.leader, refused = refused.len(), first = %first, "leases refused");
+        // A lease for a topic whose record has not arrived yet is normal right after a
+        // creation; a lease from outside the set or with a wild epoch is not.
+        let (unknown, bad): (Vec<_>, Vec<_>) =
+            refused.iter().partition(|r| matches!(r, LeaseRefused::UnknownPartition { .. }));
+        if let Some(first) = bad.first() {
+            tracing::warn!(leader = %l.leader, refused = bad.len(), first = %first, "leases refused");
+        }
+        if let Some(first) = unknown.first() {
+            tracing::debug!(leader = %l.leader, refused = unknown.len(), first = %first, "leases for unknown partitions");
         }
     }
 
