@@ -5,8 +5,9 @@
 //! validates each one (shape, signer, caps) and applies the mesh's rule for concurrent
 //! creations of one name (the lower creation id wins) so every node converges on the same
 //! record. That rule holds only while a creation settles: a record this node has held for
-//! longer than the settle window, or loaded from its store, is never replaced by a
-//! competing creation (otherwise a forged record with `creation_id = 0` takes any topic).
+//! longer than [`SETTLE_WINDOWS_UNTIL_FINAL`] settle windows, or loaded from its store, is
+//! never replaced by a competing creation (otherwise a forged record with
+//! `creation_id = 0` takes any topic).
 
 use super::driver::{DriverContext, ReplicaHandle};
 use crate::network::{verify_record, PeerId};
@@ -25,6 +26,12 @@ use std::time::{Duration, Instant};
 
 /// The settle window until the mesh's config sets it (`topic_settle_ms`'s default).
 const DEFAULT_SETTLE_MS: u64 = 1_000;
+/// How many settle windows a newly adopted record may still lose to a concurrent
+/// creation. The creator answers after one window; competing records keep converging a
+/// while longer, so a competitor delayed by a loaded machine or a gossip mesh still
+/// forming (seen on a 2-core test host) does not leave nodes on two records for good.
+/// Past it the record is final.
+pub const SETTLE_WINDOWS_UNTIL_FINAL: u32 = 10;
 
 const TOPIC_KEY_PREFIX: &str = "topic/";
 
@@ -107,7 +114,7 @@ pub struct Topics {
     map: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Serialises adoptions so that compare-and-replace is atomic.
     adopt_lock: std::sync::Mutex<()>,
-    /// How long a newly adopted record may still lose to a concurrent creation.
+    /// The creation settle window (`topic_settle_ms`).
     settle_ms: AtomicU64,
 }
 
@@ -264,7 +271,11 @@ impl Topics {
         let record = open_signed(&signed)?;
         let _guard = self.adopt_lock.lock().unwrap_or_else(|p| p.into_inner());
         let name = record.info.name.clone();
-        let settle = Duration::from_millis(self.settle_ms.load(Ordering::Relaxed));
+        let settle =
+            Duration::from_millis(self.settle_ms.load(Ordering::Relaxed)) * SETTLE_WINDOWS_UNTIL_FINAL;
+        // The name's clock starts at its first adoption here: replacements within the
+        // window do not extend it.
+        let mut adopted_at = Some(now);
         let outcome = match self.get(&name) {
             Err(_) => {
                 let over = |reason| AdoptError::OverCap { name: name.clone(), reason };
@@ -285,11 +296,14 @@ impl Topics {
                     creator: record.creator,
                 });
             }
-            Ok(_) => Adopted::Replaced,
+            Ok(cur) => {
+                adopted_at = cur.adopted_at;
+                Adopted::Replaced
+            }
         };
         let bytes = codec::encode(&signed)
             .map_err(|e| StorageError::Io { op: "encode topic", reason: e.to_string() })?;
-        let topic = open_topic(&self.ctx, &self.local_peer, record.clone(), signed, Some(now))?;
+        let topic = open_topic(&self.ctx, &self.local_peer, record.clone(), signed, adopted_at)?;
         self.ctx.store.meta_put(&format!("{TOPIC_KEY_PREFIX}{name}"), &bytes)?;
         if outcome == Adopted::Replaced {
             tracing::warn!(topic = %name, "a concurrently created record for this topic won; replaced");
@@ -458,7 +472,7 @@ mod tests {
         assert_eq!(t.adopt_at(concurrent.clone(), at).unwrap().0, Adopted::Replaced);
         assert_eq!(t.adopt_at(concurrent, at).unwrap().0, Adopted::Kept);
         // Past the window, a forged creation_id = 0 cannot take the topic.
-        let late = at + Duration::from_millis(1001);
+        let late = t0 + Duration::from_millis(1000) * SETTLE_WINDOWS_UNTIL_FINAL + Duration::from_millis(1);
         let err = t.adopt_at(signed(&rogue, "orders", 0, 1), late).unwrap_err();
         assert!(matches!(err, AdoptError::Settled { .. }), "{err}");
         assert_eq!(t.get("orders").unwrap().info.creation_id, 10);
