@@ -5,6 +5,10 @@
 //! be served by any replica up to its high watermark, so a dead leader does not stop
 //! them. Forwarded requests are served locally only, so a disagreement about who leads
 //! costs a redirect, never a loop.
+//!
+//! Internal topics (`__*`) are written only by this node's own group coordinator, which
+//! appends through its replica directly: a produce to one is refused on every path here,
+//! from a client or forwarded by a peer.
 
 use crate::broker::{Broker, NewTopic, Topic};
 use crate::group::Coordinator;
@@ -74,10 +78,13 @@ const LEADER_POLL_MIN: Duration = Duration::from_millis(20);
 const LEADER_POLL_MAX: Duration = Duration::from_millis(250);
 
 impl Gateway {
-    /// Serve a request from a client.
-    pub async fn client(&self, req: ClientRequest) -> ClientResult {
+    /// Serve a request from a client, or a node forwarding one (`from`: the principal
+    /// that owns what the request registers, and pays its creation quota).
+    pub async fn client(&self, from: PeerId, req: ClientRequest) -> ClientResult {
+        refuse_internal_write(&req)?;
         match req {
             ClientRequest::CreateTopic { name, partitions, replication_factor, config } => {
+                self.mesh.admit_creation(&from.to_string(), partitions)?;
                 let new = NewTopic { name, partitions, replication_factor, config, internal: false };
                 self.mesh.create_topic(new).await.map(ClientResponse::TopicCreated)
             }
@@ -85,10 +92,6 @@ impl Gateway {
                 self.broker.topics().all().iter().map(|t| t.info.clone()).collect(),
             )),
             ClientRequest::DescribeTopic { name } => self.describe(&name).await,
-            ClientRequest::Produce(p) if p.topic.starts_with("__") => Err(WireError::new(
-                ErrorCode::InvalidTopic,
-                format!("'{}' is an internal topic: clients cannot write to it", p.topic),
-            )),
             ClientRequest::Produce(p) if p.acks == Acks::Local => self.accept_locally(p).await,
             ClientRequest::Produce(ref p) => {
                 let (t, part) = (p.topic.clone(), p.partition);
@@ -104,7 +107,7 @@ impl Gateway {
             }
             ClientRequest::Group(g) => self.group(g).await,
             ClientRequest::ListGroups => self.list_groups().await,
-            other => self.client_mesh(other).await,
+            other => self.client_mesh(&from.to_string(), other).await,
         }
     }
 
@@ -180,14 +183,14 @@ impl Gateway {
         }
     }
 
-    async fn client_mesh(&self, req: ClientRequest) -> ClientResult {
+    async fn client_mesh(&self, from: &str, req: ClientRequest) -> ClientResult {
         match req {
             ClientRequest::RegisterService(reg) => {
-                self.services.register(reg).await.map(ClientResponse::ServiceRegistered)
+                self.services.register(reg, from).await.map(ClientResponse::ServiceRegistered)
             }
             ClientRequest::DeregisterService { name, instance_id } => self
                 .services
-                .deregister(&name, &instance_id)
+                .deregister(&name, &instance_id, from)
                 .await
                 .map(|()| ClientResponse::ServiceDeregistered),
             ClientRequest::DiscoverService { name } => {
@@ -401,6 +404,23 @@ impl Gateway {
         }
     }
 
+    /// Serve a client request another node forwarded: partition and group requests on
+    /// this node's replica or coordinator, the rest as from a client. A produce to an
+    /// internal topic is refused here too: a peer must not write forged group records.
+    async fn forwarded(&self, from: PeerId, r: ClientRequest) -> ClientResult {
+        if let Err(e) = refuse_internal_write(&r) {
+            tracing::warn!(peer = %from, error = %e, "forwarded request refused");
+            return Err(e);
+        }
+        match r {
+            ClientRequest::Produce(_)
+            | ClientRequest::Fetch(_)
+            | ClientRequest::ListOffsets { .. }
+            | ClientRequest::Group(_) => self.serve_local(r).await,
+            other => self.client(from, other).await,
+        }
+    }
+
     /// Serve a request from another node (`from`, authenticated).
     pub async fn peer(&self, from: PeerId, req: PeerRequest) -> PeerResponse {
         match req {
@@ -408,13 +428,7 @@ impl Gateway {
                 self.broker.deliver(&from, m);
                 PeerResponse::Replicated
             }
-            PeerRequest::Forward(
-                r @ (ClientRequest::Produce(_)
-                | ClientRequest::Fetch(_)
-                | ClientRequest::ListOffsets { .. }
-                | ClientRequest::Group(_)),
-            ) => PeerResponse::Forwarded(self.serve_local(r).await),
-            PeerRequest::Forward(other) => PeerResponse::Forwarded(self.client(other).await),
+            PeerRequest::Forward(r) => PeerResponse::Forwarded(self.forwarded(from, r).await),
             PeerRequest::TopicRecords => PeerResponse::TopicRecords(self.mesh.signed_records()),
             PeerRequest::LocalServices { name } => {
                 PeerResponse::Services(self.services.local(name.as_deref()))
@@ -424,6 +438,18 @@ impl Gateway {
                 Err(e) => PeerResponse::Error(e),
             },
         }
+    }
+}
+
+/// Refuse a produce to an internal topic (`__*`): only the node's own group coordinator
+/// writes them, and it appends through its replica, never through a request.
+pub fn refuse_internal_write(req: &ClientRequest) -> Result<(), WireError> {
+    match req {
+        ClientRequest::Produce(p) if p.topic.starts_with("__") => Err(WireError::new(
+            ErrorCode::InvalidTopic,
+            format!("'{}' is an internal topic: only its group coordinator writes to it", p.topic),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -506,5 +532,35 @@ pub async fn forward_outbox(gw: Arc<Gateway>, mut shutdown: tokio::sync::watch::
             _ = std::future::ready(()), if !idle && !stuck => {}
             _ = crate::server::stopped(&mut shutdown) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn produce(topic: &str) -> ClientRequest {
+        ClientRequest::Produce(ProduceRequest {
+            topic: topic.into(),
+            partition: 0,
+            acks: Acks::All,
+            timeout_ms: 1000,
+            leader_epoch: None,
+            batch: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn produce_to_internal_topics_is_refused_whoever_asks() {
+        let e = refuse_internal_write(&produce(OFFSETS_TOPIC)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidTopic);
+        assert!(refuse_internal_write(&produce("__anything")).is_err());
+        assert!(refuse_internal_write(&produce("orders")).is_ok());
+        let group_fetch = ClientRequest::ListOffsets {
+            topic: OFFSETS_TOPIC.into(),
+            partition: 0,
+            spec: meshlog_protocol::types::OffsetSpec::Latest,
+        };
+        assert!(refuse_internal_write(&group_fetch).is_ok(), "reads stay allowed");
     }
 }

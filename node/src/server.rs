@@ -238,8 +238,8 @@ async fn dispatch(
         let (gateway, net) = (gateway.clone(), net.clone());
         tokio::spawn(async move {
             match ev {
-                NetworkEvent::ClientRequest { request, responder, .. } => {
-                    let result = gateway.client(request).await;
+                NetworkEvent::ClientRequest { peer, request, responder } => {
+                    let result = gateway.client(peer, request).await;
                     net.respond_client(responder, result).await;
                 }
                 NetworkEvent::PeerRequest { peer, request, responder } => {

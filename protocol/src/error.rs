@@ -91,11 +91,20 @@ pub enum ErrorCode {
     OutboxFull = 1002,
     /// A member committed an offset for a partition that is not assigned to it.
     PartitionNotAssigned = 1003,
+    /// The request breaks a limit of the mesh (topics, partitions, services held), not a
+    /// rate: retrying the same request will fail again.
+    PolicyViolation = 44,
+    /// The client created topics or partitions faster than its quota allows; retry after
+    /// the quota window.
+    ThrottlingQuotaExceeded = 89,
+    /// The service instance was registered by another client or node: only the principal
+    /// that registered it may overwrite or remove it.
+    NotOwner = 1004,
 }
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 38] = [
+    pub const ALL: [ErrorCode; 41] = [
         ErrorCode::Unknown,
         ErrorCode::OffsetOutOfRange,
         ErrorCode::CorruptMessage,
@@ -134,6 +143,9 @@ impl ErrorCode {
         ErrorCode::PartitionNotAssigned,
         ErrorCode::OffsetNotAvailable,
         ErrorCode::ClusterAuthorizationFailed,
+        ErrorCode::PolicyViolation,
+        ErrorCode::ThrottlingQuotaExceeded,
+        ErrorCode::NotOwner,
     ];
 
     /// The stable number of this code.
@@ -187,6 +199,9 @@ impl ErrorCode {
             ErrorCode::PartitionNotAssigned => "PARTITION_NOT_ASSIGNED",
             ErrorCode::OffsetNotAvailable => "OFFSET_NOT_AVAILABLE",
             ErrorCode::ClusterAuthorizationFailed => "CLUSTER_AUTHORIZATION_FAILED",
+            ErrorCode::PolicyViolation => "POLICY_VIOLATION",
+            ErrorCode::ThrottlingQuotaExceeded => "THROTTLING_QUOTA_EXCEEDED",
+            ErrorCode::NotOwner => "NOT_OWNER",
         }
     }
 
@@ -205,6 +220,7 @@ impl ErrorCode {
                 | ErrorCode::CoordinatorNotAvailable
                 | ErrorCode::NotCoordinator
                 | ErrorCode::OffsetNotAvailable
+                | ErrorCode::ThrottlingQuotaExceeded
         )
     }
 }
@@ -271,5 +287,10 @@ mod tests {
         assert_eq!(ErrorCode::RebalanceInProgress.as_i16(), 27);
         assert_eq!(ErrorCode::GroupIdNotFound.as_i16(), 69);
         assert_eq!(ErrorCode::ClusterAuthorizationFailed.as_i16(), 31);
+        assert_eq!(ErrorCode::PolicyViolation.as_i16(), 44);
+        assert_eq!(ErrorCode::ThrottlingQuotaExceeded.as_i16(), 89);
+        assert_eq!(ErrorCode::NotOwner.as_i16(), 1004);
+        assert!(ErrorCode::ThrottlingQuotaExceeded.is_retriable());
+        assert!(!ErrorCode::PolicyViolation.is_retriable());
     }
 }

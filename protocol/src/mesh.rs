@@ -2,7 +2,11 @@
 //! service instances. These are hints (DESIGN.md decision 2): they say who exists, who
 //! holds what and where to dial; no safety property depends on them.
 
-use crate::types::TopicInfo;
+use crate::group::OFFSETS_TOPIC;
+use crate::types::{
+    validate_topic_name, TopicInfo, MAX_PARTITIONS, MAX_PEER_ID_LEN, MAX_REPLICATION_FACTOR,
+    MAX_REPLICA_SLOTS_PER_TOPIC,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -42,11 +46,79 @@ pub struct TopicRecord {
     pub creator: String,
 }
 
+/// Why a topic record was refused: it can never be adopted, from any source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("topic record of '{topic}' refused: {reason}")]
+pub struct InvalidRecord {
+    /// The name the record claims.
+    pub topic: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
 impl TopicRecord {
     /// Whether `self` wins over `other` for the same name (deterministic on every node).
+    /// Only applies while a creation settles; see `Topics::adopt` in the node.
     pub fn wins_over(&self, other: &TopicRecord) -> bool {
         (self.info.creation_id, &self.creator) < (other.info.creation_id, &other.creator)
     }
+
+    /// Check the record's shape: a valid name (or a known internal one), partitions and
+    /// replication factor within limits, one replica set per partition of exactly
+    /// `replication_factor` distinct, well-formed members, and a config valid for that
+    /// replication factor. PeerIds are only checked for form here; the node parses them.
+    pub fn validate(&self) -> Result<(), InvalidRecord> {
+        let info = &self.info;
+        let bad = |reason: String| Err(InvalidRecord { topic: truncated(&info.name), reason });
+        if info.name != OFFSETS_TOPIC {
+            if let Err(e) = validate_topic_name(&info.name) {
+                return bad(e.message);
+            }
+        }
+        if info.partitions == 0 || info.partitions > MAX_PARTITIONS {
+            return bad(format!("{} partitions (must be 1 to {MAX_PARTITIONS})", info.partitions));
+        }
+        let rf = info.replication_factor;
+        if rf == 0 || rf > MAX_REPLICATION_FACTOR {
+            return bad(format!("replication factor {rf} (must be 1 to {MAX_REPLICATION_FACTOR})"));
+        }
+        if info.partitions as u64 * rf as u64 > MAX_REPLICA_SLOTS_PER_TOPIC {
+            return bad(format!("more than {MAX_REPLICA_SLOTS_PER_TOPIC} replicas in all"));
+        }
+        if let Err(e) = info.config.validate(rf) {
+            return bad(e.message);
+        }
+        if !is_peer_id_shaped(&self.creator) {
+            return bad("its creator is not a PeerId".into());
+        }
+        if self.replicas.len() != info.partitions as usize {
+            return bad(format!("{} replica sets for {} partitions", self.replicas.len(), info.partitions));
+        }
+        for (p, set) in self.replicas.iter().enumerate() {
+            if set.len() != rf as usize {
+                return bad(format!("partition {p} has {} replicas, not {rf}", set.len()));
+            }
+            if let Some(r) = set.iter().find(|r| !is_peer_id_shaped(r)) {
+                return bad(format!("partition {p} names '{}', which is not a PeerId", truncated(r)));
+            }
+            if set.iter().enumerate().any(|(i, r)| set[..i].contains(r)) {
+                return bad(format!("partition {p} names one node twice"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `s` has the form of a PeerId's text (base58, bounded length).
+fn is_peer_id_shaped(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_PEER_ID_LEN
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() && !matches!(b, b'0' | b'O' | b'I' | b'l'))
+}
+
+/// A name from an untrusted record, cut short for logs.
+fn truncated(s: &str) -> String {
+    s.chars().take(64).collect()
 }
 
 /// A record signed by the node that wrote it, so it can be relayed and stored by any
@@ -167,4 +239,64 @@ pub struct BreakerStatus {
     pub state: String,
     /// For an open breaker, milliseconds until a probe may go through.
     pub retry_in_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::TopicConfig;
+
+    const A: &str = "12D3KooWA1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1";
+    const B: &str = "12D3KooWB2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2";
+
+    fn record(partitions: u32, rf: u16, replicas: Vec<Vec<String>>) -> TopicRecord {
+        let config = TopicConfig::from_pairs(&BTreeMap::new(), rf.max(1)).unwrap();
+        let info = TopicInfo {
+            name: "orders".into(),
+            partitions,
+            replication_factor: rf,
+            config,
+            creation_id: 0,
+            created_at_ms: 0,
+        };
+        TopicRecord { info, replicas, creator: A.into() }
+    }
+
+    fn sets(n: u32, set: &[&str]) -> Vec<Vec<String>> {
+        (0..n).map(|_| set.iter().map(|s| s.to_string()).collect()).collect()
+    }
+
+    #[test]
+    fn a_well_formed_record_is_valid() {
+        record(2, 2, sets(2, &[A, B])).validate().unwrap();
+        let mut offsets = record(1, 1, sets(1, &[A]));
+        offsets.info.name = OFFSETS_TOPIC.into();
+        offsets.validate().unwrap();
+    }
+
+    #[test]
+    fn malformed_records_are_refused() {
+        let mut cases = vec![
+            ("repeated node", record(1, 2, sets(1, &[A, A]))),
+            ("set smaller than rf", record(2, 2, vec![vec![A.into(), B.into()], vec![A.into()]])),
+            ("set larger than rf", record(1, 1, sets(1, &[A, B]))),
+            ("missing set", record(2, 1, sets(1, &[A]))),
+            ("not a peer id", record(1, 1, sets(1, &["not a peer"]))),
+            ("no partitions", record(0, 1, vec![])),
+            ("too many partitions", record(MAX_PARTITIONS + 1, 1, sets(MAX_PARTITIONS + 1, &[A]))),
+            ("rf zero", record(1, 0, vec![vec![]])),
+        ];
+        let mut reserved = record(1, 1, sets(1, &[A]));
+        reserved.info.name = "__takeover".into();
+        cases.push(("reserved name", reserved));
+        let mut weak = record(1, 2, sets(1, &[A, B]));
+        weak.info.config.min_insync_replicas = 1;
+        cases.push(("min.insync below a majority", weak));
+        let mut anon = record(1, 1, sets(1, &[A]));
+        anon.creator = String::new();
+        cases.push(("no creator", anon));
+        for (what, r) in cases {
+            assert!(r.validate().is_err(), "{what} was accepted");
+        }
+    }
 }

@@ -13,6 +13,20 @@ pub const MAX_TOPIC_NAME_LEN: usize = 249;
 pub const MAX_PARTITIONS: u32 = 10_000;
 /// The largest replication factor.
 pub const MAX_REPLICATION_FACTOR: u16 = 16;
+/// The most topics one node holds records of. Every record is kept in memory, persisted
+/// and sent whole to each new connection, so the registry must stay small; Kafka's own
+/// guidance is a few thousand topics per cluster.
+pub const MAX_TOPICS: usize = 10_000;
+/// The most partitions, summed over every topic, a node accepts records for. Each is a
+/// replica set in memory and, where this node is a member, an open replica at every start
+/// (the "victim in 100,000 replica sets"). Kafka's KRaft guidance is ~200,000 per
+/// cluster on large machines; meshlog nodes are small.
+pub const MAX_TOTAL_PARTITIONS: u64 = 100_000;
+/// The most replica slots (partitions x replication factor) of one topic: bounds a
+/// record's size (a PeerId is ~52 bytes, so ~3 MiB at most), well below the peer frame.
+pub const MAX_REPLICA_SLOTS_PER_TOPIC: u64 = 60_000;
+/// The longest PeerId text accepted in a record (base58 of a 38-byte multihash is 52).
+pub const MAX_PEER_ID_LEN: usize = 128;
 /// Default `max.message.bytes`: the largest record batch a topic accepts (Kafka's default).
 pub const DEFAULT_MAX_MESSAGE_BYTES: u32 = 1_048_588;
 /// Hard ceiling on `max.message.bytes`; storage keeps batches this large inline.

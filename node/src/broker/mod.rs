@@ -13,7 +13,9 @@ mod topics;
 pub use driver::{DriverContext, Outbound, ReplicaHandle, ReplicaSettings, ReplicaView};
 pub use partition::{CompactStats, Partition};
 pub use recent::RecentBudget;
-pub use topics::{already_exists, now_ms, place_replicas, Adopted, NewTopic, Topic, Topics};
+pub use topics::{
+    already_exists, now_ms, open_signed, place_replicas, AdoptError, Adopted, NewTopic, Topic, Topics,
+};
 
 use crate::storage::{GroupCommit, StorageError, Store};
 use libp2p::PeerId;

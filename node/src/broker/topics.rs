@@ -2,17 +2,36 @@
 //! the store's metadata), and the open partitions this node owns.
 //!
 //! Records arrive from local creation, gossip, peers and the DHT; [`Topics::adopt`]
-//! applies the mesh's rule for concurrent creations of one name (the lower creation id
-//! wins) so every node converges on the same record.
+//! validates each one (shape, signer, caps) and applies the mesh's rule for concurrent
+//! creations of one name (the lower creation id wins) so every node converges on the same
+//! record. That rule holds only while a creation settles: a record this node has held for
+//! longer than [`SETTLE_WINDOWS_UNTIL_FINAL`] settle windows, or loaded from its store, is
+//! never replaced by a competing creation (otherwise a forged record with
+//! `creation_id = 0` takes any topic).
 
 use super::driver::{DriverContext, ReplicaHandle};
+use crate::network::{verify_record, PeerId};
 use crate::storage::StorageError;
 use meshlog_protocol::codec;
-use meshlog_protocol::mesh::{SignedRecord, TopicRecord};
-use meshlog_protocol::types::{self, TopicConfig, TopicInfo, MAX_PARTITIONS, MAX_REPLICATION_FACTOR};
+use meshlog_protocol::mesh::{InvalidRecord, SignedRecord, TopicRecord};
+use meshlog_protocol::types::{
+    self, TopicConfig, TopicInfo, MAX_PARTITIONS, MAX_REPLICATION_FACTOR, MAX_REPLICA_SLOTS_PER_TOPIC,
+    MAX_TOPICS, MAX_TOTAL_PARTITIONS,
+};
 use meshlog_protocol::{ErrorCode, WireError};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// The settle window until the mesh's config sets it (`topic_settle_ms`'s default).
+const DEFAULT_SETTLE_MS: u64 = 1_000;
+/// How many settle windows a newly adopted record may still lose to a concurrent
+/// creation. The creator answers after one window; competing records keep converging a
+/// while longer, so a competitor delayed by a loaded machine or a gossip mesh still
+/// forming (seen on a 2-core test host) does not leave nodes on two records for good.
+/// Past it the record is final.
+pub const SETTLE_WINDOWS_UNTIL_FINAL: u32 = 10;
 
 const TOPIC_KEY_PREFIX: &str = "topic/";
 
@@ -24,6 +43,9 @@ pub struct Topic {
     pub signed: SignedRecord,
     /// `record.info`, for convenience.
     pub info: TopicInfo,
+    /// When this node adopted the record (monotonic); `None` for a record loaded from the
+    /// store, which is settled.
+    adopted_at: Option<Instant>,
     /// Partitions by number; `Some` for the ones this node holds a replica of.
     partitions: Vec<Option<Arc<ReplicaHandle>>>,
 }
@@ -53,6 +75,38 @@ pub enum Adopted {
     Kept,
 }
 
+/// Why a record was not adopted.
+#[derive(Debug, thiserror::Error)]
+pub enum AdoptError {
+    /// The record is malformed or not signed by its creator.
+    #[error(transparent)]
+    Invalid(#[from] InvalidRecord),
+    /// A competing creation for a topic whose record has settled here.
+    #[error(
+        "topic '{name}' is settled here (record by {held_creator}); a competing creation by \
+         {creator} is refused"
+    )]
+    Settled {
+        /// The topic.
+        name: String,
+        /// Who created the record held.
+        held_creator: String,
+        /// Who signed the refused one.
+        creator: String,
+    },
+    /// Adopting it would exceed a cap of this node.
+    #[error("topic '{name}' refused: {reason}")]
+    OverCap {
+        /// The topic.
+        name: String,
+        /// Which cap.
+        reason: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
 /// All topics this node knows.
 pub struct Topics {
     ctx: DriverContext,
@@ -60,26 +114,96 @@ pub struct Topics {
     map: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Serialises adoptions so that compare-and-replace is atomic.
     adopt_lock: std::sync::Mutex<()>,
+    /// The creation settle window (`topic_settle_ms`).
+    settle_ms: AtomicU64,
+}
+
+/// Check a record's shape and that `signer` (from its verified signature) is its creator.
+pub fn check_record(record: &TopicRecord, signer: &PeerId) -> Result<(), InvalidRecord> {
+    record.validate()?;
+    let bad = |reason: String| InvalidRecord { topic: record.info.name.clone(), reason };
+    if record.creator != signer.to_string() {
+        return Err(bad(format!("it claims creator {} but is signed by {signer}", record.creator)));
+    }
+    for (p, set) in record.replicas.iter().enumerate() {
+        if let Some(r) = set.iter().find(|r| r.parse::<PeerId>().is_err()) {
+            return Err(bad(format!("partition {p} names '{r}', which is not a PeerId")));
+        }
+    }
+    Ok(())
+}
+
+/// Verify a signed record and decode it.
+pub fn open_signed(signed: &SignedRecord) -> Result<TopicRecord, InvalidRecord> {
+    let bad = |reason: String| InvalidRecord { topic: "?".into(), reason };
+    let signer = verify_record(signed).map_err(|e| bad(e.to_string()))?;
+    let record: TopicRecord = codec::decode(&signed.payload).map_err(|e| bad(e.to_string()))?;
+    check_record(&record, &signer)?;
+    Ok(record)
 }
 
 impl Topics {
     /// Load every topic record from the store and start the replicas held here.
     pub fn load(ctx: DriverContext, local_peer: String) -> Result<Topics, StorageError> {
         let mut map = BTreeMap::new();
+        let mut total_partitions = 0u64;
         for (key, bytes) in ctx.store.meta_scan(TOPIC_KEY_PREFIX)? {
+            // A record stored by an older build was never validated: check it as if it
+            // came from a peer, so a forged one is not reopened at every start.
             let decoded = codec::decode::<SignedRecord>(&bytes)
-                .and_then(|signed| Ok((codec::decode::<TopicRecord>(&signed.payload)?, signed)));
+                .map_err(|e| e.to_string())
+                .and_then(|signed| Ok((open_signed(&signed).map_err(|e| e.to_string())?, signed)));
             let (record, signed) = match decoded {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::error!(%key, error = %e, "unreadable topic record skipped");
+                    tracing::warn!(%key, error = %e, "invalid topic record in the store skipped");
                     continue;
                 }
             };
-            let topic = open_topic(&ctx, &local_peer, record, signed)?;
+            if map.len() >= MAX_TOPICS
+                || total_partitions + record.info.partitions as u64 > MAX_TOTAL_PARTITIONS
+            {
+                tracing::warn!(%key, "topic record in the store skipped: over this node's topic caps");
+                continue;
+            }
+            total_partitions += record.info.partitions as u64;
+            let topic = open_topic(&ctx, &local_peer, record, signed, None)?;
             map.insert(topic.info.name.clone(), Arc::new(topic));
         }
-        Ok(Topics { ctx, local_peer, map: RwLock::new(map), adopt_lock: std::sync::Mutex::new(()) })
+        Ok(Topics {
+            ctx,
+            local_peer,
+            map: RwLock::new(map),
+            adopt_lock: std::sync::Mutex::new(()),
+            settle_ms: AtomicU64::new(DEFAULT_SETTLE_MS),
+        })
+    }
+
+    /// Set the creation settle window (`topic_settle_ms`).
+    pub fn set_settle_window(&self, settle: Duration) {
+        self.settle_ms.store(settle.as_millis().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+    }
+
+    /// Topics held and their partitions summed.
+    fn totals(&self) -> (usize, u64) {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        (map.len(), map.values().map(|t| t.info.partitions as u64).sum())
+    }
+
+    /// Refuse a new topic of `partitions` partitions that would exceed a cap.
+    fn check_caps(&self, name: &str, partitions: u32) -> Result<(), String> {
+        let (topics, total) = self.totals();
+        if topics >= MAX_TOPICS {
+            return Err(format!("the mesh holds {topics} topics, the most a node accepts ({MAX_TOPICS})"));
+        }
+        if total + partitions as u64 > MAX_TOTAL_PARTITIONS {
+            return Err(format!(
+                "'{name}' would bring the partitions held to {} (the most a node accepts is \
+                 {MAX_TOTAL_PARTITIONS})",
+                total + partitions as u64
+            ));
+        }
+        Ok(())
     }
 
     /// The topic named `name`.
@@ -116,27 +240,70 @@ impl Topics {
                 ),
             ));
         }
+        if req.partitions as u64 * rf as u64 > MAX_REPLICA_SLOTS_PER_TOPIC {
+            return Err(WireError::new(
+                ErrorCode::PolicyViolation,
+                format!(
+                    "{} partitions x replication factor {rf} is more than the {MAX_REPLICA_SLOTS_PER_TOPIC} \
+                     replicas one topic may have",
+                    req.partitions
+                ),
+            ));
+        }
         let config = TopicConfig::from_pairs(&req.config, rf)?;
         if self.get(&req.name).is_ok() {
             return Err(already_exists(&req.name));
         }
+        self.check_caps(&req.name, req.partitions)
+            .map_err(|m| WireError::new(ErrorCode::PolicyViolation, m))?;
         Ok(config)
     }
 
-    /// Apply a topic record (already verified against its signature): keep the winner
-    /// between it and any record held for the same name, persist it, and open the
-    /// partitions this node owns. Durable after the next [`Topics::flush`].
-    pub fn adopt(&self, record: TopicRecord, signed: SignedRecord) -> Result<Adopted, StorageError> {
+    /// Apply a signed topic record: verify and validate it, keep the winner between it
+    /// and any record held for the same name while that one settles, persist it, and open
+    /// the partitions this node owns. Durable after the next [`Topics::flush`].
+    pub fn adopt(&self, signed: SignedRecord) -> Result<(Adopted, TopicRecord), AdoptError> {
+        self.adopt_at(signed, Instant::now())
+    }
+
+    /// [`Topics::adopt`] at `now` (monotonic).
+    pub fn adopt_at(&self, signed: SignedRecord, now: Instant) -> Result<(Adopted, TopicRecord), AdoptError> {
+        let record = open_signed(&signed)?;
         let _guard = self.adopt_lock.lock().unwrap_or_else(|p| p.into_inner());
         let name = record.info.name.clone();
+        let settle =
+            Duration::from_millis(self.settle_ms.load(Ordering::Relaxed)) * SETTLE_WINDOWS_UNTIL_FINAL;
+        // The name's clock starts at its first adoption here: replacements within the
+        // window do not extend it.
+        let mut adopted_at = Some(now);
         let outcome = match self.get(&name) {
-            Err(_) => Adopted::New,
-            Ok(cur) if record.wins_over(&cur.record) => Adopted::Replaced,
-            Ok(_) => return Ok(Adopted::Kept),
+            Err(_) => {
+                let over = |reason| AdoptError::OverCap { name: name.clone(), reason };
+                self.check_caps(&name, record.info.partitions).map_err(over)?;
+                Adopted::New
+            }
+            Ok(cur) if cur.record == record || !record.wins_over(&cur.record) => {
+                return Ok((Adopted::Kept, record))
+            }
+            // A settled record is final. Later changes to a topic (config, partitions,
+            // replica sets: DESIGN.md decision 16) come as a versioned record of the same
+            // creation, authored by the leader of the topic's partition 0; that path is to be
+            // checked here, before this refusal, and is not built yet.
+            Ok(cur) if cur.adopted_at.is_none_or(|at| now.saturating_duration_since(at) > settle) => {
+                return Err(AdoptError::Settled {
+                    name,
+                    held_creator: cur.record.creator.clone(),
+                    creator: record.creator,
+                });
+            }
+            Ok(cur) => {
+                adopted_at = cur.adopted_at;
+                Adopted::Replaced
+            }
         };
         let bytes = codec::encode(&signed)
             .map_err(|e| StorageError::Io { op: "encode topic", reason: e.to_string() })?;
-        let topic = open_topic(&self.ctx, &self.local_peer, record, signed)?;
+        let topic = open_topic(&self.ctx, &self.local_peer, record.clone(), signed, adopted_at)?;
         self.ctx.store.meta_put(&format!("{TOPIC_KEY_PREFIX}{name}"), &bytes)?;
         if outcome == Adopted::Replaced {
             tracing::warn!(topic = %name, "a concurrently created record for this topic won; replaced");
@@ -144,7 +311,7 @@ impl Topics {
             tracing::info!(topic = %name, partitions = topic.info.partitions, "topic adopted");
         }
         self.map.write().unwrap_or_else(|p| p.into_inner()).insert(name, Arc::new(topic));
-        Ok(outcome)
+        Ok((outcome, record))
     }
 
     /// Make adopted records durable.
@@ -163,6 +330,7 @@ fn open_topic(
     local: &str,
     record: TopicRecord,
     signed: SignedRecord,
+    adopted_at: Option<Instant>,
 ) -> Result<Topic, StorageError> {
     let mut partitions = Vec::with_capacity(record.info.partitions as usize);
     let min_insync = record.info.config.min_insync_replicas as usize;
@@ -173,7 +341,7 @@ fn open_topic(
             None => None,
         });
     }
-    Ok(Topic { info: record.info.clone(), record, signed, partitions })
+    Ok(Topic { info: record.info.clone(), record, signed, partitions, adopted_at })
 }
 
 impl Topic {
@@ -244,7 +412,147 @@ pub fn place_replicas(name: &str, partitions: u32, rf: u16, nodes: &[String]) ->
 
 #[cfg(test)]
 mod tests {
-    use super::place_replicas;
+    use super::*;
+    use crate::broker::driver::ReplicaSettings;
+    use crate::network::{sign_record, Keypair};
+    use crate::storage::{GroupCommit, Store, StoreOptions, SEGMENT_BYTES};
+
+    fn topics(dir: &std::path::Path) -> Topics {
+        let opts = StoreOptions { cache_capacity_bytes: 8 << 20, segment_bytes: SEGMENT_BYTES };
+        let store = Arc::new(Store::open(dir, &opts).unwrap());
+        let settings = ReplicaSettings {
+            heartbeat_ms: 100,
+            election_timeout_ms: 1000,
+            lease_ms: 500,
+            replica_lag_max_ms: 1000,
+            max_message_bytes: 1 << 20,
+        };
+        let ctx = DriverContext {
+            commit: GroupCommit::start(store.clone()).unwrap(),
+            store,
+            outbound: tokio::sync::mpsc::channel(8).0,
+            settings,
+            store_lost: false,
+            recent: Default::default(),
+        };
+        // This node holds no replica of the test records, so no replica is started.
+        Topics::load(ctx, Keypair::generate_ed25519().public().to_peer_id().to_string()).unwrap()
+    }
+
+    /// A record of `name` by `key`, placed on two other nodes.
+    fn signed(key: &Keypair, name: &str, creation_id: u64, partitions: u32) -> SignedRecord {
+        let nodes: Vec<String> =
+            (0..2).map(|_| Keypair::generate_ed25519().public().to_peer_id().to_string()).collect();
+        let config = TopicConfig::from_pairs(&BTreeMap::new(), 2).unwrap();
+        let info = TopicInfo {
+            name: name.into(),
+            partitions,
+            replication_factor: 2,
+            config,
+            creation_id,
+            created_at_ms: 0,
+        };
+        let replicas = place_replicas(name, partitions, 2, &nodes);
+        let record = TopicRecord { info, replicas, creator: key.public().to_peer_id().to_string() };
+        sign_record(key, codec::encode(&record).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_lower_creation_wins_only_while_the_first_settles() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = topics(dir.path());
+        t.set_settle_window(Duration::from_millis(1000));
+        let (a, b, rogue) =
+            (Keypair::generate_ed25519(), Keypair::generate_ed25519(), Keypair::generate_ed25519());
+        let t0 = Instant::now();
+        assert_eq!(t.adopt_at(signed(&a, "orders", 50, 1), t0).unwrap().0, Adopted::New);
+        // A concurrent creation inside the window: the lower id wins, as before.
+        let concurrent = signed(&b, "orders", 10, 1);
+        let at = t0 + Duration::from_millis(400);
+        assert_eq!(t.adopt_at(concurrent.clone(), at).unwrap().0, Adopted::Replaced);
+        assert_eq!(t.adopt_at(concurrent, at).unwrap().0, Adopted::Kept);
+        // Past the window, a forged creation_id = 0 cannot take the topic.
+        let late = t0 + Duration::from_millis(1000) * SETTLE_WINDOWS_UNTIL_FINAL + Duration::from_millis(1);
+        let err = t.adopt_at(signed(&rogue, "orders", 0, 1), late).unwrap_err();
+        assert!(matches!(err, AdoptError::Settled { .. }), "{err}");
+        assert_eq!(t.get("orders").unwrap().info.creation_id, 10);
+    }
+
+    #[test]
+    fn records_loaded_from_the_store_are_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Keypair::generate_ed25519();
+        {
+            let t = topics(dir.path());
+            t.adopt(signed(&key, "orders", 50, 1)).unwrap();
+            t.ctx.store.flush().unwrap();
+        }
+        let t = topics(dir.path());
+        let err = t.adopt(signed(&Keypair::generate_ed25519(), "orders", 0, 1)).unwrap_err();
+        assert!(matches!(err, AdoptError::Settled { .. }), "{err}");
+        assert_eq!(t.get("orders").unwrap().info.creation_id, 50);
+    }
+
+    #[test]
+    fn invalid_records_are_refused_and_not_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Keypair::generate_ed25519();
+        let t = topics(dir.path());
+        // Signed by one key, claiming another creator.
+        let mut forged = signed(&key, "orders", 1, 1);
+        let other = Keypair::generate_ed25519();
+        let mut record: TopicRecord = codec::decode(&forged.payload).unwrap();
+        record.creator = other.public().to_peer_id().to_string();
+        forged = sign_record(&key, codec::encode(&record).unwrap()).unwrap();
+        assert!(matches!(t.adopt(forged), Err(AdoptError::Invalid(_))));
+        // One node twice in a set.
+        record.creator = key.public().to_peer_id().to_string();
+        record.replicas[0][1] = record.replicas[0][0].clone();
+        let doubled = sign_record(&key, codec::encode(&record).unwrap()).unwrap();
+        assert!(matches!(t.adopt(doubled.clone()), Err(AdoptError::Invalid(_))));
+        // Written to the store by an older build: skipped at start.
+        t.ctx.store.meta_put("topic/orders", &codec::encode(&doubled).unwrap()).unwrap();
+        t.ctx.store.flush().unwrap();
+        drop(t);
+        assert!(topics(dir.path()).get("orders").is_err());
+    }
+
+    #[test]
+    fn topics_over_the_partition_cap_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = topics(dir.path());
+        let key = Keypair::generate_ed25519();
+        let per_topic = MAX_PARTITIONS;
+        let fit = (MAX_TOTAL_PARTITIONS / per_topic as u64) as usize;
+        for i in 0..fit {
+            t.adopt(signed(&key, &format!("t{i}"), 1, per_topic)).unwrap();
+        }
+        let err = t.adopt(signed(&key, "one-more", 1, 1)).unwrap_err();
+        assert!(matches!(err, AdoptError::OverCap { .. }), "{err}");
+        let req = NewTopic {
+            name: "one-more".into(),
+            partitions: 1,
+            replication_factor: 1,
+            config: BTreeMap::new(),
+            internal: false,
+        };
+        assert_eq!(t.validate_new(&req, 3).unwrap_err().code, ErrorCode::PolicyViolation);
+    }
+
+    #[test]
+    fn a_creation_whose_record_would_be_refused_is_refused_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = topics(dir.path());
+        let req = NewTopic {
+            name: "wide".into(),
+            partitions: MAX_PARTITIONS,
+            replication_factor: MAX_REPLICATION_FACTOR,
+            config: BTreeMap::new(),
+            internal: false,
+        };
+        let e = t.validate_new(&req, MAX_REPLICATION_FACTOR as usize).unwrap_err();
+        assert_eq!(e.code, ErrorCode::PolicyViolation, "{e}");
+    }
 
     #[test]
     fn placement_spreads_owners_and_never_repeats_a_node_in_a_set() {

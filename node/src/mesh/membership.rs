@@ -27,6 +27,22 @@ impl MemberState {
     }
 }
 
+/// Most members tracked (this node excluded). The live view, the peer book and the
+/// connections kept all grow with it; meshlog meshes are tens of nodes.
+pub const MAX_MEMBERS: usize = 1024;
+/// Most addresses kept per member, and the longest one.
+const MAX_ADDRS_PER_MEMBER: usize = 16;
+const MAX_ADDR_LEN: usize = 256;
+
+/// What a sweep found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Members that went down in this sweep.
+    pub down: Vec<String>,
+    /// Members forgotten (unheard of for long).
+    pub forgotten: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 struct Member {
     addrs: Vec<String>,
@@ -54,6 +70,7 @@ impl Membership {
 
     /// Apply a heartbeat; returns true if the member is new or came back up.
     pub fn on_heartbeat(&mut self, hb: &Heartbeat, now: Instant) -> bool {
+        let full = self.members.len() >= MAX_MEMBERS;
         match self.members.get_mut(&hb.peer) {
             Some(m) => {
                 // A stale heartbeat of the same incarnation is ignored, and so is any
@@ -66,6 +83,10 @@ impl Membership {
                     m.state != MemberState::Up || m.incarnation != hb.incarnation || m.addrs != hb.addrs;
                 *m = Member::from_heartbeat(hb, now);
                 revived
+            }
+            None if full => {
+                tracing::warn!(peer = %hb.peer, "membership full ({MAX_MEMBERS} members); heartbeat ignored");
+                false
             }
             None => {
                 self.members.insert(hb.peer.clone(), Member::from_heartbeat(hb, now));
@@ -81,20 +102,22 @@ impl Membership {
         }
     }
 
-    /// Mark members down after the timeout and forget long-gone ones; returns the peers
-    /// that went down in this sweep.
-    pub fn sweep(&mut self, now: Instant) -> Vec<String> {
-        let mut down = Vec::new();
+    /// Mark members down after the timeout and forget long-gone ones.
+    pub fn sweep(&mut self, now: Instant) -> Swept {
+        let mut swept = Swept::default();
         let (timeout, forget) = (self.timeout, self.forget_after);
         self.members.retain(|peer, m| {
             let quiet = now.saturating_duration_since(m.last_seen);
             if m.state == MemberState::Up && quiet > timeout {
                 m.state = MemberState::Down;
-                down.push(peer.clone());
+                swept.down.push(peer.clone());
+            }
+            if quiet > forget {
+                swept.forgotten.push(peer.clone());
             }
             quiet <= forget
         });
-        down
+        swept
     }
 
     /// Peers currently up (not including this node).
@@ -130,7 +153,13 @@ impl Membership {
 impl Member {
     fn from_heartbeat(hb: &Heartbeat, now: Instant) -> Member {
         Member {
-            addrs: hb.addrs.clone(),
+            addrs: hb
+                .addrs
+                .iter()
+                .filter(|a| a.len() <= MAX_ADDR_LEN)
+                .take(MAX_ADDRS_PER_MEMBER)
+                .cloned()
+                .collect(),
             last_seen: now,
             incarnation: hb.incarnation,
             seq: hb.seq,
@@ -154,8 +183,8 @@ mod tests {
         let mut m = Membership::new(Duration::from_secs(5));
         assert!(m.on_heartbeat(&hb("a", 1, 1), t0));
         assert!(!m.on_heartbeat(&hb("a", 1, 2), t0 + Duration::from_secs(1)));
-        assert!(m.sweep(t0 + Duration::from_secs(3)).is_empty());
-        assert_eq!(m.sweep(t0 + Duration::from_secs(7)), vec!["a".to_string()]);
+        assert_eq!(m.sweep(t0 + Duration::from_secs(3)), Swept::default());
+        assert_eq!(m.sweep(t0 + Duration::from_secs(7)).down, vec!["a".to_string()]);
         assert!(m.live().is_empty());
         // A restart (new incarnation) brings it back even with a lower seq.
         assert!(m.on_heartbeat(&hb("a", 2, 1), t0 + Duration::from_secs(8)));
@@ -172,5 +201,23 @@ mod tests {
         assert!(!m.on_heartbeat(&hb("a", 1, 6), t0), "a late heartbeat of the leaver");
         assert_eq!(m.status(t0)[0].state, "left");
         assert!(m.on_heartbeat(&hb("a", 2, 1), t0), "a restart (new incarnation) returns");
+    }
+
+    #[test]
+    fn membership_and_addresses_are_bounded_and_long_gone_members_are_forgotten() {
+        let t0 = Instant::now();
+        let mut m = Membership::new(Duration::from_secs(5));
+        for i in 0..MAX_MEMBERS {
+            assert!(m.on_heartbeat(&hb(&format!("p{i}"), 1, 1), t0));
+        }
+        assert!(!m.on_heartbeat(&hb("one-more", 1, 1), t0), "over the cap");
+        assert!(!m.is_up("one-more"));
+        let mut many = hb("p0", 1, 2);
+        many.addrs = (0..100).map(|i| format!("/ip4/10.0.0.{i}/tcp/1")).collect();
+        m.on_heartbeat(&many, t0);
+        assert_eq!(m.addrs("p0").len(), MAX_ADDRS_PER_MEMBER);
+        let swept = m.sweep(t0 + Duration::from_secs(5 * 60 + 1));
+        assert_eq!(swept.forgotten.len(), MAX_MEMBERS);
+        assert!(m.on_heartbeat(&hb("one-more", 1, 1), t0 + Duration::from_secs(302)));
     }
 }

@@ -2,17 +2,23 @@
 //!
 //! Every node publishes a heartbeat on gossip; the live view follows heartbeats, leaves
 //! and timeouts ([`membership`]). Topic records are signed by their creator, adopted by
-//! every node under one deterministic rule (lower creation id wins), spread by gossip,
-//! stored in the Kademlia DHT, and pulled from each newly connected peer (anti-entropy),
-//! so every node converges on the same records. All of this is hints (DESIGN.md
-//! decision 2): it decides where requests go, never whether a write is safe.
+//! every node under one deterministic rule (lower creation id wins while a creation
+//! settles; a settled record is final), spread by gossip, stored in the Kademlia DHT, and
+//! pulled from each newly connected peer (anti-entropy), so every node converges on the
+//! same records. Every record is validated before adoption on every path
+//! ([`crate::broker::Topics::adopt`]), and leader leases only from the partition's own
+//! replicas ([`leases`]). All of this is hints (DESIGN.md decision 2): it decides where
+//! requests go, never whether a write is safe.
 
+pub mod leases;
 pub mod membership;
+pub mod quota;
 
-use crate::broker::{already_exists, place_replicas, Adopted, Broker, NewTopic, Topic};
-use crate::network::{verify_record, Multiaddr, NetworkHandle, PeerId};
+use crate::broker::{already_exists, open_signed, place_replicas, Adopted, Broker, NewTopic, Topic};
+use crate::network::{Multiaddr, NetworkHandle, PeerId};
 use crate::resilience::{CallKind, Resilience};
 use crate::storage::Store;
+use leases::{LeaseRefused, LeaseTable, PartitionFacts};
 use membership::Membership;
 use meshlog_protocol::codec;
 use meshlog_protocol::mesh::{
@@ -22,6 +28,7 @@ use meshlog_protocol::mesh::{
 use meshlog_protocol::messages::{PeerRequest, PeerResponse};
 use meshlog_protocol::types::{PartitionStatus, TopicInfo};
 use meshlog_protocol::{ErrorCode, WireError};
+use quota::CreationQuota;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -51,9 +58,6 @@ pub enum MeshEvent {
     Connected(PeerId),
 }
 
-/// A leader as announced: (epoch, leader, trusted until).
-type Announced = (u64, String, Instant);
-
 /// This node's view of the mesh.
 pub struct Mesh {
     net: NetworkHandle,
@@ -65,15 +69,19 @@ pub struct Mesh {
     seq: AtomicU64,
     leaving: std::sync::atomic::AtomicBool,
     members: Mutex<Membership>,
-    /// Leaders announced on gossip: (topic, partition) -> (epoch, leader, until).
-    leaders: Mutex<HashMap<(String, u32), Announced>>,
+    /// Leaders announced on gossip, while their leases hold.
+    leaders: Mutex<LeaseTable>,
     /// Where members were last heard from, kept across restarts (the peer book): a
     /// restarted node dials them all, not only its bootstrap address.
     store: Arc<Store>,
+    /// Topic creations per client in the current minute.
+    quota: Mutex<CreationQuota>,
     cfg: MeshConfig,
 }
 
 const PEER_BOOK_PREFIX: &str = "peer/";
+/// Most members in the peer book (as many as the live view holds).
+const MAX_PEER_BOOK: usize = membership::MAX_MEMBERS;
 
 impl Mesh {
     /// A mesh view for this node, announcing `addrs`.
@@ -85,6 +93,7 @@ impl Mesh {
         store: Arc<Store>,
         cfg: MeshConfig,
     ) -> Arc<Mesh> {
+        broker.topics().set_settle_window(cfg.topic_settle);
         Arc::new(Mesh {
             resilience,
             local: net.local_peer_id().to_string(),
@@ -95,8 +104,9 @@ impl Mesh {
             seq: AtomicU64::new(0),
             leaving: std::sync::atomic::AtomicBool::new(false),
             members: Mutex::new(Membership::new(cfg.member_timeout)),
-            leaders: Mutex::new(HashMap::new()),
+            leaders: Mutex::new(LeaseTable::default()),
             store,
+            quota: Mutex::new(CreationQuota::default()),
             cfg,
         })
     }
@@ -126,9 +136,12 @@ impl Mesh {
     /// The leader of `topic`-`p` as last announced on gossip, while its lease holds.
     /// A hint: a wrong one costs a redirect.
     pub fn leader_hint(&self, topic: &str, p: u32) -> Option<String> {
-        let leaders = self.leaders.lock().unwrap_or_else(|e| e.into_inner());
-        let (_, leader, until) = leaders.get(&(topic.to_string(), p))?;
-        (Instant::now() < *until && self.is_live(leader)).then(|| leader.clone())
+        let leader = self.leases().get(topic, p, Instant::now())?.1.to_string();
+        self.is_live(&leader).then_some(leader)
+    }
+
+    fn leases(&self) -> std::sync::MutexGuard<'_, LeaseTable> {
+        self.leaders.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Announce the partitions this node leads (on election, and with every heartbeat
@@ -148,14 +161,29 @@ impl Mesh {
         self.net.publish(GossipMessage::Leases(msg)).await;
     }
 
+    /// Take the valid leases of an announcement: only for partitions of adopted topics,
+    /// from a member of the partition's replica set, with a bounded epoch.
     fn on_leases(&self, l: &LeaderLeases) {
-        let until = Instant::now() + Duration::from_millis(l.lease_ms.min(60_000));
-        let mut leaders = self.leaders.lock().unwrap_or_else(|e| e.into_inner());
-        for (topic, p, epoch) in &l.partitions {
-            let e = leaders.entry((topic.clone(), *p)).or_insert((0, String::new(), until));
-            if *epoch >= e.0 {
-                *e = (*epoch, l.leader.clone(), until);
-            }
+        let mut topics: HashMap<&str, Option<Arc<Topic>>> = HashMap::new();
+        for (name, _, _) in &l.partitions {
+            topics.entry(name.as_str()).or_insert_with(|| self.broker.topics().get(name).ok());
+        }
+        let facts = |name: &str, p: u32| {
+            let t = topics.get(name)?.as_ref()?;
+            t.check_partition(p).ok()?;
+            let local_epoch = self.broker.replica(name, p).map(|r| r.view().epoch);
+            Some(PartitionFacts { replicas: t.replicas(p), local_epoch })
+        };
+        let refused = self.leases().apply(l, Instant::now(), facts);
+        // A lease for a topic whose record has not arrived yet is normal right after a
+        // creation; a lease from outside the set or with a wild epoch is not.
+        let (unknown, bad): (Vec<_>, Vec<_>) =
+            refused.iter().partition(|r| matches!(r, LeaseRefused::UnknownPartition { .. }));
+        if let Some(first) = bad.first() {
+            tracing::warn!(leader = %l.leader, refused = bad.len(), first = %first, "leases refused");
+        }
+        if let Some(first) = unknown.first() {
+            tracing::debug!(leader = %l.leader, refused = unknown.len(), first = %first, "leases for unknown partitions");
         }
     }
 
@@ -199,10 +227,22 @@ impl Mesh {
         }
     }
 
-    /// Remember where a member was heard from (durable with the next flush).
+    /// Charge a topic creation by `principal` (the client's PeerId) to its quota.
+    pub fn admit_creation(&self, principal: &str, partitions: u32) -> Result<(), WireError> {
+        self.quota.lock().unwrap_or_else(|p| p.into_inner()).admit(principal, partitions, Instant::now())
+    }
+
+    /// Remember where a member was heard from (durable with the next flush), while the
+    /// peer book has room.
     fn note_peer(&self, hb: &Heartbeat) {
+        let key = format!("{PEER_BOOK_PREFIX}{}", hb.peer);
+        let known = self.store.meta_get(&key).ok().flatten().is_some();
+        let full = self.store.meta_scan(PEER_BOOK_PREFIX).map_or(true, |b| b.len() >= MAX_PEER_BOOK);
+        if !known && full {
+            return tracing::debug!(peer = %hb.peer, "peer book full; member not remembered");
+        }
         let Ok(bytes) = codec::encode(&hb.addrs) else { return };
-        if let Err(e) = self.store.meta_put(&format!("{PEER_BOOK_PREFIX}{}", hb.peer), &bytes) {
+        if let Err(e) = self.store.meta_put(&key, &bytes) {
             tracing::debug!(error = %e, "cannot update the peer book");
         }
     }
@@ -230,15 +270,22 @@ impl Mesh {
         };
         self.net.publish(GossipMessage::Heartbeat(hb)).await;
         self.announce_leases().await;
-        let (down, live): (Vec<String>, Vec<(String, Vec<String>)>) = {
+        let (swept, live): (membership::Swept, Vec<(String, Vec<String>)>) = {
             let mut m = self.members();
-            let down = m.sweep(Instant::now());
+            let swept = m.sweep(Instant::now());
             let live = m.live().into_iter().map(|p| (p.clone(), m.addrs(&p))).collect();
-            (down, live)
+            (swept, live)
         };
-        for peer in down {
+        for peer in swept.down {
             tracing::warn!(%peer, "member is down (no heartbeat)");
         }
+        // A member gone for long leaves the peer book too, so the book stays bounded.
+        for peer in swept.forgotten {
+            if let Err(e) = self.store.meta_delete(&format!("{PEER_BOOK_PREFIX}{peer}")) {
+                tracing::debug!(error = %e, "cannot update the peer book");
+            }
+        }
+        self.leases().sweep(Instant::now());
         // Keep a connection to every live member: gossip and forwarding need it.
         for (peer, addrs) in live {
             if let Ok(p) = peer.parse::<PeerId>() {
@@ -293,19 +340,10 @@ impl Mesh {
         }
     }
 
-    /// Verify a signed topic record and adopt it; returns what adoption did.
+    /// Verify, validate and adopt a signed topic record; returns what adoption did.
     async fn ingest(&self, signed: SignedRecord) -> Result<Adopted, String> {
-        let signer = verify_record(&signed).map_err(|e| e.to_string())?;
-        let record: TopicRecord = codec::decode(&signed.payload).map_err(|e| e.to_string())?;
-        if record.creator != signer.to_string() {
-            return Err(format!(
-                "record of '{}' claims creator {} but is signed by {signer}",
-                record.info.name, record.creator
-            ));
-        }
-        check_shape(&record)?;
         let topics = self.broker.topics();
-        let outcome = topics.adopt(record.clone(), signed).map_err(|e| e.to_string())?;
+        let (outcome, record) = topics.adopt(signed).map_err(|e| e.to_string())?;
         if outcome != Adopted::Kept {
             topics.flush().await.map_err(|e| e.to_string())?;
             self.provide_owned(&record).await;
@@ -380,7 +418,15 @@ impl Mesh {
         let found = tokio::time::timeout(self.cfg.lookup_timeout, self.net.get_record(topic_key(name))).await;
         let mut best: Option<(TopicRecord, SignedRecord)> = None;
         for signed in found.ok()?.ok()? {
-            let Ok(rec) = codec::decode::<TopicRecord>(&signed.payload) else { continue };
+            // An invalid record must not hide a valid one (or block a creation).
+            let rec = match open_signed(&signed) {
+                Ok(rec) if rec.info.name == name => rec,
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::warn!(topic = name, error = %e, "topic record in the DHT refused");
+                    continue;
+                }
+            };
             if best.as_ref().is_none_or(|(b, _)| rec.wins_over(b)) {
                 best = Some((rec, signed));
             }
@@ -416,10 +462,9 @@ impl Mesh {
                 let status = match t.local(p) {
                     Ok(r) => r.status(),
                     Err(_) => {
-                        let leaders = self.leaders.lock().unwrap_or_else(|e| e.into_inner());
                         let mut s = PartitionStatus::unknown(p, t.replicas(p));
-                        if let Some((epoch, leader, _)) = leaders.get(&(t.info.name.clone(), p)) {
-                            (s.epoch, s.leader) = (*epoch, leader.clone());
+                        if let Some((epoch, leader)) = self.leases().get(&t.info.name, p, Instant::now()) {
+                            (s.epoch, s.leader) = (epoch, leader.to_string());
                         }
                         s
                     }
@@ -436,14 +481,6 @@ impl Mesh {
             partitions,
         }
     }
-}
-
-/// A record must have one non-empty replica set per partition.
-fn check_shape(r: &TopicRecord) -> Result<(), String> {
-    if r.replicas.len() != r.info.partitions as usize || r.replicas.iter().any(Vec::is_empty) {
-        return Err(format!("record of '{}' has no replica set for some partition", r.info.name));
-    }
-    Ok(())
 }
 
 fn parse_addrs(addrs: &[String]) -> Vec<Multiaddr> {
