@@ -88,11 +88,20 @@ pub enum ErrorCode {
     OutboxFull = 1002,
     /// A member committed an offset for a partition that is not assigned to it.
     PartitionNotAssigned = 1003,
+    /// A bounded collection is full (groups per coordinator, committed offsets per
+    /// group, topics or owned partitions per member): the request changed nothing.
+    LimitExceeded = 1004,
+    /// The group has as many members as its coordinator allows (Kafka:
+    /// GROUP_MAX_SIZE_REACHED).
+    GroupMaxSizeReached = 81,
+    /// A commit's metadata text is longer than the coordinator allows (Kafka:
+    /// OFFSET_METADATA_TOO_LARGE).
+    OffsetMetadataTooLarge = 12,
 }
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 37] = [
+    pub const ALL: [ErrorCode; 40] = [
         ErrorCode::Unknown,
         ErrorCode::OffsetOutOfRange,
         ErrorCode::CorruptMessage,
@@ -130,6 +139,9 @@ impl ErrorCode {
         ErrorCode::GroupIdNotFound,
         ErrorCode::PartitionNotAssigned,
         ErrorCode::OffsetNotAvailable,
+        ErrorCode::LimitExceeded,
+        ErrorCode::GroupMaxSizeReached,
+        ErrorCode::OffsetMetadataTooLarge,
     ];
 
     /// The stable number of this code.
@@ -182,6 +194,9 @@ impl ErrorCode {
             ErrorCode::GroupIdNotFound => "GROUP_ID_NOT_FOUND",
             ErrorCode::PartitionNotAssigned => "PARTITION_NOT_ASSIGNED",
             ErrorCode::OffsetNotAvailable => "OFFSET_NOT_AVAILABLE",
+            ErrorCode::LimitExceeded => "LIMIT_EXCEEDED",
+            ErrorCode::GroupMaxSizeReached => "GROUP_MAX_SIZE_REACHED",
+            ErrorCode::OffsetMetadataTooLarge => "OFFSET_METADATA_TOO_LARGE",
         }
     }
 
@@ -265,5 +280,17 @@ mod tests {
         assert_eq!(ErrorCode::UnknownMemberId.as_i16(), 25);
         assert_eq!(ErrorCode::RebalanceInProgress.as_i16(), 27);
         assert_eq!(ErrorCode::GroupIdNotFound.as_i16(), 69);
+        assert_eq!(ErrorCode::GroupMaxSizeReached.as_i16(), 81);
+        assert_eq!(ErrorCode::OffsetMetadataTooLarge.as_i16(), 12);
+    }
+
+    #[test]
+    fn meshlog_codes_are_stable() {
+        // A busy node's answer: retriable, since the request was never started.
+        assert_eq!(ErrorCode::Unavailable.as_i16(), 1000);
+        assert!(ErrorCode::Unavailable.is_retriable());
+        assert_eq!(ErrorCode::LimitExceeded.as_i16(), 1004);
+        assert!(!ErrorCode::LimitExceeded.is_retriable());
+        assert!(!ErrorCode::GroupMaxSizeReached.is_retriable());
     }
 }
