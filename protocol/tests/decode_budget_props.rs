@@ -342,3 +342,31 @@ proptest! {
         all_types(&overwritten)?;
     }
 }
+
+/// The densest honest shape on the wire: a replica's fetch answer listing the entries
+/// of a young log (the node's `replica::Entry`: offsets, count, epoch, an optional
+/// producer, a marker flag; 56 bytes, five one-byte varints on the wire).
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct EntryShape {
+    base: u64,
+    count: u32,
+    epoch: u64,
+    producer: Option<(i64, i16, i32, i32)>,
+    epoch_start: bool,
+}
+
+#[test]
+fn honest_dense_entry_lists_always_fit_their_budget() {
+    assert_eq!(std::mem::size_of::<EntryShape>(), 56);
+    for base in [0u64, 300, 70_000] {
+        // Lengths just past a power of two leave `Vec` at twice the slots it needs.
+        for n in [1u64, 5, 257, 1025, 4097, 65_537, 200_000] {
+            let entries: Vec<EntryShape> = (base..base + n)
+                .map(|b| EntryShape { base: b, count: 1, epoch: 3, producer: None, epoch_start: false })
+                .collect();
+            let bytes = codec::encode(&entries).unwrap();
+            let back = codec::decode::<Vec<EntryShape>>(&bytes);
+            assert!(back.is_ok(), "{n} entries from {base} ({} bytes): {:?}", bytes.len(), back.err());
+        }
+    }
+}
