@@ -1,26 +1,27 @@
 //! A running node: opens the store, recovers the broker, starts the network, and serves
-//! inbound requests until shut down. One handler task per inbound request, bounded by
-//! [`MAX_INFLIGHT_REQUESTS`]; shutdown by a watch signal that every task observes.
+//! inbound requests until shut down. One handler task per inbound request, in lanes
+//! with separate budgets ([`dispatch`]: client load never delays gossip, peer requests
+//! or replication); shutdown by a watch signal that every task observes.
+
+pub mod dispatch;
 
 use crate::broker::{Broker, BrokerLimits, Outbound, ReplicaSettings};
 use crate::config::{ConfigError, NodeConfig};
 use crate::gateway::Gateway;
 use crate::group::{Coordinator, GroupSettings};
 use crate::mesh::{Mesh, MeshConfig, MeshEvent};
-use crate::network::{self, identity, Multiaddr, NetworkConfig, NetworkError, NetworkEvent, PeerId, Psk};
+use crate::network::{self, identity, Multiaddr, NetworkConfig, NetworkError, PeerId, Psk};
 use crate::outbox::Outbox;
 use crate::resilience::Resilience;
 use crate::services::Services;
 use crate::storage::{StorageError, Store, StoreOptions};
-use meshlog_protocol::messages::{PeerRequest, PeerResponse};
+use dispatch::{LaneBudgets, Serve};
+use meshlog_protocol::messages::{ClientRequest, ClientResult, PeerRequest, PeerResponse, ReplicateMessage};
+use meshlog_protocol::{ErrorCode, WireError};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-
-/// Requests being served at once; past this the dispatcher stops taking new ones and
-/// the network answers `Unavailable` once its queue fills.
-pub const MAX_INFLIGHT_REQUESTS: usize = 2048;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -199,7 +200,12 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     let tasks = vec![
         tokio::spawn(send_replication(net.clone(), mesh.clone(), outbound_rx, shutdown_rx.clone())),
         tokio::spawn(crate::gateway::forward_outbox(gateway.clone(), shutdown_rx.clone())),
-        tokio::spawn(dispatch(gateway, net, events, shutdown_rx.clone())),
+        tokio::spawn(dispatch::dispatch(
+            Arc::new(NodeServe { gateway, net }),
+            LaneBudgets::default(),
+            events,
+            shutdown_rx.clone(),
+        )),
         tokio::spawn(mesh.clone().run(shutdown_rx.clone())),
         tokio::spawn(retention(broker.clone(), cfg.retention_check_interval_ms, shutdown_rx.clone())),
         tokio::spawn(groups.run(shutdown_rx.clone())),
@@ -208,55 +214,47 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     Ok(RunningNode { peer_id, listen_addrs, broker, mesh, store, shutdown, tasks })
 }
 
-async fn dispatch(
+/// The node's side of the dispatcher: the gateway serves, the network answers.
+struct NodeServe {
     gateway: Arc<Gateway>,
     net: network::NetworkHandle,
-    mut events: mpsc::Receiver<NetworkEvent>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let permits = Arc::new(Semaphore::new(MAX_INFLIGHT_REQUESTS));
-    loop {
-        let ev = tokio::select! {
-            ev = events.recv() => match ev { Some(ev) => ev, None => return },
-            _ = stopped(&mut shutdown) => return,
-        };
-        // Replication messages are handed to their replica at once, in arrival order.
-        let ev = match ev {
-            NetworkEvent::Replicate { peer, message } => {
-                gateway.broker.deliver(&peer, message);
-                continue;
-            }
-            // From a node that still sends replication as requests.
-            NetworkEvent::PeerRequest { peer, request: PeerRequest::Replicate(m), responder } => {
-                gateway.broker.deliver(&peer, m);
-                net.respond_peer(responder, PeerResponse::Replicated).await;
-                continue;
-            }
-            ev => ev,
-        };
-        let Ok(permit) = permits.clone().acquire_owned().await else { return };
-        let (gateway, net) = (gateway.clone(), net.clone());
-        tokio::spawn(async move {
-            match ev {
-                NetworkEvent::ClientRequest { peer, request, responder } => {
-                    let result = gateway.client(peer, request).await;
-                    net.respond_client(responder, result).await;
-                }
-                NetworkEvent::PeerRequest { peer, request, responder } => {
-                    let response = gateway.peer(peer, request).await;
-                    net.respond_peer(responder, response).await;
-                }
-                NetworkEvent::Gossip { source, message } => {
-                    gateway.mesh.on_event(MeshEvent::Gossip(source, message)).await;
-                }
-                NetworkEvent::PeerConnected { peer } => {
-                    gateway.mesh.on_event(MeshEvent::Connected(peer)).await
-                }
-                NetworkEvent::PeerDisconnected { peer } => tracing::debug!(%peer, "disconnected"),
-                NetworkEvent::Replicate { .. } => {} // handled above
-            }
-            drop(permit);
-        });
+}
+
+impl Serve for NodeServe {
+    type Client = network::ClientResponder;
+    type Peer = network::PeerResponder;
+
+    fn deliver(&self, peer: PeerId, message: ReplicateMessage) {
+        self.gateway.broker.deliver(&peer, message);
+    }
+
+    async fn serve_client(&self, peer: PeerId, forwarded: bool, req: ClientRequest) -> ClientResult {
+        if !forwarded {
+            return self.gateway.client(peer, req).await;
+        }
+        // A forwarded request is served by the gateway's peer path (served locally, never
+        // forwarded again).
+        match self.gateway.peer(peer, PeerRequest::Forward(req)).await {
+            PeerResponse::Forwarded(result) => result,
+            PeerResponse::Error(e) => Err(e),
+            _ => Err(WireError::new(ErrorCode::Unknown, "unexpected answer to a forwarded request")),
+        }
+    }
+
+    async fn serve_peer(&self, peer: PeerId, req: PeerRequest) -> PeerResponse {
+        self.gateway.peer(peer, req).await
+    }
+
+    async fn on_mesh(&self, ev: MeshEvent) {
+        self.gateway.mesh.on_event(ev).await
+    }
+
+    async fn answer_client(&self, to: Self::Client, result: ClientResult) {
+        self.net.respond_client(to, result).await
+    }
+
+    async fn answer_peer(&self, to: Self::Peer, response: PeerResponse) {
+        self.net.respond_peer(to, response).await
     }
 }
 

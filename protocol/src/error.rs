@@ -100,11 +100,20 @@ pub enum ErrorCode {
     /// The service instance was registered by another client or node: only the principal
     /// that registered it may overwrite or remove it.
     NotOwner = 1004,
+    /// A bounded collection is full (groups per coordinator, committed offsets per
+    /// group, topics or owned partitions per member): the request changed nothing.
+    LimitExceeded = 1005,
+    /// The group has as many members as its coordinator allows (Kafka:
+    /// GROUP_MAX_SIZE_REACHED).
+    GroupMaxSizeReached = 81,
+    /// A commit's metadata text is longer than the coordinator allows (Kafka:
+    /// OFFSET_METADATA_TOO_LARGE).
+    OffsetMetadataTooLarge = 12,
 }
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 41] = [
+    pub const ALL: [ErrorCode; 44] = [
         ErrorCode::Unknown,
         ErrorCode::OffsetOutOfRange,
         ErrorCode::CorruptMessage,
@@ -146,6 +155,9 @@ impl ErrorCode {
         ErrorCode::PolicyViolation,
         ErrorCode::ThrottlingQuotaExceeded,
         ErrorCode::NotOwner,
+        ErrorCode::LimitExceeded,
+        ErrorCode::GroupMaxSizeReached,
+        ErrorCode::OffsetMetadataTooLarge,
     ];
 
     /// The stable number of this code.
@@ -202,6 +214,9 @@ impl ErrorCode {
             ErrorCode::PolicyViolation => "POLICY_VIOLATION",
             ErrorCode::ThrottlingQuotaExceeded => "THROTTLING_QUOTA_EXCEEDED",
             ErrorCode::NotOwner => "NOT_OWNER",
+            ErrorCode::LimitExceeded => "LIMIT_EXCEEDED",
+            ErrorCode::GroupMaxSizeReached => "GROUP_MAX_SIZE_REACHED",
+            ErrorCode::OffsetMetadataTooLarge => "OFFSET_METADATA_TOO_LARGE",
         }
     }
 
@@ -292,5 +307,17 @@ mod tests {
         assert_eq!(ErrorCode::NotOwner.as_i16(), 1004);
         assert!(ErrorCode::ThrottlingQuotaExceeded.is_retriable());
         assert!(!ErrorCode::PolicyViolation.is_retriable());
+        assert_eq!(ErrorCode::GroupMaxSizeReached.as_i16(), 81);
+        assert_eq!(ErrorCode::OffsetMetadataTooLarge.as_i16(), 12);
+    }
+
+    #[test]
+    fn meshlog_codes_are_stable() {
+        // A busy node's answer: retriable, since the request was never started.
+        assert_eq!(ErrorCode::Unavailable.as_i16(), 1000);
+        assert!(ErrorCode::Unavailable.is_retriable());
+        assert_eq!(ErrorCode::LimitExceeded.as_i16(), 1005);
+        assert!(!ErrorCode::LimitExceeded.is_retriable());
+        assert!(!ErrorCode::GroupMaxSizeReached.is_retriable());
     }
 }

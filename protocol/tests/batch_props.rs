@@ -71,8 +71,14 @@ fn poke(b: &[u8]) {
     let _ = set_partition_leader_epoch(&mut copy, 9);
 }
 
+/// 512 cases per property, or `PROPTEST_CASES` (`scripts/props.sh` runs millions).
+fn cases() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512);
+    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(cases())]
 
     #[test]
     fn arbitrary_records_round_trip(

@@ -113,8 +113,14 @@ fn result() -> impl Strategy<Value = ClientResult> {
     ]
 }
 
+/// 512 cases per property, or `PROPTEST_CASES` (`scripts/props.sh` runs millions).
+fn cases() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512);
+    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(cases())]
 
     #[test]
     fn requests_round_trip(req in request()) {

@@ -18,7 +18,7 @@ use meshlog_protocol::frame::DEFAULT_MAX_FRAME_BYTES;
 use meshlog_protocol::mesh::{ClusterStatus, ServiceInstance};
 use meshlog_protocol::messages::{ClientRequest, ClientResponse, ServiceRegistration};
 use meshlog_protocol::types::{TopicDescription, TopicInfo};
-use meshlog_protocol::WireError;
+use meshlog_protocol::{ErrorCode, WireError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +28,10 @@ use tokio::sync::watch;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one request may take, on top of any wait the request itself asks for.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
+/// How often a request refused by a busy node is sent again before the error is returned.
+pub const BUSY_RETRIES: u32 = 5;
+/// The pause before the first resend to a busy node (then twice, three times as long).
+pub const BUSY_BACKOFF: Duration = Duration::from_millis(50);
 /// How long [`Client::connect_node`] tries one address.
 pub const NODE_DIAL_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -189,16 +193,27 @@ impl Client {
         if let (false, CallKind::Produce { idempotent, .. }) = (retry, &mut kind) {
             *idempotent = false;
         }
-        // Keep a copy only if a retry may need it: a produce is sent without copying.
-        let template = kind.retriable().then(|| req.clone());
+        // A busy node (`UNAVAILABLE`) refused the request before starting it, so any
+        // request may be sent again then: keep a copy for that (and for retries of a
+        // request that is safe to repeat), except for a produce, which is retried by
+        // its producer.
+        let busy_retry = !matches!(req, ClientRequest::Produce(_));
+        let template = (kind.retriable() || busy_retry).then(|| req.clone());
         let mut first = Some(req);
-        let attempt = || {
-            let r = first.take().or_else(|| template.clone()).unwrap_or(ClientRequest::ListTopics);
-            self.net.client_request(node, r)
-        };
-        match self.resilience.call(&node, kind, attempt).await? {
-            Ok(resp) => Ok(resp),
-            Err(wire) => Err(ClientError::Server(wire)),
+        let mut busy = 0;
+        loop {
+            let attempt = || {
+                let r = first.take().or_else(|| template.clone()).unwrap_or(ClientRequest::ListTopics);
+                self.net.client_request(node, r)
+            };
+            match self.resilience.call(&node, kind, attempt).await? {
+                Ok(resp) => return Ok(resp),
+                Err(w) if w.code == ErrorCode::Unavailable && template.is_some() && busy < BUSY_RETRIES => {
+                    busy += 1;
+                    tokio::time::sleep(BUSY_BACKOFF * busy).await;
+                }
+                Err(wire) => return Err(ClientError::Server(wire)),
+            }
         }
     }
 

@@ -18,8 +18,12 @@
 //!   session and rebalance timeouts. The coordinator computes the assignment
 //!   ([`assign`]); a partition a member still owns (cooperative assignor) is given to
 //!   no one else until that member has rejoined without it.
+//! - **Bounded** ([`limits`]): groups per offsets partition, members per group, each
+//!   member's subscription, committed offsets per group and their metadata are capped;
+//!   a request over a cap changes nothing and gets a stable error code.
 
 pub mod assign;
+pub mod limits;
 
 use crate::broker::{Broker, ReplicaHandle};
 use crate::mesh::Mesh;
@@ -180,6 +184,7 @@ impl Group {
         let topics: BTreeSet<String> = j.topics.iter().cloned().collect();
         let member_id = match j.member_id {
             None => {
+                limits::check_new_member(name, self.members.len())?;
                 let id = format!("{}-{:016x}", j.client_id, rand::random::<u64>());
                 tracing::info!(group = %name, member = %id, "member joins");
                 self.members.insert(
@@ -416,6 +421,11 @@ impl Coordinator {
         if let Some(g) = req.group() {
             meshlog_protocol::group::validate_group_name(g)?;
         }
+        match &req {
+            GroupRequest::Join(j) => limits::check_join(j)?,
+            GroupRequest::Commit(c) => limits::check_commit(c)?,
+            _ => {}
+        }
         // Topic lookups may ask the DHT: done before the partition's lock is taken.
         let partitions = match &req {
             GroupRequest::Join(j) => Some(self.partition_counts(&j.topics).await?),
@@ -551,6 +561,9 @@ impl Coordinator {
             return Err(err(ErrorCode::InvalidRequest, "a member must subscribe to at least one topic"));
         }
         let name = j.group.clone();
+        if !s.groups.contains_key(&name) {
+            limits::check_new_group(&name, s.groups.len())?;
+        }
         let g = s.groups.entry(name.clone()).or_insert_with(|| Group::new(j.assignor));
         g.topics.extend(partitions);
         let member_id = g.join(&name, j, now)?;
@@ -630,6 +643,14 @@ impl Coordinator {
                         ));
                     }
                 }
+            }
+        }
+        match s.groups.get(&group) {
+            Some(g) => limits::check_offsets(&group, &g.offsets, &c.offsets)?,
+            None if c.offsets.is_empty() => {}
+            None => {
+                limits::check_new_group(&group, s.groups.len())?;
+                limits::check_offsets(&group, &BTreeMap::new(), &c.offsets)?;
             }
         }
         let commit_ms = crate::broker::now_ms();

@@ -135,3 +135,68 @@ fn a_group_record_restores_generation_members_and_assignment() {
     );
     assert_eq!(parts(&restored, &a), [0, 1, 2]);
 }
+
+#[test]
+fn a_full_group_refuses_a_new_member_and_changes_nothing() {
+    let now = Instant::now();
+    let mut g = group(4, Assignor::Range);
+    let first = g.join("g", join_req(None, Assignor::Range, &[]), now).unwrap();
+    for _ in 1..limits::MAX_MEMBERS_PER_GROUP {
+        g.join("g", join_req(None, Assignor::Range, &[]), now).unwrap();
+    }
+    let (state, generation) = (g.state, g.generation);
+    let e = g.join("g", join_req(None, Assignor::Range, &[]), now).unwrap_err();
+    assert_eq!(e.code, ErrorCode::GroupMaxSizeReached);
+    assert!(e.message.contains("already has 1000 members"), "{e}");
+    assert_eq!((g.members.len(), g.state, g.generation), (limits::MAX_MEMBERS_PER_GROUP, state, generation));
+    // A member already in the group still rejoins.
+    g.join("g", join_req(Some(&first), Assignor::Range, &[]), now).unwrap();
+}
+
+#[test]
+fn oversized_joins_are_refused_with_limit_exceeded() {
+    let ok = join_req(None, Assignor::Range, &[0, 1]);
+    limits::check_join(&ok).unwrap();
+    let mut topics = ok.clone();
+    topics.topics = (0..=limits::MAX_TOPICS_PER_MEMBER).map(|i| format!("t{i}")).collect();
+    let mut owned = ok.clone();
+    owned.owned = (0..=limits::MAX_OWNED_PER_MEMBER as u32).map(|p| TopicPartition::new("t", p)).collect();
+    let mut client = ok.clone();
+    client.client_id = "c".repeat(limits::MAX_CLIENT_ID_BYTES + 1);
+    // Few topics, but long names: the byte cap.
+    let mut bytes = ok.clone();
+    bytes.topics = (0..limits::MAX_TOPICS_PER_MEMBER).map(|i| format!("{i}-{}", "x".repeat(300))).collect();
+    for (what, j) in [("topics", topics), ("owned", owned), ("client id", client), ("bytes", bytes)] {
+        let e = limits::check_join(&j).unwrap_err();
+        assert_eq!(e.code, ErrorCode::LimitExceeded, "{what}: {e}");
+    }
+}
+
+#[test]
+fn groups_per_partition_are_capped() {
+    limits::check_new_group("g", limits::MAX_GROUPS_PER_PARTITION - 1).unwrap();
+    let e = limits::check_new_group("g", limits::MAX_GROUPS_PER_PARTITION).unwrap_err();
+    assert_eq!(e.code, ErrorCode::LimitExceeded);
+    assert!(e.message.contains("cannot create group 'g'"), "{e}");
+}
+
+#[test]
+fn commits_are_capped_in_metadata_and_offsets_per_group() {
+    let offset = |p: u32, metadata: &str| {
+        (TopicPartition::new("t", p), CommittedOffset { offset: 1, metadata: metadata.into() })
+    };
+    let commit = |offsets| OffsetCommit { group: "g".into(), member: None, offsets };
+    limits::check_commit(&commit(vec![offset(0, &"m".repeat(limits::MAX_OFFSET_METADATA_BYTES))])).unwrap();
+    let e =
+        limits::check_commit(&commit(vec![offset(0, &"m".repeat(limits::MAX_OFFSET_METADATA_BYTES + 1))]))
+            .unwrap_err();
+    assert_eq!(e.code, ErrorCode::OffsetMetadataTooLarge);
+
+    let max = limits::MAX_OFFSETS_PER_GROUP as u32;
+    let held: BTreeMap<TopicPartition, CommittedOffset> = (0..max - 1).map(|p| offset(p, "")).collect();
+    // Re-committing held partitions, and one new one twice, fits.
+    limits::check_offsets("g", &held, &[offset(0, ""), offset(max - 1, ""), offset(max - 1, "")]).unwrap();
+    let e = limits::check_offsets("g", &held, &[offset(max - 1, ""), offset(max, "")]).unwrap_err();
+    assert_eq!(e.code, ErrorCode::LimitExceeded);
+    assert!(e.message.contains("would hold 100001 committed offsets"), "{e}");
+}
