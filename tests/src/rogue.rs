@@ -7,8 +7,12 @@
 //! Everything here only *sends*: whether a node accepted a forgery is always observed
 //! through the normal client API of the nodes under attack.
 
+use crate::cluster::{check, Background, Cluster, Writer};
+use crate::{wait_until, LONG_BUDGET};
+use meshlog::client::Client;
 use meshlog::network::{self, Keypair, Multiaddr, NetworkConfig, NetworkEvent, NetworkHandle, PeerId};
 use meshlog::replica::{Epoch, FetchBody, Message};
+use meshlog_protocol::batch::BatchBuilder;
 use meshlog_protocol::codec;
 use meshlog_protocol::frame::MAX_FRAME_BYTES;
 use meshlog_protocol::mesh::{GossipMessage, Heartbeat, ServiceInstance, SignedRecord, TopicRecord};
@@ -17,7 +21,8 @@ use meshlog_protocol::messages::{
 };
 use meshlog_protocol::types::TopicInfo;
 use meshlog_protocol::{ErrorCode, WireError};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -65,7 +70,7 @@ impl Drop for Rogue {
     }
 }
 
-fn rogue_config(serve: bool, bootstrap: &[Multiaddr]) -> NetworkConfig {
+fn rogue_config(serve: bool) -> NetworkConfig {
     NetworkConfig {
         keypair: Keypair::generate_ed25519(),
         listen: if serve { vec!["/ip4/127.0.0.1/tcp/0".parse().expect("loopback")] } else { Vec::new() },
@@ -77,7 +82,8 @@ fn rogue_config(serve: bool, bootstrap: &[Multiaddr]) -> NetworkConfig {
         mdns: false,
         psk: None,
         allow: None,
-        bootstrap: bootstrap.to_vec(),
+        // Dialled one by one instead, to learn each node's id.
+        bootstrap: Vec::new(),
     }
 }
 
@@ -87,7 +93,7 @@ impl Rogue {
     /// the mesh's questions with `lies`.
     pub async fn node(nodes: &[String], lies: Lies) -> Rogue {
         let addrs = parse_all(nodes);
-        let mut rogue = Rogue::start(rogue_config(true, &addrs), lies).await;
+        let mut rogue = Rogue::start(rogue_config(true), lies).await;
         rogue.dial_all(&addrs).await;
         tokio::spawn(heartbeat(rogue.net.clone(), rogue.shutdown.subscribe()));
         rogue
@@ -96,7 +102,7 @@ impl Rogue {
     /// A rogue client (`serve: false`) connected to every address in `nodes`.
     pub async fn client(nodes: &[String]) -> Rogue {
         let addrs = parse_all(nodes);
-        let mut rogue = Rogue::start(rogue_config(false, &[]), Lies::default()).await;
+        let mut rogue = Rogue::start(rogue_config(false), Lies::default()).await;
         rogue.dial_all(&addrs).await;
         rogue
     }
@@ -337,3 +343,175 @@ mod raw {
 }
 
 pub use raw::RawOutcome;
+
+/// How long forgeries get to (fail to) take effect before the nodes are looked at: an
+/// absence has no event to wait for, so give it many heartbeats and gossip rounds.
+pub const ABSENCE_GRACE: Duration = Duration::from_secs(3);
+/// Acknowledged batches a writer must add while an attack runs (the mesh still works).
+pub const WRITES_DURING_ATTACK: u64 = 20;
+/// No hostile peer may push a node past this resident set size.
+pub const RSS_LIMIT_KIB: u64 = 512 << 10;
+/// How long a node gets to answer `cluster status` when counting serving nodes.
+const SERVING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What one attack tried and what got through. Every accepted action is recorded and
+/// reported together at [`Tally::finish`], so one run shows the whole damage.
+#[derive(Default)]
+pub struct Tally {
+    /// Hostile actions tried.
+    pub tried: u64,
+    /// Hostile actions that changed the mesh.
+    pub accepted: u64,
+    failures: Vec<String>,
+}
+
+impl Tally {
+    /// Count `n` actions whose effect is judged by a later [`Tally::note`].
+    pub fn tried(&mut self, n: u64) {
+        self.tried += n;
+    }
+
+    /// One hostile action, `accepted` if it got through (`what` says how).
+    pub fn note(&mut self, accepted: bool, what: impl FnOnce() -> String) {
+        self.tried += 1;
+        if accepted {
+            self.accepted += 1;
+            self.failures.push(what());
+        }
+    }
+
+    /// An observation of the outcome of actions already counted: not an action itself.
+    pub fn observe(&mut self, accepted: bool, what: impl FnOnce() -> String) {
+        if accepted {
+            self.accepted += 1;
+            self.failures.push(what());
+        }
+    }
+
+    /// Print the figure line, then fail naming every accepted action, any lost write
+    /// and any node that stopped serving.
+    pub fn finish(self, what: &str, lost: u64, serving: usize, nodes: usize) {
+        println!(
+            "figure: {what}: hostile actions tried {}, accepted {}; acked writes lost {lost}; nodes serving {serving}/{nodes}",
+            self.tried, self.accepted
+        );
+        assert!(
+            self.failures.is_empty(),
+            "{what}: {} accepted:\n{}",
+            self.accepted,
+            self.failures.join("\n")
+        );
+        assert_eq!(lost, 0, "{what}: acknowledged writes were lost");
+        assert_eq!(serving, nodes, "{what}: a node stopped serving");
+    }
+}
+
+/// The nodes' addresses.
+pub fn addrs(c: &Cluster) -> Vec<String> {
+    c.nodes.iter().flatten().map(|n| n.addr.clone()).collect()
+}
+
+/// A rogue node that every node of `c` counts as a live member.
+pub async fn join_rogue(c: &Cluster, lies: Lies) -> Rogue {
+    let rogue = Rogue::node(&addrs(c), lies).await;
+    for i in 0..c.nodes.len() {
+        c.wait_members(i, c.nodes.len() + 1).await;
+    }
+    rogue
+}
+
+/// How many nodes answer `cluster status`.
+pub async fn serving(c: &Cluster) -> usize {
+    let mut n = 0;
+    for i in 0..c.nodes.len() {
+        let Some(client) = c.clients.lock().unwrap()[i].clone() else { continue };
+        if tokio::time::timeout(SERVING_TIMEOUT, client.cluster_status()).await.is_ok_and(|r| r.is_ok()) {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Write in the background to `topic`-`p` through every node (idempotent, `acks=all`).
+pub fn writer(c: &Cluster, topic: &str, p: u32) -> Background {
+    Background::start(Writer::new(topic, p, 1), c.clients.clone())
+}
+
+/// Stop `bg` and count the acknowledged records of `topic`-`p` missing from its log
+/// (all of them if the partition can no longer be read).
+pub async fn lost(c: &Cluster, bg: Background, topic: &str, p: u32) -> u64 {
+    let log = bg.stop().await;
+    match tokio::time::timeout(LONG_BUDGET, try_read_partition(&c.any_client(), topic, p)).await {
+        Ok(Ok(records)) => check(&log.acked, &records).lost,
+        _ => log.acked.iter().map(|a| a.count).sum(),
+    }
+}
+
+/// Like [`crate::read_partition`], with an error instead of a panic (an attacked
+/// partition may have been taken away).
+pub async fn try_read_partition(
+    client: &Client,
+    topic: &str,
+    partition: u32,
+) -> Result<Vec<meshlog_protocol::batch::Record>, meshlog::client::ClientError> {
+    use meshlog::client::consumer::{self, StartAt};
+    let mut off = consumer::start_offset(client, topic, partition, StartAt::Beginning).await?;
+    let mut out = Vec::new();
+    loop {
+        let f = consumer::fetch(client, topic, partition, off, 1 << 20, 0).await?;
+        if f.next_offset == off {
+            return Ok(out);
+        }
+        off = f.next_offset;
+        out.extend(f.records);
+    }
+}
+
+/// Every topic a node lists, by name.
+pub async fn topic_infos(client: &Client) -> BTreeMap<String, TopicInfo> {
+    client.list_topics().await.unwrap().into_iter().map(|t| (t.name.clone(), t)).collect()
+}
+
+/// Create `__consumer_offsets` (the first group request does).
+pub async fn create_offsets_topic(client: &Client) {
+    use meshlog_protocol::group::GroupRequest;
+    let req =
+        || ClientRequest::Group(GroupRequest::FetchOffsets { group: "hostile".into(), partitions: None });
+    wait_until("__consumer_offsets is created and answers", LONG_BUDGET, || async {
+        client.request(req()).await.ok().map(|_| ())
+    })
+    .await;
+}
+
+/// A one-record batch.
+pub fn one_record(key: Option<&[u8]>, value: &[u8]) -> Vec<u8> {
+    let mut b = BatchBuilder::new();
+    b.push(1, key, Some(value), &[]);
+    b.build().expect("a one-record batch")
+}
+
+/// The nodes' process ids.
+pub fn pids(c: &Cluster) -> Vec<u32> {
+    c.nodes.iter().flatten().map(|n| n.child.id()).collect()
+}
+
+/// The largest RSS among `pids`, in KiB.
+pub fn max_rss(pids: &[u32]) -> u64 {
+    pids.iter().filter_map(|p| rss_kib(*p)).max().unwrap_or(0)
+}
+
+/// Sample the RSS of `pids` every 100 ms until the flag is set; the task returns the
+/// peak in KiB.
+pub fn rss_sampler(pids: Vec<u32>) -> (Arc<AtomicBool>, tokio::task::JoinHandle<u64>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let task = tokio::spawn(async move {
+        let mut peak = 0;
+        while !s.load(Ordering::Relaxed) {
+            peak = peak.max(max_rss(&pids));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        peak.max(max_rss(&pids))
+    });
+    (stop, task)
+}
