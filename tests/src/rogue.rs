@@ -360,8 +360,11 @@ const SERVING_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Tally {
     /// Hostile actions tried.
     pub tried: u64,
-    /// Hostile actions that changed the mesh.
+    /// Hostile actions that got through, judged one by one ([`Tally::note`]).
     pub accepted: u64,
+    /// Changes to the mesh seen afterwards ([`Tally::observe`]), each one the effect of
+    /// some of the actions tried.
+    pub effects: u64,
     failures: Vec<String>,
 }
 
@@ -381,9 +384,9 @@ impl Tally {
     }
 
     /// An observation of the outcome of actions already counted: not an action itself.
-    pub fn observe(&mut self, accepted: bool, what: impl FnOnce() -> String) {
-        if accepted {
-            self.accepted += 1;
+    pub fn observe(&mut self, changed: bool, what: impl FnOnce() -> String) {
+        if changed {
+            self.effects += 1;
             self.failures.push(what());
         }
     }
@@ -392,15 +395,12 @@ impl Tally {
     /// and any node that stopped serving.
     pub fn finish(self, what: &str, lost: u64, serving: usize, nodes: usize) {
         println!(
-            "figure: {what}: hostile actions tried {}, accepted {}; acked writes lost {lost}; nodes serving {serving}/{nodes}",
-            self.tried, self.accepted
+            "figure: {what}: hostile actions tried {}, accepted {}, effects seen {}; acked writes lost {lost}; \
+             nodes serving {serving}/{nodes}",
+            self.tried, self.accepted, self.effects
         );
-        assert!(
-            self.failures.is_empty(),
-            "{what}: {} accepted:\n{}",
-            self.accepted,
-            self.failures.join("\n")
-        );
+        let n = self.failures.len();
+        assert!(self.failures.is_empty(), "{what}: {n} got through:\n{}", self.failures.join("\n"));
         assert_eq!(lost, 0, "{what}: acknowledged writes were lost");
         assert_eq!(serving, nodes, "{what}: a node stopped serving");
     }
@@ -467,9 +467,18 @@ pub async fn try_read_partition(
     }
 }
 
-/// Every topic a node lists, by name.
+/// Every topic a node lists, by name (waiting while the node is too busy to answer).
 pub async fn topic_infos(client: &Client) -> BTreeMap<String, TopicInfo> {
-    client.list_topics().await.unwrap().into_iter().map(|t| (t.name.clone(), t)).collect()
+    let list =
+        wait_until("a node lists its topics", LONG_BUDGET, || async { client.list_topics().await.ok() })
+            .await;
+    list.into_iter().map(|t| (t.name.clone(), t)).collect()
+}
+
+/// A node's `cluster status` (waiting while it is too busy to answer).
+pub async fn status(client: &Client) -> meshlog_protocol::mesh::ClusterStatus {
+    wait_until("a node answers cluster status", LONG_BUDGET, || async { client.cluster_status().await.ok() })
+        .await
 }
 
 /// Create `__consumer_offsets` (the first group request does).
