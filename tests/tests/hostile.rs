@@ -115,8 +115,8 @@ async fn forged_topic_records_are_refused() {
     for i in 0..3 {
         let now = status(&c.client(i)).await.topics;
         let now_infos = topic_infos(&c.client(i)).await;
-        for r in &records {
-            let name = &r.info.name;
+        let names: std::collections::BTreeSet<&String> = records.iter().map(|r| &r.info.name).collect();
+        for name in names {
             let taken = match before.get(name) {
                 Some(sets) => {
                     now.get(name) != Some(sets) || now_infos[name].creation_id != infos[name].creation_id
