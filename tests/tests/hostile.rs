@@ -372,27 +372,7 @@ async fn a_client_cannot_act_as_a_node() {
     let signed = rogue.sign(&forged);
 
     let mut t = Tally::default();
-    let produce = ClientRequest::Produce(ProduceRequest {
-        topic: topic.into(),
-        partition: 0,
-        acks: Acks::All,
-        timeout_ms: 5_000,
-        leader_epoch: None,
-        batch: one_record(None, b"forged by a client"),
-    });
-    let requests = [
-        PeerRequest::Forward(produce),
-        PeerRequest::Forward(ClientRequest::CreateTopic {
-            name: "client-made".into(),
-            partitions: 1,
-            replication_factor: 1,
-            config: BTreeMap::new(),
-        }),
-        PeerRequest::TopicRecords,
-        PeerRequest::LocalServices { name: None },
-        PeerRequest::PartitionStatuses { topic: topic.into() },
-        PeerRequest::Replicate(rogue::replicate(topic, 0, &rogue::forged_behind(u64::MAX, end, epoch))),
-    ];
+    let requests = node_only_requests(topic, end, epoch);
     for node in &rogue.nodes {
         for (k, req) in requests.iter().enumerate() {
             let served = rogue.peer_accepted(*node, req.clone()).await;
@@ -432,6 +412,32 @@ async fn a_client_cannot_act_as_a_node() {
     t.observe(landed, || "a client's forwarded write landed".into());
     let lost = check(&log.acked, &records).lost;
     t.finish("a rogue client on the peer API, gossip, DHT, replication streams", lost, serving(&c).await, 3);
+}
+
+/// Peer requests only a node may make: a forwarded write and topic creation, the
+/// anti-entropy and discovery questions, a replication message.
+fn node_only_requests(topic: &str, end: u64, epoch: u64) -> Vec<PeerRequest> {
+    let produce = ClientRequest::Produce(ProduceRequest {
+        topic: topic.into(),
+        partition: 0,
+        acks: Acks::All,
+        timeout_ms: 5_000,
+        leader_epoch: None,
+        batch: one_record(None, b"forged by a client"),
+    });
+    vec![
+        PeerRequest::Forward(produce),
+        PeerRequest::Forward(ClientRequest::CreateTopic {
+            name: "client-made".into(),
+            partitions: 1,
+            replication_factor: 1,
+            config: BTreeMap::new(),
+        }),
+        PeerRequest::TopicRecords,
+        PeerRequest::LocalServices { name: None },
+        PeerRequest::PartitionStatuses { topic: topic.into() },
+        PeerRequest::Replicate(rogue::replicate(topic, 0, &rogue::forged_behind(u64::MAX, end, epoch))),
+    ]
 }
 
 /// A short name of a peer request, for failure messages.

@@ -104,10 +104,11 @@ const STALLED_STREAMS: usize = 128;
 /// What a stalled stream claims and what it sends of it.
 const STALLED_CLAIM_BYTES: u32 = 16 << 20;
 const STALLED_SENT_BYTES: usize = 4 << 20;
+/// How long writing one stalled frame's part may take (a node may stop reading).
+const STALLED_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_frames_keep_node_memory_bounded() {
-    use futures::AsyncWriteExt;
     let c = Cluster::start(3).await;
     c.client(0).create_topic("big", 3, 3, Default::default()).await.unwrap();
     let bg = writer(&c, "big", 0);
@@ -141,10 +142,30 @@ async fn large_frames_keep_node_memory_bounded() {
         }
     }
 
-    // Streams claiming a large frame, sending part of it, and stalling (kept open).
+    let stalled = stall_streams(&c, &mut t).await;
+    bg.wait_for_more(WRITES_DURING_ATTACK, "acks=all writes during the flood").await;
+    stop.store(true, Ordering::Relaxed);
+    let peak = sampler.await.unwrap();
+    drop(stalled);
+    let lost = lost(&c, bg, "big", 0).await;
+    println!(
+        "figure: peak node RSS under large frames {} MiB (limit {} MiB)",
+        peak >> 10,
+        RSS_LIMIT_KIB >> 10
+    );
+    t.observe(peak >= RSS_LIMIT_KIB, || format!("a node's RSS reached {} MiB", peak >> 10));
+    t.finish("large and stalled frames", lost, serving(&c).await, 3);
+}
+
+/// Open streams that claim a large frame, send part of it and stall, on every node's
+/// client protocol, until [`STALLED_STREAMS`] per node or a node passes the RSS limit
+/// (then stop: the point is made, and the machine is shared). Returns what must stay
+/// alive for the streams to stay open.
+async fn stall_streams(c: &Cluster, t: &mut Tally) -> (Vec<libp2p::Stream>, Vec<rogue::RawPeer>) {
+    use futures::AsyncWriteExt;
     let (mut stalled, mut peers) = (Vec::new(), Vec::new());
     let chunk = vec![0x5A_u8; STALLED_SENT_BYTES];
-    'nodes: for node in addrs(&c) {
+    for node in addrs(c) {
         let raw = rogue::RawPeer::connect(&node).await;
         for _ in 0..STALLED_STREAMS {
             t.tried(1);
@@ -155,27 +176,16 @@ async fn large_frames_keep_node_memory_bounded() {
                 s.write_all(&chunk).await?;
                 s.flush().await
             };
-            let _ = tokio::time::timeout(Duration::from_secs(5), sent).await;
+            let _ = tokio::time::timeout(STALLED_WRITE_TIMEOUT, sent).await;
             stalled.push(s);
-            if max_rss(&pids(&c)) >= RSS_LIMIT_KIB {
+            if max_rss(&pids(c)) >= RSS_LIMIT_KIB {
                 peers.push(raw);
-                break 'nodes;
+                return (stalled, peers);
             }
         }
         peers.push(raw);
     }
-    bg.wait_for_more(WRITES_DURING_ATTACK, "acks=all writes during the flood").await;
-    stop.store(true, Ordering::Relaxed);
-    let peak = sampler.await.unwrap();
-    drop((stalled, peers));
-    let lost = lost(&c, bg, "big", 0).await;
-    println!(
-        "figure: peak node RSS under large frames {} MiB (limit {} MiB)",
-        peak >> 10,
-        RSS_LIMIT_KIB >> 10
-    );
-    t.observe(peak >= RSS_LIMIT_KIB, || format!("a node's RSS reached {} MiB", peak >> 10));
-    t.finish("large and stalled frames", lost, serving(&c).await, 3);
+    (stalled, peers)
 }
 
 /// Topic creations a client may try in the flood (a quota must refuse some first).
