@@ -437,14 +437,20 @@ pub fn writer(c: &Cluster, topic: &str, p: u32) -> Background {
     Background::start(Writer::new(topic, p, 1), c.clients.clone())
 }
 
-/// Stop `bg` and count the acknowledged records of `topic`-`p` missing from its log
-/// (all of them if the partition can no longer be read).
+/// Stop `bg` and count the acknowledged records of `topic`-`p` missing from its log,
+/// read through the first node that can (all of them if none can: an acknowledged
+/// write nobody can read back is lost to its producer).
 pub async fn lost(c: &Cluster, bg: Background, topic: &str, p: u32) -> u64 {
     let log = bg.stop().await;
-    match tokio::time::timeout(LONG_BUDGET, try_read_partition(&c.any_client(), topic, p)).await {
-        Ok(Ok(records)) => check(&log.acked, &records).lost,
-        _ => log.acked.iter().map(|a| a.count).sum(),
+    let clients: Vec<Client> = c.clients.lock().unwrap().iter().flatten().cloned().collect();
+    for client in clients {
+        if let Ok(Ok(records)) =
+            tokio::time::timeout(LONG_BUDGET, try_read_partition(&client, topic, p)).await
+        {
+            return check(&log.acked, &records).lost;
+        }
     }
+    log.acked.iter().map(|a| a.count).sum()
 }
 
 /// Like [`crate::read_partition`], with an error instead of a panic (an attacked
