@@ -14,6 +14,10 @@ pub const DEFAULT_PORT: u16 = 9494;
 /// Where a node keeps its data by default (relative to the working directory).
 pub const DEFAULT_DATA_DIR: &str = "meshlog-data";
 
+/// The longest duration any `*_ms` setting may name (30 days): far above every sane
+/// value, and low enough that sums like `3 * heartbeat_interval_ms` cannot overflow.
+pub const MAX_DURATION_MS: u64 = 30 * 24 * 3600 * 1000;
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -71,6 +75,11 @@ pub struct NodeConfig {
     pub psk_file: Option<PathBuf>,
     /// If not empty, only these PeerIds may connect.
     pub allow_peers: Vec<String>,
+    /// This node's credential for a closed mesh (`meshlog mesh init`): peers must then
+    /// prove a node or client credential of the same mesh.
+    pub node_credential: Option<PathBuf>,
+    /// Serials of credentials no longer admitted (closed mesh).
+    pub revoked_credentials: Vec<String>,
     /// How often this node announces itself on gossip.
     pub heartbeat_interval_ms: u64,
     /// A member unheard of for this long is down.
@@ -139,6 +148,8 @@ impl Default for NodeConfig {
             bootstrap: Vec::new(),
             psk_file: None,
             allow_peers: Vec::new(),
+            node_credential: None,
+            revoked_credentials: Vec::new(),
             heartbeat_interval_ms: 1_000,
             member_timeout_ms: 5_000,
             topic_settle_ms: 1_000,
@@ -245,6 +256,7 @@ impl NodeConfig {
         self.listen_addrs()?;
         self.bootstrap_addrs()?;
         self.allowlist()?;
+        self.validate_durations()?;
         if self.heartbeat_interval_ms == 0 || self.member_timeout_ms < 3 * self.heartbeat_interval_ms {
             return bad(format!(
                 "member_timeout_ms={} must be at least 3 heartbeats (heartbeat_interval_ms={}, which must be > 0)",
@@ -326,6 +338,40 @@ impl NodeConfig {
         }
         Ok(())
     }
+
+    /// Every duration at most [`MAX_DURATION_MS`], so no relation below overflows.
+    fn validate_durations(&self) -> Result<(), ConfigError> {
+        let durations = [
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("idle_connection_timeout_ms", self.idle_connection_timeout_ms),
+            ("fetch_max_wait_ms", self.fetch_max_wait_ms as u64),
+            ("produce_max_timeout_ms", self.produce_max_timeout_ms as u64),
+            ("retention_check_interval_ms", self.retention_check_interval_ms),
+            ("heartbeat_interval_ms", self.heartbeat_interval_ms),
+            ("member_timeout_ms", self.member_timeout_ms),
+            ("topic_settle_ms", self.topic_settle_ms),
+            ("lookup_timeout_ms", self.lookup_timeout_ms),
+            ("metadata_timeout_ms", self.metadata_timeout_ms),
+            ("admin_timeout_ms", self.admin_timeout_ms),
+            ("call_margin_ms", self.call_margin_ms),
+            ("breaker_window_ms", self.breaker_window_ms),
+            ("breaker_cooldown_ms", self.breaker_cooldown_ms),
+            ("retry_backoff_base_ms", self.retry_backoff_base_ms),
+            ("retry_backoff_max_ms", self.retry_backoff_max_ms),
+            ("replica_heartbeat_ms", self.replica_heartbeat_ms),
+            ("election_timeout_ms", self.election_timeout_ms),
+            ("leader_lease_ms", self.leader_lease_ms),
+            ("replica_lag_max_ms", self.replica_lag_max_ms),
+            ("group_min_session_timeout_ms", self.group_min_session_timeout_ms as u64),
+            ("group_max_session_timeout_ms", self.group_max_session_timeout_ms as u64),
+        ];
+        match durations.iter().find(|(_, v)| *v > MAX_DURATION_MS) {
+            Some((name, v)) => Err(ConfigError::Invalid(format!(
+                "{name}={v} is longer than the {MAX_DURATION_MS} ms (30 days) any duration may be"
+            ))),
+            None => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -358,6 +404,18 @@ mod tests {
         assert_eq!(c.fetch_max_wait_ms, 100);
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn huge_durations_are_a_clear_error_not_an_overflow() {
+        for text in
+            ["heartbeat_interval_ms = 18446744073709551615\n", "election_timeout_ms = 9223372036854775807\n"]
+        {
+            let f = write(text);
+            let c = NodeConfig::load(Some(f.path())).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("30 days"), "{e}");
+        }
     }
 
     #[test]

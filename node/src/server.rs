@@ -96,17 +96,23 @@ impl RunningNode {
 /// Start a node with a validated config.
 pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     cfg.validate()?;
+    // Read everything a flag names before touching the data directory, so a start that
+    // fails on a bad file leaves nothing behind (a key without a store would later
+    // read as a lost store).
+    let psk = cfg.psk_file.as_deref().map(Psk::load).transpose()?;
+    let admission = admission(&cfg)?;
     // A node key without a store means the store was lost (a wiped or replaced disk):
     // its replicas must catch up before they vote again.
     let store_lost = cfg.data_dir.join(identity::KEY_FILE).exists() && !Store::exists_in(&cfg.data_dir);
-    let keypair = identity::load_or_create(&cfg.data_dir)?;
-    let peer_id = keypair.public().to_peer_id();
-    let psk = cfg.psk_file.as_deref().map(Psk::load).transpose()?;
     let store_opts = StoreOptions {
         cache_capacity_bytes: cfg.cache_capacity_bytes,
         segment_bytes: crate::storage::SEGMENT_BYTES,
     };
+    // The store first, then the key: a first start that fails in between leaves a store
+    // without a key (a fresh node next time), never a key without a store.
     let store = Arc::new(Store::open(&cfg.data_dir, &store_opts)?);
+    let keypair = identity::load_or_create(&cfg.data_dir)?;
+    let peer_id = keypair.public().to_peer_id();
     if store_lost {
         tracing::warn!(data_dir = %cfg.data_dir.display(), "the store is gone but the node key is not: replicas will catch up before they vote");
         store.meta_put(crate::broker::STORE_LOST_KEY, b"1")?;
@@ -139,7 +145,9 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         psk,
         allow: cfg.allowlist()?,
         bootstrap: cfg.bootstrap_addrs()?,
+        admission,
     };
+    let net_cfg_closed = net_cfg.admission.is_closed();
     let (net, events) = network::start(net_cfg, shutdown_rx.clone()).await?;
     let listen_addrs: Vec<Multiaddr> =
         net.listen_addrs().iter().map(|a| network::with_peer_id(a, peer_id)).collect();
@@ -149,6 +157,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         ?listen_addrs,
         mdns = cfg.mdns,
         psk = psk.map(|p| p.fingerprint()),
+        closed_mesh = net_cfg_closed,
         "node started"
     );
     let lookup_timeout = Duration::from_millis(cfg.lookup_timeout_ms);
@@ -308,6 +317,23 @@ async fn retention(broker: Arc<Broker>, every_ms: u64, mut shutdown: watch::Rece
             _ = stopped(&mut shutdown) => return,
         }
     }
+}
+
+/// How this node admits peers: by its node credential in a closed mesh, else open.
+fn admission(cfg: &NodeConfig) -> Result<network::Admission, NetworkError> {
+    let Some(path) = cfg.node_credential.as_deref() else {
+        return Ok(network::Admission::Open);
+    };
+    let credential = network::Credential::load(path)?;
+    if credential.role() != network::PeerRole::Node {
+        return Err(NetworkError::Credential {
+            path: path.display().to_string(),
+            reason: "this is a client credential; a node needs the mesh's node credential".into(),
+        });
+    }
+    tracing::info!(mesh = %credential.mesh_fingerprint(), serial = credential.serial(), "closed mesh: peers must prove a credential");
+    let revoked = cfg.revoked_credentials.iter().cloned().collect();
+    Ok(network::Admission::Closed { credential, revoked })
 }
 
 /// Resolves once `shutdown` turns true (or its sender is gone).

@@ -80,6 +80,9 @@ pub enum ErrorCode {
     OffsetNotAvailable = 78,
     /// No such group.
     GroupIdNotFound = 69,
+    /// The sender is not admitted for this request: a client (or an unproven peer) used
+    /// a node's protocol, or a closed mesh refused its credential.
+    ClusterAuthorizationFailed = 31,
     /// The node is shutting down or overloaded; retry elsewhere or later.
     Unavailable = 1000,
     /// No such service registration.
@@ -92,7 +95,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 37] = [
+    pub const ALL: [ErrorCode; 38] = [
         ErrorCode::Unknown,
         ErrorCode::OffsetOutOfRange,
         ErrorCode::CorruptMessage,
@@ -130,6 +133,7 @@ impl ErrorCode {
         ErrorCode::GroupIdNotFound,
         ErrorCode::PartitionNotAssigned,
         ErrorCode::OffsetNotAvailable,
+        ErrorCode::ClusterAuthorizationFailed,
     ];
 
     /// The stable number of this code.
@@ -182,6 +186,7 @@ impl ErrorCode {
             ErrorCode::GroupIdNotFound => "GROUP_ID_NOT_FOUND",
             ErrorCode::PartitionNotAssigned => "PARTITION_NOT_ASSIGNED",
             ErrorCode::OffsetNotAvailable => "OFFSET_NOT_AVAILABLE",
+            ErrorCode::ClusterAuthorizationFailed => "CLUSTER_AUTHORIZATION_FAILED",
         }
     }
 
@@ -265,5 +270,6 @@ mod tests {
         assert_eq!(ErrorCode::UnknownMemberId.as_i16(), 25);
         assert_eq!(ErrorCode::RebalanceInProgress.as_i16(), 27);
         assert_eq!(ErrorCode::GroupIdNotFound.as_i16(), 69);
+        assert_eq!(ErrorCode::ClusterAuthorizationFailed.as_i16(), 31);
     }
 }

@@ -4,6 +4,8 @@
 //! This crate is pure: it performs no I/O and imports no tokio, libp2p or sled.
 //!
 //! Module map:
+//! - [`admission`]: the hello every connection starts with (node or client role) and a
+//!   closed mesh's certificates.
 //! - [`frame`]: length-prefixed, versioned frames with a hard size limit checked
 //!   before any allocation.
 //! - [`codec`]: the one place that turns messages into bytes (bincode 2.0.1 via serde).
@@ -16,6 +18,7 @@
 //! - [`types`]: small shared value types (acks, offset specs, topic descriptions).
 //! - [`mesh`]: membership heartbeats, topic records, service instances (mesh hints).
 
+pub mod admission;
 pub mod batch;
 pub mod codec;
 pub mod error;

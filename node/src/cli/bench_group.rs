@@ -91,7 +91,7 @@ impl GroupBench {
     pub async fn run(self) -> anyhow::Result<()> {
         let mut clients = Vec::new();
         for addr in &self.server.server {
-            let one = ServerArgs { server: vec![addr.clone()], psk_file: self.server.psk_file.clone() };
+            let one = ServerArgs { server: vec![addr.clone()], ..self.server.clone() };
             clients.push(one.connect().await?);
         }
         let first = clients[0].clone();

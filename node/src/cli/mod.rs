@@ -9,6 +9,7 @@ mod bench_mesh;
 mod cluster;
 mod consume;
 mod group;
+mod mesh;
 mod node_cmd;
 mod output;
 mod produce;
@@ -54,6 +55,9 @@ enum Command {
     Cluster(cluster::ClusterCommand),
     /// Print a new random pre-shared key for a closed mesh (save it, pass --psk-file).
     MeshKey,
+    /// Create a closed mesh's credentials (node and client roles) and issue more.
+    #[command(subcommand)]
+    Mesh(mesh::MeshCommand),
     /// Measure produce and consume throughput and latency.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -69,6 +73,14 @@ pub struct ServerArgs {
     /// The mesh's pre-shared key file, if the mesh is closed.
     #[arg(long, env = "MESHLOG_PSK_FILE")]
     pub psk_file: Option<std::path::PathBuf>,
+    /// A closed mesh's client credential (`meshlog mesh init DIR` writes
+    /// DIR/client.credential).
+    #[arg(long, env = "MESHLOG_CLIENT_CREDENTIAL")]
+    pub client_credential: Option<std::path::PathBuf>,
+    /// Keep this client's key in FILE (created on first use), so a mesh with an
+    /// allowlist (`--allow-peer`) admits it; without it every run has a new key.
+    #[arg(long, env = "MESHLOG_IDENTITY")]
+    pub identity: Option<std::path::PathBuf>,
 }
 
 fn default_server() -> Multiaddr {
@@ -76,12 +88,29 @@ fn default_server() -> Multiaddr {
 }
 
 impl ServerArgs {
+    /// The key, identity and credential files, read.
+    pub fn options(&self) -> anyhow::Result<crate::client::ClientOptions> {
+        use crate::network::{identity, Credential, PeerRole, Psk};
+        let credential = self.client_credential.as_deref().map(Credential::load).transpose()?;
+        if let (Some(c), Some(path)) = (&credential, &self.client_credential) {
+            if c.role() != PeerRole::Client {
+                // A node credential works, but it should stay on the nodes.
+                tracing::warn!(path = %path.display(), "using a node credential as a client's");
+            }
+        }
+        Ok(crate::client::ClientOptions {
+            psk: self.psk_file.as_deref().map(Psk::load).transpose()?,
+            identity: self.identity.as_deref().map(identity::load_or_create_file).transpose()?,
+            credential,
+        })
+    }
+
     /// Connect, naming the address on failure.
     pub async fn connect(&self) -> anyhow::Result<Client> {
-        let psk = self.psk_file.as_deref().map(crate::network::Psk::load).transpose()?;
+        let opts = self.options()?;
         let mut errors = Vec::new();
         for addr in &self.server {
-            match Client::connect_with(addr, psk).await {
+            match Client::connect_opts(addr, &opts).await {
                 Ok(c) => return Ok(c),
                 Err(e) => errors.push(format!("{addr}: {e}")),
             }
@@ -115,5 +144,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(cmd) => bench::run(cmd).await,
+        Command::Mesh(cmd) => mesh::run(cmd),
     }
 }

@@ -28,6 +28,13 @@ pub struct NodeArgs {
     /// Only let this PeerId connect (repeatable; this node is always allowed).
     #[arg(long = "allow-peer", env = "MESHLOG_ALLOW_PEERS", value_delimiter = ',')]
     allow_peers: Vec<String>,
+    /// This node's credential for a closed mesh (`meshlog mesh init DIR` writes
+    /// DIR/node.credential): only peers proving this mesh's credentials are admitted.
+    #[arg(long, env = "MESHLOG_NODE_CREDENTIAL")]
+    node_credential: Option<PathBuf>,
+    /// Refuse the credential with this serial (repeatable; closed mesh).
+    #[arg(long = "revoke-credential", env = "MESHLOG_REVOKED_CREDENTIALS", value_delimiter = ',')]
+    revoked_credentials: Vec<String>,
 }
 
 /// Build the effective config: defaults < file < env < flags.
@@ -50,6 +57,12 @@ fn effective(args: NodeArgs) -> anyhow::Result<NodeConfig> {
     }
     if !args.allow_peers.is_empty() {
         cfg.allow_peers = args.allow_peers;
+    }
+    if args.node_credential.is_some() {
+        cfg.node_credential = args.node_credential;
+    }
+    if !args.revoked_credentials.is_empty() {
+        cfg.revoked_credentials = args.revoked_credentials;
     }
     cfg.validate()?;
     Ok(cfg)

@@ -10,7 +10,9 @@ pub mod consumer;
 pub mod group;
 pub mod producer;
 
-use crate::network::{self, Keypair, Multiaddr, NetworkConfig, NetworkError, NetworkHandle, PeerId, Psk};
+use crate::network::{
+    self, Admission, Credential, Keypair, Multiaddr, NetworkConfig, NetworkError, NetworkHandle, PeerId, Psk,
+};
 use crate::resilience::{CallError, CallKind, Resilience, ResilienceConfig};
 use meshlog_protocol::frame::DEFAULT_MAX_FRAME_BYTES;
 use meshlog_protocol::mesh::{ClusterStatus, ServiceInstance};
@@ -67,6 +69,29 @@ impl ClientError {
     }
 }
 
+/// How a client joins the conversation: the mesh key, its identity, its credential.
+#[derive(Clone, Default)]
+pub struct ClientOptions {
+    /// The closed mesh's pre-shared key (libp2p pnet), if it has one.
+    pub psk: Option<Psk>,
+    /// A persistent key (`--identity FILE`), so an allowlisted mesh knows this client;
+    /// None: a new key for this process.
+    pub identity: Option<Keypair>,
+    /// A closed mesh's client credential (`--client-credential FILE`).
+    pub credential: Option<Credential>,
+}
+
+impl ClientOptions {
+    fn admission(&self) -> Admission {
+        match &self.credential {
+            Some(credential) => {
+                Admission::Closed { credential: credential.clone(), revoked: Default::default() }
+            }
+            None => Admission::Open,
+        }
+    }
+}
+
 /// A connection to one node.
 #[derive(Clone)]
 pub struct Client {
@@ -85,18 +110,25 @@ impl Client {
 
     /// Dial the node at `addr` through a closed mesh's pre-shared key.
     pub async fn connect_with(addr: &Multiaddr, psk: Option<Psk>) -> Result<Client, ClientError> {
+        Client::connect_opts(addr, &ClientOptions { psk, ..ClientOptions::default() }).await
+    }
+
+    /// Dial the node at `addr` with `opts` (mesh key, identity, credential). The call
+    /// returns once the node has admitted this client and proved itself a node.
+    pub async fn connect_opts(addr: &Multiaddr, opts: &ClientOptions) -> Result<Client, ClientError> {
         let (stop, stop_rx) = watch::channel(false);
         let cfg = NetworkConfig {
-            keypair: Keypair::generate_ed25519(),
+            keypair: opts.identity.clone().unwrap_or_else(Keypair::generate_ed25519),
             listen: Vec::new(),
             serve: false,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             request_timeout: REQUEST_TIMEOUT,
             idle_connection_timeout: Duration::from_secs(300),
             mdns: false,
-            psk,
+            psk: opts.psk,
             allow: None,
             bootstrap: Vec::new(),
+            admission: opts.admission(),
         };
         let (net, _events) = network::start(cfg, stop_rx).await?;
         let server = match tokio::time::timeout(CONNECT_TIMEOUT, net.dial(addr.clone())).await {

@@ -2,10 +2,11 @@
 //!
 //! Nodes run everything: Kademlia in server mode (registry of topics, partitions and
 //! services), gossipsub (heartbeats and topic announcements), mDNS (LAN auto-join),
-//! identify, ping, request-response for the client and peer APIs, connection limits and
-//! an optional PeerId allowlist. Clients run only identify, ping and request-response.
+//! identify, ping, request-response for the client and peer APIs, the hello that sets
+//! each connection's role, connection limits and an optional PeerId allowlist. Clients
+//! run only identify, ping and request-response.
 
-use super::codec::FrameCodec;
+use super::codec::{ByteBudget, FrameCodec, MeteredCodec};
 use super::{NetworkConfig, NetworkError};
 use libp2p::allow_block_list::{self, AllowedPeers};
 use libp2p::core::muxing::StreamMuxerBox;
@@ -14,8 +15,11 @@ use libp2p::core::Transport;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{connection_limits, gossipsub, identify, identity, kad, mdns, noise, ping, pnet, tcp, yamux};
+use libp2p::{
+    connection_limits, dns, gossipsub, identify, identity, kad, mdns, noise, ping, pnet, tcp, yamux,
+};
 use libp2p::{PeerId, StreamProtocol, Swarm};
+use meshlog_protocol::admission::{Hello, MAX_HELLO_BYTES};
 use meshlog_protocol::messages::{ClientRequest, ClientResult, PeerRequest, PeerResponse};
 use std::time::Duration;
 
@@ -23,6 +27,22 @@ use std::time::Duration;
 pub const CLIENT_PROTOCOL: StreamProtocol = StreamProtocol::new("/meshlog/client/1");
 /// The peer API protocol name.
 pub const PEER_PROTOCOL: StreamProtocol = StreamProtocol::new("/meshlog/peer/1");
+/// The hello every connection starts with (role and, in a closed mesh, its proof).
+pub const HELLO_PROTOCOL: StreamProtocol = StreamProtocol::new("/meshlog/hello/1");
+/// Largest client-API request a node reads: one produce batch at the ceiling of
+/// `max.message.bytes` (2 MiB) with room for the request around it. Far below the peer
+/// limit, so a client cannot make a node buffer fetch-answer-sized frames.
+pub const CLIENT_MAX_REQUEST_BYTES: usize = (2 << 20) + (64 << 10);
+/// Bytes of inbound client requests a node holds at once, from their length prefix to
+/// their answer: what bounds a node's memory against many clients or a hostile one.
+pub const CLIENT_REQUEST_BUDGET_BYTES: usize = 128 << 20;
+/// Concurrent client-API streams per connection (a consumer long-polls one partition
+/// per stream; a producer keeps its in-flight window).
+const MAX_CLIENT_STREAMS: usize = 256;
+/// Connections being set up at once from peers that dialled us.
+const MAX_PENDING_INCOMING: u32 = 128;
+/// Established connections from peers that dialled us (clients and nodes).
+const MAX_ESTABLISHED_INCOMING: u32 = 4096;
 /// Kademlia's protocol name: a meshlog mesh is its own DHT, apart from IPFS's.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/meshlog/kad/1.0.0");
 /// Identify's protocol version string.
@@ -50,8 +70,9 @@ pub(super) struct Behaviour {
     pub(super) kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
     pub(super) gossipsub: Toggle<gossipsub::Behaviour>,
     pub(super) mdns: Toggle<mdns::tokio::Behaviour>,
-    pub(super) client: request_response::Behaviour<FrameCodec<ClientRequest, ClientResult>>,
+    pub(super) client: request_response::Behaviour<MeteredCodec<ClientRequest, ClientResult>>,
     pub(super) peer: request_response::Behaviour<FrameCodec<PeerRequest, PeerResponse>>,
+    pub(super) hello: request_response::Behaviour<FrameCodec<Hello, Hello>>,
     /// Long-lived replication streams ([`super::streams`]).
     pub(super) stream: libp2p_stream::Behaviour,
 }
@@ -82,7 +103,9 @@ fn behaviour(cfg: &NetworkConfig, key: &identity::Keypair) -> Result<Behaviour, 
         allow: allow.into(),
         limits: connection_limits::Behaviour::new(
             connection_limits::ConnectionLimits::default()
-                .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER)),
+                .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+                .with_max_pending_incoming(Some(MAX_PENDING_INCOMING))
+                .with_max_established_incoming(Some(MAX_ESTABLISHED_INCOMING)),
         ),
         identify: identify::Behaviour::new(identify::Config::new(IDENTIFY_VERSION.into(), key.public())),
         ping: ping::Behaviour::default(),
@@ -90,14 +113,25 @@ fn behaviour(cfg: &NetworkConfig, key: &identity::Keypair) -> Result<Behaviour, 
         gossipsub: if mesh { Some(gossip(key)?) } else { None }.into(),
         mdns: mdns.into(),
         client: request_response::Behaviour::with_codec(
-            FrameCodec::new(cfg.max_frame_bytes),
+            MeteredCodec::new(
+                FrameCodec::with_limits(
+                    CLIENT_MAX_REQUEST_BYTES.min(cfg.max_frame_bytes),
+                    cfg.max_frame_bytes,
+                ),
+                cfg.serve.then(|| ByteBudget::new(CLIENT_REQUEST_BUDGET_BYTES)),
+            ),
             [(CLIENT_PROTOCOL, support.clone())],
-            rr_cfg.clone(),
+            rr_cfg.clone().with_max_concurrent_streams(MAX_CLIENT_STREAMS),
         ),
         peer: request_response::Behaviour::with_codec(
             FrameCodec::new(cfg.max_frame_bytes),
             [(PEER_PROTOCOL, support)],
             rr_cfg,
+        ),
+        hello: request_response::Behaviour::with_codec(
+            FrameCodec::new(MAX_HELLO_BYTES),
+            [(HELLO_PROTOCOL, ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(super::HELLO_BUDGET),
         ),
         stream: libp2p_stream::Behaviour::new(),
     })
@@ -128,6 +162,8 @@ fn gossip(key: &identity::Keypair) -> Result<gossipsub::Behaviour, BoxError> {
         .heartbeat_interval(Duration::from_millis(500))
         .heartbeat_initial_delay(Duration::from_millis(100))
         .validation_mode(gossipsub::ValidationMode::Strict)
+        // Forward a message only once the swarm task has checked its relayer's role.
+        .validate_messages()
         .max_transmit_size(GOSSIP_MAX_BYTES)
         .build()?;
     let filter = gossipsub::MaxCountSubscriptionFilter {
@@ -155,7 +191,8 @@ pub(super) fn build_swarm(cfg: &NetworkConfig) -> Result<Swarm<Behaviour>, Netwo
         .with_tokio()
         .with_other_transport(|key| -> Result<Boxed<(PeerId, StreamMuxerBox)>, BoxError> {
             let noise = noise::Config::new(key)?;
-            let tcp = tcp::tokio::Transport::new(tcp::Config::default());
+            // `/dns4/HOST/tcp/PORT` bootstrap addresses resolve through the system resolver.
+            let tcp = dns::tokio::Transport::system(tcp::tokio::Transport::new(tcp::Config::default()))?;
             Ok(match psk {
                 Some(psk) => tcp
                     .and_then(move |sock, _| pnet::PnetConfig::new(psk).handshake(sock))

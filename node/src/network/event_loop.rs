@@ -3,16 +3,29 @@
 //! inputs, so one slow consumer cannot stall networking: events go out with `try_send`
 //! (requests over capacity are answered `UNAVAILABLE`; surplus gossip is dropped, it is
 //! only hints).
+//!
+//! It also sets each connection's role ([`super::admission`]): the dialer sends a
+//! hello, the listener checks it and answers with its own. Only a peer admitted as a
+//! node reaches the rest of the node through the peer protocols: peer requests that
+//! arrive before its hello wait for it (bounded), gossip it relays is ignored, its DHT
+//! writes dropped; a client's are refused. In a closed mesh a peer that cannot prove a
+//! role within [`super::HELLO_BUDGET`] is disconnected.
 
+use super::admission::{Admission, Roles};
 use super::behaviour::{build_swarm, Behaviour, BehaviourEvent, KAD_PROTOCOL};
-use super::{ClientResponder, Command, NetworkConfig, NetworkError, NetworkEvent, PeerResponder, Reply};
+use super::codec::Metered;
+use super::{
+    ClientResponder, Command, NetworkConfig, NetworkError, NetworkEvent, PeerResponder, Reply, HELLO_BUDGET,
+};
 use futures::StreamExt;
+use libp2p::core::ConnectedPoint;
 use libp2p::kad::store::RecordStore;
 use libp2p::kad::{self, QueryId};
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
 use libp2p::{gossipsub, identify, mdns, Multiaddr, PeerId, Swarm};
+use meshlog_protocol::admission::{Hello, PeerRole};
 use meshlog_protocol::codec;
 use meshlog_protocol::mesh::{GossipMessage, SignedRecord, MESH_GOSSIP_TOPIC};
 use meshlog_protocol::messages::{ClientRequest, ClientResult, PeerRequest, PeerResponse};
@@ -25,6 +38,36 @@ use tokio::sync::{mpsc, watch};
 const LISTEN_BUDGET: Duration = Duration::from_secs(10);
 /// How long to wait for further interface addresses of a wildcard listener.
 const INTERFACE_GRACE: Duration = Duration::from_millis(50);
+/// How often connections still without a hello are checked against their budget.
+const HELLO_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// Peer requests held per peer while its hello is on its way.
+const EARLY_REQUESTS_PER_PEER: usize = 64;
+/// Peers with held requests at once.
+const EARLY_PEERS_MAX: usize = 256;
+/// Hellos sent to one peer before it is given up on (a hello can be lost when it
+/// arrives while the other side is still binding its listeners).
+const HELLO_ATTEMPTS: u8 = 3;
+/// Identify listen addresses remembered per peer until it is admitted.
+const IDENTIFY_ADDRS_MAX: usize = 16;
+
+type PeerChannel = request_response::ResponseChannel<PeerResponse>;
+
+/// What the swarm task knows about connections whose role is not settled yet.
+#[derive(Default)]
+struct Admissions {
+    /// Connected peers without a role, since when.
+    unproven: HashMap<PeerId, tokio::time::Instant>,
+    /// Our hellos in flight.
+    hellos: HashMap<OutboundRequestId, PeerId>,
+    /// Hellos sent per peer without an answer yet.
+    attempts: HashMap<PeerId, u8>,
+    /// Dials answered once the peer's hello is checked.
+    dials: HashMap<PeerId, Vec<(Multiaddr, Reply<PeerId>)>>,
+    /// Peer requests that arrived before their sender's hello.
+    early: HashMap<PeerId, Vec<(PeerRequest, PeerChannel)>>,
+    /// Listen addresses identify reported, added to the DHT once the peer is a node.
+    identified: HashMap<PeerId, Vec<Multiaddr>>,
+}
 
 pub(super) struct EventLoop {
     swarm: Swarm<Behaviour>,
@@ -37,6 +80,11 @@ pub(super) struct EventLoop {
     pending_records: HashMap<QueryId, (Reply<Vec<SignedRecord>>, Vec<SignedRecord>)>,
     pending_providers: HashMap<QueryId, (Reply<Vec<PeerId>>, HashSet<PeerId>)>,
     listen_addrs: Vec<Multiaddr>,
+    /// The role this process declares.
+    role: PeerRole,
+    admission: Admission,
+    roles: Roles,
+    admissions: Admissions,
 }
 
 impl EventLoop {
@@ -46,6 +94,7 @@ impl EventLoop {
         cfg: &NetworkConfig,
         cmds: mpsc::Receiver<Command>,
         events: mpsc::Sender<NetworkEvent>,
+        roles: Roles,
     ) -> Result<(EventLoop, Vec<Multiaddr>), NetworkError> {
         let mut swarm = build_swarm(cfg)?;
         let bound = bind(&mut swarm, &cfg.listen).await?;
@@ -69,6 +118,10 @@ impl EventLoop {
             pending_records: HashMap::new(),
             pending_providers: HashMap::new(),
             listen_addrs: bound.clone(),
+            role: if cfg.serve { PeerRole::Node } else { PeerRole::Client },
+            admission: cfg.admission.clone(),
+            roles,
+            admissions: Admissions::default(),
         };
         Ok((lp, bound))
     }
@@ -79,6 +132,7 @@ impl EventLoop {
     }
 
     pub(super) async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut hello_check = tokio::time::interval(HELLO_CHECK_INTERVAL);
         loop {
             tokio::select! {
                 ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
@@ -86,7 +140,8 @@ impl EventLoop {
                     Some(c) => self.on_command(c),
                     None => return,
                 },
-                _ = crate::server::stopped(&mut shutdown) => return,
+                _ = hello_check.tick() => self.expire_hellos(),
+                _ = shutdown.wait_for(|s| *s) => return,
             }
         }
     }
@@ -96,7 +151,7 @@ impl EventLoop {
         match cmd {
             Command::Dial { addr, reply } => self.dial(addr, reply),
             Command::SendClient { peer, req, reply } => {
-                let id = b.client.send_request(&peer, req);
+                let id = b.client.send_request(&peer, Metered::outbound(req));
                 self.pending_client.insert(id, reply);
             }
             Command::SendPeer { peer, req, reply } => {
@@ -105,6 +160,7 @@ impl EventLoop {
             }
             // Err: the requester went away or timed out; nothing to do.
             Command::RespondClient { responder, result } => {
+                // The request's budget share (responder.1) is given back with it.
                 let _ = b.client.send_response(responder.0, result);
             }
             Command::RespondPeer { responder, response } => {
@@ -218,17 +274,11 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => self.on_gossip(e),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(e)) => self.on_mdns(e),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => self.on_identify(e),
-            SwarmEvent::ConnectionEstablished { peer_id, connection_id, num_established, .. } => {
-                if let Some((_, reply)) = self.pending_dial.remove(&connection_id) {
-                    let _ = reply.send(Ok(peer_id));
-                }
-                if num_established.get() == 1 {
-                    let _ = self.events.try_send(NetworkEvent::PeerConnected { peer: peer_id });
-                }
+            SwarmEvent::Behaviour(BehaviourEvent::Hello(e)) => self.on_hello(e),
+            SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
+                self.on_connected(peer_id, connection_id, &endpoint)
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
-                let _ = self.events.try_send(NetworkEvent::PeerDisconnected { peer: peer_id });
-            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => self.on_disconnected(peer_id),
             SwarmEvent::OutgoingConnectionError { connection_id, error, peer_id } => {
                 let reason = dial_reason(&error);
                 match self.pending_dial.remove(&connection_id) {
@@ -250,11 +300,40 @@ impl EventLoop {
     }
 
     fn on_gossip(&mut self, e: gossipsub::Event) {
-        let gossipsub::Event::Message { message, .. } = e else { return };
-        let Some(source) = message.source else { return };
+        let gossipsub::Event::Message { message, propagation_source, message_id } = e else { return };
+        let verdict = self.check_gossip(&propagation_source, message);
+        if let Some(gs) = self.swarm.behaviour_mut().gossipsub.as_mut() {
+            // Only accepted messages are forwarded; a client's are rejected outright.
+            let _ = gs.report_message_validation_result(&message_id, &propagation_source, verdict);
+        }
+    }
+
+    /// Decide on one gossip message, handing it on if accepted.
+    fn check_gossip(
+        &mut self,
+        relayer: &PeerId,
+        message: gossipsub::Message,
+    ) -> gossipsub::MessageAcceptance {
+        use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
+        match self.roles.get(relayer) {
+            Some(PeerRole::Node) => {}
+            Some(PeerRole::Client) => {
+                tracing::warn!(peer = %relayer, "gossip from a client rejected");
+                return Reject;
+            }
+            None => return Ignore, // its hello is not checked yet; gossip repeats
+        }
+        let Some(source) = message.source else { return Reject };
+        if self.roles.get(&source) == Some(PeerRole::Client) {
+            tracing::warn!(%source, "gossip authored by a client rejected");
+            return Reject;
+        }
         let msg: GossipMessage = match codec::decode(&message.data) {
             Ok(m) => m,
-            Err(e) => return tracing::debug!(%source, error = %e, "undecodable gossip dropped"),
+            Err(e) => {
+                tracing::debug!(%source, error = %e, "undecodable gossip dropped");
+                return Reject;
+            }
         };
         // Strict validation already checked that `source` signed the message; its
         // payload may not claim to speak for anyone else.
@@ -265,9 +344,11 @@ impl EventLoop {
             GossipMessage::Leases(l) => Some(l.leader.as_str()),
         };
         if claimed.is_some_and(|c| c != source.to_string()) {
-            return tracing::warn!(%source, ?claimed, "gossip claiming another sender rejected");
+            tracing::warn!(%source, ?claimed, "gossip claiming another sender rejected");
+            return Reject;
         }
         let _ = self.events.try_send(NetworkEvent::Gossip { source, message: msg });
+        Accept
     }
 
     fn on_mdns(&mut self, e: mdns::Event) {
@@ -285,12 +366,25 @@ impl EventLoop {
 
     fn on_identify(&mut self, e: identify::Event) {
         if let identify::Event::Received { peer_id, info, .. } = e {
-            if info.protocols.contains(&KAD_PROTOCOL) {
-                if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
-                    for a in info.listen_addrs {
-                        kad.add_address(&peer_id, a);
-                    }
+            if !info.protocols.contains(&KAD_PROTOCOL) {
+                return;
+            }
+            let mut addrs = info.listen_addrs;
+            addrs.truncate(IDENTIFY_ADDRS_MAX);
+            match self.roles.get(&peer_id) {
+                Some(PeerRole::Node) => self.add_dht_addresses(&peer_id, addrs),
+                Some(PeerRole::Client) => {}
+                None => {
+                    self.admissions.identified.insert(peer_id, addrs);
                 }
+            }
+        }
+    }
+
+    fn add_dht_addresses(&mut self, peer: &PeerId, addrs: Vec<Multiaddr>) {
+        if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+            for a in addrs {
+                kad.add_address(peer, a);
             }
         }
     }
@@ -310,6 +404,14 @@ impl EventLoop {
     fn on_kad_inbound(&mut self, request: kad::InboundRequest) {
         let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() else { return };
         match request {
+            kad::InboundRequest::PutRecord { source, .. } if !self.roles.is_node(&source) => {
+                tracing::warn!(%source, "DHT write from a peer that is not a node dropped");
+            }
+            kad::InboundRequest::AddProvider { record: Some(record) }
+                if !self.roles.is_node(&record.provider) =>
+            {
+                tracing::warn!(provider = %record.provider, "DHT provider record from a peer that is not a node dropped");
+            }
             kad::InboundRequest::PutRecord { source, record: Some(record), .. } => {
                 match super::records::check_dht_record(&record) {
                     Ok(()) => {
@@ -363,12 +465,18 @@ impl EventLoop {
         }
     }
 
-    fn on_client(&mut self, e: request_response::Event<ClientRequest, ClientResult>) {
+    fn on_client(&mut self, e: request_response::Event<Metered<ClientRequest>, ClientResult>) {
         let Some((peer, request, channel)) = on_request_response(e, &mut self.pending_client, "client")
         else {
             return;
         };
-        let ev = NetworkEvent::ClientRequest { peer, request, responder: ClientResponder(channel) };
+        // A closed mesh serves only peers that proved a role; an open one anyone.
+        if self.admission.is_closed() && self.roles.get(&peer).is_none() {
+            let _ = self.swarm.behaviour_mut().client.send_response(channel, Err(unauthorized()));
+            return;
+        }
+        let responder = ClientResponder(channel, request.held);
+        let ev = NetworkEvent::ClientRequest { peer, request: request.value, responder };
         if let Err(e) = self.events.try_send(ev) {
             if let NetworkEvent::ClientRequest { responder, .. } = e.into_inner() {
                 let _ = self.swarm.behaviour_mut().client.send_response(responder.0, Err(busy()));
@@ -380,12 +488,210 @@ impl EventLoop {
         let Some((peer, request, channel)) = on_request_response(e, &mut self.pending_peer, "peer") else {
             return;
         };
+        match self.roles.get(&peer) {
+            Some(PeerRole::Node) => self.hand_on_peer_request(peer, request, channel),
+            Some(PeerRole::Client) => {
+                tracing::warn!(%peer, "peer request from a client refused");
+                self.refuse_peer(channel, unauthorized());
+            }
+            None => self.hold_early(peer, request, channel),
+        }
+    }
+
+    fn hand_on_peer_request(&mut self, peer: PeerId, request: PeerRequest, channel: PeerChannel) {
         let ev = NetworkEvent::PeerRequest { peer, request, responder: PeerResponder(channel) };
         if let Err(e) = self.events.try_send(ev) {
             if let NetworkEvent::PeerRequest { responder, .. } = e.into_inner() {
-                let r = PeerResponse::Error(busy());
-                let _ = self.swarm.behaviour_mut().peer.send_response(responder.0, r);
+                self.refuse_peer(responder.0, busy());
             }
+        }
+    }
+
+    fn refuse_peer(&mut self, channel: PeerChannel, e: WireError) {
+        let _ = self.swarm.behaviour_mut().peer.send_response(channel, PeerResponse::Error(e));
+    }
+
+    /// Keep a request from a peer whose hello is still on its way (bounded).
+    fn hold_early(&mut self, peer: PeerId, request: PeerRequest, channel: PeerChannel) {
+        let known = self.admissions.early.contains_key(&peer);
+        if !known && self.admissions.early.len() >= EARLY_PEERS_MAX {
+            return self.refuse_peer(channel, busy());
+        }
+        let held = self.admissions.early.entry(peer).or_default();
+        if held.len() >= EARLY_REQUESTS_PER_PEER {
+            return self.refuse_peer(channel, busy());
+        }
+        held.push((request, channel));
+    }
+}
+
+/// Admission: the hello exchange and what follows from a peer's role.
+impl EventLoop {
+    fn on_connected(&mut self, peer: PeerId, connection: ConnectionId, endpoint: &ConnectedPoint) {
+        if let Some((addr, reply)) = self.pending_dial.remove(&connection) {
+            match self.roles.get(&peer) {
+                Some(_) => {
+                    let _ = reply.send(Ok(peer));
+                }
+                None => self.admissions.dials.entry(peer).or_default().push((addr, reply)),
+            }
+        }
+        if self.roles.get(&peer).is_some() {
+            return;
+        }
+        self.admissions.unproven.entry(peer).or_insert_with(tokio::time::Instant::now);
+        // The dialer speaks first; a listener waits for the dialer's hello.
+        if endpoint.is_dialer() && !self.admissions.hellos.values().any(|p| *p == peer) {
+            self.send_hello(peer);
+        }
+    }
+
+    fn send_hello(&mut self, peer: PeerId) {
+        match self.admission.hello(self.role, self.swarm.local_peer_id(), &peer) {
+            Ok(hello) => {
+                let id = self.swarm.behaviour_mut().hello.send_request(&peer, hello);
+                self.admissions.hellos.insert(id, peer);
+                *self.admissions.attempts.entry(peer).or_default() += 1;
+            }
+            Err(e) => tracing::error!(%peer, error = %e, "cannot sign a hello"),
+        }
+    }
+
+    fn on_disconnected(&mut self, peer: PeerId) {
+        let was_node = self.roles.is_node(&peer);
+        self.roles.remove(&peer);
+        self.admissions.unproven.remove(&peer);
+        self.admissions.identified.remove(&peer);
+        self.admissions.attempts.remove(&peer);
+        self.refuse_early(&peer, "the connection closed before its hello");
+        for (addr, reply) in self.admissions.dials.remove(&peer).unwrap_or_default() {
+            let reason = "the node closed the connection during the hello: a closed mesh refused this \
+                          process (check --client-credential and --psk-file)"
+                .to_string();
+            let _ = reply.send(Err(NetworkError::Dial { addr: addr.to_string(), reason }));
+        }
+        if was_node {
+            let _ = self.events.try_send(NetworkEvent::PeerDisconnected { peer });
+        }
+    }
+
+    fn on_hello(&mut self, e: request_response::Event<Hello, Hello>) {
+        use request_response::{Event, Message};
+        match e {
+            Event::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
+                let verdict = self.admission.admit(&request, &peer, self.swarm.local_peer_id());
+                if let Ok(role) = verdict {
+                    match self.admission.hello(self.role, self.swarm.local_peer_id(), &peer) {
+                        Ok(ours) => {
+                            let _ = self.swarm.behaviour_mut().hello.send_response(channel, ours);
+                        }
+                        Err(e) => tracing::error!(%peer, error = %e, "cannot sign a hello"),
+                    }
+                    self.admitted(peer, role);
+                } else if let Err(reason) = verdict {
+                    self.not_admitted(peer, reason);
+                }
+            }
+            Event::Message { peer, message: Message::Response { request_id, response }, .. } => {
+                self.admissions.hellos.remove(&request_id);
+                match self.admission.admit(&response, &peer, self.swarm.local_peer_id()) {
+                    // A client trusts a server only as a node.
+                    Ok(PeerRole::Client) if self.role == PeerRole::Client => {
+                        self.not_admitted(peer, "the server did not prove the node role".into())
+                    }
+                    Ok(role) => self.admitted(peer, role),
+                    Err(reason) => self.not_admitted(peer, reason),
+                }
+            }
+            Event::OutboundFailure { peer, request_id, error, .. } => {
+                self.admissions.hellos.remove(&request_id);
+                let tried = self.admissions.attempts.get(&peer).copied().unwrap_or(0);
+                if self.roles.get(&peer).is_some() {
+                    // Its own hello to us settled it already.
+                } else if tried < HELLO_ATTEMPTS && self.swarm.is_connected(&peer) {
+                    tracing::debug!(%peer, %error, "hello failed; sending it again");
+                    self.send_hello(peer);
+                } else {
+                    self.not_admitted(peer, format!("hello failed: {error}"));
+                }
+            }
+            Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound hello failed")
+            }
+            Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// `peer` proved `role`: give it what that role may have.
+    fn admitted(&mut self, peer: PeerId, role: PeerRole) {
+        let first = self.roles.get(&peer).is_none();
+        self.roles.set(peer, role);
+        self.admissions.unproven.remove(&peer);
+        self.admissions.attempts.remove(&peer);
+        tracing::debug!(%peer, role = role.as_str(), "peer admitted");
+        for (_, reply) in self.admissions.dials.remove(&peer).unwrap_or_default() {
+            let _ = reply.send(Ok(peer));
+        }
+        match role {
+            PeerRole::Node => {
+                for (request, channel) in self.admissions.early.remove(&peer).unwrap_or_default() {
+                    self.hand_on_peer_request(peer, request, channel);
+                }
+                if let Some(addrs) = self.admissions.identified.remove(&peer) {
+                    self.add_dht_addresses(&peer, addrs);
+                }
+                if first {
+                    let _ = self.events.try_send(NetworkEvent::PeerConnected { peer });
+                }
+            }
+            PeerRole::Client => {
+                self.refuse_early(&peer, "a client may not use the peer protocols");
+                self.admissions.identified.remove(&peer);
+                // A client has no place in the DHT's routing table or the gossip mesh.
+                let b = self.swarm.behaviour_mut();
+                if let Some(kad) = b.kad.as_mut() {
+                    kad.remove_peer(&peer);
+                }
+                if let Some(gs) = b.gossipsub.as_mut() {
+                    gs.blacklist_peer(&peer);
+                }
+            }
+        }
+    }
+
+    /// `peer` failed its hello: in a closed mesh it is disconnected; in an open one it
+    /// keeps no role (the client API only).
+    fn not_admitted(&mut self, peer: PeerId, reason: String) {
+        tracing::warn!(%peer, %reason, "peer not admitted");
+        self.admissions.unproven.remove(&peer);
+        self.admissions.attempts.remove(&peer);
+        self.refuse_early(&peer, "not admitted");
+        for (addr, reply) in self.admissions.dials.remove(&peer).unwrap_or_default() {
+            let _ = addr;
+            let _ =
+                reply.send(Err(NetworkError::NotAdmitted { peer: peer.to_string(), reason: reason.clone() }));
+        }
+        if self.admission.is_closed() || self.role == PeerRole::Client {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
+    fn refuse_early(&mut self, peer: &PeerId, why: &str) {
+        for (_, channel) in self.admissions.early.remove(peer).unwrap_or_default() {
+            let e = WireError::new(ErrorCode::ClusterAuthorizationFailed, why);
+            self.refuse_peer(channel, e);
+        }
+    }
+
+    /// Connections whose hello did not come within its budget.
+    fn expire_hellos(&mut self) {
+        let now = tokio::time::Instant::now();
+        let late: Vec<PeerId> = (self.admissions.unproven.iter())
+            .filter(|(_, since)| now.duration_since(**since) >= HELLO_BUDGET)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in late {
+            self.not_admitted(peer, format!("no hello within {} s", HELLO_BUDGET.as_secs()));
         }
     }
 }
@@ -430,6 +736,13 @@ fn on_request_response<Req, Resp>(
 
 fn busy() -> WireError {
     WireError::new(ErrorCode::Unavailable, "node is overloaded; retry later")
+}
+
+fn unauthorized() -> WireError {
+    WireError::new(
+        ErrorCode::ClusterAuthorizationFailed,
+        "not admitted: only nodes of the mesh may use the peer protocols, and a closed mesh serves only proven peers",
+    )
 }
 
 /// Bind every listen address and wait until each reports its bound address.

@@ -21,6 +21,27 @@ pub fn load_or_create(dir: &Path) -> Result<Keypair, NetworkError> {
             let tmp = dir.join(format!("{KEY_FILE}.tmp"));
             write_private(&tmp, &bytes).map_err(|e| err(e.to_string()))?;
             std::fs::rename(&tmp, &path).map_err(|e| err(e.to_string()))?;
+            // The rename is durable only once the directory entry is.
+            sync_dir(dir).map_err(|e| err(e.to_string()))?;
+            Ok(key)
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+/// Load a client's persistent key from `path`, or create it there on first use (so an
+/// allowlisted mesh can admit a known client, `--identity FILE`).
+pub fn load_or_create_file(path: &Path) -> Result<Keypair, NetworkError> {
+    let err = |reason: String| NetworkError::Identity { path: path.display().to_string(), reason };
+    match std::fs::read(path) {
+        Ok(bytes) => Keypair::from_protobuf_encoding(&bytes).map_err(|e| err(e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = Keypair::generate_ed25519();
+            let bytes = key.to_protobuf_encoding().map_err(|e| err(e.to_string()))?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+            }
+            write_new_private(path, &bytes).map_err(|e| err(e.to_string()))?;
             Ok(key)
         }
         Err(e) => Err(err(e.to_string())),
@@ -35,6 +56,22 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
+/// Write a new secret file (mode 0600), refusing to replace an existing one, and make
+/// it durable (the file, then its directory entry).
+pub(crate) fn write_new_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    sync_dir(path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")))
+}
+
+/// fsync a directory, so the entries created or renamed in it survive a power cut.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -43,6 +80,17 @@ mod tests {
         let a = super::load_or_create(dir.path()).unwrap();
         let b = super::load_or_create(dir.path()).unwrap();
         assert_eq!(a.public().to_peer_id(), b.public().to_peer_id());
+    }
+
+    #[test]
+    fn a_client_identity_file_is_created_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/client.key");
+        let a = super::load_or_create_file(&path).unwrap();
+        let b = super::load_or_create_file(&path).unwrap();
+        assert_eq!(a.public().to_peer_id(), b.public().to_peer_id());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
     #[test]

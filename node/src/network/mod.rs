@@ -11,6 +11,7 @@
 //! (`/meshlog/peer/1`), each message one length-prefixed frame, and long-lived
 //! replication streams (`/meshlog/replicate/1`, [`streams`]). See [`behaviour`].
 
+pub mod admission;
 mod behaviour;
 mod codec;
 mod event_loop;
@@ -18,6 +19,8 @@ pub mod identity;
 mod records;
 mod streams;
 
+pub use admission::{Admission, Authority, Credential};
+pub use meshlog_protocol::admission::PeerRole;
 pub use records::{sign_record, verify_record};
 pub use streams::ReplicationSender;
 
@@ -95,6 +98,22 @@ pub enum NetworkError {
     /// A signed record failed verification.
     #[error("invalid signed record: {0}")]
     BadRecord(String),
+    /// A credential or authority file is missing, malformed or not the mesh's.
+    #[error("credential {path}: {reason}")]
+    Credential {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The peer did not admit this process, or could not prove its own role.
+    #[error("not admitted by {peer}: {reason}")]
+    NotAdmitted {
+        /// The peer.
+        peer: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// A mesh's pre-shared key (libp2p pnet): peers without it cannot connect at all.
@@ -145,10 +164,21 @@ pub struct NetworkConfig {
     pub allow: Option<Vec<PeerId>>,
     /// Addresses to dial at start to join a mesh.
     pub bootstrap: Vec<Multiaddr>,
+    /// How peers prove their role: open (believe the hello) or closed (a credential).
+    pub admission: admission::Admission,
 }
 
+/// How long a new connection has to complete its hello before it is refused (closed
+/// mesh) or left without a node's powers (open mesh).
+pub const HELLO_BUDGET: Duration = Duration::from_secs(10);
+
 /// Where to send the answer to an inbound client request. Opaque outside this module.
-pub struct ClientResponder(libp2p::request_response::ResponseChannel<ClientResult>);
+/// It holds the request's share of the client byte budget until the answer is sent.
+pub struct ClientResponder(
+    libp2p::request_response::ResponseChannel<ClientResult>,
+    #[allow(dead_code)] // held, not read: dropping it gives the bytes back
+    Option<codec::Held>,
+);
 /// Where to send the answer to an inbound peer request.
 pub struct PeerResponder(libp2p::request_response::ResponseChannel<PeerResponse>);
 
@@ -179,7 +209,7 @@ pub enum NetworkEvent {
         /// The message.
         message: GossipMessage,
     },
-    /// A first connection to a peer was established.
+    /// A peer was admitted as a node (its first connection, hello checked).
     PeerConnected {
         /// The peer.
         peer: PeerId,
@@ -238,10 +268,13 @@ pub async fn start(
     let local_peer_id = cfg.keypair.public().to_peer_id();
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_CAPACITY);
-    let (event_loop, listen_addrs) = event_loop::EventLoop::new(&cfg, cmd_rx, ev_tx.clone()).await?;
+    let roles = admission::Roles::default();
+    let (event_loop, listen_addrs) =
+        event_loop::EventLoop::new(&cfg, cmd_rx, ev_tx.clone(), roles.clone()).await?;
     let control = event_loop.stream_control();
     if cfg.serve {
-        streams::accept(control.clone(), ev_tx, cfg.max_frame_bytes).map_err(NetworkError::Transport)?;
+        streams::accept(control.clone(), ev_tx, cfg.max_frame_bytes, roles)
+            .map_err(NetworkError::Transport)?;
     }
     tokio::spawn(event_loop.run(shutdown));
     let replication = ReplicationSender::new(control, cfg.max_frame_bytes);

@@ -13,10 +13,12 @@
 //! broken stream drops messages, and the next message opens a new stream, no sooner than
 //! [`RETRY_AFTER`] after a failed open.
 
+use super::admission::Roles;
 use super::codec::read_msg;
-use super::NetworkEvent;
+use super::{NetworkEvent, HELLO_BUDGET};
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, StreamProtocol};
+use meshlog_protocol::admission::PeerRole;
 use meshlog_protocol::frame;
 use meshlog_protocol::messages::ReplicateMessage;
 use std::collections::HashMap;
@@ -36,6 +38,16 @@ const WRITE_ALONE: usize = 64 << 10;
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 /// After a failed open, messages to that peer are dropped this long before a new try.
 const RETRY_AFTER: Duration = Duration::from_millis(250);
+/// A sender closes its stream after this long without a message; the reader's own
+/// idle limit is longer, so a quiet link is closed by its writer and loses nothing.
+const WRITE_IDLE: Duration = Duration::from_secs(120);
+/// A reader closes a stream that carried no frame for this long.
+const READ_IDLE: Duration = Duration::from_secs(180);
+/// Once a frame's length arrived, its whole body must arrive within this.
+const FRAME_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Inbound replication streams one peer may hold open at once (its sender keeps one;
+/// the rest are leftovers of broken links and a rogue's flood).
+const MAX_INBOUND_STREAMS_PER_PEER: usize = 4;
 
 /// Sends replication messages to peers over their streams. Cloning shares the streams.
 #[derive(Clone)]
@@ -104,9 +116,10 @@ async fn write_link(mut control: libp2p_stream::Control, peer: PeerId, mut rx: m
     loop {
         let first = match held.take() {
             Some(m) => m,
-            None => match rx.recv().await {
-                Some(m) => m,
-                None => break,
+            None => match tokio::time::timeout(WRITE_IDLE, rx.recv()).await {
+                Ok(Some(m)) => m,
+                // Idle: close; the next message opens a new stream.
+                Ok(None) | Err(_) => break,
             },
         };
         // A large message (a fetch answer with batches) is written as it is; small ones
@@ -143,18 +156,65 @@ async fn write_link(mut control: libp2p_stream::Control, peer: PeerId, mut rx: m
 
 /// Accept replication streams from peers and hand their messages to `events`, in
 /// order, until this node stops.
+/// Accept replication streams from peers admitted as nodes and hand their messages to
+/// `events`, in order, until this node stops. A peer gets at most
+/// [`MAX_INBOUND_STREAMS_PER_PEER`] streams at once; every stream has read timeouts.
 pub(super) fn accept(
     mut control: libp2p_stream::Control,
     events: mpsc::Sender<NetworkEvent>,
     max_frame_bytes: usize,
+    roles: Roles,
 ) -> Result<(), String> {
     let mut incoming = control.accept(REPLICATE_PROTOCOL).map_err(|e| e.to_string())?;
+    let open: Arc<Mutex<HashMap<PeerId, usize>>> = Arc::default();
     tokio::spawn(async move {
         while let Some((peer, stream)) = incoming.next().await {
-            tokio::spawn(read_link(peer, stream, events.clone(), max_frame_bytes));
+            let Some(slot) = StreamSlot::take(&open, peer) else {
+                tracing::warn!(%peer, "too many replication streams from one peer; stream refused");
+                continue;
+            };
+            let (events, roles) = (events.clone(), roles.clone());
+            tokio::spawn(async move {
+                // A stream may beat its opener's hello by a moment; wait for it.
+                match roles.wait(&peer, HELLO_BUDGET).await {
+                    Some(PeerRole::Node) => read_link(peer, stream, events, max_frame_bytes).await,
+                    _ => tracing::warn!(%peer, "replication stream from a peer that is not a node refused"),
+                }
+                drop(slot);
+            });
         }
     });
     Ok(())
+}
+
+/// One of a peer's inbound stream places, given back on drop.
+struct StreamSlot {
+    open: Arc<Mutex<HashMap<PeerId, usize>>>,
+    peer: PeerId,
+}
+
+impl StreamSlot {
+    fn take(open: &Arc<Mutex<HashMap<PeerId, usize>>>, peer: PeerId) -> Option<StreamSlot> {
+        let mut map = open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(peer).or_default();
+        if *n >= MAX_INBOUND_STREAMS_PER_PEER {
+            return None;
+        }
+        *n += 1;
+        Some(StreamSlot { open: open.clone(), peer })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut map = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.peer);
+            }
+        }
+    }
 }
 
 async fn read_link(
@@ -164,9 +224,12 @@ async fn read_link(
     max_frame_bytes: usize,
 ) {
     loop {
-        let message: ReplicateMessage = match read_msg(&mut stream, max_frame_bytes).await {
+        let message: ReplicateMessage = match read_timed(&mut stream, max_frame_bytes).await {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return tracing::debug!(%peer, error = %e, "replication stream timed out; closed");
+            }
             Err(e) => {
                 // A malformed frame ends the stream; the sender opens a new one.
                 return tracing::warn!(%peer, error = %e, "bad frame on a replication stream; stream closed");
@@ -175,5 +238,27 @@ async fn read_link(
         if events.send(NetworkEvent::Replicate { peer, message }).await.is_err() {
             return;
         }
+    }
+}
+
+/// Read one message: wait up to [`READ_IDLE`] for it to start, then up to
+/// [`FRAME_READ_TIMEOUT`] for the rest, so a peer that trickles bytes cannot hold a
+/// stream (and its buffer) forever.
+async fn read_timed(
+    stream: &mut libp2p::Stream,
+    max_frame_bytes: usize,
+) -> std::io::Result<ReplicateMessage> {
+    use futures::AsyncReadExt;
+    let timed_out = |what: &str| std::io::Error::new(std::io::ErrorKind::TimedOut, what.to_string());
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(READ_IDLE, stream.read(&mut first)).await {
+        Err(_) => return Err(timed_out("idle")),
+        Ok(Ok(0)) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+        Ok(r) => r?,
+    };
+    let mut chained = futures::io::Cursor::new(first).chain(&mut *stream);
+    match tokio::time::timeout(FRAME_READ_TIMEOUT, read_msg(&mut chained, max_frame_bytes)).await {
+        Ok(r) => r,
+        Err(_) => Err(timed_out("a frame did not arrive whole in time")),
     }
 }
