@@ -84,6 +84,9 @@ fn rogue_config(serve: bool) -> NetworkConfig {
         allow: None,
         // Dialled one by one instead, to learn each node's id.
         bootstrap: Vec::new(),
+        // An open mesh believes a declared role: the rogue node claims Node, the rogue
+        // client Client (the roles interface of issue #15).
+        admission: network::Admission::Open,
     }
 }
 
