@@ -270,9 +270,9 @@ mod raw {
     use std::time::Duration;
 
     /// How long opening one stream may take.
-    const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+    const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
     /// How long to wait for the node to answer or close a raw stream.
-    const READ_TIMEOUT: Duration = Duration::from_secs(10);
+    const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
     /// A raw peer connected to one node.
     pub struct RawPeer {
