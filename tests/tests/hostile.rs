@@ -69,12 +69,19 @@ fn malformed(rogue: &Rogue, victim: &str, template: &TopicInfo) -> Vec<TopicReco
     out
 }
 
+/// How long after their creation topic records are final on every node: the node
+/// default's three settle windows of 1 s, and a margin for gossip.
+const SETTLED_AFTER: Duration = Duration::from_secs(4);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_topic_records_are_refused() {
     let c = Cluster::start(3).await;
     let client = c.client(0);
     client.create_topic("victim", 3, 3, Default::default()).await.unwrap();
     create_offsets_topic(&client).await;
+    // The attack is on settled records: two creations of one name within a settle
+    // window are legitimate, and the lower creation id wins them.
+    tokio::time::sleep(SETTLED_AFTER).await;
     let rogue = join_rogue(&c, Lies::default()).await;
     let before = status(&client).await.topics;
     let infos = topic_infos(&client).await;

@@ -31,7 +31,7 @@ const DEFAULT_SETTLE_MS: u64 = 1_000;
 /// while longer, so a competitor delayed by a loaded machine or a gossip mesh still
 /// forming (seen on a 2-core test host) does not leave nodes on two records for good.
 /// Past it the record is final.
-pub const SETTLE_WINDOWS_UNTIL_FINAL: u32 = 10;
+pub const SETTLE_WINDOWS_UNTIL_FINAL: u32 = 3;
 
 const TOPIC_KEY_PREFIX: &str = "topic/";
 
