@@ -1,8 +1,8 @@
 //! Who a connection is: the hello two peers exchange before anything else, and the
 //! credential a closed mesh's members prove with.
 //!
-//! Every connection starts with one [`Hello`] each way (the dialer asks, the listener
-//! answers). A hello declares a [`PeerRole`]: a *node* may speak the peer protocols
+//! Every connection starts with a [`Hello`] exchange started by each end (the other
+//! answers with its own). A hello declares a [`PeerRole`]: a *node* may speak the peer protocols
 //! (gossip, DHT writes, votes, replication, forwards, leases), a *client* only the
 //! client API. In an open mesh the declaration is believed; in a closed mesh it must
 //! come with a [`Proof`]: a [`Certificate`] signed by the mesh authority for a role key,

@@ -174,6 +174,19 @@ pub fn run_cli(server: &str, args: &[&str], stdin: Option<&[u8]>) -> CliOutput {
     }
 }
 
+/// How many members `cluster status` on `server` shows up, asked with extra client
+/// flags (`--psk-file`, `--client-credential`); None if the command fails.
+pub fn members_up(server: &str, extra: &[&str]) -> Option<usize> {
+    let mut args = vec!["cluster", "status", "--json"];
+    args.extend_from_slice(extra);
+    let out = run_cli(server, &args, None);
+    if out.code != 0 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
+    Some(v["members"].as_array()?.iter().filter(|m| m["state"] == "up").count())
+}
+
 /// Two `meshlog node` processes meshed through a bootstrap address, a client talking to
 /// the first, and a topic of which the second owns partition `remote_partition`: the
 /// setup of every test about what happens when a partition's owner goes away.

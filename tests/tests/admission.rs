@@ -3,7 +3,7 @@
 //! (`--identity`); `/dns4` bootstrap addresses join; a first start that fails on a bad
 //! file leaves nothing behind that a later start would misread.
 
-use meshlog_tests::{meshlog_bin, run_cli, wait_until, NodeProcess, SHORT_BUDGET};
+use meshlog_tests::{members_up, meshlog_bin, run_cli, wait_until, NodeProcess, SHORT_BUDGET};
 use std::path::Path;
 use std::time::Duration;
 
@@ -13,17 +13,6 @@ const OUTSIDER_GRACE: Duration = Duration::from_secs(3);
 fn mesh_init(dir: &Path) {
     let out = std::process::Command::new(meshlog_bin()).args(["mesh", "init"]).arg(dir).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn members_up(server: &str, extra: &[&str]) -> Option<usize> {
-    let mut args = vec!["cluster", "status", "--json"];
-    args.extend_from_slice(extra);
-    let out = run_cli(server, &args, None);
-    if out.code != 0 {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
-    Some(v["members"].as_array()?.iter().filter(|m| m["state"] == "up").count())
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! node with another key, a client without the key, and a peer missing from the
 //! allowlist get no session at all.
 
-use meshlog_tests::{run_cli, wait_until, NodeProcess, SHORT_BUDGET};
+use meshlog_tests::{members_up, run_cli, wait_until, NodeProcess, SHORT_BUDGET};
 use std::path::Path;
 use std::time::Duration;
 
@@ -17,15 +17,6 @@ fn write_key(dir: &Path, name: &str) -> String {
     path.display().to_string()
 }
 
-fn members_up(server: &str, psk: &str) -> Option<usize> {
-    let out = run_cli(server, &["cluster", "status", "--json", "--psk-file", psk], None);
-    if out.code != 0 {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
-    Some(v["members"].as_array()?.iter().filter(|m| m["state"] == "up").count())
-}
-
 #[tokio::test]
 async fn only_holders_of_the_mesh_key_get_a_session() {
     let keys = tempfile::tempdir().unwrap();
@@ -38,15 +29,19 @@ async fn only_holders_of_the_mesh_key_get_a_session() {
 
     // Phase 1: the two key holders see each other.
     wait_until("a and b form a mesh", SHORT_BUDGET, || async {
-        (members_up(&a.addr, &key)? == 2).then_some(())
+        (members_up(&a.addr, &["--psk-file", &key])? == 2).then_some(())
     })
     .await;
 
     // Phase 2: the outsider, dialing a's address with the wrong key, is never let in.
     // An absence has no event to wait for: give it several heartbeats, then look.
     tokio::time::sleep(OUTSIDER_GRACE).await;
-    assert_eq!(members_up(&a.addr, &key), Some(2), "the outsider joined a closed mesh");
-    assert_eq!(members_up(&outsider.addr, &other_key), Some(1), "the outsider saw the closed mesh");
+    assert_eq!(members_up(&a.addr, &["--psk-file", &key]), Some(2), "the outsider joined a closed mesh");
+    assert_eq!(
+        members_up(&outsider.addr, &["--psk-file", &other_key]),
+        Some(1),
+        "the outsider saw the closed mesh"
+    );
 
     // Phase 3: a client without the key (or with the wrong one) cannot get a session.
     let out = run_cli(&a.addr, &["topic", "list"], None);

@@ -4,8 +4,8 @@
 //! (requests over capacity are answered `UNAVAILABLE`; surplus gossip is dropped, it is
 //! only hints).
 //!
-//! It also sets each connection's role ([`super::admission`]): the dialer sends a
-//! hello, the listener checks it and answers with its own. Only a peer admitted as a
+//! It also sets each connection's role ([`super::admission`]): both ends send a
+//! hello, and each checks the other's and answers with its own. Only a peer admitted as a
 //! node reaches the rest of the node through the peer protocols: peer requests that
 //! arrive before its hello wait for it (bounded), gossip it relays is ignored, its DHT
 //! writes dropped; a client's are refused. In a closed mesh a peer that cannot prove a
@@ -540,8 +540,11 @@ impl EventLoop {
             return;
         }
         self.admissions.unproven.entry(peer).or_insert_with(tokio::time::Instant::now);
-        // The dialer speaks first; a listener waits for the dialer's hello.
-        if endpoint.is_dialer() && !self.admissions.hellos.values().any(|p| *p == peer) {
+        // Both ends send a hello on a connection to a peer whose role they do not know
+        // yet: either exchange settles the role, so one lost on a connection closed
+        // during simultaneous dials (mDNS) cannot leave a half-admitted pair behind.
+        if !self.admissions.hellos.values().any(|p| *p == peer) {
+            tracing::trace!(%peer, dialer = endpoint.is_dialer(), "sending a hello");
             self.send_hello(peer);
         }
     }
@@ -606,9 +609,11 @@ impl EventLoop {
             Event::OutboundFailure { peer, request_id, error, .. } => {
                 self.admissions.hellos.remove(&request_id);
                 let tried = self.admissions.attempts.get(&peer).copied().unwrap_or(0);
-                if self.roles.get(&peer).is_some() {
-                    // Its own hello to us settled it already.
-                } else if tried < HELLO_ATTEMPTS && self.swarm.is_connected(&peer) {
+                if self.roles.get(&peer).is_some() || !self.swarm.is_connected(&peer) {
+                    // Its own hello to us settled it, or the connection is gone (the
+                    // next one starts its own hello).
+                    self.admissions.attempts.remove(&peer);
+                } else if tried < HELLO_ATTEMPTS {
                     tracing::debug!(%peer, %error, "hello failed; sending it again");
                     self.send_hello(peer);
                 } else {
@@ -659,8 +664,8 @@ impl EventLoop {
         }
     }
 
-    /// `peer` failed its hello: in a closed mesh it is disconnected; in an open one it
-    /// keeps no role (the client API only).
+    /// `peer` failed its hello (a refused proof, no hello in time, or every attempt
+    /// lost): it is disconnected, so a later connection starts afresh.
     fn not_admitted(&mut self, peer: PeerId, reason: String) {
         tracing::warn!(%peer, %reason, "peer not admitted");
         self.admissions.unproven.remove(&peer);
@@ -671,9 +676,7 @@ impl EventLoop {
             let _ =
                 reply.send(Err(NetworkError::NotAdmitted { peer: peer.to_string(), reason: reason.clone() }));
         }
-        if self.admission.is_closed() || self.role == PeerRole::Client {
-            let _ = self.swarm.disconnect_peer_id(peer);
-        }
+        let _ = self.swarm.disconnect_peer_id(peer);
     }
 
     fn refuse_early(&mut self, peer: &PeerId, why: &str) {

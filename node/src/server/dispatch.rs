@@ -311,7 +311,10 @@ mod tests {
         for i in 0..CLIENT_BUDGET {
             if i % 2 == 0 {
                 let (tx, rx) = oneshot::channel();
-                inbox_tx.send(Work::Client(long_poll(), ClientReply::Direct(PeerId::random(), tx))).await.unwrap();
+                inbox_tx
+                    .send(Work::Client(long_poll(), ClientReply::Direct(PeerId::random(), tx)))
+                    .await
+                    .unwrap();
                 parked.push(rx);
             } else {
                 let (tx, _rx) = oneshot::channel();
@@ -321,7 +324,10 @@ mod tests {
 
         // One more client is refused at once, with a retriable error that says why.
         let (tx, rx) = oneshot::channel();
-        inbox_tx.send(Work::Client(ClientRequest::ListTopics, ClientReply::Direct(PeerId::random(), tx))).await.unwrap();
+        inbox_tx
+            .send(Work::Client(ClientRequest::ListTopics, ClientReply::Direct(PeerId::random(), tx)))
+            .await
+            .unwrap();
         let err = within("the busy answer", rx).await.unwrap().unwrap_err();
         assert_eq!(err.code, ErrorCode::Unavailable);
         assert!(err.code.is_retriable());
@@ -390,7 +396,10 @@ mod tests {
         }
         // Clients do not share the peers' budget.
         let (tx, rx) = oneshot::channel();
-        inbox_tx.send(Work::Client(ClientRequest::ListTopics, ClientReply::Direct(PeerId::random(), tx))).await.unwrap();
+        inbox_tx
+            .send(Work::Client(ClientRequest::ListTopics, ClientReply::Direct(PeerId::random(), tx)))
+            .await
+            .unwrap();
         assert!(within("a client request", rx).await.unwrap().is_ok());
     }
 }
