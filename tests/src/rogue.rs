@@ -297,6 +297,32 @@ mod raw {
         Answered(Vec<u8>),
     }
 
+    /// Answer the node's hellos as a client (it disconnects a peer that has none), so
+    /// the raw frames that follow reach its protocol handlers.
+    fn answer_hellos(mut control: libp2p_stream::Control) {
+        use meshlog_protocol::admission::{Hello, PeerRole, MAX_HELLO_BYTES};
+        let Ok(mut incoming) = control.accept(StreamProtocol::new("/meshlog/hello/1")) else { return };
+        tokio::spawn(async move {
+            while let Some((_, mut stream)) = incoming.next().await {
+                tokio::spawn(async move {
+                    let mut len = [0u8; 4];
+                    if stream.read_exact(&mut len).await.is_err() {
+                        return;
+                    }
+                    let mut body = vec![0u8; (u32::from_be_bytes(len) as usize).min(MAX_HELLO_BYTES)];
+                    if stream.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    let hello = Hello { role: PeerRole::Client, proof: None };
+                    if let Ok(frame) = meshlog_protocol::frame::encode_frame(&hello, MAX_HELLO_BYTES) {
+                        let _ = stream.write_all(&frame).await;
+                        let _ = stream.close().await;
+                    }
+                });
+            }
+        });
+    }
+
     impl RawPeer {
         /// Dial `addr` (which ends in `/p2p/<id>`) under a fresh key.
         pub async fn connect(addr: &str) -> RawPeer {
@@ -315,6 +341,7 @@ mod raw {
                 .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
                 .build();
             let control = swarm.behaviour().new_control();
+            answer_hellos(control.clone());
             swarm.dial(addr).expect("dial the node");
             let task = tokio::spawn(async move {
                 loop {

@@ -590,7 +590,11 @@ impl EventLoop {
                         }
                         Err(e) => tracing::error!(%peer, error = %e, "cannot sign a hello"),
                     }
-                    self.admitted(peer, role);
+                    // A client counts a server as admitted only once the server accepted
+                    // the client's own hello (the answer to it), not on the server's word.
+                    if self.role == PeerRole::Node {
+                        self.admitted(peer, role);
+                    }
                 } else if let Err(reason) = verdict {
                     self.not_admitted(peer, reason);
                 }
