@@ -147,6 +147,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         allow: cfg.allowlist()?,
         bootstrap: cfg.bootstrap_addrs()?,
         admission,
+        role: None,
     };
     let net_cfg_closed = net_cfg.admission.is_closed();
     let (net, events) = network::start(net_cfg, shutdown_rx.clone()).await?;

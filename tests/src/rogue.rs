@@ -87,6 +87,7 @@ fn rogue_config(serve: bool) -> NetworkConfig {
         // An open mesh believes a declared role: the rogue node claims Node, the rogue
         // client Client (the roles interface of issue #15).
         admission: network::Admission::Open,
+        role: None,
     }
 }
 
@@ -99,6 +100,17 @@ impl Rogue {
         let mut rogue = Rogue::start(rogue_config(true), lies).await;
         rogue.dial_all(&addrs).await;
         tokio::spawn(heartbeat(rogue.net.clone(), rogue.shutdown.subscribe()));
+        rogue
+    }
+
+    /// A rogue that declares the client role but runs every node protocol (gossipsub,
+    /// Kademlia, replication streams), connected to every address in `nodes`: what a
+    /// client built from the crate's own network with `serve: true` can send.
+    pub async fn gossiping_client(nodes: &[String]) -> Rogue {
+        let addrs = parse_all(nodes);
+        let cfg = NetworkConfig { role: Some(network::PeerRole::Client), ..rogue_config(true) };
+        let mut rogue = Rogue::start(cfg, Lies::default()).await;
+        rogue.dial_all(&addrs).await;
         rogue
     }
 

@@ -375,7 +375,8 @@ async fn a_client_cannot_act_as_a_node() {
     let rogue = Rogue::client(&addrs(&c)).await;
     let me = rogue.id.to_string();
     let info = topic_infos(&c.client(0)).await[topic].clone();
-    let forged = rogue.forge(&TopicInfo { name: "client-made".into(), ..info }, vec![vec![me.clone()]]);
+    let forged =
+        rogue.forge(&TopicInfo { name: "client-made".into(), ..info.clone() }, vec![vec![me.clone()]]);
     let signed = rogue.sign(&forged);
 
     let mut t = Tally::default();
@@ -399,11 +400,42 @@ async fn a_client_cannot_act_as_a_node() {
         lease_ms: u64::MAX,
         partitions: vec![(topic.into(), 0, u64::MAX)],
     };
-    rogue.net.publish(GossipMessage::Leases(lease)).await;
+    rogue.net.publish(GossipMessage::Leases(lease.clone())).await;
     rogue.net.publish(GossipMessage::Topic(signed.clone())).await;
     rogue.net.put_record(topic_key("client-made"), signed).await;
     t.tried(3);
+    // A client that runs gossipsub and Kademlia anyway, declaring the client role.
+    let loud = Rogue::gossiping_client(&addrs(&c)).await;
+    let signed =
+        loud.sign(&loud.forge(
+            &TopicInfo { name: "client-made".into(), ..info.clone() },
+            vec![vec![loud.id.to_string()]],
+        ));
+    let lease = LeaderLeases { leader: loud.id.to_string(), ..lease };
+    for _ in 0..FORGERY_ROUNDS {
+        loud.net.publish(GossipMessage::Leases(lease.clone())).await;
+        loud.net.publish(GossipMessage::Topic(signed.clone())).await;
+        loud.net.put_record(topic_key("client-made"), signed.clone()).await;
+        t.tried(3);
+        tokio::time::sleep(ROUND_GAP).await;
+    }
+    for node in &loud.nodes {
+        for (k, req) in requests.iter().enumerate() {
+            let served = loud.peer_accepted(*node, req.clone()).await;
+            t.note(served, || {
+                format!("{node} served a gossiping client's peer request #{k} ({})", kind(req))
+            });
+        }
+    }
     tokio::time::sleep(ABSENCE_GRACE).await;
+    for i in 0..3 {
+        let s = status(&c.client(i)).await;
+        let clients = [loud.id.to_string(), me.clone()];
+        let led = s.partitions.iter().find(|(_, p)| clients.contains(&p.leader)).cloned();
+        t.observe(led.is_some(), || format!("node {i}'s cluster status names a client as a leader: {led:?}"));
+        let member = s.members.iter().any(|m| clients.contains(&m.peer));
+        t.observe(member, || format!("node {i} counts a client as a member"));
+    }
 
     for i in 0..3 {
         let s = c.replica_status(i, topic, 0).await;

@@ -133,6 +133,7 @@ impl Client {
             allow: None,
             bootstrap: Vec::new(),
             admission: opts.admission(),
+            role: None,
         };
         let (net, _events) = network::start(cfg, stop_rx).await?;
         let server = match tokio::time::timeout(CONNECT_TIMEOUT, net.dial(addr.clone())).await {

@@ -118,7 +118,7 @@ impl EventLoop {
             pending_records: HashMap::new(),
             pending_providers: HashMap::new(),
             listen_addrs: bound.clone(),
-            role: if cfg.serve { PeerRole::Node } else { PeerRole::Client },
+            role: cfg.role.unwrap_or(if cfg.serve { PeerRole::Node } else { PeerRole::Client }),
             admission: cfg.admission.clone(),
             roles,
             admissions: Admissions::default(),

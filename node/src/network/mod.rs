@@ -166,6 +166,9 @@ pub struct NetworkConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// How peers prove their role: open (believe the hello) or closed (a credential).
     pub admission: admission::Admission,
+    /// The role to declare in hellos; None: the one `serve` implies (node or client).
+    /// Only tests set it, to build a client that runs the node protocols anyway.
+    pub role: Option<PeerRole>,
 }
 
 /// How long a new connection has to complete its hello before it is refused (closed
