@@ -126,9 +126,7 @@ where
     where
         T: AsyncRead + Unpin + Send,
     {
-        let mut prefix = [0u8; 4];
-        io.read_exact(&mut prefix).await?;
-        let len = frame::body_len(prefix, self.inner.max_request_bytes).map_err(invalid)?;
+        let len = read_len(io, self.inner.max_request_bytes).await?;
         let held = match &self.budget {
             Some(b) => Some(b.try_take(len).ok_or_else(|| {
                 io::Error::new(
@@ -173,10 +171,15 @@ where
     T: AsyncRead + Unpin + Send,
     M: DeserializeOwned,
 {
+    let len = read_len(io, max).await?;
+    read_body(io, len).await
+}
+
+/// Read a frame's length prefix and check it against `max` before anything is allocated.
+async fn read_len<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<usize> {
     let mut prefix = [0u8; 4];
     io.read_exact(&mut prefix).await?;
-    let len = frame::body_len(prefix, max).map_err(invalid)?;
-    read_body(io, len).await
+    frame::body_len(prefix, max).map_err(invalid)
 }
 
 /// Read a `len`-byte frame body and decode it.

@@ -568,8 +568,8 @@ impl EventLoop {
         self.admissions.attempts.remove(&peer);
         self.refuse_early(&peer, "the connection closed before its hello");
         for (addr, reply) in self.admissions.dials.remove(&peer).unwrap_or_default() {
-            let reason = "the node closed the connection during the hello: a closed mesh refused this \
-                          process (check --client-credential and --psk-file)"
+            let reason = "the connection closed during the hello (a closed mesh refuses a process without \
+                          its credential: check --client-credential and --psk-file)"
                 .to_string();
             let _ = reply.send(Err(NetworkError::Dial { addr: addr.to_string(), reason }));
         }
