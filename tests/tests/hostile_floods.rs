@@ -252,7 +252,8 @@ async fn topic_creation_floods_meet_a_quota() {
 
 /// Rounds of every hostile frame on every protocol of every node.
 const RAW_ROUNDS: usize = 3;
-const RAW_PROTOCOLS: [&str; 3] = ["/meshlog/client/1", "/meshlog/peer/1", "/meshlog/replicate/1"];
+const RAW_PROTOCOLS: [&str; 4] =
+    ["/meshlog/client/1", "/meshlog/peer/1", "/meshlog/replicate/1", "/meshlog/hello/1"];
 
 /// Byte strings no codec should survive badly: oversized and zero length prefixes, an
 /// unknown version, garbage bodies, a truncated frame, random noise.
@@ -298,6 +299,11 @@ async fn hostile_frames_do_not_stop_a_node() {
             reached += matches!(out, rogue::RawOutcome::Answered(_)) as u64;
             // An answer that decodes as a successful response would be acceptance.
             let accepted = match &out {
+                // A hello answered means the garbage passed for a hello.
+                rogue::RawOutcome::Answered(b) if protocol.contains("hello") => {
+                    meshlog_protocol::frame::decode_frame::<meshlog_protocol::admission::Hello>(b, usize::MAX)
+                        .is_ok()
+                }
                 rogue::RawOutcome::Answered(b) => meshlog_protocol::frame::decode_frame::<
                     meshlog_protocol::messages::ClientResult,
                 >(b, usize::MAX)
@@ -318,7 +324,7 @@ async fn hostile_frames_do_not_stop_a_node() {
     let peak = max_rss(&pids(&c));
     t.observe(peak >= RSS_LIMIT_KIB, || format!("a node's RSS reached {} MiB", peak >> 10));
     let lost = lost(&c, bg, "framed", 0).await;
-    t.finish("hostile frames (client, peer, replication protocols)", lost, serving(&c).await, 3);
+    t.finish("hostile frames (client, peer, replication, hello protocols)", lost, serving(&c).await, 3);
 }
 
 async fn raw_send(raw: &rogue::RawPeer, protocol: &'static str, bytes: Vec<u8>) -> rogue::RawOutcome {
