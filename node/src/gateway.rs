@@ -263,7 +263,7 @@ impl Gateway {
 
     /// One pass over the replica set, leader first.
     async fn route_once(&self, topic: &str, partition: u32, set: &[String], req: &ClientRequest) -> Routed {
-        let kind = call_kind(req);
+        let kind = CallKind::of(req);
         // A produce that may have reached an unreachable node must not be sent elsewhere
         // unless a retry is harmless (an idempotent producer's).
         let may_move_on_unreachable = !matches!(kind, CallKind::Produce { idempotent: false, .. });
@@ -453,28 +453,6 @@ pub fn refuse_internal_write(req: &ClientRequest) -> Result<(), WireError> {
     }
 }
 
-/// The resilience class of a client request: fetches and reads may be retried, a
-/// produce without an idempotent producer may not.
-pub fn call_kind(req: &ClientRequest) -> CallKind {
-    match req {
-        ClientRequest::Produce(p) => {
-            let idempotent =
-                meshlog_protocol::batch::parse_header(&p.batch).is_ok_and(|h| h.has_producer_id());
-            CallKind::Produce { timeout: Duration::from_millis(p.timeout_ms as u64), idempotent }
-        }
-        ClientRequest::Fetch(f) => CallKind::Fetch { wait: Duration::from_millis(f.max_wait_ms as u64) },
-        // A commit waits for the offsets log like an idempotent produce (repeating one
-        // writes the same values again).
-        ClientRequest::Group(GroupRequest::Commit(_)) => {
-            CallKind::Produce { timeout: crate::group::APPEND_TIMEOUT, idempotent: true }
-        }
-        ClientRequest::CreateTopic { .. }
-        | ClientRequest::RegisterService(_)
-        | ClientRequest::DeregisterService { .. } => CallKind::Admin,
-        _ => CallKind::Metadata,
-    }
-}
-
 /// Whether an error says a leader accepted a write and then lost its leadership: the
 /// write may survive, so it is not sent elsewhere (the producer decides).
 fn is_leadership_lost(e: &WireError) -> bool {
@@ -530,7 +508,7 @@ pub async fn forward_outbox(gw: Arc<Gateway>, mut shutdown: tokio::sync::watch::
             _ = gw.outbox.wake.notified(), if idle => {}
             _ = tokio::time::sleep(OUTBOX_RETRY), if stuck => {}
             _ = std::future::ready(()), if !idle && !stuck => {}
-            _ = crate::server::stopped(&mut shutdown) => return,
+            _ = crate::sync::stopped(&mut shutdown) => return,
         }
     }
 }

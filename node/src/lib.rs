@@ -37,3 +37,5 @@ pub mod resilience;
 pub mod server;
 pub mod services;
 pub mod storage;
+pub mod sync;
+pub mod time;

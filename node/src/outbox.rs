@@ -106,7 +106,7 @@ impl Outbox {
             ));
         }
         {
-            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let mut st = crate::sync::lock(&self.state);
             let (queues, total, next) = &mut *st;
             if *total + bytes.len() as u64 > self.max_bytes {
                 return Err(WireError::new(
@@ -137,7 +137,7 @@ impl Outbox {
 
     /// The oldest queued batch of every partition that has one.
     pub fn heads(&self) -> Vec<(Part, Vec<u8>)> {
-        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let st = crate::sync::lock(&self.state);
         st.0.iter().filter_map(|(part, q)| q.items.front().map(|(k, _)| (part.clone(), k.clone()))).collect()
     }
 
@@ -149,7 +149,7 @@ impl Outbox {
     /// The head of `part` was delivered: drop it.
     pub fn delivered(&self, part: &Part, key: &[u8]) -> Result<(), StorageError> {
         self.tree.remove(key)?;
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = crate::sync::lock(&self.state);
         let (queues, total, _) = &mut *st;
         if let Some(q) = queues.get_mut(part) {
             if q.items.front().is_some_and(|(k, _)| k == key) {
@@ -162,7 +162,7 @@ impl Outbox {
 
     /// Queued batches and bytes per partition, for `cluster status`.
     pub fn depth(&self) -> Vec<OutboxDepth> {
-        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let st = crate::sync::lock(&self.state);
         st.0.iter()
             .filter(|(_, q)| !q.items.is_empty())
             .map(|((topic, partition), q)| OutboxDepth {

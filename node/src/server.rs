@@ -15,6 +15,7 @@ use crate::outbox::Outbox;
 use crate::resilience::Resilience;
 use crate::services::Services;
 use crate::storage::{StorageError, Store, StoreOptions};
+use crate::sync::stopped;
 use dispatch::{LaneBudgets, Serve};
 use meshlog_protocol::messages::{ClientRequest, ClientResult, PeerRequest, PeerResponse, ReplicateMessage};
 use meshlog_protocol::{ErrorCode, WireError};
@@ -333,9 +334,4 @@ fn admission(cfg: &NodeConfig) -> Result<network::Admission, NetworkError> {
     tracing::info!(mesh = %credential.mesh_fingerprint(), serial = credential.serial(), "closed mesh: peers must prove a credential");
     let revoked = cfg.revoked_credentials.iter().cloned().collect();
     Ok(network::Admission::Closed { credential, revoked })
-}
-
-/// Resolves once `shutdown` turns true (or its sender is gone).
-pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|s| *s).await;
 }

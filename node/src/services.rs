@@ -235,7 +235,7 @@ impl Services {
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
-        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.registry)
     }
 
     /// Register or renew an instance for `owner` (the PeerId that asked): an instance

@@ -4,7 +4,7 @@
 //! keeps each key's latest record at its offset, and every kind of bad input gets a
 //! clear error code while the node keeps serving and loses nothing.
 
-use meshlog::broker::now_ms;
+use meshlog::time::unix_ms;
 use meshlog::client::consumer::{self, StartAt};
 use meshlog::client::producer::{Producer, ProducerConfig};
 use meshlog::client::{Client, ClientError};
@@ -50,7 +50,7 @@ async fn keyed_records_land_in_kafkas_partition_in_order_and_survive_restart() {
     let mut producer = Producer::new(client.clone(), "orders", cfg).await.unwrap();
     for i in 0..2000u32 {
         let key = format!("customer-{}", i % 37);
-        producer.send(Some(key.as_bytes()), format!("{i}").as_bytes(), now_ms()).await.unwrap();
+        producer.send(Some(key.as_bytes()), format!("{i}").as_bytes(), unix_ms()).await.unwrap();
     }
     producer.flush().await.unwrap();
     assert_eq!(producer.stats().records, 2000);
@@ -84,7 +84,7 @@ async fn keyed_records_land_in_kafkas_partition_in_order_and_survive_restart() {
         Producer::new(client.clone(), "orders", ProducerConfig { partition: Some(0), ..Default::default() })
             .await
             .unwrap();
-    producer.send(None, b"after-restart", now_ms()).await.unwrap();
+    producer.send(None, b"after-restart", unix_ms()).await.unwrap();
     producer.flush().await.unwrap();
     let after = read_all(&client, "orders", 0).await;
     assert_eq!(after.len(), before.len() + 1);
@@ -293,7 +293,7 @@ async fn retention_by_size_trims_the_head_and_the_start_survives_restart() {
     let pc = ProducerConfig { batch_size_bytes: 1, ..ProducerConfig::default() };
     let mut p = Producer::new(client.clone(), "r", pc).await.unwrap();
     for i in 0..50u32 {
-        p.send(None, &[i as u8; 200], now_ms()).await.unwrap();
+        p.send(None, &[i as u8; 200], unix_ms()).await.unwrap();
     }
     p.flush().await.unwrap();
     node.broker().enforce_retention();
@@ -330,7 +330,7 @@ async fn compaction_keeps_each_keys_latest_record_at_its_offset_across_a_restart
     let pc = ProducerConfig { batch_size_bytes: 300, ..ProducerConfig::default() };
     let mut p = Producer::new(client.clone(), "c", pc).await.unwrap();
     for i in 0..30u32 {
-        p.send(Some(format!("k{}", i % 5).as_bytes()), format!("{i}").as_bytes(), now_ms()).await.unwrap();
+        p.send(Some(format!("k{}", i % 5).as_bytes()), format!("{i}").as_bytes(), unix_ms()).await.unwrap();
     }
     p.flush().await.unwrap();
 

@@ -18,6 +18,7 @@ use crate::network::PeerId;
 use crate::replica::{
     self, AckLevel, AppendError, Appended, Entry, FetchBody, HardState, Input, Message, Output,
 };
+use crate::time::monotonic_ms;
 use crate::storage::{GroupCommit, StorageError, Store, MAX_BATCH_BYTES};
 use meshlog_protocol::batch;
 use meshlog_protocol::codec;
@@ -25,8 +26,8 @@ use meshlog_protocol::messages::{ProduceResponse, ReplicateMessage};
 use meshlog_protocol::types::{Acks, PartitionStatus, TopicConfig};
 use meshlog_protocol::{ErrorCode, WireError};
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// Said by an append whose leader lost its leadership before committing it: the write
@@ -140,12 +141,6 @@ async fn blocking(f: impl FnOnce() -> Result<(), StorageError> + Send + 'static)
         .map_err(|e| StorageError::Io { op: "storage task", reason: e.to_string() })?
 }
 
-/// Milliseconds on this process's monotonic clock (the core's `now`).
-fn now_ms() -> u64 {
-    static START: LazyLock<Instant> = LazyLock::new(Instant::now);
-    START.elapsed().as_millis() as u64
-}
-
 fn hard_key(topic: &str, p: u32) -> String {
     format!("replica/{topic}/{p}")
 }
@@ -224,7 +219,7 @@ impl ReplicaHandle {
             cfg,
             hard,
             replica::Log::new(start, entries).with_start_epoch(part.start_epoch()),
-            now_ms(),
+            monotonic_ms(),
         )
         .with_deleted_producers(&part.deleted_producers());
         if catching_up {
@@ -492,7 +487,7 @@ impl Driver {
 
     /// Step the core and execute its outputs; false once the replica has failed.
     async fn step(&mut self, input: Input) -> bool {
-        let outs = self.core.step(now_ms(), input);
+        let outs = self.core.step(monotonic_ms(), input);
         let result = self.execute(outs).await;
         self.incoming.clear();
         self.incoming_bytes = Vec::new();
@@ -592,7 +587,7 @@ impl Driver {
                     self.store(entry, bytes.ok_or_else(|| missing("client batch", entry.base))?)?;
                 }
                 Output::AppendMarker(entry) => {
-                    let bytes = batch::leader_change_marker(super::now_ms(), entry.epoch.0);
+                    let bytes = batch::leader_change_marker(crate::time::unix_ms(), entry.epoch.0);
                     self.store(entry, bytes)?;
                 }
                 Output::AppendReplicated(entries) => {

@@ -14,11 +14,11 @@ pub use driver::{DriverContext, Outbound, ReplicaHandle, ReplicaSettings, Replic
 pub use partition::{CompactStats, Partition};
 pub use recent::RecentBudget;
 pub use topics::{
-    already_exists, now_ms, open_signed, place_replicas, AdoptError, Adopted, NewTopic, Topic, Topics,
+    already_exists, open_signed, place_replicas, AdoptError, Adopted, NewTopic, Topic, Topics,
 };
 
 use crate::storage::{GroupCommit, StorageError, Store};
-use libp2p::PeerId;
+use crate::network::PeerId;
 use meshlog_protocol::messages::{
     ClientRequest, ClientResponse, ClientResult, FetchRequest, ProduceRequest, ReplicateMessage,
 };
@@ -187,7 +187,7 @@ impl Broker {
     /// Apply retention to every replica held here once (each below its own HW): time
     /// and size retention, or compaction for a topic with `cleanup.policy=compact`.
     pub fn enforce_retention(&self) {
-        let now = now_ms();
+        let now = crate::time::unix_ms();
         for t in self.topics.all() {
             for (_, r) in t.held() {
                 match t.info.config.cleanup_policy {

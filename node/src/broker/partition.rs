@@ -220,7 +220,7 @@ impl Partition {
     }
 
     fn head(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.head.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.head)
     }
 
     /// Save `start` as the log's first offset, `epoch` as that of the batch below it,
@@ -319,7 +319,7 @@ impl Partition {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     fn check_serving(&self) -> Result<(), WireError> {

@@ -269,7 +269,7 @@ impl Topics {
     /// [`Topics::adopt`] at `now` (monotonic).
     pub fn adopt_at(&self, signed: SignedRecord, now: Instant) -> Result<(Adopted, TopicRecord), AdoptError> {
         let record = open_signed(&signed)?;
-        let _guard = self.adopt_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = crate::sync::lock(&self.adopt_lock);
         let name = record.info.name.clone();
         let settle =
             Duration::from_millis(self.settle_ms.load(Ordering::Relaxed)) * SETTLE_WINDOWS_UNTIL_FINAL;
@@ -386,14 +386,6 @@ impl Topic {
     pub fn held(&self) -> impl Iterator<Item = (u32, &Arc<ReplicaHandle>)> {
         self.partitions.iter().enumerate().filter_map(|(i, p)| p.as_ref().map(|p| (i as u32, p)))
     }
-}
-
-/// Wall-clock milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Spread `partitions` x `rf` replicas over `nodes` (sorted, deterministic): partition

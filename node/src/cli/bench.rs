@@ -2,7 +2,7 @@
 //! baseline that writes the same bytes straight into the storage engine.
 
 use super::{output, ServerArgs};
-use crate::broker::now_ms;
+use crate::time::unix_ms;
 use crate::client::consumer::{self, StartAt};
 use crate::client::producer::{Producer, ProducerConfig};
 use crate::client::ClientError;
@@ -233,7 +233,7 @@ impl ProduceBench {
             if Instant::now() >= deadline {
                 break;
             }
-            producer.send(None, &payload, now_ms()).await?;
+            producer.send(None, &payload, unix_ms()).await?;
         }
         producer.flush().await?;
         let elapsed = started.elapsed();
@@ -299,7 +299,7 @@ impl RawStoreBench {
         let payload: Vec<u8> = (0..self.record_size).map(|_| rand::random::<u8>()).collect();
         let mut b = BatchBuilder::new();
         for _ in 0..per_batch {
-            b.push(now_ms(), None, Some(&payload), &[]);
+            b.push(unix_ms(), None, Some(&payload), &[]);
         }
         let batch = b.build().unwrap_or_default();
         let batches = self.records.div_ceil(per_batch);

@@ -121,7 +121,7 @@ impl GroupBench {
         wait(budget, "the group reads every record", || read.load(Ordering::Relaxed) >= self.records).await?;
         let elapsed = started.elapsed();
         let stable = |board: &Arc<Mutex<Board>>, ids: &BTreeSet<usize>| {
-            let b = board.lock().unwrap_or_else(|e| e.into_inner());
+            let b = crate::sync::lock(&board);
             let held: Vec<&TopicPartition> =
                 ids.iter().flat_map(|i| b.assigned.get(i).into_iter().flatten()).collect();
             let distinct: BTreeSet<&TopicPartition> = held.iter().copied().collect();
@@ -136,7 +136,7 @@ impl GroupBench {
             let client = clients[id % clients.len()].clone();
             members.insert(id, self.spawn(id, client, &group, board.clone(), read.clone()));
             let newcomer_has_work = |b: &Arc<Mutex<Board>>| {
-                b.lock().unwrap_or_else(|e| e.into_inner()).assigned.get(&id).is_some_and(|v| !v.is_empty())
+                crate::sync::lock(&b).assigned.get(&id).is_some_and(|v| !v.is_empty())
             };
             wait(budget, "a joining member gets partitions", || {
                 newcomer_has_work(&board) && stable(&board, &ids)
@@ -148,7 +148,7 @@ impl GroupBench {
                 m.task.abort();
                 let _ = m.task.await;
             }
-            board.lock().unwrap_or_else(|e| e.into_inner()).assigned.remove(&id);
+            crate::sync::lock(&board).assigned.remove(&id);
             ids.remove(&id);
             let t = Instant::now();
             wait(budget, "a killed member's partitions move", || stable(&board, &ids)).await?;
@@ -240,7 +240,7 @@ impl GroupBench {
                 if let Err(e) = m.commit().await {
                     tracing::debug!(member = id, error = %e, "commit failed");
                 }
-                board.lock().unwrap_or_else(|e| e.into_inner()).assigned.insert(id, m.assignment());
+                crate::sync::lock(&board).assigned.insert(id, m.assignment());
             }
         });
         Member { task }

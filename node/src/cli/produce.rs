@@ -1,7 +1,7 @@
 //! `meshlog produce`: records from stdin, one per line, like kafka-console-producer.
 
 use super::ServerArgs;
-use crate::broker::now_ms;
+use crate::time::unix_ms;
 use crate::client::producer::{Producer, ProducerConfig};
 use meshlog_protocol::types::Acks;
 use std::time::Duration;
@@ -60,7 +60,7 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
                 line_no += 1;
                 let (key, value) = split(&line, args.key.as_deref(), args.key_separator.as_deref());
                 producer
-                    .send(key.map(str::as_bytes), value.as_bytes(), now_ms())
+                    .send(key.map(str::as_bytes), value.as_bytes(), unix_ms())
                     .await
                     .map_err(|e| anyhow::anyhow!("line {line_no}: {e}"))?;
             }

@@ -190,7 +190,7 @@ impl Client {
         req: ClientRequest,
         retry: bool,
     ) -> Result<ClientResponse, ClientError> {
-        let mut kind = crate::gateway::call_kind(&req);
+        let mut kind = CallKind::of(&req);
         if let (false, CallKind::Produce { idempotent, .. }) = (retry, &mut kind) {
             *idempotent = false;
         }

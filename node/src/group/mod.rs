@@ -56,7 +56,7 @@ pub struct GroupSettings {
 }
 
 /// How long an append to the offsets log may take before the coordinator gives up.
-pub const APPEND_TIMEOUT: Duration = Duration::from_secs(5);
+pub const APPEND_TIMEOUT: Duration = crate::resilience::COMMIT_TIMEOUT;
 
 /// How often the coordinator expires sessions and ends rebalances past their deadline.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -105,7 +105,7 @@ impl Shard {
         match key {
             OffsetsKey::Offset { group, tp } => {
                 let committed = self.groups.get(group)?.offsets.get(tp)?.clone();
-                codec::encode(&OffsetValue { committed, commit_ms: crate::broker::now_ms() }).ok()
+                codec::encode(&OffsetValue { committed, commit_ms: crate::time::unix_ms() }).ok()
             }
             OffsetsKey::Group { group } => {
                 let g = self.groups.get(group)?;
@@ -395,7 +395,7 @@ impl Coordinator {
     }
 
     fn shard(&self, p: u32) -> Arc<tokio::sync::Mutex<Shard>> {
-        let mut map = self.shards.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = crate::sync::lock(&self.shards);
         map.entry(p).or_default().clone()
     }
 
@@ -653,7 +653,7 @@ impl Coordinator {
                 limits::check_offsets(&group, &BTreeMap::new(), &c.offsets)?;
             }
         }
-        let commit_ms = crate::broker::now_ms();
+        let commit_ms = crate::time::unix_ms();
         let mut records = Vec::with_capacity(c.offsets.len());
         for (tp, committed) in &c.offsets {
             let key = OffsetsKey::Offset { group: group.clone(), tp: tp.clone() };
@@ -679,7 +679,7 @@ impl Coordinator {
         replica: &ReplicaHandle,
         records: Vec<(OffsetsKey, Vec<u8>)>,
     ) -> Result<(), WireError> {
-        let ts = crate::broker::now_ms();
+        let ts = crate::time::unix_ms();
         let mut b = BatchBuilder::new();
         for (key, value) in &records {
             b.push(ts, Some(&encode(key)?), Some(value), &[]);
@@ -831,7 +831,7 @@ impl Coordinator {
         loop {
             tokio::select! {
                 _ = tick.tick() => self.tick().await,
-                _ = crate::server::stopped(&mut shutdown) => return,
+                _ = crate::sync::stopped(&mut shutdown) => return,
             }
         }
     }

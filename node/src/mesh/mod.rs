@@ -112,7 +112,7 @@ impl Mesh {
     }
 
     fn members(&self) -> std::sync::MutexGuard<'_, Membership> {
-        self.members.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.members)
     }
 
     /// This node's id.
@@ -141,7 +141,7 @@ impl Mesh {
     }
 
     fn leases(&self) -> std::sync::MutexGuard<'_, LeaseTable> {
-        self.leaders.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.leaders)
     }
 
     /// Announce the partitions this node leads (on election, and with every heartbeat
@@ -198,13 +198,13 @@ impl Mesh {
                 _ = beat.tick() => self.tick().await,
                 _ = entropy.tick() => {
                     let live = self.members().live();
-                    if let Some(peer) = live.get(rand::random::<usize>() % live.len().max(1)) {
+                    if let Some(peer) = live.get(rand::random_range(0..live.len().max(1))) {
                         if let Ok(p) = peer.parse() {
                             tokio::spawn(self.clone().pull_topics(p));
                         }
                     }
                 }
-                _ = crate::server::stopped(&mut shutdown) => return,
+                _ = crate::sync::stopped(&mut shutdown) => return,
             }
         }
     }
@@ -229,7 +229,7 @@ impl Mesh {
 
     /// Charge a topic creation by `principal` (the client's PeerId) to its quota.
     pub fn admit_creation(&self, principal: &str, partitions: u32) -> Result<(), WireError> {
-        self.quota.lock().unwrap_or_else(|p| p.into_inner()).admit(principal, partitions, Instant::now())
+        crate::sync::lock(&self.quota).admit(principal, partitions, Instant::now())
     }
 
     /// Remember where a member was heard from (durable with the next flush), while the
@@ -374,7 +374,7 @@ impl Mesh {
             replication_factor: req.replication_factor,
             config,
             creation_id: rand::random(),
-            created_at_ms: crate::broker::now_ms() as u64,
+            created_at_ms: crate::time::unix_ms() as u64,
         };
         let replicas = place_replicas(&req.name, req.partitions, req.replication_factor, &live);
         let record = TopicRecord { info: info.clone(), replicas, creator: self.local.clone() };

@@ -72,7 +72,7 @@ impl ReplicationSender {
                 return false;
             }
         };
-        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        let mut links = crate::sync::lock(&self.links);
         if let Some(tx) = links.get(&peer) {
             match tx.try_send(bytes) {
                 Ok(()) => return true,
@@ -195,7 +195,7 @@ struct StreamSlot {
 
 impl StreamSlot {
     fn take(open: &Arc<Mutex<HashMap<PeerId, usize>>>, peer: PeerId) -> Option<StreamSlot> {
-        let mut map = open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = crate::sync::lock(&open);
         let n = map.entry(peer).or_default();
         if *n >= MAX_INBOUND_STREAMS_PER_PEER {
             return None;
@@ -207,7 +207,7 @@ impl StreamSlot {
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        let mut map = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = crate::sync::lock(&self.open);
         if let Some(n) = map.get_mut(&self.peer) {
             *n -= 1;
             if *n == 0 {

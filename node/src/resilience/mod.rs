@@ -12,6 +12,8 @@ pub use retry::{Backoff, RetryBudget};
 
 use crate::network::{NetworkError, PeerId};
 pub use meshlog_protocol::mesh::BreakerStatus;
+use meshlog_protocol::group::GroupRequest;
+use meshlog_protocol::messages::ClientRequest;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
@@ -41,6 +43,33 @@ pub enum CallKind {
     },
     /// A change that must not be repeated blindly (topic creation, registrations).
     Admin,
+}
+
+/// How long a consumer-group commit may wait for the offsets log to take it.
+pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl CallKind {
+    /// The resilience class of a client request: fetches and reads may be retried, a
+    /// produce without an idempotent producer may not.
+    pub fn of(req: &ClientRequest) -> CallKind {
+        match req {
+            ClientRequest::Produce(p) => {
+                let idempotent =
+                    meshlog_protocol::batch::parse_header(&p.batch).is_ok_and(|h| h.has_producer_id());
+                CallKind::Produce { timeout: Duration::from_millis(p.timeout_ms as u64), idempotent }
+            }
+            ClientRequest::Fetch(f) => CallKind::Fetch { wait: Duration::from_millis(f.max_wait_ms as u64) },
+            // A commit waits for the offsets log like an idempotent produce (repeating one
+            // writes the same values again).
+            ClientRequest::Group(GroupRequest::Commit(_)) => {
+                CallKind::Produce { timeout: COMMIT_TIMEOUT, idempotent: true }
+            }
+            ClientRequest::CreateTopic { .. }
+            | ClientRequest::RegisterService(_)
+            | ClientRequest::DeregisterService { .. } => CallKind::Admin,
+            _ => CallKind::Metadata,
+        }
+    }
 }
 
 /// Timeouts per call type.
@@ -158,7 +187,7 @@ impl Resilience {
     }
 
     fn unit_random(&self) -> f64 {
-        let mut s = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = crate::sync::lock(&self.rng);
         *s ^= *s << 13;
         *s ^= *s >> 7;
         *s ^= *s << 17;
@@ -166,7 +195,7 @@ impl Resilience {
     }
 
     fn with_breaker<T>(&self, peer: &PeerId, f: impl FnOnce(&mut Breaker) -> T) -> T {
-        let mut map = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = crate::sync::lock(&self.breakers);
         f(map.entry(*peer).or_insert_with(|| Breaker::new(self.cfg.breaker)))
     }
 
@@ -178,7 +207,7 @@ impl Resilience {
         Fut: Future<Output = Result<T, NetworkError>>,
     {
         let timeout = kind.timeout(&self.cfg.timeouts);
-        self.budget.lock().unwrap_or_else(|p| p.into_inner()).deposit();
+        crate::sync::lock(&self.budget).deposit();
         let mut n = 0;
         loop {
             self.with_breaker(peer, |b| b.allow(Instant::now().into_std()))
@@ -195,7 +224,7 @@ impl Resilience {
             n += 1;
             let may_retry = kind.retriable()
                 && n < self.cfg.backoff.max_attempts
-                && self.budget.lock().unwrap_or_else(|p| p.into_inner()).withdraw();
+                && crate::sync::lock(&self.budget).withdraw();
             if !may_retry {
                 return Err(err);
             }
@@ -207,13 +236,13 @@ impl Resilience {
     /// more than the failures that opened it (a restarted node is reachable again and
     /// may lead partitions at once; waiting out the cooldown would stall its clients).
     pub fn reset(&self, peer: &PeerId) {
-        self.breakers.lock().unwrap_or_else(|p| p.into_inner()).remove(peer);
+        crate::sync::lock(&self.breakers).remove(peer);
     }
 
     /// Every breaker that is not closed.
     pub fn breaker_states(&self) -> Vec<BreakerStatus> {
         let now = Instant::now().into_std();
-        let mut map = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = crate::sync::lock(&self.breakers);
         let mut v: Vec<BreakerStatus> = map
             .iter_mut()
             .filter_map(|(peer, b)| {

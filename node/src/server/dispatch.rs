@@ -167,7 +167,7 @@ pub async fn dispatch<S: Serve, E>(
     loop {
         let ev = tokio::select! {
             ev = inbox.recv() => match ev { Some(ev) => ev, None => return },
-            _ = super::stopped(&mut shutdown) => return,
+            _ = crate::sync::stopped(&mut shutdown) => return,
         };
         match Work::from(ev) {
             Work::Replicate(from, message) => serve.deliver(from, message),

@@ -161,7 +161,7 @@ impl Store {
     /// for writes that are gone (PostgreSQL panics for the same reason). The node's
     /// replicas stop; a restart recovers from what is on disk.
     pub fn flush(&self) -> Result<(), StorageError> {
-        let mut failed = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failed = crate::sync::lock(&self.flushing);
         Self::not_failed(&failed)?;
         self.sync_logs(&mut failed)?;
         self.sync_sled(&mut failed)
@@ -173,7 +173,7 @@ impl Store {
     /// (lower) point, which is safe: only less of it counts as must-not-be-damaged.
     /// Blocking.
     pub fn flush_logs(&self) -> Result<(), StorageError> {
-        let mut failed = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failed = crate::sync::lock(&self.flushing);
         Self::not_failed(&failed)?;
         self.sync_logs(&mut failed)
     }
@@ -181,14 +181,14 @@ impl Store {
     /// Make what was written to sled durable (the recovery points and high watermarks
     /// that appends-only flushes left there), without syncing segment files. Blocking.
     pub fn flush_meta(&self) -> Result<(), StorageError> {
-        let mut failed = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failed = crate::sync::lock(&self.flushing);
         Self::not_failed(&failed)?;
         self.sync_sled(&mut failed)
     }
 
     /// Whether an fsync has failed, so that every flush now fails.
     pub fn fsync_failed(&self) -> bool {
-        self.flushing.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+        crate::sync::lock(&self.flushing).is_some()
     }
 
     fn not_failed(failed: &Option<String>) -> Result<(), StorageError> {
@@ -216,7 +216,7 @@ impl Store {
         self.db.flush().map_err(|e| StorageError::io("flush", e))?;
         // Before the log file: a pointer to a blob is never durable without the blob.
         self.sync_blobs(failed)?;
-        let file = self.log_file.lock().unwrap_or_else(|p| p.into_inner());
+        let file = crate::sync::lock(&self.log_file);
         file.sync_data().map_err(|e| {
             *failed = Some(e.to_string());
             StorageError::io("fsync", e)
@@ -236,7 +236,7 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(StorageError::io("list blobs", e)),
         };
-        let mut synced = self.synced_blobs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut synced = crate::sync::lock(&self.synced_blobs);
         let mut present = HashMap::new();
         let mut wrote = false;
         for entry in entries {
@@ -270,14 +270,14 @@ impl Store {
     /// The blob files the last flush left synced, with their lengths (for tests).
     #[cfg(test)]
     fn synced_blobs(&self) -> HashMap<OsString, u64> {
-        self.synced_blobs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        crate::sync::lock(&self.synced_blobs).clone()
     }
 
     /// The log of one partition, created empty if it does not exist; recovered from its
     /// segment files the first time it is opened. `topic` must be a valid topic name
     /// (it names a directory).
     pub fn log(&self, topic: &str, partition: u32) -> Result<PartitionLog, StorageError> {
-        let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut logs = crate::sync::lock(&self.logs);
         if let Some(log) = logs.get(&(topic.to_string(), partition)) {
             return Ok(log.clone());
         }

@@ -99,14 +99,14 @@ pub(super) struct Dirty {
 impl Dirty {
     fn mark(&self, f: &Arc<SegFile>) {
         if !f.dirty.swap(true, Ordering::SeqCst) {
-            self.files.lock().unwrap_or_else(|p| p.into_inner()).push(f.clone());
+            crate::sync::lock(&self.files).push(f.clone());
         }
     }
 
     /// `fdatasync` every file written to before this call; returns each log's new
     /// recovery point.
     pub(super) fn sync(&self) -> Result<Vec<(Arc<str>, RecoveryPoint)>, StorageError> {
-        let files = std::mem::take(&mut *self.files.lock().unwrap_or_else(|p| p.into_inner()));
+        let files = std::mem::take(&mut *crate::sync::lock(&self.files));
         let mut points: BTreeMap<Arc<str>, RecoveryPoint> = BTreeMap::new();
         for (i, f) in files.iter().enumerate() {
             // Clear first: a write after this point marks the file again for the next flush.
@@ -122,7 +122,7 @@ impl Dirty {
             if let Err(e) = synced {
                 // Keep the unsynced ones (this one included, the later ones still flagged)
                 // for the next flush. The error stops the replicas that waited on it.
-                let mut list = self.files.lock().unwrap_or_else(|p| p.into_inner());
+                let mut list = crate::sync::lock(&self.files);
                 for g in &files[i..] {
                     g.dirty.store(true, Ordering::SeqCst);
                     list.push(g.clone());
