@@ -37,6 +37,7 @@ fn main() -> std::process::ExitCode {
 /// (ARCHITECTURE.md, "Memory"). An operator's own `MALLOC_*` or `GLIBC_TUNABLES`
 /// settings win: nothing is changed when one is set.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)] // the one unsafe call of the node: glibc allocator parameters
 fn keep_freed_memory() {
     let operator_tuned = std::env::vars_os().any(|(k, _)| {
         let k = k.to_string_lossy();
@@ -55,4 +56,5 @@ fn keep_freed_memory() {
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+#[allow(unsafe_code)] // the one unsafe call of the node: glibc allocator parameters
 fn keep_freed_memory() {}

@@ -50,6 +50,7 @@ fn note(delta: isize) {
     });
 }
 
+#[allow(unsafe_code)] // a counting allocator: the test measures what decoding allocates
 unsafe impl GlobalAlloc for LiveAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         note(layout.size() as isize);

@@ -28,6 +28,7 @@ fn note(size: usize) {
     });
 }
 
+#[allow(unsafe_code)] // a counting allocator: the test measures what decoding allocates
 unsafe impl GlobalAlloc for PeakAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         note(layout.size());

@@ -37,29 +37,76 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "gateway",
         &[
-            "broker", "group", "mesh", "outbox", "services", "network", "resilience", "replica", "storage",
-            "config", "time", "sync",
+            "broker",
+            "group",
+            "mesh",
+            "outbox",
+            "services",
+            "network",
+            "resilience",
+            "replica",
+            "storage",
+            "config",
+            "time",
+            "sync",
         ],
     ),
     (
         "admin",
         &[
-            "gateway", "broker", "group", "mesh", "outbox", "services", "network", "resilience", "replica",
-            "storage", "config", "time", "sync",
+            "gateway",
+            "broker",
+            "group",
+            "mesh",
+            "outbox",
+            "services",
+            "network",
+            "resilience",
+            "replica",
+            "storage",
+            "config",
+            "time",
+            "sync",
         ],
     ),
     (
         "server",
         &[
-            "admin", "gateway", "broker", "group", "mesh", "outbox", "services", "network", "resilience",
-            "replica", "storage", "config", "time", "sync",
+            "admin",
+            "gateway",
+            "broker",
+            "group",
+            "mesh",
+            "outbox",
+            "services",
+            "network",
+            "resilience",
+            "replica",
+            "storage",
+            "config",
+            "time",
+            "sync",
         ],
     ),
     (
         "cli",
         &[
-            "server", "client", "admin", "gateway", "broker", "group", "mesh", "outbox", "services",
-            "network", "resilience", "replica", "storage", "config", "time", "sync",
+            "server",
+            "client",
+            "admin",
+            "gateway",
+            "broker",
+            "group",
+            "mesh",
+            "outbox",
+            "services",
+            "network",
+            "resilience",
+            "replica",
+            "storage",
+            "config",
+            "time",
+            "sync",
         ],
     ),
 ];
@@ -245,20 +292,28 @@ fn every_node_module_imports_only_the_layers_below_it() {
         let Some(module) = module_of(&src, file) else { continue };
         seen_modules.insert(module.clone());
         let Some(may) = allowed.get(module.as_str()) else {
-            bad.push(format!("{}: module `{module}` has no row in ALLOWED: place it in a layer", file.display()));
+            bad.push(format!(
+                "{}: module `{module}` has no row in ALLOWED: place it in a layer",
+                file.display()
+            ));
             continue;
         };
         let text = std::fs::read_to_string(file).expect("a readable source file");
         let text = if is_test_file(file) { "" } else { non_test_part(&text) };
         for (target, line) in crate_paths(text).into_iter().chain(grouped_crate_uses(text)) {
             if target != module && allowed.contains_key(target.as_str()) && !may.contains(target.as_str()) {
-                bad.push(format!("{}:{line}: `{module}` imports `crate::{target}` across a forbidden edge", file.display()));
+                bad.push(format!(
+                    "{}:{line}: `{module}` imports `crate::{target}` across a forbidden edge",
+                    file.display()
+                ));
             }
         }
     }
     for (module, _) in ALLOWED {
         if !seen_modules.contains(*module) && *module != "admin" {
-            bad.push(format!("ALLOWED names `{module}`, which is not a module of node/src: keep the table true"));
+            bad.push(format!(
+                "ALLOWED names `{module}`, which is not a module of node/src: keep the table true"
+            ));
         }
     }
     Violations(bad).check();
@@ -341,10 +396,14 @@ fn the_checker_sees_each_way_of_naming_a_module() {
                 use crate::{\n    broker::Broker,\n    mesh::{Mesh, MeshEvent},\n};\n";
     let named: BTreeSet<String> =
         crate_paths(text).into_iter().chain(grouped_crate_uses(text)).map(|(m, _)| m).collect();
-    let expected: BTreeSet<String> = ["server", "gateway", "broker", "mesh"].iter().map(|s| s.to_string()).collect();
+    let expected: BTreeSet<String> =
+        ["server", "gateway", "broker", "mesh"].iter().map(|s| s.to_string()).collect();
     assert_eq!(named, expected);
     assert!(names_crate("use libp2p::PeerId;", "libp2p"));
     assert!(!names_crate("let my_libp2p = 1;", "libp2p"));
     assert!(!names_crate("use crate::network::libp2p_types;", "libp2p"));
-    assert_eq!(non_test_part("fn a() {}\n#[cfg(test)]\nmod tests {\n fn b() {}\n}\n"), "fn a() {}\n#[cfg(test)]\n");
+    assert_eq!(
+        non_test_part("fn a() {}\n#[cfg(test)]\nmod tests {\n fn b() {}\n}\n"),
+        "fn a() {}\n#[cfg(test)]\n"
+    );
 }

@@ -4,12 +4,12 @@
 //! keeps each key's latest record at its offset, and every kind of bad input gets a
 //! clear error code while the node keeps serving and loses nothing.
 
-use meshlog::time::unix_ms;
 use meshlog::client::consumer::{self, StartAt};
 use meshlog::client::producer::{Producer, ProducerConfig};
 use meshlog::client::{Client, ClientError};
 use meshlog::network::Multiaddr;
 use meshlog::server::{self, RunningNode};
+use meshlog::time::unix_ms;
 use meshlog_protocol::batch::BatchBuilder;
 use meshlog_protocol::messages::{ClientRequest, ClientResponse, FetchRequest, ProduceRequest};
 use meshlog_protocol::partitioner::partition_for_key;

@@ -18,8 +18,8 @@ use crate::network::PeerId;
 use crate::replica::{
     self, AckLevel, AppendError, Appended, Entry, FetchBody, HardState, Input, Message, Output,
 };
-use crate::time::monotonic_ms;
 use crate::storage::{GroupCommit, StorageError, Store, MAX_BATCH_BYTES};
+use crate::time::monotonic_ms;
 use meshlog_protocol::batch;
 use meshlog_protocol::codec;
 use meshlog_protocol::messages::{ProduceResponse, ReplicateMessage};

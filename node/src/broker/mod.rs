@@ -13,12 +13,10 @@ mod topics;
 pub use driver::{DriverContext, Outbound, ReplicaHandle, ReplicaSettings, ReplicaView};
 pub use partition::{CompactStats, Partition};
 pub use recent::RecentBudget;
-pub use topics::{
-    already_exists, open_signed, place_replicas, AdoptError, Adopted, NewTopic, Topic, Topics,
-};
+pub use topics::{already_exists, open_signed, place_replicas, AdoptError, Adopted, NewTopic, Topic, Topics};
 
-use crate::storage::{GroupCommit, StorageError, Store};
 use crate::network::PeerId;
+use crate::storage::{GroupCommit, StorageError, Store};
 use meshlog_protocol::messages::{
     ClientRequest, ClientResponse, ClientResult, FetchRequest, ProduceRequest, ReplicateMessage,
 };

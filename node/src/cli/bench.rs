@@ -2,11 +2,11 @@
 //! baseline that writes the same bytes straight into the storage engine.
 
 use super::{output, ServerArgs};
-use crate::time::unix_ms;
 use crate::client::consumer::{self, StartAt};
 use crate::client::producer::{Producer, ProducerConfig};
 use crate::client::ClientError;
 use crate::storage;
+use crate::time::unix_ms;
 use meshlog_protocol::batch::BatchBuilder;
 use meshlog_protocol::types::Acks;
 use meshlog_protocol::ErrorCode;

@@ -1,8 +1,8 @@
 //! `meshlog produce`: records from stdin, one per line, like kafka-console-producer.
 
 use super::ServerArgs;
-use crate::time::unix_ms;
 use crate::client::producer::{Producer, ProducerConfig};
+use crate::time::unix_ms;
 use meshlog_protocol::types::Acks;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};

@@ -238,8 +238,8 @@ impl Client {
     /// asking partition owners for their state.
     pub async fn topic_info(&self, name: &str) -> Result<TopicInfo, ClientError> {
         self.list_topics().await?.into_iter().find(|t| t.name == name).ok_or_else(|| {
-            ClientError::Server(meshlog_protocol::WireError::new(
-                meshlog_protocol::ErrorCode::UnknownTopicOrPartition,
+            ClientError::Server(WireError::new(
+                ErrorCode::UnknownTopicOrPartition,
                 format!("unknown topic '{name}'"),
             ))
         })

@@ -165,7 +165,7 @@ pub struct NetworkConfig {
     /// Addresses to dial at start to join a mesh.
     pub bootstrap: Vec<Multiaddr>,
     /// How peers prove their role: open (believe the hello) or closed (a credential).
-    pub admission: admission::Admission,
+    pub admission: Admission,
     /// The role to declare in hellos; None: the one `serve` implies (node or client).
     /// Only tests set it, to build a client that runs the node protocols anyway.
     pub role: Option<PeerRole>,

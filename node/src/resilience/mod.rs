@@ -11,8 +11,8 @@ pub use breaker::{Breaker, BreakerConfig, BreakerState};
 pub use retry::{Backoff, RetryBudget};
 
 use crate::network::{NetworkError, PeerId};
-pub use meshlog_protocol::mesh::BreakerStatus;
 use meshlog_protocol::group::GroupRequest;
+pub use meshlog_protocol::mesh::BreakerStatus;
 use meshlog_protocol::messages::ClientRequest;
 use std::collections::HashMap;
 use std::future::Future;

@@ -36,7 +36,7 @@ pub struct Invariants {
 pub type Durables<'a> = [(LogView<'a>, Option<LogView<'a>>)];
 
 /// Whether `d` (a log and perhaps a lost disk's) holds what `found` looks for.
-fn holds(d: &(LogView, Option<LogView>), found: impl Fn(&LogView) -> bool) -> bool {
+fn holds(d: &(LogView<'_>, Option<LogView<'_>>), found: impl Fn(&LogView<'_>) -> bool) -> bool {
     found(&d.0) || d.1.as_ref().is_some_and(&found)
 }
 
@@ -103,7 +103,13 @@ impl Invariants {
     }
 
     /// I4 and I5: `node` reports HW `hw` over its disk `own`.
-    pub fn on_hw(&mut self, node: usize, hw: u64, own: &Storage, durables: &Durables) -> Result<(), String> {
+    pub fn on_hw(
+        &mut self,
+        node: usize,
+        hw: u64,
+        own: &Storage,
+        durables: &Durables<'_>,
+    ) -> Result<(), String> {
         let old = self.hw[node];
         if hw < old {
             return Err(format!("I4: node {node} HW went back from {old} to {hw}"));
@@ -130,7 +136,7 @@ impl Invariants {
     }
 
     /// I4: `node`'s HW covers a prefix of its log that a majority holds durably.
-    pub fn check_hw(&self, node: usize, own: &Storage, durables: &Durables) -> Result<(), String> {
+    pub fn check_hw(&self, node: usize, own: &Storage, durables: &Durables<'_>) -> Result<(), String> {
         let hw = self.hw[node];
         // Nothing to check, or a HW below a start its log was just reset to (the core
         // raises it to the start next): all of it committed, and deleted.
@@ -152,13 +158,13 @@ impl Invariants {
     }
 
     /// I3: the core acknowledged `value` at `base` with `acks=all`.
-    pub fn on_ack_all(&mut self, value: u64, base: u64, durables: &Durables) -> Result<(), String> {
+    pub fn on_ack_all(&mut self, value: u64, base: u64, durables: &Durables<'_>) -> Result<(), String> {
         self.acked.insert((base, value), ());
         self.check_acked(base, durables)
     }
 
     /// I3 for every acknowledged record at or after `from`.
-    pub fn check_acked(&self, from: u64, durables: &Durables) -> Result<(), String> {
+    pub fn check_acked(&self, from: u64, durables: &Durables<'_>) -> Result<(), String> {
         for &(base, value) in self.acked.range((from, 0)..).map(|(k, _)| k) {
             let holders = durables.iter().filter(|d| holds(d, |v| v.holds_at(base, value))).count();
             if holders < self.majority {

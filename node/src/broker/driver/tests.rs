@@ -4,6 +4,7 @@ use super::*;
 use crate::network::Keypair;
 use crate::replica::Epoch;
 use crate::storage::{StoreOptions, SEGMENT_BYTES};
+use std::time::Instant;
 
 /// How long a condition may take before the test fails.
 const WAIT_BUDGET: Duration = Duration::from_secs(10);
