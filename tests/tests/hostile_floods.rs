@@ -291,7 +291,7 @@ async fn hostile_frames_do_not_stop_a_node() {
         for _ in 0..RAW_ROUNDS {
             for protocol in RAW_PROTOCOLS {
                 for bytes in hostile_frames() {
-                    sends.push(async move { (protocol, raw_send(&raw, protocol, bytes).await) });
+                    sends.push(async move { (protocol, raw_send(raw, protocol, bytes).await) });
                 }
             }
         }

@@ -121,7 +121,7 @@ impl GroupBench {
         wait(budget, "the group reads every record", || read.load(Ordering::Relaxed) >= self.records).await?;
         let elapsed = started.elapsed();
         let stable = |board: &Arc<Mutex<Board>>, ids: &BTreeSet<usize>| {
-            let b = crate::sync::lock(&board);
+            let b = crate::sync::lock(board);
             let held: Vec<&TopicPartition> =
                 ids.iter().flat_map(|i| b.assigned.get(i).into_iter().flatten()).collect();
             let distinct: BTreeSet<&TopicPartition> = held.iter().copied().collect();
@@ -135,9 +135,8 @@ impl GroupBench {
             let t = Instant::now();
             let client = clients[id % clients.len()].clone();
             members.insert(id, self.spawn(id, client, &group, board.clone(), read.clone()));
-            let newcomer_has_work = |b: &Arc<Mutex<Board>>| {
-                crate::sync::lock(&b).assigned.get(&id).is_some_and(|v| !v.is_empty())
-            };
+            let newcomer_has_work =
+                |b: &Arc<Mutex<Board>>| crate::sync::lock(b).assigned.get(&id).is_some_and(|v| !v.is_empty());
             wait(budget, "a joining member gets partitions", || {
                 newcomer_has_work(&board) && stable(&board, &ids)
             })

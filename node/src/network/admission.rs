@@ -199,6 +199,8 @@ fn mesh_fingerprint(mesh: &[u8]) -> String {
 }
 
 /// How a node or client admits its peers.
+// One value per node, built once at start: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Default)]
 pub enum Admission {
     /// Believe the declared role (a trusted LAN). The zero-config default.
@@ -333,7 +335,7 @@ fn to_hex(bytes: &[u8]) -> String {
 
 fn from_hex(s: &str) -> Option<Vec<u8>> {
     let s = s.trim();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()

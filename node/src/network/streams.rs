@@ -195,7 +195,7 @@ struct StreamSlot {
 
 impl StreamSlot {
     fn take(open: &Arc<Mutex<HashMap<PeerId, usize>>>, peer: PeerId) -> Option<StreamSlot> {
-        let mut map = crate::sync::lock(&open);
+        let mut map = crate::sync::lock(open);
         let n = map.entry(peer).or_default();
         if *n >= MAX_INBOUND_STREAMS_PER_PEER {
             return None;
