@@ -249,14 +249,21 @@ impl NodeConfig {
 
     /// Check every value and the relations between them.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |m: String| Err(ConfigError::Invalid(m));
         if self.listen.is_empty() {
-            return bad("at least one listen address is needed".into());
+            return Err(ConfigError::Invalid("at least one listen address is needed".into()));
         }
         self.listen_addrs()?;
         self.bootstrap_addrs()?;
         self.allowlist()?;
         self.validate_durations()?;
+        self.validate_mesh_and_calls()?;
+        self.validate_limits()?;
+        self.validate_replication_and_groups()
+    }
+
+    /// Membership timers, breakers, retries and request timeouts.
+    fn validate_mesh_and_calls(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
         if self.heartbeat_interval_ms == 0 || self.member_timeout_ms < 3 * self.heartbeat_interval_ms {
             return bad(format!(
                 "member_timeout_ms={} must be at least 3 heartbeats (heartbeat_interval_ms={}, which must be > 0)",
@@ -278,6 +285,12 @@ impl NodeConfig {
                 self.lookup_timeout_ms, self.request_timeout_ms
             ));
         }
+        Ok(())
+    }
+
+    /// Frame, fetch and produce sizes and waits, and the periodic tasks.
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
         if self.max_frame_bytes < 64 << 10 || self.max_frame_bytes > MAX_FRAME_BYTES {
             return bad(format!(
                 "max_frame_bytes={} must be between 65536 and {MAX_FRAME_BYTES}",
@@ -305,6 +318,12 @@ impl NodeConfig {
         if self.retention_check_interval_ms == 0 || self.idle_connection_timeout_ms == 0 {
             return bad("retention_check_interval_ms and idle_connection_timeout_ms must be > 0".into());
         }
+        Ok(())
+    }
+
+    /// Replication timers, the offsets topic, group session bounds and the cache.
+    fn validate_replication_and_groups(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
         if self.replica_heartbeat_ms == 0
             || self.leader_lease_ms < 2 * self.replica_heartbeat_ms
             || self.election_timeout_ms <= self.leader_lease_ms

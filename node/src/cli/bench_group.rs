@@ -86,9 +86,67 @@ struct Member {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// What one run of the benchmark shares between its phases.
+struct Running {
+    group: String,
+    board: Arc<Mutex<Board>>,
+    read: Arc<AtomicU64>,
+    members: BTreeMap<usize, Member>,
+    budget: Duration,
+    clients: Vec<Client>,
+    partitions: u32,
+}
+
+impl Running {
+    /// Start member `id` on a client picked round-robin.
+    fn add(&mut self, bench: &GroupBench, id: usize) {
+        let client = self.clients[id % self.clients.len()].clone();
+        let member = bench.spawn(id, client, &self.group, self.board.clone(), self.read.clone());
+        self.members.insert(id, member);
+    }
+
+    /// Whether members `ids` hold every partition exactly once.
+    fn stable(&self, ids: &BTreeSet<usize>) -> bool {
+        let b = crate::sync::lock(&self.board);
+        let held: Vec<&TopicPartition> =
+            ids.iter().flat_map(|i| b.assigned.get(i).into_iter().flatten()).collect();
+        let distinct: BTreeSet<&TopicPartition> = held.iter().copied().collect();
+        held.len() == self.partitions as usize && distinct.len() == held.len()
+    }
+}
+
 impl GroupBench {
     /// Run it.
     pub async fn run(self) -> anyhow::Result<()> {
+        let (clients, partitions) = self.connect_and_fill().await?;
+        let mut run = Running {
+            group: format!("bench-{:08x}", rand::random::<u32>()),
+            board: Arc::new(Mutex::new(Board::default())),
+            read: Arc::new(AtomicU64::new(0)),
+            members: BTreeMap::new(),
+            budget: Duration::from_secs(self.max_secs),
+            clients,
+            partitions,
+        };
+        let started = Instant::now();
+        for id in 0..self.members {
+            run.add(&self, id);
+        }
+        let read = run.read.clone();
+        wait(run.budget, "the group reads every record", || read.load(Ordering::Relaxed) >= self.records)
+            .await?;
+        let elapsed = started.elapsed();
+        let (joins, kills) = self.rebalance_rounds(&mut run).await?;
+        for (_, m) in std::mem::take(&mut run.members) {
+            m.task.abort();
+        }
+        let hist = self.commit_latency(&run.clients[0], &run.group).await?;
+        self.report(elapsed, hist, joins, kills)
+    }
+
+    /// One client per server address; the topic created (or found) and filled with
+    /// `records` keyed records. Returns the clients and the topic's partition count.
+    async fn connect_and_fill(&self) -> anyhow::Result<(Vec<Client>, u32)> {
         let mut clients = Vec::new();
         for addr in &self.server.server {
             let one = ServerArgs { server: vec![addr.clone()], ..self.server.clone() };
@@ -108,64 +166,62 @@ impl GroupBench {
             producer.send(Some(&i.to_be_bytes()), &value, 0).await?;
         }
         producer.flush().await?;
-        let group = format!("bench-{:08x}", rand::random::<u32>());
-        let board = Arc::new(Mutex::new(Board::default()));
-        let read = Arc::new(AtomicU64::new(0));
-        let budget = Duration::from_secs(self.max_secs);
-        let mut members: BTreeMap<usize, Member> = BTreeMap::new();
-        let started = Instant::now();
-        for id in 0..self.members {
-            let client = clients[id % clients.len()].clone();
-            members.insert(id, self.spawn(id, client, &group, board.clone(), read.clone()));
-        }
-        wait(budget, "the group reads every record", || read.load(Ordering::Relaxed) >= self.records).await?;
-        let elapsed = started.elapsed();
-        let stable = |board: &Arc<Mutex<Board>>, ids: &BTreeSet<usize>| {
-            let b = crate::sync::lock(board);
-            let held: Vec<&TopicPartition> =
-                ids.iter().flat_map(|i| b.assigned.get(i).into_iter().flatten()).collect();
-            let distinct: BTreeSet<&TopicPartition> = held.iter().copied().collect();
-            held.len() == partitions as usize && distinct.len() == held.len()
-        };
+        Ok((clients, partitions))
+    }
+
+    /// Each round: a member joins (time until it holds partitions and the assignment is
+    /// whole again), then is killed without leaving (time until its partitions move).
+    async fn rebalance_rounds(&self, run: &mut Running) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
         let (mut joins, mut kills) = (Vec::new(), Vec::new());
         for round in 0..self.rounds {
             let id = self.members + round;
-            let mut ids: BTreeSet<usize> = members.keys().copied().collect();
+            let mut ids: BTreeSet<usize> = run.members.keys().copied().collect();
             ids.insert(id);
             let t = Instant::now();
-            let client = clients[id % clients.len()].clone();
-            members.insert(id, self.spawn(id, client, &group, board.clone(), read.clone()));
+            run.add(self, id);
             let newcomer_has_work =
                 |b: &Arc<Mutex<Board>>| crate::sync::lock(b).assigned.get(&id).is_some_and(|v| !v.is_empty());
-            wait(budget, "a joining member gets partitions", || {
-                newcomer_has_work(&board) && stable(&board, &ids)
+            wait(run.budget, "a joining member gets partitions", || {
+                newcomer_has_work(&run.board) && run.stable(&ids)
             })
             .await?;
             joins.push(t.elapsed());
             // Kill the newcomer: no leave, no commit.
-            if let Some(m) = members.remove(&id) {
+            if let Some(m) = run.members.remove(&id) {
                 m.task.abort();
                 let _ = m.task.await;
             }
-            crate::sync::lock(&board).assigned.remove(&id);
+            crate::sync::lock(&run.board).assigned.remove(&id);
             ids.remove(&id);
             let t = Instant::now();
-            wait(budget, "a killed member's partitions move", || stable(&board, &ids)).await?;
+            wait(run.budget, "a killed member's partitions move", || run.stable(&ids)).await?;
             kills.push(t.elapsed());
         }
-        for (_, m) in std::mem::take(&mut members) {
-            m.task.abort();
-        }
-        // Commit latency, one at a time, through the same coordinator path.
+        Ok((joins, kills))
+    }
+
+    /// Commit latency, one commit at a time, through the same coordinator path.
+    async fn commit_latency(&self, client: &Client, group: &str) -> anyhow::Result<Option<Histogram<u64>>> {
         let mut hist = Histogram::<u64>::new(3).ok();
         let tp = TopicPartition::new(self.topic.clone(), 0);
         for i in 0..self.commits {
             let t = Instant::now();
-            first.set_offsets(&format!("{group}-commits"), vec![(tp.clone(), i)]).await?;
+            client.set_offsets(&format!("{group}-commits"), vec![(tp.clone(), i)]).await?;
             if let Some(h) = hist.as_mut() {
                 let _ = h.record(t.elapsed().as_micros().max(1) as u64);
             }
         }
+        Ok(hist)
+    }
+
+    /// Print the result line (or JSON).
+    fn report(
+        &self,
+        elapsed: Duration,
+        hist: Option<Histogram<u64>>,
+        mut joins: Vec<Duration>,
+        mut kills: Vec<Duration>,
+    ) -> anyhow::Result<()> {
         let (jp50, jp99) = pct(&mut joins);
         let (kp50, kp99) = pct(&mut kills);
         let secs = elapsed.as_secs_f64().max(1e-9);

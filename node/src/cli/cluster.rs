@@ -2,6 +2,7 @@
 //! node, and who owns which partition.
 
 use super::{output, ServerArgs};
+use meshlog_protocol::mesh::ClusterStatus;
 use std::collections::BTreeMap;
 
 /// Cluster subcommands.
@@ -26,6 +27,16 @@ pub async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
     }
     println!("Answered by {}", status.node);
     println!();
+    print_members(&status);
+    println!();
+    print_partitions(&status);
+    print_breakers_and_outbox(&status);
+    Ok(())
+}
+
+/// Members with the replicas each holds and the partitions each leads, as the answering
+/// node sees them.
+fn print_members(status: &ClusterStatus) {
     // Replicas held and partitions led, per member, as the answering node sees them.
     let mut held: BTreeMap<&str, usize> = BTreeMap::new();
     let mut leads: BTreeMap<&str, usize> = BTreeMap::new();
@@ -52,7 +63,10 @@ pub async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
         })
         .collect();
     output::table(&["MEMBER", "STATE", "LAST-SEEN-MS", "REPLICAS", "LEADS", "ADDRESSES"], &rows);
-    println!();
+}
+
+/// Every partition: leader, epoch, replicas, ISR and offsets ("-" where unknown).
+fn print_partitions(status: &ClusterStatus) {
     let (short, list) = (output::short_id, output::short_ids);
     let unknown = |p: &meshlog_protocol::types::PartitionStatus, v: u64| {
         if p.online {
@@ -81,6 +95,10 @@ pub async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
         &["TOPIC", "PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "HIGH-WATERMARK", "LOG-END"],
         &prow,
     );
+}
+
+/// Open breakers and the outbox's backlog, when there are any.
+fn print_breakers_and_outbox(status: &ClusterStatus) {
     if !status.breakers.is_empty() {
         println!();
         let rows: Vec<Vec<String>> = status
@@ -101,5 +119,4 @@ pub async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
             .collect();
         output::table(&["OUTBOX-TOPIC", "PARTITION", "BATCHES", "BYTES"], &rows);
     }
-    Ok(())
 }

@@ -1,6 +1,7 @@
 //! `meshlog topic create|list|describe`.
 
 use super::{output, ServerArgs};
+use meshlog_protocol::types::TopicDescription;
 use std::collections::BTreeMap;
 
 /// Topic subcommands.
@@ -85,46 +86,50 @@ pub async fn run(cmd: TopicCommand) -> anyhow::Result<()> {
             if json {
                 return output::json(&d);
             }
-            println!("NAME        {}", d.topic.name);
-            println!("PARTITIONS  {}", d.topic.partitions);
-            println!("REPLICAS    {}", d.topic.replication_factor);
-            let cfg: Vec<String> =
-                d.topic.config.to_pairs().iter().map(|(k, v)| format!("{k}={v}")).collect();
-            println!("CONFIG      {}", cfg.join(" "));
-            println!();
-            let (short, list) = (output::short_id, output::short_ids);
-            let rows: Vec<Vec<String>> = d
-                .partitions
-                .iter()
-                .map(|p| {
-                    vec![
-                        p.partition.to_string(),
-                        if p.leader.is_empty() { "none".into() } else { short(&p.leader) },
-                        p.epoch.to_string(),
-                        list(&p.replicas),
-                        list(&p.isr),
-                        p.log_start_offset.to_string(),
-                        p.high_watermark.to_string(),
-                        p.log_end_offset.to_string(),
-                        p.size_bytes.to_string(),
-                    ]
-                })
-                .collect();
-            output::table(
-                &[
-                    "PARTITION",
-                    "LEADER",
-                    "EPOCH",
-                    "REPLICAS",
-                    "ISR",
-                    "LOG-START",
-                    "HIGH-WATERMARK",
-                    "LOG-END",
-                    "SIZE-BYTES",
-                ],
-                &rows,
-            );
+            print_description(&d);
         }
     }
     Ok(())
+}
+
+/// A topic's settings, then one row per partition.
+fn print_description(d: &TopicDescription) {
+    println!("NAME        {}", d.topic.name);
+    println!("PARTITIONS  {}", d.topic.partitions);
+    println!("REPLICAS    {}", d.topic.replication_factor);
+    let cfg: Vec<String> = d.topic.config.to_pairs().iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!("CONFIG      {}", cfg.join(" "));
+    println!();
+    let (short, list) = (output::short_id, output::short_ids);
+    let rows: Vec<Vec<String>> = d
+        .partitions
+        .iter()
+        .map(|p| {
+            vec![
+                p.partition.to_string(),
+                if p.leader.is_empty() { "none".into() } else { short(&p.leader) },
+                p.epoch.to_string(),
+                list(&p.replicas),
+                list(&p.isr),
+                p.log_start_offset.to_string(),
+                p.high_watermark.to_string(),
+                p.log_end_offset.to_string(),
+                p.size_bytes.to_string(),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "PARTITION",
+            "LEADER",
+            "EPOCH",
+            "REPLICAS",
+            "ISR",
+            "LOG-START",
+            "HIGH-WATERMARK",
+            "LOG-END",
+            "SIZE-BYTES",
+        ],
+        &rows,
+    );
 }
