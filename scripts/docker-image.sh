@@ -1,86 +1,40 @@
 #!/usr/bin/env bash
-# Build (or reuse) the Docker image the Docker tests run, from an already-built dynamic
-# binary, and print its tag. Usage: scripts/docker-image.sh [BIN] (default
-# target/debug/meshlog).
+# Build the release image meshlog:VERSION FROM scratch: a statically linked release
+# binary (glibc, +crt-static), stripped, and nothing else. No image is pulled.
 #
-# No image can be pulled here, so the image is a rootfs made from BIN plus exactly the
-# shared libraries `ldd` lists for it (each at its absolute path, symlinks resolved),
-# imported with `docker import`. One build profile (dev) serves both the process tests
-# and the Docker tests: nothing is rebuilt for Docker.
+#   scripts/docker-image.sh            # builds, tags meshlog:<version> and meshlog:latest
+#   MESHLOG_IMAGE_TAG=x scripts/docker-image.sh
 #
-# The tag is `meshlog-test:<first 12 hex of sha256>` over BIN, its libraries and this
-# script, so the image is rebuilt only when one of them changes. Concurrent callers (test
-# processes run in parallel) are serialised by a lock so one tag is imported once. Only
-# the newest $KEEP_IMAGES meshlog-test images are kept; older ones are removed unless a
-# container still uses them.
+# The release build is separate from the test build (profile release, its own target
+# triple directory), so it costs a full compile the first time (~15 minutes on 2 cores)
+# and is not part of CI; the Docker tests use scripts/docker-test-image.sh, which wraps
+# the dev binary the suite already built. Prints the tag and the image size.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+TAG=${MESHLOG_IMAGE_TAG:-meshlog:$VERSION}
+TRIPLE=x86_64-unknown-linux-gnu
 
-KEEP_IMAGES=${MESHLOG_DOCKER_KEEP_IMAGES:-3}
-SELF=$(realpath "$0")
-REPO=$(dirname "$(dirname "$SELF")")
-BIN=${1:-${CARGO_TARGET_DIR:-$REPO/target}/debug/meshlog}
-[[ -x "$BIN" ]] || { echo "docker-image.sh: $BIN is not an executable (build it: cargo build --bins)" >&2; exit 1; }
-
-# The libraries ldd resolves, as absolute paths. `linux-vdso.so.1` has no file (the kernel
-# maps it); "not found" is an error; a static binary has none ("not a dynamic executable").
-libs() {
-  local out
-  if ! out=$(ldd "$BIN" 2>&1); then
-    [[ "$out" == *"not a dynamic executable"* || "$out" == *"statically linked"* ]] && return 0
-    echo "docker-image.sh: ldd $BIN failed: $out" >&2; return 1
-  fi
-  if grep -q "not found" <<<"$out"; then
-    echo "docker-image.sh: ldd $BIN: missing libraries:" >&2; grep "not found" <<<"$out" >&2; return 1
-  fi
-  # "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" and "/lib64/ld-linux-x86-64.so.2 (0x...)"
-  awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' <<<"$out" | sort -u
-}
-LIBS=$(libs)
-
-# Content hash: the binary, the libraries' bytes (a libc upgrade must rebuild) and this
-# script (a change of the recipe must rebuild).
-# shellcheck disable=SC2086
-HASH=$(cat "$BIN" $LIBS "$SELF" | sha256sum | cut -c1-12)
-TAG="meshlog-test:$HASH"
-
-# Serialise builders: without it two test processes may both import, leaving one
-# untagged copy behind.
-LOCK="${TMPDIR:-/tmp}/meshlog-docker-image.lock"
-exec 9>"$LOCK"
-flock -w 300 9 || { echo "docker-image.sh: could not lock $LOCK within 300 s" >&2; exit 1; }
-
-if docker image inspect "$TAG" >/dev/null 2>&1; then
-  echo "$TAG"
-  exit 0
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target "$TRIPLE" --bin meshlog
+BIN=${CARGO_TARGET_DIR:-target}/$TRIPLE/release/meshlog
+if ldd "$BIN" >/dev/null 2>&1; then
+  echo "docker-image.sh: $BIN is dynamically linked; expected a static binary" >&2
+  exit 1
 fi
 
-ROOT=$(mktemp -d "${TMPDIR:-/tmp}/meshlog-rootfs.XXXXXX")
-trap 'rm -rf "$ROOT"' EXIT
-# /tmp for anything that wants a temp dir; /data for the node's store (the container's
-# own file system, so it survives `docker kill` + `docker start`); /etc so Docker can
-# bind-mount hosts, hostname and resolv.conf.
-mkdir -p "$ROOT/tmp" "$ROOT/data" "$ROOT/etc"
-chmod 1777 "$ROOT/tmp"
-cp "$BIN" "$ROOT/meshlog"
-for lib in $LIBS; do
-  # -L: /lib64/ld-linux-x86-64.so.2 is a symlink to /lib/x86_64-linux-gnu/...; copy the
-  # file itself to the path the binary names, so no link target has to exist.
-  mkdir -p "$ROOT$(dirname "$lib")"
-  cp -L "$lib" "$ROOT$lib"
-done
-
-# Root-owned entries whatever user builds the tarball; `docker import` reads it from stdin.
-tar -C "$ROOT" --numeric-owner --owner=0 --group=0 -c . |
-  docker import \
-    --change 'ENTRYPOINT ["/meshlog"]' \
-    --change 'WORKDIR /data' \
-    --change 'LABEL meshlog-test=1' \
-    --message "meshlog test image from $BIN" \
-    - "$TAG" >/dev/null
-
-# Keep only the newest images; `docker rmi` without -f refuses images in use.
-docker image ls meshlog-test --format '{{.CreatedAt}}\t{{.Repository}}:{{.Tag}}' |
-  sort -r | tail -n +"$((KEEP_IMAGES + 1))" | cut -f2 |
-  while read -r old; do [[ "$old" == "$TAG" ]] || docker rmi "$old" >/dev/null 2>&1 || true; done
-
+CTX=$(mktemp -d "${TMPDIR:-/tmp}/meshlog-image.XXXXXX")
+trap 'rm -rf "$CTX"' EXIT
+strip -o "$CTX/meshlog" "$BIN"
+# /tmp for anything that wants a temp dir, /data owned by the image's user (65532), and
+# /etc/passwd so the user has a name.
+mkdir -p "$CTX/rootfs/tmp" "$CTX/rootfs/data" "$CTX/rootfs/etc"
+chmod 1777 "$CTX/rootfs/tmp"
+echo 'meshlog:x:65532:65532:meshlog:/data:/meshlog' >"$CTX/rootfs/etc/passwd"
+echo 'meshlog:x:65532:' >"$CTX/rootfs/etc/group"
+cp deploy/Dockerfile "$CTX/Dockerfile"
+# The legacy builder handles FROM scratch without buildx; chown in a tar-free way:
+# the Dockerfile copies rootfs/ as root, so /data is made writable for 65532 here.
+chmod 0777 "$CTX/rootfs/data"
+DOCKER_BUILDKIT=0 docker build -q -t "$TAG" -t "${TAG%%:*}:latest" "$CTX" >/dev/null
 echo "$TAG"
+docker image inspect "$TAG" --format 'size: {{.Size}} bytes' >&2

@@ -10,7 +10,11 @@ fn main() -> std::process::ExitCode {
         None => tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cli.default_log_filter())),
     };
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        meshlog::cli::LogFormat::Text => logs.init(),
+        meshlog::cli::LogFormat::Json => logs.json().with_current_span(true).with_span_list(true).init(),
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -20,11 +24,20 @@ fn main() -> std::process::ExitCode {
     };
     match rt.block_on(meshlog::cli::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // The reader went away (`meshlog consume t | head`): it has what it wanted.
+        Err(e) if is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Whether an error is a write to a closed pipe, wherever it sits in the chain.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Keep freed memory in the process instead of handing it back to the kernel at once.

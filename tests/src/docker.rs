@@ -5,7 +5,7 @@
 //! not between networks, so parallel tests do not see each other's nodes).
 //!
 //! What it owns: the image (built from the dev binary `target/debug/meshlog` by
-//! `scripts/docker-image.sh`: the binary plus the shared libraries `ldd` lists, tagged
+//! `scripts/docker-test-image.sh`: the binary plus the shared libraries `ldd` lists, tagged
 //! by a content hash, so nothing is rebuilt for Docker), uniquely named networks and
 //! containers, and their removal. It talks to Docker only through the `docker` CLI, and
 //! every call has a deadline after which the CLI is killed and the error names the
@@ -35,7 +35,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub const DOCKER_CLI_BUDGET: Duration = Duration::from_secs(60);
 /// Deadline of one client command run in a container (a produce of many records).
 pub const CLIENT_BUDGET: Duration = Duration::from_secs(180);
-/// Deadline of `scripts/docker-image.sh` (tar + `docker import` of ~35 MB).
+/// Deadline of `scripts/docker-test-image.sh` (tar + `docker import` of ~35 MB).
 pub const IMAGE_BUILD_BUDGET: Duration = Duration::from_secs(300);
 /// Resources labelled `meshlog-test=1` older than this are leftovers whatever their owner.
 pub const STALE_AFTER: Duration = Duration::from_secs(2 * 3600);
@@ -166,7 +166,7 @@ pub fn require_docker() -> bool {
 }
 
 /// The image tag (`meshlog-test:<hash>`), built from [`meshlog_bin`] by
-/// `scripts/docker-image.sh` once per process (the script itself reuses an image whose
+/// `scripts/docker-test-image.sh` once per process (the script itself reuses an image whose
 /// content hash matches, so this is fast after the first build). Also removes stale
 /// leftovers of killed runs first. Panics with the script's error if the build fails.
 pub fn image() -> String {
@@ -174,7 +174,7 @@ pub fn image() -> String {
     IMAGE
         .get_or_init(|| {
             cleanup_stale();
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/docker-image.sh");
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/docker-test-image.sh");
             let mut cmd = Command::new("bash");
             cmd.arg(&script).arg(meshlog_bin());
             let what = format!("{} {}", script.display(), meshlog_bin().display());

@@ -12,6 +12,8 @@ use meshlog_protocol::types::Acks;
 use meshlog_protocol::ErrorCode;
 use serde::Serialize;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Benchmark subcommands.
@@ -177,6 +179,46 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     }
 }
 
+/// A line on stderr each second while a benchmark runs: records so far and the rate over
+/// the last second (stdout keeps only the result, so `--json` output stays parseable).
+struct Progress {
+    count: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Progress {
+    fn start(what: &'static str) -> Progress {
+        let count = Arc::new(AtomicU64::new(0));
+        let seen = count.clone();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            let (started, mut last) = (Instant::now(), 0u64);
+            loop {
+                tick.tick().await;
+                let now = seen.load(Ordering::Relaxed);
+                eprintln!(
+                    "[{:>4.0} s] {what}: {now} records, {} records/s",
+                    started.elapsed().as_secs_f64(),
+                    now - last
+                );
+                last = now;
+            }
+        });
+        Progress { count, task }
+    }
+
+    fn add(&self, n: u64) {
+        self.count.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// How long a new topic's partitions may take to elect leaders before a benchmark gives up.
 const LEADERS_BUDGET: Duration = Duration::from_secs(30);
 
@@ -229,13 +271,16 @@ impl ProduceBench {
         let payload: Vec<u8> = (0..self.record_size).map(|_| rand::random::<u8>()).collect();
         let deadline = Instant::now() + Duration::from_secs(self.max_secs);
         let started = Instant::now();
+        let progress = Progress::start("sent");
         for _ in 0..self.records {
             if Instant::now() >= deadline {
                 break;
             }
             producer.send(None, &payload, unix_ms()).await?;
+            progress.add(1);
         }
         producer.flush().await?;
+        drop(progress);
         let elapsed = started.elapsed();
         let s = producer.stats();
         let label = format!(
@@ -258,8 +303,9 @@ impl ConsumeBench {
         let deadline = Instant::now() + Duration::from_secs(self.max_secs);
         let per_partition = self.records.div_ceil(parts.max(1) as u64);
         let started = Instant::now();
-        let reads =
-            (0..parts).map(|p| read_partition(client.clone(), &self.topic, p, per_partition, deadline));
+        let progress = Progress::start("read");
+        let reads = (0..parts)
+            .map(|p| read_partition(client.clone(), &self.topic, p, per_partition, deadline, &progress));
         let mut total = (0u64, 0u64);
         for r in futures::future::join_all(reads).await {
             let (n, b) = r?;
@@ -277,6 +323,7 @@ async fn read_partition(
     p: u32,
     want: u64,
     deadline: Instant,
+    progress: &Progress,
 ) -> Result<(u64, u64), ClientError> {
     let mut off = consumer::start_offset(&client, topic, p, StartAt::Beginning).await?;
     let (mut n, mut bytes) = (0u64, 0u64);
@@ -287,6 +334,7 @@ async fn read_partition(
             break;
         }
         n += f.records.len() as u64;
+        progress.add(f.records.len() as u64);
         bytes += f.records.iter().map(|r| r.value.as_ref().map_or(0, |v| v.len()) as u64).sum::<u64>();
         off = f.next_offset;
     }

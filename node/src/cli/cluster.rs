@@ -16,11 +16,33 @@ pub enum ClusterCommand {
         #[arg(long)]
         json: bool,
     },
+    /// One line with a verdict (HEALTHY, DEGRADED, UNHEALTHY) from every member's own
+    /// view; exit code 0, 1 or 2, for scripts and probes.
+    Health {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Print the verdict and its counts as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Run a cluster subcommand.
 pub async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
-    let ClusterCommand::Status { server, json } = cmd;
+    let (server, json) = match cmd {
+        ClusterCommand::Status { server, json } => (server, json),
+        ClusterCommand::Health { server, json } => {
+            let h = super::health::check(&server).await?;
+            if json {
+                output::json(&h)?;
+            } else {
+                println!("{}", h.line());
+            }
+            use std::io::Write as _;
+            std::io::stdout().flush()?;
+            std::process::exit(h.exit_code());
+        }
+    };
     let status = server.connect().await?.cluster_status().await?;
     if json {
         return output::json(&status);
@@ -53,16 +75,16 @@ fn print_members(status: &ClusterStatus) {
         .iter()
         .map(|m| {
             vec![
-                m.peer.clone(),
+                output::short_id(&m.peer),
                 m.state.clone(),
-                format!("{}", m.last_seen_ms_ago),
+                output::ago(m.last_seen_ms_ago),
                 held.get(m.peer.as_str()).copied().unwrap_or(0).to_string(),
                 leads.get(m.peer.as_str()).copied().unwrap_or(0).to_string(),
                 m.addrs.join(","),
             ]
         })
         .collect();
-    output::table(&["MEMBER", "STATE", "LAST-SEEN-MS", "REPLICAS", "LEADS", "ADDRESSES"], &rows);
+    output::table(&["MEMBER", "STATE", "LAST-SEEN", "REPLICAS", "LEADS", "ADDRESSES"], &rows);
 }
 
 /// Every partition: leader, epoch, replicas, ISR and offsets ("-" where unknown).
@@ -88,11 +110,12 @@ fn print_partitions(status: &ClusterStatus) {
                 if p.online { list(&p.isr) } else { "-".into() },
                 unknown(p, p.high_watermark),
                 unknown(p, p.log_end_offset),
+                if p.online { output::bytes(p.size_bytes) } else { "-".into() },
             ]
         })
         .collect();
     output::table(
-        &["TOPIC", "PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "HIGH-WATERMARK", "LOG-END"],
+        &["TOPIC", "PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "HIGH-WATERMARK", "LOG-END", "SIZE"],
         &prow,
     );
 }
@@ -104,9 +127,9 @@ fn print_breakers_and_outbox(status: &ClusterStatus) {
         let rows: Vec<Vec<String>> = status
             .breakers
             .iter()
-            .map(|b| vec![b.peer.clone(), b.state.clone(), format!("{}", b.retry_in_ms)])
+            .map(|b| vec![output::short_id(&b.peer), b.state.clone(), output::duration_ms(b.retry_in_ms)])
             .collect();
-        output::table(&["PEER", "BREAKER", "RETRY-IN-MS"], &rows);
+        output::table(&["PEER", "BREAKER", "RETRY-IN"], &rows);
     }
     if !status.outbox.is_empty() {
         println!();
@@ -114,7 +137,7 @@ fn print_breakers_and_outbox(status: &ClusterStatus) {
             .outbox
             .iter()
             .map(|o| {
-                vec![o.topic.clone(), o.partition.to_string(), o.batches.to_string(), o.bytes.to_string()]
+                vec![o.topic.clone(), o.partition.to_string(), o.batches.to_string(), output::bytes(o.bytes)]
             })
             .collect();
         output::table(&["OUTBOX-TOPIC", "PARTITION", "BATCHES", "BYTES"], &rows);

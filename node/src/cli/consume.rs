@@ -63,8 +63,21 @@ pub struct ConsumeArgs {
     /// Print each record's partition and offset before it (tab-separated).
     #[arg(long)]
     print_offset: bool,
+    /// `text`: the value (with --print-key/--print-offset, tab-separated fields), one per
+    /// line. `json`: one object per line with topic, partition, offset, timestamp, key,
+    /// value and headers; bytes that are not UTF-8 are given base64-encoded in
+    /// `key_base64`/`value_base64` instead, so any record survives the trip.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
     #[command(flatten)]
     server: ServerArgs,
+}
+
+/// How `consume` prints a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
 }
 
 /// Consume until a stop condition or Ctrl-C.
@@ -213,8 +226,12 @@ fn is_rebalance(e: &crate::client::ClientError) -> bool {
     matches!(e, crate::client::ClientError::Server(w) if w.code == meshlog_protocol::ErrorCode::RebalanceInProgress)
 }
 
-/// One record as a line: `[partition\toffset\t][key\t]value`.
+/// One record as a line: `[partition\toffset\t][key\t]value`, or a JSON object.
 fn print_record(out: &mut impl Write, args: &ConsumeArgs, partition: u32, r: &Record) -> std::io::Result<()> {
+    if args.format == Format::Json {
+        serde_json::to_writer(&mut *out, &record_json(&args.topic, partition, r))?;
+        return out.write_all(b"\n");
+    }
     if args.print_offset {
         write!(out, "{partition}\t{}\t", r.offset)?;
     }
@@ -224,4 +241,69 @@ fn print_record(out: &mut impl Write, args: &ConsumeArgs, partition: u32, r: &Re
     }
     out.write_all(r.value.as_deref().unwrap_or(b"null"))?;
     out.write_all(b"\n")
+}
+
+/// A record as JSON: text fields where the bytes are UTF-8, `<field>_base64` where not,
+/// `null` for a null key or value (a tombstone).
+fn record_json(topic: &str, partition: u32, r: &Record) -> serde_json::Value {
+    let mut o = serde_json::Map::new();
+    o.insert("topic".into(), topic.into());
+    o.insert("partition".into(), partition.into());
+    o.insert("offset".into(), r.offset.into());
+    o.insert("timestamp".into(), r.timestamp.into());
+    put_bytes(&mut o, "key", r.key.as_deref());
+    put_bytes(&mut o, "value", r.value.as_deref());
+    let headers: Vec<serde_json::Value> = r
+        .headers
+        .iter()
+        .map(|h| {
+            let mut ho = serde_json::Map::new();
+            ho.insert("key".into(), h.key.clone().into());
+            put_bytes(&mut ho, "value", h.value.as_deref());
+            ho.into()
+        })
+        .collect();
+    o.insert("headers".into(), headers.into());
+    o.into()
+}
+
+fn put_bytes(o: &mut serde_json::Map<String, serde_json::Value>, field: &str, bytes: Option<&[u8]>) {
+    use base64::Engine as _;
+    match bytes.map(std::str::from_utf8) {
+        None => {
+            o.insert(field.into(), serde_json::Value::Null);
+        }
+        Some(Ok(text)) => {
+            o.insert(field.into(), text.into());
+        }
+        Some(Err(_)) => {
+            let b = base64::engine::general_purpose::STANDARD.encode(bytes.unwrap_or_default());
+            o.insert(format!("{field}_base64"), b.into());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshlog_protocol::batch::Header;
+
+    #[test]
+    fn json_records_keep_text_as_text_and_any_bytes_as_base64() {
+        let r = Record {
+            offset: 7,
+            timestamp: 1_700_000_000_000,
+            key: Some(vec![0xff, 0x00]),
+            value: Some(b"hello".to_vec()),
+            headers: vec![Header { key: "h".into(), value: None }],
+        };
+        let v = record_json("t", 2, &r);
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "topic": "t", "partition": 2, "offset": 7, "timestamp": 1_700_000_000_000i64,
+                "key_base64": "/wA=", "value": "hello", "headers": [{"key": "h", "value": null}],
+            })
+        );
+    }
 }

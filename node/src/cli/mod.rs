@@ -9,9 +9,11 @@ mod bench_mesh;
 mod cluster;
 mod consume;
 mod group;
+mod health;
 mod mesh;
 mod node_cmd;
 mod output;
+mod probe;
 mod produce;
 mod service;
 mod topic;
@@ -29,8 +31,21 @@ pub struct Cli {
     /// info for `node`, warn for client commands.
     #[arg(long, global = true, env = "MESHLOG_LOG")]
     pub log: Option<String>,
+    /// Log format: `text` for people, `json` (one object per line, with the span fields
+    /// such as topic and partition) for log shippers.
+    #[arg(long, global = true, env = "MESHLOG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line: timestamp, level, target, fields, and the current spans.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,14 +76,23 @@ enum Command {
     /// Measure produce and consume throughput and latency.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// GET an HTTP URL and exit 0 on a 2xx answer (a health check for images without curl).
+    Probe(probe::ProbeArgs),
 }
 
 /// Which node a client command talks to.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
-    /// Multiaddr of any node, with or without /p2p/PEERID; several (comma-separated or
-    /// repeated) are tried in order until one answers.
-    #[arg(long, env = "MESHLOG_SERVER", value_delimiter = ',', default_values_t = [default_server()])]
+    /// Any node: a multiaddr (with or without /p2p/PEERID) or HOST:PORT (`10.0.0.5:9494`,
+    /// `[::1]:9494`, `node-1.example:9494`); several (comma-separated or repeated) are tried
+    /// in order until one answers.
+    #[arg(
+        long,
+        env = "MESHLOG_SERVER",
+        value_delimiter = ',',
+        default_values_t = [default_server()],
+        value_parser = parse_server
+    )]
     pub server: Vec<Multiaddr>,
     /// The mesh's pre-shared key file, if the mesh is closed.
     #[arg(long, env = "MESHLOG_PSK_FILE")]
@@ -81,6 +105,41 @@ pub struct ServerArgs {
     /// allowlist (`--allow-peer`) admits it; without it every run has a new key.
     #[arg(long, env = "MESHLOG_IDENTITY")]
     pub identity: Option<std::path::PathBuf>,
+}
+
+/// A server address as a user writes it: a multiaddr, or `HOST:PORT` (an IPv4 or
+/// bracketed IPv6 address, or a DNS name), or a bare host on the default port.
+pub fn parse_server(s: &str) -> Result<Multiaddr, String> {
+    let s = s.trim();
+    if s.starts_with('/') {
+        return s.parse::<Multiaddr>().map_err(|e| format!("'{s}' is not a multiaddr: {e}"));
+    }
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && (!h.contains(':') || h.starts_with('[')) => {
+            (h, p.parse::<u16>().map_err(|_| format!("'{s}': '{p}' is not a port (1-65535)"))?)
+        }
+        _ => (s, DEFAULT_PORT),
+    };
+    if port == 0 {
+        return Err(format!("'{s}': port 0 cannot be dialled"));
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let text = match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => format!("/ip4/{ip}/tcp/{port}"),
+        Ok(std::net::IpAddr::V6(ip)) => format!("/ip6/{ip}/tcp/{port}"),
+        Err(_) if is_dns_name(host) => format!("/dns/{host}/tcp/{port}"),
+        Err(_) => return Err(format!("'{s}' is neither a multiaddr nor HOST:PORT")),
+    };
+    text.parse::<Multiaddr>().map_err(|e| format!("'{s}': {e}"))
+}
+
+/// Whether `host` is a plausible DNS name (letters, digits, '-', '.'; no empty label).
+fn is_dns_name(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
 }
 
 fn default_server() -> Multiaddr {
@@ -144,6 +203,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(cmd) => bench::run(cmd).await,
+        Command::Probe(args) => probe::run(args),
         Command::Mesh(cmd) => mesh::run(cmd),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_is_a_multiaddr_or_host_and_port() {
+        let ok = |s: &str| parse_server(s).map(|m| m.to_string());
+        assert_eq!(ok("/ip4/10.0.0.5/tcp/9000").unwrap(), "/ip4/10.0.0.5/tcp/9000");
+        assert_eq!(ok("10.0.0.5:9000").unwrap(), "/ip4/10.0.0.5/tcp/9000");
+        assert_eq!(ok("[::1]:9000").unwrap(), "/ip6/::1/tcp/9000");
+        assert_eq!(ok("node-1.example:9000").unwrap(), "/dns/node-1.example/tcp/9000");
+        assert_eq!(ok("localhost").unwrap(), format!("/dns/localhost/tcp/{DEFAULT_PORT}"));
+        assert_eq!(ok("10.0.0.5").unwrap(), format!("/ip4/10.0.0.5/tcp/{DEFAULT_PORT}"));
+        for bad in ["10.0.0.5:http", "10.0.0.5:0", "10.0.0.5:70000", "bad host:1", "/not/a/multiaddr", ""] {
+            assert!(parse_server(bad).is_err(), "{bad:?} was taken");
+        }
     }
 }

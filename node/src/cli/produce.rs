@@ -21,7 +21,9 @@ pub struct ProduceArgs {
     /// Write every record to this partition.
     #[arg(long)]
     partition: Option<u32>,
-    /// 0: no wait; 1: the leader flushed it; all: every in-sync replica flushed it.
+    /// 0: no wait; 1: the leader flushed it; all: every in-sync replica flushed it;
+    /// local: the node you reach stored it (its outbox forwards it to the partition's
+    /// leader later: an edge node cut off from the mesh still takes writes).
     #[arg(long, default_value = "all")]
     acks: Acks,
     /// Seal a batch at this many bytes.
