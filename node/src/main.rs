@@ -27,7 +27,7 @@ fn main() -> std::process::ExitCode {
         // The reader went away (`meshlog consume t | head`): it has what it wanted.
         Err(e) if is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report(&e));
             std::process::ExitCode::FAILURE
         }
     }
@@ -38,6 +38,24 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// The error and its causes on one line, each said once. The node's errors name their
+/// cause in their own message (a `to_string()` at a boundary keeps it) and also return
+/// it as their `source()`, which `{:#}` would print a second time.
+fn report(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// Keep freed memory in the process instead of handing it back to the kernel at once.
@@ -71,3 +89,14 @@ fn keep_freed_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 #[allow(unsafe_code)] // the one unsafe call of the node: glibc allocator parameters
 fn keep_freed_memory() {}
+
+#[cfg(test)]
+mod tests {
+    /// A cause the error's own message already names is not repeated; a context is kept.
+    #[test]
+    fn each_cause_is_said_once() {
+        let e = meshlog::storage::StorageError::io("flush", std::io::Error::other("disk on fire"));
+        let e = anyhow::Error::new(e).context("cannot start the node");
+        assert_eq!(super::report(&e), "cannot start the node: storage I/O error during flush: disk on fire");
+    }
+}

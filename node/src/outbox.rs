@@ -5,17 +5,17 @@
 //! outbox batch with its own producer id and a per-partition sequence (made durable
 //! before the ack), so a delivery retried after a lost answer is recognised by the owner
 //! and not written twice.
+//!
+//! Owns the queue and the stamping only: it sends nothing itself
+//! (`gateway::forward_outbox` delivers), and its keys are [`crate::storage::keys`]'.
 
-use crate::storage::{GroupCommit, KvTree, StorageError, Store};
+use crate::storage::{keys, GroupCommit, KvTree, StorageError, Store};
 use meshlog_protocol::batch;
 use meshlog_protocol::mesh::OutboxDepth;
 use meshlog_protocol::{ErrorCode, WireError};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
-
-const PRODUCER_ID_KEY: &str = "outbox/producer_id";
-const SEQ_KEY_PREFIX: &str = "outbox/seq/";
 
 type Part = (String, u32);
 
@@ -43,49 +43,30 @@ fn storage(e: StorageError) -> WireError {
     WireError::new(ErrorCode::StorageError, e.to_string())
 }
 
-fn item_key(part: &Part, n: u64) -> Vec<u8> {
-    let mut k = part.0.as_bytes().to_vec();
-    k.push(0);
-    k.extend_from_slice(&part.1.to_be_bytes());
-    k.extend_from_slice(&n.to_be_bytes());
-    k
-}
-
-fn parse_key(k: &[u8]) -> Option<(Part, u64)> {
-    let zero = k.iter().position(|b| *b == 0)?;
-    let topic = String::from_utf8(k[..zero].to_vec()).ok()?;
-    let rest = &k[zero + 1..];
-    let p = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
-    let n = u64::from_be_bytes(rest.get(4..12)?.try_into().ok()?);
-    Some(((topic, p), n))
-}
-
 impl Outbox {
     /// Open the outbox (recovering queued batches) with a size bound.
     pub fn open(store: Arc<Store>, commit: GroupCommit, max_bytes: u64) -> Result<Outbox, StorageError> {
-        let tree = store.kv("outbox")?;
-        let producer_id = match store.meta_get(PRODUCER_ID_KEY)? {
+        let tree = store.kv(keys::OUTBOX_TREE)?;
+        let producer_id = match store.meta_get(keys::OUTBOX_PRODUCER_ID)? {
             Some(b) => <[u8; 8]>::try_from(&*b).map(i64::from_be_bytes).unwrap_or(1),
             None => {
                 // Positive and random: unique across nodes with overwhelming probability.
                 let id = (rand::random::<u64>() >> 1) as i64;
-                store.meta_put(PRODUCER_ID_KEY, &id.to_be_bytes())?;
+                store.meta_put(keys::OUTBOX_PRODUCER_ID, &id.to_be_bytes())?;
                 id
             }
         };
         let mut queues: BTreeMap<Part, Queue> = BTreeMap::new();
         let (mut total, mut next) = (0u64, 0u64);
         for (k, v) in tree.entries()? {
-            let Some((part, n)) = parse_key(&k) else { continue };
-            queues.entry(part).or_default().items.push_back((k, v.len()));
+            let Some((topic, p, n)) = keys::parse_outbox_item(&k) else { continue };
+            queues.entry((topic, p)).or_default().items.push_back((k, v.len()));
             total += v.len() as u64;
             next = next.max(n + 1);
         }
-        for (key, v) in store.meta_scan(SEQ_KEY_PREFIX)? {
-            let Some((t, p)) = key.strip_prefix(SEQ_KEY_PREFIX).and_then(|r| r.rsplit_once('/')) else {
-                continue;
-            };
-            let (Ok(p), Ok(seq)) = (p.parse::<u32>(), <[u8; 4]>::try_from(&*v).map(i32::from_be_bytes))
+        for (key, v) in store.meta_scan(keys::OUTBOX_SEQ_PREFIX)? {
+            let (Some((t, p)), Ok(seq)) =
+                (keys::parse_outbox_seq(&key), <[u8; 4]>::try_from(&*v).map(i32::from_be_bytes))
             else {
                 continue;
             };
@@ -117,15 +98,14 @@ impl Outbox {
                     ),
                 ));
             }
-            let part = (topic.to_string(), partition);
-            let q = queues.entry(part.clone()).or_default();
+            let q = queues.entry((topic.to_string(), partition)).or_default();
             batch::set_producer(&mut bytes, self.producer_id, 0, q.next_seq)
                 .map_err(|e| WireError::new(ErrorCode::CorruptMessage, e.to_string()))?;
             q.next_seq = q.next_seq.wrapping_add(header.last_offset_delta + 1);
-            let key = item_key(&part, *next);
+            let key = keys::outbox_item(topic, partition, *next);
             *next += 1;
             self.tree.put(&key, &bytes).map_err(storage)?;
-            let seq_key = format!("{SEQ_KEY_PREFIX}{topic}/{partition}");
+            let seq_key = keys::outbox_seq(topic, partition);
             self.store.meta_put(&seq_key, &q.next_seq.to_be_bytes()).map_err(storage)?;
             q.items.push_back((key, bytes.len()));
             *total += bytes.len() as u64;

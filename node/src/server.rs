@@ -117,7 +117,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     let peer_id = keypair.public().to_peer_id();
     if store_lost {
         tracing::warn!(data_dir = %cfg.data_dir.display(), "the store is gone but the node key is not: replicas will catch up before they vote");
-        store.meta_put(crate::broker::STORE_LOST_KEY, b"1")?;
+        store.meta_put(crate::storage::keys::STORE_LOST, b"1")?;
         store.flush()?;
     }
     let limits = BrokerLimits {
@@ -328,7 +328,7 @@ fn admission(cfg: &NodeConfig) -> Result<network::Admission, NetworkError> {
     if credential.role() != network::PeerRole::Node {
         return Err(NetworkError::Credential {
             path: path.display().to_string(),
-            reason: "this is a client credential; a node needs the mesh's node credential".into(),
+            source: network::cause("this is a client credential; a node needs the mesh's node credential"),
         });
     }
     tracing::info!(mesh = %credential.mesh_fingerprint(), serial = credential.serial(), "closed mesh: peers must prove a credential");

@@ -18,7 +18,7 @@ use crate::network::PeerId;
 use crate::replica::{
     self, AckLevel, AppendError, Appended, Entry, FetchBody, HardState, Input, Message, Output,
 };
-use crate::storage::{GroupCommit, StorageError, Store, MAX_BATCH_BYTES};
+use crate::storage::{keys, GroupCommit, StorageError, Store, MAX_BATCH_BYTES};
 use crate::time::monotonic_ms;
 use meshlog_protocol::batch;
 use meshlog_protocol::codec;
@@ -112,7 +112,7 @@ pub struct ReplicaHandle {
 /// The core asked to store a batch whose bytes the driver does not hold: a bug, never a
 /// reason to store an empty frame. The replica stops (as on a storage error).
 fn missing(what: &str, base: u64) -> StorageError {
-    StorageError::Io { op: "append", reason: format!("the {what} at offset {base} has no bytes") }
+    StorageError::refused("append", format!("the {what} at offset {base} has no bytes"))
 }
 
 /// The `batches` (base offset, bytes) that are `entries` from the front, concatenated,
@@ -138,15 +138,7 @@ fn concat_entries<'a>(
 async fn blocking(f: impl FnOnce() -> Result<(), StorageError> + Send + 'static) -> Result<(), StorageError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| StorageError::Io { op: "storage task", reason: e.to_string() })?
-}
-
-fn hard_key(topic: &str, p: u32) -> String {
-    format!("replica/{topic}/{p}")
-}
-
-fn catch_up_key(topic: &str, p: u32) -> String {
-    format!("catch_up/{topic}/{p}")
+        .map_err(|e| StorageError::io("storage task", std::io::Error::other(e)))?
 }
 
 /// Everything a driver needs from its node.
@@ -180,18 +172,16 @@ impl ReplicaHandle {
     ) -> Result<ReplicaHandle, StorageError> {
         let (part, entries) = Partition::open(ctx.store.clone(), topic, p)?;
         let part = Arc::new(part);
-        let saved = ctx.store.meta_get(&hard_key(topic, p))?;
+        let saved = ctx.store.meta_get(&keys::hard_state(topic, p))?;
         let hard: HardState = match &saved {
-            Some(b) => codec::decode(b).map_err(|e| StorageError::Io {
-                op: "read replica state",
-                reason: format!("{topic}-{p}: {e}"),
-            })?,
+            Some(b) => codec::decode(b)
+                .map_err(|e| StorageError::decode(format!("replica state of {topic}-{p}"), e))?,
             None => HardState::default(),
         };
         // A replica with no saved state on a node that lost its store may have voted or
         // acknowledged before the loss: it catches up before it votes (until then the
         // mark is kept, across restarts too).
-        let catch_up_key = catch_up_key(topic, p);
+        let catch_up_key = keys::catch_up(topic, p);
         if ctx.store_lost && saved.is_none() && peers.len() > 1 {
             ctx.store.meta_put(&catch_up_key, b"1")?;
         }
@@ -499,7 +489,7 @@ impl Driver {
             self.catching_up = false;
             let (topic, p) = (self.part.topic(), self.part.id());
             tracing::info!(topic, partition = p, "replica caught up after a lost store: it votes again");
-            if let Err(e) = self.ctx.store.meta_delete(&catch_up_key(topic, p)) {
+            if let Err(e) = self.ctx.store.meta_delete(&keys::catch_up(topic, p)) {
                 tracing::warn!(topic, partition = p, error = %e, "cannot clear the catch-up mark");
             }
         }
@@ -577,9 +567,8 @@ impl Driver {
             match out {
                 Output::Send { to, msg } => self.send(to, msg),
                 Output::PersistHardState(h) => {
-                    let bytes = codec::encode(&h)
-                        .map_err(|e| StorageError::Io { op: "encode", reason: e.to_string() })?;
-                    self.ctx.store.meta_put(&hard_key(self.part.topic(), self.part.id()), &bytes)?;
+                    let bytes = codec::encode(&h).map_err(|e| StorageError::encode("replica state", e))?;
+                    self.ctx.store.meta_put(&keys::hard_state(self.part.topic(), self.part.id()), &bytes)?;
                     self.ctx.commit.flush().await?;
                 }
                 Output::AppendClient { token, entry } => {

@@ -26,9 +26,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Metadata key set when the node found its store lost (see `server::start`).
-pub const STORE_LOST_KEY: &str = "store_lost";
-
 /// Limits the broker enforces on requests, from the node's config.
 #[derive(Debug, Clone)]
 pub struct BrokerLimits {
@@ -61,7 +58,7 @@ impl Broker {
         // Whatever survived a crash is made durable before anything is served from it.
         store.flush()?;
         let commit = GroupCommit::start(store.clone())?;
-        let store_lost = store.meta_get(STORE_LOST_KEY)?.is_some();
+        let store_lost = store.meta_get(crate::storage::keys::STORE_LOST)?.is_some();
         let ctx = DriverContext {
             store,
             commit: commit.clone(),

@@ -13,7 +13,7 @@ mod compact;
 pub use compact::CompactStats;
 
 use crate::replica::{self, Entry, Epoch, ProducerSeq, ProducerState};
-use crate::storage::{PartitionLog, StorageError, Store, StoredBytes};
+use crate::storage::{keys, PartitionLog, StorageError, Store, StoredBytes};
 use meshlog_protocol::batch::{self, BatchHeader};
 use meshlog_protocol::messages::FetchResponse;
 use meshlog_protocol::types::{CleanupPolicy, OffsetSpec, TopicConfig};
@@ -62,11 +62,9 @@ impl Partition {
     pub fn open(store: Arc<Store>, topic: &str, id: u32) -> Result<(Partition, Vec<Entry>), StorageError> {
         let log = store.log(topic, id)?;
         let (saved_start, start_epoch) = read_start(&store, topic, id)?;
-        let deleted_producers = match store.meta_get(&producers_key(topic, id))? {
-            Some(b) => meshlog_protocol::codec::decode(&b).map_err(|e| StorageError::Io {
-                op: "read producer state",
-                reason: format!("{topic}-{id}: {e}"),
-            })?,
+        let deleted_producers = match store.meta_get(&keys::producers(topic, id))? {
+            Some(b) => meshlog_protocol::codec::decode(&b)
+                .map_err(|e| StorageError::decode(format!("producer state of {topic}-{id}"), e))?,
             None => Vec::new(),
         };
         let mut state = State {
@@ -111,7 +109,7 @@ impl Partition {
         if let Some(why) = &state.failed {
             tracing::error!(topic, partition = id, %why, "partition refuses to serve");
         }
-        let saved_hw = read_u64(&store, &hw_key(topic, id))?.unwrap_or(0);
+        let saved_hw = read_u64(&store, &keys::high_watermark(topic, id))?.unwrap_or(0);
         let (hw, _) = watch::channel(saved_hw.min(state.log_end).max(state.log_start));
         let part = Partition {
             topic: topic.to_string(),
@@ -191,7 +189,9 @@ impl Partition {
     /// Move the high watermark forward to `hw` (never back) and save it.
     pub fn set_hw(&self, hw: u64) {
         if advance(&self.hw, hw) {
-            if let Err(e) = self.store.meta_put(&hw_key(&self.topic, self.id), &hw.to_be_bytes()) {
+            if let Err(e) =
+                self.store.meta_put(&keys::high_watermark(&self.topic, self.id), &hw.to_be_bytes())
+            {
                 tracing::warn!(topic = %self.topic, partition = self.id, error = %e, "cannot save the high watermark");
             }
         }
@@ -235,9 +235,9 @@ impl Partition {
         value[..8].copy_from_slice(&start.to_be_bytes());
         value[8..].copy_from_slice(&epoch.0.to_be_bytes());
         let encoded = meshlog_protocol::codec::encode(&producers)
-            .map_err(|e| StorageError::Io { op: "encode producer state", reason: e.to_string() })?;
-        self.store.meta_put(&producers_key(&self.topic, self.id), &encoded)?;
-        self.store.meta_put(&log_start_key(&self.topic, self.id), &value)
+            .map_err(|e| StorageError::encode("producer state", e))?;
+        self.store.meta_put(&keys::producers(&self.topic, self.id), &encoded)?;
+        self.store.meta_put(&keys::log_start(&self.topic, self.id), &value)
     }
 
     /// Take `start`, `epoch` and `producers` as the partition's log start.
@@ -288,13 +288,10 @@ impl Partition {
     ) -> Result<(), StorageError> {
         let _head = self.head();
         if start < self.state().log_start {
-            return Err(StorageError::Io {
-                op: "reset",
-                reason: format!(
-                    "{}-{}: a reset to {start} would move the log start back",
-                    self.topic, self.id
-                ),
-            });
+            return Err(StorageError::refused(
+                "reset",
+                format!("{}-{}: a reset to {start} would move the log start back", self.topic, self.id),
+            ));
         }
         self.save_start(start, start_epoch, producers.clone())?;
         self.started_at(start, start_epoch, producers);
@@ -465,14 +462,14 @@ fn advance(hw: &watch::Sender<u64>, end: u64) -> bool {
 /// The saved log start and the epoch below it: 16 bytes, or 8 (an older node's
 /// record, without the epoch), or nothing (a log that never lost its head).
 fn read_start(store: &Store, topic: &str, id: u32) -> Result<(u64, Epoch), StorageError> {
-    let Some(b) = store.meta_get(&log_start_key(topic, id))? else { return Ok((0, Epoch(0))) };
+    let Some(b) = store.meta_get(&keys::log_start(topic, id))? else { return Ok((0, Epoch(0))) };
     let word = |i: usize| b.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()).map(u64::from_be_bytes);
     match (b.len(), word(0), word(8)) {
         (16, Some(start), Some(epoch)) => Ok((start, Epoch(epoch))),
         (8, Some(start), _) => Ok((start, Epoch(0))),
-        _ => Err(StorageError::Io {
-            op: "read log start",
-            reason: format!("{topic}-{id}: a saved log start of {} bytes", b.len()),
+        _ => Err(StorageError::Damaged {
+            what: format!("partition {topic}-{id}"),
+            reason: format!("a saved log start of {} bytes, not 8 or 16", b.len()),
         }),
     }
 }
@@ -500,19 +497,6 @@ pub fn as_entry(base: u64, h: &BatchHeader) -> Entry {
     let count = (h.last_offset_delta.max(0) as u32).saturating_add(1);
     let epoch = Epoch(h.partition_leader_epoch.max(0) as u64);
     Entry { base, count, epoch, producer: producer_seq(h), epoch_start: h.is_control() }
-}
-
-/// The producer state of the batches deleted below the log start (bincode).
-fn producers_key(topic: &str, id: u32) -> String {
-    format!("producers/{topic}/{id}")
-}
-
-fn log_start_key(topic: &str, id: u32) -> String {
-    format!("log_start/{topic}/{id}")
-}
-
-fn hw_key(topic: &str, id: u32) -> String {
-    format!("hw/{topic}/{id}")
 }
 
 /// Validate a producer's batch: structure, CRC, size and the features this node supports.

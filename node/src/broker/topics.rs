@@ -11,7 +11,7 @@
 
 use super::driver::{DriverContext, ReplicaHandle};
 use crate::network::{verify_record, PeerId};
-use crate::storage::StorageError;
+use crate::storage::{keys, StorageError};
 use meshlog_protocol::codec;
 use meshlog_protocol::mesh::{InvalidRecord, SignedRecord, TopicRecord};
 use meshlog_protocol::types::{
@@ -32,8 +32,6 @@ const DEFAULT_SETTLE_MS: u64 = 1_000;
 /// forming (seen on a 2-core test host) does not leave nodes on two records for good.
 /// Past it the record is final.
 pub const SETTLE_WINDOWS_UNTIL_FINAL: u32 = 3;
-
-const TOPIC_KEY_PREFIX: &str = "topic/";
 
 /// A topic and the replicas of its partitions this node holds.
 pub struct Topic {
@@ -147,7 +145,7 @@ impl Topics {
     pub fn load(ctx: DriverContext, local_peer: String) -> Result<Topics, StorageError> {
         let mut map = BTreeMap::new();
         let mut total_partitions = 0u64;
-        for (key, bytes) in ctx.store.meta_scan(TOPIC_KEY_PREFIX)? {
+        for (key, bytes) in ctx.store.meta_scan(keys::TOPIC_PREFIX)? {
             // A record stored by an older build was never validated: check it as if it
             // came from a peer, so a forged one is not reopened at every start.
             let decoded = codec::decode::<SignedRecord>(&bytes)
@@ -301,10 +299,9 @@ impl Topics {
                 Adopted::Replaced
             }
         };
-        let bytes = codec::encode(&signed)
-            .map_err(|e| StorageError::Io { op: "encode topic", reason: e.to_string() })?;
+        let bytes = codec::encode(&signed).map_err(|e| StorageError::encode("topic record", e))?;
         let topic = open_topic(&self.ctx, &self.local_peer, record.clone(), signed, adopted_at)?;
-        self.ctx.store.meta_put(&format!("{TOPIC_KEY_PREFIX}{name}"), &bytes)?;
+        self.ctx.store.meta_put(&keys::topic(&name), &bytes)?;
         if outcome == Adopted::Replaced {
             tracing::warn!(topic = %name, "a concurrently created record for this topic won; replaced");
         } else {

@@ -17,7 +17,7 @@ pub mod quota;
 use crate::broker::{already_exists, open_signed, place_replicas, Adopted, Broker, NewTopic, Topic};
 use crate::network::{Multiaddr, NetworkHandle, PeerId};
 use crate::resilience::{CallKind, Resilience};
-use crate::storage::Store;
+use crate::storage::{keys, Store};
 use leases::{LeaseRefused, LeaseTable, PartitionFacts};
 use membership::Membership;
 use meshlog_protocol::codec;
@@ -79,7 +79,6 @@ pub struct Mesh {
     cfg: MeshConfig,
 }
 
-const PEER_BOOK_PREFIX: &str = "peer/";
 /// Most members in the peer book (as many as the live view holds).
 const MAX_PEER_BOOK: usize = membership::MAX_MEMBERS;
 
@@ -212,12 +211,12 @@ impl Mesh {
     /// Dial every member of the peer book (a restarted node finds the mesh again even
     /// if its bootstrap node is gone).
     async fn dial_peer_book(&self) {
-        let book = match self.store.meta_scan(PEER_BOOK_PREFIX) {
+        let book = match self.store.meta_scan(keys::PEER_PREFIX) {
             Ok(b) => b,
             Err(e) => return tracing::warn!(error = %e, "cannot read the peer book"),
         };
         for (key, value) in book {
-            let id = key.trim_start_matches(PEER_BOOK_PREFIX);
+            let id = key.trim_start_matches(keys::PEER_PREFIX);
             let (Ok(peer), Ok(addrs)) = (id.parse::<PeerId>(), codec::decode::<Vec<String>>(&value)) else {
                 continue;
             };
@@ -235,9 +234,9 @@ impl Mesh {
     /// Remember where a member was heard from (durable with the next flush), while the
     /// peer book has room.
     fn note_peer(&self, hb: &Heartbeat) {
-        let key = format!("{PEER_BOOK_PREFIX}{}", hb.peer);
+        let key = keys::peer(&hb.peer);
         let known = self.store.meta_get(&key).ok().flatten().is_some();
-        let full = self.store.meta_scan(PEER_BOOK_PREFIX).map_or(true, |b| b.len() >= MAX_PEER_BOOK);
+        let full = self.store.meta_scan(keys::PEER_PREFIX).map_or(true, |b| b.len() >= MAX_PEER_BOOK);
         if !known && full {
             return tracing::debug!(peer = %hb.peer, "peer book full; member not remembered");
         }
@@ -281,7 +280,7 @@ impl Mesh {
         }
         // A member gone for long leaves the peer book too, so the book stays bounded.
         for peer in swept.forgotten {
-            if let Err(e) = self.store.meta_delete(&format!("{PEER_BOOK_PREFIX}{peer}")) {
+            if let Err(e) = self.store.meta_delete(&keys::peer(&peer)) {
                 tracing::debug!(error = %e, "cannot update the peer book");
             }
         }

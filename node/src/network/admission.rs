@@ -14,7 +14,7 @@
 //!
 //! Files are JSON with hex-encoded keys, written with mode 0600.
 
-use super::{Keypair, NetworkError, PeerId};
+use super::{cause, Keypair, NetworkError, PeerId};
 use libp2p::identity::PublicKey;
 use meshlog_protocol::admission::{proof_message, Certificate, Hello, PeerRole, Proof};
 use serde::{Deserialize, Serialize};
@@ -59,8 +59,8 @@ struct AuthorityFile {
     secret_key: String,
 }
 
-fn file_err(path: &Path, reason: impl std::fmt::Display) -> NetworkError {
-    NetworkError::Credential { path: path.display().to_string(), reason: reason.to_string() }
+fn file_err(path: &Path, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> NetworkError {
+    NetworkError::Credential { path: path.display().to_string(), source: cause(e) }
 }
 
 fn read_small(path: &Path) -> Result<String, NetworkError> {
@@ -137,7 +137,7 @@ impl Credential {
     fn prove(&self, prover: &PeerId, verifier: &PeerId) -> Result<Proof, NetworkError> {
         let c = &self.certificate;
         let msg = proof_message(&c.mesh, c.role, &prover.to_bytes(), &verifier.to_bytes());
-        let signature = self.key.sign(&msg).map_err(|e| NetworkError::BadRecord(e.to_string()))?;
+        let signature = self.key.sign(&msg).map_err(|e| NetworkError::BadRecord(cause(e)))?;
         Ok(Proof { certificate: c.clone(), signature })
     }
 }
@@ -183,7 +183,7 @@ impl Authority {
             authority_signature: Vec::new(),
         };
         certificate.authority_signature =
-            self.key.sign(&certificate.signed_bytes()).map_err(|e| NetworkError::BadRecord(e.to_string()))?;
+            self.key.sign(&certificate.signed_bytes()).map_err(|e| NetworkError::BadRecord(cause(e)))?;
         Ok(Credential { certificate, key })
     }
 
@@ -199,7 +199,7 @@ fn mesh_fingerprint(mesh: &[u8]) -> String {
 }
 
 /// How a node or client admits its peers.
-// One value per node, built once at start: its size does not matter.
+// One per process, built once at start: the size of the closed variant costs nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Default)]
 pub enum Admission {

@@ -7,7 +7,7 @@
 //! run only identify, ping and request-response.
 
 use super::codec::{ByteBudget, FrameCodec, MeteredCodec};
-use super::{NetworkConfig, NetworkError};
+use super::{cause, NetworkConfig, NetworkError};
 use libp2p::allow_block_list::{self, AllowedPeers};
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::{upgrade::Version, Boxed};
@@ -184,7 +184,6 @@ fn gossip(key: &identity::Keypair) -> Result<gossipsub::Behaviour, BoxError> {
 /// Build the swarm: TCP, optionally wrapped in the mesh's pre-shared key (pnet), then
 /// noise and yamux.
 pub(super) fn build_swarm(cfg: &NetworkConfig) -> Result<Swarm<Behaviour>, NetworkError> {
-    let t = |e: &dyn std::fmt::Display| NetworkError::Transport(e.to_string());
     let idle = cfg.idle_connection_timeout;
     let psk = cfg.psk.as_ref().map(|p| p.0);
     let swarm = libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone())
@@ -209,9 +208,9 @@ pub(super) fn build_swarm(cfg: &NetworkConfig) -> Result<Swarm<Behaviour>, Netwo
                     .boxed(),
             })
         })
-        .map_err(|e| t(&e))?
+        .map_err(|e| NetworkError::Transport(cause(e)))?
         .with_behaviour(|key| behaviour(cfg, key))
-        .map_err(|e| t(&e))?
+        .map_err(|e| NetworkError::Transport(cause(e)))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
         .build();
     Ok(swarm)

@@ -1,7 +1,7 @@
 //! A node's identity: an ed25519 keypair kept in its data directory. The PeerId derived
 //! from it is the node's id; nobody hands ids out.
 
-use super::NetworkError;
+use super::{cause, Cause, NetworkError};
 use libp2p::identity::Keypair;
 use std::path::Path;
 
@@ -11,40 +11,40 @@ pub const KEY_FILE: &str = "node.key";
 /// Load the keypair from `dir`, or create and save a new one on first start.
 pub fn load_or_create(dir: &Path) -> Result<Keypair, NetworkError> {
     let path = dir.join(KEY_FILE);
-    let err = |reason: String| NetworkError::Identity { path: path.display().to_string(), reason };
+    let err = |e: Cause| NetworkError::Identity { path: path.display().to_string(), source: e };
     match std::fs::read(&path) {
-        Ok(bytes) => Keypair::from_protobuf_encoding(&bytes).map_err(|e| err(e.to_string())),
+        Ok(bytes) => Keypair::from_protobuf_encoding(&bytes).map_err(|e| err(cause(e))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = Keypair::generate_ed25519();
-            let bytes = key.to_protobuf_encoding().map_err(|e| err(e.to_string()))?;
-            std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+            let bytes = key.to_protobuf_encoding().map_err(|e| err(cause(e)))?;
+            std::fs::create_dir_all(dir).map_err(|e| err(cause(e)))?;
             let tmp = dir.join(format!("{KEY_FILE}.tmp"));
-            write_private(&tmp, &bytes).map_err(|e| err(e.to_string()))?;
-            std::fs::rename(&tmp, &path).map_err(|e| err(e.to_string()))?;
+            write_private(&tmp, &bytes).map_err(|e| err(cause(e)))?;
+            std::fs::rename(&tmp, &path).map_err(|e| err(cause(e)))?;
             // The rename is durable only once the directory entry is.
-            sync_dir(dir).map_err(|e| err(e.to_string()))?;
+            sync_dir(dir).map_err(|e| err(cause(e)))?;
             Ok(key)
         }
-        Err(e) => Err(err(e.to_string())),
+        Err(e) => Err(err(cause(e))),
     }
 }
 
 /// Load a client's persistent key from `path`, or create it there on first use (so an
 /// allowlisted mesh can admit a known client, `--identity FILE`).
 pub fn load_or_create_file(path: &Path) -> Result<Keypair, NetworkError> {
-    let err = |reason: String| NetworkError::Identity { path: path.display().to_string(), reason };
+    let err = |e: Cause| NetworkError::Identity { path: path.display().to_string(), source: e };
     match std::fs::read(path) {
-        Ok(bytes) => Keypair::from_protobuf_encoding(&bytes).map_err(|e| err(e.to_string())),
+        Ok(bytes) => Keypair::from_protobuf_encoding(&bytes).map_err(|e| err(cause(e))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = Keypair::generate_ed25519();
-            let bytes = key.to_protobuf_encoding().map_err(|e| err(e.to_string()))?;
+            let bytes = key.to_protobuf_encoding().map_err(|e| err(cause(e)))?;
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+                std::fs::create_dir_all(dir).map_err(|e| err(cause(e)))?;
             }
-            write_new_private(path, &bytes).map_err(|e| err(e.to_string()))?;
+            write_new_private(path, &bytes).map_err(|e| err(cause(e)))?;
             Ok(key)
         }
-        Err(e) => Err(err(e.to_string())),
+        Err(e) => Err(err(cause(e))),
     }
 }
 

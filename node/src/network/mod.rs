@@ -29,6 +29,7 @@ pub use libp2p::{Multiaddr, PeerId};
 
 use meshlog_protocol::mesh::{GossipMessage, SignedRecord};
 use meshlog_protocol::messages::{ClientRequest, ClientResult, PeerRequest, PeerResponse, ReplicateMessage};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -37,74 +38,94 @@ const COMMAND_CAPACITY: usize = 1024;
 /// Inbound requests queued to the server before new ones are refused as `Unavailable`.
 pub const EVENT_CAPACITY: usize = 1024;
 
-/// Why a network operation failed.
+/// The error under a [`NetworkError`] (an `io::Error`, a libp2p error, or a message
+/// where there is none), shared so that the error stays `Clone`.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
+/// `e` as a [`Cause`]: an error keeps its type, so its kind and its own sources can
+/// still be read (`downcast_ref`); a message becomes an error of its own.
+pub fn cause(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Cause {
+    Arc::from(e.into())
+}
+
+/// Why a network operation failed. Each variant that wraps an error keeps it as its
+/// `source()` and also names it in its message (which most callers pass on as text).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum NetworkError {
     /// The node key could not be read or written.
-    #[error("node identity at {path}: {reason}")]
+    #[error("node identity at {path}: {source}")]
     Identity {
         /// Key file path.
         path: String,
         /// What went wrong.
-        reason: String,
+        #[source]
+        source: Cause,
     },
     /// The transport could not be built.
     #[error("cannot build the network transport: {0}")]
-    Transport(String),
+    Transport(#[source] Cause),
     /// A listen address could not be bound.
-    #[error("cannot listen on {addr}: {reason}")]
+    #[error("cannot listen on {addr}: {source}")]
     Listen {
         /// The address.
         addr: String,
         /// What went wrong (e.g. the port is in use).
-        reason: String,
+        #[source]
+        source: Cause,
     },
     /// A peer could not be reached.
     #[error("cannot reach {addr}: {reason}")]
     Dial {
         /// The address dialled.
         addr: String,
-        /// What went wrong.
+        /// What went wrong: the root cause for each address tried.
         reason: String,
+        /// libp2p's dial error, if the dial itself failed (not the hello after it).
+        #[source]
+        source: Option<Cause>,
     },
     /// A request failed in transit (connection closed, timed out, refused protocol).
-    #[error("request to {peer} failed: {reason}")]
+    #[error("request to {peer} failed: {source}")]
     Request {
         /// The peer asked.
         peer: String,
         /// What went wrong.
-        reason: String,
+        #[source]
+        source: Cause,
     },
     /// A request was never sent: the peer could not be dialled (or does not speak the
     /// protocol). Unlike [`NetworkError::Request`], the peer certainly did not act on it.
-    #[error("request to {peer} not sent: {reason}")]
+    #[error("request to {peer} not sent: {source}")]
     NotSent {
         /// The peer asked.
         peer: String,
         /// What went wrong.
-        reason: String,
+        #[source]
+        source: Cause,
     },
     /// The network task has stopped.
     #[error("the network task has stopped")]
     Stopped,
     /// The pre-shared key file is missing or malformed.
-    #[error("pre-shared key {path}: {reason}")]
+    #[error("pre-shared key {path}: {source}")]
     Psk {
         /// The file.
         path: String,
         /// What went wrong.
-        reason: String,
+        #[source]
+        source: Cause,
     },
     /// A signed record failed verification.
     #[error("invalid signed record: {0}")]
-    BadRecord(String),
+    BadRecord(#[source] Cause),
     /// A credential or authority file is missing, malformed or not the mesh's.
-    #[error("credential {path}: {reason}")]
+    #[error("credential {path}: {source}")]
     Credential {
         /// The file.
         path: String,
         /// What went wrong.
-        reason: String,
+        #[source]
+        source: Cause,
     },
     /// The peer did not admit this process, or could not prove its own role.
     #[error("not admitted by {peer}: {reason}")]
@@ -116,6 +137,34 @@ pub enum NetworkError {
     },
 }
 
+impl NetworkError {
+    /// The kind of the I/O error underneath, if one is (`AddrInUse` for a taken port,
+    /// `NotFound` for a missing key file).
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        use NetworkError::*;
+        let cause = match self {
+            Identity { source, .. }
+            | Listen { source, .. }
+            | Request { source, .. }
+            | NotSent { source, .. }
+            | Psk { source, .. }
+            | Credential { source, .. }
+            | Dial { source: Some(source), .. }
+            | Transport(source)
+            | BadRecord(source) => source,
+            Dial { source: None, .. } | Stopped | NotAdmitted { .. } => return None,
+        };
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(&**cause);
+        while let Some(e) = cur {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                return Some(io.kind());
+            }
+            cur = e.source();
+        }
+        None
+    }
+}
+
 /// A mesh's pre-shared key (libp2p pnet): peers without it cannot connect at all.
 #[derive(Clone, Copy)]
 pub struct Psk(libp2p::pnet::PreSharedKey);
@@ -123,9 +172,9 @@ pub struct Psk(libp2p::pnet::PreSharedKey);
 impl Psk {
     /// Read a key in the `/key/swarm/psk/1.0.0/` text format (as IPFS's swarm.key).
     pub fn load(path: &std::path::Path) -> Result<Psk, NetworkError> {
-        let err = |reason: String| NetworkError::Psk { path: path.display().to_string(), reason };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        text.trim().parse::<libp2p::pnet::PreSharedKey>().map(Psk).map_err(|e| err(e.to_string()))
+        let err = |e: Cause| NetworkError::Psk { path: path.display().to_string(), source: e };
+        let text = std::fs::read_to_string(path).map_err(|e| err(cause(e)))?;
+        text.trim().parse::<libp2p::pnet::PreSharedKey>().map(Psk).map_err(|e| err(cause(e)))
     }
 
     /// A fresh random key in the text format, for `meshlog mesh-key`.
@@ -276,8 +325,7 @@ pub async fn start(
         event_loop::EventLoop::new(&cfg, cmd_rx, ev_tx.clone(), roles.clone()).await?;
     let control = event_loop.stream_control();
     if cfg.serve {
-        streams::accept(control.clone(), ev_tx, cfg.max_frame_bytes, roles)
-            .map_err(NetworkError::Transport)?;
+        streams::accept(control.clone(), ev_tx, cfg.max_frame_bytes, roles)?;
     }
     tokio::spawn(event_loop.run(shutdown));
     let replication = ReplicationSender::new(control, cfg.max_frame_bytes);
@@ -423,4 +471,25 @@ pub fn with_peer_id(addr: &Multiaddr, peer: PeerId) -> Multiaddr {
         return addr.clone();
     }
     addr.clone().with(libp2p::multiaddr::Protocol::P2p(peer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error that wraps an I/O error keeps it: its kind can be read, and the message
+    /// still names the file and the cause.
+    #[test]
+    fn a_wrapped_io_error_keeps_its_kind_and_its_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mesh.key");
+        let e = Psk::load(&path).err().expect("no such file");
+        assert_eq!(e.io_kind(), Some(std::io::ErrorKind::NotFound), "{e:?}");
+        assert!(std::error::Error::source(&e).is_some());
+        let msg = e.to_string();
+        assert!(msg.contains("mesh.key") && msg.contains("No such file"), "{msg}");
+        let no_io = NetworkError::Request { peer: "p".into(), source: cause("connection closed") };
+        assert_eq!(no_io.io_kind(), None);
+        assert_eq!(no_io.to_string(), "request to p failed: connection closed");
+    }
 }

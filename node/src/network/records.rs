@@ -1,22 +1,22 @@
 //! Signed records: a payload, the signer's public key and a signature, so that a record
 //! relayed or stored by any node can still be checked against the node that wrote it.
 
-use super::{Keypair, NetworkError, PeerId};
+use super::{cause, Keypair, NetworkError, PeerId};
 use libp2p::identity::PublicKey;
 use meshlog_protocol::mesh::SignedRecord;
 
 /// Sign `payload` with `key`.
 pub fn sign_record(key: &Keypair, payload: Vec<u8>) -> Result<SignedRecord, NetworkError> {
-    let signature = key.sign(&payload).map_err(|e| NetworkError::BadRecord(e.to_string()))?;
+    let signature = key.sign(&payload).map_err(|e| NetworkError::BadRecord(cause(e)))?;
     Ok(SignedRecord { payload, public_key: key.public().encode_protobuf(), signature })
 }
 
 /// Check the signature and return the signer's PeerId.
 pub fn verify_record(record: &SignedRecord) -> Result<PeerId, NetworkError> {
     let key = PublicKey::try_decode_protobuf(&record.public_key)
-        .map_err(|e| NetworkError::BadRecord(format!("public key: {e}")))?;
+        .map_err(|e| NetworkError::BadRecord(cause(format!("public key: {e}"))))?;
     if !key.verify(&record.payload, &record.signature) {
-        return Err(NetworkError::BadRecord("signature does not match".into()));
+        return Err(NetworkError::BadRecord(cause("signature does not match")));
     }
     Ok(key.to_peer_id())
 }
@@ -26,16 +26,14 @@ pub fn verify_record(record: &SignedRecord) -> Result<PeerId, NetworkError> {
 pub(super) fn check_dht_record(record: &libp2p::kad::Record) -> Result<(), NetworkError> {
     use meshlog_protocol::codec;
     use meshlog_protocol::mesh::{TopicRecord, TOPIC_KEY_PREFIX};
-    let bad = |m: &str| Err(NetworkError::BadRecord(m.to_string()));
+    let bad = |m: &str| Err(NetworkError::BadRecord(cause(m.to_string())));
     let key = String::from_utf8_lossy(record.key.as_ref()).into_owned();
     let Some(name) = key.strip_prefix(TOPIC_KEY_PREFIX) else {
         return bad("unknown key space");
     };
-    let signed: SignedRecord =
-        codec::decode(&record.value).map_err(|e| NetworkError::BadRecord(e.to_string()))?;
+    let signed: SignedRecord = codec::decode(&record.value).map_err(|e| NetworkError::BadRecord(cause(e)))?;
     let signer = verify_record(&signed)?;
-    let topic: TopicRecord =
-        codec::decode(&signed.payload).map_err(|e| NetworkError::BadRecord(e.to_string()))?;
+    let topic: TopicRecord = codec::decode(&signed.payload).map_err(|e| NetworkError::BadRecord(cause(e)))?;
     if topic.info.name != name {
         return bad("record name does not match its key");
     }

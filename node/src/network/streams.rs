@@ -15,7 +15,7 @@
 
 use super::admission::Roles;
 use super::codec::read_msg;
-use super::{NetworkEvent, HELLO_BUDGET};
+use super::{NetworkError, NetworkEvent, HELLO_BUDGET};
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, StreamProtocol};
 use meshlog_protocol::admission::PeerRole;
@@ -164,8 +164,9 @@ pub(super) fn accept(
     events: mpsc::Sender<NetworkEvent>,
     max_frame_bytes: usize,
     roles: Roles,
-) -> Result<(), String> {
-    let mut incoming = control.accept(REPLICATE_PROTOCOL).map_err(|e| e.to_string())?;
+) -> Result<(), NetworkError> {
+    let mut incoming =
+        control.accept(REPLICATE_PROTOCOL).map_err(|e| NetworkError::Transport(super::cause(e)))?;
     let open: Arc<Mutex<HashMap<PeerId, usize>>> = Arc::default();
     tokio::spawn(async move {
         while let Some((peer, stream)) = incoming.next().await {

@@ -23,7 +23,7 @@ fn layer() -> Resilience {
 }
 
 fn dead() -> NetworkError {
-    NetworkError::Request { peer: "p".into(), reason: "connection refused".into() }
+    NetworkError::Request { peer: "p".into(), source: crate::network::cause("connection refused") }
 }
 
 #[tokio::test(start_paused = true)]

@@ -37,7 +37,9 @@ enum Need {
     Appends,
 }
 
-type Waiter = (Need, oneshot::Sender<Result<(), String>>);
+/// A flush request and where its answer goes. The answer is the flush's own error
+/// (cloned for each waiter), so a full disk still reads as one to every writer.
+type Waiter = (Need, oneshot::Sender<Result<(), StorageError>>);
 
 /// Handle to the group-commit thread. Cloning shares the thread.
 #[derive(Clone)]
@@ -75,14 +77,10 @@ impl GroupCommit {
         if let Err(mpsc::TrySendError::Full(w)) = tx.try_send((need, done_tx)) {
             tokio::task::spawn_blocking(move || tx.send(w))
                 .await
-                .map_err(|e| StorageError::io("flush queue", e))?
-                .map_err(|_| StorageError::io("flush queue", "flush thread stopped"))?;
+                .map_err(|e| StorageError::io("flush queue", std::io::Error::other(e)))?
+                .map_err(|_| StorageError::Stopped { what: "flush thread" })?;
         }
-        match done_rx.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(reason)) => Err(StorageError::Io { op: "flush", reason }),
-            Err(_) => Err(StorageError::io("flush", "flush thread stopped")),
-        }
+        done_rx.await.map_err(|_| StorageError::Stopped { what: "flush thread" })?
     }
 }
 
@@ -126,7 +124,6 @@ fn run(store: Arc<Store>, rx: mpsc::Receiver<Waiter>) {
             // A failed flush may have saved some recovery points in sled already.
             (Ok(()), false) | (Err(_), _) => meta_behind = true,
         }
-        let result = result.map_err(|e| e.to_string());
         if let Err(e) = &result {
             tracing::error!(error = %e, waiters = waiters.len(), "flush failed; writes not acknowledged");
         }

@@ -2,18 +2,22 @@
 //!
 //! Owns the on-disk layout and nothing else: partition logs in append-only segment files
 //! ([`segments`]: whole record batches exactly as served, by base offset), and sled for
-//! the small things (a metadata tree, node-local key-value trees), and the durability
-//! step ([`Store::flush`]: an fdatasync of every segment file written since the last
-//! flush, then sled's flush and an fsync of its file). It knows nothing of topics,
-//! offsets' meaning, acks or the network; callers decide what to write and when an ack
-//! may be sent.
+//! the small things (a metadata tree, node-local key-value trees) under the key schema
+//! of [`keys`] (the one place key bytes are built), and the durability step
+//! ([`Store::flush`]: an fdatasync of every segment file written since the last flush,
+//! then sled's flush and an fsync of its file). Errors keep their I/O source
+//! ([`StorageError`]). It knows nothing of what topics, offsets or acks mean, nor of the
+//! network; callers decide what to write and when an ack may be sent.
 //!
 //! Keep every sled type and file behind this API so an engine can be replaced.
 
 mod commit;
+mod error;
+pub mod keys;
 mod segments;
 
 pub use commit::GroupCommit;
+pub use error::{OpenError, StorageError};
 pub use segments::{PartitionLog, SEGMENT_BYTES};
 
 use std::collections::HashMap;
@@ -33,47 +37,10 @@ const SEGMENT_SIZE_BYTES: usize = 8 << 20;
 /// here once stopped a replica on a batch just under the ceiling that validation had
 /// admitted.
 pub const MAX_BATCH_BYTES: usize = meshlog_protocol::types::MAX_MESSAGE_BYTES_CEILING as usize;
-const META_TREE: &str = "meta";
 /// Where sled writes its blob files (under the data directory).
 const BLOBS_DIR: &str = "blobs";
 /// The directory under the data directory that holds the partition logs.
 const LOGS_DIR: &str = "logs";
-
-/// Why a storage operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    /// The store could not be opened (missing permissions, corrupt files, locked by
-    /// another process).
-    #[error("cannot open the store at {path}: {reason}")]
-    Open {
-        /// The data directory.
-        path: PathBuf,
-        /// What went wrong.
-        reason: String,
-    },
-    /// An I/O error while reading, writing or flushing (a full disk, a failing device).
-    #[error("storage I/O error during {op}: {reason}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// What went wrong.
-        reason: String,
-    },
-    /// A batch larger than a partition log keeps ([`MAX_BATCH_BYTES`]).
-    #[error("batch of {len} bytes is over the store's limit of {max} bytes")]
-    TooLarge {
-        /// Its size.
-        len: usize,
-        /// The limit.
-        max: usize,
-    },
-}
-
-impl StorageError {
-    fn io(op: &'static str, e: impl std::fmt::Display) -> Self {
-        StorageError::Io { op, reason: e.to_string() }
-    }
-}
 
 /// Tuning for [`Store::open`].
 #[derive(Debug, Clone)]
@@ -98,7 +65,7 @@ pub struct Store {
     /// One flush at a time: a second caller must not return while the first still
     /// syncs the files it took. Holds why an fsync failed, once one has: see
     /// [`Store::flush`].
-    flushing: Mutex<Option<String>>,
+    flushing: Mutex<Option<StorageError>>,
     /// sled's blob files already fsynced, with the length they had then: a blob is
     /// written once (a new file per write) but may have been caught half written.
     synced_blobs: Mutex<HashMap<OsString, u64>>,
@@ -108,31 +75,11 @@ pub struct Store {
 impl Store {
     /// Open (or create) the store in `dir`, recovering whatever the last run flushed.
     pub fn open(dir: &Path, opts: &StoreOptions) -> Result<Store, StorageError> {
-        let open_err = |reason: String| StorageError::Open { path: dir.to_path_buf(), reason };
-        std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
-        let config = sled::Config::new()
-            .path(dir)
-            .cache_capacity(opts.cache_capacity_bytes)
-            .segment_size(SEGMENT_SIZE_BYTES)
-            .mode(sled::Mode::HighThroughput)
-            // Every durable write goes through an explicit group-commit flush; sled's own
-            // 500 ms background flush would only compete with it.
-            .flush_every_ms(None);
-        // sled releases the directory's lock from its I/O threads a moment after the
-        // last handle of a closed store is dropped, so an in-process restart right after
-        // a shutdown may find it still held: wait a little before saying it is in use.
-        let deadline = std::time::Instant::now() + LOCK_WAIT;
-        let db = loop {
-            match config.open() {
-                Ok(db) => break db,
-                Err(e) if is_lock_error(&e) && std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(e) => return Err(open_err(describe_sled_open_error(e))),
-            }
-        };
-        let meta = db.open_tree(META_TREE).map_err(|e| open_err(e.to_string()))?;
-        let log_file = File::open(dir.join("db")).map_err(|e| open_err(format!("db file: {e}")))?;
+        let open_err = |why: OpenError| StorageError::Open { path: dir.to_path_buf(), why };
+        std::fs::create_dir_all(dir).map_err(|e| open_err(OpenError::io("create the directory", e)))?;
+        let db = open_sled(dir, opts.cache_capacity_bytes).map_err(open_err)?;
+        let meta = db.open_tree(keys::META_TREE).map_err(|e| open_err(OpenError::io("metadata tree", e)))?;
+        let log_file = File::open(dir.join("db")).map_err(|e| open_err(OpenError::io("db file", e)))?;
         Ok(Store {
             db,
             meta,
@@ -191,20 +138,18 @@ impl Store {
         crate::sync::lock(&self.flushing).is_some()
     }
 
-    fn not_failed(failed: &Option<String>) -> Result<(), StorageError> {
+    fn not_failed(failed: &Option<StorageError>) -> Result<(), StorageError> {
         match failed {
-            Some(why) => {
-                Err(StorageError::Io { op: "flush", reason: format!("an earlier fsync failed: {why}") })
-            }
+            Some(first) => Err(StorageError::FsyncFailed { first: Box::new(first.clone()) }),
             None => Ok(()),
         }
     }
 
     /// fdatasync every dirty segment file and save the logs' new recovery points in sled.
-    fn sync_logs(&self, failed: &mut Option<String>) -> Result<(), StorageError> {
-        let points = self.dirty.sync().inspect_err(|e| *failed = Some(e.to_string()))?;
+    fn sync_logs(&self, failed: &mut Option<StorageError>) -> Result<(), StorageError> {
+        let points = self.dirty.sync().inspect_err(|e| *failed = Some(e.clone()))?;
         for (log, (seg, len)) in points {
-            self.meta_put(&recovery_key(&log), &encode_point(seg, len))?;
+            self.meta_put(&keys::recovery(&log), &encode_point(seg, len))?;
         }
         Ok(())
     }
@@ -212,15 +157,12 @@ impl Store {
     /// sled's flush, an fsync of its new blob files and their directory, then of its log
     /// file. A failed sled flush (a write, such as on a full disk) can be retried; a
     /// failed fsync cannot.
-    fn sync_sled(&self, failed: &mut Option<String>) -> Result<(), StorageError> {
+    fn sync_sled(&self, failed: &mut Option<StorageError>) -> Result<(), StorageError> {
         self.db.flush().map_err(|e| StorageError::io("flush", e))?;
         // Before the log file: a pointer to a blob is never durable without the blob.
         self.sync_blobs(failed)?;
         let file = crate::sync::lock(&self.log_file);
-        file.sync_data().map_err(|e| {
-            *failed = Some(e.to_string());
-            StorageError::io("fsync", e)
-        })
+        file.sync_data().map_err(|e| fsync_failed(failed, StorageError::io("fsync", e)))
     }
 
     /// fsync every blob file sled wrote since the last call, then the blob directory.
@@ -229,7 +171,7 @@ impl Store {
     /// own in `blobs/` and never syncs it, so without this a power cut could lose
     /// acknowledged metadata. Each file is synced once at its final length; the listing
     /// costs one directory read per flush.
-    fn sync_blobs(&self, failed: &mut Option<String>) -> Result<(), StorageError> {
+    fn sync_blobs(&self, failed: &mut Option<StorageError>) -> Result<(), StorageError> {
         let dir = self.dir.join(BLOBS_DIR);
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
@@ -245,10 +187,9 @@ impl Store {
             let name = entry.file_name();
             if synced.get(&name) != Some(&len) {
                 match File::open(entry.path()) {
-                    Ok(f) => f.sync_all().map_err(|e| {
-                        *failed = Some(e.to_string());
-                        StorageError::io("fsync blob", e)
-                    })?,
+                    Ok(f) => {
+                        f.sync_all().map_err(|e| fsync_failed(failed, StorageError::io("fsync blob", e)))?
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(StorageError::io("open blob", e)),
                 }
@@ -259,10 +200,7 @@ impl Store {
         *synced = present;
         if wrote {
             let d = File::open(&dir).map_err(|e| StorageError::io("open blob directory", e))?;
-            d.sync_all().map_err(|e| {
-                *failed = Some(e.to_string());
-                StorageError::io("fsync blob directory", e)
-            })?;
+            d.sync_all().map_err(|e| fsync_failed(failed, StorageError::io("fsync blob directory", e)))?;
         }
         Ok(())
     }
@@ -282,11 +220,11 @@ impl Store {
             return Ok(log.clone());
         }
         if topic.is_empty() || topic == "." || topic == ".." || topic.contains(['/', '\\', '\0']) {
-            return Err(StorageError::io("open log", format!("{topic:?} cannot name a log directory")));
+            return Err(StorageError::refused("open log", format!("{topic:?} cannot name a log directory")));
         }
         let dir = self.dir.join(LOGS_DIR).join(topic).join(partition.to_string());
-        let name = format!("{topic}/{partition}");
-        let point = self.meta_get(&recovery_key(&name))?.and_then(|b| {
+        let name = keys::log_name(topic, partition);
+        let point = self.meta_get(&keys::recovery(&name))?.and_then(|b| {
             let b: [u8; 16] = (*b).try_into().ok()?;
             Some((u64::from_be_bytes(b[..8].try_into().ok()?), u64::from_be_bytes(b[8..].try_into().ok()?)))
         });
@@ -296,7 +234,7 @@ impl Store {
         // truncation just before a crash) is never taken for damage.
         if log.corruption().is_none() && log.end_point() != point {
             if let Some((seg, len)) = log.end_point() {
-                self.meta_put(&recovery_key(&name), &encode_point(seg, len))?;
+                self.meta_put(&keys::recovery(&name), &encode_point(seg, len))?;
                 self.flush_meta()?;
             }
         }
@@ -306,7 +244,7 @@ impl Store {
 
     /// A named key-value tree for node-local queues (the outbox).
     pub fn kv(&self, name: &str) -> Result<KvTree, StorageError> {
-        let tree = self.db.open_tree(format!("kv/{name}")).map_err(|e| StorageError::io("open tree", e))?;
+        let tree = self.db.open_tree(keys::kv_tree(name)).map_err(|e| StorageError::io("open tree", e))?;
         Ok(KvTree { tree })
     }
 
@@ -350,12 +288,14 @@ impl Store {
     }
 }
 
-/// The metadata key of a log's recovery point: (segment, bytes) its last flush made
-/// durable.
-fn recovery_key(log: &str) -> String {
-    format!("recovery/{log}")
+/// Remember that an fsync failed (every later flush fails: see [`Store::flush`]).
+fn fsync_failed(failed: &mut Option<StorageError>, e: StorageError) -> StorageError {
+    *failed = Some(e.clone());
+    e
 }
 
+/// A log's recovery point as stored under [`keys::recovery`]: (segment, bytes) its last
+/// flush made durable.
 fn encode_point(seg: u64, len: u64) -> [u8; 16] {
     let mut point = [0u8; 16];
     point[..8].copy_from_slice(&seg.to_be_bytes());
@@ -381,15 +321,37 @@ fn is_lock_error(e: &sled::Error) -> bool {
     matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
 }
 
-fn describe_sled_open_error(e: sled::Error) -> String {
+/// Open sled in `dir`. sled releases the directory's lock from its I/O threads a moment
+/// after the last handle of a closed store is dropped, so an in-process restart right
+/// after a shutdown may find it still held: wait a little before saying it is in use.
+fn open_sled(dir: &Path, cache_capacity_bytes: u64) -> Result<sled::Db, OpenError> {
+    let config = sled::Config::new()
+        .path(dir)
+        .cache_capacity(cache_capacity_bytes)
+        .segment_size(SEGMENT_SIZE_BYTES)
+        .mode(sled::Mode::HighThroughput)
+        // Every durable write goes through an explicit group-commit flush; sled's own
+        // 500 ms background flush would only compete with it.
+        .flush_every_ms(None);
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(e) if is_lock_error(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(open_error(e)),
+        }
+    }
+}
+
+fn open_error(e: sled::Error) -> OpenError {
     match e {
         sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-            "the data directory is in use by another running meshlog node".to_string()
+            OpenError::InUse { source: Arc::new(io) }
         }
-        sled::Error::Corruption { at, .. } => {
-            format!("the store is corrupt (at {at:?}); restore it or wipe it and let it catch up")
-        }
-        other => other.to_string(),
+        sled::Error::Corruption { at, .. } => OpenError::Corrupt { at: format!("{at:?}") },
+        other => OpenError::io("sled", other),
     }
 }
 

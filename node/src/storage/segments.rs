@@ -34,111 +34,23 @@
 //!   flushed data is damaged, nothing is cut, and the log reports the corruption so the
 //!   partition stops serving instead of forgetting batches it may have acknowledged.
 
+mod file;
+mod recover;
+
+pub(super) use file::Dirty;
+pub use file::RecoveryPoint;
+
 use super::{StorageError, StoredBytes, MAX_BATCH_BYTES};
+use file::{io, open_rw, seg_path, sync_dir, write_frame, SegFile, FRAME_HEADER, SWAP_SUFFIX};
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{BufReader, Read};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 
 /// A segment is rolled once it holds this many bytes (the default of
 /// [`super::StoreOptions::segment_bytes`]).
 pub const SEGMENT_BYTES: u64 = 32 << 20;
-const FRAME_HEADER: usize = 16;
-const SUFFIX: &str = ".log";
-const SWAP_SUFFIX: &str = ".swap";
-
-fn io(op: &'static str, path: &Path, e: impl std::fmt::Display) -> StorageError {
-    StorageError::Io { op, reason: format!("{}: {e}", path.display()) }
-}
-
-/// One segment file, shared by the index and the dirty list.
-struct SegFile {
-    file: File,
-    path: PathBuf,
-    dirty: AtomicBool,
-    /// The log it belongs to (its name in the store's recovery points).
-    log: Arc<str>,
-    /// Its first base offset (its name).
-    seg: u64,
-    /// Bytes of whole frames written.
-    len: AtomicU64,
-    /// Deleted, or replaced by a rewrite.
-    retired: AtomicBool,
-}
-
-impl SegFile {
-    fn new(file: File, path: PathBuf, log: &Arc<str>, seg: u64, len: u64) -> Arc<SegFile> {
-        Arc::new(SegFile {
-            file,
-            path,
-            dirty: AtomicBool::new(false),
-            log: log.clone(),
-            seg,
-            len: len.into(),
-            retired: AtomicBool::new(false),
-        })
-    }
-}
-
-/// Where a log's last flush left it durable: (segment, bytes of it). Frames below it
-/// were flushed; a bad one there is damage, not a torn write.
-pub type RecoveryPoint = (u64, u64);
-
-/// The files written since the last durable flush.
-#[derive(Default)]
-pub(super) struct Dirty {
-    files: Mutex<Vec<Arc<SegFile>>>,
-    /// Tests: make every fdatasync fail as a failing device would.
-    #[cfg(test)]
-    pub(super) fail_syncs: AtomicBool,
-}
-
-impl Dirty {
-    fn mark(&self, f: &Arc<SegFile>) {
-        if !f.dirty.swap(true, Ordering::SeqCst) {
-            crate::sync::lock(&self.files).push(f.clone());
-        }
-    }
-
-    /// `fdatasync` every file written to before this call; returns each log's new
-    /// recovery point.
-    pub(super) fn sync(&self) -> Result<Vec<(Arc<str>, RecoveryPoint)>, StorageError> {
-        let files = std::mem::take(&mut *crate::sync::lock(&self.files));
-        let mut points: BTreeMap<Arc<str>, RecoveryPoint> = BTreeMap::new();
-        for (i, f) in files.iter().enumerate() {
-            // Clear first: a write after this point marks the file again for the next flush.
-            f.dirty.store(false, Ordering::SeqCst);
-            // Read before the sync: every frame up to here was written before it.
-            let len = f.len.load(Ordering::SeqCst);
-            let synced = f.file.sync_data();
-            #[cfg(test)]
-            let synced = match self.fail_syncs.load(Ordering::SeqCst) {
-                true => Err(std::io::Error::other("injected fsync failure")),
-                false => synced,
-            };
-            if let Err(e) = synced {
-                // Keep the unsynced ones (this one included, the later ones still flagged)
-                // for the next flush. The error stops the replicas that waited on it.
-                let mut list = crate::sync::lock(&self.files);
-                for g in &files[i..] {
-                    g.dirty.store(true, Ordering::SeqCst);
-                    list.push(g.clone());
-                }
-                return Err(io("fsync", &f.path, e));
-            }
-            // A deleted or replaced file no longer says where its log ends.
-            if f.retired.load(Ordering::SeqCst) {
-                continue;
-            }
-            let p = points.entry(f.log.clone()).or_insert((f.seg, len));
-            *p = (*p).max((f.seg, len));
-        }
-        Ok(points.into_iter().collect())
-    }
-}
 
 #[derive(Clone, Copy)]
 struct Loc {
@@ -177,45 +89,10 @@ pub struct PartitionLog {
     name: Arc<str>,
 }
 
-fn seg_path(dir: &Path, base: u64) -> PathBuf {
-    dir.join(format!("{base:020}{SUFFIX}"))
-}
-
 /// Delete a segment's file; the directory sync is the caller's.
 fn delete_file(s: Segment) -> Result<(), StorageError> {
     s.file.retired.store(true, Ordering::SeqCst);
     std::fs::remove_file(&s.file.path).map_err(|e| io("delete segment", &s.file.path, e))
-}
-
-fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io("fsync directory", dir, e))
-}
-
-fn frame_crc(base: u64, batch: &[u8]) -> u32 {
-    crc32c::crc32c_append(crc32c::crc32c(&base.to_le_bytes()), batch)
-}
-
-/// Write the frame of `batch` at `pos` in `file`: its header, then the batch as it is
-/// (two writes rather than a copy of the batch behind the header; a crash between them
-/// leaves a torn frame, which recovery cuts like any other). Returns the frame's length.
-fn write_frame(file: &File, pos: u64, base: u64, batch: &[u8]) -> std::io::Result<u64> {
-    let mut header = [0u8; FRAME_HEADER];
-    header[..4].copy_from_slice(&(batch.len() as u32).to_le_bytes());
-    header[4..8].copy_from_slice(&frame_crc(base, batch).to_le_bytes());
-    header[8..].copy_from_slice(&base.to_le_bytes());
-    file.write_all_at(&header, pos)?;
-    file.write_all_at(batch, pos + FRAME_HEADER as u64)?;
-    Ok((FRAME_HEADER + batch.len()) as u64)
-}
-
-fn open_rw(path: &Path, create: bool) -> Result<File, StorageError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(create)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| io(if create { "create segment" } else { "open segment" }, path, e))
 }
 
 fn too_large(batch: &[u8]) -> Result<(), StorageError> {
@@ -226,90 +103,6 @@ fn too_large(batch: &[u8]) -> Result<(), StorageError> {
 }
 
 impl PartitionLog {
-    /// Open (or create) the log `name` in `dir`, recovering every whole frame and
-    /// cutting a torn tail above `recovered_to`, the recovery point its last flush saved.
-    pub(super) fn open(
-        dir: &Path,
-        name: &str,
-        dirty: Arc<Dirty>,
-        segment_bytes: u64,
-        recovered_to: Option<RecoveryPoint>,
-    ) -> Result<PartitionLog, StorageError> {
-        let name: Arc<str> = name.into();
-        if !dir.exists() {
-            std::fs::create_dir_all(dir).map_err(|e| io("create log directory", dir, e))?;
-            // The new directories' own entries, up to the data directory, so a flushed
-            // segment in them is never lost with its directory.
-            for d in dir.ancestors().skip(1).take(3) {
-                sync_dir(d)?;
-            }
-        }
-        let mut bases = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(|e| io("list log directory", dir, e))? {
-            let name = entry.map_err(|e| io("list log directory", dir, e))?.file_name();
-            let name = name.to_string_lossy();
-            if name.ends_with(SWAP_SUFFIX) {
-                // A rewrite that did not finish: the original is still in place.
-                let _ = std::fs::remove_file(dir.join(&*name));
-            } else if let Some(b) = name.strip_suffix(SUFFIX).and_then(|s| s.parse::<u64>().ok()) {
-                bases.push(b);
-            }
-        }
-        bases.sort_unstable();
-        let mut inner = Inner { index: BTreeMap::new(), segments: BTreeMap::new(), corrupt: None };
-        let mut cut = false;
-        for (i, &seg) in bases.iter().enumerate() {
-            let path = seg_path(dir, seg);
-            if inner.corrupt.is_some() || cut {
-                break;
-            }
-            let file = open_rw(&path, false)?;
-            let (len, frames, whole) = scan(&file, &path, inner.index.keys().next_back().copied())?;
-            if !whole && recovered_to.is_some_and(|p| (seg, len) < p) {
-                let why = format!(
-                    "corrupt frame at byte {len} of {}, below what was flushed (the store's recovery point)",
-                    path.display()
-                );
-                tracing::error!(%why, "partition log damaged; it is kept as it is");
-                inner.corrupt = Some(why);
-            } else if !whole {
-                tracing::warn!(segment = %path.display(), valid_bytes = len, "log tail cut at the first incomplete or corrupt frame (unflushed writes)");
-                // Later segments go first, durably, so a crash during the cut can never
-                // leave them behind a shortened file.
-                for &later in &bases[i + 1..] {
-                    let p = seg_path(dir, later);
-                    std::fs::remove_file(&p).map_err(|e| io("delete segment", &p, e))?;
-                }
-                sync_dir(dir)?;
-                file.set_len(len).map_err(|e| io("truncate segment", &path, e))?;
-                cut = true;
-            }
-            // What was recovered counts as flushed from now on (the replica reports it so):
-            // make it so, whatever the last run managed to sync.
-            file.sync_all().map_err(|e| io("fsync", &path, e))?;
-            if frames.is_empty() && cut {
-                std::fs::remove_file(&path).map_err(|e| io("delete segment", &path, e))?;
-                continue;
-            }
-            let live = frames.len();
-            for (base, pos, flen) in frames {
-                inner.index.insert(base, Loc { seg, pos, len: flen });
-            }
-            let file = SegFile::new(file, path, &name, seg, len);
-            inner.segments.insert(seg, Segment { file, live });
-        }
-        if cut {
-            sync_dir(dir)?;
-        }
-        Ok(PartitionLog {
-            dir: Arc::new(dir.to_path_buf()),
-            inner: Arc::new(RwLock::new(inner)),
-            dirty,
-            segment_bytes,
-            name,
-        })
-    }
-
     /// Where the log ends: (its last segment, that segment's length).
     pub(super) fn end_point(&self) -> Option<RecoveryPoint> {
         self.read_inner().segments.iter().next_back().map(|(&seg, s)| (seg, s.len()))
@@ -324,7 +117,10 @@ impl PartitionLog {
     fn writable(&self, inner: &Inner) -> Result<(), StorageError> {
         match &inner.corrupt {
             None => Ok(()),
-            Some(why) => Err(StorageError::Io { op: "write", reason: format!("the log is damaged: {why}") }),
+            Some(why) => Err(StorageError::Damaged {
+                what: format!("partition log {}", self.name),
+                reason: why.clone(),
+            }),
         }
     }
 
@@ -345,10 +141,10 @@ impl PartitionLog {
         let mut inner = self.write_inner();
         self.writable(&inner)?;
         if let Some(&last) = inner.index.keys().next_back().filter(|&&last| last >= base_offset) {
-            return Err(StorageError::Io {
-                op: "append",
-                reason: format!("offset {base_offset} is not past the last batch ({last}); truncate first"),
-            });
+            return Err(StorageError::refused(
+                "append",
+                format!("offset {base_offset} is not past the last batch ({last}); truncate first"),
+            ));
         }
         let need_new = match inner.segments.values().next_back() {
             None => true,
@@ -444,10 +240,10 @@ impl PartitionLog {
             if !inner.index.contains_key(&base_offset) {
                 return Ok(());
             }
-            return Err(StorageError::Io {
-                op: "remove",
-                reason: format!("batch {base_offset} is in the middle of the log; only its ends can go"),
-            });
+            return Err(StorageError::refused(
+                "remove",
+                format!("batch {base_offset} is in the middle of the log; only its ends can go"),
+            ));
         }
         self.remove_head(&mut inner, base_offset)
     }
@@ -482,7 +278,10 @@ impl PartitionLog {
         s.file
             .file
             .read_exact_at(&mut buf, loc.pos + FRAME_HEADER as u64)
-            .map_err(|e| io("read", &s.file.path, format!("batch {base}: {e}")))?;
+            // The kind stays (a failing device, a file gone); the message names the batch.
+            .map_err(|e| {
+                io("read", &s.file.path, std::io::Error::new(e.kind(), format!("batch {base}: {e}")))
+            })?;
         Ok(StoredBytes::owned(buf))
     }
 
@@ -625,41 +424,4 @@ impl PartitionLog {
         }
         sync_dir(&self.dir)
     }
-}
-
-/// Read a segment's frames: (valid length, frames as (base, position, batch length),
-/// whether the whole file was valid). Stops at the first short, corrupt or out-of-order
-/// frame.
-#[allow(clippy::type_complexity)]
-fn scan(
-    file: &File,
-    path: &Path,
-    mut prev: Option<u64>,
-) -> Result<(u64, Vec<(u64, u64, u32)>, bool), StorageError> {
-    let size = file.metadata().map_err(|e| io("stat segment", path, e))?.len();
-    let mut r = BufReader::with_capacity(1 << 20, file);
-    let mut pos = 0u64;
-    let mut frames = Vec::new();
-    let mut batch = Vec::new();
-    while pos < size {
-        let mut h = [0u8; FRAME_HEADER];
-        if size - pos < FRAME_HEADER as u64 || r.read_exact(&mut h).is_err() {
-            break;
-        }
-        let len = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes"));
-        let crc = u32::from_le_bytes(h[4..8].try_into().expect("4 bytes"));
-        let base = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
-        let end = pos + FRAME_HEADER as u64 + len as u64;
-        if len as usize > MAX_BATCH_BYTES || end > size || prev.is_some_and(|p| base <= p) {
-            break;
-        }
-        batch.resize(len as usize, 0);
-        if r.read_exact(&mut batch).is_err() || frame_crc(base, &batch) != crc {
-            break;
-        }
-        frames.push((base, pos, len));
-        prev = Some(base);
-        pos = end;
-    }
-    Ok((pos, frames, pos == size))
 }

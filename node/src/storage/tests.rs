@@ -93,7 +93,8 @@ fn a_locked_store_gives_a_clear_error() {
     let _first = Store::open(dir.path(), &opts()).unwrap();
     let err = Store::open(dir.path(), &opts()).err().expect("second open must fail");
     let msg = err.to_string();
-    assert!(msg.contains("cannot open the store"), "{msg}");
+    assert!(msg.contains("cannot open the store") && msg.contains("in use by another"), "{msg}");
+    assert!(matches!(err, StorageError::Open { why: OpenError::InUse { .. }, .. }), "{err:?}");
 }
 
 #[test]
@@ -152,17 +153,20 @@ async fn commit_64_logs(full: impl Fn(u32) -> bool) {
 
 /// Linux drops the pages an fsync could not write and reports the error once, so a
 /// flush after a failed fsync must not succeed: every later flush of the store fails,
-/// in the group commit too, until a restart recovers from what is on disk.
+/// in the group commit too, until a restart recovers from what is on disk. Each of
+/// those errors still says what the device said (a full disk stays a full disk).
 #[tokio::test]
 async fn after_a_failed_fsync_every_flush_fails_until_a_restart() {
+    use std::io::ErrorKind::StorageFull;
     let dir = tempfile::tempdir().unwrap();
     {
         let store = Arc::new(Store::open(dir.path(), &opts()).unwrap());
         let log = store.log("t", 0).unwrap();
         log.append(0, b"first").unwrap();
         store.dirty.fail_syncs.store(true, Ordering::SeqCst);
-        let e = store.flush().unwrap_err().to_string();
-        assert!(e.contains("injected fsync failure"), "{e}");
+        let e = store.flush().unwrap_err();
+        assert!(e.to_string().contains("injected fsync failure"), "{e}");
+        assert_eq!(e.io_kind(), Some(StorageFull), "{e:?}");
         assert!(store.fsync_failed());
         // The device works again: a retry would now "succeed" over the lost pages.
         store.dirty.fail_syncs.store(false, Ordering::SeqCst);
@@ -170,13 +174,19 @@ async fn after_a_failed_fsync_every_flush_fails_until_a_restart() {
         for (what, r) in
             [("flush", store.flush()), ("logs", store.flush_logs()), ("meta", store.flush_meta())]
         {
-            let e = r.expect_err(what).to_string();
+            let e = r.expect_err(what);
+            assert_eq!(e.io_kind(), Some(StorageFull), "{what}: {e:?}");
+            let e = e.to_string();
             assert!(e.contains("an earlier fsync failed") && e.contains("injected"), "{what}: {e}");
         }
         let gc = GroupCommit::start(store.clone()).unwrap();
-        let e = gc.flush_appends().await.unwrap_err().to_string();
-        assert!(e.contains("an earlier fsync failed"), "{e}");
-        assert!(gc.flush().await.is_err());
+        // Every waiter of a group commit gets the flush's own error, kind and all.
+        let (a, b) = tokio::join!(gc.flush_appends(), gc.flush());
+        for e in [a.unwrap_err(), b.unwrap_err()] {
+            assert!(e.to_string().contains("an earlier fsync failed"), "{e}");
+            assert_eq!(e.io_kind(), Some(StorageFull), "{e:?}");
+            assert!(std::error::Error::source(&e).is_some(), "the cause is kept as the source");
+        }
     }
     // A restart syncs what it recovers and flushes again.
     let (store, log) = open_log(dir.path());
@@ -192,19 +202,19 @@ fn an_appends_only_flush_saves_the_recovery_point_for_the_next_full_flush() {
     let (store, log) = open_log(dir.path());
     log.append(0, b"batch-0-9").unwrap();
     store.flush().unwrap();
-    let after_full = store.meta_get(&recovery_key("t/0")).unwrap().map(|b| b.to_vec());
+    let after_full = store.meta_get(&keys::recovery("t/0")).unwrap().map(|b| b.to_vec());
     log.append(10, b"batch-10-19").unwrap();
     store.flush_logs().unwrap();
     // The file is no longer dirty, so the point this flush reached must already be saved
     // (in sled's memory): a later full flush has nothing else to save it from.
     let (seg, len) = log.end_point().unwrap();
-    let saved = store.meta_get(&recovery_key("t/0")).unwrap().map(|b| b.to_vec());
+    let saved = store.meta_get(&keys::recovery("t/0")).unwrap().map(|b| b.to_vec());
     assert_eq!(saved.as_deref(), Some(&encode_point(seg, len)[..]));
     assert_ne!(saved, after_full, "the appends-only flush moved the point");
     store.flush().unwrap();
     drop((store, log));
     let (store, _log) = open_log(dir.path());
-    let reopened = store.meta_get(&recovery_key("t/0")).unwrap().map(|b| b.to_vec());
+    let reopened = store.meta_get(&keys::recovery("t/0")).unwrap().map(|b| b.to_vec());
     assert_eq!(reopened.as_deref(), Some(&encode_point(seg, len)[..]));
 }
 
