@@ -127,3 +127,69 @@ pub fn check_offsets(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshlog_protocol::group::Assignor;
+
+    fn join_req(owned: &[u32]) -> JoinGroup {
+        JoinGroup {
+            group: "g".into(),
+            member_id: None,
+            client_id: "c".into(),
+            topics: vec!["t".into()],
+            assignor: Assignor::Range,
+            session_timeout_ms: 3_000,
+            rebalance_timeout_ms: 10_000,
+            owned: owned.iter().map(|&p| TopicPartition::new("t", p)).collect(),
+        }
+    }
+
+    #[test]
+    fn oversized_joins_are_refused_with_limit_exceeded() {
+        let ok = join_req(&[0, 1]);
+        check_join(&ok).unwrap();
+        let mut topics = ok.clone();
+        topics.topics = (0..=MAX_TOPICS_PER_MEMBER).map(|i| format!("t{i}")).collect();
+        let mut owned = ok.clone();
+        owned.owned = (0..=MAX_OWNED_PER_MEMBER as u32).map(|p| TopicPartition::new("t", p)).collect();
+        let mut client = ok.clone();
+        client.client_id = "c".repeat(MAX_CLIENT_ID_BYTES + 1);
+        // Few topics, but long names: the byte cap.
+        let mut bytes = ok.clone();
+        bytes.topics = (0..MAX_TOPICS_PER_MEMBER).map(|i| format!("{i}-{}", "x".repeat(300))).collect();
+        for (what, j) in [("topics", topics), ("owned", owned), ("client id", client), ("bytes", bytes)] {
+            let e = check_join(&j).unwrap_err();
+            assert_eq!(e.code, ErrorCode::LimitExceeded, "{what}: {e}");
+        }
+    }
+
+    #[test]
+    fn groups_per_partition_are_capped() {
+        check_new_group("g", MAX_GROUPS_PER_PARTITION - 1).unwrap();
+        let e = check_new_group("g", MAX_GROUPS_PER_PARTITION).unwrap_err();
+        assert_eq!(e.code, ErrorCode::LimitExceeded);
+        assert!(e.message.contains("cannot create group 'g'"), "{e}");
+    }
+
+    #[test]
+    fn commits_are_capped_in_metadata_and_offsets_per_group() {
+        let offset = |p: u32, metadata: &str| {
+            (TopicPartition::new("t", p), CommittedOffset { offset: 1, metadata: metadata.into() })
+        };
+        let commit = |offsets| OffsetCommit { group: "g".into(), member: None, offsets };
+        check_commit(&commit(vec![offset(0, &"m".repeat(MAX_OFFSET_METADATA_BYTES))])).unwrap();
+        let e =
+            check_commit(&commit(vec![offset(0, &"m".repeat(MAX_OFFSET_METADATA_BYTES + 1))])).unwrap_err();
+        assert_eq!(e.code, ErrorCode::OffsetMetadataTooLarge);
+
+        let max = MAX_OFFSETS_PER_GROUP as u32;
+        let held: BTreeMap<TopicPartition, CommittedOffset> = (0..max - 1).map(|p| offset(p, "")).collect();
+        // Re-committing held partitions, and one new one twice, fits.
+        check_offsets("g", &held, &[offset(0, ""), offset(max - 1, ""), offset(max - 1, "")]).unwrap();
+        let e = check_offsets("g", &held, &[offset(max - 1, ""), offset(max, "")]).unwrap_err();
+        assert_eq!(e.code, ErrorCode::LimitExceeded);
+        assert!(e.message.contains("would hold 100001 committed offsets"), "{e}");
+    }
+}
