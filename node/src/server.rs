@@ -1,24 +1,27 @@
-//! A running node: opens the store, recovers the broker, starts the network, and serves
-//! inbound requests until shut down. One handler task per inbound request, in lanes
-//! with separate budgets ([`dispatch`]: client load never delays gossip, peer requests
-//! or replication); shutdown by a watch signal that every task observes.
+//! A running node: opens the store, recovers the broker, starts the network, builds
+//! the gateway from its components, and serves inbound requests until shut down. One
+//! handler task per inbound request, in lanes with separate budgets ([`dispatch`]:
+//! client load never delays gossip, peer requests or replication); shutdown by a watch
+//! signal that every task observes.
+//!
+//! This module wires and runs; it decides nothing about requests (the gateway does).
+//! `settings` maps the config onto each component, `tasks` holds what runs.
 
 pub mod dispatch;
+mod settings;
+mod tasks;
 
-use crate::broker::{Broker, BrokerLimits, Outbound, ReplicaSettings};
+use crate::broker::Broker;
 use crate::config::{ConfigError, NodeConfig};
-use crate::gateway::Gateway;
-use crate::group::{Coordinator, GroupSettings};
-use crate::mesh::{Mesh, MeshConfig, MeshEvent};
-use crate::network::{self, identity, Multiaddr, NetworkConfig, NetworkError, PeerId, Psk};
+use crate::gateway::{Gateway, Router};
+use crate::group::Coordinator;
+use crate::mesh::Mesh;
+use crate::network::{self, identity, Keypair, Multiaddr, NetworkError, NetworkEvent, PeerId};
 use crate::outbox::Outbox;
 use crate::resilience::Resilience;
 use crate::services::Services;
-use crate::storage::{StorageError, Store, StoreOptions};
-use crate::sync::stopped;
-use dispatch::{LaneBudgets, Serve};
-use meshlog_protocol::messages::{ClientRequest, ClientResult, PeerRequest, PeerResponse, ReplicateMessage};
-use meshlog_protocol::{ErrorCode, WireError};
+use crate::storage::{StorageError, Store};
+use settings::Credentials;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -95,63 +98,66 @@ impl RunningNode {
     }
 }
 
-/// Start a node with a validated config.
+/// Start a node with a validated config, in steps: read the credentials the config
+/// names, open the store and the broker, start the network, build the gateway from its
+/// components, spawn the tasks.
 pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     cfg.validate()?;
     // Read everything a flag names before touching the data directory, so a start that
     // fails on a bad file leaves nothing behind (a key without a store would later
     // read as a lost store).
-    let psk = cfg.psk_file.as_deref().map(Psk::load).transpose()?;
-    let admission = admission(&cfg)?;
-    // A node key without a store means the store was lost (a wiped or replaced disk):
-    // its replicas must catch up before they vote again.
+    let credentials = Credentials::read(&cfg)?;
+    let (store, keypair) = open_store(&cfg)?;
+    let peer_id = keypair.public().to_peer_id();
+    let (outbound_tx, outbound) = mpsc::channel(tasks::OUTBOUND_QUEUE);
+    let broker = Arc::new(Broker::open(
+        peer_id.to_string(),
+        store.clone(),
+        settings::broker_limits(&cfg),
+        settings::replica_settings(&cfg),
+        outbound_tx,
+    )?);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let (net, events, listen_addrs) = start_network(&cfg, keypair, credentials, shutdown_rx.clone()).await?;
+    let (gateway, groups) = build_gateway(&cfg, &net, &broker, &store)?;
+    let mesh = gateway.mesh().clone();
+    let inbound = tasks::Inbound { events, outbound };
+    let tasks = tasks::spawn(gateway, groups, net, inbound, cfg.retention_check_interval_ms, shutdown_rx);
+    Ok(RunningNode { peer_id, listen_addrs, broker, mesh, store, shutdown, tasks })
+}
+
+/// Open the store, then the node key. A node key without a store means the store was
+/// lost (a wiped or replaced disk): the store is marked so its replicas catch up before
+/// they vote again.
+fn open_store(cfg: &NodeConfig) -> Result<(Arc<Store>, Keypair), NodeError> {
     let store_lost = cfg.data_dir.join(identity::KEY_FILE).exists() && !Store::exists_in(&cfg.data_dir);
-    let store_opts = StoreOptions {
-        cache_capacity_bytes: cfg.cache_capacity_bytes,
-        segment_bytes: crate::storage::SEGMENT_BYTES,
-    };
     // The store first, then the key: a first start that fails in between leaves a store
     // without a key (a fresh node next time), never a key without a store.
-    let store = Arc::new(Store::open(&cfg.data_dir, &store_opts)?);
+    let store = Arc::new(Store::open(&cfg.data_dir, &settings::store_options(cfg))?);
     let keypair = identity::load_or_create(&cfg.data_dir)?;
-    let peer_id = keypair.public().to_peer_id();
     if store_lost {
         tracing::warn!(data_dir = %cfg.data_dir.display(), "the store is gone but the node key is not: replicas will catch up before they vote");
         store.meta_put(crate::storage::keys::STORE_LOST, b"1")?;
         store.flush()?;
     }
-    let limits = BrokerLimits {
-        fetch_max_wait_ms: cfg.fetch_max_wait_ms,
-        fetch_max_bytes: cfg.fetch_max_bytes,
-        produce_max_timeout_ms: cfg.produce_max_timeout_ms,
-    };
-    let settings = ReplicaSettings {
-        heartbeat_ms: cfg.replica_heartbeat_ms,
-        election_timeout_ms: cfg.election_timeout_ms,
-        lease_ms: cfg.leader_lease_ms,
-        replica_lag_max_ms: cfg.replica_lag_max_ms,
-        // Room for the message around the batches, within the frame limit.
-        max_message_bytes: cfg.max_frame_bytes.saturating_sub(64 << 10),
-    };
-    let (outbound_tx, outbound_rx) = mpsc::channel(OUTBOUND_QUEUE);
-    let broker = Arc::new(Broker::open(peer_id.to_string(), store.clone(), limits, settings, outbound_tx)?);
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let net_cfg = NetworkConfig {
-        keypair,
-        listen: cfg.listen_addrs()?,
-        serve: true,
-        max_frame_bytes: cfg.max_frame_bytes,
-        request_timeout: Duration::from_millis(cfg.request_timeout_ms),
-        idle_connection_timeout: Duration::from_millis(cfg.idle_connection_timeout_ms),
-        mdns: cfg.mdns,
-        psk,
-        allow: cfg.allowlist()?,
-        bootstrap: cfg.bootstrap_addrs()?,
-        admission,
-        role: None,
-    };
-    let net_cfg_closed = net_cfg.admission.is_closed();
-    let (net, events) = network::start(net_cfg, shutdown_rx.clone()).await?;
+    Ok((store, keypair))
+}
+
+/// The network's handle, its events, and the bound listen addresses (with `/p2p/<id>`).
+type Started = (network::NetworkHandle, mpsc::Receiver<NetworkEvent>, Vec<Multiaddr>);
+
+/// Start the network with this node's key and credentials, and say so.
+async fn start_network(
+    cfg: &NodeConfig,
+    keypair: Keypair,
+    credentials: Credentials,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Started, NodeError> {
+    let peer_id = keypair.public().to_peer_id();
+    let psk = credentials.psk;
+    let closed_mesh = credentials.admission.is_closed();
+    let (net, events) =
+        network::start(settings::network_config(cfg, keypair, credentials)?, shutdown).await?;
     let listen_addrs: Vec<Multiaddr> =
         net.listen_addrs().iter().map(|a| network::with_peer_id(a, peer_id)).collect();
     tracing::info!(
@@ -160,178 +166,30 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         ?listen_addrs,
         mdns = cfg.mdns,
         psk = psk.map(|p| p.fingerprint()),
-        closed_mesh = net_cfg_closed,
+        closed_mesh,
         "node started"
     );
-    let lookup_timeout = Duration::from_millis(cfg.lookup_timeout_ms);
-    let mesh_cfg = MeshConfig {
-        heartbeat_interval: Duration::from_millis(cfg.heartbeat_interval_ms),
-        member_timeout: Duration::from_millis(cfg.member_timeout_ms),
-        topic_settle: Duration::from_millis(cfg.topic_settle_ms),
-        lookup_timeout,
-        anti_entropy_interval: Duration::from_secs(30),
-    };
-    let addrs = net.listen_addrs().iter().map(ToString::to_string).collect();
+    Ok((net, events, listen_addrs))
+}
+
+/// Build the components on the broker (the mesh view, the service registry, the outbox,
+/// the group coordinator, all calling peers through one resilience layer), and the
+/// gateway from them. The coordinator comes back too: its task is spawned with the rest.
+fn build_gateway(
+    cfg: &NodeConfig,
+    net: &network::NetworkHandle,
+    broker: &Arc<Broker>,
+    store: &Arc<Store>,
+) -> Result<(Arc<Gateway>, Arc<Coordinator>), NodeError> {
     let resilience = Arc::new(Resilience::new(cfg.resilience()));
+    let addrs = net.listen_addrs().iter().map(ToString::to_string).collect();
+    let mesh_cfg = settings::mesh_config(cfg);
     let mesh = Mesh::new(net.clone(), resilience.clone(), broker.clone(), addrs, store.clone(), mesh_cfg);
-    let services = Arc::new(Services::new(net.clone(), resilience.clone(), lookup_timeout));
+    let services = Arc::new(Services::new(net.clone(), resilience.clone(), settings::lookup_timeout(cfg)));
     let outbox = Arc::new(Outbox::open(store.clone(), broker.group_commit(), cfg.outbox_max_bytes)?);
-    let groups = Arc::new(Coordinator::new(
-        broker.clone(),
-        mesh.clone(),
-        GroupSettings {
-            min_session_timeout_ms: cfg.group_min_session_timeout_ms,
-            max_session_timeout_ms: cfg.group_max_session_timeout_ms,
-            append_timeout: crate::group::APPEND_TIMEOUT,
-            load_wait: Duration::from_millis(cfg.election_timeout_ms * 3),
-        },
-    ));
-    let gateway = Arc::new(Gateway {
-        groups: groups.clone(),
-        offsets_topic: (cfg.offsets_topic_partitions, cfg.offsets_topic_replication_factor),
-        outbox,
-        broker: broker.clone(),
-        mesh: mesh.clone(),
-        services: services.clone(),
-        net: net.clone(),
-        resilience,
-        peer_timeout: lookup_timeout,
-        // Long enough for a failed leader to be detected and replaced.
-        leader_wait: Duration::from_millis(3 * cfg.election_timeout_ms + cfg.leader_lease_ms),
-    });
-    let tasks = vec![
-        tokio::spawn(send_replication(net.clone(), mesh.clone(), outbound_rx, shutdown_rx.clone())),
-        tokio::spawn(crate::gateway::forward_outbox(gateway.clone(), shutdown_rx.clone())),
-        tokio::spawn(dispatch::dispatch(
-            Arc::new(NodeServe { gateway, net }),
-            LaneBudgets::default(),
-            events,
-            shutdown_rx.clone(),
-        )),
-        tokio::spawn(mesh.clone().run(shutdown_rx.clone())),
-        tokio::spawn(retention(broker.clone(), cfg.retention_check_interval_ms, shutdown_rx.clone())),
-        tokio::spawn(groups.run(shutdown_rx.clone())),
-        tokio::spawn(sweep_services(services, shutdown_rx)),
-    ];
-    Ok(RunningNode { peer_id, listen_addrs, broker, mesh, store, shutdown, tasks })
-}
-
-/// The node's side of the dispatcher: the gateway serves, the network answers.
-struct NodeServe {
-    gateway: Arc<Gateway>,
-    net: network::NetworkHandle,
-}
-
-impl Serve for NodeServe {
-    type Client = network::ClientResponder;
-    type Peer = network::PeerResponder;
-
-    fn deliver(&self, peer: PeerId, message: ReplicateMessage) {
-        self.gateway.broker.deliver(&peer, message);
-    }
-
-    async fn serve_client(&self, peer: PeerId, forwarded: bool, req: ClientRequest) -> ClientResult {
-        if !forwarded {
-            return self.gateway.client(peer, req).await;
-        }
-        // A forwarded request is served by the gateway's peer path (served locally, never
-        // forwarded again).
-        match self.gateway.peer(peer, PeerRequest::Forward(req)).await {
-            PeerResponse::Forwarded(result) => result,
-            PeerResponse::Error(e) => Err(e),
-            _ => Err(WireError::new(ErrorCode::Unknown, "unexpected answer to a forwarded request")),
-        }
-    }
-
-    async fn serve_peer(&self, peer: PeerId, req: PeerRequest) -> PeerResponse {
-        self.gateway.peer(peer, req).await
-    }
-
-    async fn on_mesh(&self, ev: MeshEvent) {
-        self.gateway.mesh.on_event(ev).await
-    }
-
-    async fn answer_client(&self, to: Self::Client, result: ClientResult) {
-        self.net.respond_client(to, result).await
-    }
-
-    async fn answer_peer(&self, to: Self::Peer, response: PeerResponse) {
-        self.net.respond_peer(to, response).await
-    }
-}
-
-/// Replication messages queued for the network before they are dropped (the protocol
-/// recovers from loss).
-const OUTBOUND_QUEUE: usize = 16_384;
-
-/// Send what the replication drivers ask for: each message on the peer's replication
-/// stream (`network::ReplicationSender`), and lease announcements.
-async fn send_replication(
-    net: network::NetworkHandle,
-    mesh: Arc<Mesh>,
-    mut outbound: mpsc::Receiver<Outbound>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let out = tokio::select! {
-            o = outbound.recv() => match o { Some(o) => o, None => return },
-            _ = stopped(&mut shutdown) => return,
-        };
-        match out {
-            Outbound::Peer(peer, m) => {
-                // On the peer's replication stream, in the drivers' order (the core copes
-                // with loss and reordering, but a follower's fetches arriving out of
-                // order cost it a re-fetch period).
-                if !net.replication().send(peer, &m) {
-                    tracing::trace!(%peer, "replication queue full; message dropped");
-                }
-            }
-            Outbound::Announce => mesh.announce_leases().await,
-        }
-    }
-}
-
-/// How often lapsed service registrations are dropped.
-const SERVICE_SWEEP_INTERVAL: Duration = Duration::from_millis(250);
-
-async fn sweep_services(services: Arc<Services>, mut shutdown: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(SERVICE_SWEEP_INTERVAL);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => services.sweep().await,
-            _ = stopped(&mut shutdown) => return,
-        }
-    }
-}
-
-async fn retention(broker: Arc<Broker>, every_ms: u64, mut shutdown: watch::Receiver<bool>) {
-    let period = Duration::from_millis(every_ms);
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                let b = broker.clone();
-                let _ = tokio::task::spawn_blocking(move || b.enforce_retention()).await;
-            }
-            _ = stopped(&mut shutdown) => return,
-        }
-    }
-}
-
-/// How this node admits peers: by its node credential in a closed mesh, else open.
-fn admission(cfg: &NodeConfig) -> Result<network::Admission, NetworkError> {
-    let Some(path) = cfg.node_credential.as_deref() else {
-        return Ok(network::Admission::Open);
-    };
-    let credential = network::Credential::load(path)?;
-    if credential.role() != network::PeerRole::Node {
-        return Err(NetworkError::Credential {
-            path: path.display().to_string(),
-            source: network::cause("this is a client credential; a node needs the mesh's node credential"),
-        });
-    }
-    tracing::info!(mesh = %credential.mesh_fingerprint(), serial = credential.serial(), "closed mesh: peers must prove a credential");
-    let revoked = cfg.revoked_credentials.iter().cloned().collect();
-    Ok(network::Admission::Closed { credential, revoked })
+    let groups = Arc::new(Coordinator::new(broker.clone(), mesh.clone(), settings::group_settings(cfg)));
+    let route = settings::route_settings(cfg);
+    let router = Router::new(broker.clone(), mesh, net.clone(), resilience, groups.clone(), route);
+    let gateway = Gateway::new(router, services, outbox, settings::offsets_topic(cfg));
+    Ok((Arc::new(gateway), groups))
 }
