@@ -164,6 +164,8 @@ pub struct DriverContext {
     pub store_lost: bool,
     /// What the leaders' recent batches hold together on this node.
     pub recent: RecentBudget,
+    /// Elections and failovers are counted here.
+    pub stats: super::BrokerStats,
 }
 
 impl ReplicaHandle {
@@ -247,6 +249,7 @@ impl ReplicaHandle {
             recent: Recent::new(ctx.recent.clone()),
             stored_since_tick: false,
             view: view_tx,
+            leaderless_since_ms: None,
             catching_up,
         };
         tokio::spawn(driver.run());
@@ -427,6 +430,8 @@ struct Driver {
     recent: Recent,
     stored_since_tick: bool,
     view: watch::Sender<ReplicaView>,
+    /// When this replica lost its leader (for the failover time).
+    leaderless_since_ms: Option<u64>,
     /// The catch-up mark is still stored.
     catching_up: bool,
 }
@@ -633,7 +638,10 @@ impl Driver {
                         leader = leader.and_then(|l| self.peers.get(l)).map_or("none", String::as_str),
                         "leader changed"
                     );
-                    if leader == Some(self.me) {
+                    let won = leader == Some(self.me);
+                    let since = &mut self.leaderless_since_ms;
+                    self.ctx.stats.leader_changed(since, leader.is_some(), won, monotonic_ms());
+                    if won {
                         let _ = self.ctx.outbound.try_send(Outbound::Announce);
                     }
                 }

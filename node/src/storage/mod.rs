@@ -13,7 +13,7 @@
 mod commit;
 mod segments;
 
-pub use commit::GroupCommit;
+pub use commit::{CommitStats, GroupCommit};
 pub use segments::{PartitionLog, SEGMENT_BYTES};
 
 use std::collections::HashMap;
