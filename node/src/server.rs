@@ -36,12 +36,16 @@ pub enum NodeError {
     /// The network failed to start.
     #[error(transparent)]
     Network(#[from] NetworkError),
+    /// The HTTP admin port could not be bound.
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
 }
 
 /// A node that is serving.
 pub struct RunningNode {
     peer_id: PeerId,
     listen_addrs: Vec<Multiaddr>,
+    http_addr: Option<std::net::SocketAddr>,
     broker: Arc<Broker>,
     mesh: Arc<Mesh>,
     store: Arc<Store>,
@@ -64,6 +68,11 @@ impl RunningNode {
     /// Bound listen addresses, each ending in `/p2p/<peer id>`.
     pub fn listen_addrs(&self) -> &[Multiaddr] {
         &self.listen_addrs
+    }
+
+    /// The HTTP admin port's address, if it runs (the actual port when 0 was asked for).
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http_addr
     }
 
     /// The broker (for in-process tests and status).
@@ -103,6 +112,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     // read as a lost store).
     let psk = cfg.psk_file.as_deref().map(Psk::load).transpose()?;
     let admission = admission(&cfg)?;
+    let http = crate::admin::bind(&cfg).await?;
     // A node key without a store means the store was lost (a wiped or replaced disk):
     // its replicas must catch up before they vote again.
     let store_lost = cfg.data_dir.join(identity::KEY_FILE).exists() && !Store::exists_in(&cfg.data_dir);
@@ -199,7 +209,13 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         // Long enough for a failed leader to be detected and replaced.
         leader_wait: Duration::from_millis(3 * cfg.election_timeout_ms + cfg.leader_lease_ms),
     });
-    let tasks = vec![
+    let http_addr = http.as_ref().map(crate::admin::Bound::local_addr);
+    let admin = http.map(|h| {
+        let state =
+            crate::admin::Admin::new(gateway.clone(), store.clone(), crate::admin::AdminSettings::of(&cfg));
+        crate::admin::spawn(h, state, shutdown_rx.clone())
+    });
+    let mut tasks = vec![
         tokio::spawn(send_replication(net.clone(), mesh.clone(), outbound_rx, shutdown_rx.clone())),
         tokio::spawn(crate::gateway::forward_outbox(gateway.clone(), shutdown_rx.clone())),
         tokio::spawn(dispatch::dispatch(
@@ -213,7 +229,8 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         tokio::spawn(groups.run(shutdown_rx.clone())),
         tokio::spawn(sweep_services(services, shutdown_rx)),
     ];
-    Ok(RunningNode { peer_id, listen_addrs, broker, mesh, store, shutdown, tasks })
+    tasks.extend(admin);
+    Ok(RunningNode { peer_id, listen_addrs, http_addr, broker, mesh, store, shutdown, tasks })
 }
 
 /// The node's side of the dispatcher: the gateway serves, the network answers.
