@@ -190,7 +190,7 @@ async fn maintain(admin: Arc<Admin>, mut shutdown: watch::Receiver<bool>) {
         }
         services::maintain(&admin).await;
         n = n.wrapping_add(1);
-        if n % LEADERLESS_SAMPLE_EVERY == 0 {
+        if n.is_multiple_of(LEADERLESS_SAMPLE_EVERY) {
             probes::sample(&admin);
         }
     }

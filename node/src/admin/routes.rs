@@ -20,7 +20,7 @@ pub async fn route(admin: &Arc<Admin>, req: Request<Incoming>) -> Reply {
     let method = req.method().clone();
     let segments = match segments(req.uri().path()) {
         Ok(s) => s,
-        Err(reply) => return reply,
+        Err(why) => return http::error(StatusCode::BAD_REQUEST, format!("bad path segment: {why}")),
     };
     let s: Vec<&str> = segments.iter().map(String::as_str).collect();
     let key = |name: &str, id: &str| (name.to_string(), id.to_string());
@@ -93,15 +93,14 @@ async fn view(admin: &Admin, req: ClientRequest) -> Reply {
     }
 }
 
-/// The path's segments, percent-decoded.
-fn segments(path: &str) -> Result<Vec<String>, Reply> {
+/// The path's segments, percent-decoded (or why not).
+fn segments(path: &str) -> Result<Vec<String>, &'static str> {
     path.split('/').filter(|s| !s.is_empty()).map(decode).collect()
 }
 
-fn decode(segment: &str) -> Result<String, Reply> {
-    let bad = |why: &str| http::error(StatusCode::BAD_REQUEST, format!("bad path segment: {why}"));
+fn decode(segment: &str) -> Result<String, &'static str> {
     if segment.len() > MAX_SEGMENT_BYTES {
-        return Err(bad("too long"));
+        return Err("too long");
     }
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -111,7 +110,7 @@ fn decode(segment: &str) -> Result<String, Reply> {
             let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
             let byte = hex
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| bad("a % not followed by two hex digits"))?;
+                .ok_or("a % not followed by two hex digits")?;
             out.push(byte);
             i += 3;
         } else {
@@ -119,7 +118,7 @@ fn decode(segment: &str) -> Result<String, Reply> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| bad("not UTF-8"))
+    String::from_utf8(out).map_err(|_| "not UTF-8")
 }
 
 #[cfg(test)]

@@ -249,7 +249,6 @@ impl ReplicaHandle {
             recent: Recent::new(ctx.recent.clone()),
             stored_since_tick: false,
             view: view_tx,
-            leaderless_since_ms: None,
             catching_up,
         };
         tokio::spawn(driver.run());
@@ -430,8 +429,6 @@ struct Driver {
     recent: Recent,
     stored_since_tick: bool,
     view: watch::Sender<ReplicaView>,
-    /// When this replica lost its leader (for the failover time).
-    leaderless_since_ms: Option<u64>,
     /// The catch-up mark is still stored.
     catching_up: bool,
 }
@@ -632,23 +629,29 @@ impl Driver {
                         let _ = reply.send(result);
                     }
                 }
-                Output::Leader { epoch, leader } => {
-                    tracing::info!(
-                        topic = %self.part.topic(), partition = self.part.id(), epoch = epoch.0,
-                        leader = leader.and_then(|l| self.peers.get(l)).map_or("none", String::as_str),
-                        "leader changed"
-                    );
-                    let won = leader == Some(self.me);
-                    let since = &mut self.leaderless_since_ms;
-                    self.ctx.stats.leader_changed(since, leader.is_some(), won, monotonic_ms());
-                    if won {
-                        let _ = self.ctx.outbound.try_send(Outbound::Announce);
-                    }
-                }
+                Output::Leader { epoch, leader } => self.on_leader(epoch, leader),
                 Output::HighWatermark(hw) => self.part.set_hw(hw),
             }
         }
         Ok(())
+    }
+
+    /// The core learned of a new leader (or lost it): log it, count elections and
+    /// failovers, and announce a leadership won here at once.
+    fn on_leader(&self, epoch: replica::Epoch, leader: Option<usize>) {
+        let (topic, partition) = (self.part.topic(), self.part.id());
+        tracing::info!(
+            topic,
+            partition,
+            epoch = epoch.0,
+            leader = leader.and_then(|l| self.peers.get(l)).map_or("none", String::as_str),
+            "leader changed"
+        );
+        let won = leader == Some(self.me);
+        self.ctx.stats.leader_changed(topic, partition, leader.is_some(), won, monotonic_ms());
+        if won {
+            let _ = self.ctx.outbound.try_send(Outbound::Announce);
+        }
     }
 
     /// Store a batch as `entry` (this replica leads): its base offset and epoch written

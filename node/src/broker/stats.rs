@@ -14,6 +14,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A partition as a metric's labels.
@@ -44,6 +46,8 @@ pub struct BrokerStats {
     ack_latency: Family<AcksLabels, Histogram>,
     elections: Counter,
     failover: Histogram,
+    /// When each replica here lost its leader (leader changes are rare: a lock is fine).
+    leaderless_since_ms: Arc<Mutex<HashMap<(String, u32), u64>>>,
 }
 
 impl Default for BrokerStats {
@@ -58,6 +62,7 @@ impl Default for BrokerStats {
             elections: Counter::default(),
             // 10 ms to ~41 s: an election takes one to two election timeouts.
             failover: Histogram::new(exponential_buckets(0.01, 2.0, 13)),
+            leaderless_since_ms: Arc::default(),
         }
     }
 }
@@ -100,26 +105,18 @@ impl BrokerStats {
         self.fetched_bytes.get_or_create(&labels).inc_by(records.len() as u64);
     }
 
-    /// A replica here learned of a leader change: `leaderless_since_ms` (the replica's
-    /// own mark) is set when it loses its leader and, when a leader is known again, the
-    /// gap is a failover. `won` counts an election this replica won.
-    pub fn leader_changed(
-        &self,
-        leaderless_since_ms: &mut Option<u64>,
-        has_leader: bool,
-        won: bool,
-        now_ms: u64,
-    ) {
+    /// The replica of `topic`-`p` here learned of a leader change: it is marked when it
+    /// loses its leader and, when it knows one again, the gap is a failover. `won`
+    /// counts an election it won.
+    pub fn leader_changed(&self, topic: &str, p: u32, has_leader: bool, won: bool, now_ms: u64) {
         if won {
             self.elections.inc();
         }
-        match (has_leader, *leaderless_since_ms) {
-            (false, None) => *leaderless_since_ms = Some(now_ms),
-            (true, Some(since)) => {
-                *leaderless_since_ms = None;
-                self.failover.observe(now_ms.saturating_sub(since) as f64 / 1000.0);
-            }
-            _ => {}
+        let mut since = crate::sync::lock(&self.leaderless_since_ms);
+        if !has_leader {
+            since.entry((topic.to_string(), p)).or_insert(now_ms);
+        } else if let Some(at) = since.remove(&(topic.to_string(), p)) {
+            self.failover.observe(now_ms.saturating_sub(at) as f64 / 1000.0);
         }
     }
 
@@ -179,15 +176,13 @@ mod tests {
     #[test]
     fn a_failover_is_measured_from_the_loss_to_the_next_leader() {
         let stats = BrokerStats::default();
-        let mut since = None;
-        stats.leader_changed(&mut since, true, false, 1_000);
-        assert_eq!(since, None, "a first leader is no failover");
-        assert!(encoded(&stats).contains("failover_seconds_count 0\n"));
-        stats.leader_changed(&mut since, false, false, 2_000);
-        stats.leader_changed(&mut since, false, false, 2_500);
-        assert_eq!(since, Some(2_000), "the first loss counts");
-        stats.leader_changed(&mut since, true, true, 3_200);
-        assert_eq!((since, stats.elections.get()), (None, 1));
+        stats.leader_changed("t", 0, true, false, 1_000);
+        assert!(encoded(&stats).contains("failover_seconds_count 0\n"), "a first leader is no failover");
+        stats.leader_changed("t", 0, false, false, 2_000);
+        stats.leader_changed("t", 1, false, false, 2_100);
+        stats.leader_changed("t", 0, false, false, 2_500);
+        stats.leader_changed("t", 0, true, true, 3_200);
+        assert_eq!(stats.elections.get(), 1);
         let text = encoded(&stats);
         assert!(
             text.contains("failover_seconds_count 1\n") && text.contains("failover_seconds_sum 1.2\n"),
