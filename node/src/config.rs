@@ -11,6 +11,11 @@ use std::time::Duration;
 
 /// The TCP port a node listens on by default.
 pub const DEFAULT_PORT: u16 = 9494;
+/// Where the HTTP admin port listens by default (loopback: metrics, probes, the status
+/// page and the service-registry API are for the host and its operators).
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9644";
+/// The `http_listen` value that disables the admin port.
+pub const HTTP_LISTEN_NONE: &str = "none";
 /// Where a node keeps its data by default (relative to the working directory).
 pub const DEFAULT_DATA_DIR: &str = "meshlog-data";
 
@@ -50,6 +55,9 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Multiaddrs to listen on.
     pub listen: Vec<String>,
+    /// The HTTP admin port's socket address (`host:port`, port 0 for any free port), or
+    /// `none` to run without one.
+    pub http_listen: String,
     /// sled's page cache (a soft limit).
     pub cache_capacity_bytes: u64,
     /// Largest frame accepted or sent on any connection.
@@ -136,6 +144,7 @@ impl Default for NodeConfig {
         NodeConfig {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             listen: vec![format!("/ip4/0.0.0.0/tcp/{DEFAULT_PORT}")],
+            http_listen: DEFAULT_HTTP_LISTEN.to_string(),
             cache_capacity_bytes: 256 << 20,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             request_timeout_ms: 60_000,
@@ -201,6 +210,19 @@ impl NodeConfig {
             .collect()
     }
 
+    /// The admin port's address, parsed (`None`: disabled).
+    pub fn http_listen_addr(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        let s = self.http_listen.trim();
+        if s.eq_ignore_ascii_case(HTTP_LISTEN_NONE) {
+            return Ok(None);
+        }
+        s.parse().map(Some).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "http_listen '{s}': {e} (expected host:port such as {DEFAULT_HTTP_LISTEN}, or '{HTTP_LISTEN_NONE}')"
+            ))
+        })
+    }
+
     /// The resilience layer's settings.
     pub fn resilience(&self) -> ResilienceConfig {
         let ms = Duration::from_millis;
@@ -253,6 +275,7 @@ impl NodeConfig {
             return Err(ConfigError::Invalid("at least one listen address is needed".into()));
         }
         self.listen_addrs()?;
+        self.http_listen_addr()?;
         self.bootstrap_addrs()?;
         self.allowlist()?;
         self.validate_durations()?;
@@ -443,5 +466,19 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("fetch_max_wait_ms"));
         let c = NodeConfig { listen: vec!["not-an-addr".into()], ..NodeConfig::default() };
         assert!(c.validate().unwrap_err().to_string().contains("not-an-addr"));
+    }
+
+    #[test]
+    fn the_admin_port_is_an_address_or_none() {
+        let d = NodeConfig::default();
+        assert_eq!(d.http_listen_addr().unwrap(), Some("127.0.0.1:9644".parse().unwrap()));
+        let off = NodeConfig { http_listen: "none".into(), ..NodeConfig::default() };
+        assert_eq!(off.http_listen_addr().unwrap(), None);
+        off.validate().unwrap();
+        let f = write("http_listen = \"[::1]:0\"\n");
+        let c = NodeConfig::load(Some(f.path())).unwrap();
+        assert_eq!(c.http_listen_addr().unwrap(), Some("[::1]:0".parse().unwrap()));
+        let bad = NodeConfig { http_listen: "localhost".into(), ..NodeConfig::default() };
+        assert!(bad.validate().unwrap_err().to_string().contains("http_listen 'localhost'"));
     }
 }

@@ -19,10 +19,13 @@
 //! - [`group`]: the consumer-group coordinator (membership, assignors, offsets kept in the
 //!   replicated, compacted `__consumer_offsets` topic).
 //! - [`outbox`]: store-and-forward (`acks=local`) for nodes cut off from a partition's owner.
+//! - [`admin`]: the HTTP admin port: Prometheus metrics, probes, JSON views, the service
+//!   registry over HTTP with health checks, the live status page.
 //! - [`server`]: a running node: wires storage, broker, network, mesh and gateway.
 //! - [`client`]: the client library (a light peer) with a batching producer and fetch helpers.
 //! - [`cli`]: the `meshlog` command line.
 
+pub mod admin;
 pub mod broker;
 pub mod cli;
 pub mod client;

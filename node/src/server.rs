@@ -39,12 +39,16 @@ pub enum NodeError {
     /// The network failed to start.
     #[error(transparent)]
     Network(#[from] NetworkError),
+    /// The HTTP admin port could not be bound.
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
 }
 
 /// A node that is serving.
 pub struct RunningNode {
     peer_id: PeerId,
     listen_addrs: Vec<Multiaddr>,
+    http_addr: Option<std::net::SocketAddr>,
     broker: Arc<Broker>,
     mesh: Arc<Mesh>,
     store: Arc<Store>,
@@ -67,6 +71,11 @@ impl RunningNode {
     /// Bound listen addresses, each ending in `/p2p/<peer id>`.
     pub fn listen_addrs(&self) -> &[Multiaddr] {
         &self.listen_addrs
+    }
+
+    /// The HTTP admin port's address, if it runs (the actual port when 0 was asked for).
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http_addr
     }
 
     /// The broker (for in-process tests and status).
@@ -107,6 +116,9 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     // fails on a bad file leaves nothing behind (a key without a store would later
     // read as a lost store).
     let credentials = Credentials::read(&cfg)?;
+    // The admin port is bound before the store opens: a taken port fails the start
+    // before anything is written.
+    let http = crate::admin::bind(&cfg).await?;
     let (store, keypair) = open_store(&cfg)?;
     let peer_id = keypair.public().to_peer_id();
     let (outbound_tx, outbound) = mpsc::channel(tasks::OUTBOUND_QUEUE);
@@ -121,9 +133,16 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     let (net, events, listen_addrs) = start_network(&cfg, keypair, credentials, shutdown_rx.clone()).await?;
     let (gateway, groups) = build_gateway(&cfg, &net, &broker, &store)?;
     let mesh = gateway.mesh().clone();
+    let http_addr = http.as_ref().map(crate::admin::Bound::local_addr);
+    let admin = http.map(|h| {
+        let state =
+            crate::admin::Admin::new(gateway.clone(), store.clone(), crate::admin::AdminSettings::of(&cfg));
+        crate::admin::spawn(h, state, shutdown_rx.clone())
+    });
     let inbound = tasks::Inbound { events, outbound };
-    let tasks = tasks::spawn(gateway, groups, net, inbound, cfg.retention_check_interval_ms, shutdown_rx);
-    Ok(RunningNode { peer_id, listen_addrs, broker, mesh, store, shutdown, tasks })
+    let mut tasks = tasks::spawn(gateway, groups, net, inbound, cfg.retention_check_interval_ms, shutdown_rx);
+    tasks.extend(admin);
+    Ok(RunningNode { peer_id, listen_addrs, http_addr, broker, mesh, store, shutdown, tasks })
 }
 
 /// Open the store, then the node key. A node key without a store means the store was

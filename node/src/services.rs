@@ -170,8 +170,8 @@ fn not_owner(key: &Key, owner: &str) -> WireError {
     )
 }
 
-/// Check a registration's sizes.
-fn validate(reg: &ServiceRegistration) -> Result<(), WireError> {
+/// Check a registration's sizes (also used by the admin port before it holds one).
+pub fn validate(reg: &ServiceRegistration) -> Result<(), WireError> {
     validate_topic_name(&reg.name)
         .map_err(|e| WireError::new(ErrorCode::InvalidRequest, e.message.replace("topic", "service")))?;
     let bad = |m: String| Err(WireError::new(ErrorCode::InvalidRequest, m));

@@ -47,6 +47,8 @@ pub fn test_config(data_dir: &Path) -> NodeConfig {
         heartbeat_interval_ms: 200,
         member_timeout_ms: 1_500,
         topic_settle_ms: 300,
+        // Nodes side by side must not all take the default admin port.
+        http_listen: "127.0.0.1:0".into(),
         ..NodeConfig::default()
     }
 }
@@ -74,6 +76,9 @@ pub struct NodeProcess {
     pub child: Child,
     /// Its first listen address, with `/p2p/<peer id>`.
     pub addr: String,
+    /// Its HTTP admin port's base URL (`http://127.0.0.1:PORT`), unless started with
+    /// `--http-listen none`.
+    pub http: Option<String>,
     /// Its data directory.
     pub data_dir: PathBuf,
 }
@@ -84,12 +89,17 @@ impl NodeProcess {
         NodeProcess::start_with(data_dir, &[])
     }
 
-    /// Like [`NodeProcess::start`], with extra `meshlog node` flags.
+    /// Like [`NodeProcess::start`], with extra `meshlog node` flags. The admin port
+    /// takes any free loopback port unless `extra` names one.
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> NodeProcess {
+        let http: &[&str] =
+            if extra.contains(&"--http-listen") { &[] } else { &["--http-listen", "127.0.0.1:0"] };
         let mut child = Command::new(meshlog_bin())
             .args(["node", "--data-dir"])
             .arg(data_dir)
-            .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", "--log"])
+            .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+            .args(http)
+            .arg("--log")
             // MESHLOG_TEST_LOG (e.g. `info`) shows what the nodes do when a test fails.
             .arg(std::env::var("MESHLOG_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .args(extra)
@@ -100,18 +110,23 @@ impl NodeProcess {
             .expect("spawn meshlog node");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        // The node prints its admin port (if any) before its listen addresses.
         std::thread::spawn(move || {
+            let mut http = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(a) = line.strip_prefix("admin on ") {
+                    http = Some(a.to_string());
+                }
                 if let Some(a) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(a.to_string());
+                    let _ = tx.send((a.to_string(), http.clone()));
                 }
             }
         });
-        let addr = rx.recv_timeout(LONG_BUDGET).unwrap_or_else(|_| {
+        let (addr, http) = rx.recv_timeout(LONG_BUDGET).unwrap_or_else(|_| {
             let _ = child.kill();
             panic!("node in {} did not report a listen address within {LONG_BUDGET:?}", data_dir.display())
         });
-        NodeProcess { child, addr, data_dir: data_dir.to_path_buf() }
+        NodeProcess { child, addr, http, data_dir: data_dir.to_path_buf() }
     }
 
     /// `kill -9`: no shutdown, no flush.

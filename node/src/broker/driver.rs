@@ -156,6 +156,8 @@ pub struct DriverContext {
     pub store_lost: bool,
     /// What the leaders' recent batches hold together on this node.
     pub recent: RecentBudget,
+    /// Elections and failovers are counted here.
+    pub stats: super::BrokerStats,
 }
 
 impl ReplicaHandle {
@@ -616,20 +618,29 @@ impl Driver {
                         let _ = reply.send(result);
                     }
                 }
-                Output::Leader { epoch, leader } => {
-                    tracing::info!(
-                        topic = %self.part.topic(), partition = self.part.id(), epoch = epoch.0,
-                        leader = leader.and_then(|l| self.peers.get(l)).map_or("none", String::as_str),
-                        "leader changed"
-                    );
-                    if leader == Some(self.me) {
-                        let _ = self.ctx.outbound.try_send(Outbound::Announce);
-                    }
-                }
+                Output::Leader { epoch, leader } => self.on_leader(epoch, leader),
                 Output::HighWatermark(hw) => self.part.set_hw(hw),
             }
         }
         Ok(())
+    }
+
+    /// The core learned of a new leader (or lost it): log it, count elections and
+    /// failovers, and announce a leadership won here at once.
+    fn on_leader(&self, epoch: replica::Epoch, leader: Option<usize>) {
+        let (topic, partition) = (self.part.topic(), self.part.id());
+        tracing::info!(
+            topic,
+            partition,
+            epoch = epoch.0,
+            leader = leader.and_then(|l| self.peers.get(l)).map_or("none", String::as_str),
+            "leader changed"
+        );
+        let won = leader == Some(self.me);
+        self.ctx.stats.leader_changed(topic, partition, leader.is_some(), won, monotonic_ms());
+        if won {
+            let _ = self.ctx.outbound.try_send(Outbound::Announce);
+        }
     }
 
     /// Store a batch as `entry` (this replica leads): its base offset and epoch written

@@ -8,11 +8,13 @@
 pub mod driver;
 mod partition;
 mod recent;
+pub mod stats;
 mod topics;
 
 pub use driver::{DriverContext, Outbound, ReplicaHandle, ReplicaSettings, ReplicaView};
 pub use partition::{CompactStats, Partition};
 pub use recent::RecentBudget;
+pub use stats::BrokerStats;
 pub use topics::{already_exists, open_signed, place_replicas, AdoptError, Adopted, NewTopic, Topic, Topics};
 
 use crate::network::PeerId;
@@ -43,6 +45,7 @@ pub struct Broker {
     commit: GroupCommit,
     topics: Topics,
     limits: BrokerLimits,
+    stats: BrokerStats,
 }
 
 impl Broker {
@@ -59,6 +62,7 @@ impl Broker {
         store.flush()?;
         let commit = GroupCommit::start(store.clone())?;
         let store_lost = store.meta_get(crate::storage::keys::STORE_LOST)?.is_some();
+        let stats = BrokerStats::default();
         let ctx = DriverContext {
             store,
             commit: commit.clone(),
@@ -66,9 +70,15 @@ impl Broker {
             settings,
             store_lost,
             recent: RecentBudget::default(),
+            stats: stats.clone(),
         };
         let topics = Topics::load(ctx, node_id.clone())?;
-        Ok(Broker { node_id, commit, topics, limits })
+        Ok(Broker { node_id, commit, topics, limits, stats })
+    }
+
+    /// The data path's counters and histograms (the admin port serves them).
+    pub fn stats(&self) -> &BrokerStats {
+        &self.stats
     }
 
     /// The group commit shared by everything this node stores.
@@ -150,7 +160,9 @@ impl Broker {
         check_epoch(replica, p.leader_epoch)?;
         let timeout_ms = p.timeout_ms.clamp(1, self.limits.produce_max_timeout_ms);
         let timeout = Duration::from_millis(timeout_ms as u64);
+        let (started, bytes) = (std::time::Instant::now(), p.batch.len());
         let resp = replica.append(p.batch, p.acks, &t.info.config, timeout).await?;
+        self.stats.produced(&p.topic, p.partition, resp.record_count, bytes, p.acks, started.elapsed());
         Ok(ClientResponse::Produced(resp))
     }
 
@@ -176,7 +188,9 @@ impl Broker {
                 ),
             ));
         }
-        Ok(ClientResponse::Fetched(part.fetch(f.offset, max_bytes, wait).await?))
+        let fetched = part.fetch(f.offset, max_bytes, wait).await?;
+        self.stats.fetched(&f.topic, f.partition, &fetched.records);
+        Ok(ClientResponse::Fetched(fetched))
     }
 
     /// Apply retention to every replica held here once (each below its own HW): time

@@ -423,6 +423,7 @@ mod tests {
             settings,
             store_lost: false,
             recent: Default::default(),
+            stats: Default::default(),
         };
         // This node holds no replica of the test records, so no replica is started.
         Topics::load(ctx, Keypair::generate_ed25519().public().to_peer_id().to_string()).unwrap()

@@ -203,7 +203,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(cmd) => bench::run(cmd).await,
-        Command::Probe(args) => probe::run(args),
+        Command::Probe(args) => probe::run(args).await,
         Command::Mesh(cmd) => mesh::run(cmd),
     }
 }

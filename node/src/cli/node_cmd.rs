@@ -16,6 +16,10 @@ pub struct NodeArgs {
     /// Listen multiaddr, repeatable (default: /ip4/0.0.0.0/tcp/9494).
     #[arg(long, env = "MESHLOG_LISTEN", value_delimiter = ',')]
     listen: Vec<String>,
+    /// The HTTP admin port (metrics, probes, status page, service-registry API) as
+    /// host:port, or `none` (default: 127.0.0.1:9644).
+    #[arg(long, env = "MESHLOG_HTTP_LISTEN")]
+    http_listen: Option<String>,
     /// Join the mesh through this node (multiaddr), repeatable.
     #[arg(long, env = "MESHLOG_BOOTSTRAP", value_delimiter = ',')]
     bootstrap: Vec<String>,
@@ -46,6 +50,9 @@ fn effective(args: NodeArgs) -> anyhow::Result<NodeConfig> {
     if !args.listen.is_empty() {
         cfg.listen = args.listen;
     }
+    if let Some(h) = args.http_listen {
+        cfg.http_listen = h;
+    }
     if !args.bootstrap.is_empty() {
         cfg.bootstrap = args.bootstrap;
     }
@@ -74,6 +81,10 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     tracing::info!(config = ?cfg, "effective configuration");
     let node = server::start(cfg).await?;
     println!("meshlog node {} started", node.peer_id());
+    // Before the listen lines: a harness that reads up to the first of those has seen it.
+    if let Some(a) = node.http_addr() {
+        println!("admin on http://{a}");
+    }
     for a in node.listen_addrs() {
         println!("listening on {a}");
     }

@@ -15,15 +15,14 @@ pub struct ProbeArgs {
     timeout_ms: u64,
 }
 
-/// GET the URL; Ok on 2xx, an error naming the status or the failure otherwise.
-pub fn run(args: ProbeArgs) -> anyhow::Result<()> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_millis(args.timeout_ms)))
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let response = agent.get(&args.url).call().map_err(|e| anyhow::anyhow!("{}: {e}", args.url))?;
-    let status = response.status();
+/// GET the URL (with the admin port's own one-request HTTP/1 client); Ok on 2xx, an
+/// error naming the status or the failure otherwise.
+pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
+    let budget = Duration::from_millis(args.timeout_ms);
+    let answer = crate::admin::client::get(&args.url, budget)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.url))?;
+    let status = answer.status;
     if status.is_success() {
         Ok(())
     } else {

@@ -62,6 +62,8 @@ pub(super) struct EventLoop {
     admission: Admission,
     roles: Roles,
     admissions: Admissions,
+    /// libp2p's own metrics (served by the admin port from the network's registry).
+    metrics: libp2p::metrics::Metrics,
 }
 
 impl EventLoop {
@@ -72,6 +74,7 @@ impl EventLoop {
         cmds: mpsc::Receiver<Command>,
         events: mpsc::Sender<NetworkEvent>,
         roles: Roles,
+        metrics: libp2p::metrics::Metrics,
     ) -> Result<(EventLoop, Vec<Multiaddr>), NetworkError> {
         let mut swarm = build_swarm(cfg)?;
         let bound = bind(&mut swarm, &cfg.listen).await?;
@@ -99,6 +102,7 @@ impl EventLoop {
             admission: cfg.admission.clone(),
             roles,
             admissions: Admissions::default(),
+            metrics,
         };
         Ok((lp, bound))
     }
@@ -196,7 +200,21 @@ impl EventLoop {
         }
     }
 
+    /// Count the event in libp2p's metrics.
+    fn record(&self, ev: &SwarmEvent<BehaviourEvent>) {
+        use libp2p::metrics::Recorder;
+        match ev {
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.metrics.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => self.metrics.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => self.metrics.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => self.metrics.record(e),
+            SwarmEvent::Behaviour(_) => {}
+            other => self.metrics.record(other),
+        }
+    }
+
     fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        self.record(&ev);
         match ev {
             SwarmEvent::Behaviour(BehaviourEvent::Client(e)) => self.on_client(e),
             SwarmEvent::Behaviour(BehaviourEvent::Peer(e)) => self.on_peer(e),

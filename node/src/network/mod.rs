@@ -308,6 +308,7 @@ pub struct NetworkHandle {
     local_peer_id: PeerId,
     listen_addrs: Vec<Multiaddr>,
     replication: ReplicationSender,
+    metrics: std::sync::Arc<prometheus_client::registry::Registry>,
 }
 
 /// Start the network: build the swarm, bind every listen address (failing clearly if
@@ -321,8 +322,10 @@ pub async fn start(
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_CAPACITY);
     let roles = admission::Roles::default();
+    let mut registry = prometheus_client::registry::Registry::with_prefix("libp2p");
+    let metrics = libp2p::metrics::Metrics::new(&mut registry);
     let (event_loop, listen_addrs) =
-        event_loop::EventLoop::new(&cfg, cmd_rx, ev_tx.clone(), roles.clone()).await?;
+        event_loop::EventLoop::new(&cfg, cmd_rx, ev_tx.clone(), roles.clone(), metrics).await?;
     let control = event_loop.stream_control();
     if cfg.serve {
         streams::accept(control.clone(), ev_tx, cfg.max_frame_bytes, roles)?;
@@ -335,6 +338,7 @@ pub async fn start(
         local_peer_id,
         listen_addrs,
         replication,
+        metrics: std::sync::Arc::new(registry),
     };
     Ok((handle, ev_rx))
 }
@@ -347,6 +351,12 @@ impl NetworkHandle {
 
     pub fn local_peer_id(&self) -> PeerId {
         self.local_peer_id
+    }
+
+    /// libp2p's own metrics (connections, Kademlia, gossipsub, identify, ping), recorded
+    /// by the swarm task; the admin port encodes them.
+    pub fn metrics(&self) -> &prometheus_client::registry::Registry {
+        &self.metrics
     }
 
     /// The addresses bound at start (with the actual ports when 0 was asked for).

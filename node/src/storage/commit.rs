@@ -14,6 +14,8 @@
 //! path.
 
 use super::{StorageError, Store};
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,17 +47,60 @@ type Waiter = (Need, oneshot::Sender<Result<(), StorageError>>);
 #[derive(Clone)]
 pub struct GroupCommit {
     tx: mpsc::SyncSender<Waiter>,
+    stats: CommitStats,
+}
+
+/// How long flushes take and how many waiters each answers (the admin port serves them).
+#[derive(Debug, Clone)]
+pub struct CommitStats {
+    flush: Histogram,
+    waiters: Histogram,
+}
+
+impl Default for CommitStats {
+    fn default() -> Self {
+        // 50 us to ~1.6 s; 1 to 4096 waiters.
+        CommitStats {
+            flush: Histogram::new(exponential_buckets(5e-5, 2.0, 16)),
+            waiters: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
+        }
+    }
+}
+
+impl CommitStats {
+    fn observe(&self, took: Duration, waiters: usize) {
+        self.flush.observe(took.as_secs_f64());
+        self.waiters.observe(waiters as f64);
+    }
+
+    /// Name the histograms in `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register_with_unit(
+            "fsync",
+            "Duration of a group commit's flush (segment fdatasync, and sled's when due)",
+            Unit::Seconds,
+            self.flush.clone(),
+        );
+        registry.register("group_commit_size", "Writers answered by one flush", self.waiters.clone());
+    }
 }
 
 impl GroupCommit {
     /// Start the flush thread for `store`. It stops when every handle is dropped.
     pub fn start(store: Arc<Store>) -> Result<GroupCommit, StorageError> {
         let (tx, rx) = mpsc::sync_channel::<Waiter>(FLUSH_QUEUE_CAPACITY);
+        let stats = CommitStats::default();
+        let recorded = stats.clone();
         std::thread::Builder::new()
             .name("meshlog-flush".into())
-            .spawn(move || run(store, rx))
+            .spawn(move || run(store, rx, recorded))
             .map_err(|e| StorageError::io("start flush thread", e))?;
-        Ok(GroupCommit { tx })
+        Ok(GroupCommit { tx, stats })
+    }
+
+    /// Flush durations and sizes.
+    pub fn stats(&self) -> &CommitStats {
+        &self.stats
     }
 
     /// Wait until every write made before this call is durable: segment files and sled.
@@ -84,7 +129,7 @@ impl GroupCommit {
     }
 }
 
-fn run(store: Arc<Store>, rx: mpsc::Receiver<Waiter>) {
+fn run(store: Arc<Store>, rx: mpsc::Receiver<Waiter>, stats: CommitStats) {
     let mut last_full = Instant::now();
     // Whether sled may hold writes no full flush has covered yet.
     let mut meta_behind = false;
@@ -115,7 +160,9 @@ fn run(store: Arc<Store>, rx: mpsc::Receiver<Waiter>) {
         }
         let full = waiters.iter().any(|(need, _)| *need == Need::Everything)
             || last_full.elapsed() >= META_SYNC_INTERVAL;
+        let started = Instant::now();
         let result = if full { store.flush() } else { store.flush_logs() };
+        stats.observe(started.elapsed(), waiters.len());
         match (&result, full) {
             (Ok(()), true) => {
                 last_full = Instant::now();

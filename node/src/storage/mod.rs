@@ -16,7 +16,7 @@ mod error;
 pub mod keys;
 mod segments;
 
-pub use commit::GroupCommit;
+pub use commit::{CommitStats, GroupCommit};
 pub use error::{OpenError, StorageError};
 pub use segments::{PartitionLog, SEGMENT_BYTES};
 

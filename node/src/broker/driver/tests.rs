@@ -35,6 +35,7 @@ fn follower(dir: &std::path::Path) -> (ReplicaHandle, PeerId, mpsc::Receiver<Out
         settings: settings(),
         store_lost: false,
         recent: Default::default(),
+        stats: Default::default(),
     };
     let leader = Keypair::generate_ed25519().public().to_peer_id();
     let me = Keypair::generate_ed25519().public().to_peer_id();
