@@ -107,6 +107,7 @@ impl Coordinator {
         let (replica, _) = self.leading_replica(p)?;
         let shard = self.shard(p);
         let mut s = shard.lock().await;
+        drop_abandoned_append(p, &mut s);
         self.ensure_loaded(p, &mut s).await?;
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
         let context = Context { partitions, member_nonce: rand::random(), unix_ms: crate::time::unix_ms() };
@@ -248,6 +249,7 @@ impl Coordinator {
         for (p, shard) in shards {
             // A partition busy with a request is ticked next time.
             let Ok(mut s) = shard.try_lock() else { continue };
+            drop_abandoned_append(p, &mut s);
             let replica = match self.leading_replica(p) {
                 Ok((r, epoch)) if s.epoch() == Some(epoch) => r,
                 _ => {
@@ -272,6 +274,18 @@ impl Coordinator {
                 _ = crate::sync::stopped(&mut shutdown) => return,
             }
         }
+    }
+}
+
+/// An append still awaited when the partition's lock is free again was left by a
+/// request whose future was dropped mid-append (its caller gave up): its outcome is
+/// unknown, so the shard drops its state, to be reloaded from the log. Without this the
+/// shard would refuse every later request while it waited.
+fn drop_abandoned_append(p: u32, s: &mut Shard) {
+    if s.appending() {
+        tracing::warn!(partition = p, "an offsets append was abandoned; state will be reloaded");
+        let error = WireError::new(ErrorCode::RequestTimedOut, "the offsets append was abandoned");
+        s.step(crate::time::monotonic_ms(), Input::AppendFailed { error });
     }
 }
 

@@ -205,6 +205,11 @@ impl Shard {
         self.epoch
     }
 
+    /// Whether an [`Output::Append`] still waits for its outcome.
+    pub fn appending(&self) -> bool {
+        self.pending.is_some()
+    }
+
     /// Groups held.
     pub fn group_count(&self) -> usize {
         self.groups.len()

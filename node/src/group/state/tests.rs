@@ -249,6 +249,24 @@ fn a_failed_append_answers_the_error_and_drops_the_state_until_a_reload() {
 }
 
 #[test]
+fn while_an_append_is_awaited_requests_are_refused_as_retriable_and_ticks_wait() {
+    let (mut s, a) = one_member();
+    s.step(1_100, commit(1, Some((&a, 1)), &[(0, 5)], 0));
+    assert!(s.appending());
+    let out = s.step(1_101, heartbeat(2, &a, 1));
+    let busy =
+        WireError::new(ErrorCode::CoordinatorLoadInProgress, "the coordinator is writing its log; retry");
+    assert_eq!(out, vec![answer(2, Err(busy))]);
+    assert_eq!(s.step(9_000, Input::Tick { log_start: 0, log_end: 2, unix_ms: 0 }), vec![]);
+    // The commit is answered, and only then are its offsets visible.
+    assert_eq!(
+        s.step(9_001, Input::Appended { base_offset: 1 }),
+        vec![answer(1, Ok(GroupResponse::Committed))]
+    );
+    assert!(!s.appending());
+}
+
+#[test]
 fn a_leave_writes_the_empty_group_before_it_is_answered() {
     let (mut s, a) = one_member();
     let leave = request(1, GroupRequest::Leave { group: "g".into(), member_id: a.clone() });
