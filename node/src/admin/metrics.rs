@@ -99,10 +99,11 @@ async fn gather(admin: &Admin) -> NodeView {
     for m in admin.mesh().cluster_status().members {
         *members.entry(m.state).or_insert(0i64) += 1;
     }
-    let breakers = admin.gateway.resilience.breaker_states().into_iter().map(|b| (b.peer, b.state)).collect();
+    let breakers =
+        admin.gateway.resilience().breaker_states().into_iter().map(|b| (b.peer, b.state)).collect();
     let outbox = admin
         .gateway
-        .outbox
+        .outbox()
         .depth()
         .into_iter()
         .map(|o| (PartitionLabels { topic: o.topic, partition: o.partition }, o.batches, o.bytes))

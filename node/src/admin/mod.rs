@@ -124,8 +124,8 @@ impl Admin {
     /// The admin state over a node's gateway (its client API and, through it, the
     /// broker, mesh and resilience layer) and store.
     pub fn new(gateway: Arc<Gateway>, store: Arc<Store>, settings: AdminSettings) -> Admin {
-        let me = gateway.net.local_peer_id();
-        let metrics = metrics::Metrics::new(&gateway.broker);
+        let me = gateway.net().local_peer_id();
+        let metrics = metrics::Metrics::new(gateway.broker());
         Admin {
             gateway,
             store,
@@ -142,15 +142,15 @@ impl Admin {
     // The parts of the node read through the gateway, in one place.
 
     fn broker(&self) -> &Arc<Broker> {
-        &self.gateway.broker
+        self.gateway.broker()
     }
 
     fn mesh(&self) -> &Arc<Mesh> {
-        &self.gateway.mesh
+        self.gateway.mesh()
     }
 
     fn net(&self) -> &NetworkHandle {
-        &self.gateway.net
+        self.gateway.net()
     }
 
     /// Ask this node's client API, as a remote client would (from this node's PeerId).

@@ -22,8 +22,9 @@ pub use route::{RouteSettings, Router};
 
 use crate::broker::{Broker, NewTopic, Topic};
 use crate::mesh::Mesh;
-use crate::network::PeerId;
+use crate::network::{NetworkHandle, PeerId};
 use crate::outbox::Outbox;
+use crate::resilience::Resilience;
 use crate::services::Services;
 use meshlog_protocol::group::{self, GroupRequest, GroupResponse, OFFSETS_TOPIC};
 use meshlog_protocol::messages::{
@@ -71,6 +72,16 @@ impl Gateway {
     /// The mesh view (read access for status).
     pub fn mesh(&self) -> &Arc<Mesh> {
         self.router.mesh()
+    }
+
+    /// The network handle (this node's PeerId, connected peers).
+    pub fn net(&self) -> &NetworkHandle {
+        self.router.net()
+    }
+
+    /// The resilience layer (read access for status: breaker states).
+    pub fn resilience(&self) -> &Arc<Resilience> {
+        self.router.resilience()
     }
 
     /// The service registry (read access for status).

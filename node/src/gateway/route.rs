@@ -86,7 +86,17 @@ impl Router {
         &self.broker
     }
 
-    /// The mesh view.
+    /// The network handle requests are forwarded through.
+    pub fn net(&self) -> &NetworkHandle {
+        &self.net
+    }
+
+    /// The resilience layer every forwarded call goes through (its breakers' states).
+    pub fn resilience(&self) -> &Arc<Resilience> {
+        &self.resilience
+    }
+
+    /// The mesh (membership, topic records, leases).
     pub fn mesh(&self) -> &Arc<Mesh> {
         &self.mesh
     }

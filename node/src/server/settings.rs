@@ -37,7 +37,7 @@ fn admission(cfg: &NodeConfig) -> Result<network::Admission, NetworkError> {
     if credential.role() != network::PeerRole::Node {
         return Err(NetworkError::Credential {
             path: path.display().to_string(),
-            reason: "this is a client credential; a node needs the mesh's node credential".into(),
+            source: network::cause("this is a client credential; a node needs the mesh's node credential"),
         });
     }
     tracing::info!(mesh = %credential.mesh_fingerprint(), serial = credential.serial(), "closed mesh: peers must prove a credential");
