@@ -58,7 +58,8 @@ pub enum CodecError {
 
 /// Encode a message body.
 pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
-    bincode::serde::encode_to_vec(msg, config::standard()).map_err(|e| CodecError::Encode(e.to_string()))
+    bincode::serde::encode_to_vec(msg, config::standard())
+        .map_err(|e| CodecError::Encode(e.to_string()))
 }
 
 /// Encode a message body, appending to `out`.
@@ -83,10 +84,15 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
 
 /// Decode exactly one message body from `bytes`, holding at most `budget_bytes` of
 /// memory for it (for callers that know a tighter or a larger honest bound).
-pub fn decode_with_budget<T: DeserializeOwned>(bytes: &[u8], budget_bytes: usize) -> Result<T, CodecError> {
+pub fn decode_with_budget<T: DeserializeOwned>(
+    bytes: &[u8],
+    budget_bytes: usize,
+) -> Result<T, CodecError> {
     let budget = budget::Budget::new(bytes, budget_bytes);
-    let mut decoder =
-        bincode::serde::OwnedSerdeDecoder::from_reader(budget::BudgetReader(&budget), config::standard());
+    let mut decoder = bincode::serde::OwnedSerdeDecoder::from_reader(
+        budget::BudgetReader(&budget),
+        config::standard(),
+    );
     let result = T::deserialize(budget::Budgeted { de: decoder.as_deserializer(), b: &budget });
     let msg = match result {
         Ok(msg) => msg,
@@ -131,7 +137,10 @@ mod tests {
         let bytes = encode(&nested).unwrap();
         assert!(matches!(decode::<Vec<Vec<String>>>(&bytes), Err(CodecError::OverBudget { .. })));
         // The same with a budget that covers it decodes.
-        assert_eq!(decode_with_budget::<Vec<String>>(&encode(&many).unwrap(), 4 << 20).unwrap(), many);
+        assert_eq!(
+            decode_with_budget::<Vec<String>>(&encode(&many).unwrap(), 4 << 20).unwrap(),
+            many
+        );
     }
 
     #[test]
@@ -141,7 +150,10 @@ mod tests {
         let bytes = encode(&map).unwrap();
         // Each entry is charged a share of its B-tree node: over 8 bytes per input byte.
         let tight = bytes.len() * 8;
-        assert!(matches!(decode_with_budget::<Map>(&bytes, tight), Err(CodecError::OverBudget { .. })));
+        assert!(matches!(
+            decode_with_budget::<Map>(&bytes, tight),
+            Err(CodecError::OverBudget { .. })
+        ));
         assert_eq!(decode_with_budget::<Map>(&bytes, bytes.len() * ALLOC_FACTOR).unwrap(), map);
     }
 
@@ -151,7 +163,10 @@ mod tests {
         // few bytes of input.
         let seq = [0xfc, 0, 0, 0, 0x01, 1, 2];
         let err = decode::<Vec<u64>>(&seq).unwrap_err();
-        assert!(err.to_string().contains("claims 16777216 elements but only 2 bytes follow"), "{err}");
+        assert!(
+            err.to_string().contains("claims 16777216 elements but only 2 bytes follow"),
+            "{err}"
+        );
         let string = [0xfb, 0x60, 0xea, b'a'];
         let err = decode::<String>(&string).unwrap_err();
         assert!(err.to_string().contains("claims 60000 elements but only 1 bytes follow"), "{err}");

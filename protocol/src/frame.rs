@@ -94,13 +94,17 @@ pub fn decode_body<T: DeserializeOwned>(contents: &[u8]) -> Result<T, FrameError
 }
 
 /// Decode one frame from the front of `bytes`, returning the message and the bytes used.
-pub fn decode_frame<T: DeserializeOwned>(bytes: &[u8], max: usize) -> Result<(T, usize), FrameError> {
+pub fn decode_frame<T: DeserializeOwned>(
+    bytes: &[u8],
+    max: usize,
+) -> Result<(T, usize), FrameError> {
     let prefix: [u8; 4] = match bytes.get(..4) {
         Some(p) => [p[0], p[1], p[2], p[3]],
         None => return Err(FrameError::Truncated { need: 4, have: bytes.len() }),
     };
     let len = body_len(prefix, max)?;
-    let contents = bytes.get(4..4 + len).ok_or(FrameError::Truncated { need: 4 + len, have: bytes.len() })?;
+    let contents =
+        bytes.get(4..4 + len).ok_or(FrameError::Truncated { need: 4 + len, have: bytes.len() })?;
     Ok((decode_body(contents)?, 4 + len))
 }
 
@@ -113,7 +117,8 @@ mod tests {
         let msg = ("hello".to_string(), 42u64);
         let f = encode_frame(&msg, DEFAULT_MAX_FRAME_BYTES).unwrap();
         assert_eq!(f[4], WIRE_VERSION);
-        let (back, used): ((String, u64), usize) = decode_frame(&f, DEFAULT_MAX_FRAME_BYTES).unwrap();
+        let (back, used): ((String, u64), usize) =
+            decode_frame(&f, DEFAULT_MAX_FRAME_BYTES).unwrap();
         assert_eq!(back, msg);
         assert_eq!(used, f.len());
     }

@@ -74,7 +74,8 @@ pub enum Assignor {
 
 impl Assignor {
     /// Every assignor, for help texts.
-    pub const ALL: [Assignor; 3] = [Assignor::Range, Assignor::RoundRobin, Assignor::CooperativeSticky];
+    pub const ALL: [Assignor; 3] =
+        [Assignor::Range, Assignor::RoundRobin, Assignor::CooperativeSticky];
 
     /// Kafka's name.
     pub fn name(self) -> &'static str {

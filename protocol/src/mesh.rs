@@ -92,14 +92,21 @@ impl TopicRecord {
             return bad("its creator is not a PeerId".into());
         }
         if self.replicas.len() != info.partitions as usize {
-            return bad(format!("{} replica sets for {} partitions", self.replicas.len(), info.partitions));
+            return bad(format!(
+                "{} replica sets for {} partitions",
+                self.replicas.len(),
+                info.partitions
+            ));
         }
         for (p, set) in self.replicas.iter().enumerate() {
             if set.len() != rf as usize {
                 return bad(format!("partition {p} has {} replicas, not {rf}", set.len()));
             }
             if let Some(r) = set.iter().find(|r| !is_peer_id_shaped(r)) {
-                return bad(format!("partition {p} names '{}', which is not a PeerId", truncated(r)));
+                return bad(format!(
+                    "partition {p} names '{}', which is not a PeerId",
+                    truncated(r)
+                ));
             }
             if set.iter().enumerate().any(|(i, r)| set[..i].contains(r)) {
                 return bad(format!("partition {p} names one node twice"));

@@ -22,7 +22,8 @@ fn to_positive(n: i32) -> u32 {
     (n & 0x7fff_ffff) as u32
 }
 
-/// Utils.toPositive(murmur2(key)) % num_partitions, exactly as Kafka's BuiltInPartitioner.partitionForKey.
+/// Utils.toPositive(murmur2(key)) % num_partitions, exactly as Kafka's
+/// BuiltInPartitioner.partitionForKey.
 ///
 /// `num_partitions` must be > 0; for 0 (a topic cannot have no partitions)
 /// this returns 0 rather than panicking on the division.

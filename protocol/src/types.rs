@@ -180,12 +180,15 @@ impl TopicConfig {
     }
 
     fn set(&mut self, key: &str, value: &str) -> Result<(), WireError> {
-        let bad =
-            |why: &str| WireError::new(ErrorCode::InvalidConfig, format!("config {key}={value}: {why}"));
+        let bad = |why: &str| {
+            WireError::new(ErrorCode::InvalidConfig, format!("config {key}={value}: {why}"))
+        };
         let num = || value.parse::<i64>().map_err(|_| bad("not an integer"));
         match key {
             "retention.ms" => self.retention_ms = non_negative_or_forever(num()?).map_err(&bad)?,
-            "retention.bytes" => self.retention_bytes = non_negative_or_forever(num()?).map_err(&bad)?,
+            "retention.bytes" => {
+                self.retention_bytes = non_negative_or_forever(num()?).map_err(&bad)?
+            }
             "max.message.bytes" => {
                 self.max_message_bytes = u32::try_from(num()?).map_err(|_| bad("out of range"))?
             }
@@ -194,9 +197,12 @@ impl TopicConfig {
             }
             "cleanup.policy" => self.cleanup_policy = value.parse().map_err(bad)?,
             "delete.retention.ms" => {
-                self.delete_retention_ms = u64::try_from(num()?).map_err(|_| bad("must not be negative"))?
+                self.delete_retention_ms =
+                    u64::try_from(num()?).map_err(|_| bad("must not be negative"))?
             }
-            _ => return Err(bad(&format!("unknown key; known keys are {}", Self::KEYS.join(", ")))),
+            _ => {
+                return Err(bad(&format!("unknown key; known keys are {}", Self::KEYS.join(", "))))
+            }
         }
         Ok(())
     }

@@ -2,8 +2,8 @@
 //! round trips, and no panics on hostile bytes.
 
 use meshlog_protocol::batch::{
-    parse_header, records, retain_records, set_base_offset, set_partition_leader_epoch, split_batches,
-    validate, verify_crc, BatchBuilder, BatchError, Header, BATCH_HEADER_LEN,
+    parse_header, records, retain_records, set_base_offset, set_partition_leader_epoch,
+    split_batches, validate, verify_crc, BatchBuilder, BatchError, Header, BATCH_HEADER_LEN,
 };
 use meshlog_protocol::partitioner::partition_for_key;
 use proptest::prelude::*;

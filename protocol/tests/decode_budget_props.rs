@@ -9,8 +9,8 @@
 
 use meshlog_protocol::codec::{self, CodecError};
 use meshlog_protocol::group::{
-    Assignor, CommittedOffset, GroupRequest, GroupValue, JoinGroup, OffsetCommit, OffsetValue, OffsetsKey,
-    StoredMember, TopicPartition,
+    Assignor, CommittedOffset, GroupRequest, GroupValue, JoinGroup, OffsetCommit, OffsetValue,
+    OffsetsKey, StoredMember, TopicPartition,
 };
 use meshlog_protocol::mesh::{
     ClusterStatus, GossipMessage, Heartbeat, LeaderLeases, MemberStatus, SignedRecord, TopicRecord,
@@ -111,7 +111,9 @@ fn all_types(bytes: &[u8]) -> Result<(), TestCaseError> {
 }
 
 /// A valid message: decodes to itself or is refused as over budget, within budget.
-fn honest<T: Serialize + DeserializeOwned + PartialEq + Debug>(msg: &T) -> Result<(), TestCaseError> {
+fn honest<T: Serialize + DeserializeOwned + PartialEq + Debug>(
+    msg: &T,
+) -> Result<(), TestCaseError> {
     let bytes = codec::encode(msg).unwrap();
     let (result, peak) = measured::<T>(&bytes);
     let budget = codec::decode_budget(bytes.len());
@@ -139,10 +141,11 @@ fn many<T: Debug>(s: impl Strategy<Value = T>) -> impl Strategy<Value = Vec<T>> 
 
 /// Small valid messages to splice hostile length prefixes into.
 fn small_message() -> impl Strategy<Value = Vec<u8>> {
-    let record = (topic_info(), prop::collection::vec(prop::collection::vec(tiny(), 0..3), 0..8), tiny())
-        .prop_map(|(info, replicas, creator)| {
-            codec::encode(&TopicRecord { info, replicas, creator }).unwrap()
-        });
+    let record =
+        (topic_info(), prop::collection::vec(prop::collection::vec(tiny(), 0..3), 0..8), tiny())
+            .prop_map(|(info, replicas, creator)| {
+                codec::encode(&TopicRecord { info, replicas, creator }).unwrap()
+            });
     let join = (prop::collection::vec(tiny(), 0..8), prop::collection::vec(tp(), 0..8)).prop_map(
         |(topics, owned)| {
             codec::encode(&ClientRequest::Group(GroupRequest::Join(JoinGroup {
@@ -221,11 +224,17 @@ fn client_request() -> impl Strategy<Value = ClientRequest> {
     prop_oneof![
         join(),
         prop::collection::btree_map("[a-z]{0,3}", tiny(), 0..1500).prop_map(|config| {
-            ClientRequest::CreateTopic { name: "t".into(), partitions: 1, replication_factor: 1, config }
+            ClientRequest::CreateTopic {
+                name: "t".into(),
+                partitions: 1,
+                replication_factor: 1,
+                config,
+            }
         }),
         many((tp(), 0u64..300, tiny())).prop_map(|offsets| {
-            let offsets =
-                offsets.into_iter().map(|(tp, offset, metadata)| (tp, CommittedOffset { offset, metadata }));
+            let offsets = offsets
+                .into_iter()
+                .map(|(tp, offset, metadata)| (tp, CommittedOffset { offset, metadata }));
             ClientRequest::Group(GroupRequest::Commit(OffsetCommit {
                 group: "g".into(),
                 member: None,
@@ -256,7 +265,8 @@ fn cluster() -> impl Strategy<Value = ClientResult> {
         last_seen_ms_ago: 0,
         partitions: 0,
     }));
-    let topics = prop::collection::btree_map(tiny(), many(prop::collection::vec(tiny(), 0..2)), 0..4);
+    let topics =
+        prop::collection::btree_map(tiny(), many(prop::collection::vec(tiny(), 0..2)), 0..4);
     (members, topics).prop_map(|(members, topics)| {
         Ok(ClientResponse::Cluster(ClusterStatus {
             node: String::new(),
@@ -298,7 +308,8 @@ fn huge_prefix() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn cases() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(CI_CASES);
+    let cases =
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(CI_CASES);
     ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
 }
 
@@ -363,11 +374,22 @@ fn honest_dense_entry_lists_always_fit_their_budget() {
         // Lengths just past a power of two leave `Vec` at twice the slots it needs.
         for n in [1u64, 5, 257, 1025, 4097, 65_537, 200_000] {
             let entries: Vec<EntryShape> = (base..base + n)
-                .map(|b| EntryShape { base: b, count: 1, epoch: 3, producer: None, epoch_start: false })
+                .map(|b| EntryShape {
+                    base: b,
+                    count: 1,
+                    epoch: 3,
+                    producer: None,
+                    epoch_start: false,
+                })
                 .collect();
             let bytes = codec::encode(&entries).unwrap();
             let back = codec::decode::<Vec<EntryShape>>(&bytes);
-            assert!(back.is_ok(), "{n} entries from {base} ({} bytes): {:?}", bytes.len(), back.err());
+            assert!(
+                back.is_ok(),
+                "{n} entries from {base} ({} bytes): {:?}",
+                bytes.len(),
+                back.err()
+            );
         }
     }
 }

@@ -8,18 +8,20 @@
 
 use meshlog_protocol::codec;
 use meshlog_protocol::group::{
-    Assignor, CommittedOffset, GroupDescription, GroupListing, GroupResponse, GroupState, MemberDescription,
-    TopicPartition,
+    Assignor, CommittedOffset, GroupDescription, GroupListing, GroupResponse, GroupState,
+    MemberDescription, TopicPartition,
 };
 use meshlog_protocol::mesh::{
-    BreakerStatus, ClusterStatus, GossipMessage, Heartbeat, LeaderLeases, MemberStatus, OutboxDepth,
-    ServiceInstance, TopicRecord,
+    BreakerStatus, ClusterStatus, GossipMessage, Heartbeat, LeaderLeases, MemberStatus,
+    OutboxDepth, ServiceInstance, TopicRecord,
 };
 use meshlog_protocol::messages::{
-    ClientRequest, ClientResponse, FetchRequest, FetchResponse, PeerRequest, ProduceRequest, ProduceResponse,
-    ReplicateMessage,
+    ClientRequest, ClientResponse, FetchRequest, FetchResponse, PeerRequest, ProduceRequest,
+    ProduceResponse, ReplicateMessage,
 };
-use meshlog_protocol::types::{Acks, OffsetSpec, PartitionStatus, TopicConfig, TopicDescription, TopicInfo};
+use meshlog_protocol::types::{
+    Acks, OffsetSpec, PartitionStatus, TopicConfig, TopicDescription, TopicInfo,
+};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -115,8 +117,11 @@ fn values() -> Vec<(&'static str, String)> {
         max_wait_ms: 100,
         leader_epoch: None,
     });
-    let list =
-        ClientRequest::ListOffsets { topic: "orders".into(), partition: 1, spec: OffsetSpec::Timestamp(-5) };
+    let list = ClientRequest::ListOffsets {
+        topic: "orders".into(),
+        partition: 1,
+        spec: OffsetSpec::Timestamp(-5),
+    };
     let produced = ClientResponse::Produced(ProduceResponse {
         base_offset: Some(300),
         record_count: 2,
@@ -128,7 +133,8 @@ fn values() -> Vec<(&'static str, String)> {
         log_start_offset: 3,
         records: vec![9, 9],
     });
-    let described = ClientResponse::Topic(TopicDescription { topic: info(), partitions: vec![status()] });
+    let described =
+        ClientResponse::Topic(TopicDescription { topic: info(), partitions: vec![status()] });
     let replicate = PeerRequest::Replicate(ReplicateMessage {
         topic: "orders".into(),
         partition: 1,
@@ -190,7 +196,10 @@ const GOLDEN: &[(&str, &str)] = &[
     ),
     (
         "heartbeat",
-        concat!("0010313244334b6f6f57413161316131613101122f6970342f312e322e332e342f7463702f390506", "03"),
+        concat!(
+            "0010313244334b6f6f57413161316131613101122f6970342f312e322e332e342f7463702f390506",
+            "03"
+        ),
     ),
     ("leave", "0210313244334b6f6f574131613161316131"),
     ("leases", "0310313244334b6f6f574232623262326232fbb80b02066f72646572730107017800fc00000080"),
@@ -207,7 +216,10 @@ const GOLDEN: &[(&str, &str)] = &[
     ),
     (
         "service",
-        concat!("060361706902693108687474703a2f2f7800fbe80310313244334b6f6f574232623262326232fb84", "03"),
+        concat!(
+            "060361706902693108687474703a2f2f7800fbe80310313244334b6f6f574232623262326232fb84",
+            "03"
+        ),
     ),
     ("produce", "03066f72646572730102fbf401010703010203"),
     ("fetch", "04066f7264657273fc70110100fd0000000002000000fc000010006400"),

@@ -3,8 +3,8 @@
 
 use meshlog_protocol::frame::{self, DEFAULT_MAX_FRAME_BYTES};
 use meshlog_protocol::messages::{
-    ClientRequest, ClientResponse, ClientResult, FetchRequest, FetchResponse, PeerRequest, ProduceRequest,
-    ProduceResponse,
+    ClientRequest, ClientResponse, ClientResult, FetchRequest, FetchResponse, PeerRequest,
+    ProduceRequest, ProduceResponse,
 };
 use meshlog_protocol::types::{Acks, OffsetSpec};
 use meshlog_protocol::{ErrorCode, WireError};
@@ -63,7 +63,13 @@ fn request() -> impl Strategy<Value = ClientRequest> {
             }),
         Just(ClientRequest::ListTopics),
         "[a-z]{0,12}".prop_map(|name| ClientRequest::DescribeTopic { name }),
-        ("[a-z]{0,12}", any::<u32>(), acks(), any::<u32>(), prop::collection::vec(any::<u8>(), 0..512))
+        (
+            "[a-z]{0,12}",
+            any::<u32>(),
+            acks(),
+            any::<u32>(),
+            prop::collection::vec(any::<u8>(), 0..512)
+        )
             .prop_map(|(topic, partition, acks, timeout_ms, batch)| {
                 ClientRequest::Produce(ProduceRequest {
                     topic,
@@ -105,7 +111,11 @@ fn result() -> impl Strategy<Value = ClientResult> {
         }),
         (any::<u64>(), any::<u64>(), prop::collection::vec(any::<u8>(), 0..512)).prop_map(
             |(high_watermark, log_start_offset, records)| {
-                Ok(ClientResponse::Fetched(FetchResponse { high_watermark, log_start_offset, records }))
+                Ok(ClientResponse::Fetched(FetchResponse {
+                    high_watermark,
+                    log_start_offset,
+                    records,
+                }))
             }
         ),
         any::<u64>().prop_map(|offset| Ok(ClientResponse::Offset { offset })),

@@ -45,7 +45,10 @@ impl<'a> RecordSink<'a> for DeltaCheck {
 /// `lastOffsetDelta >= 0`, and the last offset within `i64`; `recordsCount` at most
 /// `lastOffsetDelta + 1`; every record decodes within its length, with offset deltas
 /// increasing within `0..=lastOffsetDelta`; no trailing bytes. Does not allocate.
-pub fn validate_replicated(bytes: &[u8], max_batch_bytes: usize) -> Result<BatchHeader, BatchError> {
+pub fn validate_replicated(
+    bytes: &[u8],
+    max_batch_bytes: usize,
+) -> Result<BatchHeader, BatchError> {
     if bytes.len() > max_batch_bytes {
         return Err(BatchError::TooLarge { size: bytes.len(), max: max_batch_bytes });
     }
@@ -58,7 +61,10 @@ pub fn validate_replicated(bytes: &[u8], max_batch_bytes: usize) -> Result<Batch
         return Err(BatchError::BadLastOffsetDelta(lod));
     }
     if i64::from(header.records_count) > i64::from(lod) + 1 {
-        return Err(BatchError::LastOffsetDeltaMismatch { stored: lod, expected: header.records_count - 1 });
+        return Err(BatchError::LastOffsetDeltaMismatch {
+            stored: lod,
+            expected: header.records_count - 1,
+        });
     }
     let mut check = DeltaCheck { last_offset_delta: lod, index: 0, prev: None, bad: None };
     walk_records(bytes, &header, false, &mut check)?;
@@ -105,7 +111,11 @@ mod tests {
         let mut b = retain_records(&three_records(), |_| false).unwrap().unwrap();
         b[23..27].copy_from_slice(&(-1i32).to_be_bytes());
         recrc(&mut b);
-        assert_eq!(verify_crc(&b).map(|h| h.last_offset_delta), Ok(-1), "the CRC alone lets it through");
+        assert_eq!(
+            verify_crc(&b).map(|h| h.last_offset_delta),
+            Ok(-1),
+            "the CRC alone lets it through"
+        );
         assert_eq!(validate_replicated(&b, 1 << 20), Err(BatchError::BadLastOffsetDelta(-1)));
     }
 

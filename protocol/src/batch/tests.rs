@@ -1,6 +1,7 @@
 //! Record batch tests: golden bytes, Kafka varint vectors, round trips, and errors
 //! (never panics) for every kind of damage.
 
+use super::varint::{put_varint, put_varlong, varint_len, varlong_len, zigzag32, zigzag64, Reader};
 use super::*;
 
 /// Recomputes the CRC after a test has edited CRC-covered bytes, so the
@@ -259,7 +260,10 @@ fn any_flipped_byte_after_attributes_start_is_crc_mismatch() {
     for i in ATTRIBUTES_OFFSET..bytes.len() {
         let mut bad = bytes.clone();
         bad[i] ^= 0x01;
-        assert!(matches!(validate(&bad, usize::MAX), Err(BatchError::CrcMismatch { .. })), "byte {i}");
+        assert!(
+            matches!(validate(&bad, usize::MAX), Err(BatchError::CrcMismatch { .. })),
+            "byte {i}"
+        );
         assert!(matches!(records(&bad), Err(BatchError::CrcMismatch { .. })));
     }
     // A corrupted CRC field itself is also a mismatch.
@@ -309,7 +313,10 @@ fn length_and_count_errors() {
     let mut more = bytes.clone();
     more[57..61].copy_from_slice(&5i32.to_be_bytes());
     recrc(&mut more);
-    assert_eq!(validate(&more, usize::MAX), Err(BatchError::RecordCountMismatch { declared: 5, decoded: 4 }));
+    assert_eq!(
+        validate(&more, usize::MAX),
+        Err(BatchError::RecordCountMismatch { declared: 5, decoded: 4 })
+    );
     let mut fewer = bytes.clone();
     fewer[57..61].copy_from_slice(&3i32.to_be_bytes());
     recrc(&mut fewer);

@@ -48,7 +48,12 @@ pub(crate) struct Budget<'b> {
 
 impl<'b> Budget<'b> {
     pub(crate) fn new(input: &'b [u8], budget_bytes: usize) -> Budget<'b> {
-        Budget { input, pos: Cell::new(0), left: Cell::new(budget_bytes), exceeded: Cell::new(false) }
+        Budget {
+            input,
+            pos: Cell::new(0),
+            left: Cell::new(budget_bytes),
+            exceeded: Cell::new(false),
+        }
     }
 
     /// Bytes of input consumed so far.
@@ -73,7 +78,9 @@ impl<'b> Budget<'b> {
             }
             None => {
                 self.exceeded.set(true);
-                Err(E::custom(format!("decoding needs {bytes} more bytes of memory than its budget leaves")))
+                Err(E::custom(format!(
+                    "decoding needs {bytes} more bytes of memory than its budget leaves"
+                )))
             }
         }
     }
@@ -100,7 +107,9 @@ impl<'b> Budget<'b> {
     fn check_len<E: de::Error>(&self, what: &str, blob: bool) -> Result<(), E> {
         let Some((len, remaining)) = self.peek_len() else { return Ok(()) };
         if len > remaining as u64 {
-            return Err(E::custom(format!("{what} claims {len} elements but only {remaining} bytes follow")));
+            return Err(E::custom(format!(
+                "{what} claims {len} elements but only {remaining} bytes follow"
+            )));
         }
         if blob {
             self.charge(len as usize)?;
@@ -386,7 +395,10 @@ fn vec_grown_cap(cap: usize, len: usize, elem: usize) -> usize {
 impl<'de, 'b, A: SeqAccess<'de>> SeqAccess<'de> for Seq<'b, A> {
     type Error = A::Error;
 
-    fn next_element_seed<S: DeserializeSeed<'de>>(&mut self, s: S) -> Result<Option<S::Value>, A::Error> {
+    fn next_element_seed<S: DeserializeSeed<'de>>(
+        &mut self,
+        s: S,
+    ) -> Result<Option<S::Value>, A::Error> {
         if self.mode == Mode::Heap {
             // Charged for the slot before the element exists (the Vec grows on push).
             self.len += 1;
@@ -422,7 +434,10 @@ impl<'b, A> Map<'b, A> {
 impl<'de, 'b, A: MapAccess<'de>> MapAccess<'de> for Map<'b, A> {
     type Error = A::Error;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, k: K) -> Result<Option<K::Value>, A::Error> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        k: K,
+    ) -> Result<Option<K::Value>, A::Error> {
         if self.mode == Mode::Heap {
             self.entries += 1;
             self.b.charge(self.entry_charge(size_of::<K::Value>()))?;
@@ -449,7 +464,10 @@ impl<'de, 'b, A: EnumAccess<'de>> EnumAccess<'de> for Enum<'b, A> {
     type Error = A::Error;
     type Variant = Enum<'b, A::Variant>;
 
-    fn variant_seed<S: DeserializeSeed<'de>>(self, s: S) -> Result<(S::Value, Self::Variant), A::Error> {
+    fn variant_seed<S: DeserializeSeed<'de>>(
+        self,
+        s: S,
+    ) -> Result<(S::Value, Self::Variant), A::Error> {
         let (value, variant) = self.a.variant_seed(Seed { s, b: self.b })?;
         Ok((value, Enum { a: variant, b: self.b }))
     }
