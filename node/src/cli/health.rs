@@ -188,7 +188,7 @@ mod tests {
             vec![member("a", "up"), member("b", "down")],
             vec![part(0, "a", 1, &["a", "b", "c"], true)],
         );
-        let mut h = judge(&first, &[first.clone()]);
+        let mut h = judge(&first, std::slice::from_ref(&first));
         assert_eq!(h.verdict, "degraded");
         h = judge(&first, &[]);
         assert_eq!(h.verdict, "unhealthy");
