@@ -454,7 +454,9 @@ async fn cli_consumers_on_two_nodes_share_a_topic_and_describe_shows_the_lag() {
         run(&a, &["topic", "create", "tasks", "--partitions", "4", "--replication-factor", "2"]).code,
         0
     );
-    // Two members on two nodes; each stops after 4 s without a record.
+    // Two members on two nodes; each stops after 15 s without a record: longer than the
+    // group takes to form and balance on a loaded machine (with 4 s, a member could quit
+    // before the second one had joined, and the test then waited for a group that was gone).
     let spawn = |server: String| {
         std::thread::spawn(move || {
             let args = [
@@ -464,7 +466,7 @@ async fn cli_consumers_on_two_nodes_share_a_topic_and_describe_shows_the_lag() {
                 "workers",
                 "--print-offset",
                 "--timeout-ms",
-                "4000",
+                "15000",
                 "--session-timeout-ms",
                 "3000",
             ];

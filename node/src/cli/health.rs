@@ -176,7 +176,7 @@ mod tests {
         assert_eq!(h.exit_code(), 1);
 
         let no_leader = status("a", members, vec![part(0, "", 3, &[], true)]);
-        let h = judge(&no_leader, &[no_leader.clone()]);
+        let h = judge(&no_leader, std::slice::from_ref(&no_leader));
         assert_eq!((h.verdict, h.leaderless), ("unhealthy", 1));
         assert_eq!(h.line(), "UNHEALTHY: 3/3 members up, 0/1 partitions led, 0 under-replicated");
     }
