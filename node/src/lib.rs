@@ -1,6 +1,11 @@
 //! meshlog: a partitioned log (Kafka's model) served by a mesh of equal peers.
 //!
-//! Module map (layers point one way: protocol <- broker <- server -> network, storage):
+//! Module map (layers, bottom first, each importing only from below, enforced by
+//! `tests/tests/architecture.rs`: protocol; time, sync; storage, network, replica;
+//! resilience; config; broker; outbox, mesh, services, group, client; gateway; admin;
+//! server; cli):
+//! - [`time`]: `monotonic_ms` and `unix_ms`, the two clocks by name.
+//! - [`sync`]: the one mutex helper (`lock`) and `stopped` (shutdown).
 //! - [`config`]: the node's configuration: defaults, strict TOML, env, flags, `validate()`.
 //! - [`replica`]: the sans-IO replication core of one partition (elections, epochs,
 //!   fencing, reconciliation, high watermark, ISR, acks, idempotence): no I/O, no clock.
