@@ -19,6 +19,9 @@ pub const MAX_REGISTRATIONS: usize = 1024;
 pub const CHECK_INTERVAL_MS: std::ops::RangeInclusive<u64> = 100..=3_600_000;
 /// Check timeout when none is given (at most the interval).
 pub const DEFAULT_CHECK_TIMEOUT_MS: u64 = 2_000;
+/// Longest check timeout: a check holds the node's state until it ends, so a node
+/// shutting down waits for it at most this long.
+pub const MAX_CHECK_TIMEOUT_MS: u64 = 10_000;
 
 /// (service name, instance id).
 pub type Key = (String, String);

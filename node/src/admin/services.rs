@@ -19,7 +19,9 @@
 //! passing one shows it again.
 
 use super::http::{self, Reply};
-use super::registrations::{Change, Check, Key, Probe, CHECK_INTERVAL_MS, DEFAULT_CHECK_TIMEOUT_MS};
+use super::registrations::{
+    Change, Check, Key, Probe, CHECK_INTERVAL_MS, DEFAULT_CHECK_TIMEOUT_MS, MAX_CHECK_TIMEOUT_MS,
+};
 use super::Admin;
 use crate::sync::lock;
 use crate::time::monotonic_ms;
@@ -133,9 +135,10 @@ fn parse_check(c: CheckBody) -> Result<Check, String> {
         ));
     }
     let timeout_ms = c.timeout_ms.unwrap_or(DEFAULT_CHECK_TIMEOUT_MS.min(interval_ms));
-    if timeout_ms == 0 || timeout_ms > interval_ms {
+    if timeout_ms == 0 || timeout_ms > interval_ms.min(MAX_CHECK_TIMEOUT_MS) {
         return Err(format!(
-            "check timeout_ms={timeout_ms} must be > 0 and at most interval_ms={interval_ms}"
+            "check timeout_ms={timeout_ms} must be > 0 and at most interval_ms={interval_ms} and \
+             {MAX_CHECK_TIMEOUT_MS}"
         ));
     }
     Ok(Check { probe, interval_ms, timeout_ms })
@@ -301,6 +304,7 @@ mod tests {
             (br#"{"address":"x","ttl_ms":5000,"check":{"tcp":"nohost"}}"#, "host:port"),
             (br#"{"address":"x","ttl_ms":5000,"check":{"http":"https://x/"}}"#, "http://"),
             (br#"{"address":"x","ttl_ms":5000,"check":{"tcp":"h:1","interval_ms":1}}"#, "interval_ms"),
+            (br#"{"address":"x","ttl_ms":5000,"check":{"tcp":"h:1","interval_ms":60000,"timeout_ms":30000}}"#, "timeout_ms"),
         ];
         for (body, why) in cases {
             let e = parse("api", "i", body).unwrap_err();
