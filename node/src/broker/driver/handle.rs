@@ -85,7 +85,10 @@ impl ReplicaHandle {
             view: view_tx,
             catching_up,
         };
-        tokio::spawn(driver.run());
+        // Every line the driver logs carries its topic and partition (JSON logs show the
+        // span's fields on each line).
+        let span = tracing::info_span!("replica", topic = %topic, partition = p);
+        tokio::spawn(tracing::Instrument::instrument(driver.run(), span));
         Ok(ReplicaHandle { part, peers, peer_ids, me, tx: Some(tx), view })
     }
 
