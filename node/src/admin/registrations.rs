@@ -135,7 +135,8 @@ impl Registrations {
     /// Renew an instance's TTL; `None` if it is not held (never registered here, or
     /// lapsed). A healthy one is renewed in the mesh registry too.
     pub fn keepalive(&mut self, key: &Key, now_ms: u64) -> Option<Change> {
-        let h = self.held.get_mut(key)?;
+        // A lapsed instance is gone even before the sweep drops it: no renewal revives it.
+        let h = self.held.get_mut(key).filter(|h| h.expires_ms > now_ms)?;
         h.expires_ms = now_ms + h.reg.ttl_ms;
         Some(if h.healthy { Change::Show(h.reg.clone()) } else { Change::None })
     }
@@ -261,6 +262,7 @@ mod tests {
         r.put(reg("up"), None, true, 0).unwrap();
         r.put(reg("down"), tcp(), false, 0).unwrap();
         r.keepalive(&key("up"), 5_000);
+        assert_eq!(r.keepalive(&key("down"), 10_000), None, "lapsed, not yet swept: not renewed");
         assert_eq!(r.sweep(10_000), Vec::<Change>::new(), "the hidden one lapses silently");
         assert_eq!((r.len(), r.health(&key("up"), 10_000).unwrap().expires_in_ms), (1, 5_000));
         assert_eq!(r.sweep(15_000), vec![Change::Hide(key("up"))]);
