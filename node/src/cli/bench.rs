@@ -1,7 +1,7 @@
 //! `meshlog bench`: a load generator like kafka-producer-perf-test, and a raw-store
 //! baseline that writes the same bytes straight into the storage engine.
 
-use super::{output, ServerArgs};
+use super::{output, ViewArgs};
 use crate::client::consumer::{self, StartAt};
 use crate::client::producer::{Producer, ProducerConfig};
 use crate::client::ClientError;
@@ -72,10 +72,7 @@ pub struct ProduceBench {
     #[arg(long, default_value_t = 120)]
     pub max_secs: u64,
     #[command(flatten)]
-    pub server: ServerArgs,
-    /// Print the result as JSON.
-    #[arg(long)]
-    pub json: bool,
+    pub view: ViewArgs,
 }
 
 /// Flags of `meshlog bench consume`.
@@ -90,10 +87,7 @@ pub struct ConsumeBench {
     #[arg(long, default_value_t = 120)]
     pub max_secs: u64,
     #[command(flatten)]
-    pub server: ServerArgs,
-    /// Print the result as JSON.
-    #[arg(long)]
-    pub json: bool,
+    pub view: ViewArgs,
 }
 
 /// Flags of `meshlog bench raw-store`.
@@ -248,7 +242,7 @@ async fn wait_until_led(client: &crate::client::Client, topic: &str) -> anyhow::
 
 impl ProduceBench {
     async fn run(self) -> anyhow::Result<()> {
-        let client = self.server.connect().await?;
+        let client = self.view.server.connect().await?;
         match client
             .create_topic(&self.topic, self.partitions, self.replication_factor, Default::default())
             .await
@@ -292,13 +286,13 @@ impl ProduceBench {
             let q = |p: f64| Some(h.value_at_quantile(p) as f64 / 1000.0);
             (r.p50_ms, r.p99_ms, r.p999_ms) = (q(0.5), q(0.99), q(0.999));
         }
-        r.print(self.json)
+        r.print(self.view.json)
     }
 }
 
 impl ConsumeBench {
     async fn run(self) -> anyhow::Result<()> {
-        let client = self.server.connect().await?;
+        let client = self.view.server.connect().await?;
         let parts = client.describe_topic(&self.topic).await?.topic.partitions;
         let deadline = Instant::now() + Duration::from_secs(self.max_secs);
         let per_partition = self.records.div_ceil(parts.max(1) as u64);
@@ -312,7 +306,7 @@ impl ConsumeBench {
             total = (total.0 + n, total.1 + b);
         }
         let label = format!("consume {parts} partition(s)");
-        BenchResult::new(label, total.0, total.1, started.elapsed()).print(self.json)
+        BenchResult::new(label, total.0, total.1, started.elapsed()).print(self.view.json)
     }
 }
 
