@@ -35,12 +35,10 @@ pub enum BenchCommand {
     Group(super::bench_group::GroupBench),
 }
 
-/// Flags of `meshlog bench produce`.
+/// How much a writing benchmark writes, and in what pieces.
 #[derive(Debug, clap::Args)]
-pub struct ProduceBench {
-    /// Topic (created with --partitions if missing).
-    pub topic: String,
-    /// Records to send.
+pub struct Load {
+    /// Records to write.
     #[arg(long, default_value_t = 100_000)]
     pub records: u64,
     /// Bytes per record value.
@@ -49,6 +47,15 @@ pub struct ProduceBench {
     /// Batch size in bytes.
     #[arg(long, default_value_t = 64 * 1024)]
     pub batch_size: usize,
+}
+
+/// Flags of `meshlog bench produce`.
+#[derive(Debug, clap::Args)]
+pub struct ProduceBench {
+    /// Topic (created with --partitions if missing).
+    pub topic: String,
+    #[command(flatten)]
+    pub load: Load,
     /// Linger in milliseconds.
     #[arg(long, default_value_t = 5)]
     pub linger_ms: u64,
@@ -96,15 +103,8 @@ pub struct RawStoreBench {
     /// Scratch directory (must not exist or be empty).
     #[arg(long)]
     pub dir: PathBuf,
-    /// Records to write.
-    #[arg(long, default_value_t = 100_000)]
-    pub records: u64,
-    /// Bytes per record value.
-    #[arg(long, default_value_t = 1024)]
-    pub record_size: usize,
-    /// Batch size in bytes.
-    #[arg(long, default_value_t = 64 * 1024)]
-    pub batch_size: usize,
+    #[command(flatten)]
+    pub load: Load,
     /// Batches per flush (the node's in-flight window).
     #[arg(long, default_value_t = 16)]
     pub batches_per_flush: usize,
@@ -254,19 +254,19 @@ impl ProduceBench {
         wait_until_led(&client, &self.topic).await?;
         let cfg = ProducerConfig {
             acks: self.acks,
-            batch_size_bytes: self.batch_size,
+            batch_size_bytes: self.load.batch_size,
             linger: Duration::from_millis(self.linger_ms),
             max_in_flight: self.in_flight,
-            buffer_bytes: self.buffer_bytes.unwrap_or(2 * self.in_flight * self.batch_size),
+            buffer_bytes: self.buffer_bytes.unwrap_or(2 * self.in_flight * self.load.batch_size),
             ..ProducerConfig::default()
         };
         let mut producer = Producer::new(client, &self.topic, cfg).await?;
         producer.record_latencies();
-        let payload: Vec<u8> = (0..self.record_size).map(|_| rand::random::<u8>()).collect();
+        let payload: Vec<u8> = (0..self.load.record_size).map(|_| rand::random::<u8>()).collect();
         let deadline = Instant::now() + Duration::from_secs(self.max_secs);
         let started = Instant::now();
         let progress = Progress::start("sent");
-        for _ in 0..self.records {
+        for _ in 0..self.load.records {
             if Instant::now() >= deadline {
                 break;
             }
@@ -279,9 +279,9 @@ impl ProduceBench {
         let s = producer.stats();
         let label = format!(
             "produce {} B acks={} in-flight={} rf={}",
-            self.record_size, self.acks, self.in_flight, self.replication_factor
+            self.load.record_size, self.acks, self.in_flight, self.replication_factor
         );
-        let mut r = BenchResult::new(label, s.records, s.records * self.record_size as u64, elapsed);
+        let mut r = BenchResult::new(label, s.records, s.records * self.load.record_size as u64, elapsed);
         if let Some(h) = producer.latencies() {
             let q = |p: f64| Some(h.value_at_quantile(p) as f64 / 1000.0);
             (r.p50_ms, r.p99_ms, r.p999_ms) = (q(0.5), q(0.99), q(0.999));
@@ -337,20 +337,20 @@ async fn read_partition(
 
 impl RawStoreBench {
     async fn run(self) -> anyhow::Result<()> {
-        let per_batch = (self.batch_size / (self.record_size + 16)).max(1) as u64;
-        let payload: Vec<u8> = (0..self.record_size).map(|_| rand::random::<u8>()).collect();
+        let per_batch = (self.load.batch_size / (self.load.record_size + 16)).max(1) as u64;
+        let payload: Vec<u8> = (0..self.load.record_size).map(|_| rand::random::<u8>()).collect();
         let mut b = BatchBuilder::new();
         for _ in 0..per_batch {
             b.push(unix_ms(), None, Some(&payload), &[]);
         }
         let batch = b.build().unwrap_or_default();
-        let batches = self.records.div_ceil(per_batch);
+        let batches = self.load.records.div_ceil(per_batch);
         let (dir, per_flush) = (self.dir.clone(), self.batches_per_flush);
         let elapsed =
             tokio::task::spawn_blocking(move || storage::raw_write_bench(&dir, &batch, batches, per_flush))
                 .await??;
         let n = batches * per_batch;
-        let label = format!("raw store {} B, {per_flush} batches/flush", self.record_size);
-        BenchResult::new(label, n, n * self.record_size as u64, elapsed).print(self.json)
+        let label = format!("raw store {} B, {per_flush} batches/flush", self.load.record_size);
+        BenchResult::new(label, n, n * self.load.record_size as u64, elapsed).print(self.json)
     }
 }
