@@ -1,0 +1,218 @@
+//! No Kafka frame can hurt the node: for every accepted (API, version), random bytes,
+//! valid requests with bytes overwritten anywhere, and valid requests with each length
+//! field replaced by a hostile value never panic `decode_request`, never make it
+//! allocate more than a small multiple of the input, and hostile lengths are refused.
+//!
+//! Allocations are seen through a counting global allocator: the largest single
+//! request made by this thread since the last reset (per thread, since `cargo test`
+//! runs the tests of this file side by side in one process).
+#![allow(unsafe_code)] // the counting allocator: GlobalAlloc is an unsafe trait
+
+mod kafka_support;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
+use meshlog_protocol::kafka::{decode_request, length_fields, DecodeError, LengthField};
+use proptest::prelude::*;
+
+struct Counting;
+
+thread_local! {
+    // const-initialised and without Drop: reading it never allocates.
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+}
+
+fn record(size: usize) {
+    let _ = LARGEST.try_with(|largest| largest.set(largest.get().max(size)));
+}
+
+fn reset() {
+    LARGEST.with(|largest| largest.set(0));
+}
+
+fn largest() -> usize {
+    LARGEST.with(Cell::get)
+}
+
+// SAFETY: every method forwards to `System` unchanged; it only records sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        record(layout.size());
+        // SAFETY: the caller's contract is passed on as is.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        record(layout.size());
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        record(new_size);
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// The most one allocation may take while decoding `n` input bytes: a decoded struct
+/// is at most this many times larger than the fewest bytes it can be encoded in.
+const BYTES_PER_INPUT_BYTE: usize = 64;
+/// Plus a constant: with RUST_BACKTRACE set, kafka-protocol's anyhow errors capture a
+/// backtrace (about 36 KiB here), bounded by the stack's depth, not by the input.
+const ALLOCATION_SLACK: usize = 128 * 1024;
+
+fn bound(input_len: usize) -> usize {
+    input_len * BYTES_PER_INPUT_BYTE + ALLOCATION_SLACK
+}
+
+/// Decodes while watching allocations; fails the test if any one exceeds the bound.
+fn decode_watched(key: ApiKey, version: i16, body: &[u8]) -> Result<(), DecodeError> {
+    let input = Bytes::copy_from_slice(body);
+    reset();
+    let result = decode_request(key as i16, version, input).map(drop);
+    let largest = largest();
+    assert!(
+        largest <= bound(body.len()),
+        "{key:?} v{version}: one allocation of {largest} bytes for {} input bytes \
+         {body:02x?} ({result:?})",
+        body.len()
+    );
+    result
+}
+
+fn encoded_samples() -> Vec<(ApiKey, i16, Vec<u8>)> {
+    kafka_support::samples()
+        .into_iter()
+        .map(|(key, v, req)| (key, v, kafka_support::encode(&req, v).to_vec()))
+        .collect()
+}
+
+/// Hostile values for a length field of this encoding (replacing its bytes).
+fn hostile(kind: LengthField) -> Vec<Vec<u8>> {
+    match kind {
+        LengthField::Int16 => vec![vec![0x7f, 0xff], vec![0xff, 0xfe], vec![0x80, 0x00]],
+        LengthField::Int32 => vec![
+            vec![0x7f, 0xff, 0xff, 0xff],
+            vec![0xff, 0xff, 0xff, 0xfe],
+            vec![0x80, 0x00, 0x00, 0x00],
+            vec![0x00, 0x10, 0x00, 0x00],
+        ],
+        LengthField::Varint => vec![
+            vec![0xff, 0xff, 0xff, 0xff, 0x07],
+            vec![0x80, 0x80, 0x80, 0x80, 0x08],
+            vec![0xff, 0xff, 0xff, 0xff, 0x0f],
+            vec![0xff; 6],
+            vec![0x80, 0x80, 0x04],
+        ],
+    }
+}
+
+/// The width of the length field at `pos` in `body`.
+fn width(kind: LengthField, body: &[u8], pos: usize) -> usize {
+    match kind {
+        LengthField::Int16 => 2,
+        LengthField::Int32 => 4,
+        LengthField::Varint => 1 + body[pos..].iter().take_while(|b| **b & 0x80 != 0).count(),
+    }
+}
+
+#[test]
+fn every_length_field_replaced_by_a_hostile_value_is_refused() {
+    let mut checked = 0;
+    for (key, v, body) in encoded_samples() {
+        let fields = length_fields(key as i16, v, &body).expect("a valid sample walks");
+        assert!(body.is_empty() || !fields.is_empty(), "{key:?} v{v} has length fields");
+        for (pos, kind) in fields {
+            let end = pos + width(kind, &body, pos);
+            for value in hostile(kind) {
+                let mut evil = body[..pos].to_vec();
+                evil.extend_from_slice(&value);
+                evil.extend_from_slice(&body[end..]);
+                let res = decode_watched(key, v, &evil);
+                assert!(res.is_err(), "{key:?} v{v}: {value:x?} at {pos} accepted");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 3000, "only {checked} hostile variants");
+}
+
+#[test]
+fn overwriting_any_offset_never_panics_or_over_allocates() {
+    let patterns: [&[u8]; 5] = [
+        &[0x7f, 0xff, 0xff, 0xff],
+        &[0xff, 0xff, 0xff, 0xfe],
+        &[0x7f, 0xff],
+        &[0xff, 0xff, 0xff, 0xff, 0x07],
+        &[0x00],
+    ];
+    for (key, v, body) in encoded_samples() {
+        for pos in 0..body.len() {
+            for pattern in patterns {
+                let mut evil = body.clone();
+                let n = pattern.len().min(body.len() - pos);
+                evil[pos..pos + n].copy_from_slice(&pattern[..n]);
+                let _ = decode_watched(key, v, &evil);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_allocation_check_sees_what_the_crate_alone_would_do() {
+    // Metadata v4 claiming a million topics in 5 bytes: the crate alone reserves
+    // room for them all before finding the body truncated. (0x7fffffff would abort.)
+    let mut body = Bytes::from_static(&[0x00, 0x0f, 0x42, 0x40, 1]);
+    reset();
+    let res = kafka_protocol::messages::RequestKind::decode(ApiKey::Metadata, &mut body, 4);
+    let largest = largest();
+    assert!(res.is_err());
+    assert!(largest > bound(5) * 100, "the crate reserved only {largest} bytes");
+    let err =
+        decode_watched(ApiKey::Metadata, 4, &[0x00, 0x0f, 0x42, 0x40, 1]).expect_err("refused");
+    assert!(matches!(err, DecodeError::LengthTooLarge { length: 1_000_000, .. }), "{err}");
+}
+
+fn any_accepted() -> impl Strategy<Value = (ApiKey, i16)> {
+    let pairs: Vec<_> = kafka_support::samples().into_iter().map(|(k, v, _)| (k, v)).collect();
+    proptest::sample::select(pairs)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+
+    #[test]
+    fn random_bytes_never_panic_or_over_allocate(
+        (key, v) in any_accepted(),
+        body in proptest::collection::vec(any::<u8>(), 0..512),
+    ) {
+        let _ = decode_watched(key, v, &body);
+    }
+
+    #[test]
+    fn mutated_requests_never_panic_or_over_allocate(
+        index in any::<proptest::sample::Index>(),
+        edits in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>()), 1..8),
+        cut in any::<proptest::sample::Index>(),
+    ) {
+        let samples = encoded_samples();
+        let (key, v, mut body) = samples[index.index(samples.len())].clone();
+        for (at, byte) in edits {
+            let i = at.index(body.len().max(1));
+            if let Some(b) = body.get_mut(i) {
+                *b = byte;
+            }
+        }
+        let keep = cut.index(body.len() + 1);
+        let _ = decode_watched(key, v, &body[..keep.max(body.len() / 2)]);
+    }
+}
