@@ -21,7 +21,7 @@ APIS = [
     ("Produce", "produce_request", 3, 12, "data"),
     ("Fetch", "fetch_request", 4, 12, "data"),
     ("ListOffsets", "list_offsets_request", 1, 7, "data"),
-    ("FindCoordinator", "find_coordinator_request", 0, 4, "group"),
+    ("FindCoordinator", "find_coordinator_request", 0, 6, "group"),
     ("JoinGroup", "join_group_request", 0, 7, "group"),
     ("SyncGroup", "sync_group_request", 0, 5, "group"),
     ("Heartbeat", "heartbeat_request", 0, 4, "group"),

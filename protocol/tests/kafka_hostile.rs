@@ -12,6 +12,7 @@ mod kafka_support;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
@@ -187,8 +188,17 @@ fn any_accepted() -> impl Strategy<Value = (ApiKey, i16)> {
     proptest::sample::select(pairs)
 }
 
+/// Cases per property in the normal suite; `scripts/props.sh` sets `PROPTEST_CASES`.
+const CI_CASES: u32 = 4000;
+
+fn cases() -> ProptestConfig {
+    let cases =
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(CI_CASES);
+    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(4000))]
+    #![proptest_config(cases())]
 
     #[test]
     fn random_bytes_never_panic_or_over_allocate(
@@ -204,7 +214,8 @@ proptest! {
         edits in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>()), 1..8),
         cut in any::<proptest::sample::Index>(),
     ) {
-        let samples = encoded_samples();
+        static SAMPLES: OnceLock<Vec<(ApiKey, i16, Vec<u8>)>> = OnceLock::new();
+        let samples = SAMPLES.get_or_init(encoded_samples);
         let (key, v, mut body) = samples[index.index(samples.len())].clone();
         for (at, byte) in edits {
             let i = at.index(body.len().max(1));

@@ -48,7 +48,7 @@ static ACCEPTED: [(ApiKey, i16, i16, &Schema); 21] = [
     (ApiKey::Produce, 3, 12, &schema_data::PRODUCE_REQUEST),
     (ApiKey::Fetch, 4, 12, &schema_data::FETCH_REQUEST),
     (ApiKey::ListOffsets, 1, 7, &schema_data::LIST_OFFSETS_REQUEST),
-    (ApiKey::FindCoordinator, 0, 4, &schema_group::FIND_COORDINATOR_REQUEST),
+    (ApiKey::FindCoordinator, 0, 6, &schema_group::FIND_COORDINATOR_REQUEST),
     (ApiKey::JoinGroup, 0, 7, &schema_group::JOIN_GROUP_REQUEST),
     (ApiKey::SyncGroup, 0, 5, &schema_group::SYNC_GROUP_REQUEST),
     (ApiKey::Heartbeat, 0, 4, &schema_group::HEARTBEAT_REQUEST),

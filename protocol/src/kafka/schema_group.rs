@@ -9,8 +9,8 @@ pub(super) static FIND_COORDINATOR_REQUEST: Schema = Schema {
     fields: &[
         f(3, 3, Ty::CStr),        // key
         f(0, 2, Ty::Str),         // key
-        f(1, 4, Ty::Fixed(1)),    // key_type
-        f(4, 4, CARR(&Ty::CStr)), // coordinator_keys
+        f(1, 6, Ty::Fixed(1)),    // key_type
+        f(4, 6, CARR(&Ty::CStr)), // coordinator_keys
     ],
     flexible_from: 3,
     tags: &[],
