@@ -6,7 +6,8 @@
 //! every request is first walked ([`walk`]) along the layout the crate itself reads
 //! (tables generated from its decoders, `schema_*.rs`): each string, bytes and array
 //! length is checked against the bytes that remain (an array against the fewest bytes
-//! its elements can take) before anything is allocated. Only a body that passes the
+//! its elements can take) before anything is allocated, and what the crate will reserve
+//! is charged against the body's memory budget (32 bytes per input byte). Only a body that passes the
 //! walk, and ends exactly where it does, reaches the crate's own decoder. Produce's
 //! records stay raw bytes (a slice of the frame): batches are validated by the node.
 
@@ -32,6 +33,10 @@ pub enum DecodeError {
     /// A length or count needs more bytes than the body has left.
     #[error("length {length} exceeds the {remaining} bytes remaining")]
     LengthTooLarge { length: usize, remaining: usize },
+    /// Decoding would make the crate hold more memory than the body's budget
+    /// ([`crate::codec::decode_budget`]: 32 bytes per input byte, 64 KiB at least).
+    #[error("a {input}-byte request needs more than {budget} bytes of memory to decode")]
+    OverBudget { input: usize, budget: usize },
     /// An API key this node does not serve, or a version outside what it accepts.
     #[error("api key {api_key} version {version} is not supported")]
     UnsupportedVersion { api_key: i16, version: i16 },

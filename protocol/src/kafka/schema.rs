@@ -3,6 +3,10 @@
 //! tagged fields the crate decodes itself. The tables (schema_*.rs) are generated from
 //! the crate's decoders by scripts/gen-kafka-schema.py.
 
+use std::mem::size_of;
+
+use kafka_protocol::protocol::StrBytes;
+
 /// How one field is encoded on the wire.
 #[derive(Debug)]
 pub(super) enum Ty {
@@ -60,6 +64,8 @@ pub(super) struct Tag {
 #[derive(Debug)]
 pub(super) struct Schema {
     pub(super) name: &'static str,
+    /// `size_of` the crate's struct: what each element of an array of it reserves.
+    pub(super) size: usize,
     pub(super) fields: &'static [Field],
     /// First version with a tagged-field section (Kafka's "flexible versions").
     pub(super) flexible_from: i16,
@@ -76,6 +82,21 @@ impl Ty {
             Ty::Bytes | Ty::Array(_) => 4,
             Ty::CStr | Ty::CBytes | Ty::CArray(_) => 1,
             Ty::Struct(s) => s.min_size(version),
+        }
+    }
+}
+
+impl Ty {
+    /// The bytes one element of this type takes in the `Vec` the crate reserves for an
+    /// array of it: strings are `StrBytes`, bytes `bytes::Bytes` (both views into the
+    /// frame, so nothing more), structs their own size.
+    pub(super) fn held(&self) -> usize {
+        match self {
+            Ty::Fixed(n) => *n,
+            Ty::Str | Ty::CStr => size_of::<StrBytes>(),
+            Ty::Bytes | Ty::CBytes => size_of::<bytes::Bytes>(),
+            Ty::Array(_) | Ty::CArray(_) => size_of::<Vec<u8>>(),
+            Ty::Struct(s) => s.size,
         }
     }
 }

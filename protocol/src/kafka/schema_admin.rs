@@ -2,10 +2,19 @@
 //! decoders: the field layout per version that the crate reads, for the walk in
 //! walk.rs. Do not edit by hand; regenerate after upgrading the crate.
 
+use std::mem::size_of;
+
+use kafka_protocol::messages::{
+    create_partitions_request, create_topics_request, delete_topics_request,
+    describe_cluster_request, describe_configs_request, init_producer_id_request,
+    offset_for_leader_epoch_request,
+};
+
 use super::schema::{f, Schema, Ty, ARR, CARR};
 
 pub(super) static INIT_PRODUCER_ID_REQUEST: Schema = Schema {
     name: "InitProducerIdRequest",
+    size: size_of::<init_producer_id_request::InitProducerIdRequest>(),
     fields: &[
         f(2, 4, Ty::CStr),     // transactional_id
         f(0, 1, Ty::Str),      // transactional_id
@@ -19,6 +28,7 @@ pub(super) static INIT_PRODUCER_ID_REQUEST: Schema = Schema {
 
 pub(super) static CREATABLE_REPLICA_ASSIGNMENT: Schema = Schema {
     name: "CreatableReplicaAssignment",
+    size: size_of::<create_topics_request::CreatableReplicaAssignment>(),
     fields: &[
         f(2, 7, Ty::Fixed(4)),        // partition_index
         f(5, 7, CARR(&Ty::Fixed(4))), // broker_ids
@@ -30,6 +40,7 @@ pub(super) static CREATABLE_REPLICA_ASSIGNMENT: Schema = Schema {
 
 pub(super) static CREATABLE_TOPIC: Schema = Schema {
     name: "CreatableTopic",
+    size: size_of::<create_topics_request::CreatableTopic>(),
     fields: &[
         f(5, 7, Ty::CStr),                                         // name
         f(2, 4, Ty::Str),                                          // name
@@ -46,6 +57,7 @@ pub(super) static CREATABLE_TOPIC: Schema = Schema {
 
 pub(super) static CREATABLE_TOPIC_CONFIG: Schema = Schema {
     name: "CreatableTopicConfig",
+    size: size_of::<create_topics_request::CreatableTopicConfig>(),
     fields: &[
         f(5, 7, Ty::CStr), // name
         f(2, 4, Ty::Str),  // name
@@ -58,6 +70,7 @@ pub(super) static CREATABLE_TOPIC_CONFIG: Schema = Schema {
 
 pub(super) static CREATE_TOPICS_REQUEST: Schema = Schema {
     name: "CreateTopicsRequest",
+    size: size_of::<create_topics_request::CreateTopicsRequest>(),
     fields: &[
         f(5, 7, CARR(&Ty::Struct(&CREATABLE_TOPIC))), // topics
         f(2, 4, ARR(&Ty::Struct(&CREATABLE_TOPIC))),  // topics
@@ -70,6 +83,7 @@ pub(super) static CREATE_TOPICS_REQUEST: Schema = Schema {
 
 pub(super) static DELETE_TOPIC_STATE: Schema = Schema {
     name: "DeleteTopicState",
+    size: size_of::<delete_topics_request::DeleteTopicState>(),
     fields: &[
         f(6, 6, Ty::CStr),      // name
         f(6, 6, Ty::Fixed(16)), // topic_id
@@ -80,6 +94,7 @@ pub(super) static DELETE_TOPIC_STATE: Schema = Schema {
 
 pub(super) static DELETE_TOPICS_REQUEST: Schema = Schema {
     name: "DeleteTopicsRequest",
+    size: size_of::<delete_topics_request::DeleteTopicsRequest>(),
     fields: &[
         f(6, 6, CARR(&Ty::Struct(&DELETE_TOPIC_STATE))), // topics
         f(4, 5, CARR(&Ty::CStr)),                        // topic_names
@@ -92,6 +107,7 @@ pub(super) static DELETE_TOPICS_REQUEST: Schema = Schema {
 
 pub(super) static DESCRIBE_CONFIGS_REQUEST: Schema = Schema {
     name: "DescribeConfigsRequest",
+    size: size_of::<describe_configs_request::DescribeConfigsRequest>(),
     fields: &[
         f(4, 4, CARR(&Ty::Struct(&DESCRIBE_CONFIGS_RESOURCE))), // resources
         f(1, 3, ARR(&Ty::Struct(&DESCRIBE_CONFIGS_RESOURCE))),  // resources
@@ -104,6 +120,7 @@ pub(super) static DESCRIBE_CONFIGS_REQUEST: Schema = Schema {
 
 pub(super) static DESCRIBE_CONFIGS_RESOURCE: Schema = Schema {
     name: "DescribeConfigsResource",
+    size: size_of::<describe_configs_request::DescribeConfigsResource>(),
     fields: &[
         f(1, 4, Ty::Fixed(1)),    // resource_type
         f(4, 4, Ty::CStr),        // resource_name
@@ -117,6 +134,7 @@ pub(super) static DESCRIBE_CONFIGS_RESOURCE: Schema = Schema {
 
 pub(super) static OFFSET_FOR_LEADER_EPOCH_REQUEST: Schema = Schema {
     name: "OffsetForLeaderEpochRequest",
+    size: size_of::<offset_for_leader_epoch_request::OffsetForLeaderEpochRequest>(),
     fields: &[
         f(3, 4, Ty::Fixed(4)),                                // replica_id
         f(4, 4, CARR(&Ty::Struct(&OFFSET_FOR_LEADER_TOPIC))), // topics
@@ -128,6 +146,7 @@ pub(super) static OFFSET_FOR_LEADER_EPOCH_REQUEST: Schema = Schema {
 
 pub(super) static OFFSET_FOR_LEADER_PARTITION: Schema = Schema {
     name: "OffsetForLeaderPartition",
+    size: size_of::<offset_for_leader_epoch_request::OffsetForLeaderPartition>(),
     fields: &[
         f(2, 4, Ty::Fixed(4)), // partition
         f(2, 4, Ty::Fixed(4)), // current_leader_epoch
@@ -139,6 +158,7 @@ pub(super) static OFFSET_FOR_LEADER_PARTITION: Schema = Schema {
 
 pub(super) static OFFSET_FOR_LEADER_TOPIC: Schema = Schema {
     name: "OffsetForLeaderTopic",
+    size: size_of::<offset_for_leader_epoch_request::OffsetForLeaderTopic>(),
     fields: &[
         f(4, 4, Ty::CStr),                                        // topic
         f(2, 3, Ty::Str),                                         // topic
@@ -151,6 +171,7 @@ pub(super) static OFFSET_FOR_LEADER_TOPIC: Schema = Schema {
 
 pub(super) static DESCRIBE_CLUSTER_REQUEST: Schema = Schema {
     name: "DescribeClusterRequest",
+    size: size_of::<describe_cluster_request::DescribeClusterRequest>(),
     fields: &[
         f(0, 1, Ty::Fixed(1)), // include_cluster_authorized_operations
         f(1, 1, Ty::Fixed(1)), // endpoint_type
@@ -161,6 +182,7 @@ pub(super) static DESCRIBE_CLUSTER_REQUEST: Schema = Schema {
 
 pub(super) static CREATE_PARTITIONS_ASSIGNMENT: Schema = Schema {
     name: "CreatePartitionsAssignment",
+    size: size_of::<create_partitions_request::CreatePartitionsAssignment>(),
     fields: &[
         f(2, 3, CARR(&Ty::Fixed(4))), // broker_ids
         f(0, 1, ARR(&Ty::Fixed(4))),  // broker_ids
@@ -171,6 +193,7 @@ pub(super) static CREATE_PARTITIONS_ASSIGNMENT: Schema = Schema {
 
 pub(super) static CREATE_PARTITIONS_REQUEST: Schema = Schema {
     name: "CreatePartitionsRequest",
+    size: size_of::<create_partitions_request::CreatePartitionsRequest>(),
     fields: &[
         f(2, 3, CARR(&Ty::Struct(&CREATE_PARTITIONS_TOPIC))), // topics
         f(0, 1, ARR(&Ty::Struct(&CREATE_PARTITIONS_TOPIC))),  // topics
@@ -183,6 +206,7 @@ pub(super) static CREATE_PARTITIONS_REQUEST: Schema = Schema {
 
 pub(super) static CREATE_PARTITIONS_TOPIC: Schema = Schema {
     name: "CreatePartitionsTopic",
+    size: size_of::<create_partitions_request::CreatePartitionsTopic>(),
     fields: &[
         f(2, 3, Ty::CStr),                                         // name
         f(0, 1, Ty::Str),                                          // name

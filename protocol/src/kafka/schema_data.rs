@@ -2,10 +2,17 @@
 //! decoders: the field layout per version that the crate reads, for the walk in
 //! walk.rs. Do not edit by hand; regenerate after upgrading the crate.
 
+use std::mem::size_of;
+
+use kafka_protocol::messages::{
+    api_versions_request, fetch_request, list_offsets_request, metadata_request, produce_request,
+};
+
 use super::schema::{f, Schema, Tag, Ty, ARR, CARR};
 
 pub(super) static API_VERSIONS_REQUEST: Schema = Schema {
     name: "ApiVersionsRequest",
+    size: size_of::<api_versions_request::ApiVersionsRequest>(),
     fields: &[
         f(3, 4, Ty::CStr), // client_software_name
         f(3, 4, Ty::CStr), // client_software_version
@@ -16,6 +23,7 @@ pub(super) static API_VERSIONS_REQUEST: Schema = Schema {
 
 pub(super) static METADATA_REQUEST: Schema = Schema {
     name: "MetadataRequest",
+    size: size_of::<metadata_request::MetadataRequest>(),
     fields: &[
         f(9, 9, CARR(&Ty::Struct(&METADATA_REQUEST_TOPIC))), // topics
         f(0, 8, ARR(&Ty::Struct(&METADATA_REQUEST_TOPIC))),  // topics
@@ -29,6 +37,7 @@ pub(super) static METADATA_REQUEST: Schema = Schema {
 
 pub(super) static METADATA_REQUEST_TOPIC: Schema = Schema {
     name: "MetadataRequestTopic",
+    size: size_of::<metadata_request::MetadataRequestTopic>(),
     fields: &[
         f(9, 9, Ty::CStr), // name
         f(0, 8, Ty::Str),  // name
@@ -39,6 +48,7 @@ pub(super) static METADATA_REQUEST_TOPIC: Schema = Schema {
 
 pub(super) static PARTITION_PRODUCE_DATA: Schema = Schema {
     name: "PartitionProduceData",
+    size: size_of::<produce_request::PartitionProduceData>(),
     fields: &[
         f(3, 12, Ty::Fixed(4)), // index
         f(9, 12, Ty::CBytes),   // records
@@ -50,6 +60,7 @@ pub(super) static PARTITION_PRODUCE_DATA: Schema = Schema {
 
 pub(super) static PRODUCE_REQUEST: Schema = Schema {
     name: "ProduceRequest",
+    size: size_of::<produce_request::ProduceRequest>(),
     fields: &[
         f(9, 12, Ty::CStr),                               // transactional_id
         f(3, 8, Ty::Str),                                 // transactional_id
@@ -64,6 +75,7 @@ pub(super) static PRODUCE_REQUEST: Schema = Schema {
 
 pub(super) static TOPIC_PRODUCE_DATA: Schema = Schema {
     name: "TopicProduceData",
+    size: size_of::<produce_request::TopicProduceData>(),
     fields: &[
         f(9, 12, Ty::CStr),                                   // name
         f(3, 8, Ty::Str),                                     // name
@@ -76,6 +88,7 @@ pub(super) static TOPIC_PRODUCE_DATA: Schema = Schema {
 
 pub(super) static FETCH_PARTITION: Schema = Schema {
     name: "FetchPartition",
+    size: size_of::<fetch_request::FetchPartition>(),
     fields: &[
         f(4, 12, Ty::Fixed(4)),  // partition
         f(9, 12, Ty::Fixed(4)),  // current_leader_epoch
@@ -93,6 +106,7 @@ pub(super) static FETCH_PARTITION: Schema = Schema {
 
 pub(super) static FETCH_REQUEST: Schema = Schema {
     name: "FetchRequest",
+    size: size_of::<fetch_request::FetchRequest>(),
     fields: &[
         f(4, 12, Ty::Fixed(4)),                         // replica_id
         f(4, 12, Ty::Fixed(4)),                         // max_wait_ms
@@ -117,6 +131,7 @@ pub(super) static FETCH_REQUEST: Schema = Schema {
 
 pub(super) static FETCH_TOPIC: Schema = Schema {
     name: "FetchTopic",
+    size: size_of::<fetch_request::FetchTopic>(),
     fields: &[
         f(12, 12, Ty::CStr),                            // topic
         f(4, 11, Ty::Str),                              // topic
@@ -129,6 +144,7 @@ pub(super) static FETCH_TOPIC: Schema = Schema {
 
 pub(super) static FORGOTTEN_TOPIC: Schema = Schema {
     name: "ForgottenTopic",
+    size: size_of::<fetch_request::ForgottenTopic>(),
     fields: &[
         f(12, 12, Ty::CStr),            // topic
         f(7, 11, Ty::Str),              // topic
@@ -139,11 +155,17 @@ pub(super) static FORGOTTEN_TOPIC: Schema = Schema {
     tags: &[],
 };
 
-pub(super) static REPLICA_STATE: Schema =
-    Schema { name: "ReplicaState", fields: &[], flexible_from: 12, tags: &[] };
+pub(super) static REPLICA_STATE: Schema = Schema {
+    name: "ReplicaState",
+    size: size_of::<fetch_request::ReplicaState>(),
+    fields: &[],
+    flexible_from: 12,
+    tags: &[],
+};
 
 pub(super) static LIST_OFFSETS_PARTITION: Schema = Schema {
     name: "ListOffsetsPartition",
+    size: size_of::<list_offsets_request::ListOffsetsPartition>(),
     fields: &[
         f(1, 7, Ty::Fixed(4)), // partition_index
         f(4, 7, Ty::Fixed(4)), // current_leader_epoch
@@ -155,6 +177,7 @@ pub(super) static LIST_OFFSETS_PARTITION: Schema = Schema {
 
 pub(super) static LIST_OFFSETS_REQUEST: Schema = Schema {
     name: "ListOffsetsRequest",
+    size: size_of::<list_offsets_request::ListOffsetsRequest>(),
     fields: &[
         f(1, 7, Ty::Fixed(4)),                           // replica_id
         f(2, 7, Ty::Fixed(1)),                           // isolation_level
@@ -167,6 +190,7 @@ pub(super) static LIST_OFFSETS_REQUEST: Schema = Schema {
 
 pub(super) static LIST_OFFSETS_TOPIC: Schema = Schema {
     name: "ListOffsetsTopic",
+    size: size_of::<list_offsets_request::ListOffsetsTopic>(),
     fields: &[
         f(6, 7, Ty::CStr),                                   // name
         f(1, 5, Ty::Str),                                    // name

@@ -2,10 +2,19 @@
 //! decoders: the field layout per version that the crate reads, for the walk in
 //! walk.rs. Do not edit by hand; regenerate after upgrading the crate.
 
+use std::mem::size_of;
+
+use kafka_protocol::messages::{
+    describe_groups_request, find_coordinator_request, heartbeat_request, join_group_request,
+    leave_group_request, list_groups_request, offset_commit_request, offset_fetch_request,
+    sync_group_request,
+};
+
 use super::schema::{f, Schema, Ty, ARR, CARR};
 
 pub(super) static FIND_COORDINATOR_REQUEST: Schema = Schema {
     name: "FindCoordinatorRequest",
+    size: size_of::<find_coordinator_request::FindCoordinatorRequest>(),
     fields: &[
         f(3, 3, Ty::CStr),        // key
         f(0, 2, Ty::Str),         // key
@@ -18,6 +27,7 @@ pub(super) static FIND_COORDINATOR_REQUEST: Schema = Schema {
 
 pub(super) static JOIN_GROUP_REQUEST: Schema = Schema {
     name: "JoinGroupRequest",
+    size: size_of::<join_group_request::JoinGroupRequest>(),
     fields: &[
         f(6, 7, Ty::CStr),                                        // group_id
         f(0, 5, Ty::Str),                                         // group_id
@@ -38,6 +48,7 @@ pub(super) static JOIN_GROUP_REQUEST: Schema = Schema {
 
 pub(super) static JOIN_GROUP_REQUEST_PROTOCOL: Schema = Schema {
     name: "JoinGroupRequestProtocol",
+    size: size_of::<join_group_request::JoinGroupRequestProtocol>(),
     fields: &[
         f(6, 7, Ty::CStr),   // name
         f(0, 5, Ty::Str),    // name
@@ -50,6 +61,7 @@ pub(super) static JOIN_GROUP_REQUEST_PROTOCOL: Schema = Schema {
 
 pub(super) static SYNC_GROUP_REQUEST: Schema = Schema {
     name: "SyncGroupRequest",
+    size: size_of::<sync_group_request::SyncGroupRequest>(),
     fields: &[
         f(4, 5, Ty::CStr),                                          // group_id
         f(0, 3, Ty::Str),                                           // group_id
@@ -69,6 +81,7 @@ pub(super) static SYNC_GROUP_REQUEST: Schema = Schema {
 
 pub(super) static SYNC_GROUP_REQUEST_ASSIGNMENT: Schema = Schema {
     name: "SyncGroupRequestAssignment",
+    size: size_of::<sync_group_request::SyncGroupRequestAssignment>(),
     fields: &[
         f(4, 5, Ty::CStr),   // member_id
         f(0, 3, Ty::Str),    // member_id
@@ -81,6 +94,7 @@ pub(super) static SYNC_GROUP_REQUEST_ASSIGNMENT: Schema = Schema {
 
 pub(super) static HEARTBEAT_REQUEST: Schema = Schema {
     name: "HeartbeatRequest",
+    size: size_of::<heartbeat_request::HeartbeatRequest>(),
     fields: &[
         f(4, 4, Ty::CStr),     // group_id
         f(0, 3, Ty::Str),      // group_id
@@ -96,6 +110,7 @@ pub(super) static HEARTBEAT_REQUEST: Schema = Schema {
 
 pub(super) static LEAVE_GROUP_REQUEST: Schema = Schema {
     name: "LeaveGroupRequest",
+    size: size_of::<leave_group_request::LeaveGroupRequest>(),
     fields: &[
         f(4, 5, Ty::CStr),                            // group_id
         f(0, 3, Ty::Str),                             // group_id
@@ -109,6 +124,7 @@ pub(super) static LEAVE_GROUP_REQUEST: Schema = Schema {
 
 pub(super) static MEMBER_IDENTITY: Schema = Schema {
     name: "MemberIdentity",
+    size: size_of::<leave_group_request::MemberIdentity>(),
     fields: &[
         f(4, 5, Ty::CStr), // member_id
         f(3, 3, Ty::Str),  // member_id
@@ -122,6 +138,7 @@ pub(super) static MEMBER_IDENTITY: Schema = Schema {
 
 pub(super) static OFFSET_COMMIT_REQUEST: Schema = Schema {
     name: "OffsetCommitRequest",
+    size: size_of::<offset_commit_request::OffsetCommitRequest>(),
     fields: &[
         f(8, 8, Ty::CStr),                                        // group_id
         f(2, 7, Ty::Str),                                         // group_id
@@ -140,6 +157,7 @@ pub(super) static OFFSET_COMMIT_REQUEST: Schema = Schema {
 
 pub(super) static OFFSET_COMMIT_REQUEST_PARTITION: Schema = Schema {
     name: "OffsetCommitRequestPartition",
+    size: size_of::<offset_commit_request::OffsetCommitRequestPartition>(),
     fields: &[
         f(2, 8, Ty::Fixed(4)), // partition_index
         f(2, 8, Ty::Fixed(8)), // committed_offset
@@ -153,6 +171,7 @@ pub(super) static OFFSET_COMMIT_REQUEST_PARTITION: Schema = Schema {
 
 pub(super) static OFFSET_COMMIT_REQUEST_TOPIC: Schema = Schema {
     name: "OffsetCommitRequestTopic",
+    size: size_of::<offset_commit_request::OffsetCommitRequestTopic>(),
     fields: &[
         f(8, 8, Ty::CStr),                                            // name
         f(2, 7, Ty::Str),                                             // name
@@ -165,6 +184,7 @@ pub(super) static OFFSET_COMMIT_REQUEST_TOPIC: Schema = Schema {
 
 pub(super) static OFFSET_FETCH_REQUEST: Schema = Schema {
     name: "OffsetFetchRequest",
+    size: size_of::<offset_fetch_request::OffsetFetchRequest>(),
     fields: &[
         f(6, 7, Ty::CStr),                                       // group_id
         f(1, 5, Ty::Str),                                        // group_id
@@ -178,6 +198,7 @@ pub(super) static OFFSET_FETCH_REQUEST: Schema = Schema {
 
 pub(super) static OFFSET_FETCH_REQUEST_TOPIC: Schema = Schema {
     name: "OffsetFetchRequestTopic",
+    size: size_of::<offset_fetch_request::OffsetFetchRequestTopic>(),
     fields: &[
         f(6, 7, Ty::CStr),            // name
         f(1, 5, Ty::Str),             // name
@@ -190,6 +211,7 @@ pub(super) static OFFSET_FETCH_REQUEST_TOPIC: Schema = Schema {
 
 pub(super) static DESCRIBE_GROUPS_REQUEST: Schema = Schema {
     name: "DescribeGroupsRequest",
+    size: size_of::<describe_groups_request::DescribeGroupsRequest>(),
     fields: &[
         f(5, 5, CARR(&Ty::CStr)), // groups
         f(0, 4, ARR(&Ty::Str)),   // groups
@@ -201,6 +223,7 @@ pub(super) static DESCRIBE_GROUPS_REQUEST: Schema = Schema {
 
 pub(super) static LIST_GROUPS_REQUEST: Schema = Schema {
     name: "ListGroupsRequest",
+    size: size_of::<list_groups_request::ListGroupsRequest>(),
     fields: &[
         f(4, 4, CARR(&Ty::CStr)), // states_filter
     ],

@@ -2,9 +2,17 @@
 //! and proves every length and count fits in the bytes that remain before the crate
 //! sees them. A count is checked against the fewest bytes its elements can take, so the
 //! crate's `Vec::with_capacity(count)` is bounded by the frame the client really sent.
+//! On top, the walk charges what the crate will reserve (each array's `count` times
+//! its element's size, each unknown tagged field a map node) against
+//! [`crate::codec::decode_budget`] of the body, as every other decoder here does.
 
 use super::schema::{Schema, Ty};
 use super::DecodeError;
+use crate::codec::decode_budget;
+
+/// What one unknown tagged field costs the crate: its share of a `BTreeMap` node
+/// (a leaf for `<i32, Bytes>` is about 400 bytes).
+const TAGGED_FIELD_BYTES: usize = 512;
 
 /// How a length or count is encoded, for [`super::length_fields`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,13 +30,16 @@ pub(super) struct Walk<'a> {
     buf: &'a [u8],
     pos: usize,
     version: i16,
+    /// Bytes the crate will reserve for what has been walked so far, and the most allowed.
+    charged: usize,
+    budget: usize,
     /// Where each length field starts, only when asked for (tests).
     trace: Option<Vec<(usize, LengthField)>>,
 }
 
 impl<'a> Walk<'a> {
     pub(super) fn new(buf: &'a [u8], version: i16) -> Self {
-        Walk { buf, pos: 0, version, trace: None }
+        Walk { buf, pos: 0, version, charged: 0, budget: decode_budget(buf.len()), trace: None }
     }
 
     pub(super) fn traced(buf: &'a [u8], version: i16) -> Self {
@@ -105,6 +116,14 @@ impl<'a> Walk<'a> {
         Ok(Some(n))
     }
 
+    fn charge(&mut self, bytes: usize) -> Result<(), DecodeError> {
+        self.charged = self.charged.saturating_add(bytes);
+        if self.charged > self.budget {
+            return Err(DecodeError::OverBudget { input: self.buf.len(), budget: self.budget });
+        }
+        Ok(())
+    }
+
     /// A compact length: the varint holds length + 1, 0 meaning null.
     fn compact(&mut self, unit: usize) -> Result<Option<usize>, DecodeError> {
         let raw = self.uvarint()?;
@@ -150,7 +169,9 @@ impl<'a> Walk<'a> {
     }
 
     fn elements(&mut self, elem: &Ty, n: Option<usize>) -> Result<(), DecodeError> {
-        for _ in 0..n.unwrap_or(0) {
+        let n = n.unwrap_or(0);
+        self.charge(n.saturating_mul(elem.held()))?;
+        for _ in 0..n {
             self.ty(elem)?;
         }
         Ok(())
@@ -191,7 +212,10 @@ impl<'a> Walk<'a> {
                         s.name, self.version
                     )))
                 }
-                None => self.skip(i64::from(size))?,
+                None => {
+                    self.charge(TAGGED_FIELD_BYTES)?;
+                    self.skip(i64::from(size))?;
+                }
             }
         }
         Ok(())
