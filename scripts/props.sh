@@ -26,6 +26,8 @@ RUNS=(
   "wire_props requests_round_trip 100000"
   "wire_props truncated_frames_are_errors 100000"
   "batch_props '' 50000"
+  "kafka_hostile random_bytes_never_panic_or_over_allocate 500000"
+  "kafka_hostile mutated_requests_never_panic_or_over_allocate 100000"
 )
 
 cargo test -p meshlog-protocol --tests --no-run >/dev/null 2>&1 || cargo test -p meshlog-protocol --tests --no-run

@@ -17,6 +17,8 @@
 //! - [`partitioner`]: Kafka's default key partitioner (murmur2), bit for bit.
 //! - [`types`]: small shared value types (acks, offset specs, topic descriptions).
 //! - [`mesh`]: membership heartbeats, topic records, service instances (mesh hints).
+//! - [`kafka`]: Kafka requests decoded with every wire length bounded before allocation
+//!   (kafka-protocol's structs, walked first along tables generated from its decoders).
 
 pub mod admission;
 pub mod batch;
@@ -24,6 +26,7 @@ pub mod codec;
 pub mod error;
 pub mod frame;
 pub mod group;
+pub mod kafka;
 pub mod mesh;
 pub mod messages;
 pub mod partitioner;
