@@ -119,6 +119,14 @@ impl Mesh {
         &self.local
     }
 
+    /// Members by state (`up`, `down`, `left`), this node counted as up: the counts of
+    /// `cluster_status().members` without building the status.
+    pub fn member_counts(&self) -> [(&'static str, usize); 3] {
+        let mut counts = self.members().count_by_state();
+        counts[0].1 += 1;
+        counts
+    }
+
     /// Live nodes including this one, sorted.
     pub fn live_nodes(&self) -> Vec<String> {
         let mut v = self.members().live();
