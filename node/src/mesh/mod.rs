@@ -119,14 +119,6 @@ impl Mesh {
         &self.local
     }
 
-    /// Members by state (`up`, `down`, `left`), this node counted as up: the counts of
-    /// `cluster_status().members` without building the status.
-    pub fn member_counts(&self) -> [(&'static str, usize); 3] {
-        let mut counts = self.members().count_by_state();
-        counts[0].1 += 1;
-        counts
-    }
-
     /// Live nodes including this one, sorted.
     pub fn live_nodes(&self) -> Vec<String> {
         let mut v = self.members().live();
@@ -444,6 +436,14 @@ impl Mesh {
     /// Every topic record this node holds, as signed by their creators.
     pub fn signed_records(&self) -> Vec<SignedRecord> {
         self.broker.topics().all().iter().map(|t| t.signed.clone()).collect()
+    }
+
+    /// Members by state (`up`, `down`, `left`), this node counted as up: the counts of
+    /// `cluster_status().members` without building the status.
+    pub fn member_counts(&self) -> [(&'static str, usize); 3] {
+        let mut counts = self.members().count_by_state();
+        counts[0].1 += 1;
+        counts
     }
 
     /// Members (this node first) and the replica sets of every topic.
