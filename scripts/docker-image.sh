@@ -17,7 +17,9 @@ TRIPLE=x86_64-unknown-linux-gnu
 
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target "$TRIPLE" --bin meshlog
 BIN=${CARGO_TARGET_DIR:-target}/$TRIPLE/release/meshlog
-if ldd "$BIN" >/dev/null 2>&1; then
+# A dynamic binary names its loader in a PT_INTERP header; a static(-pie) one has none.
+# (`ldd` is no test: it exits 0 on a static-pie binary, saying "statically linked".)
+if readelf -lW "$BIN" | grep -q 'INTERP'; then
   echo "docker-image.sh: $BIN is dynamically linked; expected a static binary" >&2
   exit 1
 fi

@@ -63,10 +63,12 @@ fn report(e: &anyhow::Error) -> String {
 /// Every produce, replication message and fetch answer moves buffers of a few hundred KiB.
 /// glibc's defaults serve those with `mmap` or return them with `madvise`/`munmap` on free,
 /// so the next one faults in fresh zeroed pages: in a 3-node `acks=all` run page faults
-/// and `madvise` took about 15% of each node's CPU. Serving blocks up to 16 MiB from the
-/// heap and trimming a heap only past 128 MiB free made the same run about 20-30% faster
-/// (ARCHITECTURE.md, "Memory"). An operator's own `MALLOC_*` or `GLIBC_TUNABLES`
-/// settings win: nothing is changed when one is set.
+/// and `madvise` took about 15% of each node's CPU. Serving blocks under 512 KiB from the
+/// heap and trimming a heap only past 128 MiB free keeps those buffers in the process
+/// (ARCHITECTURE.md, "Memory"). Larger blocks still come from `mmap`, and the heap grows
+/// without padding: with a 16 MiB threshold and a 16 MiB `M_TOP_PAD` a fresh idle node
+/// was 42 MiB resident instead of 16 MiB, and no faster. An operator's own `MALLOC_*` or
+/// `GLIBC_TUNABLES` settings win: nothing is changed when one is set.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)] // the one unsafe call of the node: glibc allocator parameters
 fn keep_freed_memory() {
@@ -80,9 +82,8 @@ fn keep_freed_memory() {
     // SAFETY: mallopt only changes allocator parameters; it runs first in main, before
     // any other thread exists, and its failure (return 0) leaves the defaults in place.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 16 << 20);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 512 << 10);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
-        libc::mallopt(libc::M_TOP_PAD, 16 << 20);
     }
 }
 

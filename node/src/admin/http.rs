@@ -19,20 +19,30 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
+use tokio_io_timeout::TimeoutStream;
 
 /// Connections served at once; more are closed as they arrive (a scraper, a probe and
 /// a few browsers need a handful).
 pub const MAX_CONNECTIONS: usize = 64;
 /// Largest request body read (a service registration is well under 16 KiB).
 pub const MAX_BODY_BYTES: usize = 64 << 10;
-/// How long a client may take to send a request's headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's headers; an idle keep-alive
+/// connection waits for its next request's headers, so this also ends idle connections.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's body (a slow body would otherwise
+/// hold its connection for as long as it dribbles).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one write of an answer may wait for the client to read: a client that
+/// stops reading (pipelined requests, answers never read) loses its connection.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every route answers.
 pub type Reply = Response<Full<Bytes>>;
 
 /// Serve `listener` until `shutdown` turns true: one task per connection, at most
-/// [`MAX_CONNECTIONS`] at once. Each connection ends with the node.
+/// [`MAX_CONNECTIONS`] at once. Each connection ends with the node, or sooner when its
+/// client is too slow ([`HEADER_TIMEOUT`], [`BODY_TIMEOUT`], [`WRITE_TIMEOUT`]), so no
+/// client holds a slot for long without doing its part.
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut shutdown: watch::Receiver<bool>) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -58,10 +68,12 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut shutdown: watch
                 let admin = admin.clone();
                 async move { Ok::<_, Infallible>(super::routes::route(&admin, req).await) }
             });
+            let mut stream = TimeoutStream::new(stream);
+            stream.set_write_timeout(Some(WRITE_TIMEOUT));
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
+                .serve_connection(TokioIo::new(Box::pin(stream)), service);
             tokio::select! {
                 r = conn => if let Err(e) = r { tracing::debug!(%peer, error = %e, "admin connection ended") },
                 _ = crate::sync::stopped(&mut stop) => {}
@@ -71,13 +83,18 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut shutdown: watch
     }
 }
 
-/// The request's body, at most [`MAX_BODY_BYTES`].
+/// The request's body, at most [`MAX_BODY_BYTES`], sent within [`BODY_TIMEOUT`].
 pub async fn body(req: Request<Incoming>) -> Result<Bytes, Reply> {
-    match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
-        Ok(b) => Ok(b.to_bytes()),
-        Err(e) => Err(error(
+    let read = Limited::new(req.into_body(), MAX_BODY_BYTES).collect();
+    match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Ok(Ok(b)) => Ok(b.to_bytes()),
+        Ok(Err(e)) => Err(error(
             StatusCode::BAD_REQUEST,
             format!("cannot read the body: {e} (at most {MAX_BODY_BYTES} bytes)"),
+        )),
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the body did not arrive within {}s", BODY_TIMEOUT.as_secs()),
         )),
     }
 }

@@ -21,7 +21,6 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use std::collections::BTreeMap;
 use std::fmt::Write;
 
 /// The prefix of every meshlog series.
@@ -62,7 +61,7 @@ struct PartitionRow {
 #[derive(Debug, Default)]
 struct NodeView {
     partitions: Vec<PartitionRow>,
-    members: BTreeMap<String, i64>,
+    members: [(&'static str, i64); 3],
     breakers: Vec<(String, String)>,
     outbox: Vec<(PartitionLabels, u64, u64)>,
     lag: Vec<super::lag::LagRow>,
@@ -95,10 +94,7 @@ fn partitions(broker: &Broker) -> Vec<PartitionRow> {
 }
 
 async fn gather(admin: &Admin) -> NodeView {
-    let mut members = BTreeMap::new();
-    for m in admin.mesh().cluster_status().members {
-        *members.entry(m.state).or_insert(0i64) += 1;
-    }
+    let members = admin.mesh().member_counts().map(|(state, n)| (state, clamp(n as u64)));
     let breakers =
         admin.gateway.resilience().breaker_states().into_iter().map(|b| (b.peer, b.state)).collect();
     let outbox = admin
@@ -242,7 +238,7 @@ impl NodeView {
             "Service instances registered through this admin port",
             self.http_registrations,
         )?;
-        let members = self.members.iter().map(|(s, n)| ([("state", s.as_str())], *n));
+        let members = self.members.iter().map(|(s, n)| ([("state", *s)], *n));
         gauges(
             enc,
             "mesh_members",

@@ -135,6 +135,20 @@ impl Membership {
         self.members.get(peer).is_some_and(|m| m.state == MemberState::Up)
     }
 
+    /// How many members are in each state (this node excluded), read off the view
+    /// without copying it: the metrics scrape's `mesh_members`.
+    pub fn count_by_state(&self) -> [(&'static str, usize); 3] {
+        let (mut up, mut down, mut left) = (0, 0, 0);
+        for m in self.members.values() {
+            match m.state {
+                MemberState::Up => up += 1,
+                MemberState::Down => down += 1,
+                MemberState::Left => left += 1,
+            }
+        }
+        [("up", up), ("down", down), ("left", left)]
+    }
+
     /// Every member's status, for `cluster status`.
     pub fn status(&self, now: Instant) -> Vec<MemberStatus> {
         self.members
@@ -201,6 +215,22 @@ mod tests {
         assert!(!m.on_heartbeat(&hb("a", 1, 6), t0), "a late heartbeat of the leaver");
         assert_eq!(m.status(t0)[0].state, "left");
         assert!(m.on_heartbeat(&hb("a", 2, 1), t0), "a restart (new incarnation) returns");
+    }
+
+    #[test]
+    fn counts_by_state_match_the_status_view() {
+        let t0 = Instant::now();
+        let mut m = Membership::new(Duration::from_secs(5));
+        assert_eq!(m.count_by_state(), [("up", 0), ("down", 0), ("left", 0)]);
+        m.on_heartbeat(&hb("a", 1, 1), t0);
+        m.on_heartbeat(&hb("b", 1, 1), t0);
+        m.on_heartbeat(&hb("c", 1, 1), t0 + Duration::from_secs(4));
+        m.on_leave("b");
+        m.sweep(t0 + Duration::from_secs(6));
+        assert_eq!(m.count_by_state(), [("up", 1), ("down", 1), ("left", 1)]);
+        for (state, n) in m.count_by_state() {
+            assert_eq!(m.status(t0).iter().filter(|s| s.state == state).count(), n, "{state}");
+        }
     }
 
     #[test]

@@ -443,6 +443,14 @@ impl Mesh {
         self.broker.topics().all().iter().map(|t| t.signed.clone()).collect()
     }
 
+    /// Members by state (`up`, `down`, `left`), this node counted as up: the counts of
+    /// `cluster_status().members` without building the status.
+    pub fn member_counts(&self) -> [(&'static str, usize); 3] {
+        let mut counts = self.members().count_by_state();
+        counts[0].1 += 1;
+        counts
+    }
+
     /// Members (this node first) and the replica sets of every topic.
     pub fn cluster_status(&self) -> ClusterStatus {
         let mut members = vec![MemberStatus {
