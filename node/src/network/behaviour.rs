@@ -57,6 +57,9 @@ const KAD_MAX_PACKET_BYTES: usize = 256 << 10;
 const PROVIDER_TTL: Duration = Duration::from_secs(120);
 /// Republish provider records well within their TTL.
 const PROVIDER_REPUBLISH: Duration = Duration::from_secs(40);
+/// How often each node asks the LAN (mDNS) who is there, once its start-up probes end.
+const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Two connections per peer: simultaneous dials after mDNS must not kill both.
 const MAX_CONNECTIONS_PER_PEER: u32 = 2;
 
@@ -94,7 +97,11 @@ fn behaviour(cfg: &NetworkConfig, key: &identity::Keypair) -> Result<Behaviour, 
     });
     let mesh = cfg.serve;
     let mdns = if mesh && cfg.mdns {
-        let mcfg = mdns::Config { query_interval: Duration::from_secs(15), ..Default::default() };
+        // libp2p's mDNS stops its fast start-up probes at the first answer, so a node
+        // that starts a moment after the others is found by their next periodic query:
+        // 5 s keeps a freshly started LAN mesh (compose, a rack) complete within seconds,
+        // at one small multicast query per node per 5 s.
+        let mcfg = mdns::Config { query_interval: MDNS_QUERY_INTERVAL, ..Default::default() };
         Some(mdns::tokio::Behaviour::new(mcfg, peer_id)?)
     } else {
         None
