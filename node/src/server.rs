@@ -223,7 +223,7 @@ fn build_gateway(
     let outbox = Arc::new(Outbox::open(store.clone(), broker.group_commit(), cfg.outbox_max_bytes)?);
     let groups = Arc::new(Coordinator::new(broker.clone(), mesh.clone(), settings::group_settings(cfg)));
     let route = settings::route_settings(cfg);
-    let router = Router::new(broker.clone(), mesh, net.clone(), resilience, groups.clone(), route);
+    let router = Router::new(broker.clone(), mesh, resilience, groups.clone(), route);
     let gateway = Gateway::new(router, services, outbox, settings::offsets_topic(cfg));
     Ok((Arc::new(gateway), groups))
 }

@@ -11,6 +11,7 @@
 use meshlog::admin::client::{self as http, Answer};
 use meshlog::client::Client;
 use meshlog_protocol::group::TopicPartition;
+use meshlog_tests::cluster::Cluster;
 use meshlog_tests::{run_cli, test_config, wait_until, NodeProcess, LONG_BUDGET, SHORT_BUDGET};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -68,20 +69,6 @@ fn sample(samples: &BTreeMap<String, f64>, series: &str) -> f64 {
     *samples.get(series).unwrap_or_else(|| panic!("no series {series}"))
 }
 
-async fn three_nodes() -> (Vec<tempfile::TempDir>, Vec<NodeProcess>, Client) {
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let a = NodeProcess::start(dirs[0].path());
-    let b = NodeProcess::start_with(dirs[1].path(), &["--bootstrap", &a.addr]);
-    let c = NodeProcess::start_with(dirs[2].path(), &["--bootstrap", &a.addr]);
-    let client = Client::connect(&a.addr.parse().unwrap()).await.unwrap();
-    wait_until("three members up", LONG_BUDGET, || async {
-        let s = client.cluster_status().await.ok()?;
-        (s.members.iter().filter(|m| m.state == "up").count() == 3).then_some(())
-    })
-    .await;
-    (dirs, vec![a, b, c], client)
-}
-
 /// The CLI's `--json` output for `args` against `node`, parsed.
 fn cli_json(node: &NodeProcess, args: &[&str]) -> Value {
     let out = run_cli(&node.addr, args, None);
@@ -106,8 +93,10 @@ fn settle(mut v: Value) -> Value {
 
 #[tokio::test]
 async fn metrics_probes_and_views() {
-    let (_dirs, nodes, client) = three_nodes().await;
-    let a = &nodes[0];
+    let mesh = Cluster::start(3).await;
+    let nodes: Vec<&NodeProcess> = mesh.nodes.iter().flatten().collect();
+    let client = mesh.client(0);
+    let a = nodes[0];
     for n in &nodes {
         let h = get(&format!("{}/healthz", base(n))).await;
         assert_eq!((h.status.as_u16(), h.text().as_str()), (200, "ok\n"));

@@ -5,8 +5,8 @@
 //! Chromium must be installed (`apt-get install -y chromium`); without it this test
 //! fails with that advice, unless `MESHLOG_SKIP_BROWSER=1` says to skip it.
 
-use meshlog::client::Client;
-use meshlog_tests::{wait_until, NodeProcess, LONG_BUDGET, SHORT_BUDGET};
+use meshlog_tests::cluster::Cluster;
+use meshlog_tests::{wait_until, SHORT_BUDGET};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -87,19 +87,11 @@ async fn the_status_page_draws_the_mesh_and_shows_a_death() {
              MESHLOG_CHROMIUM at one; MESHLOG_SKIP_BROWSER=1 skips this test on purpose"
         );
     };
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let a = NodeProcess::start(dirs[0].path());
-    let b = NodeProcess::start_with(dirs[1].path(), &["--bootstrap", &a.addr]);
-    let c = NodeProcess::start_with(dirs[2].path(), &["--bootstrap", &a.addr]);
-    let client = Client::connect(&a.addr.parse().unwrap()).await.unwrap();
-    wait_until("three members up", LONG_BUDGET, || async {
-        let s = client.cluster_status().await.ok()?;
-        (s.members.iter().filter(|m| m.state == "up").count() == 3).then_some(())
-    })
-    .await;
+    let mut mesh = Cluster::start(3).await;
+    let client = mesh.client(0);
     client.create_topic("orders", 3, 3, Default::default()).await.unwrap();
-    let page = format!("{}/", a.http.clone().expect("an admin port"));
-    let peers = [a.peer_id(), b.peer_id(), c.peer_id()];
+    let page = format!("{}/", mesh.nodes[0].as_ref().unwrap().http.clone().expect("an admin port"));
+    let peers = mesh.ids.clone();
 
     // Phase 1: every member is drawn up, and the page keeps polling by itself.
     let dom = tokio::task::spawn_blocking({
@@ -115,8 +107,8 @@ async fn the_status_page_draws_the_mesh_and_shows_a_death() {
     assert!(polls(&dom) >= 2, "the page polled {} time(s) on its own", polls(&dom));
 
     // Phase 2: a member dies; the page shows it down.
-    let dead = c.peer_id();
-    c.kill9();
+    let dead = peers[2].clone();
+    mesh.kill9(2);
     wait_until("a sees c down", SHORT_BUDGET, || async {
         let s = client.cluster_status().await.ok()?;
         s.members.iter().any(|m| m.peer == dead && m.state != "up").then_some(())

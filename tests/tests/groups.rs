@@ -668,3 +668,28 @@ async fn cli_members_survive_a_killed_member_and_the_coordinators_node_without_l
         killed_at.elapsed().as_millis()
     );
 }
+
+/// The first group requests of a fresh mesh, asked of every node at the same moment:
+/// each node tries to create the offsets topic, one creation wins, and every request
+/// is answered from the winner's topic (a losing node waits for the winner's record
+/// instead of failing with UNKNOWN_TOPIC_OR_PARTITION).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_group_requests_on_every_node_at_once_share_one_offsets_topic() {
+    let c = Cluster::start(3).await;
+    let clients: Vec<Client> = (0..3).map(|i| c.client(i)).collect();
+    let asks = clients.iter().map(|client| client.list_groups());
+    for (i, answer) in futures::future::join_all(asks).await.into_iter().enumerate() {
+        let groups = answer.unwrap_or_else(|e| panic!("node {i}: {e}"));
+        assert!(groups.is_empty(), "node {i}: no groups yet, got {}", groups.len());
+    }
+    let mut created = BTreeSet::new();
+    for (i, client) in clients.iter().enumerate() {
+        let t = wait_until(&format!("node {i} knows the offsets topic"), SHORT_BUDGET, || async {
+            client.topic_info(OFFSETS_TOPIC).await.ok()
+        })
+        .await;
+        created.insert(t.creation_id);
+    }
+    assert_eq!(created.len(), 1, "every node holds the same (winning) offsets topic");
+    println!("figure: 3 concurrent first group requests answered; one offsets topic");
+}

@@ -1,7 +1,7 @@
 //! `meshlog bench`: a load generator like kafka-producer-perf-test, and a raw-store
 //! baseline that writes the same bytes straight into the storage engine.
 
-use super::{output, ServerArgs};
+use super::{output, ViewArgs};
 use crate::client::consumer::{self, StartAt};
 use crate::client::producer::{Producer, ProducerConfig};
 use crate::client::ClientError;
@@ -35,12 +35,10 @@ pub enum BenchCommand {
     Group(super::bench_group::GroupBench),
 }
 
-/// Flags of `meshlog bench produce`.
+/// How much a writing benchmark writes, and in what pieces.
 #[derive(Debug, clap::Args)]
-pub struct ProduceBench {
-    /// Topic (created with --partitions if missing).
-    pub topic: String,
-    /// Records to send.
+pub struct Load {
+    /// Records to write.
     #[arg(long, default_value_t = 100_000)]
     pub records: u64,
     /// Bytes per record value.
@@ -49,6 +47,15 @@ pub struct ProduceBench {
     /// Batch size in bytes.
     #[arg(long, default_value_t = 64 * 1024)]
     pub batch_size: usize,
+}
+
+/// Flags of `meshlog bench produce`.
+#[derive(Debug, clap::Args)]
+pub struct ProduceBench {
+    /// Topic (created with --partitions if missing).
+    pub topic: String,
+    #[command(flatten)]
+    pub load: Load,
     /// Linger in milliseconds.
     #[arg(long, default_value_t = 5)]
     pub linger_ms: u64,
@@ -72,10 +79,7 @@ pub struct ProduceBench {
     #[arg(long, default_value_t = 120)]
     pub max_secs: u64,
     #[command(flatten)]
-    pub server: ServerArgs,
-    /// Print the result as JSON.
-    #[arg(long)]
-    pub json: bool,
+    pub view: ViewArgs,
 }
 
 /// Flags of `meshlog bench consume`.
@@ -90,10 +94,7 @@ pub struct ConsumeBench {
     #[arg(long, default_value_t = 120)]
     pub max_secs: u64,
     #[command(flatten)]
-    pub server: ServerArgs,
-    /// Print the result as JSON.
-    #[arg(long)]
-    pub json: bool,
+    pub view: ViewArgs,
 }
 
 /// Flags of `meshlog bench raw-store`.
@@ -102,15 +103,8 @@ pub struct RawStoreBench {
     /// Scratch directory (must not exist or be empty).
     #[arg(long)]
     pub dir: PathBuf,
-    /// Records to write.
-    #[arg(long, default_value_t = 100_000)]
-    pub records: u64,
-    /// Bytes per record value.
-    #[arg(long, default_value_t = 1024)]
-    pub record_size: usize,
-    /// Batch size in bytes.
-    #[arg(long, default_value_t = 64 * 1024)]
-    pub batch_size: usize,
+    #[command(flatten)]
+    pub load: Load,
     /// Batches per flush (the node's in-flight window).
     #[arg(long, default_value_t = 16)]
     pub batches_per_flush: usize,
@@ -248,7 +242,7 @@ async fn wait_until_led(client: &crate::client::Client, topic: &str) -> anyhow::
 
 impl ProduceBench {
     async fn run(self) -> anyhow::Result<()> {
-        let client = self.server.connect().await?;
+        let client = self.view.server.connect().await?;
         match client
             .create_topic(&self.topic, self.partitions, self.replication_factor, Default::default())
             .await
@@ -260,19 +254,19 @@ impl ProduceBench {
         wait_until_led(&client, &self.topic).await?;
         let cfg = ProducerConfig {
             acks: self.acks,
-            batch_size_bytes: self.batch_size,
+            batch_size_bytes: self.load.batch_size,
             linger: Duration::from_millis(self.linger_ms),
             max_in_flight: self.in_flight,
-            buffer_bytes: self.buffer_bytes.unwrap_or(2 * self.in_flight * self.batch_size),
+            buffer_bytes: self.buffer_bytes.unwrap_or(2 * self.in_flight * self.load.batch_size),
             ..ProducerConfig::default()
         };
         let mut producer = Producer::new(client, &self.topic, cfg).await?;
         producer.record_latencies();
-        let payload: Vec<u8> = (0..self.record_size).map(|_| rand::random::<u8>()).collect();
+        let payload: Vec<u8> = (0..self.load.record_size).map(|_| rand::random::<u8>()).collect();
         let deadline = Instant::now() + Duration::from_secs(self.max_secs);
         let started = Instant::now();
         let progress = Progress::start("sent");
-        for _ in 0..self.records {
+        for _ in 0..self.load.records {
             if Instant::now() >= deadline {
                 break;
             }
@@ -285,20 +279,20 @@ impl ProduceBench {
         let s = producer.stats();
         let label = format!(
             "produce {} B acks={} in-flight={} rf={}",
-            self.record_size, self.acks, self.in_flight, self.replication_factor
+            self.load.record_size, self.acks, self.in_flight, self.replication_factor
         );
-        let mut r = BenchResult::new(label, s.records, s.records * self.record_size as u64, elapsed);
+        let mut r = BenchResult::new(label, s.records, s.records * self.load.record_size as u64, elapsed);
         if let Some(h) = producer.latencies() {
             let q = |p: f64| Some(h.value_at_quantile(p) as f64 / 1000.0);
             (r.p50_ms, r.p99_ms, r.p999_ms) = (q(0.5), q(0.99), q(0.999));
         }
-        r.print(self.json)
+        r.print(self.view.json)
     }
 }
 
 impl ConsumeBench {
     async fn run(self) -> anyhow::Result<()> {
-        let client = self.server.connect().await?;
+        let client = self.view.server.connect().await?;
         let parts = client.describe_topic(&self.topic).await?.topic.partitions;
         let deadline = Instant::now() + Duration::from_secs(self.max_secs);
         let per_partition = self.records.div_ceil(parts.max(1) as u64);
@@ -312,7 +306,7 @@ impl ConsumeBench {
             total = (total.0 + n, total.1 + b);
         }
         let label = format!("consume {parts} partition(s)");
-        BenchResult::new(label, total.0, total.1, started.elapsed()).print(self.json)
+        BenchResult::new(label, total.0, total.1, started.elapsed()).print(self.view.json)
     }
 }
 
@@ -343,20 +337,20 @@ async fn read_partition(
 
 impl RawStoreBench {
     async fn run(self) -> anyhow::Result<()> {
-        let per_batch = (self.batch_size / (self.record_size + 16)).max(1) as u64;
-        let payload: Vec<u8> = (0..self.record_size).map(|_| rand::random::<u8>()).collect();
+        let per_batch = (self.load.batch_size / (self.load.record_size + 16)).max(1) as u64;
+        let payload: Vec<u8> = (0..self.load.record_size).map(|_| rand::random::<u8>()).collect();
         let mut b = BatchBuilder::new();
         for _ in 0..per_batch {
             b.push(unix_ms(), None, Some(&payload), &[]);
         }
         let batch = b.build().unwrap_or_default();
-        let batches = self.records.div_ceil(per_batch);
+        let batches = self.load.records.div_ceil(per_batch);
         let (dir, per_flush) = (self.dir.clone(), self.batches_per_flush);
         let elapsed =
             tokio::task::spawn_blocking(move || storage::raw_write_bench(&dir, &batch, batches, per_flush))
                 .await??;
         let n = batches * per_batch;
-        let label = format!("raw store {} B, {per_flush} batches/flush", self.record_size);
-        BenchResult::new(label, n, n * self.record_size as u64, elapsed).print(self.json)
+        let label = format!("raw store {} B, {per_flush} batches/flush", self.load.record_size);
+        BenchResult::new(label, n, n * self.load.record_size as u64, elapsed).print(self.json)
     }
 }

@@ -4,7 +4,7 @@
 //! (its task dropped without leaving: the coordinator notices by its session timeout),
 //! and the latency of commits made one after another.
 
-use super::ServerArgs;
+use super::{ServerArgs, ViewArgs};
 use crate::client::group::{GroupConfig, GroupConsumer};
 use crate::client::producer::{Producer, ProducerConfig};
 use crate::client::Client;
@@ -51,10 +51,7 @@ pub struct GroupBench {
     #[arg(long, default_value_t = 120)]
     pub max_secs: u64,
     #[command(flatten)]
-    pub server: ServerArgs,
-    /// Print the result as JSON.
-    #[arg(long)]
-    pub json: bool,
+    pub view: ViewArgs,
 }
 
 #[derive(Debug, Serialize)]
@@ -148,8 +145,8 @@ impl GroupBench {
     /// `records` keyed records. Returns the clients and the topic's partition count.
     async fn connect_and_fill(&self) -> anyhow::Result<(Vec<Client>, u32)> {
         let mut clients = Vec::new();
-        for addr in &self.server.server {
-            let one = ServerArgs { server: vec![addr.clone()], ..self.server.clone() };
+        for addr in &self.view.server.server {
+            let one = ServerArgs { server: vec![addr.clone()], ..self.view.server.clone() };
             clients.push(one.connect().await?);
         }
         let first = clients[0].clone();
@@ -243,7 +240,7 @@ impl GroupBench {
             kill_rebalance_p99_ms: kp99,
             rounds: self.rounds,
         };
-        if self.json {
+        if self.view.json {
             return super::output::json(&r);
         }
         println!(

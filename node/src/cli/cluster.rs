@@ -1,7 +1,7 @@
 //! `meshlog cluster status`: members, their addresses and last-seen, partitions per
 //! node, and who owns which partition.
 
-use super::{output, ServerArgs};
+use super::{output, ViewArgs};
 use meshlog_protocol::mesh::ClusterStatus;
 use std::collections::BTreeMap;
 
@@ -11,27 +11,21 @@ pub enum ClusterCommand {
     /// Show the mesh as the connected node sees it.
     Status {
         #[command(flatten)]
-        server: ServerArgs,
-        /// Print as JSON.
-        #[arg(long)]
-        json: bool,
+        view: ViewArgs,
     },
     /// One line with a verdict (HEALTHY, DEGRADED, UNHEALTHY) from every member's own
     /// view; exit code 0, 1 or 2, for scripts and probes.
     Health {
         #[command(flatten)]
-        server: ServerArgs,
-        /// Print the verdict and its counts as JSON.
-        #[arg(long)]
-        json: bool,
+        view: ViewArgs,
     },
 }
 
 /// Run a cluster subcommand.
 pub async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
     let (server, json) = match cmd {
-        ClusterCommand::Status { server, json } => (server, json),
-        ClusterCommand::Health { server, json } => {
+        ClusterCommand::Status { view: ViewArgs { server, json } } => (server, json),
+        ClusterCommand::Health { view: ViewArgs { server, json } } => {
             let h = super::health::check(&server).await?;
             if json {
                 output::json(&h)?;

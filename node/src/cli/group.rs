@@ -1,6 +1,6 @@
 //! `meshlog group list|describe|reset-offsets`, like kafka-consumer-groups.
 
-use super::{output, ServerArgs};
+use super::{output, ServerArgs, ViewArgs};
 use crate::client::consumer::{self, StartAt};
 use crate::client::Client;
 use meshlog_protocol::group::{GroupDescription, TopicPartition};
@@ -13,20 +13,14 @@ pub enum GroupCommand {
     /// List every consumer group in the mesh.
     List {
         #[command(flatten)]
-        server: ServerArgs,
-        /// Print as JSON.
-        #[arg(long)]
-        json: bool,
+        view: ViewArgs,
     },
     /// Show a group's members and, per partition, committed offset, log end and lag.
     Describe {
         /// Group name.
         group: String,
         #[command(flatten)]
-        server: ServerArgs,
-        /// Print as JSON.
-        #[arg(long)]
-        json: bool,
+        view: ViewArgs,
     },
     /// Move a group's committed offsets (the group must have no active members).
     ResetOffsets {
@@ -96,7 +90,7 @@ struct Described {
 /// Run a group subcommand.
 pub async fn run(cmd: GroupCommand) -> anyhow::Result<()> {
     match cmd {
-        GroupCommand::List { server, json } => {
+        GroupCommand::List { view: ViewArgs { server, json } } => {
             let groups = server.connect().await?.list_groups().await?;
             if json {
                 return output::json(&groups);
@@ -114,7 +108,7 @@ pub async fn run(cmd: GroupCommand) -> anyhow::Result<()> {
                 .collect();
             output::table(&["GROUP", "STATE", "MEMBERS", "COORDINATOR"], &rows);
         }
-        GroupCommand::Describe { group, server, json } => {
+        GroupCommand::Describe { group, view: ViewArgs { server, json } } => {
             let client = server.connect().await?;
             let d = describe(&client, &group).await?;
             if json {

@@ -80,6 +80,17 @@ enum Command {
     Probe(probe::ProbeArgs),
 }
 
+/// The node to ask and how to print its answer: the flags of every command that shows
+/// something.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ViewArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Which node a client command talks to.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {

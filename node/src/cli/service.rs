@@ -1,6 +1,6 @@
 //! `meshlog service register|deregister|discover|list`: the mesh as a service registry.
 
-use super::{output, ServerArgs};
+use super::{output, ServerArgs, ViewArgs};
 use crate::client::Client;
 use meshlog_protocol::mesh::ServiceInstance;
 use meshlog_protocol::messages::ServiceRegistration;
@@ -29,10 +29,7 @@ pub enum ServiceCommand {
         #[arg(long)]
         keepalive: bool,
         #[command(flatten)]
-        server: ServerArgs,
-        /// Print the registration as JSON.
-        #[arg(long)]
-        json: bool,
+        view: ViewArgs,
     },
     /// Remove a registration made through the same node.
     Deregister {
@@ -49,25 +46,27 @@ pub enum ServiceCommand {
         /// Service name.
         name: String,
         #[command(flatten)]
-        server: ServerArgs,
-        /// Print as JSON.
-        #[arg(long)]
-        json: bool,
+        view: ViewArgs,
     },
     /// List every live service instance in the mesh.
     List {
         #[command(flatten)]
-        server: ServerArgs,
-        /// Print as JSON.
-        #[arg(long)]
-        json: bool,
+        view: ViewArgs,
     },
 }
 
 /// Run a service subcommand.
 pub async fn run(cmd: ServiceCommand) -> anyhow::Result<()> {
     match cmd {
-        ServiceCommand::Register { name, endpoint, instance_id, ttl_ms, meta, keepalive, server, json } => {
+        ServiceCommand::Register {
+            name,
+            endpoint,
+            instance_id,
+            ttl_ms,
+            meta,
+            keepalive,
+            view: ViewArgs { server, json },
+        } => {
             let client = server.connect().await?;
             let reg =
                 ServiceRegistration { name, instance_id, endpoint, ttl_ms, meta: meta.into_iter().collect() };
@@ -90,10 +89,10 @@ pub async fn run(cmd: ServiceCommand) -> anyhow::Result<()> {
             println!("Deregistered {name} instance {instance_id}.");
             Ok(())
         }
-        ServiceCommand::Discover { name, server, json } => {
+        ServiceCommand::Discover { name, view: ViewArgs { server, json } } => {
             print_instances(&server.connect().await?.discover_service(&name).await?, json)
         }
-        ServiceCommand::List { server, json } => {
+        ServiceCommand::List { view: ViewArgs { server, json } } => {
             print_instances(&server.connect().await?.list_services().await?, json)
         }
     }

@@ -1,6 +1,6 @@
 //! `meshlog topic create|list|describe`.
 
-use super::{output, ServerArgs};
+use super::{output, ViewArgs};
 use meshlog_protocol::types::TopicDescription;
 use std::collections::BTreeMap;
 
@@ -23,28 +23,19 @@ pub enum TopicCommand {
         #[arg(long = "config", value_parser = parse_kv)]
         config: Vec<(String, String)>,
         #[command(flatten)]
-        server: ServerArgs,
-        /// Print the created topic as JSON.
-        #[arg(long)]
-        json: bool,
+        view: ViewArgs,
     },
     /// List topics.
     List {
         #[command(flatten)]
-        server: ServerArgs,
-        /// Print as JSON.
-        #[arg(long)]
-        json: bool,
+        view: ViewArgs,
     },
     /// Show a topic's config and each partition's leader and offsets.
     Describe {
         /// Topic name.
         name: String,
         #[command(flatten)]
-        server: ServerArgs,
-        /// Print as JSON.
-        #[arg(long)]
-        json: bool,
+        view: ViewArgs,
     },
 }
 
@@ -58,7 +49,13 @@ pub(super) fn parse_kv(s: &str) -> Result<(String, String), String> {
 /// Run a topic subcommand.
 pub async fn run(cmd: TopicCommand) -> anyhow::Result<()> {
     match cmd {
-        TopicCommand::Create { name, partitions, replication_factor, config, server, json } => {
+        TopicCommand::Create {
+            name,
+            partitions,
+            replication_factor,
+            config,
+            view: ViewArgs { server, json },
+        } => {
             let client = server.connect().await?;
             let config: BTreeMap<_, _> = config.into_iter().collect();
             let info = client.create_topic(&name, partitions, replication_factor, config).await?;
@@ -70,7 +67,7 @@ pub async fn run(cmd: TopicCommand) -> anyhow::Result<()> {
                 info.name, info.partitions, info.replication_factor
             );
         }
-        TopicCommand::List { server, json } => {
+        TopicCommand::List { view: ViewArgs { server, json } } => {
             let topics = server.connect().await?.list_topics().await?;
             if json {
                 return output::json(&topics);
@@ -81,7 +78,7 @@ pub async fn run(cmd: TopicCommand) -> anyhow::Result<()> {
                 .collect();
             output::table(&["NAME", "PARTITIONS", "REPLICAS"], &rows);
         }
-        TopicCommand::Describe { name, server, json } => {
+        TopicCommand::Describe { name, view: ViewArgs { server, json } } => {
             let d = server.connect().await?.describe_topic(&name).await?;
             if json {
                 return output::json(&d);

@@ -151,7 +151,28 @@ impl Gateway {
             Err(e) if e.code == ErrorCode::TopicAlreadyExists => {}
             Err(e) => return Err(e),
         }
-        self.mesh().topic(OFFSETS_TOPIC).await
+        self.await_offsets_topic().await
+    }
+
+    /// The offsets topic once its record is here. A creation that lost a race (another
+    /// node created it at the same moment) is refused before the winner's record has
+    /// reached this node by gossip or the DHT: look again, with backoff, for as long as
+    /// a request waits for a leader.
+    async fn await_offsets_topic(&self) -> Result<Arc<Topic>, WireError> {
+        let deadline = tokio::time::Instant::now() + self.router.leader_wait();
+        let mut pause = std::time::Duration::from_millis(50);
+        loop {
+            match self.mesh().topic(OFFSETS_TOPIC).await {
+                Err(e)
+                    if e.code == ErrorCode::UnknownTopicOrPartition
+                        && tokio::time::Instant::now() + pause < deadline =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_millis(500));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Route a group request to its coordinator: the leader of the group's offsets

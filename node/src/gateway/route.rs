@@ -69,15 +69,16 @@ const LEADER_POLL_MAX: Duration = Duration::from_millis(250);
 
 impl Router {
     /// A router serving here through `broker` (partitions) and `groups` (the offsets
-    /// partitions this node leads), and forwarding through `net` under `resilience`.
+    /// partitions this node leads), and forwarding through the mesh's network under
+    /// `resilience`.
     pub fn new(
         broker: Arc<Broker>,
         mesh: Arc<Mesh>,
-        net: NetworkHandle,
         resilience: Arc<Resilience>,
         groups: Arc<Coordinator>,
         settings: RouteSettings,
     ) -> Router {
+        let net = mesh.net().clone();
         Router { broker, mesh, net, resilience, groups, settings }
     }
 
@@ -99,6 +100,11 @@ impl Router {
     /// The mesh (membership, topic records, leases).
     pub fn mesh(&self) -> &Arc<Mesh> {
         &self.mesh
+    }
+
+    /// How long a request waits for a partition (or a topic) that is on its way.
+    pub(super) fn leader_wait(&self) -> std::time::Duration {
+        self.settings.leader_wait
     }
 
     /// Serve a partition request at its leader (here or forwarded), trying the other

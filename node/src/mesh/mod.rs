@@ -119,6 +119,11 @@ impl Mesh {
         &self.local
     }
 
+    /// The network handle the mesh talks through.
+    pub fn net(&self) -> &NetworkHandle {
+        &self.net
+    }
+
     /// Live nodes including this one, sorted.
     pub fn live_nodes(&self) -> Vec<String> {
         let mut v = self.members().live();
