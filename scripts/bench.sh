@@ -54,7 +54,7 @@ rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 
 start_node() {
-  "$BIN" node --data-dir "$SCRATCH/node" --listen "/ip4/127.0.0.1/tcp/$PORT" --http-listen none --log warn \
+  "$BIN" node --data-dir "$SCRATCH/node" --listen "/ip4/127.0.0.1/tcp/$PORT" --http-listen none --kafka-listen none --log warn \
     > "$SCRATCH/node.out" 2> "$SCRATCH/node.err" &
   NODE_PID=$!
   for _ in $(seq 1 100); do grep -q "listening on" "$SCRATCH/node.out" 2>/dev/null && return; sleep 0.1; done

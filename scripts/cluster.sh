@@ -13,7 +13,7 @@ start_cluster() {
   for i in 1 2 3; do
     port=$((PORT + i)) args=()
     [ -n "$boot" ] && args=(--bootstrap "$boot")
-    "$BIN" node --data-dir "$SCRATCH/c$i" --listen "/ip4/127.0.0.1/tcp/$port" --no-mdns --http-listen none --log warn "${args[@]}" \
+    "$BIN" node --data-dir "$SCRATCH/c$i" --listen "/ip4/127.0.0.1/tcp/$port" --no-mdns --http-listen none --kafka-listen none --log warn "${args[@]}" \
       > "$SCRATCH/c$i.out" 2> "$SCRATCH/c$i.err" &
     CLUSTER_PIDS+=($!)
     for _ in $(seq 1 100); do grep -q "listening on" "$SCRATCH/c$i.out" 2>/dev/null && break; sleep 0.1; done

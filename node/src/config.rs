@@ -16,6 +16,11 @@ pub const DEFAULT_PORT: u16 = 9494;
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9644";
 /// The `http_listen` value that disables the admin port.
 pub const HTTP_LISTEN_NONE: &str = "none";
+/// Where the Kafka listener listens by default (every interface: Kafka clients are
+/// remote programs, like the mesh's own clients).
+pub const DEFAULT_KAFKA_LISTEN: &str = "0.0.0.0:9092";
+/// The `kafka_listen` value that disables the Kafka listener.
+pub const KAFKA_LISTEN_NONE: &str = "none";
 /// Where a node keeps its data by default (relative to the working directory).
 pub const DEFAULT_DATA_DIR: &str = "meshlog-data";
 
@@ -58,6 +63,19 @@ pub struct NodeConfig {
     /// The HTTP admin port's socket address (`host:port`, port 0 for any free port), or
     /// `none` to run without one.
     pub http_listen: String,
+    /// The Kafka listener's socket address (`host:port`, port 0 for any free port), or
+    /// `none` to run without one.
+    pub kafka_listen: String,
+    /// The `host:port` Kafka clients are told to reach this node at (Metadata,
+    /// FindCoordinator); by default the listen address, with an unspecified host
+    /// (`0.0.0.0`, `::`) replaced by `127.0.0.1`.
+    pub kafka_advertise: Option<String>,
+    /// A Kafka client's Metadata request may create the topics it names (when the
+    /// request allows it too), with `kafka_auto_create_partitions` partitions.
+    pub kafka_auto_create_topics: bool,
+    /// Partitions of a topic created by a Kafka client's Metadata request (Kafka's
+    /// `num.partitions`); replication factor 3, or the live nodes if fewer.
+    pub kafka_auto_create_partitions: u32,
     /// sled's page cache (a soft limit).
     pub cache_capacity_bytes: u64,
     /// Largest frame accepted or sent on any connection.
@@ -145,6 +163,10 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             listen: vec![format!("/ip4/0.0.0.0/tcp/{DEFAULT_PORT}")],
             http_listen: DEFAULT_HTTP_LISTEN.to_string(),
+            kafka_listen: DEFAULT_KAFKA_LISTEN.to_string(),
+            kafka_advertise: None,
+            kafka_auto_create_topics: true,
+            kafka_auto_create_partitions: 1,
             cache_capacity_bytes: 256 << 20,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             request_timeout_ms: 60_000,
@@ -223,6 +245,42 @@ impl NodeConfig {
         })
     }
 
+    /// The Kafka listener's address, parsed (`None`: disabled).
+    pub fn kafka_listen_addr(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        let s = self.kafka_listen.trim();
+        if s.eq_ignore_ascii_case(KAFKA_LISTEN_NONE) {
+            return Ok(None);
+        }
+        s.parse().map(Some).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "kafka_listen '{s}': {e} (expected host:port such as {DEFAULT_KAFKA_LISTEN}, or '{KAFKA_LISTEN_NONE}')"
+            ))
+        })
+    }
+
+    /// The address Kafka clients are told, as (host, port), for a listener bound at
+    /// `bound`: `kafka_advertise` if set, else `bound` with an unspecified host made
+    /// `127.0.0.1`.
+    pub fn kafka_advertised(&self, bound: std::net::SocketAddr) -> Result<(String, u16), ConfigError> {
+        let Some(a) = self.kafka_advertise.as_deref() else {
+            let host =
+                if bound.ip().is_unspecified() { "127.0.0.1".to_string() } else { bound.ip().to_string() };
+            return Ok((host, bound.port()));
+        };
+        let bad = || {
+            ConfigError::Invalid(format!(
+                "kafka_advertise '{a}': expected HOST:PORT, such as broker1.example:9092"
+            ))
+        };
+        let (host, port) = a.rsplit_once(':').ok_or_else(bad)?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        if host.is_empty() || port == 0 {
+            return Err(bad());
+        }
+        Ok((host.to_string(), port))
+    }
+
     /// The resilience layer's settings.
     pub fn resilience(&self) -> ResilienceConfig {
         let ms = Duration::from_millis;
@@ -276,12 +334,24 @@ impl NodeConfig {
         }
         self.listen_addrs()?;
         self.http_listen_addr()?;
+        self.validate_kafka()?;
         self.bootstrap_addrs()?;
         self.allowlist()?;
         self.validate_durations()?;
         self.validate_mesh_and_calls()?;
         self.validate_limits()?;
         self.validate_replication_and_groups()
+    }
+
+    /// The Kafka listener's address, advertised address and auto-creation.
+    fn validate_kafka(&self) -> Result<(), ConfigError> {
+        if let Some(bound) = self.kafka_listen_addr()? {
+            self.kafka_advertised(bound)?;
+        }
+        if self.kafka_auto_create_partitions == 0 {
+            return Err(ConfigError::Invalid("kafka_auto_create_partitions must be at least 1".into()));
+        }
+        Ok(())
     }
 
     /// Membership timers, breakers, retries and request timeouts.
@@ -480,5 +550,24 @@ mod tests {
         assert_eq!(c.http_listen_addr().unwrap(), Some("[::1]:0".parse().unwrap()));
         let bad = NodeConfig { http_listen: "localhost".into(), ..NodeConfig::default() };
         assert!(bad.validate().unwrap_err().to_string().contains("http_listen 'localhost'"));
+    }
+
+    #[test]
+    fn the_kafka_listener_is_an_address_or_none_and_advertises_a_reachable_host() {
+        let d = NodeConfig::default();
+        let bound = d.kafka_listen_addr().unwrap().unwrap();
+        assert_eq!(bound, "0.0.0.0:9092".parse().unwrap());
+        assert_eq!(d.kafka_advertised(bound).unwrap(), ("127.0.0.1".to_string(), 9092));
+        let off = NodeConfig { kafka_listen: "none".into(), ..NodeConfig::default() };
+        assert_eq!(off.kafka_listen_addr().unwrap(), None);
+        let named =
+            NodeConfig { kafka_advertise: Some("edge-1.example:19092".into()), ..NodeConfig::default() };
+        assert_eq!(named.kafka_advertised(bound).unwrap(), ("edge-1.example".to_string(), 19092));
+        for bad in ["edge-1", "edge-1:port", ":9092", "edge-1:0"] {
+            let c = NodeConfig { kafka_advertise: Some(bad.into()), ..NodeConfig::default() };
+            assert!(c.validate().unwrap_err().to_string().contains("kafka_advertise"), "{bad}");
+        }
+        let c = NodeConfig { kafka_listen: "localhost".into(), ..NodeConfig::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("kafka_listen 'localhost'"));
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! Module map (layers, bottom first, each importing only from below, enforced by
 //! `tests/tests/architecture.rs`: protocol; time, sync; storage, network, replica;
-//! resilience; config; broker; outbox, mesh, services, group, client; gateway; admin;
-//! server; cli):
+//! resilience; config; broker; outbox, mesh, services, group, client; gateway; admin,
+//! kafka; server; cli):
 //! - [`time`]: `monotonic_ms` and `unix_ms`, the two clocks by name.
 //! - [`sync`]: the one mutex helper (`lock`) and `stopped` (shutdown).
 //! - [`config`]: the node's configuration: defaults, strict TOML, env, flags, `validate()`.
@@ -26,6 +26,8 @@
 //! - [`outbox`]: store-and-forward (`acks=local`) for nodes cut off from a partition's owner.
 //! - [`admin`]: the HTTP admin port: Prometheus metrics, probes, JSON views, the service
 //!   registry over HTTP with health checks, the live status page.
+//! - [`kafka`]: the Kafka listener: Kafka clients (kcat, librdkafka, ...) served through
+//!   the gateway's client API.
 //! - [`server`]: a running node: wires storage, broker, network, mesh and gateway.
 //! - [`client`]: the client library (a light peer) with a batching producer and fetch helpers.
 //! - [`cli`]: the `meshlog` command line.
@@ -37,6 +39,7 @@ pub mod client;
 pub mod config;
 pub mod gateway;
 pub mod group;
+pub mod kafka;
 pub mod mesh;
 pub mod network;
 pub mod outbox;

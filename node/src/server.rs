@@ -42,6 +42,9 @@ pub enum NodeError {
     /// The HTTP admin port could not be bound.
     #[error(transparent)]
     Admin(#[from] crate::admin::AdminError),
+    /// The Kafka listener could not be bound.
+    #[error(transparent)]
+    Kafka(#[from] crate::kafka::KafkaError),
 }
 
 /// A node that is serving.
@@ -49,6 +52,7 @@ pub struct RunningNode {
     peer_id: PeerId,
     listen_addrs: Vec<Multiaddr>,
     http_addr: Option<std::net::SocketAddr>,
+    kafka_addr: Option<std::net::SocketAddr>,
     broker: Arc<Broker>,
     mesh: Arc<Mesh>,
     store: Arc<Store>,
@@ -76,6 +80,11 @@ impl RunningNode {
     /// The HTTP admin port's address, if it runs (the actual port when 0 was asked for).
     pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
         self.http_addr
+    }
+
+    /// The Kafka listener's address, if it runs (the actual port when 0 was asked for).
+    pub fn kafka_addr(&self) -> Option<std::net::SocketAddr> {
+        self.kafka_addr
     }
 
     /// The broker (for in-process tests and status).
@@ -116,9 +125,10 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     // fails on a bad file leaves nothing behind (a key without a store would later
     // read as a lost store).
     let credentials = Credentials::read(&cfg)?;
-    // The admin port is bound before the store opens: a taken port fails the start
-    // before anything is written.
+    // The admin port and the Kafka listener are bound before the store opens: a taken
+    // port fails the start before anything is written.
     let http = crate::admin::bind(&cfg).await?;
+    let kafka = crate::kafka::bind(&cfg).await?;
     let (store, keypair) = open_store(&cfg)?;
     let peer_id = keypair.public().to_peer_id();
     let (outbound_tx, outbound) = mpsc::channel(tasks::OUTBOUND_QUEUE);
@@ -139,10 +149,15 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
             crate::admin::Admin::new(gateway.clone(), store.clone(), crate::admin::AdminSettings::of(&cfg));
         crate::admin::spawn(h, state, shutdown_rx.clone())
     });
+    let kafka_addr = kafka.as_ref().map(crate::kafka::Bound::local_addr);
+    let kafka = kafka.map(|k| {
+        crate::kafka::spawn(k, gateway.clone(), crate::kafka::KafkaSettings::of(&cfg), shutdown_rx.clone())
+    });
     let inbound = tasks::Inbound { events, outbound };
     let mut tasks = tasks::spawn(gateway, groups, net, inbound, cfg.retention_check_interval_ms, shutdown_rx);
     tasks.extend(admin);
-    Ok(RunningNode { peer_id, listen_addrs, http_addr, broker, mesh, store, shutdown, tasks })
+    tasks.extend(kafka);
+    Ok(RunningNode { peer_id, listen_addrs, http_addr, kafka_addr, broker, mesh, store, shutdown, tasks })
 }
 
 /// Open the store, then the node key. A node key without a store means the store was

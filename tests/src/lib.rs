@@ -47,8 +47,9 @@ pub fn test_config(data_dir: &Path) -> NodeConfig {
         heartbeat_interval_ms: 200,
         member_timeout_ms: 1_500,
         topic_settle_ms: 300,
-        // Nodes side by side must not all take the default admin port.
+        // Nodes side by side must not all take the default admin port or Kafka port.
         http_listen: "127.0.0.1:0".into(),
+        kafka_listen: "127.0.0.1:0".into(),
         ..NodeConfig::default()
     }
 }
@@ -79,6 +80,8 @@ pub struct NodeProcess {
     /// Its HTTP admin port's base URL (`http://127.0.0.1:PORT`), unless started with
     /// `--http-listen none`.
     pub http: Option<String>,
+    /// Its Kafka listener (`127.0.0.1:PORT`), unless started with `--kafka-listen none`.
+    pub kafka: Option<String>,
     /// Its data directory.
     pub data_dir: PathBuf,
 }
@@ -89,16 +92,19 @@ impl NodeProcess {
         NodeProcess::start_with(data_dir, &[])
     }
 
-    /// Like [`NodeProcess::start`], with extra `meshlog node` flags. The admin port
-    /// takes any free loopback port unless `extra` names one.
+    /// Like [`NodeProcess::start`], with extra `meshlog node` flags. The admin port and
+    /// the Kafka listener take any free loopback port unless `extra` names one.
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> NodeProcess {
         let http: &[&str] =
             if extra.contains(&"--http-listen") { &[] } else { &["--http-listen", "127.0.0.1:0"] };
+        let kafka: &[&str] =
+            if extra.contains(&"--kafka-listen") { &[] } else { &["--kafka-listen", "127.0.0.1:0"] };
         let mut child = Command::new(meshlog_bin())
             .args(["node", "--data-dir"])
             .arg(data_dir)
             .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
             .args(http)
+            .args(kafka)
             .arg("--log")
             // MESHLOG_TEST_LOG (e.g. `info`) shows what the nodes do when a test fails.
             .arg(std::env::var("MESHLOG_TEST_LOG").unwrap_or_else(|_| "warn".into()))
@@ -110,23 +116,27 @@ impl NodeProcess {
             .expect("spawn meshlog node");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
-        // The node prints its admin port (if any) before its listen addresses.
+        // The node prints its admin port and Kafka listener (if any) before its listen
+        // addresses.
         std::thread::spawn(move || {
-            let mut http = None;
+            let (mut http, mut kafka) = (None, None);
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(a) = line.strip_prefix("admin on ") {
                     http = Some(a.to_string());
                 }
+                if let Some(a) = line.strip_prefix("kafka on ") {
+                    kafka = Some(a.to_string());
+                }
                 if let Some(a) = line.strip_prefix("listening on ") {
-                    let _ = tx.send((a.to_string(), http.clone()));
+                    let _ = tx.send((a.to_string(), http.clone(), kafka.clone()));
                 }
             }
         });
-        let (addr, http) = rx.recv_timeout(LONG_BUDGET).unwrap_or_else(|_| {
+        let (addr, http, kafka) = rx.recv_timeout(LONG_BUDGET).unwrap_or_else(|_| {
             let _ = child.kill();
             panic!("node in {} did not report a listen address within {LONG_BUDGET:?}", data_dir.display())
         });
-        NodeProcess { child, addr, http, data_dir: data_dir.to_path_buf() }
+        NodeProcess { child, addr, http, kafka, data_dir: data_dir.to_path_buf() }
     }
 
     /// `kill -9`: no shutdown, no flush.

@@ -19,7 +19,7 @@ const MAX_FILE_LINES: usize = 600;
 /// Each module of the node crate and the modules it may import (`crate::x`). Layers,
 /// bottom first: `time`, `sync`; `storage`, `network`, `replica` (which never meet);
 /// `resilience`; `config`; `broker`; `outbox`, `mesh`, `services`, `group`, `client`;
-/// `gateway`; `admin`; `server`; `cli`. `main.rs` and `lib.rs` are the crate's roots.
+/// `gateway`; `admin`, `kafka`; `server`; `cli`. `main.rs` and `lib.rs` are the crate's roots.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("time", &[]),
     ("sync", &[]),
@@ -69,10 +69,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "sync",
         ],
     ),
+    ("kafka", &["gateway", "network", "config", "time", "sync"]),
     (
         "server",
         &[
             "admin",
+            "kafka",
             "gateway",
             "broker",
             "group",
@@ -94,6 +96,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "server",
             "client",
             "admin",
+            "kafka",
             "gateway",
             "broker",
             "group",

@@ -20,6 +20,13 @@ pub struct NodeArgs {
     /// host:port, or `none` (default: 127.0.0.1:9644).
     #[arg(long, env = "MESHLOG_HTTP_LISTEN")]
     http_listen: Option<String>,
+    /// The Kafka listener as host:port, or `none` (default: 0.0.0.0:9092).
+    #[arg(long, env = "MESHLOG_KAFKA_LISTEN")]
+    kafka_listen: Option<String>,
+    /// The HOST:PORT Kafka clients are told to reach this node at (default: the Kafka
+    /// listen address, with 0.0.0.0 replaced by 127.0.0.1).
+    #[arg(long, env = "MESHLOG_KAFKA_ADVERTISE")]
+    kafka_advertise: Option<String>,
     /// Join the mesh through this node (multiaddr), repeatable.
     #[arg(long, env = "MESHLOG_BOOTSTRAP", value_delimiter = ',')]
     bootstrap: Vec<String>,
@@ -53,6 +60,12 @@ fn effective(args: NodeArgs) -> anyhow::Result<NodeConfig> {
     if let Some(h) = args.http_listen {
         cfg.http_listen = h;
     }
+    if let Some(k) = args.kafka_listen {
+        cfg.kafka_listen = k;
+    }
+    if args.kafka_advertise.is_some() {
+        cfg.kafka_advertise = args.kafka_advertise;
+    }
     if !args.bootstrap.is_empty() {
         cfg.bootstrap = args.bootstrap;
     }
@@ -84,6 +97,9 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     // Before the listen lines: a harness that reads up to the first of those has seen it.
     if let Some(a) = node.http_addr() {
         println!("admin on http://{a}");
+    }
+    if let Some(a) = node.kafka_addr() {
+        println!("kafka on {a}");
     }
     for a in node.listen_addrs() {
         println!("listening on {a}");

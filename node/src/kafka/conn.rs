@@ -1,0 +1,178 @@
+//! Connections: accept (bounded), read frames (caps checked before allocation), and
+//! answer one request at a time in arrival order. A reader task reads ahead up to
+//! [`PIPELINE_DEPTH`] requests (clients pipeline), the answering loop serves them in
+//! order: Kafka's broker also serves a connection's requests one by one, which is what
+//! keeps a partition's produces in the order a client sent them.
+//!
+//! A bad length, a header or body that does not parse, or an API or version not served
+//! (other than ApiVersions, which always answers) closes the connection, as Kafka's own
+//! broker does; the node keeps running.
+
+use super::codec::{self, FrameCaps, Header, HEADER_PREFIX_LEN};
+use super::{versions, Kafka, MAX_CONNECTIONS};
+use crate::sync::stopped;
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, Semaphore};
+
+/// Requests read ahead of the one being served, per connection.
+pub const PIPELINE_DEPTH: usize = 16;
+
+/// One request read off a connection.
+struct Frame {
+    header: Header,
+    body: Bytes,
+}
+
+/// Accept Kafka connections until `shutdown`; beyond [`MAX_CONNECTIONS`] a new one is
+/// closed at once.
+pub(super) async fn serve(listener: TcpListener, kafka: Arc<Kafka>, mut shutdown: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stopped(&mut shutdown) => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(error = %e, "Kafka accept failed");
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max = MAX_CONNECTIONS, "Kafka connection refused: too many open");
+            continue;
+        };
+        let (kafka, shutdown) = (kafka.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            connection(stream, kafka, shutdown).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn connection(stream: TcpStream, kafka: Arc<Kafka>, mut shutdown: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok();
+    let (rd, wr) = stream.into_split();
+    let (tx, rx) = mpsc::channel(PIPELINE_DEPTH);
+    let caps = FrameCaps { produce_bytes: kafka.settings.max_request_bytes };
+    let idle = Duration::from_millis(kafka.settings.idle_ms);
+    let work = async {
+        let (read, ()) = tokio::join!(read_frames(rd, caps, idle, tx), answer(&kafka, rx, wr));
+        if let Err(why) = read {
+            tracing::debug!(?peer, %why, "Kafka connection closed");
+        }
+    };
+    tokio::select! {
+        () = work => {}
+        _ = stopped(&mut shutdown) => {}
+    }
+}
+
+/// Read frames until the client closes, a frame is bad, or the answering side is gone.
+async fn read_frames(
+    mut rd: OwnedReadHalf,
+    caps: FrameCaps,
+    idle: Duration,
+    tx: mpsc::Sender<Frame>,
+) -> Result<(), String> {
+    loop {
+        let mut len = [0u8; 4];
+        match tokio::time::timeout(idle, rd.read_exact(&mut len)).await {
+            Err(_) => return Err(format!("idle for {idle:?}")),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Ok(Ok(_)) => {}
+        }
+        let frame = read_frame(&mut rd, len, caps).await?;
+        if tx.send(frame).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// One frame after its length prefix: the header's fixed part first, so the API's own
+/// cap is checked before the rest is allocated.
+async fn read_frame(rd: &mut OwnedReadHalf, len: [u8; 4], caps: FrameCaps) -> Result<Frame, String> {
+    let n = codec::frame_len(len, caps).ok_or_else(|| {
+        format!("bad frame length {} (8 to {} bytes)", i32::from_be_bytes(len), caps.global())
+    })?;
+    let mut prefix = [0u8; HEADER_PREFIX_LEN];
+    rd.read_exact(&mut prefix).await.map_err(|e| e.to_string())?;
+    let (api_key, api_version, correlation_id) = codec::header_prefix(prefix);
+    let cap = caps.of(api_key, versions::served(api_key).is_some());
+    if n > cap {
+        return Err(format!("api key {api_key} frame of {n} bytes is over its cap of {cap}"));
+    }
+    let mut rest = vec![0u8; n - HEADER_PREFIX_LEN];
+    rd.read_exact(&mut rest).await.map_err(|e| e.to_string())?;
+    let mut body = Bytes::from(rest);
+    let header = codec::parse_header((api_key, api_version, correlation_id), &mut body)?;
+    Ok(Frame { header, body })
+}
+
+/// Serve the frames in order and write each answer (none for `acks=0` produces).
+async fn answer(kafka: &Kafka, mut rx: mpsc::Receiver<Frame>, mut wr: OwnedWriteHalf) {
+    while let Some(frame) = rx.recv().await {
+        let h = frame.header.clone();
+        let out = match respond(kafka, frame).await {
+            Ok(Some((api, version, body))) => codec::encode_response(h.correlation_id, api, version, &body),
+            Ok(None) => continue,
+            Err(why) => Err(why),
+        };
+        let bytes = match out {
+            Ok(b) => b,
+            Err(why) => {
+                tracing::debug!(api_key = h.api_key, version = h.api_version, client = ?h.client_id, %why, "closing Kafka connection");
+                return;
+            }
+        };
+        if wr.write_all(&bytes).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The answer to one frame, and the version to encode it in.
+type Answer = Option<(ApiKey, i16, ResponseKind)>;
+
+async fn respond(kafka: &Kafka, frame: Frame) -> Result<Answer, String> {
+    let (api_key, v) = (frame.header.api_key, frame.header.api_version);
+    let api = ApiKey::try_from(api_key).map_err(|()| format!("unknown api key {api_key}"))?;
+    if api == ApiKey::ApiVersions {
+        let (r, at) = versions::api_versions(v);
+        return Ok(Some((api, at, ResponseKind::ApiVersions(r))));
+    }
+    if !versions::is_served(api_key, v) {
+        return Err(format!("{api:?} v{v} is not served (ApiVersions lists what is)"));
+    }
+    let req = codec::decode_request(api, v, frame.body).map_err(|e| e.to_string())?;
+    let body = match req {
+        RequestKind::Metadata(r) => ResponseKind::Metadata(kafka.metadata(r, v).await),
+        RequestKind::Produce(r) => match kafka.produce(r, v).await {
+            Some(r) => ResponseKind::Produce(r),
+            None => return Ok(None),
+        },
+        RequestKind::Fetch(r) => ResponseKind::Fetch(kafka.fetch(r, v).await),
+        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(kafka.list_offsets(r, v).await),
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(kafka.find_coordinator(r, v)),
+        RequestKind::JoinGroup(r) => {
+            let client = frame.header.client_id.as_deref().unwrap_or("kafka-client");
+            ResponseKind::JoinGroup(kafka.join_group(r, v, client).await)
+        }
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(kafka.sync_group(r, v).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(kafka.heartbeat(r).await),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(kafka.leave_group(r, v).await),
+        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(kafka.offset_commit(r).await),
+        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(kafka.offset_fetch(r, v).await),
+        _ => return Err(format!("{api:?} is listed as served but has no handler")),
+    };
+    Ok(Some((api, v, body)))
+}

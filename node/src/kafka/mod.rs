@@ -1,0 +1,201 @@
+//! The Kafka listener (`kafka_listen`, default `0.0.0.0:9092`, `none` to disable): Kafka
+//! clients (kcat, librdkafka, confluent-kafka, ...) talk to a node unmodified.
+//!
+//! - `conn.rs`: the accept loop (at most [`MAX_CONNECTIONS`]), frames (length checked
+//!   against the caps before anything is allocated), one request at a time per
+//!   connection in arrival order (clients pipeline: requests read ahead are queued,
+//!   answered in order, as Kafka's own broker does).
+//! - `codec.rs`: the request header, [`codec::decode_request`] (the one place request
+//!   bodies are decoded) and response frames.
+//! - `versions.rs`: the APIs and versions served; ApiVersions with KIP-511's fallback.
+//! - `metadata.rs`: Metadata (with topic auto-creation), `data.rs`: Produce, Fetch,
+//!   ListOffsets; `groups.rs`: FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
+//!   LeaveGroup, OffsetCommit, OffsetFetch onto meshlog's group coordinator, with
+//!   `consumer_protocol.rs` (the subscription and assignment bytes, pure).
+//!
+//! Routing, this slice: "route through me". Metadata names THIS node as the only broker
+//! and the leader of every partition, and every request is served through
+//! [`Gateway::client`] (from this node's own PeerId), which forwards to the real leader.
+//! A client that reaches one node (behind NAT, one port open) uses the whole mesh, at the
+//! cost of an extra hop. Real-leader metadata (advertised addresses carried in
+//! heartbeats, NOT_LEADER_OR_FOLLOWER on misroutes) is later work.
+//!
+//! It decides nothing about the mesh: it translates Kafka's requests into the client API
+//! and the answers back; batches pass through as the client sent them (checked with the
+//! `protocol::batch` functions, never re-encoded).
+
+pub mod codec;
+mod conn;
+pub mod consumer_protocol;
+mod data;
+mod groups;
+mod metadata;
+pub mod versions;
+
+use crate::config::{ConfigError, NodeConfig};
+use crate::gateway::Gateway;
+use crate::network::PeerId;
+use meshlog_protocol::messages::{ClientRequest, ClientResult};
+use meshlog_protocol::{ErrorCode, WireError};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Kafka connections served at once; more are closed as they arrive.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// Why the listener could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    /// `kafka_listen` or `kafka_advertise` is not valid.
+    #[error(transparent)]
+    Address(#[from] ConfigError),
+    /// The address could not be bound (taken, or not this host's).
+    #[error("cannot listen for Kafka clients on {addr} (set kafka_listen, or 'none'): {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why the bind failed.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The listener's socket, bound before the node opens its store (a taken port fails the
+/// start before anything is written), and the address clients are told.
+pub struct Bound {
+    listener: TcpListener,
+    addr: SocketAddr,
+    advertised: (String, u16),
+}
+
+impl Bound {
+    /// The address bound (the actual port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// Bind the Kafka listener if the config asks for one.
+pub async fn bind(cfg: &NodeConfig) -> Result<Option<Bound>, KafkaError> {
+    let Some(addr) = cfg.kafka_listen_addr()? else { return Ok(None) };
+    let bound = match TcpListener::bind(addr).await {
+        Ok(l) => l.local_addr().map(|a| (l, a)),
+        Err(e) => Err(e),
+    };
+    let (listener, addr) = bound.map_err(|source| KafkaError::Bind { addr, source })?;
+    let advertised = cfg.kafka_advertised(addr)?;
+    Ok(Some(Bound { listener, addr, advertised }))
+}
+
+/// What the listener needs from the node's config.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// Metadata may create topics.
+    pub auto_create_topics: bool,
+    /// Partitions of an auto-created topic.
+    pub auto_create_partitions: u32,
+    /// The largest Produce request.
+    pub max_request_bytes: usize,
+    /// The longest Fetch long poll.
+    pub fetch_max_wait_ms: u32,
+    /// The largest Fetch answer.
+    pub fetch_max_bytes: u32,
+    /// The longest a Produce waits for its acknowledgement.
+    pub produce_max_timeout_ms: u32,
+    /// A connection silent this long is closed.
+    pub idle_ms: u64,
+}
+
+impl KafkaSettings {
+    /// From the node's config.
+    pub fn of(cfg: &NodeConfig) -> KafkaSettings {
+        KafkaSettings {
+            auto_create_topics: cfg.kafka_auto_create_topics,
+            auto_create_partitions: cfg.kafka_auto_create_partitions,
+            max_request_bytes: cfg.max_frame_bytes,
+            fetch_max_wait_ms: cfg.fetch_max_wait_ms,
+            fetch_max_bytes: cfg.fetch_max_bytes,
+            produce_max_timeout_ms: cfg.produce_max_timeout_ms,
+            idle_ms: cfg.idle_connection_timeout_ms,
+        }
+    }
+}
+
+/// The listener's state: the gateway it asks, and who this node is to Kafka clients.
+pub struct Kafka {
+    gateway: Arc<Gateway>,
+    me: PeerId,
+    broker_id: i32,
+    advertised: (String, u16),
+    settings: KafkaSettings,
+}
+
+impl Kafka {
+    /// Ask this node's client API, as a remote client would (from this node's PeerId).
+    async fn ask(&self, req: ClientRequest) -> ClientResult {
+        self.gateway.client(self.me, req).await
+    }
+}
+
+/// This node's Kafka broker id: stable across restarts (derived from its PeerId),
+/// non-negative as Kafka requires.
+pub fn broker_id(peer: &PeerId) -> i32 {
+    (crc32c::crc32c(&peer.to_bytes()) & 0x7fff_ffff) as i32
+}
+
+/// A meshlog error as a Kafka error code: Kafka's numbers are shared; meshlog's own
+/// (from 1000) become the nearest retriable or generic Kafka code.
+pub fn kafka_code(e: &WireError) -> i16 {
+    match e.code {
+        ErrorCode::Unavailable => ErrorCode::LeaderNotAvailable.as_i16(),
+        ErrorCode::OutboxFull => ErrorCode::NotEnoughReplicas.as_i16(),
+        ErrorCode::PartitionNotAssigned | ErrorCode::NotOwner | ErrorCode::UnknownService => {
+            ErrorCode::InvalidRequest.as_i16()
+        }
+        ErrorCode::LimitExceeded => ErrorCode::PolicyViolation.as_i16(),
+        c if c.as_i16() >= 1000 => ErrorCode::Unknown.as_i16(),
+        c => c.as_i16(),
+    }
+}
+
+/// Serve Kafka clients on `bound` until `shutdown`.
+pub fn spawn(
+    bound: Bound,
+    gateway: Arc<Gateway>,
+    settings: KafkaSettings,
+    shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let me = gateway.net().local_peer_id();
+    let (host, port) = bound.advertised.clone();
+    let broker_id = broker_id(&me);
+    tracing::info!(addr = %bound.addr, advertised = %format!("{host}:{port}"), broker_id, "Kafka listener up");
+    let kafka = Arc::new(Kafka { gateway, me, broker_id, advertised: bound.advertised, settings });
+    tokio::spawn(conn::serve(bound.listener, kafka, shutdown))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_ids_are_stable_and_non_negative() {
+        for _ in 0..50 {
+            let p = PeerId::random();
+            assert_eq!(broker_id(&p), broker_id(&p));
+            assert!(broker_id(&p) >= 0);
+        }
+    }
+
+    #[test]
+    fn meshlog_codes_become_kafka_codes() {
+        let w = |c| WireError::new(c, "x");
+        assert_eq!(kafka_code(&w(ErrorCode::UnknownTopicOrPartition)), 3);
+        assert_eq!(kafka_code(&w(ErrorCode::Unavailable)), 5);
+        for c in ErrorCode::ALL {
+            assert!(kafka_code(&w(c)) < 1000, "{c} leaks a meshlog-only number");
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Which Kafka APIs and versions the listener serves, and the ApiVersions answer that
+//! says so (with KIP-511's fallback: a client asking in a version newer than ours gets
+//! a v0 answer with UNSUPPORTED_VERSION and our list, and asks again in one we know).
+//!
+//! Caps follow the Kafka brief (shared/KAFKA.md): Metadata <= 9, Produce and Fetch
+//! <= 12, ListOffsets and OffsetFetch <= 7 keep topic ids (KIP-516) out; every client
+//! tried works with them.
+
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+
+/// Every API served, with the lowest and highest version.
+pub const SERVED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 12),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Metadata, 0, 9),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 7),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 7),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::ApiVersions, 0, 4),
+];
+
+/// Kafka's UNSUPPORTED_VERSION.
+pub const UNSUPPORTED_VERSION: i16 = 35;
+
+/// The version range served for a raw api key, if it is served at all.
+pub fn served(api_key: i16) -> Option<(i16, i16)> {
+    SERVED.iter().find(|(k, _, _)| *k as i16 == api_key).map(|&(_, lo, hi)| (lo, hi))
+}
+
+/// Whether `version` of `api_key` is served.
+pub fn is_served(api_key: i16, version: i16) -> bool {
+    served(api_key).is_some_and(|(lo, hi)| (lo..=hi).contains(&version))
+}
+
+/// The ApiVersions answer to a request in `version`, and the version to encode it in:
+/// the same one if we know it, else v0 with UNSUPPORTED_VERSION (KIP-511).
+pub fn api_versions(version: i16) -> (ApiVersionsResponse, i16) {
+    let keys = SERVED
+        .iter()
+        .map(|&(k, lo, hi)| {
+            ApiVersion::default().with_api_key(k as i16).with_min_version(lo).with_max_version(hi)
+        })
+        .collect();
+    let mut r = ApiVersionsResponse::default().with_api_keys(keys);
+    if is_served(ApiKey::ApiVersions as i16, version) {
+        return (r, version);
+    }
+    r.error_code = UNSUPPORTED_VERSION;
+    (r, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::codec;
+    use bytes::Buf;
+    use kafka_protocol::messages::ResponseKind;
+
+    #[test]
+    fn every_served_range_is_within_what_the_decoder_knows() {
+        for &(k, lo, hi) in SERVED {
+            let known = k.valid_versions();
+            assert!(known.min <= lo && hi <= known.max && lo <= hi, "{k:?} {lo}-{hi}");
+        }
+        assert!(is_served(ApiKey::Metadata as i16, 9));
+        assert!(!is_served(ApiKey::Metadata as i16, 10), "topic ids stay out");
+        assert!(!is_served(ApiKey::CreateTopics as i16, 5));
+        assert!(!is_served(-3, 0));
+    }
+
+    #[test]
+    fn a_version_we_do_not_know_gets_a_v0_answer_with_our_list() {
+        let (r, v) = api_versions(4);
+        assert_eq!((r.error_code, v), (0, 4));
+        let (r, v) = api_versions(127);
+        assert_eq!((r.error_code, v), (UNSUPPORTED_VERSION, 0));
+        // On the wire: response header v0 (correlation id only), then the v0 body,
+        // which a client that only knows v0 reads back.
+        let frame = codec::encode_response(7, ApiKey::ApiVersions, v, &ResponseKind::ApiVersions(r)).unwrap();
+        // v0 body: error code, then an array of (key, min, max), 6 bytes each.
+        let mut body = frame.slice(8..);
+        assert_eq!(&frame[4..8], &7i32.to_be_bytes());
+        assert_eq!(body.get_i16(), UNSUPPORTED_VERSION);
+        assert_eq!(body.get_i32(), SERVED.len() as i32);
+        let keys: Vec<(i16, i16, i16)> =
+            (0..SERVED.len()).map(|_| (body.get_i16(), body.get_i16(), body.get_i16())).collect();
+        assert!(keys.contains(&(ApiKey::Metadata as i16, 0, 9)), "{keys:?}");
+        assert!(body.is_empty(), "a v0 answer has nothing after the list");
+        assert_eq!(frame.len(), 8 + 2 + 4 + 6 * SERVED.len());
+    }
+}
