@@ -300,5 +300,13 @@ fn pipelined_requests_are_answered_in_order_and_bad_frames_close_only_their_conn
     let mut s = connect();
     s.write_all(&frame(18, 0, 10, &[])).unwrap();
     assert_eq!(read_response(&mut s).unwrap().0, 10);
-    println!("figure: kafka frames: 3 pipelined answers in order, 2 bad connections closed, node alive");
+
+    println!("phase 5: a small Metadata v4 claiming 0x7fffffff topics is refused; the node lives");
+    let mut s = connect();
+    s.write_all(&frame(3, 4, 11, &[0x7f, 0xff, 0xff, 0xff, 1])).unwrap();
+    assert!(read_response(&mut s).is_err(), "no answer to a hostile length");
+    let mut s = connect();
+    s.write_all(&frame(18, 0, 12, &[])).unwrap();
+    assert_eq!(read_response(&mut s).unwrap().0, 12, "the node still answers");
+    println!("figure: kafka frames: 3 pipelined answers in order, 3 bad connections closed, node alive");
 }

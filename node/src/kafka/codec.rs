@@ -3,12 +3,13 @@
 //! client sends), [`decode_request`] (the ONE place a request body is decoded) and the
 //! response frame.
 //!
-//! Known hazard, until the hostile-safe decoder lands: `kafka-protocol` 0.18 decodes an
-//! array by calling `Vec::with_capacity` on the length the client wrote, so a tiny frame
-//! claiming 0x7fffffff elements makes the allocator abort the process (not a panic: it
-//! cannot be caught). The frame caps below bound only the frame, not such a claim.
-//! [`decode_request`] keeps the shape of the replacement being written in the `protocol`
-//! crate (issue #17, task K1), so swapping its body is the whole fix.
+//! `kafka-protocol` 0.18 decodes an array by calling `Vec::with_capacity` on the length
+//! the client wrote, so a tiny frame claiming 0x7fffffff elements would make the
+//! allocator abort the process (not a panic: it cannot be caught). The frame caps below
+//! bound only the frame; [`decode_request`] therefore hands every body to
+//! [`meshlog_protocol::kafka::decode_request`], which walks it first and refuses any
+//! length the body cannot hold (and any decode over its memory budget) before the crate
+//! allocates.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseHeader, ResponseKind};
@@ -146,15 +147,10 @@ fn uvarint(b: &mut Bytes) -> Result<u32, String> {
 /// Decode a request body of `api_key` at `version`. Every request the listener serves
 /// is decoded here and nowhere else (see the module docs for the known hazard).
 pub fn decode_request(api_key: ApiKey, version: i16, body: Bytes) -> Result<RequestKind, DecodeError> {
-    let range = api_key.valid_versions();
-    if version < range.min || version > range.max {
-        return Err(DecodeError::UnsupportedVersion { api: api_key, version });
-    }
-    let mut body = body;
-    RequestKind::decode(api_key, &mut body, version).map_err(|e| DecodeError::Malformed {
-        api: api_key,
-        version,
-        reason: e.to_string(),
+    use meshlog_protocol::kafka::DecodeError as Refused;
+    meshlog_protocol::kafka::decode_request(api_key as i16, version, body).map_err(|e| match e {
+        Refused::UnsupportedVersion { .. } => DecodeError::UnsupportedVersion { api: api_key, version },
+        other => DecodeError::Malformed { api: api_key, version, reason: other.to_string() },
     })
 }
 
@@ -245,6 +241,15 @@ mod tests {
         let e = decode_request(ApiKey::Metadata, 99, Bytes::new()).unwrap_err();
         assert!(matches!(e, DecodeError::UnsupportedVersion { version: 99, .. }), "{e}");
         let e = decode_request(ApiKey::Metadata, 4, Bytes::from_static(&[0, 0])).unwrap_err();
+        assert!(matches!(e, DecodeError::Malformed { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_body_claiming_two_billion_topics_is_refused_before_anything_is_allocated() {
+        // Metadata v4: topics = 0x7fffffff, allow_auto_topic_creation = true. The crate
+        // alone would reserve ~150 GB for it and abort the process.
+        let body = Bytes::from_static(&[0x7f, 0xff, 0xff, 0xff, 1]);
+        let e = decode_request(ApiKey::Metadata, 4, body).unwrap_err();
         assert!(matches!(e, DecodeError::Malformed { .. }), "{e}");
     }
 }
