@@ -163,11 +163,12 @@ fn compose_starts_a_ready_mesh_that_survives_a_killed_node() {
     }
     require_tool("docker-compose", "apt-get install docker-compose");
     let image = docker::image();
-    let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
+    let ports: Vec<u16> = (0..9).map(|_| free_port()).collect();
     let mut env = vec![("MESHLOG_IMAGE".to_string(), image)];
     for n in 0..3 {
-        env.push((format!("MESHLOG_NODE{}_PORT", n + 1), ports[2 * n].to_string()));
-        env.push((format!("MESHLOG_NODE{}_HTTP_PORT", n + 1), ports[2 * n + 1].to_string()));
+        env.push((format!("MESHLOG_NODE{}_PORT", n + 1), ports[3 * n].to_string()));
+        env.push((format!("MESHLOG_NODE{}_HTTP_PORT", n + 1), ports[3 * n + 1].to_string()));
+        env.push((format!("MESHLOG_NODE{}_KAFKA_PORT", n + 1), ports[3 * n + 2].to_string()));
     }
     let project = Project { name: format!("meshlogtest{}x{}", std::process::id(), ports[0]), env };
     let started = Instant::now();
@@ -178,8 +179,9 @@ fn compose_starts_a_ready_mesh_that_survives_a_killed_node() {
     });
     let ready_s = started.elapsed().as_secs_f64();
     let node1 = format!("/ip4/127.0.0.1/tcp/{}", ports[0]);
-    let node3 = format!("127.0.0.1:{}", ports[4]);
+    let node3 = format!("127.0.0.1:{}", ports[6]);
     wait_for(COMPOSE_READY_BUDGET, "node1 sees three members up", || members_up(&node1) == 3);
+    let meshed_s = started.elapsed().as_secs_f64();
 
     let create = run_cli(
         &node1,
@@ -206,7 +208,7 @@ fn compose_starts_a_ready_mesh_that_survives_a_killed_node() {
     });
     assert_eq!(read, RECORDS, "acknowledged records lost or duplicated after the kill");
     println!(
-        "FIGURE compose: three nodes healthy {ready_s:.1} s after `up`; node2 seen down {down_s:.1} s after \
-         `kill`; {read}/{RECORDS} acknowledged records read back"
+        "FIGURE compose: three nodes healthy {ready_s:.1} s and meshed {meshed_s:.1} s after `up`; node2 seen \
+         down {down_s:.1} s after `kill`; {read}/{RECORDS} acknowledged records read back"
     );
 }
