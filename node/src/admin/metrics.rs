@@ -81,7 +81,7 @@ fn partitions(broker: &Broker) -> Vec<PartitionRow> {
                 leader_here: view.is_leader,
                 has_leader: view.leader.is_some(),
                 online: r.part.write_failure().is_none() && r.part.failure().is_none(),
-                epoch: view.epoch,
+                epoch: view.epoch.get(),
                 replicas: r.peers.len(),
                 isr: view.isr.len(),
                 log_start,

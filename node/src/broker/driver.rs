@@ -24,7 +24,7 @@ use meshlog_protocol::batch;
 use meshlog_protocol::codec;
 use meshlog_protocol::messages::{ProduceResponse, ReplicateMessage};
 use meshlog_protocol::types::{Acks, PartitionStatus, TopicConfig};
-use meshlog_protocol::{ErrorCode, WireError};
+use meshlog_protocol::{Epoch, ErrorCode, WireError};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,7 +66,7 @@ pub enum Outbound {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplicaView {
     /// The promised epoch.
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// The leader it believes in (its index in the replica set).
     pub leader: Option<usize>,
     /// Whether it leads.
@@ -280,7 +280,7 @@ impl Driver {
 
     fn publish_view(&self) {
         let v = ReplicaView {
-            epoch: self.core.epoch().0,
+            epoch: self.core.epoch(),
             leader: self.core.leader(),
             is_leader: self.core.is_leader(),
             isr: if self.core.is_leader() { self.core.in_sync() } else { Vec::new() },
@@ -350,7 +350,7 @@ impl Driver {
                     self.store(entry, bytes.ok_or_else(|| missing("client batch", entry.base))?)?;
                 }
                 Output::AppendMarker(entry) => {
-                    let bytes = batch::leader_change_marker(crate::time::unix_ms(), entry.epoch.0);
+                    let bytes = batch::leader_change_marker(crate::time::unix_ms(), entry.epoch.get());
                     self.store(entry, bytes)?;
                 }
                 Output::AppendReplicated(entries) => {
@@ -404,7 +404,7 @@ impl Driver {
         tracing::info!(
             topic,
             partition,
-            epoch = epoch.0,
+            epoch = epoch.get(),
             leader = leader.and_then(|l| self.peers.get(l)).map_or("none", String::as_str),
             "leader changed"
         );
@@ -419,7 +419,7 @@ impl Driver {
     /// in (outside the CRC), and kept among the recent batches for the followers.
     fn store(&mut self, entry: Entry, mut bytes: Vec<u8>) -> Result<(), StorageError> {
         let _ = batch::set_base_offset(&mut bytes, entry.base as i64);
-        let _ = batch::set_partition_leader_epoch(&mut bytes, entry.epoch.0.min(i32::MAX as u64) as i32);
+        let _ = batch::set_partition_leader_epoch(&mut bytes, entry.epoch.to_i32());
         self.part.store_batch(entry.base, &bytes, entry.count)?;
         self.stored_since_tick = true;
         self.recent.push(entry.base, bytes);

@@ -169,11 +169,11 @@ impl ReplicaHandle {
         match e {
             AppendError::NotLeader { leader: Some(l), epoch } => WireError::new(
                 ErrorCode::NotLeaderOrFollower,
-                format!("{tp} is led by {} in epoch {}, not by this node", self.peer(l), epoch.0),
+                format!("{tp} is led by {} in epoch {epoch}, not by this node", self.peer(l)),
             ),
             AppendError::NotLeader { leader: None, epoch } => WireError::new(
                 ErrorCode::LeaderNotAvailable,
-                format!("{tp} has no leader right now (epoch {}); an election is under way", epoch.0),
+                format!("{tp} has no leader right now (epoch {epoch}); an election is under way"),
             ),
             AppendError::NotEnoughReplicas { in_sync, required } => WireError::new(
                 ErrorCode::NotEnoughReplicas,
