@@ -82,7 +82,7 @@ fn partitions(broker: &Broker) -> Vec<PartitionRow> {
                 has_leader: view.leader.is_some(),
                 online: r.part.write_failure().is_none() && r.part.failure().is_none(),
                 epoch: view.epoch.get(),
-                replicas: r.peers.len(),
+                replicas: r.members.len(),
                 isr: view.isr.len(),
                 log_start,
                 high_watermark: r.part.high_watermark(),

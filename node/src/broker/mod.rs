@@ -11,7 +11,7 @@ mod recent;
 pub mod stats;
 mod topics;
 
-pub use driver::{DriverContext, Outbound, ReplicaHandle, ReplicaSettings, ReplicaView};
+pub use driver::{DriverContext, Member, Outbound, ReplicaHandle, ReplicaSettings, ReplicaView};
 pub use partition::{CompactStats, Partition};
 pub use recent::RecentBudget;
 pub use stats::BrokerStats;
