@@ -15,6 +15,8 @@
 //! - [`batch`]: Kafka record batch format v2 (magic 2), byte for byte, with CRC32C.
 //! - [`group`]: consumer groups: membership, assignment, committed offsets.
 //! - [`partitioner`]: Kafka's default key partitioner (murmur2), bit for bit.
+//! - [`ids`]: `NodeId`, `PartitionId`, `Offset`, `Epoch`: ids that say what they carry,
+//!   encoded exactly as the bare values they wrap.
 //! - [`types`]: small shared value types (acks, offset specs, topic descriptions).
 //! - [`mesh`]: membership heartbeats, topic records, service instances (mesh hints).
 //! - [`kafka`]: Kafka requests decoded with every wire length bounded before allocation
@@ -26,6 +28,7 @@ pub mod codec;
 pub mod error;
 pub mod frame;
 pub mod group;
+pub mod ids;
 pub mod kafka;
 pub mod mesh;
 pub mod messages;
@@ -33,4 +36,5 @@ pub mod partitioner;
 pub mod types;
 
 pub use error::{ErrorCode, WireError};
+pub use ids::{Epoch, NodeId, Offset, PartitionId};
 pub use messages::{ClientRequest, ClientResponse, PeerRequest, PeerResponse};

@@ -3,6 +3,7 @@
 //! holds what and where to dial; no safety property depends on them.
 
 use crate::group::OFFSETS_TOPIC;
+use crate::ids::Epoch;
 use crate::types::{
     validate_topic_name, TopicInfo, MAX_PARTITIONS, MAX_PEER_ID_LEN, MAX_REPLICATION_FACTOR,
     MAX_REPLICA_SLOTS_PER_TOPIC,
@@ -187,7 +188,7 @@ pub struct LeaderLeases {
     /// How long the announcement should be trusted, in milliseconds.
     pub lease_ms: u64,
     /// (topic, partition, epoch) of each partition it leads.
-    pub partitions: Vec<(String, u32, u64)>,
+    pub partitions: Vec<(String, u32, Epoch)>,
 }
 
 /// One member of the mesh as a node sees it.

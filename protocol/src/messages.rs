@@ -10,6 +10,7 @@
 
 use crate::error::WireError;
 use crate::group::{GroupRequest, GroupResponse};
+use crate::ids::Epoch;
 use crate::mesh::{ClusterStatus, ServiceInstance, SignedRecord};
 use crate::types::{Acks, OffsetSpec, PartitionStatus, TopicDescription, TopicInfo};
 use serde::{Deserialize, Serialize};
@@ -102,7 +103,7 @@ pub struct ProduceRequest {
     /// The leader epoch the client believes current, if it tracks one: a leader of a
     /// later epoch answers `FENCED_LEADER_EPOCH`, a replica of an earlier one
     /// `UNKNOWN_LEADER_EPOCH`, and nothing is written.
-    pub leader_epoch: Option<u64>,
+    pub leader_epoch: Option<Epoch>,
     /// One record batch, magic 2; its base offset is assigned by the leader.
     #[serde(with = "serde_bytes")]
     pub batch: Vec<u8>,
@@ -123,7 +124,7 @@ pub struct FetchRequest {
     pub max_wait_ms: u32,
     /// The leader epoch the client believes current, if it tracks one (checked as for
     /// a produce).
-    pub leader_epoch: Option<u64>,
+    pub leader_epoch: Option<Epoch>,
 }
 
 /// A successful answer to a [`ClientRequest`]; errors travel as [`WireError`].

@@ -3,6 +3,7 @@
 //! topic and partition descriptions.
 
 use crate::error::{ErrorCode, WireError};
+use crate::ids::Epoch;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -297,7 +298,7 @@ pub struct PartitionStatus {
     /// The node that leads it (its PeerId as text).
     pub leader: String,
     /// The leader's epoch (0: none elected yet).
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// The replica set, in the topic record's order.
     pub replicas: Vec<String>,
     /// The in-sync replicas, as the leader sees them.
@@ -323,7 +324,7 @@ impl PartitionStatus {
         PartitionStatus {
             partition,
             leader: String::new(),
-            epoch: 0,
+            epoch: Epoch::ZERO,
             replicas: replicas.to_vec(),
             isr: Vec::new(),
             log_start_offset: 0,

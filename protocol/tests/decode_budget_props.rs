@@ -19,6 +19,7 @@ use meshlog_protocol::messages::{
     ClientRequest, ClientResponse, ClientResult, PeerRequest, PeerResponse, ReplicateMessage,
 };
 use meshlog_protocol::types::{PartitionStatus, TopicConfig, TopicInfo};
+use meshlog_protocol::Epoch;
 use proptest::prelude::*;
 use serde::{de::DeserializeOwned, Serialize};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -199,7 +200,7 @@ fn gossip() -> impl Strategy<Value = GossipMessage> {
                 partitions: 0,
             })
         }),
-        many((tiny(), 0u32..9, 0u64..9)).prop_map(|partitions| {
+        many((tiny(), 0u32..9, (0u64..9).prop_map(Epoch::new))).prop_map(|partitions| {
             GossipMessage::Leases(LeaderLeases { leader: String::new(), lease_ms: 1, partitions })
         }),
     ]

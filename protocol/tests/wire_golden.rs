@@ -11,6 +11,7 @@ use meshlog_protocol::group::{
     Assignor, CommittedOffset, GroupDescription, GroupListing, GroupResponse, GroupState,
     MemberDescription, TopicPartition,
 };
+use meshlog_protocol::ids::Epoch;
 use meshlog_protocol::mesh::{
     BreakerStatus, ClusterStatus, GossipMessage, Heartbeat, LeaderLeases, MemberStatus,
     OutboxDepth, ServiceInstance, TopicRecord,
@@ -47,7 +48,7 @@ fn status() -> PartitionStatus {
     PartitionStatus {
         partition: 1,
         leader: A.into(),
-        epoch: 7,
+        epoch: Epoch::new(7),
         replicas: vec![A.into(), B.into()],
         isr: vec![A.into()],
         log_start_offset: 3,
@@ -76,7 +77,7 @@ fn values() -> Vec<(&'static str, String)> {
     let leases = LeaderLeases {
         leader: B.into(),
         lease_ms: 3000,
-        partitions: vec![("orders".into(), 1, 7), ("x".into(), 0, 1 << 31)],
+        partitions: vec![("orders".into(), 1, Epoch::new(7)), ("x".into(), 0, Epoch::new(1 << 31))],
     };
     let cluster = ClusterStatus {
         node: A.into(),
@@ -106,7 +107,7 @@ fn values() -> Vec<(&'static str, String)> {
         partition: 1,
         acks: Acks::All,
         timeout_ms: 500,
-        leader_epoch: Some(7),
+        leader_epoch: Some(Epoch::new(7)),
         batch: vec![1, 2, 3],
     });
     let fetch = ClientRequest::Fetch(FetchRequest {

@@ -7,7 +7,7 @@ use meshlog_protocol::messages::{
     ProduceRequest, ProduceResponse,
 };
 use meshlog_protocol::types::{Acks, OffsetSpec};
-use meshlog_protocol::{ErrorCode, WireError};
+use meshlog_protocol::{Epoch, ErrorCode, WireError};
 use proptest::prelude::*;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -82,7 +82,7 @@ fn request() -> impl Strategy<Value = ClientRequest> {
             }),
         ("[a-z]{0,12}", any::<u32>(), any::<u64>(), any::<u32>(), any::<u32>()).prop_map(
             |(topic, partition, offset, max_bytes, max_wait_ms)| {
-                let leader_epoch = (offset % 3 == 0).then_some(offset / 3);
+                let leader_epoch = (offset % 3 == 0).then_some(Epoch::new(offset / 3));
                 ClientRequest::Fetch(FetchRequest {
                     topic,
                     partition,

@@ -7,6 +7,7 @@ use meshlog::client::Client;
 use meshlog_protocol::batch::{self, BatchBuilder};
 use meshlog_protocol::messages::{ClientRequest, ClientResponse, ProduceRequest};
 use meshlog_protocol::types::{Acks, PartitionStatus};
+use meshlog_protocol::Epoch;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -146,7 +147,7 @@ impl Cluster {
 
     /// Wait until a live node leads `topic`-`p` with every replica of its set in sync;
     /// returns the leader's index and epoch.
-    pub async fn wait_leader_with_full_isr(&self, topic: &str, p: u32) -> (usize, u64) {
+    pub async fn wait_leader_with_full_isr(&self, topic: &str, p: u32) -> (usize, Epoch) {
         let n = self.nodes.len();
         wait_until(&format!("{topic}-{p} has a leader with {n} in-sync replicas"), LONG_BUDGET, || async {
             for i in 0..n {
@@ -162,7 +163,7 @@ impl Cluster {
 
     /// Like [`Cluster::wait_leader_with_full_isr`], but a full ISR is every live replica
     /// (for a partition with a node down).
-    pub async fn wait_leader_with_full_isr_of_live(&self, topic: &str, p: u32) -> (usize, u64) {
+    pub async fn wait_leader_with_full_isr_of_live(&self, topic: &str, p: u32) -> (usize, Epoch) {
         let live = self.nodes.iter().filter(|n| n.is_some()).count();
         wait_until(&format!("{topic}-{p} has a leader with {live} in-sync replicas"), LONG_BUDGET, || async {
             for i in 0..self.nodes.len() {
@@ -184,7 +185,7 @@ impl Cluster {
 
     /// Every (epoch, leader) that live nodes claim for `topic`-`p` right now (a node
     /// claims an epoch when its own replica says it leads it).
-    pub async fn leadership_claims(&self, topic: &str, p: u32) -> Vec<(u64, usize)> {
+    pub async fn leadership_claims(&self, topic: &str, p: u32) -> Vec<(Epoch, usize)> {
         let asks = (0..self.nodes.len()).map(|i| self.replica_status(i, topic, p));
         let views = futures::future::join_all(asks).await;
         views
@@ -351,8 +352,8 @@ pub fn percentiles(mut d: Vec<Duration>) -> (u128, u128) {
 }
 
 /// Count distinct leaders per epoch over a set of observed claims.
-pub fn max_leaders_per_epoch(claims: &[(u64, usize)]) -> usize {
-    let mut by_epoch: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+pub fn max_leaders_per_epoch(claims: &[(Epoch, usize)]) -> usize {
+    let mut by_epoch: BTreeMap<Epoch, Vec<usize>> = BTreeMap::new();
     for (e, l) in claims {
         let v = by_epoch.entry(*e).or_default();
         if !v.contains(l) {

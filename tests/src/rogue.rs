@@ -238,14 +238,14 @@ pub fn replicate(topic: &str, partition: u32, msg: &Message) -> ReplicateMessage
 /// drops the follower's whole log.
 pub fn forged_behind(epoch: u64, end: u64, last_epoch: u64) -> Message {
     Message::FetchResp {
-        epoch: Epoch(epoch),
+        epoch: Epoch::new(epoch),
         hw: 0,
         body: FetchBody::Behind {
             start: end + 1_000_000,
-            start_epoch: Epoch(epoch),
+            start_epoch: Epoch::new(epoch),
             producers: Vec::new(),
             fetch_offset: end,
-            fetch_last_epoch: Epoch(last_epoch),
+            fetch_last_epoch: Epoch::new(last_epoch),
         },
     }
 }
@@ -253,13 +253,13 @@ pub fn forged_behind(epoch: u64, end: u64, last_epoch: u64) -> Message {
 /// A forged fetch answer telling that follower its log diverges from offset 0.
 pub fn forged_diverging(epoch: u64, end: u64, last_epoch: u64) -> Message {
     Message::FetchResp {
-        epoch: Epoch(epoch),
+        epoch: Epoch::new(epoch),
         hw: 0,
         body: FetchBody::Diverging {
-            epoch: Epoch(0),
+            epoch: Epoch::new(0),
             end: 0,
             fetch_offset: end,
-            fetch_last_epoch: Epoch(last_epoch),
+            fetch_last_epoch: Epoch::new(last_epoch),
         },
     }
 }

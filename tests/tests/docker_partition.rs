@@ -7,6 +7,7 @@
 //!
 //! Skips (printing `SKIP:`) without Docker, except in CI (`CI` set), where it fails.
 
+use meshlog_protocol::Epoch;
 use meshlog_tests::cluster::max_leaders_per_epoch;
 use meshlog_tests::docker::{require_docker, wait_for, DockerNet, DockerNode};
 use meshlog_tests::LONG_BUDGET;
@@ -16,12 +17,12 @@ use std::collections::BTreeSet;
 const LOCAL: &str = "/ip4/127.0.0.1/tcp/9494";
 
 /// A node's own view of partition 0 of `t`: (leader, epoch, isr size), from its host.
-fn view(node: &DockerNode) -> Option<(String, u64, usize)> {
+fn view(node: &DockerNode) -> Option<(String, Epoch, usize)> {
     let out = node.exec(&["cluster", "status", "--json", "--server", LOCAL], None);
     let v: Value = serde_json::from_str(&out.stdout).ok()?;
     let p = v["partitions"].as_array()?.iter().find(|p| p[0] == "t" && p[1]["online"] == true)?.clone();
     let s = &p[1];
-    Some((s["leader"].as_str()?.to_string(), s["epoch"].as_u64()?, s["isr"].as_array()?.len()))
+    Some((s["leader"].as_str()?.to_string(), Epoch::new(s["epoch"].as_u64()?), s["isr"].as_array()?.len()))
 }
 
 fn produce(node: &DockerNode, values: &[String], delivery_timeout_ms: &str) -> bool {
@@ -53,8 +54,8 @@ fn a_leader_cut_off_from_its_followers_acknowledges_nothing_and_the_majority_goe
         None,
     );
     assert_eq!(out.code, 0, "create: {}", out.stderr);
-    let mut claims: Vec<(u64, usize)> = Vec::new();
-    let observe = |nodes: &[DockerNode], claims: &mut Vec<(u64, usize)>| {
+    let mut claims: Vec<(Epoch, usize)> = Vec::new();
+    let observe = |nodes: &[DockerNode], claims: &mut Vec<(Epoch, usize)>| {
         for (i, n) in nodes.iter().enumerate() {
             if let Some((leader, epoch, _)) = view(n) {
                 if leader == ids[i] {

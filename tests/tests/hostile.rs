@@ -155,7 +155,7 @@ async fn poisoned_leases_do_not_steer_writes() {
     let poison = LeaderLeases {
         leader: rogue.id.to_string(),
         lease_ms: u64::MAX,
-        partitions: (0..6).map(|p| (topic.to_string(), p, u64::MAX)).collect(),
+        partitions: (0..6).map(|p| (topic.to_string(), p, Epoch::new(u64::MAX))).collect(),
     };
     let mut t = Tally::default();
     for _ in 0..FORGERY_ROUNDS {
@@ -219,15 +219,19 @@ async fn forged_fetch_answers_and_votes_do_not_wipe_a_follower() {
         (s.log_end_offset == l.log_end_offset && s.high_watermark == l.high_watermark).then_some(s)
     })
     .await;
-    let (end, epoch) = (before.log_end_offset, before.epoch);
+    let (end, epoch) = (before.log_end_offset, before.epoch.get());
     let forgeries = [
         rogue::forged_behind(epoch, end, epoch),
         rogue::forged_behind(epoch + 1, end, epoch),
         rogue::forged_behind(u64::MAX, end, epoch),
         rogue::forged_diverging(epoch + 1, end, epoch),
         rogue::forged_diverging(u64::MAX, end, epoch),
-        Message::Vote { epoch: Epoch(u64::MAX), last_epoch: Epoch(u64::MAX), last_end: u64::MAX },
-        Message::PreVote { epoch: Epoch(u64::MAX), last_epoch: Epoch(u64::MAX), last_end: u64::MAX },
+        Message::Vote { epoch: Epoch::new(u64::MAX), last_epoch: Epoch::new(u64::MAX), last_end: u64::MAX },
+        Message::PreVote {
+            epoch: Epoch::new(u64::MAX),
+            last_epoch: Epoch::new(u64::MAX),
+            last_end: u64::MAX,
+        },
     ];
     let mut t = Tally::default();
     let follower = c.ids[f].parse().unwrap();
@@ -249,7 +253,7 @@ async fn forged_fetch_answers_and_votes_do_not_wipe_a_follower() {
         }),
     }
     let claims = c.leadership_claims(topic, p).await;
-    t.observe(claims.iter().any(|(e, _)| *e != epoch), || {
+    t.observe(claims.iter().any(|(e, _)| e.get() != epoch), || {
         format!("forged messages moved the partition's epoch: {claims:?} (was {epoch})")
     });
     // Writes still complete (no election blocked by a promise of u64::MAX), and the
@@ -378,6 +382,7 @@ async fn a_client_cannot_act_as_a_node() {
     let topic = "plain";
     c.client(0).create_topic(topic, 1, 3, Default::default()).await.unwrap();
     let (leader, epoch) = c.wait_leader_with_full_isr(topic, 0).await;
+    let epoch = epoch.get();
     let bg = writer(&c, topic, 0);
     bg.wait_for_more(WRITES_DURING_ATTACK, "writes before the attack").await;
     let log = bg.stop().await;
@@ -398,7 +403,11 @@ async fn a_client_cannot_act_as_a_node() {
         }
         for m in [
             rogue::forged_behind(epoch + 1, end, epoch),
-            Message::Vote { epoch: Epoch(u64::MAX), last_epoch: Epoch(u64::MAX), last_end: u64::MAX },
+            Message::Vote {
+                epoch: Epoch::new(u64::MAX),
+                last_epoch: Epoch::new(u64::MAX),
+                last_end: u64::MAX,
+            },
         ] {
             rogue.net.replication().send(*node, &rogue::replicate(topic, 0, &m));
             t.tried(1);
@@ -408,7 +417,7 @@ async fn a_client_cannot_act_as_a_node() {
     let lease = LeaderLeases {
         leader: me.clone(),
         lease_ms: u64::MAX,
-        partitions: vec![(topic.into(), 0, u64::MAX)],
+        partitions: vec![(topic.into(), 0, Epoch::new(u64::MAX))],
     };
     rogue.net.publish(GossipMessage::Leases(lease.clone())).await;
     rogue.net.publish(GossipMessage::Topic(signed.clone())).await;
@@ -450,7 +459,7 @@ async fn a_client_cannot_act_as_a_node() {
     for i in 0..3 {
         let s = c.replica_status(i, topic, 0).await;
         let changed = s.as_ref().is_none_or(|s| {
-            s.log_start_offset != 0 || s.log_end_offset != end || s.epoch != epoch || s.leader == me
+            s.log_start_offset != 0 || s.log_end_offset != end || s.epoch.get() != epoch || s.leader == me
         });
         t.observe(changed, || format!("node {i}'s replica changed under a client's peer traffic: {s:?}"));
         let made = topic_infos(&c.client(i)).await.contains_key("client-made");

@@ -263,7 +263,7 @@ async fn a_client_holding_a_stale_leader_epoch_is_told_and_nothing_is_written() 
     use meshlog_protocol::batch::BatchBuilder;
     use meshlog_protocol::messages::{ClientRequest, FetchRequest, ProduceRequest};
     use meshlog_protocol::types::Acks;
-    use meshlog_protocol::ErrorCode;
+    use meshlog_protocol::{Epoch, ErrorCode};
     let mut c = cluster_with_topic("epochs").await;
     let (leader, epoch) = c.wait_leader_with_full_isr("epochs", 0).await;
     c.kill9(leader);
@@ -301,7 +301,7 @@ async fn a_client_holding_a_stale_leader_epoch_is_told_and_nothing_is_written() 
     assert_eq!(code(client.request(produce(Some(epoch))).await.unwrap_err()), ErrorCode::FencedLeaderEpoch);
     assert_eq!(code(client.request(fetch(Some(epoch))).await.unwrap_err()), ErrorCode::FencedLeaderEpoch);
     assert_eq!(
-        code(client.request(produce(Some(new_epoch + 5))).await.unwrap_err()),
+        code(client.request(produce(Some(Epoch::new(new_epoch.get() + 5)))).await.unwrap_err()),
         ErrorCode::UnknownLeaderEpoch
     );
     let after =

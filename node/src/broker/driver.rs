@@ -24,7 +24,7 @@ use meshlog_protocol::batch;
 use meshlog_protocol::codec;
 use meshlog_protocol::messages::{ProduceResponse, ReplicateMessage};
 use meshlog_protocol::types::{Acks, PartitionStatus, TopicConfig};
-use meshlog_protocol::{ErrorCode, WireError};
+use meshlog_protocol::{Epoch, ErrorCode, WireError};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,7 +66,7 @@ pub enum Outbound {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplicaView {
     /// The promised epoch.
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// The leader it believes in (its index in the replica set).
     pub leader: Option<usize>,
     /// Whether it leads.
@@ -96,14 +96,31 @@ enum DriverInput {
 
 type Reply = oneshot::Sender<Result<Appended, AppendError>>;
 
+/// One member of a replica set: its id as the topic record names it and, parsed once
+/// beside it (so the two can never disagree), its PeerId.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The PeerId as text, as the topic record names it.
+    pub id: String,
+    /// The same, parsed (`None` for an entry that is not a PeerId: never sent to, and no
+    /// message is taken from it).
+    pub peer: Option<PeerId>,
+}
+
+impl Member {
+    /// A member from its id in the topic record.
+    pub fn parse(id: String) -> Member {
+        let peer = id.parse().ok();
+        Member { id, peer }
+    }
+}
+
 /// A partition replica on this node: its stored log and the queue into its driver.
 pub struct ReplicaHandle {
     /// The stored log (reads, retention).
     pub part: Arc<Partition>,
-    /// The replica set (PeerIds as text), in the topic record's order.
-    pub peers: Arc<Vec<String>>,
-    /// The same, parsed (None for an entry that is not a PeerId).
-    peer_ids: Arc<Vec<Option<PeerId>>>,
+    /// The replica set, in the topic record's order.
+    pub members: Arc<Vec<Member>>,
     me: usize,
     tx: Option<mpsc::Sender<DriverInput>>,
     view: watch::Receiver<ReplicaView>,
@@ -168,8 +185,7 @@ fn seed(topic: &str, p: u32, me: &str) -> u64 {
 struct Driver {
     core: replica::Replica,
     part: Arc<Partition>,
-    peers: Arc<Vec<String>>,
-    peer_ids: Arc<Vec<Option<PeerId>>>,
+    members: Arc<Vec<Member>>,
     me: usize,
     ctx: DriverContext,
     rx: mpsc::Receiver<DriverInput>,
@@ -227,7 +243,7 @@ impl Driver {
             let input = match input {
                 DriverInput::Peer { from, msg, records } => {
                     if let Err(why) = self.accept_batches(&msg, records) {
-                        tracing::warn!(%topic, partition = p, from = %self.peers[from], %why, "replication message refused");
+                        tracing::warn!(%topic, partition = p, from = %self.members[from].id, %why, "replication message refused");
                         continue;
                     }
                     Input::Receive { from, msg }
@@ -280,7 +296,7 @@ impl Driver {
 
     fn publish_view(&self) {
         let v = ReplicaView {
-            epoch: self.core.epoch().0,
+            epoch: self.core.epoch(),
             leader: self.core.leader(),
             is_leader: self.core.is_leader(),
             isr: if self.core.is_leader() { self.core.in_sync() } else { Vec::new() },
@@ -350,7 +366,7 @@ impl Driver {
                     self.store(entry, bytes.ok_or_else(|| missing("client batch", entry.base))?)?;
                 }
                 Output::AppendMarker(entry) => {
-                    let bytes = batch::leader_change_marker(crate::time::unix_ms(), entry.epoch.0);
+                    let bytes = batch::leader_change_marker(crate::time::unix_ms(), entry.epoch.get());
                     self.store(entry, bytes)?;
                 }
                 Output::AppendReplicated(entries) => {
@@ -404,8 +420,8 @@ impl Driver {
         tracing::info!(
             topic,
             partition,
-            epoch = epoch.0,
-            leader = leader.and_then(|l| self.peers.get(l)).map_or("none", String::as_str),
+            epoch = epoch.get(),
+            leader = leader.and_then(|l| self.members.get(l)).map_or("none", |m| m.id.as_str()),
             "leader changed"
         );
         let won = leader == Some(self.me);
@@ -419,7 +435,7 @@ impl Driver {
     /// in (outside the CRC), and kept among the recent batches for the followers.
     fn store(&mut self, entry: Entry, mut bytes: Vec<u8>) -> Result<(), StorageError> {
         let _ = batch::set_base_offset(&mut bytes, entry.base as i64);
-        let _ = batch::set_partition_leader_epoch(&mut bytes, entry.epoch.0.min(i32::MAX as u64) as i32);
+        let _ = batch::set_partition_leader_epoch(&mut bytes, entry.epoch.to_i32());
         self.part.store_batch(entry.base, &bytes, entry.count)?;
         self.stored_since_tick = true;
         self.recent.push(entry.base, bytes);
@@ -460,7 +476,7 @@ impl Driver {
     /// Send a message to replica `to`; a fetch answer carries its entries' batches, cut
     /// to the message budget (a prefix of the entries is still a valid answer).
     fn send(&self, to: usize, mut msg: Message) {
-        let Some(Some(peer)) = self.peer_ids.get(to).copied() else { return };
+        let Some(peer) = self.members.get(to).and_then(|m| m.peer) else { return };
         let mut records = Vec::new();
         if let Message::FetchResp { body: FetchBody::Entries(entries), .. } = &mut msg {
             if let Some(first) = entries.first().copied() {

@@ -11,7 +11,7 @@ mod recent;
 pub mod stats;
 mod topics;
 
-pub use driver::{DriverContext, Outbound, ReplicaHandle, ReplicaSettings, ReplicaView};
+pub use driver::{DriverContext, Member, Outbound, ReplicaHandle, ReplicaSettings, ReplicaView};
 pub use partition::{CompactStats, Partition};
 pub use recent::RecentBudget;
 pub use stats::BrokerStats;
@@ -23,7 +23,7 @@ use meshlog_protocol::messages::{
     ClientRequest, ClientResponse, ClientResult, FetchRequest, ProduceRequest, ReplicateMessage,
 };
 use meshlog_protocol::types::{CleanupPolicy, PartitionStatus, TopicConfig};
-use meshlog_protocol::{ErrorCode, WireError};
+use meshlog_protocol::{Epoch, ErrorCode, WireError};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -141,7 +141,7 @@ impl Broker {
     }
 
     /// (topic, partition, epoch) of every partition this node leads.
-    pub fn leaderships(&self) -> Vec<(String, u32, u64)> {
+    pub fn leaderships(&self) -> Vec<(String, u32, Epoch)> {
         let mut out = Vec::new();
         for t in self.topics.all() {
             for (p, r) in t.held() {
@@ -243,7 +243,7 @@ fn compact(part: &Partition, config: &TopicConfig, now: i64) {
 /// Refuse a request whose client believes in another leader epoch than this replica:
 /// an older one is fenced (the client's view is stale), a newer one is unknown here
 /// (this replica is behind). Nothing is written or read.
-fn check_epoch(replica: &ReplicaHandle, client_epoch: Option<u64>) -> Result<(), WireError> {
+fn check_epoch(replica: &ReplicaHandle, client_epoch: Option<Epoch>) -> Result<(), WireError> {
     let Some(theirs) = client_epoch else { return Ok(()) };
     let ours = replica.view().epoch;
     let tp = format!("{}-{}", replica.part.topic(), replica.part.id());

@@ -233,7 +233,7 @@ impl Partition {
     ) -> Result<(), StorageError> {
         let mut value = [0u8; 16];
         value[..8].copy_from_slice(&start.to_be_bytes());
-        value[8..].copy_from_slice(&epoch.0.to_be_bytes());
+        value[8..].copy_from_slice(&epoch.get().to_be_bytes());
         let encoded = meshlog_protocol::codec::encode(&producers)
             .map_err(|e| StorageError::encode("producer state", e))?;
         self.store.meta_put(&keys::producers(&self.topic, self.id), &encoded)?;
@@ -462,11 +462,11 @@ fn advance(hw: &watch::Sender<u64>, end: u64) -> bool {
 /// The saved log start and the epoch below it: 16 bytes, or 8 (an older node's
 /// record, without the epoch), or nothing (a log that never lost its head).
 fn read_start(store: &Store, topic: &str, id: u32) -> Result<(u64, Epoch), StorageError> {
-    let Some(b) = store.meta_get(&keys::log_start(topic, id))? else { return Ok((0, Epoch(0))) };
+    let Some(b) = store.meta_get(&keys::log_start(topic, id))? else { return Ok((0, Epoch::new(0))) };
     let word = |i: usize| b.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()).map(u64::from_be_bytes);
     match (b.len(), word(0), word(8)) {
-        (16, Some(start), Some(epoch)) => Ok((start, Epoch(epoch))),
-        (8, Some(start), _) => Ok((start, Epoch(0))),
+        (16, Some(start), Some(epoch)) => Ok((start, Epoch::new(epoch))),
+        (8, Some(start), _) => Ok((start, Epoch::new(0))),
         _ => Err(StorageError::Damaged {
             what: format!("partition {topic}-{id}"),
             reason: format!("a saved log start of {} bytes, not 8 or 16", b.len()),
@@ -495,7 +495,7 @@ pub fn as_entry(base: u64, h: &BatchHeader) -> Entry {
     // Validation refuses a negative lastOffsetDelta; were one to get here, it covers one
     // offset rather than overflowing (-1 as u32 + 1).
     let count = (h.last_offset_delta.max(0) as u32).saturating_add(1);
-    let epoch = Epoch(h.partition_leader_epoch.max(0) as u64);
+    let epoch = Epoch::new(h.partition_leader_epoch.max(0) as u64);
     Entry { base, count, epoch, producer: producer_seq(h), epoch_start: h.is_control() }
 }
 

@@ -9,7 +9,7 @@ use crate::storage;
 use crate::time::unix_ms;
 use meshlog_protocol::batch::BatchBuilder;
 use meshlog_protocol::types::Acks;
-use meshlog_protocol::ErrorCode;
+use meshlog_protocol::{Epoch, ErrorCode};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -224,7 +224,10 @@ async fn wait_until_led(client: &crate::client::Client, topic: &str) -> anyhow::
     let deadline = Instant::now() + LEADERS_BUDGET;
     loop {
         let ready = match client.describe_topic(topic).await {
-            Ok(t) => t.partitions.iter().all(|p| p.online && p.epoch > 0 && p.isr.len() == p.replicas.len()),
+            Ok(t) => t
+                .partitions
+                .iter()
+                .all(|p| p.online && p.epoch > Epoch::ZERO && p.isr.len() == p.replicas.len()),
             Err(ClientError::Server(e)) if e.code == ErrorCode::UnknownTopicOrPartition => false,
             Err(e) => return Err(e.into()),
         };

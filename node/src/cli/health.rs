@@ -135,7 +135,7 @@ mod tests {
         let replicas: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
         let mut s = PartitionStatus::unknown(p, &replicas);
         s.leader = leader.into();
-        s.epoch = epoch;
+        s.epoch = meshlog_protocol::Epoch::new(epoch);
         s.isr = isr.iter().map(|s| s.to_string()).collect();
         s.online = online;
         ("t".into(), s)

@@ -17,7 +17,7 @@ use crate::resilience::{CallKind, Resilience};
 use meshlog_protocol::group::OFFSETS_TOPIC;
 use meshlog_protocol::messages::{ClientRequest, ClientResponse, ClientResult, PeerRequest, PeerResponse};
 use meshlog_protocol::types::{PartitionStatus, TopicDescription};
-use meshlog_protocol::{ErrorCode, WireError};
+use meshlog_protocol::{Epoch, ErrorCode, WireError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,7 +42,7 @@ pub struct Router {
 }
 
 /// How authoritative a partition status is: (from its leader, epoch, HW).
-type StatusRank = (bool, u64, u64);
+type StatusRank = (bool, Epoch, u64);
 
 /// The outcome of one pass over a partition's replicas.
 enum Routed {

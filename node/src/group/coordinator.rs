@@ -20,7 +20,7 @@ use meshlog_protocol::codec;
 use meshlog_protocol::group::{GroupRequest, GroupResponse, OFFSETS_TOPIC};
 use meshlog_protocol::messages::{ClientResponse, ClientResult};
 use meshlog_protocol::types::Acks;
-use meshlog_protocol::{ErrorCode, WireError};
+use meshlog_protocol::{Epoch, ErrorCode, WireError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -83,7 +83,7 @@ impl Coordinator {
     }
 
     /// This node's replica of offsets partition `p`, which must lead.
-    fn leading_replica(&self, p: u32) -> Result<(Arc<ReplicaHandle>, u64), WireError> {
+    fn leading_replica(&self, p: u32) -> Result<(Arc<ReplicaHandle>, Epoch), WireError> {
         let not_here = || {
             WireError::new(
                 ErrorCode::NotLeaderOrFollower,
@@ -215,7 +215,7 @@ impl Coordinator {
         s.step(crate::time::monotonic_ms(), Input::Loaded { epoch });
         tracing::info!(
             partition = p,
-            epoch,
+            epoch = epoch.get(),
             records,
             groups = s.group_count(),
             ms = started.elapsed().as_millis() as u64,

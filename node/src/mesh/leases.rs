@@ -9,6 +9,7 @@
 
 use meshlog_protocol::mesh::LeaderLeases;
 use meshlog_protocol::types::MAX_TOTAL_PARTITIONS;
+use meshlog_protocol::Epoch;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -27,7 +28,7 @@ pub struct PartitionFacts<'a> {
     /// The replica set, from the adopted topic record.
     pub replicas: &'a [String],
     /// The epoch of this node's own replica of it, if it holds one.
-    pub local_epoch: Option<u64>,
+    pub local_epoch: Option<Epoch>,
 }
 
 /// Why one announced lease was not taken.
@@ -59,9 +60,9 @@ pub enum LeaseRefused {
         /// Partition.
         partition: u32,
         /// Announced epoch.
-        epoch: u64,
+        epoch: Epoch,
         /// Highest epoch seen here.
-        seen: u64,
+        seen: Epoch,
     },
     /// The table is full.
     #[error("lease table full ({MAX_LEASES} leases)")]
@@ -70,7 +71,7 @@ pub enum LeaseRefused {
 
 #[derive(Debug, Clone)]
 struct Lease {
-    epoch: u64,
+    epoch: Epoch,
     leader: String,
     until: Instant,
 }
@@ -105,8 +106,8 @@ impl LeaseTable {
             }
             let key = (topic, partition);
             let held = self.map.get(&key);
-            let seen = held.map_or(0, |h| h.epoch).max(f.local_epoch.unwrap_or(0));
-            if epoch > seen.saturating_add(MAX_LEASE_EPOCH_JUMP) {
+            let seen = held.map_or(Epoch::ZERO, |h| h.epoch).max(f.local_epoch.unwrap_or(Epoch::ZERO));
+            if epoch.get() > seen.get().saturating_add(MAX_LEASE_EPOCH_JUMP) {
                 let (topic, partition) = key;
                 refused.push(LeaseRefused::EpochJump { topic, partition, epoch, seen });
                 continue;
@@ -128,7 +129,7 @@ impl LeaseTable {
     }
 
     /// The leader and epoch of a partition while its lease holds.
-    pub fn get(&self, topic: &str, partition: u32, now: Instant) -> Option<(u64, &str)> {
+    pub fn get(&self, topic: &str, partition: u32, now: Instant) -> Option<(Epoch, &str)> {
         let l = self.map.get(&(topic.to_string(), partition))?;
         (now < l.until).then_some((l.epoch, l.leader.as_str()))
     }
@@ -158,7 +159,7 @@ mod tests {
     }
 
     fn lease(leader: &str, epoch: u64, lease_ms: u64) -> LeaderLeases {
-        LeaderLeases { leader: leader.into(), lease_ms, partitions: vec![("t".into(), 0, epoch)] }
+        LeaderLeases { leader: leader.into(), lease_ms, partitions: vec![("t".into(), 0, Epoch::new(epoch))] }
     }
 
     fn facts<'a>(replicas: &'a [String]) -> impl Fn(&str, u32) -> Option<PartitionFacts<'a>> + 'a {
@@ -170,8 +171,11 @@ mod tests {
         let (mut table, now, replicas) = (LeaseTable::default(), Instant::now(), set());
         let refused = table.apply(&lease("rogue", 5, 1000), now, facts(&replicas));
         assert!(matches!(refused[..], [LeaseRefused::NotAReplica { .. }]), "{refused:?}");
-        let unknown =
-            LeaderLeases { leader: "a".into(), lease_ms: 1000, partitions: vec![("t".into(), 9, 1)] };
+        let unknown = LeaderLeases {
+            leader: "a".into(),
+            lease_ms: 1000,
+            partitions: vec![("t".into(), 9, Epoch::new(1))],
+        };
         let refused = table.apply(&unknown, now, facts(&replicas));
         assert!(matches!(refused[..], [LeaseRefused::UnknownPartition { .. }]), "{refused:?}");
         assert!(table.is_empty());
@@ -183,10 +187,10 @@ mod tests {
         assert!(table.apply(&lease("a", 3, 1000), now, facts(&replicas)).is_empty());
         let refused = table.apply(&lease("b", u64::MAX, 1000), now, facts(&replicas));
         assert!(matches!(refused[..], [LeaseRefused::EpochJump { .. }]), "{refused:?}");
-        assert_eq!(table.get("t", 0, now), Some((3, "a")));
+        assert_eq!(table.get("t", 0, now), Some((Epoch::new(3), "a")));
         // The next election's lease is taken.
         assert!(table.apply(&lease("b", 4, 1000), now, facts(&replicas)).is_empty());
-        assert_eq!(table.get("t", 0, now), Some((4, "b")));
+        assert_eq!(table.get("t", 0, now), Some((Epoch::new(4), "b")));
     }
 
     #[test]
@@ -198,7 +202,7 @@ mod tests {
         assert_eq!(table.get("t", 0, later), None);
         // A lapsed lease of a higher epoch does not block a valid lower one.
         assert!(table.apply(&lease("a", 8, 1000), later, facts(&replicas)).is_empty());
-        assert_eq!(table.get("t", 0, later), Some((8, "a")));
+        assert_eq!(table.get("t", 0, later), Some((Epoch::new(8), "a")));
         table.sweep(later + Duration::from_millis(1001));
         assert!(table.is_empty());
     }

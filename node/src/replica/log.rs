@@ -18,7 +18,7 @@ pub struct Log {
 impl Log {
     /// A log holding `entries` (contiguous, in order) starting at `start`.
     pub fn new(start: u64, entries: Vec<Entry>) -> Log {
-        Log { entries, start, start_epoch: Epoch(0) }
+        Log { entries, start, start_epoch: Epoch::new(0) }
     }
 
     /// The same log, with `epoch` as the epoch of the entry just below its start.
@@ -32,7 +32,7 @@ impl Log {
         self.start
     }
 
-    /// The epoch of the last entry below the start (`Epoch(0)` if none is known).
+    /// The epoch of the last entry below the start (`Epoch::new(0)` if none is known).
     pub fn start_epoch(&self) -> Epoch {
         self.start_epoch
     }
@@ -97,7 +97,7 @@ impl Log {
     /// The largest epoch in this log at or below `epoch`, and where it ends.
     pub fn floor_epoch(&self, epoch: Epoch) -> (Epoch, u64) {
         let floor = self.entries.iter().rev().map(|e| e.epoch).find(|e| *e <= epoch);
-        let floor = floor.unwrap_or(if self.start_epoch <= epoch { self.start_epoch } else { Epoch(0) });
+        let floor = floor.unwrap_or(if self.start_epoch <= epoch { self.start_epoch } else { Epoch::new(0) });
         (floor, self.end_of_epoch(floor).unwrap_or(self.start))
     }
 
@@ -128,22 +128,22 @@ mod tests {
     use super::*;
 
     fn e(base: u64, count: u32, epoch: u64) -> Entry {
-        Entry { base, count, epoch: Epoch(epoch), producer: None, epoch_start: false }
+        Entry { base, count, epoch: Epoch::new(epoch), producer: None, epoch_start: false }
     }
 
     #[test]
     fn epoch_queries() {
         let log = Log::new(0, vec![e(0, 2, 1), e(2, 3, 1), e(5, 1, 3), e(6, 4, 3)]);
         assert_eq!(log.end(), 10);
-        assert_eq!(log.last_epoch(), Epoch(3));
-        assert_eq!(log.end_of_epoch(Epoch(1)), Some(5));
-        assert_eq!(log.end_of_epoch(Epoch(3)), Some(10));
-        assert_eq!(log.end_of_epoch(Epoch(2)), None);
-        assert_eq!(log.floor_epoch(Epoch(2)), (Epoch(1), 5));
-        assert_eq!(log.floor_epoch(Epoch(0)), (Epoch(0), 0));
-        assert!(log.is_behind_or_equal(Epoch(3), 10));
-        assert!(!log.is_behind_or_equal(Epoch(3), 9));
-        assert!(log.is_behind_or_equal(Epoch(4), 0));
+        assert_eq!(log.last_epoch(), Epoch::new(3));
+        assert_eq!(log.end_of_epoch(Epoch::new(1)), Some(5));
+        assert_eq!(log.end_of_epoch(Epoch::new(3)), Some(10));
+        assert_eq!(log.end_of_epoch(Epoch::new(2)), None);
+        assert_eq!(log.floor_epoch(Epoch::new(2)), (Epoch::new(1), 5));
+        assert_eq!(log.floor_epoch(Epoch::new(0)), (Epoch::new(0), 0));
+        assert!(log.is_behind_or_equal(Epoch::new(3), 10));
+        assert!(!log.is_behind_or_equal(Epoch::new(3), 9));
+        assert!(log.is_behind_or_equal(Epoch::new(4), 0));
         assert_eq!(log.from(5, 10).len(), 2);
         assert!(log.from(4, 10).is_empty());
         let mut l2 = log.clone();
@@ -156,21 +156,21 @@ mod tests {
     fn a_trimmed_log_keeps_the_epoch_below_its_start() {
         let mut log = Log::new(0, vec![e(0, 2, 1), e(2, 3, 1), e(5, 1, 3), e(6, 4, 3)]);
         log.trim(4); // inside the second entry: only the first goes
-        assert_eq!((log.start(), log.start_epoch(), log.entries().len()), (2, Epoch(1), 3));
+        assert_eq!((log.start(), log.start_epoch(), log.entries().len()), (2, Epoch::new(1), 3));
         log.trim(6);
-        assert_eq!((log.start(), log.start_epoch(), log.end()), (6, Epoch(3), 10));
+        assert_eq!((log.start(), log.start_epoch(), log.end()), (6, Epoch::new(3), 10));
         // Epoch 3 runs on past the start; epoch 1 is gone; nothing at or below 2 is held.
-        assert_eq!(log.end_of_epoch(Epoch(3)), Some(10));
-        assert_eq!(log.end_of_epoch(Epoch(1)), None);
-        assert_eq!(log.floor_epoch(Epoch(2)), (Epoch(0), 6));
+        assert_eq!(log.end_of_epoch(Epoch::new(3)), Some(10));
+        assert_eq!(log.end_of_epoch(Epoch::new(1)), None);
+        assert_eq!(log.floor_epoch(Epoch::new(2)), (Epoch::new(0), 6));
         log.trim(10);
         assert!(log.entries().is_empty());
         // Without entries it still compares as ending with epoch 3 at 10, not as empty.
-        assert_eq!((log.last_epoch(), log.end()), (Epoch(3), 10));
-        assert!(!log.is_behind_or_equal(Epoch(1), 50), "a stale candidate is not up to date");
-        assert_eq!(log.end_of_epoch(Epoch(3)), Some(10));
-        log.reset(20, Epoch(4));
-        assert_eq!((log.start(), log.end(), log.last_epoch()), (20, 20, Epoch(4)));
-        assert_eq!(log.floor_epoch(Epoch(5)), (Epoch(4), 20));
+        assert_eq!((log.last_epoch(), log.end()), (Epoch::new(3), 10));
+        assert!(!log.is_behind_or_equal(Epoch::new(1), 50), "a stale candidate is not up to date");
+        assert_eq!(log.end_of_epoch(Epoch::new(3)), Some(10));
+        log.reset(20, Epoch::new(4));
+        assert_eq!((log.start(), log.end(), log.last_epoch()), (20, 20, Epoch::new(4)));
+        assert_eq!(log.floor_epoch(Epoch::new(5)), (Epoch::new(4), 20));
     }
 }

@@ -143,7 +143,7 @@ impl Replica {
             out: Vec::new(),
         };
         // A replica that never promised anything has no vote or lease to forget.
-        if hard.promised > Epoch(0) {
+        if hard.promised > Epoch::new(0) {
             r.vote_after = now + r.cfg.lease_ms;
         }
         r.reset_election_deadline();

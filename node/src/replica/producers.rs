@@ -147,7 +147,7 @@ mod tests {
     fn entry(base: u64, count: u32, first: i32) -> Entry {
         let producer =
             Some(ProducerSeq { id: 7, epoch: 0, first_seq: first, last_seq: first + count as i32 - 1 });
-        Entry { base, count, epoch: Epoch(1), producer, epoch_start: false }
+        Entry { base, count, epoch: Epoch::new(1), producer, epoch_start: false }
     }
 
     #[test]
@@ -166,7 +166,7 @@ mod tests {
     fn keeping_the_latest_forgets_the_producers_whose_last_batch_is_oldest() {
         let of = |id: i64, base: u64| {
             let producer = Some(ProducerSeq { id, epoch: 0, first_seq: 0, last_seq: 0 });
-            Entry { base, count: 1, epoch: Epoch(1), producer, epoch_start: false }
+            Entry { base, count: 1, epoch: Epoch::new(1), producer, epoch_start: false }
         };
         let mut p = Producers::rebuild(&[of(1, 0), of(2, 1), of(3, 2), of(1, 3)]);
         p.keep_latest(2);

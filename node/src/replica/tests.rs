@@ -22,7 +22,7 @@ fn fresh(me: ReplicaIdx, n: usize) -> Replica {
 
 /// An entry without a producer: (base, count, epoch, whether it is an epoch-start marker).
 fn entry(base: u64, count: u32, epoch: u64, epoch_start: bool) -> Entry {
-    Entry { base, count, epoch: Epoch(epoch), producer: None, epoch_start }
+    Entry { base, count, epoch: Epoch::new(epoch), producer: None, epoch_start }
 }
 
 fn sends(out: &[Output]) -> Vec<(ReplicaIdx, Message)> {
@@ -37,7 +37,7 @@ fn sends(out: &[Output]) -> Vec<(ReplicaIdx, Message)> {
 /// `r` takes a heartbeat of `epoch` from `leader` at `now`: it then knows who leads that
 /// epoch, the only replica whose fetch answers of that epoch it takes.
 fn heartbeat_from(r: &mut Replica, leader: ReplicaIdx, epoch: u64, now: u64) {
-    let hb = Message::FetchResp { epoch: Epoch(epoch), hw: 0, body: FetchBody::Entries(vec![]) };
+    let hb = Message::FetchResp { epoch: Epoch::new(epoch), hw: 0, body: FetchBody::Entries(vec![]) };
     r.step(now, Input::Receive { from: leader, msg: hb });
     assert_eq!(r.leader(), Some(leader));
 }
@@ -46,16 +46,23 @@ fn heartbeat_from(r: &mut Replica, leader: ReplicaIdx, epoch: u64, now: u64) {
 fn elect_leader() -> Replica {
     let mut r = fresh(0, 3);
     let out = r.step(5_000, Input::Tick);
-    assert!(sends(&out).iter().all(|(_, m)| matches!(m, Message::PreVote { epoch: Epoch(1), .. })));
-    r.step(5_001, Input::Receive { from: 1, msg: Message::PreVoteResp { epoch: Epoch(1), granted: true } });
-    assert_eq!(r.hard_state(), HardState { promised: Epoch(1), voted_for: Some(0) });
-    let out =
-        r.step(5_002, Input::Receive { from: 1, msg: Message::VoteResp { epoch: Epoch(1), granted: true } });
+    assert!(sends(&out)
+        .iter()
+        .all(|(_, m)| matches!(m, Message::PreVote { epoch, .. } if *epoch == Epoch::new(1))));
+    r.step(
+        5_001,
+        Input::Receive { from: 1, msg: Message::PreVoteResp { epoch: Epoch::new(1), granted: true } },
+    );
+    assert_eq!(r.hard_state(), HardState { promised: Epoch::new(1), voted_for: Some(0) });
+    let out = r.step(
+        5_002,
+        Input::Receive { from: 1, msg: Message::VoteResp { epoch: Epoch::new(1), granted: true } },
+    );
     assert!(r.is_leader());
     assert!(out.contains(&Output::AppendMarker(Entry {
         base: 0,
         count: 1,
-        epoch: Epoch(1),
+        epoch: Epoch::new(1),
         producer: None,
         epoch_start: true
     })));
@@ -69,68 +76,85 @@ fn a_prevote_changes_nothing_and_a_vote_is_persisted_before_the_reply() {
         1_000,
         Input::Receive {
             from: 0,
-            msg: Message::PreVote { epoch: Epoch(1), last_epoch: Epoch(0), last_end: 0 },
+            msg: Message::PreVote { epoch: Epoch::new(1), last_epoch: Epoch::new(0), last_end: 0 },
         },
     );
-    assert_eq!(sends(&out), vec![(0, Message::PreVoteResp { epoch: Epoch(1), granted: true })]);
+    assert_eq!(sends(&out), vec![(0, Message::PreVoteResp { epoch: Epoch::new(1), granted: true })]);
     assert_eq!(r.hard_state(), HardState::default());
     let out = r.step(
         1_001,
-        Input::Receive { from: 0, msg: Message::Vote { epoch: Epoch(1), last_epoch: Epoch(0), last_end: 0 } },
+        Input::Receive {
+            from: 0,
+            msg: Message::Vote { epoch: Epoch::new(1), last_epoch: Epoch::new(0), last_end: 0 },
+        },
     );
     let persist = out.iter().position(|o| matches!(o, Output::PersistHardState(_))).expect("persisted");
     let reply = out.iter().position(|o| matches!(o, Output::Send { .. })).expect("replied");
     assert!(persist < reply, "the promise is durable before the reply");
-    assert_eq!(r.hard_state(), HardState { promised: Epoch(1), voted_for: Some(0) });
+    assert_eq!(r.hard_state(), HardState { promised: Epoch::new(1), voted_for: Some(0) });
     // A second candidate in the same epoch is refused.
     let out = r.step(
         1_002,
-        Input::Receive { from: 2, msg: Message::Vote { epoch: Epoch(1), last_epoch: Epoch(0), last_end: 0 } },
+        Input::Receive {
+            from: 2,
+            msg: Message::Vote { epoch: Epoch::new(1), last_epoch: Epoch::new(0), last_end: 0 },
+        },
     );
-    assert_eq!(sends(&out), vec![(2, Message::VoteResp { epoch: Epoch(1), granted: false })]);
+    assert_eq!(sends(&out), vec![(2, Message::VoteResp { epoch: Epoch::new(1), granted: false })]);
 }
 
 #[test]
 fn a_restarted_replica_waits_a_lease_before_voting_and_never_votes_for_a_shorter_log() {
-    let log =
-        Log::new(0, vec![Entry { base: 0, count: 3, epoch: Epoch(2), producer: None, epoch_start: false }]);
-    let mut r = Replica::recover(cfg(1, 3), HardState { promised: Epoch(2), voted_for: None }, log, 0);
+    let log = Log::new(
+        0,
+        vec![Entry { base: 0, count: 3, epoch: Epoch::new(2), producer: None, epoch_start: false }],
+    );
+    let mut r = Replica::recover(cfg(1, 3), HardState { promised: Epoch::new(2), voted_for: None }, log, 0);
     let vote = |epoch, last_epoch, last_end| Input::Receive {
         from: 0,
         msg: Message::Vote { epoch, last_epoch, last_end },
     };
-    let out = r.step(100, vote(Epoch(3), Epoch(2), 3));
+    let out = r.step(100, vote(Epoch::new(3), Epoch::new(2), 3));
     assert_eq!(
         sends(&out),
-        vec![(0, Message::VoteResp { epoch: Epoch(3), granted: false })],
+        vec![(0, Message::VoteResp { epoch: Epoch::new(3), granted: false })],
         "within the lease"
     );
-    let out = r.step(1_000, vote(Epoch(4), Epoch(2), 2));
-    assert_eq!(sends(&out), vec![(0, Message::VoteResp { epoch: Epoch(4), granted: false })], "shorter log");
-    let out = r.step(1_001, vote(Epoch(5), Epoch(2), 3));
-    assert_eq!(sends(&out), vec![(0, Message::VoteResp { epoch: Epoch(5), granted: true })]);
+    let out = r.step(1_000, vote(Epoch::new(4), Epoch::new(2), 2));
+    assert_eq!(
+        sends(&out),
+        vec![(0, Message::VoteResp { epoch: Epoch::new(4), granted: false })],
+        "shorter log"
+    );
+    let out = r.step(1_001, vote(Epoch::new(5), Epoch::new(2), 3));
+    assert_eq!(sends(&out), vec![(0, Message::VoteResp { epoch: Epoch::new(5), granted: true })]);
 }
 
 #[test]
 fn messages_from_an_older_epoch_are_refused_with_the_current_one() {
     let mut r = fresh(1, 3);
-    r.step(0, Input::Receive { from: 2, msg: Message::Stale { epoch: Epoch(7) } });
+    r.step(0, Input::Receive { from: 2, msg: Message::Stale { epoch: Epoch::new(7) } });
     let out = r.step(
         1,
         Input::Receive {
             from: 0,
-            msg: Message::FetchResp { epoch: Epoch(6), hw: 0, body: FetchBody::Entries(vec![]) },
+            msg: Message::FetchResp { epoch: Epoch::new(6), hw: 0, body: FetchBody::Entries(vec![]) },
         },
     );
-    assert_eq!(sends(&out), vec![(0, Message::Stale { epoch: Epoch(7) })]);
+    assert_eq!(sends(&out), vec![(0, Message::Stale { epoch: Epoch::new(7) })]);
     let out = r.step(
         2,
         Input::Receive {
             from: 0,
-            msg: Message::Fetch { epoch: Epoch(6), offset: 0, last_epoch: Epoch(0), flushed_end: 0 },
+            msg: Message::Fetch {
+                epoch: Epoch::new(6),
+                offset: 0,
+                last_epoch: Epoch::new(0),
+                flushed_end: 0,
+            },
         },
     );
-    assert_eq!(sends(&out), vec![(0, Message::Stale { epoch: Epoch(7) })]);
+    assert_eq!(sends(&out), vec![(0, Message::Stale { epoch: Epoch::new(7) })]);
 }
 
 #[test]
@@ -142,15 +166,20 @@ fn acks_all_waits_for_a_majority_flush_and_the_high_watermark() {
         5_004,
         Input::Receive {
             from: 1,
-            msg: Message::Fetch { epoch: Epoch(1), offset: 1, last_epoch: Epoch(1), flushed_end: 1 },
+            msg: Message::Fetch {
+                epoch: Epoch::new(1),
+                offset: 1,
+                last_epoch: Epoch::new(1),
+                flushed_end: 1,
+            },
         },
     );
     assert!(out.contains(&Output::HighWatermark(1)), "the marker commits the epoch start");
     assert_eq!(r.in_sync(), vec![0, 1]);
     let out = r.step(5_005, Input::ClientAppend { token: 9, count: 10, producer: None, acks: AckLevel::All });
-    let entry = Entry { base: 1, count: 10, epoch: Epoch(1), producer: None, epoch_start: false };
+    let entry = Entry { base: 1, count: 10, epoch: Epoch::new(1), producer: None, epoch_start: false };
     assert!(out.contains(&Output::AppendClient { token: 9, entry }));
-    let fetched = Message::FetchResp { epoch: Epoch(1), hw: 1, body: FetchBody::Entries(vec![entry]) };
+    let fetched = Message::FetchResp { epoch: Epoch::new(1), hw: 1, body: FetchBody::Entries(vec![entry]) };
     assert!(sends(&out).contains(&(1, fetched)), "the parked fetch is answered with the new entry");
     r.step(5_006, Input::Flushed { id: 2 });
     assert!(
@@ -161,7 +190,12 @@ fn acks_all_waits_for_a_majority_flush_and_the_high_watermark() {
         5_010,
         Input::Receive {
             from: 1,
-            msg: Message::Fetch { epoch: Epoch(1), offset: 11, last_epoch: Epoch(1), flushed_end: 11 },
+            msg: Message::Fetch {
+                epoch: Epoch::new(1),
+                offset: 11,
+                last_epoch: Epoch::new(1),
+                flushed_end: 11,
+            },
         },
     );
     assert!(out.contains(&Output::HighWatermark(11)));
@@ -175,25 +209,40 @@ fn a_diverging_follower_is_told_where_the_shared_epoch_ends() {
         5_010,
         Input::Receive {
             from: 2,
-            msg: Message::Fetch { epoch: Epoch(1), offset: 5, last_epoch: Epoch(0), flushed_end: 5 },
+            msg: Message::Fetch {
+                epoch: Epoch::new(1),
+                offset: 5,
+                last_epoch: Epoch::new(0),
+                flushed_end: 5,
+            },
         },
     );
-    let body = FetchBody::Diverging { epoch: Epoch(0), end: 0, fetch_offset: 5, fetch_last_epoch: Epoch(0) };
-    let want = Message::FetchResp { epoch: Epoch(1), hw: 0, body };
+    let body = FetchBody::Diverging {
+        epoch: Epoch::new(0),
+        end: 0,
+        fetch_offset: 5,
+        fetch_last_epoch: Epoch::new(0),
+    };
+    let want = Message::FetchResp { epoch: Epoch::new(1), hw: 0, body };
     assert_eq!(sends(&out), vec![(2, want)]);
 }
 
 #[test]
 fn a_follower_never_truncates_below_its_high_watermark() {
     let mut r = fresh(1, 3);
-    let e =
-        |base, count, epoch| Entry { base, count, epoch: Epoch(epoch), producer: None, epoch_start: false };
+    let e = |base, count, epoch| Entry {
+        base,
+        count,
+        epoch: Epoch::new(epoch),
+        producer: None,
+        epoch_start: false,
+    };
     r.step(
         0,
         Input::Receive {
             from: 0,
             msg: Message::FetchResp {
-                epoch: Epoch(1),
+                epoch: Epoch::new(1),
                 hw: 4,
                 body: FetchBody::Entries(vec![e(0, 2, 1), e(2, 2, 1)]),
             },
@@ -205,13 +254,13 @@ fn a_follower_never_truncates_below_its_high_watermark() {
         Input::Receive {
             from: 0,
             msg: Message::FetchResp {
-                epoch: Epoch(1),
+                epoch: Epoch::new(1),
                 hw: 4,
                 body: FetchBody::Diverging {
-                    epoch: Epoch(0),
+                    epoch: Epoch::new(0),
                     end: 0,
                     fetch_offset: 4,
-                    fetch_last_epoch: Epoch(1),
+                    fetch_last_epoch: Epoch::new(1),
                 },
             },
         },
@@ -269,22 +318,26 @@ fn the_high_watermark_reaches_a_follower_only_once_its_log_is_known_to_match() {
     let mut r = elect_leader();
     r.step(5_003, Input::Flushed { id: 1 });
     let fetch = |offset, last_epoch, flushed_end| Message::Fetch {
-        epoch: Epoch(1),
+        epoch: Epoch::new(1),
         offset,
-        last_epoch: Epoch(last_epoch),
+        last_epoch: Epoch::new(last_epoch),
         flushed_end,
     };
     let out = r.step(5_004, Input::Receive { from: 1, msg: fetch(1, 1, 1) });
     assert!(out.contains(&Output::HighWatermark(1)));
-    let beat = |hw| Message::FetchResp { epoch: Epoch(1), hw, body: FetchBody::Entries(vec![]) };
+    let beat = |hw| Message::FetchResp { epoch: Epoch::new(1), hw, body: FetchBody::Entries(vec![]) };
     let out = r.step(5_100, Input::Tick);
     assert!(sends(&out).contains(&(1, beat(1))), "follower 1 fetched consistently");
     assert!(sends(&out).contains(&(2, beat(0))), "follower 2 never fetched: its log may diverge");
     // Follower 2 diverges (an epoch the leader never had): still no HW.
     let out = r.step(5_101, Input::Receive { from: 2, msg: fetch(7, 0, 7) });
-    let diverging =
-        FetchBody::Diverging { epoch: Epoch(0), end: 0, fetch_offset: 7, fetch_last_epoch: Epoch(0) };
-    assert_eq!(sends(&out), vec![(2, Message::FetchResp { epoch: Epoch(1), hw: 0, body: diverging })]);
+    let diverging = FetchBody::Diverging {
+        epoch: Epoch::new(0),
+        end: 0,
+        fetch_offset: 7,
+        fetch_last_epoch: Epoch::new(0),
+    };
+    assert_eq!(sends(&out), vec![(2, Message::FetchResp { epoch: Epoch::new(1), hw: 0, body: diverging })]);
     // Once it fetches consistently it is told the HW.
     r.step(5_102, Input::Receive { from: 2, msg: fetch(1, 1, 0) });
     let out = r.step(5_200, Input::Tick);
@@ -300,11 +353,16 @@ fn the_high_watermark_reaches_a_follower_only_once_its_log_is_known_to_match() {
 fn a_delayed_diverging_answer_about_an_older_log_is_ignored() {
     let e = entry;
     let log = Log::new(0, vec![e(0, 1, 1, true), e(1, 2, 1, false)]);
-    let mut r = Replica::recover(cfg(1, 3), HardState { promised: Epoch(2), voted_for: None }, log, 0);
+    let mut r = Replica::recover(cfg(1, 3), HardState { promised: Epoch::new(2), voted_for: None }, log, 0);
     heartbeat_from(&mut r, 0, 2, 5);
-    let resp = |body| Input::Receive { from: 0, msg: Message::FetchResp { epoch: Epoch(2), hw: 0, body } };
-    let diverging =
-        || FetchBody::Diverging { epoch: Epoch(1), end: 1, fetch_offset: 3, fetch_last_epoch: Epoch(1) };
+    let resp =
+        |body| Input::Receive { from: 0, msg: Message::FetchResp { epoch: Epoch::new(2), hw: 0, body } };
+    let diverging = || FetchBody::Diverging {
+        epoch: Epoch::new(1),
+        end: 1,
+        fetch_offset: 3,
+        fetch_last_epoch: Epoch::new(1),
+    };
     let out = r.step(10, resp(diverging()));
     assert!(out.contains(&Output::Truncate { end: 1 }));
     r.step(11, resp(FetchBody::Entries(vec![e(1, 1, 2, true), e(2, 2, 2, false)])));
@@ -323,13 +381,14 @@ fn a_delayed_diverging_answer_about_an_older_log_is_ignored() {
 #[test]
 fn a_fetch_response_that_no_longer_applies_starts_no_new_fetch() {
     let mut r = fresh(1, 3);
-    let marker = Entry { base: 0, count: 1, epoch: Epoch(1), producer: None, epoch_start: true };
+    let marker = Entry { base: 0, count: 1, epoch: Epoch::new(1), producer: None, epoch_start: true };
     let resp = |entries| Input::Receive {
         from: 0,
-        msg: Message::FetchResp { epoch: Epoch(1), hw: 0, body: FetchBody::Entries(entries) },
+        msg: Message::FetchResp { epoch: Epoch::new(1), hw: 0, body: FetchBody::Entries(entries) },
     };
-    let fetch_at =
-        |offset| (0, Message::Fetch { epoch: Epoch(1), offset, last_epoch: Epoch(1), flushed_end: 0 });
+    let fetch_at = |offset| {
+        (0, Message::Fetch { epoch: Epoch::new(1), offset, last_epoch: Epoch::new(1), flushed_end: 0 })
+    };
     let out = r.step(10, resp(vec![marker]));
     assert!(out.contains(&Output::AppendReplicated(vec![marker])));
     assert_eq!(sends(&out), vec![fetch_at(1)]);
@@ -349,25 +408,26 @@ fn a_fetch_response_that_no_longer_applies_starts_no_new_fetch() {
 fn a_follower_lacking_the_leaders_epoch_backs_off_to_its_own_earlier_epoch() {
     let e = entry;
     let log = Log::new(0, vec![e(0, 1, 1, true), e(1, 3, 1, false), e(4, 1, 3, true)]);
-    let mut r = Replica::recover(cfg(1, 3), HardState { promised: Epoch(4), voted_for: None }, log, 0);
+    let mut r = Replica::recover(cfg(1, 3), HardState { promised: Epoch::new(4), voted_for: None }, log, 0);
     heartbeat_from(&mut r, 0, 4, 5);
     let diverging = |epoch, end, fetch_offset, fetch_last_epoch| Input::Receive {
         from: 0,
         msg: Message::FetchResp {
-            epoch: Epoch(4),
+            epoch: Epoch::new(4),
             hw: 0,
             body: FetchBody::Diverging {
-                epoch: Epoch(epoch),
+                epoch: Epoch::new(epoch),
                 end,
                 fetch_offset,
-                fetch_last_epoch: Epoch(fetch_last_epoch),
+                fetch_last_epoch: Epoch::new(fetch_last_epoch),
             },
         },
     };
     // The leader holds e1 up to 1 and e2 up to 2; the follower has no e2.
     let out = r.step(10, diverging(2, 2, 5, 3));
     assert!(out.contains(&Output::Truncate { end: 4 }), "back to the end of its e1: {out:?}");
-    let refetch = Message::Fetch { epoch: Epoch(4), offset: 4, last_epoch: Epoch(1), flushed_end: 4 };
+    let refetch =
+        Message::Fetch { epoch: Epoch::new(4), offset: 4, last_epoch: Epoch::new(1), flushed_end: 4 };
     assert_eq!(sends(&out), vec![(0, refetch)]);
     let out = r.step(11, diverging(1, 1, 4, 1));
     assert!(out.contains(&Output::Truncate { end: 1 }), "the shared e1 ends at 1: {out:?}");
@@ -382,15 +442,17 @@ fn a_replica_rebuilt_from_a_lost_store_votes_only_after_catching_up() {
     let mut r = fresh(2, 3);
     r.set_catching_up();
     assert!(r.catching_up());
-    let vote = |epoch| Message::Vote { epoch: Epoch(epoch), last_epoch: Epoch(0), last_end: 0 };
+    let vote = |epoch| Message::Vote { epoch: Epoch::new(epoch), last_epoch: Epoch::new(0), last_end: 0 };
     let out = r.step(10_000, Input::Receive { from: 1, msg: vote(3) });
-    assert!(out.contains(&Output::Send { to: 1, msg: Message::VoteResp { epoch: Epoch(3), granted: false } }));
+    assert!(out
+        .contains(&Output::Send { to: 1, msg: Message::VoteResp { epoch: Epoch::new(3), granted: false } }));
     let out = r.step(20_000, Input::Tick);
     assert!(sends(&out).iter().all(|(_, m)| !matches!(m, Message::PreVote { .. })), "it does not campaign");
     // The leader of epoch 4 sends its history: an old entry and its marker, HW past it.
-    let old = Entry { base: 0, count: 5, epoch: Epoch(2), producer: None, epoch_start: false };
-    let marker = Entry { base: 5, count: 1, epoch: Epoch(4), producer: None, epoch_start: true };
-    let resp = |hw, entries| Message::FetchResp { epoch: Epoch(4), hw, body: FetchBody::Entries(entries) };
+    let old = Entry { base: 0, count: 5, epoch: Epoch::new(2), producer: None, epoch_start: false };
+    let marker = Entry { base: 5, count: 1, epoch: Epoch::new(4), producer: None, epoch_start: true };
+    let resp =
+        |hw, entries| Message::FetchResp { epoch: Epoch::new(4), hw, body: FetchBody::Entries(entries) };
     r.step(20_001, Input::Receive { from: 0, msg: resp(0, vec![old, marker]) });
     assert!(r.catching_up(), "nothing is flushed and no HW is known yet");
     r.step(20_002, Input::Flushed { id: 1 });
@@ -399,9 +461,14 @@ fn a_replica_rebuilt_from_a_lost_store_votes_only_after_catching_up() {
     // Past the leader's lease, it votes again for an up-to-date candidate.
     let out = r.step(
         30_000,
-        Input::Receive { from: 1, msg: Message::Vote { epoch: Epoch(5), last_epoch: Epoch(4), last_end: 6 } },
+        Input::Receive {
+            from: 1,
+            msg: Message::Vote { epoch: Epoch::new(5), last_epoch: Epoch::new(4), last_end: 6 },
+        },
     );
-    assert!(out.contains(&Output::Send { to: 1, msg: Message::VoteResp { epoch: Epoch(5), granted: true } }));
+    assert!(
+        out.contains(&Output::Send { to: 1, msg: Message::VoteResp { epoch: Epoch::new(5), granted: true } })
+    );
 }
 
 /// A follower that dies stops fetching: `acks=all` stops waiting for it after an
@@ -411,8 +478,12 @@ fn a_replica_rebuilt_from_a_lost_store_votes_only_after_catching_up() {
 fn acks_all_stops_waiting_for_a_silent_follower_after_an_election_timeout() {
     let mut r = elect_leader();
     r.step(5_003, Input::Flushed { id: 1 });
-    let fetch =
-        |offset| Message::Fetch { epoch: Epoch(1), offset, last_epoch: Epoch(1), flushed_end: offset };
+    let fetch = |offset| Message::Fetch {
+        epoch: Epoch::new(1),
+        offset,
+        last_epoch: Epoch::new(1),
+        flushed_end: offset,
+    };
     // Both followers catch up with the marker; follower 2 then goes silent.
     r.step(5_004, Input::Receive { from: 1, msg: fetch(1) });
     r.step(5_004, Input::Receive { from: 2, msg: fetch(1) });
@@ -438,17 +509,23 @@ fn leader_of_epoch_2_over_ten_offsets() -> Replica {
 
 /// Like [`leader_of_epoch_2_over_ten_offsets`], over `log` (epoch 1's, ending at 10).
 fn leader_of_epoch_2_over(log: Log) -> Replica {
-    let mut r = Replica::recover(cfg(0, 3), HardState { promised: Epoch(1), voted_for: None }, log, 0);
+    let mut r = Replica::recover(cfg(0, 3), HardState { promised: Epoch::new(1), voted_for: None }, log, 0);
     r.step(5_000, Input::Tick);
-    r.step(5_001, Input::Receive { from: 1, msg: Message::PreVoteResp { epoch: Epoch(2), granted: true } });
-    let out =
-        r.step(5_002, Input::Receive { from: 1, msg: Message::VoteResp { epoch: Epoch(2), granted: true } });
+    r.step(
+        5_001,
+        Input::Receive { from: 1, msg: Message::PreVoteResp { epoch: Epoch::new(2), granted: true } },
+    );
+    let out = r.step(
+        5_002,
+        Input::Receive { from: 1, msg: Message::VoteResp { epoch: Epoch::new(2), granted: true } },
+    );
     assert!(r.is_leader() && out.contains(&Output::AppendMarker(entry(10, 1, 2, true))));
     let Some(Output::Flush { id }) = out.iter().find(|o| matches!(o, Output::Flush { .. })).cloned() else {
         panic!("the marker is flushed: {out:?}")
     };
     r.step(5_003, Input::Flushed { id });
-    let fetch = Message::Fetch { epoch: Epoch(2), offset: 11, last_epoch: Epoch(2), flushed_end: 11 };
+    let fetch =
+        Message::Fetch { epoch: Epoch::new(2), offset: 11, last_epoch: Epoch::new(2), flushed_end: 11 };
     r.step(5_004, Input::Receive { from: 1, msg: fetch });
     assert_eq!(r.high_watermark(), 11);
     r
@@ -467,44 +544,48 @@ fn leader_with_its_log_deleted_below_10() -> Replica {
 fn behind_at_10_for_an_empty_log() -> FetchBody {
     FetchBody::Behind {
         start: 10,
-        start_epoch: Epoch(1),
+        start_epoch: Epoch::new(1),
         producers: vec![],
         fetch_offset: 0,
-        fetch_last_epoch: Epoch(0),
+        fetch_last_epoch: Epoch::new(0),
     }
 }
 
 #[test]
 fn a_follower_below_the_leaders_trimmed_start_resets_to_it_and_catches_up() {
     let mut leader = leader_with_its_log_deleted_below_10();
-    assert_eq!((leader.log().start(), leader.log().start_epoch()), (10, Epoch(1)));
+    assert_eq!((leader.log().start(), leader.log().start_epoch()), (10, Epoch::new(1)));
     // Replica 2 comes back with an empty log: the leader cannot send what it deleted.
     let mut follower = fresh(2, 3);
     heartbeat_from(&mut follower, 0, 2, 5_015);
-    let fetch = Message::Fetch { epoch: Epoch(2), offset: 0, last_epoch: Epoch(0), flushed_end: 0 };
+    let fetch = Message::Fetch { epoch: Epoch::new(2), offset: 0, last_epoch: Epoch::new(0), flushed_end: 0 };
     let out = leader.step(5_020, Input::Receive { from: 2, msg: fetch });
     let behind = behind_at_10_for_an_empty_log();
-    let answer = Message::FetchResp { epoch: Epoch(2), hw: 0, body: behind };
+    let answer = Message::FetchResp { epoch: Epoch::new(2), hw: 0, body: behind };
     assert_eq!(sends(&out), vec![(2, answer.clone())]);
 
     // The follower drops its log (durably, before anything else runs) and fetches from 10.
     let out = follower.step(5_030, Input::Receive { from: 0, msg: answer.clone() });
     let reset = out
         .iter()
-        .position(|o| *o == Output::ResetLog { start: 10, start_epoch: Epoch(1), producers: vec![] });
-    let refetch = Message::Fetch { epoch: Epoch(2), offset: 10, last_epoch: Epoch(1), flushed_end: 10 };
+        .position(|o| *o == Output::ResetLog { start: 10, start_epoch: Epoch::new(1), producers: vec![] });
+    let refetch =
+        Message::Fetch { epoch: Epoch::new(2), offset: 10, last_epoch: Epoch::new(1), flushed_end: 10 };
     let send = out.iter().position(|o| *o == Output::Send { to: 0, msg: refetch.clone() });
     assert!(reset.is_some() && reset < send, "{out:?}");
     assert!(out.contains(&Output::HighWatermark(10)), "everything below the start is committed");
-    assert_eq!((follower.log().end(), follower.log().last_epoch()), (10, Epoch(1)));
+    assert_eq!((follower.log().end(), follower.log().last_epoch()), (10, Epoch::new(1)));
 
     // Its log now matches the leader's from the start: it gets the marker at 10.
     let out = leader.step(5_040, Input::Receive { from: 2, msg: refetch });
     let entries = FetchBody::Entries(vec![entry(10, 1, 2, true)]);
-    assert_eq!(sends(&out), vec![(2, Message::FetchResp { epoch: Epoch(2), hw: 11, body: entries.clone() })]);
+    assert_eq!(
+        sends(&out),
+        vec![(2, Message::FetchResp { epoch: Epoch::new(2), hw: 11, body: entries.clone() })]
+    );
     let out = follower.step(
         5_050,
-        Input::Receive { from: 0, msg: Message::FetchResp { epoch: Epoch(2), hw: 11, body: entries } },
+        Input::Receive { from: 0, msg: Message::FetchResp { epoch: Epoch::new(2), hw: 11, body: entries } },
     );
     assert!(out.contains(&Output::AppendReplicated(vec![entry(10, 1, 2, true)])));
     // A duplicate of the old answer is about a log the follower no longer holds.
@@ -520,21 +601,22 @@ fn a_log_reset_to_the_leaders_start_still_refuses_a_stale_candidate() {
     let behind = behind_at_10_for_an_empty_log();
     r.step(
         1_000,
-        Input::Receive { from: 0, msg: Message::FetchResp { epoch: Epoch(2), hw: 0, body: behind } },
+        Input::Receive { from: 0, msg: Message::FetchResp { epoch: Epoch::new(2), hw: 0, body: behind } },
     );
-    assert_eq!((r.log().end(), r.log().last_epoch()), (10, Epoch(1)));
+    assert_eq!((r.log().end(), r.log().last_epoch()), (10, Epoch::new(1)));
     // Long after the leader went silent, a candidate whose log ends at 5 in epoch 1
     // asks: an empty log would grant it, one that ends at 10 in epoch 1 must not.
-    let vote = Message::Vote { epoch: Epoch(3), last_epoch: Epoch(1), last_end: 5 };
+    let vote = Message::Vote { epoch: Epoch::new(3), last_epoch: Epoch::new(1), last_end: 5 };
     let out = r.step(10_000, Input::Receive { from: 2, msg: vote });
-    assert_eq!(sends(&out), vec![(2, Message::VoteResp { epoch: Epoch(3), granted: false })]);
+    assert_eq!(sends(&out), vec![(2, Message::VoteResp { epoch: Epoch::new(3), granted: false })]);
 }
 
 #[test]
 fn a_follower_that_agrees_above_the_leaders_start_is_not_reset() {
     let mut leader = leader_with_its_log_deleted_below_10();
     // Replica 1 holds everything up to 11: its fetch from 11 in epoch 2 is consistent.
-    let fetch = Message::Fetch { epoch: Epoch(2), offset: 11, last_epoch: Epoch(2), flushed_end: 11 };
+    let fetch =
+        Message::Fetch { epoch: Epoch::new(2), offset: 11, last_epoch: Epoch::new(2), flushed_end: 11 };
     let out = leader.step(5_020, Input::Receive { from: 1, msg: fetch });
     assert!(
         !sends(&out)
@@ -543,17 +625,21 @@ fn a_follower_that_agrees_above_the_leaders_start_is_not_reset() {
         "{out:?}"
     );
     // One at exactly the start with the start's epoch is consistent too.
-    let fetch = Message::Fetch { epoch: Epoch(2), offset: 10, last_epoch: Epoch(1), flushed_end: 10 };
+    let fetch =
+        Message::Fetch { epoch: Epoch::new(2), offset: 10, last_epoch: Epoch::new(1), flushed_end: 10 };
     let out = leader.step(5_030, Input::Receive { from: 2, msg: fetch });
-    let want =
-        Message::FetchResp { epoch: Epoch(2), hw: 11, body: FetchBody::Entries(vec![entry(10, 1, 2, true)]) };
+    let want = Message::FetchResp {
+        epoch: Epoch::new(2),
+        hw: 11,
+        body: FetchBody::Entries(vec![entry(10, 1, 2, true)]),
+    };
     assert_eq!(sends(&out), vec![(2, want)]);
 }
 
 #[test]
 fn a_reset_follower_still_recognises_a_retry_of_a_batch_retention_deleted() {
     let seq = ProducerSeq { id: 9, epoch: 0, first_seq: 0, last_seq: 4 };
-    let batch = Entry { base: 1, count: 5, epoch: Epoch(1), producer: Some(seq), epoch_start: false };
+    let batch = Entry { base: 1, count: 5, epoch: Epoch::new(1), producer: Some(seq), epoch_start: false };
     let mut r = leader_of_epoch_2_over(Log::new(0, vec![entry(0, 1, 1, true), batch, entry(6, 4, 1, false)]));
     // Retention deletes the producer's batch; the node saved its state with the start.
     let state = ProducerState { id: 9, epoch: 0, recent: vec![(0, 4, 1, 6)] };
@@ -566,7 +652,7 @@ fn a_reset_follower_still_recognises_a_retry_of_a_batch_retention_deleted() {
         .with_deleted_producers(std::slice::from_ref(&state));
     assert_eq!(restarted.producers.check(&seq), producers::Check::Duplicate { base: 1, end: 6 });
     // A follower reset to the start gets it with the answer, and would know the retry.
-    let fetch = Message::Fetch { epoch: Epoch(2), offset: 0, last_epoch: Epoch(0), flushed_end: 0 };
+    let fetch = Message::Fetch { epoch: Epoch::new(2), offset: 0, last_epoch: Epoch::new(0), flushed_end: 0 };
     let out = r.step(5_020, Input::Receive { from: 2, msg: fetch });
     let [(2, answer)] = &sends(&out)[..] else { panic!("{out:?}") };
     assert!(
@@ -585,7 +671,8 @@ fn a_reset_follower_still_recognises_a_retry_of_a_batch_retention_deleted() {
 fn a_follower_is_reset_when_its_log_departs_from_the_leaders_at_or_below_the_start() {
     let mut leader = leader_with_its_log_deleted_below_10();
     // Replica 2 holds epoch 1 up to 10 and then entries of an epoch the leader never had.
-    let fetch = Message::Fetch { epoch: Epoch(2), offset: 14, last_epoch: Epoch(1), flushed_end: 14 };
+    let fetch =
+        Message::Fetch { epoch: Epoch::new(2), offset: 14, last_epoch: Epoch::new(1), flushed_end: 14 };
     let out = leader.step(5_020, Input::Receive { from: 2, msg: fetch });
     let [(2, Message::FetchResp { body: FetchBody::Behind { start: 10, fetch_offset: 14, .. }, .. })] =
         &sends(&out)[..]
@@ -601,9 +688,9 @@ fn follower_with_ten_unflushed_offsets_at_hw_10() -> Replica {
     let entries = FetchBody::Entries(vec![entry(0, 1, 1, true), entry(1, 9, 1, false)]);
     r.step(
         1_000,
-        Input::Receive { from: 0, msg: Message::FetchResp { epoch: Epoch(1), hw: 0, body: entries } },
+        Input::Receive { from: 0, msg: Message::FetchResp { epoch: Epoch::new(1), hw: 0, body: entries } },
     );
-    let hw = Message::FetchResp { epoch: Epoch(1), hw: 10, body: FetchBody::Entries(vec![]) };
+    let hw = Message::FetchResp { epoch: Epoch::new(1), hw: 10, body: FetchBody::Entries(vec![]) };
     r.step(1_001, Input::Receive { from: 0, msg: hw });
     r
 }
@@ -614,14 +701,14 @@ fn a_behind_answer_never_takes_a_follower_below_its_high_watermark() {
     assert_eq!(r.high_watermark(), 10);
     let behind = FetchBody::Behind {
         start: 5,
-        start_epoch: Epoch(1),
+        start_epoch: Epoch::new(1),
         producers: vec![],
         fetch_offset: 10,
-        fetch_last_epoch: Epoch(1),
+        fetch_last_epoch: Epoch::new(1),
     };
     let out = r.step(
         1_002,
-        Input::Receive { from: 0, msg: Message::FetchResp { epoch: Epoch(1), hw: 0, body: behind } },
+        Input::Receive { from: 0, msg: Message::FetchResp { epoch: Epoch::new(1), hw: 0, body: behind } },
     );
     assert!(!out.iter().any(|o| matches!(o, Output::ResetLog { .. })), "{out:?}");
     assert_eq!(r.log().end(), 10);
@@ -635,7 +722,7 @@ fn deleted_entries_are_forgotten_even_past_the_cores_own_hw() {
     let mut r = Replica::recover(cfg(0, 3), leader.hard_state(), leader.log().clone(), 20_000);
     assert_eq!(r.high_watermark(), 0);
     r.step(20_001, Input::LogStart { start: 10, producers: vec![] });
-    assert_eq!((r.log().start(), r.log().start_epoch(), r.log().end()), (10, Epoch(1), 11));
+    assert_eq!((r.log().start(), r.log().start_epoch(), r.log().end()), (10, Epoch::new(1), 11));
 }
 
 #[test]
@@ -654,7 +741,7 @@ fn the_producer_state_of_deleted_entries_keeps_the_latest_producers_only() {
         .map(|id| Entry {
             base: id as u64,
             count: 1,
-            epoch: Epoch(1),
+            epoch: Epoch::new(1),
             producer: Some(ProducerSeq { id, epoch: 0, first_seq: 0, last_seq: 0 }),
             epoch_start: false,
         })

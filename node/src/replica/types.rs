@@ -6,25 +6,9 @@ use serde::{Deserialize, Serialize};
 /// PeerId; the core never sees network identities.
 pub type ReplicaIdx = usize;
 
-/// A leadership epoch. Epochs only grow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
-pub struct Epoch(pub u64);
-
-impl Epoch {
-    /// The largest epoch. Every stored batch carries the epoch that wrote it in Kafka's
-    /// 32-bit `partitionLeaderEpoch`, and the core's entries are rebuilt from that field,
-    /// so a larger epoch could not be stored faithfully. A message naming a larger one is
-    /// malformed (see [`Message::is_well_formed`]). At one election per second the range
-    /// lasts 68 years; Kafka's leader epochs have the same bound.
-    pub const MAX: Epoch = Epoch(i32::MAX as u64);
-
-    /// The next epoch, or `None` at [`Epoch::MAX`]: no arithmetic on an epoch a peer sent
-    /// can overflow, and a replica whose promise reached the end campaigns no more
-    /// (it still follows a leader of that epoch).
-    pub fn next(self) -> Option<Epoch> {
-        (self < Epoch::MAX).then(|| Epoch(self.0 + 1))
-    }
-}
+/// A leadership epoch: the one crate-wide type, shared with the wire, the driver and the
+/// leases. Epochs only grow.
+pub use meshlog_protocol::Epoch;
 
 /// An idempotent producer's identity and the sequence range of one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -48,7 +48,7 @@ impl World {
                 let value = self.requests.get(&token).map(|r| r.value).ok_or("unknown client token")?;
                 self.append(node, entry, value)
             }
-            Output::AppendMarker(e) => self.append(node, e, MARKER | e.epoch.0),
+            Output::AppendMarker(e) => self.append(node, e, MARKER | e.epoch.get()),
             Output::AppendReplicated(entries) => {
                 for e in entries {
                     let p = self.incoming.iter().find(|(b, _)| *b == e.base).map(|(_, p)| *p);
@@ -120,7 +120,7 @@ impl World {
         self.trace.note(
             self.now_us,
             Some(node),
-            Note::Append { base: entry.base, end: entry.end(), epoch: entry.epoch.0, payload },
+            Note::Append { base: entry.base, end: entry.end(), epoch: entry.epoch.get(), payload },
         );
         self.inv.on_append(node, &s)
     }
@@ -206,7 +206,7 @@ impl World {
         let h = &self.hosts[node];
         let Some(r) = h.replica.as_ref() else { return Ok(()) };
         let (epoch, leader) = (r.epoch(), r.is_leader());
-        self.stats.max_epoch = self.stats.max_epoch.max(epoch.0);
+        self.stats.max_epoch = self.stats.max_epoch.max(epoch.get());
         self.inv.on_promised(node, epoch)?;
         let elected = leader && self.inv.on_leader(node, epoch)?;
         if h.storage.hard != r.hard_state() {
@@ -241,8 +241,8 @@ impl World {
             let mut runs: Vec<(u64, u64, u64)> = Vec::new();
             for s in h.storage.current() {
                 match runs.last_mut() {
-                    Some(r) if r.0 == s.entry.epoch.0 => r.2 = s.entry.end(),
-                    _ => runs.push((s.entry.epoch.0, s.entry.base, s.entry.end())),
+                    Some(r) if r.0 == s.entry.epoch.get() => r.2 = s.entry.end(),
+                    _ => runs.push((s.entry.epoch.get(), s.entry.base, s.entry.end())),
                 }
             }
             let runs: Vec<String> = runs.iter().map(|(e, a, b)| format!("e{e}:{a}..{b}")).collect();
@@ -252,7 +252,7 @@ impl World {
                 Some(r) => format!(
                     "{} epoch {} hw {} flushed {}",
                     if r.is_leader() { "leader  " } else { "follower" },
-                    r.epoch().0,
+                    r.epoch().get(),
                     r.high_watermark(),
                     r.flushed_end()
                 ),

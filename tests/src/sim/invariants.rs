@@ -43,7 +43,12 @@ fn holds(d: &(LogView<'_>, Option<LogView<'_>>), found: impl Fn(&LogView<'_>) ->
 impl Invariants {
     /// For `n` replicas.
     pub fn new(n: usize) -> Invariants {
-        Invariants { majority: n / 2 + 1, hw: vec![0; n], promised: vec![Epoch(0); n], ..Default::default() }
+        Invariants {
+            majority: n / 2 + 1,
+            hw: vec![0; n],
+            promised: vec![Epoch::new(0); n],
+            ..Default::default()
+        }
     }
 
     /// The HW `node` reported in this incarnation.
@@ -53,10 +58,10 @@ impl Invariants {
 
     /// I1: `node` leads `epoch`. Whether this is news (a new election).
     pub fn on_leader(&mut self, node: usize, epoch: Epoch) -> Result<bool, String> {
-        let new = !self.leaders.contains_key(&epoch.0);
-        match *self.leaders.entry(epoch.0).or_insert(node) {
+        let new = !self.leaders.contains_key(&epoch.get());
+        match *self.leaders.entry(epoch.get()).or_insert(node) {
             l if l == node => Ok(new),
-            l => Err(format!("I1: two leaders in epoch {}: {l} and {node}", epoch.0)),
+            l => Err(format!("I1: two leaders in epoch {}: {l} and {node}", epoch.get())),
         }
     }
 
@@ -71,7 +76,7 @@ impl Invariants {
 
     /// `node` lost its disk: its promises are gone with it (I6 restarts from nothing).
     pub fn lose_disk(&mut self, node: usize) {
-        self.promised[node] = Epoch(0);
+        self.promised[node] = Epoch::new(0);
         self.hw[node] = 0;
     }
 
@@ -83,12 +88,17 @@ impl Invariants {
     /// I2: an entry stored anywhere agrees with every other entry ever stored at the same
     /// (base, epoch), prefix included (the prefix hash covers it).
     pub fn on_append(&mut self, node: usize, s: &Stored) -> Result<(), String> {
-        let first = *self.seen.entry((s.entry.base, s.entry.epoch.0)).or_insert(*s);
+        let first = *self.seen.entry((s.entry.base, s.entry.epoch.get())).or_insert(*s);
         if first != *s {
             return Err(format!(
                 "I2: node {node} stored {:?} (payload {:#x}) at base {} epoch {}, but {:?} (payload {:#x}) \
                  with a different prefix was stored there before",
-                s.entry, s.payload, s.entry.base, s.entry.epoch.0, first.entry, first.payload
+                s.entry,
+                s.payload,
+                s.entry.base,
+                s.entry.epoch.get(),
+                first.entry,
+                first.payload
             ));
         }
         Ok(())

@@ -101,7 +101,7 @@ impl Storage {
             return Err(format!("append of {entry:?} at log end {end}: not contiguous"));
         }
         let mut h = mix(prev ^ entry.base);
-        h = mix(h ^ entry.epoch.0.rotate_left(17) ^ u64::from(entry.count));
+        h = mix(h ^ entry.epoch.get().rotate_left(17) ^ u64::from(entry.count));
         h = mix(h ^ payload);
         let s = Stored { entry, payload, hash: h };
         self.log.push(s);

@@ -28,29 +28,31 @@ impl Msg {
     pub fn of(m: &Message) -> Msg {
         match m {
             Message::PreVote { epoch, last_epoch, last_end } => {
-                Msg::PreVote { epoch: epoch.0, last_epoch: last_epoch.0, last_end: *last_end }
+                Msg::PreVote { epoch: epoch.get(), last_epoch: last_epoch.get(), last_end: *last_end }
             }
-            Message::PreVoteResp { epoch, granted } => Msg::PreVoteResp { epoch: epoch.0, granted: *granted },
+            Message::PreVoteResp { epoch, granted } => {
+                Msg::PreVoteResp { epoch: epoch.get(), granted: *granted }
+            }
             Message::Vote { epoch, last_epoch, last_end } => {
-                Msg::Vote { epoch: epoch.0, last_epoch: last_epoch.0, last_end: *last_end }
+                Msg::Vote { epoch: epoch.get(), last_epoch: last_epoch.get(), last_end: *last_end }
             }
-            Message::VoteResp { epoch, granted } => Msg::VoteResp { epoch: epoch.0, granted: *granted },
+            Message::VoteResp { epoch, granted } => Msg::VoteResp { epoch: epoch.get(), granted: *granted },
             Message::Fetch { epoch, offset, last_epoch, flushed_end } => Msg::Fetch {
-                epoch: epoch.0,
+                epoch: epoch.get(),
                 offset: *offset,
-                last_epoch: last_epoch.0,
+                last_epoch: last_epoch.get(),
                 flushed_end: *flushed_end,
             },
             Message::FetchResp { epoch, hw, body: FetchBody::Entries(es) } => {
-                Msg::Entries { epoch: epoch.0, hw: *hw, first: es.first().map(|e| e.base), n: es.len() }
+                Msg::Entries { epoch: epoch.get(), hw: *hw, first: es.first().map(|e| e.base), n: es.len() }
             }
             Message::FetchResp { epoch, hw, body: FetchBody::Diverging { epoch: d, end, .. } } => {
-                Msg::Diverging { epoch: epoch.0, hw: *hw, div_epoch: d.0, end: *end }
+                Msg::Diverging { epoch: epoch.get(), hw: *hw, div_epoch: d.get(), end: *end }
             }
             Message::FetchResp { epoch, hw, body: FetchBody::Behind { start, .. } } => {
-                Msg::Behind { epoch: epoch.0, hw: *hw, start: *start }
+                Msg::Behind { epoch: epoch.get(), hw: *hw, start: *start }
             }
-            Message::Stale { epoch } => Msg::Stale { epoch: epoch.0 },
+            Message::Stale { epoch } => Msg::Stale { epoch: epoch.get() },
         }
     }
 }
@@ -76,8 +78,10 @@ impl Note {
     /// The note for an output worth tracing (sends are traced on receipt).
     pub fn of_output(o: &Output) -> Option<Note> {
         Some(match o {
-            Output::Leader { epoch, leader } => Note::Leader { epoch: epoch.0, leader: *leader },
-            Output::PersistHardState(h) => Note::Persist { promised: h.promised.0, voted_for: h.voted_for },
+            Output::Leader { epoch, leader } => Note::Leader { epoch: epoch.get(), leader: *leader },
+            Output::PersistHardState(h) => {
+                Note::Persist { promised: h.promised.get(), voted_for: h.voted_for }
+            }
             Output::Truncate { end } => Note::Truncate { end: *end },
             Output::HighWatermark(h) => Note::Hw(*h),
             Output::Ack { token, result } => Note::Ack { token: *token, result: format!("{result:?}") },

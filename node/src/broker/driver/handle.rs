@@ -32,23 +32,22 @@ impl ReplicaHandle {
             ctx.store.meta_put(&catch_up_key, b"1")?;
         }
         let catching_up = ctx.store.meta_get(&catch_up_key)?.is_some();
-        let peer_ids: Arc<Vec<Option<PeerId>>> = Arc::new(peers.iter().map(|s| s.parse().ok()).collect());
-        let peers = Arc::new(peers);
+        let members: Arc<Vec<Member>> = Arc::new(peers.into_iter().map(Member::parse).collect());
         let (view_tx, view) = watch::channel(ReplicaView::default());
         if part.failure().is_some() {
-            return Ok(ReplicaHandle { part, peers, peer_ids, me, tx: None, view });
+            return Ok(ReplicaHandle { part, members, me, tx: None, view });
         }
         let s = &ctx.settings;
         let cfg = replica::Config {
             me,
-            replicas: peers.len(),
-            min_insync: min_insync.clamp(1, peers.len()),
+            replicas: members.len(),
+            min_insync: min_insync.clamp(1, members.len()),
             heartbeat_ms: s.heartbeat_ms,
             election_timeout_ms: s.election_timeout_ms,
             lease_ms: s.lease_ms,
             replica_lag_max_ms: s.replica_lag_max_ms,
             max_fetch_entries: 256,
-            seed: seed(topic, p, &peers[me]),
+            seed: seed(topic, p, &members[me].id),
         };
         let start = part.offsets().0;
         let mut core = replica::Replica::recover(
@@ -70,8 +69,7 @@ impl ReplicaHandle {
         let driver = Driver {
             core,
             part: part.clone(),
-            peers: peers.clone(),
-            peer_ids: peer_ids.clone(),
+            members: members.clone(),
             me,
             ctx: ctx.clone(),
             rx,
@@ -89,7 +87,7 @@ impl ReplicaHandle {
         // span's fields on each line).
         let span = tracing::info_span!("replica", topic = %topic, partition = p);
         tokio::spawn(tracing::Instrument::instrument(driver.run(), span));
-        Ok(ReplicaHandle { part, peers, peer_ids, me, tx: Some(tx), view })
+        Ok(ReplicaHandle { part, members, me, tx: Some(tx), view })
     }
 
     /// This replica's state for routing and status.
@@ -99,7 +97,7 @@ impl ReplicaHandle {
 
     /// The leader's PeerId as text, if one is known.
     pub fn leader(&self) -> Option<&str> {
-        self.view.borrow().leader.and_then(|l| self.peers.get(l)).map(String::as_str)
+        self.view.borrow().leader.and_then(|l| self.members.get(l)).map(|m| m.id.as_str())
     }
 
     /// Whether this replica leads.
@@ -169,11 +167,11 @@ impl ReplicaHandle {
         match e {
             AppendError::NotLeader { leader: Some(l), epoch } => WireError::new(
                 ErrorCode::NotLeaderOrFollower,
-                format!("{tp} is led by {} in epoch {}, not by this node", self.peer(l), epoch.0),
+                format!("{tp} is led by {} in epoch {epoch}, not by this node", self.peer(l)),
             ),
             AppendError::NotLeader { leader: None, epoch } => WireError::new(
                 ErrorCode::LeaderNotAvailable,
-                format!("{tp} has no leader right now (epoch {}); an election is under way", epoch.0),
+                format!("{tp} has no leader right now (epoch {epoch}); an election is under way"),
             ),
             AppendError::NotEnoughReplicas { in_sync, required } => WireError::new(
                 ErrorCode::NotEnoughReplicas,
@@ -195,7 +193,7 @@ impl ReplicaHandle {
     }
 
     fn peer(&self, idx: usize) -> &str {
-        self.peers.get(idx).map_or("?", String::as_str)
+        self.members.get(idx).map_or("?", |m| m.id.as_str())
     }
 
     /// Hand a replication message from `from` (authenticated PeerId) to the driver.
@@ -203,7 +201,8 @@ impl ReplicaHandle {
     /// queue are dropped: the protocol recovers from loss.
     pub fn deliver(&self, from: &PeerId, m: ReplicateMessage) {
         let Some(tx) = &self.tx else { return };
-        let Some(idx) = self.peer_ids.iter().position(|p| p.as_ref() == Some(from)).filter(|i| *i != self.me)
+        let Some(idx) =
+            self.members.iter().position(|m| m.peer.as_ref() == Some(from)).filter(|i| *i != self.me)
         else {
             return tracing::warn!(%from, topic = %m.topic, partition = m.partition, "replication message from outside the replica set dropped");
         };
@@ -218,12 +217,12 @@ impl ReplicaHandle {
     pub fn status(&self) -> PartitionStatus {
         let v = self.view();
         let (log_start, log_end, size) = self.part.offsets();
-        let name = |i: &usize| self.peers.get(*i).cloned().unwrap_or_default();
+        let name = |i: &usize| self.members.get(*i).map(|m| m.id.clone()).unwrap_or_default();
         PartitionStatus {
             partition: self.part.id(),
             leader: v.leader.map(|l| name(&l)).unwrap_or_default(),
             epoch: v.epoch,
-            replicas: self.peers.to_vec(),
+            replicas: self.members.iter().map(|m| m.id.clone()).collect(),
             isr: v.isr.iter().map(name).collect(),
             log_start_offset: log_start,
             high_watermark: self.part.high_watermark(),

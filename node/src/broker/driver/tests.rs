@@ -45,7 +45,7 @@ fn follower(dir: &std::path::Path) -> (ReplicaHandle, PeerId, mpsc::Receiver<Out
 
 /// A fetch answer of epoch 1 carrying `entries` and their batches.
 fn answer(entries: Vec<Entry>, records: Vec<u8>) -> ReplicateMessage {
-    let msg = Message::FetchResp { epoch: Epoch(1), hw: 0, body: FetchBody::Entries(entries) };
+    let msg = Message::FetchResp { epoch: Epoch::new(1), hw: 0, body: FetchBody::Entries(entries) };
     ReplicateMessage { topic: "t".into(), partition: 0, message: codec::encode(&msg).unwrap(), records }
 }
 
@@ -78,11 +78,11 @@ async fn a_structurally_bad_batch_from_the_leader_is_refused_and_the_replica_goe
     bad[batch::CRC_OFFSET..batch::ATTRIBUTES_OFFSET].copy_from_slice(&crc.to_be_bytes());
     let bad = stored(bad, 0);
     assert!(batch::verify_crc(&bad).is_ok(), "only the structure is wrong");
-    let forged = Entry { base: 0, count: 1, epoch: Epoch(1), producer: None, epoch_start: false };
+    let forged = Entry { base: 0, count: 1, epoch: Epoch::new(1), producer: None, epoch_start: false };
     replica.deliver(&leader, answer(vec![forged], bad));
     // The same answer with a good batch (the leader's marker) is then taken.
     let marker = stored(batch::leader_change_marker(0, 1), 0);
-    let entry = Entry { base: 0, count: 1, epoch: Epoch(1), producer: None, epoch_start: true };
+    let entry = Entry { base: 0, count: 1, epoch: Epoch::new(1), producer: None, epoch_start: true };
     replica.deliver(&leader, answer(vec![entry], marker));
     let leader_name = leader.to_string();
     wait_until("the good batch is stored", || replica.status().log_end_offset == 1).await;
@@ -103,10 +103,10 @@ async fn a_batch_too_large_to_store_is_refused_before_it_reaches_the_log() {
     let mut big = batch::BatchBuilder::new();
     big.push(0, None, Some(&vec![7u8; MAX_BATCH_BYTES]), &[]);
     let big = stored(big.build().unwrap(), 0);
-    let entry = Entry { base: 0, count: 1, epoch: Epoch(1), producer: None, epoch_start: false };
+    let entry = Entry { base: 0, count: 1, epoch: Epoch::new(1), producer: None, epoch_start: false };
     replica.deliver(&leader, answer(vec![entry], big));
     let marker = stored(batch::leader_change_marker(0, 1), 0);
-    let entry = Entry { base: 0, count: 1, epoch: Epoch(1), producer: None, epoch_start: true };
+    let entry = Entry { base: 0, count: 1, epoch: Epoch::new(1), producer: None, epoch_start: true };
     replica.deliver(&leader, answer(vec![entry], marker));
     wait_until("the marker is stored", || replica.status().log_end_offset == 1).await;
     assert!(replica.status().online);

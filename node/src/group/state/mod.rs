@@ -32,7 +32,7 @@ use meshlog_protocol::group::{
     Assignor, CommittedOffset, GroupRequest, GroupResponse, GroupState, GroupValue, JoinResult, OffsetValue,
     OffsetsKey, TopicPartition, OFFSETS_TOPIC,
 };
-use meshlog_protocol::{ErrorCode, WireError};
+use meshlog_protocol::{Epoch, ErrorCode, WireError};
 use std::collections::BTreeMap;
 
 /// Identifies a request and its answer in the coordinator.
@@ -85,7 +85,7 @@ pub enum Input {
     /// Every committed record has been replayed: serve requests as leader of `epoch`.
     Loaded {
         /// The leader epoch of the replica the log was read from.
-        epoch: u64,
+        epoch: Epoch,
     },
     /// The records of the last [`Output::Append`] are committed, the first at
     /// `base_offset`.
@@ -177,7 +177,7 @@ pub struct Shard {
     cfg: Config,
     now: u64,
     /// The leader epoch the state was loaded in; `None`: not loaded (or dropped).
-    epoch: Option<u64>,
+    epoch: Option<Epoch>,
     groups: BTreeMap<String, Group>,
     live: Live,
     staged: Staged,
@@ -201,7 +201,7 @@ impl Shard {
     }
 
     /// The leader epoch the shard was loaded in (`None`: it must be loaded).
-    pub fn epoch(&self) -> Option<u64> {
+    pub fn epoch(&self) -> Option<Epoch> {
         self.epoch
     }
 

@@ -17,7 +17,7 @@ fn cfg() -> Config {
 /// A shard loaded (from an empty log) in epoch 1.
 fn loaded() -> Shard {
     let mut s = Shard::new(cfg());
-    assert_eq!(s.step(0, Input::Loaded { epoch: 1 }), vec![]);
+    assert_eq!(s.step(0, Input::Loaded { epoch: Epoch::new(1) }), vec![]);
     s
 }
 
@@ -327,11 +327,11 @@ fn replaying_the_log_restores_groups_members_and_offsets_with_sessions_restarted
         replay(2, &g, Some(codec::encode(&value).unwrap())),
         replay(3, &gone, None),
         Input::Replay { offset: 4, key: Some(b"junk".to_vec()), value: None },
-        Input::Loaded { epoch: 2 },
+        Input::Loaded { epoch: Epoch::new(2) },
     ] {
         assert_eq!(s.step(50_000, input), vec![]);
     }
-    assert_eq!((s.epoch(), s.group_count()), (Some(2), 1));
+    assert_eq!((s.epoch(), s.group_count()), (Some(Epoch::new(2)), 1));
     assert_eq!((s.live.offset(&g_t0), s.live.offset(&g)), (Some(0), Some(2)));
     let member = |m: &str, ps: &[u32]| MemberDescription {
         member_id: m.into(),
@@ -392,7 +392,7 @@ fn a_full_partition_refuses_a_new_group_and_a_full_group_a_new_member() {
     let members: Vec<(&str, &[u32])> = members.iter().map(|m| (m.as_str(), &[][..])).collect();
     let full = codec::encode(&group_value(1, &members)).unwrap();
     s.step(0, replay(5_000, &OffsetsKey::Group { group: "g".into() }, Some(full)));
-    s.step(0, Input::Loaded { epoch: 1 });
+    s.step(0, Input::Loaded { epoch: Epoch::new(1) });
     assert_eq!(s.group_count(), limits::MAX_GROUPS_PER_PARTITION + 1);
     // A new group: refused, nothing created or written.
     let Input::Request { request: GroupRequest::Join(mut j), context, .. } = join(1, None, 1) else {

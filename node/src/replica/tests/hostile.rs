@@ -11,10 +11,10 @@ fn follower_of_0_in_epoch_1() -> Replica {
     let entries = FetchBody::Entries(vec![entry(0, 1, 1, true), entry(1, 9, 1, false)]);
     r.step(
         1_000,
-        Input::Receive { from: 0, msg: Message::FetchResp { epoch: Epoch(1), hw: 0, body: entries } },
+        Input::Receive { from: 0, msg: Message::FetchResp { epoch: Epoch::new(1), hw: 0, body: entries } },
     );
     r.step(1_001, Input::Flushed { id: 1 });
-    let hw = Message::FetchResp { epoch: Epoch(1), hw: 10, body: FetchBody::Entries(vec![]) };
+    let hw = Message::FetchResp { epoch: Epoch::new(1), hw: 10, body: FetchBody::Entries(vec![]) };
     r.step(1_002, Input::Receive { from: 0, msg: hw });
     assert_eq!((r.leader(), r.log().end(), r.high_watermark()), (Some(0), 10, 10));
     r
@@ -25,10 +25,10 @@ fn follower_of_0_in_epoch_1() -> Replica {
 fn behind_for_offset_10() -> FetchBody {
     FetchBody::Behind {
         start: 1_000,
-        start_epoch: Epoch(1),
+        start_epoch: Epoch::new(1),
         producers: vec![],
         fetch_offset: 10,
-        fetch_last_epoch: Epoch(1),
+        fetch_last_epoch: Epoch::new(1),
     }
 }
 
@@ -41,22 +41,26 @@ fn a_behind_answer_from_a_member_that_does_not_lead_its_epoch_wipes_nothing() {
     let mut r = follower_of_0_in_epoch_1();
     let hard = r.hard_state();
     // Replica 2 claims epoch 1, which replica 0 leads.
-    let forged = Message::FetchResp { epoch: Epoch(1), hw: 0, body: behind_for_offset_10() };
+    let forged = Message::FetchResp { epoch: Epoch::new(1), hw: 0, body: behind_for_offset_10() };
     let out = r.step(1_010, Input::Receive { from: 2, msg: forged });
     assert!(changes_nothing(&out), "{out:?}");
     // Or a later epoch nobody told this replica of: a `Behind` answers a fetch, and no
     // fetch went to replica 2.
     for epoch in [2, 1_000] {
-        let forged = Message::FetchResp { epoch: Epoch(epoch), hw: 0, body: behind_for_offset_10() };
+        let forged = Message::FetchResp { epoch: Epoch::new(epoch), hw: 0, body: behind_for_offset_10() };
         let out = r.step(1_020, Input::Receive { from: 2, msg: forged });
         assert!(changes_nothing(&out), "epoch {epoch}: {out:?}");
     }
     // Nor can a `Diverging` from it cut the log.
-    let diverging =
-        FetchBody::Diverging { epoch: Epoch(0), end: 0, fetch_offset: 10, fetch_last_epoch: Epoch(1) };
+    let diverging = FetchBody::Diverging {
+        epoch: Epoch::new(0),
+        end: 0,
+        fetch_offset: 10,
+        fetch_last_epoch: Epoch::new(1),
+    };
     let out = r.step(
         1_030,
-        Input::Receive { from: 2, msg: Message::FetchResp { epoch: Epoch(2), hw: 0, body: diverging } },
+        Input::Receive { from: 2, msg: Message::FetchResp { epoch: Epoch::new(2), hw: 0, body: diverging } },
     );
     assert!(changes_nothing(&out), "{out:?}");
     assert_eq!((r.hard_state(), r.leader(), r.log().end(), r.log().start()), (hard, Some(0), 10, 0));
@@ -65,7 +69,7 @@ fn a_behind_answer_from_a_member_that_does_not_lead_its_epoch_wipes_nothing() {
         1_040,
         Input::Receive {
             from: 0,
-            msg: Message::FetchResp { epoch: Epoch(1), hw: 0, body: behind_for_offset_10() },
+            msg: Message::FetchResp { epoch: Epoch::new(1), hw: 0, body: behind_for_offset_10() },
         },
     );
     assert!(out.iter().any(|o| matches!(o, Output::ResetLog { start: 1_000, .. })), "{out:?}");
@@ -75,7 +79,7 @@ fn a_behind_answer_from_a_member_that_does_not_lead_its_epoch_wipes_nothing() {
 fn heartbeats_of_an_epoch_whose_leader_is_known_are_taken_from_that_leader_only() {
     let mut r = follower_of_0_in_epoch_1();
     let beat = |hw| Message::FetchResp {
-        epoch: Epoch(1),
+        epoch: Epoch::new(1),
         hw,
         body: FetchBody::Entries(vec![entry(10, 1, 1, false)]),
     };
@@ -96,16 +100,16 @@ fn heartbeats_of_an_epoch_whose_leader_is_known_are_taken_from_that_leader_only(
 #[test]
 fn a_new_epochs_leader_is_learned_from_its_heartbeat_and_then_only_it_is_followed() {
     let mut r = follower_of_0_in_epoch_1();
-    let hb = Message::FetchResp { epoch: Epoch(2), hw: 0, body: FetchBody::Entries(vec![]) };
+    let hb = Message::FetchResp { epoch: Epoch::new(2), hw: 0, body: FetchBody::Entries(vec![]) };
     let out = r.step(1_010, Input::Receive { from: 2, msg: hb });
-    assert!(out.contains(&Output::PersistHardState(HardState { promised: Epoch(2), voted_for: None })));
-    assert!(out.contains(&Output::Leader { epoch: Epoch(2), leader: Some(2) }));
+    assert!(out.contains(&Output::PersistHardState(HardState { promised: Epoch::new(2), voted_for: None })));
+    assert!(out.contains(&Output::Leader { epoch: Epoch::new(2), leader: Some(2) }));
     // Replica 0, leader of epoch 1, is no leader of epoch 2.
     let out = r.step(
         1_020,
         Input::Receive {
             from: 0,
-            msg: Message::FetchResp { epoch: Epoch(2), hw: 0, body: behind_for_offset_10() },
+            msg: Message::FetchResp { epoch: Epoch::new(2), hw: 0, body: behind_for_offset_10() },
         },
     );
     assert!(changes_nothing(&out), "{out:?}");
@@ -116,14 +120,14 @@ fn a_new_epochs_leader_is_learned_from_its_heartbeat_and_then_only_it_is_followe
 fn an_epoch_past_the_maximum_is_refused_and_never_persisted() {
     let mut r = follower_of_0_in_epoch_1();
     let hard = r.hard_state();
-    let huge = [Epoch(u64::MAX), Epoch(Epoch::MAX.0 + 1)];
+    let huge = [Epoch::new(u64::MAX), Epoch::new(Epoch::MAX.get() + 1)];
     for epoch in huge {
         let msgs = [
             Message::Stale { epoch },
             Message::VoteResp { epoch, granted: false },
-            Message::Vote { epoch, last_epoch: Epoch(1), last_end: 10 },
-            Message::PreVote { epoch, last_epoch: Epoch(1), last_end: 10 },
-            Message::Fetch { epoch, offset: 10, last_epoch: Epoch(1), flushed_end: 10 },
+            Message::Vote { epoch, last_epoch: Epoch::new(1), last_end: 10 },
+            Message::PreVote { epoch, last_epoch: Epoch::new(1), last_end: 10 },
+            Message::Fetch { epoch, offset: 10, last_epoch: Epoch::new(1), flushed_end: 10 },
             Message::FetchResp { epoch, hw: 0, body: FetchBody::Entries(vec![]) },
         ];
         for msg in msgs {
@@ -137,7 +141,8 @@ fn an_epoch_past_the_maximum_is_refused_and_never_persisted() {
     assert!(
         sends(&out)
             .iter()
-            .any(|(_, m)| *m == Message::PreVote { epoch: Epoch(2), last_epoch: Epoch(1), last_end: 10 }),
+            .any(|(_, m)| *m
+                == Message::PreVote { epoch: Epoch::new(2), last_epoch: Epoch::new(1), last_end: 10 }),
         "{out:?}"
     );
 }
@@ -145,7 +150,7 @@ fn an_epoch_past_the_maximum_is_refused_and_never_persisted() {
 #[test]
 fn a_replica_whose_promise_reached_the_maximum_follows_but_never_campaigns() {
     assert_eq!(Epoch::MAX.next(), None);
-    assert_eq!(Epoch(Epoch::MAX.0 - 1).next(), Some(Epoch::MAX));
+    assert_eq!(Epoch::new(Epoch::MAX.get() - 1).next(), Some(Epoch::MAX));
     let mut r = fresh(1, 3);
     let hb = Message::FetchResp { epoch: Epoch::MAX, hw: 0, body: FetchBody::Entries(vec![]) };
     r.step(1_000, Input::Receive { from: 0, msg: hb });
@@ -163,7 +168,8 @@ fn a_replica_whose_promise_reached_the_maximum_follows_but_never_campaigns() {
 #[test]
 fn fetch_answers_naming_epochs_above_their_own_or_broken_entries_are_dropped() {
     let mut r = follower_of_0_in_epoch_1();
-    let resp = |body| Input::Receive { from: 0, msg: Message::FetchResp { epoch: Epoch(1), hw: 0, body } };
+    let resp =
+        |body| Input::Receive { from: 0, msg: Message::FetchResp { epoch: Epoch::new(1), hw: 0, body } };
     let bodies = [
         // An entry of a later epoch than the answer's.
         FetchBody::Entries(vec![entry(10, 1, 2, false)]),
@@ -174,16 +180,21 @@ fn fetch_answers_naming_epochs_above_their_own_or_broken_entries_are_dropped() {
         FetchBody::Entries(vec![entry(u64::MAX, 1, 1, false)]),
         FetchBody::Behind {
             start: 1_000,
-            start_epoch: Epoch(5),
+            start_epoch: Epoch::new(5),
             producers: vec![],
             fetch_offset: 10,
-            fetch_last_epoch: Epoch(1),
+            fetch_last_epoch: Epoch::new(1),
         },
-        FetchBody::Diverging { epoch: Epoch(3), end: 0, fetch_offset: 10, fetch_last_epoch: Epoch(1) },
+        FetchBody::Diverging {
+            epoch: Epoch::new(3),
+            end: 0,
+            fetch_offset: 10,
+            fetch_last_epoch: Epoch::new(1),
+        },
     ];
     for body in bodies {
         let out = r.step(1_010, resp(body.clone()));
         assert!(changes_nothing(&out), "{body:?}: {out:?}");
     }
-    assert_eq!((r.log().end(), r.log().last_epoch(), r.epoch()), (10, Epoch(1), Epoch(1)));
+    assert_eq!((r.log().end(), r.log().last_epoch(), r.epoch()), (10, Epoch::new(1), Epoch::new(1)));
 }

@@ -159,7 +159,7 @@ async fn a_leading_run_without_records_is_deleted_and_the_log_start_advances() {
     assert_eq!((stats.batches_rewritten, stats.batches_removed, stats.records_removed), (2, 3, 3));
     assert_eq!(stored(&part), [rec(4, "b", "2"), rec(5, "a", "3")]);
     assert_eq!(part.offsets().0, 4);
-    assert_eq!(part.start_epoch(), Epoch(1), "the epoch of the batch below the start is kept");
+    assert_eq!(part.start_epoch(), Epoch::new(1), "the epoch of the batch below the start is kept");
     let err = part.fetch(0, 1 << 20, Duration::ZERO).await.unwrap_err();
     assert_eq!(err.code, meshlog_protocol::ErrorCode::OffsetOutOfRange);
     assert_reopens_same(&store, &part);
@@ -223,7 +223,7 @@ fn the_last_batch_stays_even_without_records() {
     assert_eq!(part.offsets().0, 2);
     let (_, recovered) = open(&store);
     assert_eq!(recovered.len(), 1);
-    assert_eq!((recovered[0].base, recovered[0].epoch.0), (2, 1), "the last epoch survives a reopen");
+    assert_eq!((recovered[0].base, recovered[0].epoch.get()), (2, 1), "the last epoch survives a reopen");
     assert_reopens_same(&store, &part);
     // Once a later batch exists, the empty one is part of the leading run.
     put(&part, &[(Some("b"), Some("1"))]); // 3
@@ -264,11 +264,11 @@ fn delete_retention_keeps_the_last_batch_and_saves_the_start_epoch_and_producers
     part.set_hw(5);
     let cfg = TopicConfig { retention_ms: Some(0), ..TopicConfig::default() };
     assert_eq!(part.enforce_retention(&cfg, NOW_MS).unwrap(), 2, "all but the last batch");
-    assert_eq!((part.offsets().0, part.start_epoch()), (4, Epoch(1)));
+    assert_eq!((part.offsets().0, part.start_epoch()), (4, Epoch::new(1)));
     let want = vec![ProducerState { id: 5, epoch: 0, recent: vec![(0, 1, 0, 2), (2, 3, 2, 4)] }];
     assert_eq!(part.deleted_producers(), want);
     let (again, recovered) = open(&store);
-    assert_eq!((again.offsets().0, again.start_epoch(), again.deleted_producers()), (4, Epoch(1), want));
+    assert_eq!((again.offsets().0, again.start_epoch(), again.deleted_producers()), (4, Epoch::new(1), want));
     assert_eq!(recovered.len(), 1);
 }
 
@@ -281,14 +281,14 @@ fn a_reset_interrupted_by_a_crash_reopens_at_the_saved_start_and_retention_leave
     }
     part.set_hw(2);
     let producers = vec![ProducerState { id: 7, epoch: 0, recent: vec![(0, 9, 20, 30)] }];
-    part.save_reset_start(40, Epoch(3), producers.clone()).unwrap();
+    part.save_reset_start(40, Epoch::new(3), producers.clone()).unwrap();
     store.flush().unwrap();
     // Until the reset runs, retention must not move the start back below it, nor may
     // another reset.
     let cfg = TopicConfig { retention_ms: Some(0), ..TopicConfig::default() };
     assert_eq!(part.enforce_retention(&cfg, NOW_MS).unwrap(), 0);
     assert_eq!(part.offsets().0, 40);
-    assert!(part.save_reset_start(30, Epoch(3), vec![]).is_err(), "the start never moves back");
+    assert!(part.save_reset_start(30, Epoch::new(3), vec![]).is_err(), "the start never moves back");
     // The process dies before `reset`: the store is reopened from its directory, and
     // the log starts, empty, at the saved start.
     drop(part);
@@ -300,7 +300,7 @@ fn a_reset_interrupted_by_a_crash_reopens_at_the_saved_start_and_retention_leave
     let (again, recovered) = open(&store);
     assert!(recovered.is_empty(), "{recovered:?}");
     assert_eq!(again.offsets(), (40, 40, 0));
-    assert_eq!((again.start_epoch(), again.deleted_producers()), (Epoch(3), producers));
+    assert_eq!((again.start_epoch(), again.deleted_producers()), (Epoch::new(3), producers));
 }
 
 #[test]
@@ -308,7 +308,7 @@ fn a_log_start_saved_by_an_older_node_reads_as_epoch_zero() {
     let (_dir, store) = store();
     store.meta_put(&format!("log_start/{TOPIC}/0"), &9u64.to_be_bytes()).unwrap();
     let (part, _) = open(&store);
-    assert_eq!((part.offsets().0, part.start_epoch()), (9, Epoch(0)));
+    assert_eq!((part.offsets().0, part.start_epoch()), (9, Epoch::new(0)));
     store.meta_put(&format!("log_start/{TOPIC}/0"), &[1, 2, 3]).unwrap();
     let err = Partition::open(store.clone(), TOPIC, 0).err().expect("a damaged start is an error");
     assert!(err.to_string().contains("saved log start of 3 bytes"), "{err}");
