@@ -19,8 +19,14 @@ use meshlog_protocol::{ErrorCode, WireError};
 use std::collections::HashMap;
 
 /// Hellos sent to one peer before it is given up on (a hello can be lost when it
-/// arrives while the other side is still binding its listeners).
-const HELLO_ATTEMPTS: u8 = 3;
+/// arrives while the other side is still starting: nodes that find each other by mDNS
+/// the moment they start refuse each other's first hellos).
+const HELLO_ATTEMPTS: u8 = 5;
+
+/// The pause before a failed hello is sent again, times the attempts so far: retries
+/// spread over a few seconds (checked each `HELLO_CHECK_INTERVAL`), within the peer's
+/// `HELLO_BUDGET`, instead of all failing within a millisecond of each other.
+const HELLO_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What the swarm task knows about connections whose role is not settled yet.
 #[derive(Default)]
@@ -31,6 +37,8 @@ pub(super) struct Admissions {
     pub(super) hellos: HashMap<OutboundRequestId, PeerId>,
     /// Hellos sent per peer without an answer yet.
     pub(super) attempts: HashMap<PeerId, u8>,
+    /// Peers whose last hello failed, and when to send the next.
+    pub(super) retry: HashMap<PeerId, tokio::time::Instant>,
     /// Dials answered once the peer's hello is checked.
     pub(super) dials: HashMap<PeerId, Vec<(Multiaddr, Reply<PeerId>)>>,
     /// Peer requests that arrived before their sender's hello.
@@ -79,6 +87,7 @@ impl EventLoop {
         self.admissions.unproven.remove(&peer);
         self.admissions.identified.remove(&peer);
         self.admissions.attempts.remove(&peer);
+        self.admissions.retry.remove(&peer);
         self.refuse_early(&peer, "the connection closed before its hello");
         for (addr, reply) in self.admissions.dials.remove(&peer).unwrap_or_default() {
             let reason = "the connection closed during the hello (a closed mesh refuses a process without \
@@ -131,8 +140,9 @@ impl EventLoop {
                     // next one starts its own hello).
                     self.admissions.attempts.remove(&peer);
                 } else if tried < HELLO_ATTEMPTS {
-                    tracing::debug!(%peer, %error, "hello failed; sending it again");
-                    self.send_hello(peer);
+                    tracing::debug!(%peer, %error, "hello failed; sending it again shortly");
+                    let due = tokio::time::Instant::now() + HELLO_RETRY_PAUSE * u32::from(tried);
+                    self.admissions.retry.insert(peer, due);
                 } else {
                     self.not_admitted(peer, format!("hello failed: {error}"));
                 }
@@ -150,6 +160,7 @@ impl EventLoop {
         self.roles.set(peer, role);
         self.admissions.unproven.remove(&peer);
         self.admissions.attempts.remove(&peer);
+        self.admissions.retry.remove(&peer);
         tracing::debug!(%peer, role = role.as_str(), "peer admitted");
         for (_, reply) in self.admissions.dials.remove(&peer).unwrap_or_default() {
             let _ = reply.send(Ok(peer));
@@ -187,6 +198,7 @@ impl EventLoop {
         tracing::warn!(%peer, %reason, "peer not admitted");
         self.admissions.unproven.remove(&peer);
         self.admissions.attempts.remove(&peer);
+        self.admissions.retry.remove(&peer);
         self.refuse_early(&peer, "not admitted");
         for (addr, reply) in self.admissions.dials.remove(&peer).unwrap_or_default() {
             let _ = addr;
@@ -203,9 +215,18 @@ impl EventLoop {
         }
     }
 
-    /// Connections whose hello did not come within its budget.
+    /// Failed hellos whose pause is over are sent again; connections whose hello did
+    /// not come within its budget are closed.
     pub(super) fn expire_hellos(&mut self) {
         let now = tokio::time::Instant::now();
+        let due: Vec<PeerId> =
+            self.admissions.retry.iter().filter(|(_, at)| **at <= now).map(|(p, _)| *p).collect();
+        for peer in due {
+            self.admissions.retry.remove(&peer);
+            if self.roles.get(&peer).is_none() && self.swarm.is_connected(&peer) {
+                self.send_hello(peer);
+            }
+        }
         let late: Vec<PeerId> = (self.admissions.unproven.iter())
             .filter(|(_, since)| now.duration_since(**since) >= HELLO_BUDGET)
             .map(|(p, _)| *p)
