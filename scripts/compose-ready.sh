@@ -44,7 +44,8 @@ until ready; do
 done
 end=$(date +%s%N)
 # Ready needs no peer (no --bootstrap); the mesh is formed once node1 counts three up.
-meshed() { curl -fsS --max-time 1 "http://127.0.0.1:${PORTS[0]}/metrics" | grep -q '^meshlog_mesh_members{state="up"} 3$'; }
+# grep reads the whole scrape (no -q): quitting early would break curl's pipe.
+meshed() { curl -fsS --max-time 1 "http://127.0.0.1:${PORTS[0]}/metrics" | grep -c '^meshlog_mesh_members{state="up"} 3$' >/dev/null; }
 until meshed; do
   (($(date +%s%N) > deadline)) && { echo "compose-ready.sh: node1 never saw three members up" >&2; exit 1; }
   sleep 0.05
