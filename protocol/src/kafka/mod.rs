@@ -47,7 +47,7 @@ pub enum DecodeError {
 
 /// The APIs and versions accepted, with the layout of each request. Versions are those
 /// the listener serves (capped below topic ids, KIP-516, as KAFKA.md advises).
-static ACCEPTED: [(ApiKey, i16, i16, &Schema); 21] = [
+static ACCEPTED: [(ApiKey, i16, i16, &Schema); 22] = [
     (ApiKey::ApiVersions, 0, 4, &schema_data::API_VERSIONS_REQUEST),
     (ApiKey::Metadata, 0, 9, &schema_data::METADATA_REQUEST),
     (ApiKey::Produce, 3, 12, &schema_data::PRODUCE_REQUEST),
@@ -62,6 +62,7 @@ static ACCEPTED: [(ApiKey, i16, i16, &Schema); 21] = [
     (ApiKey::OffsetFetch, 1, 7, &schema_group::OFFSET_FETCH_REQUEST),
     (ApiKey::DescribeGroups, 0, 5, &schema_group::DESCRIBE_GROUPS_REQUEST),
     (ApiKey::ListGroups, 0, 4, &schema_group::LIST_GROUPS_REQUEST),
+    (ApiKey::DeleteGroups, 0, 2, &schema_group::DELETE_GROUPS_REQUEST),
     (ApiKey::InitProducerId, 0, 4, &schema_admin::INIT_PRODUCER_ID_REQUEST),
     (ApiKey::CreateTopics, 2, 7, &schema_admin::CREATE_TOPICS_REQUEST),
     (ApiKey::DeleteTopics, 1, 6, &schema_admin::DELETE_TOPICS_REQUEST),
