@@ -30,6 +30,7 @@ APIS = [
     ("OffsetFetch", "offset_fetch_request", 1, 7, "group"),
     ("DescribeGroups", "describe_groups_request", 0, 5, "group"),
     ("ListGroups", "list_groups_request", 0, 4, "group"),
+    ("DeleteGroups", "delete_groups_request", 0, 2, "group"),
     ("InitProducerId", "init_producer_id_request", 0, 4, "admin"),
     ("CreateTopics", "create_topics_request", 2, 7, "admin"),
     ("DeleteTopics", "delete_topics_request", 1, 6, "admin"),

@@ -155,6 +155,10 @@ pub struct NodeConfig {
     pub group_min_session_timeout_ms: u32,
     /// Longest consumer-group session timeout a member may ask for.
     pub group_max_session_timeout_ms: u32,
+    /// How long a consumer group that was empty waits for more members before its first
+    /// generation, each new member extending the wait up to its rebalance timeout
+    /// (Kafka's `group.initial.rebalance.delay.ms`; 0: no wait).
+    pub group_initial_rebalance_delay_ms: u32,
 }
 
 impl Default for NodeConfig {
@@ -204,6 +208,7 @@ impl Default for NodeConfig {
             offsets_topic_replication_factor: 3,
             group_min_session_timeout_ms: 1_000,
             group_max_session_timeout_ms: 1_800_000,
+            group_initial_rebalance_delay_ms: 3_000,
         }
     }
 }
@@ -476,6 +481,7 @@ impl NodeConfig {
             ("replica_lag_max_ms", self.replica_lag_max_ms),
             ("group_min_session_timeout_ms", self.group_min_session_timeout_ms as u64),
             ("group_max_session_timeout_ms", self.group_max_session_timeout_ms as u64),
+            ("group_initial_rebalance_delay_ms", self.group_initial_rebalance_delay_ms as u64),
         ];
         match durations.iter().find(|(_, v)| *v > MAX_DURATION_MS) {
             Some((name, v)) => Err(ConfigError::Invalid(format!(

@@ -162,6 +162,12 @@ pub enum GroupRequest {
         /// The offsets-topic partition.
         shard: u32,
     },
+    /// Delete a group without members: its committed offsets and its record (Kafka's
+    /// DeleteGroups; a group with members is refused with NON_EMPTY_GROUP).
+    Delete {
+        /// Group name.
+        group: String,
+    },
 }
 
 impl GroupRequest {
@@ -183,7 +189,8 @@ impl GroupRequest {
             | GroupRequest::Heartbeat { group, .. }
             | GroupRequest::Leave { group, .. }
             | GroupRequest::FetchOffsets { group, .. }
-            | GroupRequest::Describe { group } => Some(group),
+            | GroupRequest::Describe { group }
+            | GroupRequest::Delete { group } => Some(group),
             GroupRequest::List { .. } => None,
         }
     }

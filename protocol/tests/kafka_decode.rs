@@ -5,13 +5,13 @@
 mod kafka_support;
 
 use bytes::{Buf, Bytes};
-use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::{ApiKey, RequestKind};
 use meshlog_protocol::kafka::{accepted_versions, decode_request, DecodeError};
 
 #[test]
 fn every_accepted_version_round_trips() {
     let samples = kafka_support::samples();
-    assert_eq!(samples.len(), 128, "one sample per accepted (api, version)");
+    assert_eq!(samples.len(), 131, "one sample per accepted (api, version)");
     for (key, v, req) in samples {
         let body = kafka_support::encode(&req, v);
         let decoded = decode_request(key as i16, v, body.clone())
@@ -79,13 +79,20 @@ fn what_is_not_served_is_unsupported() {
 }
 
 #[test]
-fn trailing_bytes_and_negative_lengths_are_invalid() {
+fn trailing_bytes_are_ignored_as_kafka_does_and_negative_lengths_are_invalid() {
     // Heartbeat v0: group "g", generation 1, member "m", then one byte too many.
     let body = b"\0\x01g\0\0\0\x01\0\x01m!";
-    let err = decode_request(12, 0, Bytes::from_static(body)).expect_err("refused");
-    assert!(matches!(err, DecodeError::Invalid(ref m) if m.contains("trailing")), "{err}");
-    let ok = decode_request(12, 0, Bytes::copy_from_slice(&body[..body.len() - 1]));
-    assert!(ok.is_ok(), "{ok:?}");
+    let with = decode_request(12, 0, Bytes::from_static(body)).expect("the extra byte is ignored");
+    let without = decode_request(12, 0, Bytes::copy_from_slice(&body[..body.len() - 1])).unwrap();
+    assert_eq!(with, without);
+    // librdkafka 2.12's Metadata v9 for every topic: a 4-byte zero as the compact topics
+    // array, then allow_auto_topic_creation, the two include flags and empty tags.
+    let all_topics =
+        decode_request(3, 9, Bytes::from_static(&[0, 0, 0, 0, 1, 0, 0, 0])).expect("accepted");
+    match all_topics {
+        RequestKind::Metadata(m) => assert_eq!(m.topics, None, "a null array: every topic"),
+        other => panic!("{other:?}"),
+    }
     let negative = b"\xff\xfeg\0\0\0\x01\0\x01m";
     let err = decode_request(12, 0, Bytes::from_static(negative)).expect_err("refused");
     assert!(matches!(err, DecodeError::Invalid(_)), "{err}");

@@ -33,6 +33,9 @@ pub struct GroupSettings {
     pub min_session_timeout_ms: u32,
     /// Longest session timeout a member may ask for.
     pub max_session_timeout_ms: u32,
+    /// How long a group that was empty waits for more members (Kafka's
+    /// `group.initial.rebalance.delay.ms`).
+    pub initial_rebalance_delay_ms: u32,
     /// How long an append to the offsets log may take.
     pub append_timeout: Duration,
     /// How long a new coordinator waits for its log to be committed before it loads.
@@ -77,6 +80,7 @@ impl Coordinator {
             coordinator: self.broker.node_id().to_string(),
             min_session_timeout_ms: self.settings.min_session_timeout_ms,
             max_session_timeout_ms: self.settings.max_session_timeout_ms,
+            initial_rebalance_delay_ms: u64::from(self.settings.initial_rebalance_delay_ms),
         };
         let mut map = crate::sync::lock(&self.shards);
         map.entry(p).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Shard::new(cfg)))).clone()
@@ -191,10 +195,11 @@ impl Coordinator {
         let mut b = BatchBuilder::new();
         for r in records {
             let value = match &r.value {
-                Value::Offset(v) => encode(v)?,
-                Value::Group(v) => encode(v)?,
+                Value::Offset(v) => Some(encode(v)?),
+                Value::Group(v) => Some(encode(v)?),
+                Value::Deleted => None,
             };
-            b.push(ts, Some(&encode(&r.key)?), Some(&value), &[]);
+            b.push(ts, Some(&encode(&r.key)?), value.as_deref(), &[]);
         }
         let bytes = b.build().ok_or_else(|| WireError::new(ErrorCode::Unknown, "empty offsets batch"))?;
         let topic = self.broker.topics().get(OFFSETS_TOPIC)?;

@@ -172,6 +172,9 @@ async fn respond(kafka: &Kafka, frame: Frame) -> Result<Answer, String> {
         RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(kafka.leave_group(r, v).await),
         RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(kafka.offset_commit(r).await),
         RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(kafka.offset_fetch(r, v).await),
+        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(kafka.describe_groups(r).await),
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(kafka.list_groups(r, v).await),
+        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(kafka.delete_groups(r).await),
         _ => return Err(format!("{api:?} is listed as served but has no handler")),
     };
     Ok(Some((api, v, body)))

@@ -71,6 +71,20 @@ pub fn parse_subscription(bytes: &[u8]) -> Result<Subscription, String> {
     Ok(sub)
 }
 
+/// Encode a ConsumerProtocolSubscription v0: the topics, no user data (what
+/// DescribeGroups shows as a member's metadata).
+pub fn encode_subscription(topics: &[String]) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(0);
+    b.put_i32(topics.len() as i32);
+    for t in topics {
+        b.put_i16(t.len() as i16);
+        b.put_slice(t.as_bytes());
+    }
+    b.put_i32(-1);
+    b.freeze()
+}
+
 /// Encode a ConsumerProtocolAssignment v0: partitions grouped by topic, no user data.
 pub fn encode_assignment(partitions: &[TopicPartition]) -> Bytes {
     let mut by_topic: std::collections::BTreeMap<&str, Vec<u32>> = std::collections::BTreeMap::new();
@@ -139,6 +153,13 @@ mod tests {
         b.put_slice(b"a");
         assert!(parse_subscription(&b).is_err());
         assert!(parse_subscription(&[0, 1, 0x7f]).is_err());
+    }
+
+    #[test]
+    fn encoded_subscriptions_parse_back() {
+        let topics = vec!["a".to_string(), "bb".to_string()];
+        let s = parse_subscription(&encode_subscription(&topics)).unwrap();
+        assert_eq!((s.topics, s.owned), (topics, vec![]));
     }
 
     #[test]

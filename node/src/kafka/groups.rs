@@ -12,6 +12,7 @@
 
 use super::consumer_protocol::{encode_assignment, parse_subscription};
 use super::{kafka_code, Kafka};
+use bytes::Bytes;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::offset_commit_response::{
@@ -125,10 +126,17 @@ impl Kafka {
         if &*req.protocol_type != "consumer" {
             return Err(inconsistent);
         }
-        let (assignor, protocol, metadata) = req
+        let known: Vec<(Assignor, StrBytes, &Bytes)> = req
             .protocols
             .iter()
-            .find_map(|p| p.name.parse::<Assignor>().ok().map(|a| (a, p.name.clone(), &p.metadata)))
+            .filter_map(|p| p.name.parse::<Assignor>().ok().map(|a| (a, p.name.clone(), &p.metadata)))
+            .collect();
+        let in_use = if known.len() > 1 { self.assignor_in_use(&req.group_id.0).await } else { None };
+        let (assignor, protocol, metadata) = known
+            .iter()
+            .find(|(a, _, _)| Some(*a) == in_use)
+            .or(known.first())
+            .cloned()
             .ok_or(inconsistent.clone())?;
         let sub = parse_subscription(metadata).map_err(|_| inconsistent)?;
         let session_timeout_ms = u32::try_from(req.session_timeout_ms).unwrap_or(0);
@@ -159,6 +167,16 @@ impl Kafka {
                 return Err((ErrorCode::RebalanceInProgress.as_i16(), member_id));
             }
             tokio::time::sleep(JOIN_POLL).await;
+        }
+    }
+
+    /// The assignor of a group with members: a Kafka member listing several joins with
+    /// that one (as Kafka picks the protocol every member supports), so it can share a
+    /// group with `meshlog consume --group` members, which name exactly one.
+    async fn assignor_in_use(&self, group: &str) -> Option<Assignor> {
+        match self.group(GroupRequest::Describe { group: group.to_string() }).await {
+            Ok(GroupResponse::Group(d)) if !d.members.is_empty() => Some(d.assignor),
+            _ => None,
         }
     }
 

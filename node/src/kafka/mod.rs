@@ -11,7 +11,8 @@
 //! - `metadata.rs`: Metadata (with topic auto-creation), `data.rs`: Produce, Fetch,
 //!   ListOffsets; `groups.rs`: FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
 //!   LeaveGroup, OffsetCommit, OffsetFetch onto meshlog's group coordinator, with
-//!   `consumer_protocol.rs` (the subscription and assignment bytes, pure).
+//!   `consumer_protocol.rs` (the subscription and assignment bytes, pure);
+//!   `groups_admin.rs`: DescribeGroups, ListGroups, DeleteGroups.
 //!
 //! Routing, this slice: "route through me". Metadata names THIS node as the only broker
 //! and the leader of every partition, and every request is served through
@@ -29,6 +30,7 @@ mod conn;
 pub mod consumer_protocol;
 mod data;
 mod groups;
+mod groups_admin;
 mod metadata;
 pub mod versions;
 

@@ -117,6 +117,7 @@ pub(super) fn group_settings(cfg: &NodeConfig) -> GroupSettings {
     GroupSettings {
         min_session_timeout_ms: cfg.group_min_session_timeout_ms,
         max_session_timeout_ms: cfg.group_max_session_timeout_ms,
+        initial_rebalance_delay_ms: cfg.group_initial_rebalance_delay_ms,
         append_timeout: crate::group::APPEND_TIMEOUT,
         load_wait: Duration::from_millis(cfg.election_timeout_ms * 3),
     }

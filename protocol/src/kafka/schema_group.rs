@@ -5,9 +5,9 @@
 use std::mem::size_of;
 
 use kafka_protocol::messages::{
-    describe_groups_request, find_coordinator_request, heartbeat_request, join_group_request,
-    leave_group_request, list_groups_request, offset_commit_request, offset_fetch_request,
-    sync_group_request,
+    delete_groups_request, describe_groups_request, find_coordinator_request, heartbeat_request,
+    join_group_request, leave_group_request, list_groups_request, offset_commit_request,
+    offset_fetch_request, sync_group_request,
 };
 
 use super::schema::{f, Schema, Ty, ARR, CARR};
@@ -228,5 +228,16 @@ pub(super) static LIST_GROUPS_REQUEST: Schema = Schema {
         f(4, 4, CARR(&Ty::CStr)), // states_filter
     ],
     flexible_from: 3,
+    tags: &[],
+};
+
+pub(super) static DELETE_GROUPS_REQUEST: Schema = Schema {
+    name: "DeleteGroupsRequest",
+    size: size_of::<delete_groups_request::DeleteGroupsRequest>(),
+    fields: &[
+        f(2, 2, CARR(&Ty::CStr)), // groups_names
+        f(0, 1, ARR(&Ty::Str)),   // groups_names
+    ],
+    flexible_from: 2,
     tags: &[],
 };

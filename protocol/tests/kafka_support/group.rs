@@ -27,6 +27,10 @@ pub fn build(key: ApiKey, v: i16) -> Option<RequestKind> {
             .with_states_filter(at(v >= 4, vec![s("Stable"), s("Empty")]))
             .with_unknown_tagged_fields(tags(v >= 3))
             .into(),
+        ApiKey::DeleteGroups => DeleteGroupsRequest::default()
+            .with_groups_names(vec![GroupId(s("g1")), GroupId(s("g2"))])
+            .with_unknown_tagged_fields(tags(v >= 2))
+            .into(),
         _ => return None,
     })
 }

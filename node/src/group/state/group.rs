@@ -31,6 +31,20 @@ pub(super) struct Group {
     /// A partition was withheld from its new owner: rebalance again once every member
     /// that must give one up has its new assignment.
     pub(super) follow_up: bool,
+    /// The initial rebalance delay of a group that was empty (Kafka's
+    /// `group.initial.rebalance.delay.ms`): the generation waits for more members; set
+    /// only while the group is `PreparingRebalance`.
+    pub(super) hold: Option<Hold>,
+}
+
+/// A group that was empty waits this long for more members before its first generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Hold {
+    /// The generation forms no earlier (monotonic ms); each new member pushes it on.
+    pub(super) until_ms: u64,
+    /// No new member pushes `until_ms` past this: the first member's join plus its
+    /// rebalance timeout.
+    pub(super) limit_ms: u64,
 }
 
 /// One member of a group.
@@ -65,18 +79,21 @@ impl Group {
             deadline_ms: None,
             topics: BTreeMap::new(),
             follow_up: false,
+            hold: None,
         }
     }
 
     /// Apply a join (validated by the caller): a new member is added, its id made of its
-    /// client id and `nonce`, and starts a rebalance; a known one renews its session and
-    /// reports what it owns. Returns the member id.
+    /// client id and `nonce`, and starts a rebalance (held `delay_ms` for more members if
+    /// the group was empty); a known one renews its session and reports what it owns.
+    /// Returns the member id.
     pub(super) fn join(
         &mut self,
         name: &str,
         j: JoinGroup,
         nonce: u64,
         now: u64,
+        delay_ms: u64,
     ) -> Result<String, WireError> {
         if self.members.is_empty() {
             self.assignor = j.assignor;
@@ -104,8 +121,11 @@ impl Group {
                     assignment: Vec::new(),
                     revoking: Vec::new(),
                 };
+                let rebalance_ms = member.rebalance_ms;
+                let was_empty = self.members.is_empty();
                 self.members.insert(id.clone(), member);
                 self.rebalance(now);
+                self.hold_for_more(was_empty, now, delay_ms, rebalance_ms);
                 id
             }
             Some(id) => {
@@ -142,6 +162,23 @@ impl Group {
         }
     }
 
+    /// The initial rebalance delay, as Kafka's: the first member of an empty group holds
+    /// the generation `delay_ms`; each member joining meanwhile holds it `delay_ms` more,
+    /// never past the first member's rebalance timeout.
+    fn hold_for_more(&mut self, was_empty: bool, now: u64, delay_ms: u64, rebalance_ms: u64) {
+        if delay_ms == 0 || self.state != GroupState::PreparingRebalance {
+            return;
+        }
+        match &mut self.hold {
+            None if was_empty => {
+                let limit_ms = now + rebalance_ms;
+                self.hold = Some(Hold { until_ms: (now + delay_ms).min(limit_ms), limit_ms });
+            }
+            None => {}
+            Some(h) => h.until_ms = h.until_ms.max((now + delay_ms).min(h.limit_ms)),
+        }
+    }
+
     /// Drop members whose session lapsed; returns their ids.
     pub(super) fn expire(&mut self, now: u64) -> Vec<String> {
         let gone: Vec<String> = self
@@ -159,6 +196,7 @@ impl Group {
     /// Whether the rebalance can end now (everyone rejoined, or the deadline passed).
     pub(super) fn ready(&self, now: u64) -> bool {
         self.state == GroupState::PreparingRebalance
+            && self.hold.is_none_or(|h| now >= h.until_ms)
             && (self.members.values().all(|m| m.joined) || self.deadline_ms.is_some_and(|d| now >= d))
     }
 
@@ -168,6 +206,7 @@ impl Group {
         self.members.retain(|_, m| m.joined);
         self.generation += 1;
         self.deadline_ms = None;
+        self.hold = None;
         let subs: Vec<Subscriber> = self
             .members
             .iter()
@@ -240,6 +279,7 @@ impl Group {
         self.assignor = v.assignor;
         self.deadline_ms = None;
         self.follow_up = false;
+        self.hold = None;
         self.members = v
             .members
             .into_iter()

@@ -47,6 +47,9 @@ pub struct Config {
     pub min_session_timeout_ms: u32,
     /// Longest session timeout a member may ask for.
     pub max_session_timeout_ms: u32,
+    /// How long a group that was empty waits for more members before its first
+    /// generation (Kafka's `group.initial.rebalance.delay.ms`; 0: none).
+    pub initial_rebalance_delay_ms: u64,
 }
 
 /// What the coordinator looked up or drew for a request: things the core may not do
@@ -126,6 +129,8 @@ pub enum Value {
     Offset(OffsetValue),
     /// A group's generation, assignor and members.
     Group(GroupValue),
+    /// A tombstone: the key is deleted (compaction drops it).
+    Deleted,
 }
 
 /// What the core asks the coordinator to do, in order.
@@ -160,14 +165,18 @@ struct Staged {
     generations: Vec<(String, u32)>,
     /// A commit's offsets: kept once committed.
     offsets: Option<(String, Vec<(TopicPartition, CommittedOffset)>)>,
+    /// A deleted group: forgotten once its tombstones are committed.
+    deleted: Option<String>,
 }
 
 /// The append in flight.
 #[derive(Debug)]
 struct Pending {
-    keys: Vec<OffsetsKey>,
+    /// Each record's key, and whether it is live (not a tombstone).
+    keys: Vec<(OffsetsKey, bool)>,
     generations: Vec<(String, u32)>,
     offsets: Option<(String, Vec<(TopicPartition, CommittedOffset)>)>,
+    deleted: Option<String>,
     reply: Option<(Token, Reply)>,
 }
 
@@ -275,9 +284,10 @@ impl Shard {
             return;
         }
         self.pending = Some(Pending {
-            keys: staged.records.iter().map(|r| r.key.clone()).collect(),
+            keys: staged.records.iter().map(|r| (r.key.clone(), r.value != Value::Deleted)).collect(),
             generations: staged.generations,
             offsets: staged.offsets,
+            deleted: staged.deleted,
             reply,
         });
         self.out.push(Output::Append(staged.records));
@@ -303,8 +313,12 @@ impl Shard {
             debug_assert!(false, "an append completed that was not asked for");
             return;
         };
-        for (i, key) in p.keys.into_iter().enumerate() {
-            self.live.place(key, Some(base_offset + i as u64));
+        for (i, (key, live)) in p.keys.into_iter().enumerate() {
+            self.live.place(key, live.then_some(base_offset + i as u64));
+        }
+        if let Some(group) = p.deleted {
+            tracing::info!(%group, "group deleted");
+            self.groups.remove(&group);
         }
         for (group, generation) in p.generations {
             let Some(g) = self.groups.get_mut(&group) else { continue };
@@ -373,6 +387,7 @@ impl Shard {
         if g.state == GroupState::PreparingRebalance && g.members.is_empty() {
             g.state = GroupState::Empty;
             g.deadline_ms = None;
+            g.hold = None;
             g.generation += 1;
         } else if !g.ready(self.now) {
             return;
@@ -464,6 +479,7 @@ impl Shard {
                 preparing,
                 "group '{name}': a deadline only while preparing"
             );
+            debug_assert!(preparing || g.hold.is_none(), "group '{name}': held only while preparing");
             debug_assert_eq!(
                 g.state == GroupState::Empty,
                 g.members.is_empty(),

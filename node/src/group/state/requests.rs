@@ -34,7 +34,25 @@ impl Shard {
                 let me = &self.cfg.coordinator;
                 respond(GroupResponse::Groups(self.groups.iter().map(|(n, g)| g.listing(n, me)).collect()))
             }
+            GroupRequest::Delete { group } => self.delete(group),
         }
+    }
+
+    /// Delete a group without members: a tombstone for each committed offset and for
+    /// the group's record; the group is forgotten once they are committed.
+    fn delete(&mut self, group: String) -> Result<Reply, WireError> {
+        let g = self.groups.get(&group).ok_or_else(|| unknown_group(&group))?;
+        if !g.members.is_empty() {
+            return Err(err(
+                ErrorCode::NonEmptyGroup,
+                format!("group '{group}' has {} active member(s); stop its consumers first", g.members.len()),
+            ));
+        }
+        let offsets = g.offsets.keys().map(|tp| OffsetsKey::Offset { group: group.clone(), tp: tp.clone() });
+        let keys: Vec<OffsetsKey> = offsets.chain([OffsetsKey::Group { group: group.clone() }]).collect();
+        self.staged.records.extend(keys.into_iter().map(|key| Record { key, value: Value::Deleted }));
+        self.staged.deleted = Some(group);
+        Ok(Reply::Response(GroupResponse::Ok))
     }
 
     fn join(&mut self, j: JoinGroup, context: Context) -> Result<Reply, WireError> {
@@ -54,7 +72,8 @@ impl Shard {
         }
         let g = self.groups.entry(name.clone()).or_insert_with(|| Group::new(j.assignor));
         g.topics.extend(context.partitions);
-        let member_id = g.join(&name, j, context.member_nonce, self.now)?;
+        let delay_ms = self.cfg.initial_rebalance_delay_ms;
+        let member_id = g.join(&name, j, context.member_nonce, self.now, delay_ms)?;
         self.settle(&name);
         Ok(Reply::Joined { group: name, member_id })
     }

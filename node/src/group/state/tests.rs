@@ -10,15 +10,32 @@ use meshlog_protocol::group::{
 const SESSION_MS: u32 = 3_000;
 const REBALANCE_MS: u32 = 10_000;
 
+/// The initial rebalance delay of the shards `delayed()` returns.
+const DELAY_MS: u64 = 3_000;
+
 fn cfg() -> Config {
-    Config { coordinator: "node-a".into(), min_session_timeout_ms: 1_000, max_session_timeout_ms: 60_000 }
+    Config {
+        coordinator: "node-a".into(),
+        min_session_timeout_ms: 1_000,
+        max_session_timeout_ms: 60_000,
+        initial_rebalance_delay_ms: 0,
+    }
 }
 
 /// A shard loaded (from an empty log) in epoch 1.
 fn loaded() -> Shard {
-    let mut s = Shard::new(cfg());
+    loaded_with(cfg())
+}
+
+fn loaded_with(cfg: Config) -> Shard {
+    let mut s = Shard::new(cfg);
     assert_eq!(s.step(0, Input::Loaded { epoch: Epoch::new(1) }), vec![]);
     s
+}
+
+/// A loaded shard whose groups wait [`DELAY_MS`] for more members when empty.
+fn delayed() -> Shard {
+    loaded_with(Config { initial_rebalance_delay_ms: DELAY_MS, ..cfg() })
 }
 
 fn id(nonce: u64) -> String {
@@ -410,4 +427,86 @@ fn a_full_partition_refuses_a_new_group_and_a_full_group_a_new_member() {
         matches!(&out[..], [Output::Answer { token: 2, result: Err(e) }] if e.code == ErrorCode::GroupMaxSizeReached)
     );
     assert_eq!(s.step(3, heartbeat(3, "m0000", 1)), vec![answer(3, Ok(GroupResponse::Ok))]);
+}
+
+fn tick() -> Input {
+    Input::Tick { log_start: 0, log_end: 0, unix_ms: 0 }
+}
+
+#[test]
+fn an_empty_group_waits_the_initial_delay_and_each_new_member_extends_it() {
+    let mut s = delayed();
+    let (a, b) = (id(0xa), id(0xb));
+    // The first member holds the generation until 1_000 + DELAY_MS.
+    assert_eq!(s.step(1_000, join(1, None, 0xa)), vec![answer(1, joined(&a, None, 1))]);
+    assert_eq!(s.step(2_999, tick()), vec![]);
+    // A second one, before it ends, holds it until 3_000 + DELAY_MS.
+    assert_eq!(s.step(3_000, join(2, None, 0xb)), vec![answer(2, joined(&b, None, 2))]);
+    assert_eq!(s.step(4_000, tick()), vec![]);
+    assert_eq!(s.step(5_999, join(3, Some(&a), 0)), vec![answer(3, joined(&a, None, 2))]);
+    // Both share the first generation.
+    let gen1 = group_record(1, &[(&a, &[0, 1]), (&b, &[2, 3])]);
+    assert_eq!(s.step(6_000, tick()), vec![Output::Append(vec![gen1])]);
+    assert_eq!(s.step(6_000, Input::Appended { base_offset: 0 }), vec![]);
+    assert_eq!(s.step(6_100, join(4, Some(&b), 0)), vec![answer(4, joined(&b, Some(1), 2))]);
+}
+
+#[test]
+fn the_initial_delay_ends_at_the_first_members_rebalance_timeout_however_many_join() {
+    let mut s = delayed();
+    // A member every 2_000 ms from 0 would extend the delay forever; it ends at
+    // REBALANCE_MS, the first member's rebalance timeout.
+    let ids: Vec<String> = (0..5u64).map(|n| id(0xa + n)).collect();
+    for n in 0..5u64 {
+        // Those waiting ask again (as clients poll), which keeps their sessions.
+        for (k, m) in ids.iter().enumerate().take(n as usize) {
+            let out = s.step(n * 2_000, join(100 + k as u64, Some(m), 0));
+            assert_eq!(out, vec![answer(100 + k as u64, joined(m, None, n as u32))]);
+        }
+        let out = s.step(n * 2_000, join(n, None, 0xa + n));
+        assert_eq!(out, vec![answer(n, joined(&ids[n as usize], None, n as u32 + 1))]);
+    }
+    assert_eq!(s.step(u64::from(REBALANCE_MS) - 1, tick()), vec![]);
+    let gen1: Vec<(&str, &[u32])> =
+        vec![(&ids[0], &[0]), (&ids[1], &[1]), (&ids[2], &[2]), (&ids[3], &[3]), (&ids[4], &[])];
+    assert_eq!(s.step(u64::from(REBALANCE_MS), tick()), vec![Output::Append(vec![group_record(1, &gen1)])]);
+}
+
+#[test]
+fn a_group_with_members_rebalances_without_the_initial_delay() {
+    let mut s = delayed();
+    let (a, b) = (id(0xa), id(0xb));
+    s.step(0, join(1, None, 0xa));
+    assert_eq!(s.step(DELAY_MS, tick()), vec![Output::Append(vec![group_record(1, &[(&a, &[0, 1, 2, 3])])])]);
+    s.step(DELAY_MS, Input::Appended { base_offset: 0 });
+    // b joins a stable group: generation 2 forms as soon as a rejoins.
+    assert_eq!(s.step(4_000, join(2, None, 0xb)), vec![answer(2, joined(&b, None, 2))]);
+    let gen2 = group_record(2, &[(&a, &[0, 1]), (&b, &[2, 3])]);
+    assert_eq!(s.step(4_000, join(3, Some(&a), 0)), vec![Output::Append(vec![gen2])]);
+}
+
+#[test]
+fn a_group_without_members_is_deleted_with_tombstones_and_one_with_members_is_not() {
+    let (mut s, a) = one_member();
+    s.step(1_000, commit(2, Some((&a, 1)), &[(1, 7)], 5));
+    s.step(1_000, Input::Appended { base_offset: 1 });
+    let delete = |token| request(token, GroupRequest::Delete { group: "g".into() });
+    let non_empty = s.step(1_100, delete(3));
+    assert!(
+        matches!(&non_empty[..], [Output::Answer { token: 3, result: Err(e) }] if e.code == ErrorCode::NonEmptyGroup)
+    );
+    s.step(1_200, request(4, GroupRequest::Leave { group: "g".into(), member_id: a.clone() }));
+    s.step(1_200, Input::Appended { base_offset: 2 });
+    let tombstones = vec![
+        Record { key: OffsetsKey::Offset { group: "g".into(), tp: tp(1) }, value: Value::Deleted },
+        Record { key: OffsetsKey::Group { group: "g".into() }, value: Value::Deleted },
+    ];
+    assert_eq!(s.step(1_300, delete(5)), vec![Output::Append(tombstones)]);
+    assert_eq!(s.step(1_300, Input::Appended { base_offset: 3 }), vec![answer(5, Ok(GroupResponse::Ok))]);
+    assert_eq!(s.group_count(), 0);
+    assert_eq!(s.live.len(), 0, "nothing of the group is live in the log");
+    let gone = s.step(1_400, delete(6));
+    assert!(
+        matches!(&gone[..], [Output::Answer { token: 6, result: Err(e) }] if e.code == ErrorCode::GroupIdNotFound)
+    );
 }

@@ -23,7 +23,7 @@ fn join_req(member: Option<&str>, assignor: Assignor, owned: &[u32]) -> JoinGrou
 /// Join with a fresh nonce (what the coordinator draws), so new members get distinct ids.
 fn join(g: &mut Group, j: JoinGroup, now: u64) -> Result<String, WireError> {
     static NONCE: AtomicU64 = AtomicU64::new(1);
-    g.join("g", j, NONCE.fetch_add(1, Ordering::Relaxed), now)
+    g.join("g", j, NONCE.fetch_add(1, Ordering::Relaxed), now, 0)
 }
 
 fn group(partitions: u32, assignor: Assignor) -> Group {
@@ -49,7 +49,7 @@ fn parts(g: &Group, id: &str) -> Vec<u32> {
 #[test]
 fn a_new_members_id_is_its_client_id_and_the_nonce() {
     let mut g = group(1, Assignor::Range);
-    let id = g.join("g", join_req(None, Assignor::Range, &[]), 0xab, 0).unwrap();
+    let id = g.join("g", join_req(None, Assignor::Range, &[]), 0xab, 0, 0).unwrap();
     assert_eq!(id, "c-00000000000000ab");
 }
 
