@@ -153,7 +153,7 @@ mod tests {
 
     fn entry(base: u64, count: u32, first: i32) -> Entry {
         let producer =
-            Some(ProducerSeq { id: 7, epoch: 0, first_seq: first, last_seq: first + count as i32 - 1 });
+            Some(ProducerSeq { id: 7, epoch: 0, first_seq: first, last_seq: increment_sequence(first, count as i32 - 1) });
         Entry { base, count, epoch: Epoch::new(1), producer, epoch_start: false }
     }
 
