@@ -152,8 +152,12 @@ mod tests {
     use crate::replica::types::Epoch;
 
     fn entry(base: u64, count: u32, first: i32) -> Entry {
-        let producer =
-            Some(ProducerSeq { id: 7, epoch: 0, first_seq: first, last_seq: increment_sequence(first, count as i32 - 1) });
+        let producer = Some(ProducerSeq {
+            id: 7,
+            epoch: 0,
+            first_seq: first,
+            last_seq: increment_sequence(first, count as i32 - 1),
+        });
         Entry { base, count, epoch: Epoch::new(1), producer, epoch_start: false }
     }
 
