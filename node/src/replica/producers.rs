@@ -183,10 +183,11 @@ mod tests {
         // A batch of 3 starting at i32::MAX - 1 covers MAX-1, MAX, 0 (Kafka's wrap).
         let last = increment_sequence(i32::MAX - 1, 2);
         assert_eq!(last, 0);
-        let producer = Some(ProducerSeq { id: 7, epoch: 0, first_seq: i32::MAX - 1, last_seq: last });
-        let e = Entry { base: 10, count: 3, epoch: Epoch::new(1), producer, epoch_start: false };
+        let wrapping = ProducerSeq { id: 7, epoch: 0, first_seq: i32::MAX - 1, last_seq: last };
+        let e =
+            Entry { base: 10, count: 3, epoch: Epoch::new(1), producer: Some(wrapping), epoch_start: false };
         let mut p = Producers::rebuild(&[entry(0, 10, i32::MAX - 11)]);
-        assert_eq!(p.check(&producer.unwrap()), Check::Fresh);
+        assert_eq!(p.check(&wrapping), Check::Fresh);
         p.observe(&e);
         let seq = |first, last| ProducerSeq { id: 7, epoch: 0, first_seq: first, last_seq: last };
         assert_eq!(p.check(&seq(i32::MAX - 1, 0)), Check::Duplicate { base: 10, end: 13 });
