@@ -101,7 +101,7 @@ impl Outbox {
             let q = queues.entry((topic.to_string(), partition)).or_default();
             batch::set_producer(&mut bytes, self.producer_id, 0, q.next_seq)
                 .map_err(|e| WireError::new(ErrorCode::CorruptMessage, e.to_string()))?;
-            q.next_seq = q.next_seq.wrapping_add(header.last_offset_delta + 1);
+            q.next_seq = batch::increment_sequence(q.next_seq, header.last_offset_delta.saturating_add(1));
             let key = keys::outbox_item(topic, partition, *next);
             *next += 1;
             self.tree.put(&key, &bytes).map_err(storage)?;

@@ -151,7 +151,8 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     });
     let kafka_addr = kafka.as_ref().map(crate::kafka::Bound::local_addr);
     let kafka = kafka.map(|k| {
-        crate::kafka::spawn(k, gateway.clone(), crate::kafka::KafkaSettings::of(&cfg), shutdown_rx.clone())
+        let settings = crate::kafka::KafkaSettings::of(&cfg);
+        crate::kafka::spawn(k, gateway.clone(), settings, store.clone(), shutdown_rx.clone())
     });
     let inbound = tasks::Inbound { events, outbound };
     let mut tasks = tasks::spawn(gateway, groups, net, inbound, cfg.retention_check_interval_ms, shutdown_rx);

@@ -109,11 +109,16 @@ pub enum ErrorCode {
     /// A commit's metadata text is longer than the coordinator allows (Kafka:
     /// OFFSET_METADATA_TOO_LARGE).
     OffsetMetadataTooLarge = 12,
+    /// The partition holds no state for this idempotent producer and the batch does not
+    /// start its sequence at 0 (its state was deleted with old log entries, or its first
+    /// batch has not arrived yet): Kafka's UNKNOWN_PRODUCER_ID; the producer bumps its
+    /// epoch and starts again at sequence 0.
+    UnknownProducerId = 59,
 }
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 44] = [
+    pub const ALL: [ErrorCode; 45] = [
         ErrorCode::Unknown,
         ErrorCode::OffsetOutOfRange,
         ErrorCode::CorruptMessage,
@@ -158,6 +163,7 @@ impl ErrorCode {
         ErrorCode::LimitExceeded,
         ErrorCode::GroupMaxSizeReached,
         ErrorCode::OffsetMetadataTooLarge,
+        ErrorCode::UnknownProducerId,
     ];
 
     /// The stable number of this code.
@@ -217,6 +223,7 @@ impl ErrorCode {
             ErrorCode::LimitExceeded => "LIMIT_EXCEEDED",
             ErrorCode::GroupMaxSizeReached => "GROUP_MAX_SIZE_REACHED",
             ErrorCode::OffsetMetadataTooLarge => "OFFSET_METADATA_TOO_LARGE",
+            ErrorCode::UnknownProducerId => "UNKNOWN_PRODUCER_ID",
         }
     }
 
@@ -309,6 +316,9 @@ mod tests {
         assert!(!ErrorCode::PolicyViolation.is_retriable());
         assert_eq!(ErrorCode::GroupMaxSizeReached.as_i16(), 81);
         assert_eq!(ErrorCode::OffsetMetadataTooLarge.as_i16(), 12);
+        assert_eq!(ErrorCode::OutOfOrderSequenceNumber.as_i16(), 45);
+        assert_eq!(ErrorCode::InvalidProducerEpoch.as_i16(), 47);
+        assert_eq!(ErrorCode::UnknownProducerId.as_i16(), 59);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod docker;
+pub mod kafka_clients;
 pub mod rogue;
 pub mod sim;
 

@@ -69,7 +69,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "sync",
         ],
     ),
-    ("kafka", &["gateway", "network", "config", "time", "sync"]),
+    ("kafka", &["gateway", "network", "storage", "config", "time", "sync"]),
     (
         "server",
         &[

@@ -484,7 +484,7 @@ pub fn producer_seq(h: &BatchHeader) -> Option<ProducerSeq> {
         id: h.producer_id,
         epoch: h.producer_epoch,
         first_seq: h.base_sequence,
-        last_seq: h.base_sequence.wrapping_add(h.last_offset_delta),
+        last_seq: batch::increment_sequence(h.base_sequence, h.last_offset_delta),
     })
 }
 

@@ -1,18 +1,25 @@
 //! Connections: accept (bounded), read frames (caps checked before allocation), and
-//! answer one request at a time in arrival order. A reader task reads ahead up to
-//! [`PIPELINE_DEPTH`] requests (clients pipeline), the answering loop serves them in
-//! order: Kafka's broker also serves a connection's requests one by one, which is what
-//! keeps a partition's produces in the order a client sent them.
+//! answer in arrival order. A reader task reads ahead up to [`PIPELINE_DEPTH`]
+//! requests (clients pipeline). Produces are served together, up to
+//! [`PIPELINE_DEPTH`] at once (a librdkafka producer keeps up to 5 per partition in
+//! flight, and waiting for each `acks=all` in turn would cap a partition at one batch
+//! per replication round trip); each partition's appends keep the connection's order
+//! (`data::PartitionOrder`). Any other request waits for the produces before it and is
+//! served alone, as Kafka's broker serves a connection's requests one by one.
 //!
 //! A bad length, a header or body that does not parse, or an API or version not served
 //! (other than ApiVersions, which always answers) closes the connection, as Kafka's own
 //! broker does; the node keeps running.
 
 use super::codec::{self, FrameCaps, Header, HEADER_PREFIX_LEN};
+use super::data::PartitionOrder;
 use super::{versions, Kafka, MAX_CONNECTIONS};
 use crate::sync::stopped;
 use bytes::Bytes;
+use futures::stream::{FuturesOrdered, StreamExt};
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -118,24 +125,83 @@ async fn read_frame(rd: &mut OwnedReadHalf, len: [u8; 4], caps: FrameCaps) -> Re
     Ok(Frame { header, body })
 }
 
-/// Serve the frames in order and write each answer (none for `acks=0` produces).
+/// A request being served, with the header its answer goes under.
+type Serving<'a> = Pin<Box<dyn Future<Output = (Header, Result<Answer, String>)> + Send + 'a>>;
+
+/// Serve the frames and write each answer (none for `acks=0` produces) in the order the
+/// requests came. Produces run together, up to [`PIPELINE_DEPTH`] (their partitions'
+/// appends kept in order by [`PartitionOrder`]); any other request waits for them and
+/// is served alone, as Kafka's broker serves a connection's requests.
 async fn answer(kafka: &Kafka, mut rx: mpsc::Receiver<Frame>, mut wr: OwnedWriteHalf) {
-    while let Some(frame) = rx.recv().await {
-        let h = frame.header.clone();
-        let out = match respond(kafka, frame).await {
-            Ok(Some((api, version, body))) => codec::encode_response(h.correlation_id, api, version, &body),
-            Ok(None) => continue,
-            Err(why) => Err(why),
-        };
-        let bytes = match out {
-            Ok(b) => b,
-            Err(why) => {
-                tracing::debug!(api_key = h.api_key, version = h.api_version, client = ?h.client_id, %why, "closing Kafka connection");
-                return;
+    let mut serving: FuturesOrdered<Serving<'_>> = FuturesOrdered::new();
+    let mut order = PartitionOrder::default();
+    let mut reading = true;
+    loop {
+        tokio::select! {
+            biased;
+            Some((h, r)) = serving.next(), if !serving.is_empty() => {
+                if !write_answer(&mut wr, h, r).await {
+                    return;
+                }
             }
-        };
-        if wr.write_all(&bytes).await.is_err() {
-            return;
+            frame = rx.recv(), if reading && serving.len() < PIPELINE_DEPTH => match frame {
+                None => reading = false,
+                Some(f) if f.header.api_key == ApiKey::Produce as i16 => {
+                    serving.push_back(produce(kafka, f, &mut order));
+                }
+                Some(f) => {
+                    while let Some((h, r)) = serving.next().await {
+                        if !write_answer(&mut wr, h, r).await {
+                            return;
+                        }
+                    }
+                    let h = f.header.clone();
+                    let r = respond(kafka, f).await;
+                    if !write_answer(&mut wr, h, r).await {
+                        return;
+                    }
+                }
+            },
+            else => return,
+        }
+    }
+}
+
+/// A Produce frame decoded, its partitions' turns taken now (in arrival order), and
+/// the future that serves it.
+fn produce<'a>(kafka: &'a Kafka, frame: Frame, order: &mut PartitionOrder) -> Serving<'a> {
+    let (h, v) = (frame.header.clone(), frame.header.api_version);
+    let req = if versions::is_served(ApiKey::Produce as i16, v) {
+        codec::decode_request(ApiKey::Produce, v, frame.body).map_err(|e| e.to_string())
+    } else {
+        Err(format!("Produce v{v} is not served (ApiVersions lists what is)"))
+    };
+    match req {
+        Ok(RequestKind::Produce(r)) => {
+            let served = kafka.produce(r, v, order);
+            Box::pin(async move {
+                let answer = served.await.map(|r| (ApiKey::Produce, v, ResponseKind::Produce(r)));
+                (h, Ok(answer))
+            })
+        }
+        Ok(_) => Box::pin(std::future::ready((h, Err("a Produce frame decoded as another API".to_string())))),
+        Err(why) => Box::pin(std::future::ready((h, Err(why)))),
+    }
+}
+
+/// Write one answer; false when the connection must close (an answer that cannot be
+/// encoded, a request refused, or a write that failed).
+async fn write_answer(wr: &mut OwnedWriteHalf, h: Header, r: Result<Answer, String>) -> bool {
+    let out = match r {
+        Ok(Some((api, version, body))) => codec::encode_response(h.correlation_id, api, version, &body),
+        Ok(None) => return true,
+        Err(why) => Err(why),
+    };
+    match out {
+        Ok(bytes) => wr.write_all(&bytes).await.is_ok(),
+        Err(why) => {
+            tracing::debug!(api_key = h.api_key, version = h.api_version, client = ?h.client_id, %why, "closing Kafka connection");
+            false
         }
     }
 }
@@ -156,10 +222,6 @@ async fn respond(kafka: &Kafka, frame: Frame) -> Result<Answer, String> {
     let req = codec::decode_request(api, v, frame.body).map_err(|e| e.to_string())?;
     let body = match req {
         RequestKind::Metadata(r) => ResponseKind::Metadata(kafka.metadata(r, v).await),
-        RequestKind::Produce(r) => match kafka.produce(r, v).await {
-            Some(r) => ResponseKind::Produce(r),
-            None => return Ok(None),
-        },
         RequestKind::Fetch(r) => ResponseKind::Fetch(kafka.fetch(r, v).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(kafka.list_offsets(r, v).await),
         RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(kafka.find_coordinator(r, v)),
@@ -175,6 +237,7 @@ async fn respond(kafka: &Kafka, frame: Frame) -> Result<Answer, String> {
         RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(kafka.describe_groups(r).await),
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(kafka.list_groups(r, v).await),
         RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(kafka.delete_groups(r).await),
+        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(kafka.init_producer_id(r, v).await),
         _ => return Err(format!("{api:?} is listed as served but has no handler")),
     };
     Ok(Some((api, v, body)))

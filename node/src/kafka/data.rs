@@ -1,11 +1,18 @@
 //! Produce, Fetch and ListOffsets, each partition through [`Kafka::ask`] (the gateway
 //! routes it to the partition's leader). Batches pass through as the client sent them
-//! and as they are stored: a produce's batches are checked (header, CRC-32C) and sent
-//! one by one in order; a fetch returns whole stored batches, the first possibly
-//! starting before the offset asked (clients skip the records below it).
+//! and as they are stored, compressed or not: a produce's batches are checked (header,
+//! CRC-32C) and sent one by one in order; a fetch returns whole stored batches, the
+//! first possibly starting before the offset asked (clients skip the records below it).
+//!
+//! A connection's produces run together (clients pipeline up to 5 per partition);
+//! [`PartitionOrder`] keeps each partition's appends in the connection's order: an
+//! idempotent batch is sent at once and again after its predecessor should it overtake
+//! it, any other batch waits for its predecessor.
 
 use super::{kafka_code, Kafka};
 use bytes::Bytes;
+use futures::channel::oneshot;
+use futures::future::{FutureExt, Shared};
 use futures::stream::{FuturesUnordered, StreamExt};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::list_offsets_response::{
@@ -21,6 +28,8 @@ use meshlog_protocol::batch;
 use meshlog_protocol::messages::{self as ml, ClientRequest, ClientResponse};
 use meshlog_protocol::types::{Acks, OffsetSpec};
 use meshlog_protocol::{ErrorCode, WireError};
+use std::collections::HashMap;
+use std::future::Future;
 use std::time::Duration;
 
 /// Kafka's INVALID_REQUIRED_ACKS.
@@ -36,41 +45,113 @@ pub fn acks(kafka: i16) -> Option<Acks> {
     }
 }
 
+/// The answers a batch gets when it reached the leader before the batch it follows:
+/// refused without writing, so sending it again after that batch is safe.
+fn overtaken(code: ErrorCode) -> bool {
+    matches!(code, ErrorCode::OutOfOrderSequenceNumber | ErrorCode::UnknownProducerId)
+}
+
+/// Partitions a connection has written to at most, remembered to keep their order;
+/// beyond it, those whose last produce is done are forgotten.
+const ORDER_PRUNE_AT: usize = 256;
+
+/// One connection's produce order per partition: each produce to a partition follows
+/// the connection's previous one to it (see [`Kafka::produce`]).
+#[derive(Default)]
+pub(super) struct PartitionOrder {
+    last: HashMap<(String, i32), Shared<oneshot::Receiver<()>>>,
+}
+
+impl PartitionOrder {
+    /// The next produce's turn at `topic`-`partition`: it follows the one before.
+    fn turn(&mut self, topic: &str, partition: i32) -> Turn {
+        if self.last.len() >= ORDER_PRUNE_AT {
+            self.last.retain(|_, done| done.peek().is_none());
+        }
+        let (tx, rx) = oneshot::channel();
+        let before = self.last.insert((topic.to_string(), partition), rx.shared());
+        Turn { before, _done: tx }
+    }
+}
+
+/// A produce's place in its partition's order; dropping it lets the next one go.
+struct Turn {
+    before: Option<Shared<oneshot::Receiver<()>>>,
+    _done: oneshot::Sender<()>,
+}
+
+impl Turn {
+    /// Whether the previous produce to the partition is still under way.
+    fn predecessor_pending(&self) -> bool {
+        self.before.as_ref().is_some_and(|b| b.peek().is_none())
+    }
+
+    /// Wait until the previous produce to the partition is done (answered or dropped).
+    async fn predecessor_done(&self) {
+        if let Some(b) = &self.before {
+            let _ = b.clone().await;
+        }
+    }
+}
+
 fn unexpected(other: &ClientResponse) -> WireError {
     WireError::new(ErrorCode::Unknown, format!("unexpected answer {other:?}"))
 }
 
 impl Kafka {
     /// Answer a Produce request; `None` for `acks=0` (Kafka sends no response then).
-    pub(super) async fn produce(&self, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
+    /// Each partition takes its turn in `order` now, in the connection's order; the
+    /// returned future may then run alongside the connection's other produces.
+    pub(super) fn produce(
+        &self,
+        req: ProduceRequest,
+        version: i16,
+        order: &mut PartitionOrder,
+    ) -> impl Future<Output = Option<ProduceResponse>> + Send + '_ {
         let timeout_ms = u32::try_from(req.timeout_ms).unwrap_or(0).min(self.settings.produce_max_timeout_ms);
+        let acks_code = req.acks;
         let acks = acks(req.acks);
-        let topics = req.topic_data.into_iter().map(|t| async move {
-            let name = t.name.0.to_string();
-            let parts = t
-                .partition_data
-                .into_iter()
-                .map(|p| self.produce_partition(&name, p, acks, timeout_ms, version));
-            let partition_responses = futures::future::join_all(parts).await;
-            TopicProduceResponse::default().with_name(t.name).with_partition_responses(partition_responses)
-        });
-        let responses = futures::future::join_all(topics).await;
-        (req.acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+        let topics: Vec<_> = req
+            .topic_data
+            .into_iter()
+            .map(|t| {
+                let name = t.name.0.to_string();
+                let parts: Vec<_> = t
+                    .partition_data
+                    .into_iter()
+                    .map(|p| {
+                        let turn = order.turn(&name, p.index);
+                        self.produce_partition(name.clone(), p, acks, timeout_ms, version, turn)
+                    })
+                    .collect();
+                (t.name, parts)
+            })
+            .collect();
+        async move {
+            let topics = topics.into_iter().map(|(name, parts)| async move {
+                let partition_responses = futures::future::join_all(parts).await;
+                TopicProduceResponse::default().with_name(name).with_partition_responses(partition_responses)
+            });
+            let responses = futures::future::join_all(topics).await;
+            (acks_code != 0).then(|| ProduceResponse::default().with_responses(responses))
+        }
     }
 
     async fn produce_partition(
         &self,
-        topic: &str,
+        topic: String,
         p: PartitionProduceData,
         acks: Option<Acks>,
         timeout_ms: u32,
         version: i16,
+        turn: Turn,
     ) -> PartitionProduceResponse {
         let mut out = PartitionProduceResponse::default().with_index(p.index);
         let result = match acks {
             None => Err((INVALID_REQUIRED_ACKS, "acks must be 0, 1 or -1".to_string())),
-            Some(acks) => self.append(topic, p.index, p.records, acks, timeout_ms).await,
+            Some(acks) => self.append(&topic, p.index, p.records, acks, timeout_ms, &turn).await,
         };
+        drop(turn); // the partition's next produce on this connection may go
         match result {
             Ok(base) => out.base_offset = base,
             Err((code, message)) => {
@@ -85,6 +166,14 @@ impl Kafka {
 
     /// Append a partition's batches in order; the base offset of the first (-1 when
     /// not known: `acks=0`).
+    ///
+    /// Batches without a producer id wait for the connection's previous produce to the
+    /// partition to finish: nothing else keeps them in order. An idempotent producer's
+    /// batch goes at once (up to 5 in flight per partition, as clients pipeline them);
+    /// should it overtake its predecessor on the way (the gateway may forward, retry,
+    /// take another path), the leader refuses it without writing (a gap in the
+    /// sequence, or a producer it does not know yet), and it is sent again once the
+    /// predecessor is done.
     async fn append(
         &self,
         topic: &str,
@@ -92,24 +181,40 @@ impl Kafka {
         records: Option<Bytes>,
         acks: Acks,
         timeout_ms: u32,
+        turn: &Turn,
     ) -> Result<i64, (i16, String)> {
         let corrupt = |m: String| (ErrorCode::CorruptMessage.as_i16(), m);
         let partition = u32::try_from(partition)
             .map_err(|_| (ErrorCode::UnknownTopicOrPartition.as_i16(), format!("partition {partition}")))?;
         let records = records.ok_or_else(|| corrupt("no records".into()))?;
-        let mut first = None;
+        let mut batches = Vec::new();
         for b in batch::split_batches(&records) {
             let b = b.map_err(|e| corrupt(format!("invalid record batch: {e}")))?;
-            batch::verify_crc(b).map_err(|e| corrupt(format!("invalid record batch: {e}")))?;
-            let req = ClientRequest::Produce(ml::ProduceRequest {
-                topic: topic.to_string(),
-                partition,
-                acks,
-                timeout_ms,
-                leader_epoch: None,
-                batch: b.to_vec(),
-            });
-            let base = match self.ask(req).await {
+            let h = batch::verify_crc(b).map_err(|e| corrupt(format!("invalid record batch: {e}")))?;
+            batches.push((b, h.has_producer_id()));
+        }
+        let mut first = None;
+        for (b, idempotent) in batches {
+            if !idempotent {
+                turn.predecessor_done().await;
+            }
+            let overtaking = idempotent && turn.predecessor_pending();
+            let req = || {
+                ClientRequest::Produce(ml::ProduceRequest {
+                    topic: topic.to_string(),
+                    partition,
+                    acks,
+                    timeout_ms,
+                    leader_epoch: None,
+                    batch: b.to_vec(),
+                })
+            };
+            let mut answer = self.ask(req()).await;
+            if overtaking && answer.as_ref().is_err_and(|e| overtaken(e.code)) {
+                turn.predecessor_done().await;
+                answer = self.ask(req()).await;
+            }
+            let base = match answer {
                 Ok(ClientResponse::Produced(r)) => r.base_offset.map_or(-1, |o| o as i64),
                 Ok(other) => return Err((ErrorCode::Unknown.as_i16(), unexpected(&other).message)),
                 Err(e) => return Err((kafka_code(&e), e.message)),

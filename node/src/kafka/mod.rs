@@ -2,14 +2,15 @@
 //! clients (kcat, librdkafka, confluent-kafka, ...) talk to a node unmodified.
 //!
 //! - `conn.rs`: the accept loop (at most [`MAX_CONNECTIONS`]), frames (length checked
-//!   against the caps before anything is allocated), one request at a time per
-//!   connection in arrival order (clients pipeline: requests read ahead are queued,
-//!   answered in order, as Kafka's own broker does).
+//!   against the caps before anything is allocated), answers in arrival order
+//!   (clients pipeline: produces are served together, anything else alone).
 //! - `codec.rs`: the request header, [`codec::decode_request`] (the one place request
 //!   bodies are decoded) and response frames.
 //! - `versions.rs`: the APIs and versions served; ApiVersions with KIP-511's fallback.
-//! - `metadata.rs`: Metadata (with topic auto-creation), `data.rs`: Produce, Fetch,
-//!   ListOffsets; `groups.rs`: FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
+//! - `metadata.rs`: Metadata (with topic auto-creation), `data.rs`: Produce (compressed
+//!   batches stored as sent; a connection's produces pipelined, each partition's kept in
+//!   order), Fetch, ListOffsets; `producer_ids.rs`: InitProducerId (ids unique across
+//!   the mesh: broker id + a durable counter; epoch bumps); `groups.rs`: FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
 //!   LeaveGroup, OffsetCommit, OffsetFetch onto meshlog's group coordinator, with
 //!   `consumer_protocol.rs` (the subscription and assignment bytes, pure);
 //!   `groups_admin.rs`: DescribeGroups, ListGroups, DeleteGroups.
@@ -32,11 +33,13 @@ mod data;
 mod groups;
 mod groups_admin;
 mod metadata;
+pub mod producer_ids;
 pub mod versions;
 
 use crate::config::{ConfigError, NodeConfig};
 use crate::gateway::Gateway;
 use crate::network::PeerId;
+use crate::storage::Store;
 use meshlog_protocol::messages::{ClientRequest, ClientResult};
 use meshlog_protocol::{ErrorCode, WireError};
 use std::net::SocketAddr;
@@ -133,6 +136,7 @@ pub struct Kafka {
     broker_id: i32,
     advertised: (String, u16),
     settings: KafkaSettings,
+    producer_ids: producer_ids::ProducerIds,
 }
 
 impl Kafka {
@@ -168,13 +172,16 @@ pub fn spawn(
     bound: Bound,
     gateway: Arc<Gateway>,
     settings: KafkaSettings,
+    store: Arc<Store>,
     shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let me = gateway.net().local_peer_id();
     let (host, port) = bound.advertised.clone();
     let broker_id = broker_id(&me);
     tracing::info!(addr = %bound.addr, advertised = %format!("{host}:{port}"), broker_id, "Kafka listener up");
-    let kafka = Arc::new(Kafka { gateway, me, broker_id, advertised: bound.advertised, settings });
+    let producer_ids = producer_ids::ProducerIds::new(broker_id, store);
+    let kafka =
+        Arc::new(Kafka { gateway, me, broker_id, advertised: bound.advertised, settings, producer_ids });
     tokio::spawn(conn::serve(bound.listener, kafka, shutdown))
 }
 

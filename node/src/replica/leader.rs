@@ -136,6 +136,9 @@ impl Replica {
             Check::Fenced => {
                 return self.out.push(Output::Ack { token, result: Err(AppendError::ProducerFenced) })
             }
+            Check::UnknownProducer => {
+                return self.out.push(Output::Ack { token, result: Err(AppendError::UnknownProducer) })
+            }
         };
         if let Some(l) = self.leader_state() {
             l.pending.push(Pending { token, end, base, acks, duplicate });

@@ -2,6 +2,7 @@
 //! log itself (so they survive a leader change), to recognise retries and gaps.
 
 use super::types::{Entry, ProducerSeq, ProducerState};
+use meshlog_protocol::batch::increment_sequence;
 use std::collections::{HashMap, VecDeque};
 
 /// Batches remembered per producer (Kafka keeps 5).
@@ -31,6 +32,10 @@ pub enum Check {
     },
     /// An older producer epoch.
     Fenced,
+    /// No state for this producer, and the batch does not start at sequence 0: its
+    /// earlier batches were deleted with old entries, or have not arrived yet (a
+    /// pipelined batch overtook the first). Kafka's UNKNOWN_PRODUCER_ID.
+    UnknownProducer,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -117,7 +122,9 @@ impl Producers {
 
     /// Classify a producer batch before appending it.
     pub fn check(&self, p: &ProducerSeq) -> Check {
-        let Some(st) = self.map.get(&p.id) else { return Check::Fresh };
+        let Some(st) = self.map.get(&p.id) else {
+            return if p.first_seq == 0 { Check::Fresh } else { Check::UnknownProducer };
+        };
         if p.epoch < st.epoch {
             return Check::Fenced;
         }
@@ -129,8 +136,8 @@ impl Producers {
         {
             return Check::Duplicate { base, end };
         }
-        let expected =
-            st.recent.back().map_or(0, |(_, last, _, _)| if *last == i32::MAX { 0 } else { last + 1 });
+        // Sequences wrap from i32::MAX to 0, as Kafka's do.
+        let expected = st.recent.back().map_or(0, |(_, last, _, _)| increment_sequence(*last, 1));
         if p.first_seq == expected {
             Check::Fresh
         } else {
@@ -145,8 +152,12 @@ mod tests {
     use crate::replica::types::Epoch;
 
     fn entry(base: u64, count: u32, first: i32) -> Entry {
-        let producer =
-            Some(ProducerSeq { id: 7, epoch: 0, first_seq: first, last_seq: first + count as i32 - 1 });
+        let producer = Some(ProducerSeq {
+            id: 7,
+            epoch: 0,
+            first_seq: first,
+            last_seq: increment_sequence(first, count as i32 - 1),
+        });
         Entry { base, count, epoch: Epoch::new(1), producer, epoch_start: false }
     }
 
@@ -160,6 +171,30 @@ mod tests {
         assert_eq!(p.check(&seq(-1, 5, 9)), Check::Fenced);
         assert_eq!(p.check(&seq(1, 0, 0)), Check::Fresh);
         assert_eq!(p.check(&ProducerSeq { id: 8, epoch: 0, first_seq: 0, last_seq: 0 }), Check::Fresh);
+        assert_eq!(
+            p.check(&ProducerSeq { id: 8, epoch: 0, first_seq: 5, last_seq: 9 }),
+            Check::UnknownProducer,
+            "a producer never seen must start at 0"
+        );
+    }
+
+    #[test]
+    fn sequences_wrap_from_the_largest_to_zero() {
+        // A batch of 3 starting at i32::MAX - 1 covers MAX-1, MAX, 0 (Kafka's wrap).
+        let last = increment_sequence(i32::MAX - 1, 2);
+        assert_eq!(last, 0);
+        let wrapping = ProducerSeq { id: 7, epoch: 0, first_seq: i32::MAX - 1, last_seq: last };
+        let e =
+            Entry { base: 10, count: 3, epoch: Epoch::new(1), producer: Some(wrapping), epoch_start: false };
+        let mut p = Producers::rebuild(&[entry(0, 10, i32::MAX - 11)]);
+        assert_eq!(p.check(&wrapping), Check::Fresh);
+        p.observe(&e);
+        let seq = |first, last| ProducerSeq { id: 7, epoch: 0, first_seq: first, last_seq: last };
+        assert_eq!(p.check(&seq(i32::MAX - 1, 0)), Check::Duplicate { base: 10, end: 13 });
+        assert_eq!(p.check(&seq(1, 4)), Check::Fresh, "the next batch starts after 0");
+        assert_eq!(p.check(&seq(i32::MIN, i32::MIN + 3)), Check::OutOfOrder { expected: 1 });
+        let ends_at_max = Producers::rebuild(&[entry(0, 2, i32::MAX - 1)]);
+        assert_eq!(ends_at_max.check(&seq(0, 0)), Check::Fresh);
     }
 
     #[test]

@@ -104,6 +104,8 @@ pub enum AppendError {
     },
     /// The producer's epoch is older than one already seen.
     ProducerFenced,
+    /// No state for this producer and its batch does not start at sequence 0.
+    UnknownProducer,
     /// Leadership was lost before the write was committed; it may or may not survive.
     LeadershipLost,
 }

@@ -23,6 +23,7 @@
 //! | `peer/<peer id>`               | a member's last addresses (bincode)            | `mesh`              |
 //! | `outbox/producer_id`           | the node's outbox producer id, i64 BE          | `outbox`            |
 //! | `outbox/seq/<topic>/<p>`       | the partition's next outbox sequence, i32 BE   | `outbox`            |
+//! | `kafka/producer_ids`           | end of the reserved producer id counter, u64 BE| `kafka`             |
 //!
 //! | key in `kv/outbox`                                   | value                      | written by |
 //! |------------------------------------------------------|----------------------------|------------|
@@ -96,6 +97,9 @@ pub fn peer(peer: &str) -> String {
 /// The producer id this node stamps on its outbox batches.
 pub const OUTBOX_PRODUCER_ID: &str = "outbox/producer_id";
 
+/// The end of the Kafka listener's reserved producer id counter.
+pub const KAFKA_PRODUCER_IDS: &str = "kafka/producer_ids";
+
 /// Prefix of every outbox sequence key ([`outbox_seq`]).
 pub const OUTBOX_SEQ_PREFIX: &str = "outbox/seq/";
 
@@ -142,7 +146,7 @@ mod tests {
     /// never change.
     #[test]
     fn every_key_keeps_its_bytes() {
-        let pinned: [(String, &str); 16] = [
+        let pinned: [(String, &str); 17] = [
             (META_TREE.into(), "meta"),
             (kv_tree(OUTBOX_TREE), "kv/outbox"),
             (topic("orders"), "topic/orders"),
@@ -159,6 +163,7 @@ mod tests {
             (OUTBOX_PRODUCER_ID.into(), "outbox/producer_id"),
             (outbox_seq("orders", 3), "outbox/seq/orders/3"),
             (OUTBOX_SEQ_PREFIX.into(), "outbox/seq/"),
+            (KAFKA_PRODUCER_IDS.into(), "kafka/producer_ids"),
         ];
         for (key, bytes) in pinned {
             assert_eq!(key, bytes);

@@ -36,9 +36,18 @@ pub enum BatchError {
     /// A varint longer than 5 bytes (varlong: 10) starting at `offset`.
     #[error("malformed varint at offset {offset}")]
     BadVarint { offset: usize },
-    /// The batch is compressed with this codec; only uncompressed is supported.
-    #[error("unsupported compression codec {0}")]
+    /// The attributes name a compression codec Kafka does not define (5 to 7).
+    #[error(
+        "unsupported compression codec {0} (Kafka's are 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd)"
+    )]
     UnsupportedCompression(u8),
+    /// A compressed batch's records do not decompress.
+    #[error("{codec} records do not decompress: {reason}")]
+    Decompress { codec: &'static str, reason: String },
+    /// A compressed batch's records decompress to more than the bound (a decompression
+    /// bomb, or a batch larger than anything a node reads).
+    #[error("{codec} records decompress to more than {max} bytes")]
+    DecompressedTooLarge { codec: &'static str, max: usize },
     /// The batch is larger than the configured maximum.
     #[error("batch of {size} bytes exceeds the maximum of {max}")]
     TooLarge { size: usize, max: usize },

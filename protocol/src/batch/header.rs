@@ -161,3 +161,16 @@ pub fn set_producer(
     let crc = crc32c::crc32c(batch.get(ATTRIBUTES_OFFSET..).unwrap_or_default());
     patch(batch, CRC_OFFSET, &crc.to_be_bytes())
 }
+
+/// `sequence + increment` as Kafka counts producer sequences: past `i32::MAX` they wrap
+/// to 0 (not to `i32::MIN`), so a batch's last sequence is
+/// `increment_sequence(base_sequence, last_offset_delta)` and the next batch starts at
+/// `increment_sequence(last, 1)`. A negative `increment` (no valid batch has one) wraps
+/// as two's complement.
+pub fn increment_sequence(sequence: i32, increment: i32) -> i32 {
+    if increment >= 0 && sequence > i32::MAX - increment {
+        increment - (i32::MAX - sequence) - 1
+    } else {
+        sequence.wrapping_add(increment)
+    }
+}

@@ -7,7 +7,9 @@
 //! two fields the leader assigns ([`set_base_offset`],
 //! [`set_partition_leader_epoch`]), decoding records ([`records`]),
 //! dropping records from a stored batch for compaction ([`retain_records`])
-//! and splitting a concatenation of batches ([`split_batches`]).
+//! and splitting a concatenation of batches ([`split_batches`]). Compressed batches
+//! (gzip, snappy, lz4, zstd) are validated by header and CRC and kept as sent; reading
+//! their records decompresses them into a bounded buffer ([`decompress`]).
 //!
 //! Layout (all integers big-endian):
 //!
@@ -36,11 +38,13 @@
 //! Submodules: `header` (the fixed header, parsed and patched), `varint` (Kafka's
 //! varints and the bounds-checked reader), `validate` (a producer's batch, a stored
 //! batch's frame and CRC), `replicated` (a stored batch from a peer), `records`
-//! (decoding, compaction's rewrite), `split` (a concatenation of batches), `builder`
+//! (decoding, compaction's rewrite), `compression` (the codecs, bounded), `split` (a
+//! concatenation of batches), `builder`
 //! (encoding) and `control` (the leader's epoch-start marker). Everything public is
 //! re-exported here: callers name `batch::X`.
 
 mod builder;
+mod compression;
 mod control;
 mod error;
 mod header;
@@ -51,12 +55,14 @@ mod validate;
 mod varint;
 
 pub use builder::BatchBuilder;
+pub use compression::{decompress, Codec, MAX_DECOMPRESSED_BYTES};
 pub use control::{leader_change_marker, CONTROL_TYPE_LEADER_CHANGE};
 pub use error::BatchError;
 pub use header::{
-    parse_header, set_base_offset, set_partition_leader_epoch, set_producer, BatchHeader,
+    increment_sequence, parse_header, set_base_offset, set_partition_leader_epoch, set_producer,
+    BatchHeader,
 };
-pub use records::{records, retain_records, Header, Record};
+pub use records::{records, records_within, retain_records, Header, Record};
 pub use replicated::validate_replicated;
 pub use split::{split_batches, BatchIter};
 pub use validate::{validate, verify_crc};

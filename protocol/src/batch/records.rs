@@ -1,15 +1,17 @@
 //! Record decoding: walking a batch's records section into a sink (that stores nothing
 //! when validating), copying records out ([`records`]) and rewriting a batch without
 //! some of them for compaction ([`retain_records`]). Framing and CRC are checked by
-//! `validate` first.
+//! `validate` first; a compressed batch's records are decompressed (bounded) first.
 
 use super::header::patch;
 use super::validate::{check_frame, walk_records};
 use super::varint::{len_i32, Reader};
 use super::{
-    BatchError, BatchHeader, ATTRIBUTES_OFFSET, BATCH_HEADER_LEN, CRC_OFFSET, LOG_OVERHEAD,
-    MIN_RECORD_LEN, RECORDS_COUNT_OFFSET,
+    decompress, BatchError, BatchHeader, Codec, ATTRIBUTES_OFFSET, BATCH_HEADER_LEN,
+    COMPRESSION_MASK, CRC_OFFSET, LOG_OVERHEAD, MAX_DECOMPRESSED_BYTES, MIN_RECORD_LEN,
+    RECORDS_COUNT_OFFSET,
 };
+use std::borrow::Cow;
 
 /// A record header: a UTF-8 key and an optional (nullable) value.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -140,17 +142,26 @@ impl<'a> RecordSink<'a> for Collect {
 
 /// Decode the records of one batch occupying exactly `bytes`.
 ///
-/// Re-checks the frame (header, length, CRC32C, compression none) and the
+/// Re-checks the frame (header, length, CRC32C, a known codec) and the
 /// record structure, so it is safe on arbitrary bytes: it never panics and
-/// returns errors instead. Unlike [`validate`] it accepts zero-record
-/// batches and non-contiguous offset deltas (as compaction can produce) and
-/// applies no size limit. Offsets are `base_offset + offsetDelta`; timestamps
-/// are `base_timestamp + timestampDelta`, or `max_timestamp` for every record
-/// of a LogAppendTime batch, as Kafka's consumer reports them.
+/// returns errors instead. A compressed batch's records are decompressed into at
+/// most [`MAX_DECOMPRESSED_BYTES`] (see [`records_within`]). Unlike [`validate`] it
+/// accepts zero-record batches and non-contiguous offset deltas (as compaction can
+/// produce) and applies no size limit to the batch. Offsets are `base_offset +
+/// offsetDelta`; timestamps are `base_timestamp + timestampDelta`, or `max_timestamp`
+/// for every record of a LogAppendTime batch, as Kafka's consumer reports them.
 ///
 /// [`validate`]: fn@super::validate
 pub fn records(batch: &[u8]) -> Result<Vec<Record>, BatchError> {
+    records_within(batch, MAX_DECOMPRESSED_BYTES)
+}
+
+/// [`records`], with a compressed batch's records decompressed into at most
+/// `max_decompressed` bytes (`DecompressedTooLarge` beyond).
+pub fn records_within(batch: &[u8], max_decompressed: usize) -> Result<Vec<Record>, BatchError> {
     let header = check_frame(batch)?;
+    let plain = plain(batch, &header, max_decompressed)?;
+    let batch: &[u8] = &plain;
     // Bounded by the bytes present, so a huge recordsCount cannot force a
     // huge reservation.
     let count = usize::try_from(header.records_count).unwrap_or(0);
@@ -158,6 +169,26 @@ pub fn records(batch: &[u8]) -> Result<Vec<Record>, BatchError> {
     let mut sink = Collect { header, out: Vec::with_capacity(cap), pending: Vec::new() };
     walk_records(batch, &header, false, &mut sink)?;
     Ok(sink.out)
+}
+
+/// The batch with its records readable: itself if uncompressed, else its header
+/// followed by the decompressed records (at most `max` bytes of them). Only the
+/// records are walked in it; its header still describes the stored batch.
+fn plain<'a>(
+    batch: &'a [u8],
+    header: &BatchHeader,
+    max: usize,
+) -> Result<Cow<'a, [u8]>, BatchError> {
+    let codec = Codec::of(header.compression())?;
+    if codec == Codec::None {
+        return Ok(Cow::Borrowed(batch));
+    }
+    let (fixed, compressed) = batch.split_at(BATCH_HEADER_LEN.min(batch.len()));
+    let records = decompress(codec, compressed, max)?;
+    let mut out = Vec::with_capacity(fixed.len() + records.len());
+    out.extend_from_slice(fixed);
+    out.extend_from_slice(&records);
+    Ok(Cow::Owned(out))
 }
 
 /// Sink for [`retain_records`]: the decoded records and each one's encoded
@@ -193,14 +224,40 @@ impl<'a> RecordSink<'a> for CollectEncoded<'a> {
 /// [`parse_header`] accept it, [`validate`] (for producers) does not. Checks
 /// the input as [`records`] does and never panics.
 ///
+/// A compressed batch is decompressed (bounded as [`records`]); its kept records are
+/// written uncompressed (the compression bits cleared), and only when that is smaller
+/// than the original: else `None`, and the batch stays as it is.
+///
 /// [`verify_crc`]: super::verify_crc
 /// [`parse_header`]: super::parse_header
 /// [`validate`]: fn@super::validate
 pub fn retain_records(
     bytes: &[u8],
-    mut keep: impl FnMut(&Record) -> bool,
+    keep: impl FnMut(&Record) -> bool,
 ) -> Result<Option<Vec<u8>>, BatchError> {
     let header = check_frame(bytes)?;
+    let plain = plain(bytes, &header, MAX_DECOMPRESSED_BYTES)?;
+    let Some(mut out) = retain_plain(&plain, header, keep)? else { return Ok(None) };
+    if header.compression() == 0 {
+        return Ok(Some(out));
+    }
+    // Kept records are stored uncompressed: only if that is smaller than the original.
+    if out.len() >= bytes.len() {
+        return Ok(None);
+    }
+    let attributes = header.attributes & !COMPRESSION_MASK;
+    patch(&mut out, ATTRIBUTES_OFFSET, &attributes.to_be_bytes())?;
+    let crc = crc32c::crc32c(out.get(ATTRIBUTES_OFFSET..).unwrap_or_default());
+    patch(&mut out, CRC_OFFSET, &crc.to_be_bytes())?;
+    Ok(Some(out))
+}
+
+/// [`retain_records`] on a batch whose records are readable as they are.
+fn retain_plain(
+    bytes: &[u8],
+    header: BatchHeader,
+    mut keep: impl FnMut(&Record) -> bool,
+) -> Result<Option<Vec<u8>>, BatchError> {
     let count = usize::try_from(header.records_count).unwrap_or(0);
     let cap = count.min(bytes.len().saturating_sub(BATCH_HEADER_LEN) / MIN_RECORD_LEN);
     let records = Collect { header, out: Vec::with_capacity(cap), pending: Vec::new() };
@@ -221,7 +278,7 @@ pub fn retain_records(
     let mut out = Vec::with_capacity(fixed.len() + kept.iter().map(|e| e.len()).sum::<usize>());
     out.extend_from_slice(fixed);
     kept.iter().for_each(|e| out.extend_from_slice(e));
-    // Smaller than the input, whose lengths fit in an i32.
+    // Smaller than the (decompressed) input, bounded well within an i32.
     let batch_length = len_i32(out.len() - LOG_OVERHEAD);
     patch(&mut out, 8, &batch_length.to_be_bytes())?;
     patch(&mut out, RECORDS_COUNT_OFFSET, &len_i32(kept.len()).to_be_bytes())?;

@@ -5,9 +5,10 @@
 //! A stored batch may be a leader's epoch-start marker (a control batch), or one that
 //! compaction rewrote ([`super::retain_records`]): fewer records than its offset range,
 //! with gaps between their offset deltas, possibly none at all. Everything else is as
-//! strict as for a producer: magic, lengths, CRC32C, no compression, every record
-//! decodes within its length, no trailing bytes; and what the node computes from the
-//! header (the offsets `baseOffset..=baseOffset + lastOffsetDelta`) must make sense.
+//! strict as for a producer: magic, lengths, CRC32C, a known codec, every record
+//! (of an uncompressed batch) decodes within its length, no trailing bytes; and what
+//! the node computes from the header (the offsets `baseOffset..=baseOffset +
+//! lastOffsetDelta`) must make sense.
 
 use super::{check_frame, walk_records, BatchError, BatchHeader, RawRecord, RecordSink};
 
@@ -65,6 +66,9 @@ pub fn validate_replicated(
             stored: lod,
             expected: header.records_count - 1,
         });
+    }
+    if header.compression() != 0 {
+        return Ok(header); // stored as the producer sent it; the CRC covers the records
     }
     let mut check = DeltaCheck { last_offset_delta: lod, index: 0, prev: None, bad: None };
     walk_records(bytes, &header, false, &mut check)?;

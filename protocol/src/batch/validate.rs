@@ -1,14 +1,16 @@
 //! Validation of a producer's batch ([`validate`]) and of a stored batch's frame and CRC
 //! ([`verify_crc`]): every check a node makes before it stores or serves bytes. Never
-//! panics and never allocates.
+//! panics and never allocates. A compressed batch is checked by its header and CRC
+//! only: its records are the producer's, stored and served as sent (never decompressed
+//! on the write path).
 
 use super::records::{decode_record, Discard, RecordSink};
 use super::varint::Reader;
-use super::{parse_header, BatchError, BatchHeader, ATTRIBUTES_OFFSET, BATCH_HEADER_LEN};
+use super::{parse_header, BatchError, BatchHeader, Codec, ATTRIBUTES_OFFSET, BATCH_HEADER_LEN};
 
 /// Checks everything about a batch occupying exactly `bytes` except the
-/// records: header, length, CRC and compression. Shared by [`validate`] and
-/// [`records`].
+/// records: header, length, CRC and a compression codec Kafka defines. Shared by
+/// [`validate`] and [`records`].
 pub(super) fn check_frame(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = parse_header(bytes)?;
     let declared = header.total_len();
@@ -23,9 +25,7 @@ pub(super) fn check_frame(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     if computed != header.crc {
         return Err(BatchError::CrcMismatch { stored: header.crc, computed });
     }
-    if header.compression() != 0 {
-        return Err(BatchError::UnsupportedCompression(header.compression()));
-    }
+    Codec::of(header.compression())?;
     Ok(header)
 }
 
@@ -67,11 +67,12 @@ pub(super) fn walk_records<'a>(
 ///
 /// Checks, in order: total size <= `max_batch_bytes` (before anything else,
 /// so an oversized batch is never parsed); the header ([`parse_header`]);
-/// `batchLength` consistent with `bytes.len()`; CRC32C; compression is none
-/// (else `UnsupportedCompression`); at least one record; every record decodes
-/// and lies within its length; offset deltas are `0..count` in order;
-/// `recordsCount` matches; no trailing bytes; `lastOffsetDelta == count - 1`.
-/// Does not allocate. Returns the header.
+/// `batchLength` consistent with `bytes.len()`; CRC32C; a codec Kafka defines
+/// (else `UnsupportedCompression`); at least one record; `lastOffsetDelta ==
+/// count - 1`; and, uncompressed, every record decodes and lies within its length,
+/// offset deltas are `0..count` in order, `recordsCount` matches, no trailing bytes.
+/// A compressed batch's records are not decompressed (the CRC covers them). Does not
+/// allocate. Returns the header.
 pub fn validate(bytes: &[u8], max_batch_bytes: usize) -> Result<BatchHeader, BatchError> {
     if bytes.len() > max_batch_bytes {
         return Err(BatchError::TooLarge { size: bytes.len(), max: max_batch_bytes });
@@ -81,7 +82,9 @@ pub fn validate(bytes: &[u8], max_batch_bytes: usize) -> Result<BatchHeader, Bat
         // Kafka rejects producer batches with an empty offset range.
         return Err(BatchError::InvalidRecord { reason: "batch has no records" });
     }
-    walk_records(bytes, &header, true, &mut Discard)?;
+    if header.compression() == 0 {
+        walk_records(bytes, &header, true, &mut Discard)?;
+    }
     let expected = header.records_count - 1;
     if header.last_offset_delta != expected {
         return Err(BatchError::LastOffsetDeltaMismatch {

@@ -159,8 +159,13 @@ impl World {
                 self.retry_after(client, retry_us / 10);
             }
             Err(AppendError::NotEnoughReplicas { .. }) => self.retry_after(client, retry_us),
-            Err(AppendError::LeadershipLost | AppendError::OutOfOrderSequence { .. }) if idempotent => {
-                // A stale leader may not know the producer's last batches yet: ask another.
+            Err(
+                AppendError::LeadershipLost
+                | AppendError::OutOfOrderSequence { .. }
+                | AppendError::UnknownProducer,
+            ) if idempotent => {
+                // A stale leader may not know the producer's last batches (or any) yet: ask
+                // another.
                 c.hint = None;
                 self.retry_after(client, retry_us);
             }

@@ -185,6 +185,10 @@ impl ReplicaHandle {
                 ErrorCode::InvalidProducerEpoch,
                 format!("{tp}: the producer's epoch is fenced by a newer one"),
             ),
+            AppendError::UnknownProducer => WireError::new(
+                ErrorCode::UnknownProducerId,
+                format!("{tp}: no state for this producer id, and its batch does not start at sequence 0"),
+            ),
             AppendError::LeadershipLost => WireError::new(
                 ErrorCode::NotLeaderOrFollower,
                 format!("{tp}: this node {LEADERSHIP_LOST}; it may or may not survive (an idempotent producer's retry is safe)"),
