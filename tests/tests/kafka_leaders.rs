@@ -86,7 +86,16 @@ async fn a_client_produces_and_consumes_at_leaders_spread_over_three_nodes() {
     let used =
         v["partitions"].as_array().unwrap().iter().filter(|p| p["high_watermark"].as_u64() > Some(0)).count();
     assert!(used >= 3, "keys over several partitions: {used}");
-    println!("phase 2: the admin APIs against the same mesh");
+    println!("phase 2: kcat -L from another node lists the same three brokers and a leader per partition");
+    let other = c.nodes[2].as_ref().unwrap().kafka.clone().unwrap();
+    let listing =
+        Command::new("kcat").args(["-L", "-m", "30", "-b", &other, "-t", "spread"]).output().expect("kcat");
+    let text = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.status.success() && text.contains(" 3 brokers:"), "{text}");
+    let partitions: Vec<&str> = text.lines().filter(|l| l.trim_start().starts_with("partition ")).collect();
+    assert_eq!(partitions.len(), 6, "{text}");
+    assert!(partitions.iter().all(|l| !l.contains("leader -1") && l.contains("isrs:")), "{text}");
+    println!("phase 3: the admin APIs against the same mesh");
     run_script(&["admin", &one]);
     println!("figure: kafka leader mode: 120 of 120 records read back over {used} partitions, 3 brokers");
 }

@@ -42,7 +42,7 @@ pub struct Placement {
 /// The mesh as Kafka clients are shown it, built once per request.
 pub struct View {
     /// Brokers by PeerId.
-    pub brokers: BTreeMap<String, Broker>,
+    pub brokers: Brokers,
     partitions: HashMap<(String, u32), PartitionStatus>,
 }
 
@@ -51,7 +51,8 @@ impl View {
     pub fn placement(&self, topic: &str, p: u32, replicas: &[String]) -> Placement {
         let status = self.partitions.get(&(topic.to_string(), p));
         let leader = status.and_then(|s| self.brokers.get(&s.leader)).map_or(-1, |b| b.id);
-        let mut isr: Vec<i32> = status.map(|s| s.isr.iter().map(|r| id_of(r.as_str())).collect()).unwrap_or_default();
+        let mut isr: Vec<i32> =
+            status.map(|s| s.isr.iter().map(|r| id_of(r.as_str())).collect()).unwrap_or_default();
         if isr.is_empty() && leader >= 0 {
             isr.push(leader);
         }
@@ -77,9 +78,14 @@ pub fn split_host_port(addr: &str) -> Option<(String, u16)> {
     (!host.is_empty()).then(|| (host.to_string(), port))
 }
 
+/// Brokers by PeerId.
+pub type Brokers = BTreeMap<String, Broker>;
+/// A broker id shared by several PeerIds.
+pub type Collision = (i32, Vec<String>);
+
 /// Brokers from (PeerId, advertised address) pairs, and the ids two or more of them
 /// share (a collision of the 31-bit ids: clients would confuse those nodes).
-pub fn brokers(listeners: &[(String, String)]) -> (BTreeMap<String, Broker>, Vec<(i32, Vec<String>)>) {
+pub fn brokers(listeners: &[(String, String)]) -> (Brokers, Vec<Collision>) {
     let mut out = BTreeMap::new();
     let mut by_id: BTreeMap<i32, Vec<String>> = BTreeMap::new();
     for (peer, addr) in listeners {
