@@ -21,6 +21,20 @@ pub const HTTP_LISTEN_NONE: &str = "none";
 pub const DEFAULT_KAFKA_LISTEN: &str = "0.0.0.0:9092";
 /// The `kafka_listen` value that disables the Kafka listener.
 pub const KAFKA_LISTEN_NONE: &str = "none";
+/// How the Kafka listener routes requests (`kafka_route`): `leader` (Kafka's way: every
+/// node is a broker, Metadata names each partition's real leader, misrouted requests get
+/// NOT_LEADER_OR_FOLLOWER) or `through-me` (for a client that reaches only this node:
+/// it is the only broker and leads everything, forwarding inside the mesh).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum KafkaRoute {
+    /// Clients are sent to each partition's leader and each group's coordinator.
+    #[default]
+    Leader,
+    /// This node answers for the whole mesh.
+    ThroughMe,
+}
+
 /// Where a node keeps its data by default (relative to the working directory).
 pub const DEFAULT_DATA_DIR: &str = "meshlog-data";
 
@@ -70,6 +84,8 @@ pub struct NodeConfig {
     /// FindCoordinator); by default the listen address, with an unspecified host
     /// (`0.0.0.0`, `::`) replaced by `127.0.0.1`.
     pub kafka_advertise: Option<String>,
+    /// `leader` (default) or `through-me`: see [`KafkaRoute`].
+    pub kafka_route: KafkaRoute,
     /// A Kafka client's Metadata request may create the topics it names (when the
     /// request allows it too), with `kafka_auto_create_partitions` partitions.
     pub kafka_auto_create_topics: bool,
@@ -169,6 +185,7 @@ impl Default for NodeConfig {
             http_listen: DEFAULT_HTTP_LISTEN.to_string(),
             kafka_listen: DEFAULT_KAFKA_LISTEN.to_string(),
             kafka_advertise: None,
+            kafka_route: KafkaRoute::Leader,
             kafka_auto_create_topics: true,
             kafka_auto_create_partitions: 1,
             cache_capacity_bytes: 256 << 20,

@@ -15,7 +15,7 @@ use crate::broker::Broker;
 use crate::config::{ConfigError, NodeConfig};
 use crate::gateway::{Gateway, Router};
 use crate::group::Coordinator;
-use crate::mesh::Mesh;
+use crate::mesh::{Mesh, MeshConfig};
 use crate::network::{self, identity, Keypair, Multiaddr, NetworkError, NetworkEvent, PeerId};
 use crate::outbox::Outbox;
 use crate::resilience::Resilience;
@@ -141,7 +141,8 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     )?);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (net, events, listen_addrs) = start_network(&cfg, keypair, credentials, shutdown_rx.clone()).await?;
-    let (gateway, groups) = build_gateway(&cfg, &net, &broker, &store)?;
+    let kafka_advertised = kafka.as_ref().map(crate::kafka::Bound::advertised);
+    let (gateway, groups) = build_gateway(&cfg, &net, &broker, &store, kafka_advertised)?;
     let mesh = gateway.mesh().clone();
     let http_addr = http.as_ref().map(crate::admin::Bound::local_addr);
     let admin = http.map(|h| {
@@ -208,17 +209,19 @@ async fn start_network(
 }
 
 /// Build the components on the broker (the mesh view, the service registry, the outbox,
-/// the group coordinator, all calling peers through one resilience layer), and the
+/// the group coordinator, all calling peers through one resilience layer; the mesh
+/// announces `kafka_advertised` in its heartbeats), and the
 /// gateway from them. The coordinator comes back too: its task is spawned with the rest.
 fn build_gateway(
     cfg: &NodeConfig,
     net: &network::NetworkHandle,
     broker: &Arc<Broker>,
     store: &Arc<Store>,
+    kafka_advertised: Option<String>,
 ) -> Result<(Arc<Gateway>, Arc<Coordinator>), NodeError> {
     let resilience = Arc::new(Resilience::new(cfg.resilience()));
     let addrs = net.listen_addrs().iter().map(ToString::to_string).collect();
-    let mesh_cfg = settings::mesh_config(cfg);
+    let mesh_cfg = MeshConfig { kafka_advertised, ..settings::mesh_config(cfg) };
     let mesh = Mesh::new(net.clone(), resilience.clone(), broker.clone(), addrs, store.clone(), mesh_cfg);
     let services = Arc::new(Services::new(net.clone(), resilience.clone(), settings::lookup_timeout(cfg)));
     let outbox = Arc::new(Outbox::open(store.clone(), broker.group_commit(), cfg.outbox_max_bytes)?);

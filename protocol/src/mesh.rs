@@ -33,6 +33,9 @@ pub struct Heartbeat {
     pub incarnation: u64,
     /// Partitions this node holds.
     pub partitions: u32,
+    /// The `host:port` Kafka clients reach it at (its advertised Kafka listener), if it
+    /// runs one: every node lists the live ones as brokers in Kafka's Metadata.
+    pub kafka: Option<String>,
 }
 
 /// A topic as the mesh agrees on it: the topic, the replica set of each partition, and

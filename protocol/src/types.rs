@@ -252,6 +252,36 @@ fn non_negative_or_forever(v: i64) -> Result<Option<u64>, &'static str> {
     }
 }
 
+/// Check a new topic's partitions and replication factor against the bounds and the
+/// `live_nodes` of the mesh (every path that creates or validates a topic uses this).
+pub fn validate_topic_shape(partitions: u32, rf: u16, live_nodes: usize) -> Result<(), WireError> {
+    if partitions == 0 || partitions > MAX_PARTITIONS {
+        return Err(WireError::new(
+            ErrorCode::InvalidPartitions,
+            format!("partitions must be between 1 and {MAX_PARTITIONS}, not {partitions}"),
+        ));
+    }
+    if rf == 0 || rf > MAX_REPLICATION_FACTOR || rf as usize > live_nodes {
+        return Err(WireError::new(
+            ErrorCode::InvalidReplicationFactor,
+            format!(
+                "replication factor {rf} is not possible: it must be between 1 and \
+                 {MAX_REPLICATION_FACTOR} and at most the {live_nodes} live node(s) of the mesh"
+            ),
+        ));
+    }
+    if partitions as u64 * rf as u64 > MAX_REPLICA_SLOTS_PER_TOPIC {
+        return Err(WireError::new(
+            ErrorCode::PolicyViolation,
+            format!(
+                "{partitions} partitions x replication factor {rf} is more than the \
+                 {MAX_REPLICA_SLOTS_PER_TOPIC} replicas one topic may have"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Check a topic name: 1..=249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`, not
 /// starting with `__` (reserved for internal topics).
 pub fn validate_topic_name(name: &str) -> Result<(), WireError> {

@@ -163,7 +163,14 @@ fn small_message() -> impl Strategy<Value = Vec<u8>> {
         },
     );
     let gossip = prop::collection::vec(tiny(), 0..8).prop_map(|addrs| {
-        let hb = Heartbeat { peer: String::new(), addrs, seq: 0, incarnation: 0, partitions: 0 };
+        let hb = Heartbeat {
+            peer: String::new(),
+            addrs,
+            seq: 0,
+            incarnation: 0,
+            partitions: 0,
+            kafka: None,
+        };
         codec::encode(&GossipMessage::Heartbeat(hb)).unwrap()
     });
     prop_oneof![record, join, gossip]
@@ -198,6 +205,7 @@ fn gossip() -> impl Strategy<Value = GossipMessage> {
                 seq: 0,
                 incarnation: 0,
                 partitions: 0,
+                kafka: None,
             })
         }),
         many((tiny(), 0u32..9, (0u64..9).prop_map(Epoch::new))).prop_map(|partitions| {

@@ -73,6 +73,7 @@ fn values() -> Vec<(&'static str, String)> {
         seq: 5,
         incarnation: 6,
         partitions: 3,
+        kafka: None,
     };
     let leases = LeaderLeases {
         leader: B.into(),
@@ -199,7 +200,7 @@ const GOLDEN: &[(&str, &str)] = &[
         "heartbeat",
         concat!(
             "0010313244334b6f6f57413161316131613101122f6970342f312e322e332e342f7463702f390506",
-            "03"
+            "0300"
         ),
     ),
     ("leave", "0210313244334b6f6f574131613161316131"),

@@ -176,7 +176,14 @@ async fn heartbeat(net: NetworkHandle, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        let hb = Heartbeat { peer: id.to_string(), addrs: addrs.clone(), seq, incarnation, partitions: 0 };
+        let hb = Heartbeat {
+            peer: id.to_string(),
+            addrs: addrs.clone(),
+            seq,
+            incarnation,
+            partitions: 0,
+            kafka: None,
+        };
         net.publish(GossipMessage::Heartbeat(hb)).await;
     }
 }

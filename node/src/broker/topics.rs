@@ -14,10 +14,7 @@ use crate::network::{verify_record, PeerId};
 use crate::storage::{keys, StorageError};
 use meshlog_protocol::codec;
 use meshlog_protocol::mesh::{InvalidRecord, SignedRecord, TopicRecord};
-use meshlog_protocol::types::{
-    self, TopicConfig, TopicInfo, MAX_PARTITIONS, MAX_REPLICATION_FACTOR, MAX_REPLICA_SLOTS_PER_TOPIC,
-    MAX_TOPICS, MAX_TOTAL_PARTITIONS,
-};
+use meshlog_protocol::types::{self, TopicConfig, TopicInfo, MAX_TOPICS, MAX_TOTAL_PARTITIONS};
 use meshlog_protocol::{ErrorCode, WireError};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -222,32 +219,8 @@ impl Topics {
         if !(req.internal && req.name == meshlog_protocol::group::OFFSETS_TOPIC) {
             types::validate_topic_name(&req.name)?;
         }
-        if req.partitions == 0 || req.partitions > MAX_PARTITIONS {
-            return Err(WireError::new(
-                ErrorCode::InvalidPartitions,
-                format!("partitions must be between 1 and {MAX_PARTITIONS}, not {}", req.partitions),
-            ));
-        }
         let rf = req.replication_factor;
-        if rf == 0 || rf > MAX_REPLICATION_FACTOR || rf as usize > live_nodes {
-            return Err(WireError::new(
-                ErrorCode::InvalidReplicationFactor,
-                format!(
-                    "replication factor {rf} is not possible: it must be between 1 and \
-                     {MAX_REPLICATION_FACTOR} and at most the {live_nodes} live node(s) of the mesh"
-                ),
-            ));
-        }
-        if req.partitions as u64 * rf as u64 > MAX_REPLICA_SLOTS_PER_TOPIC {
-            return Err(WireError::new(
-                ErrorCode::PolicyViolation,
-                format!(
-                    "{} partitions x replication factor {rf} is more than the {MAX_REPLICA_SLOTS_PER_TOPIC} \
-                     replicas one topic may have",
-                    req.partitions
-                ),
-            ));
-        }
+        types::validate_topic_shape(req.partitions, rf, live_nodes)?;
         let config = TopicConfig::from_pairs(&req.config, rf)?;
         if self.get(&req.name).is_ok() {
             return Err(already_exists(&req.name));
@@ -405,6 +378,7 @@ mod tests {
     use crate::broker::driver::ReplicaSettings;
     use crate::network::{sign_record, Keypair};
     use crate::storage::{GroupCommit, Store, StoreOptions, SEGMENT_BYTES};
+    use meshlog_protocol::types::{MAX_PARTITIONS, MAX_REPLICATION_FACTOR};
 
     fn topics(dir: &std::path::Path) -> Topics {
         let opts = StoreOptions { cache_capacity_bytes: 8 << 20, segment_bytes: SEGMENT_BYTES };

@@ -27,6 +27,11 @@ pub struct NodeArgs {
     /// listen address, with 0.0.0.0 replaced by 127.0.0.1).
     #[arg(long, env = "MESHLOG_KAFKA_ADVERTISE")]
     kafka_advertise: Option<String>,
+    /// `leader`: Kafka clients are sent to each partition's leader (every node is a
+    /// broker); `through-me`: this node answers for the whole mesh, for a client that
+    /// can reach only it (default: leader).
+    #[arg(long, env = "MESHLOG_KAFKA_ROUTE", value_enum)]
+    kafka_route: Option<crate::config::KafkaRoute>,
     /// Join the mesh through this node (multiaddr), repeatable.
     #[arg(long, env = "MESHLOG_BOOTSTRAP", value_delimiter = ',')]
     bootstrap: Vec<String>,
@@ -65,6 +70,9 @@ fn effective(args: NodeArgs) -> anyhow::Result<NodeConfig> {
     }
     if args.kafka_advertise.is_some() {
         cfg.kafka_advertise = args.kafka_advertise;
+    }
+    if let Some(r) = args.kafka_route {
+        cfg.kafka_route = r;
     }
     if !args.bootstrap.is_empty() {
         cfg.bootstrap = args.bootstrap;

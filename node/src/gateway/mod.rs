@@ -129,7 +129,7 @@ impl Gateway {
     }
 
     /// The offsets topic, created (by whichever node is asked first) on first use.
-    async fn offsets_topic(&self) -> Result<Arc<Topic>, WireError> {
+    pub async fn offsets_topic(&self) -> Result<Arc<Topic>, WireError> {
         match self.mesh().topic(OFFSETS_TOPIC).await {
             Err(e) if e.code == ErrorCode::UnknownTopicOrPartition => {}
             other => return other,

@@ -7,9 +7,11 @@
 //! (`data::PartitionOrder`). Any other request waits for the produces before it and is
 //! served alone, as Kafka's broker serves a connection's requests one by one.
 //!
-//! A bad length, a header or body that does not parse, or an API or version not served
-//! (other than ApiVersions, which always answers) closes the connection, as Kafka's own
-//! broker does; the node keeps running.
+//! An API or version not served is answered with UNSUPPORTED_VERSION (35) wherever
+//! the response has a top-level error code the asked version can carry (ApiVersions
+//! always answers, KIP-511); otherwise, and on a bad length or a header or body that does
+//! not parse, the connection is closed, as Kafka's own broker does; the node keeps
+//! running.
 
 use super::codec::{self, FrameCaps, Header, HEADER_PREFIX_LEN};
 use super::data::PartitionOrder;
@@ -217,14 +219,17 @@ async fn respond(kafka: &Kafka, frame: Frame) -> Result<Answer, String> {
         return Ok(Some((api, at, ResponseKind::ApiVersions(r))));
     }
     if !versions::is_served(api_key, v) {
-        return Err(format!("{api:?} v{v} is not served (ApiVersions lists what is)"));
+        return match versions::unsupported(api, v) {
+            Some(body) => Ok(Some((api, v, body))),
+            None => Err(format!("{api:?} v{v} is not served (ApiVersions lists what is)")),
+        };
     }
     let req = codec::decode_request(api, v, frame.body).map_err(|e| e.to_string())?;
     let body = match req {
         RequestKind::Metadata(r) => ResponseKind::Metadata(kafka.metadata(r, v).await),
         RequestKind::Fetch(r) => ResponseKind::Fetch(kafka.fetch(r, v).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(kafka.list_offsets(r, v).await),
-        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(kafka.find_coordinator(r, v)),
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(kafka.find_coordinator(r, v).await),
         RequestKind::JoinGroup(r) => {
             let client = frame.header.client_id.as_deref().unwrap_or("kafka-client");
             ResponseKind::JoinGroup(kafka.join_group(r, v, client).await)
@@ -238,6 +243,11 @@ async fn respond(kafka: &Kafka, frame: Frame) -> Result<Answer, String> {
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(kafka.list_groups(r, v).await),
         RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(kafka.delete_groups(r).await),
         RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(kafka.init_producer_id(r, v).await),
+        RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(kafka.describe_cluster(r)),
+        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(kafka.describe_configs(r, v).await),
+        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(kafka.create_topics(r, v).await),
+        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(kafka.delete_topics(r, v)),
+        RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(kafka.create_partitions(r)),
         _ => return Err(format!("{api:?} is listed as served but has no handler")),
     };
     Ok(Some((api, v, body)))

@@ -57,38 +57,42 @@ impl Kafka {
         }
     }
 
-    /// FindCoordinator: this node, for every group.
-    pub(super) fn find_coordinator(
+    /// FindCoordinator: the leader of the group's offsets partition (this node in
+    /// `through-me` mode); transactions have no coordinator.
+    pub(super) async fn find_coordinator(
         &self,
         req: FindCoordinatorRequest,
         version: i16,
     ) -> FindCoordinatorResponse {
-        let (host, port) = &self.advertised;
-        let code = if req.key_type == KEY_TYPE_TRANSACTION {
-            ErrorCode::CoordinatorNotAvailable.as_i16()
-        } else {
-            0
+        let transactional = req.key_type == KEY_TYPE_TRANSACTION;
+        let find = |key: StrBytes| async move {
+            if transactional {
+                return Err(ErrorCode::CoordinatorNotAvailable.as_i16());
+            }
+            self.coordinator(&key).await
         };
         let mut r = FindCoordinatorResponse::default();
         if version < 4 {
-            r.error_code = code;
-            r.node_id = BrokerId(self.broker_id);
-            r.host = StrBytes::from_string(host.clone());
-            r.port = i32::from(*port);
+            match find(req.key).await {
+                Ok((id, host, port)) => {
+                    r.node_id = BrokerId(id);
+                    r.host = StrBytes::from_string(host);
+                    r.port = i32::from(port);
+                }
+                Err(code) => (r.error_code, r.node_id) = (code, BrokerId(-1)),
+            }
             return r;
         }
-        r.coordinators = req
-            .coordinator_keys
-            .into_iter()
-            .map(|key| {
-                Coordinator::default()
-                    .with_key(key)
-                    .with_node_id(BrokerId(self.broker_id))
-                    .with_host(StrBytes::from_string(host.clone()))
-                    .with_port(i32::from(*port))
-                    .with_error_code(code)
-            })
-            .collect();
+        for key in req.coordinator_keys {
+            let c = Coordinator::default().with_key(key.clone());
+            r.coordinators.push(match find(key).await {
+                Ok((id, host, port)) => c
+                    .with_node_id(BrokerId(id))
+                    .with_host(StrBytes::from_string(host))
+                    .with_port(i32::from(port)),
+                Err(code) => c.with_error_code(code).with_node_id(BrokerId(-1)),
+            });
+        }
         r
     }
 

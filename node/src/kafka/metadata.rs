@@ -1,7 +1,9 @@
-//! Metadata: this node is the only broker and leads every partition ("route through
-//! me", see the module docs of `kafka`); topics named but missing are created when the
-//! request and the config allow it.
+//! Metadata: in `leader` mode every live node with a listener is a broker and each
+//! partition names its real leader, replicas, ISR and epoch (`route.rs`); in
+//! `through-me` mode this node is the only broker and leads every partition. Topics
+//! named but missing are created when the request and the config allow it.
 
+use super::route::View;
 use super::{kafka_code, Kafka};
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -21,13 +23,23 @@ pub const AUTO_CREATE_REPLICATION: u16 = 3;
 impl Kafka {
     /// Answer a Metadata request of `version`.
     pub(super) async fn metadata(&self, req: MetadataRequest, version: i16) -> MetadataResponse {
+        let view = self.to_leaders().then(|| self.view());
         let (host, port) = &self.advertised;
-        let me = MetadataResponseBroker::default()
-            .with_node_id(BrokerId(self.broker_id))
-            .with_host(StrBytes::from_string(host.clone()))
-            .with_port(i32::from(*port));
+        let brokers: Vec<(i32, String, u16)> = match &view {
+            Some(v) => v.brokers.values().map(|b| (b.id, b.host.clone(), b.port)).collect(),
+            None => vec![(self.broker_id, host.clone(), *port)],
+        };
+        let brokers = brokers
+            .into_iter()
+            .map(|(id, host, port)| {
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(id))
+                    .with_host(StrBytes::from_string(host))
+                    .with_port(i32::from(port))
+            })
+            .collect();
         let mut r = MetadataResponse::default()
-            .with_brokers(vec![me])
+            .with_brokers(brokers)
             .with_cluster_id(Some(StrBytes::from_static_str(CLUSTER_ID)))
             .with_controller_id(BrokerId(self.broker_id));
         let known = match self.ask(ClientRequest::ListTopics).await {
@@ -41,13 +53,13 @@ impl Kafka {
         let names = names.filter(|n| !(version == 0 && n.is_empty()));
         let allow_create = (version < 4 || req.allow_auto_topic_creation) && self.settings.auto_create_topics;
         r.topics = match names {
-            None => known.values().map(|t| self.topic(t, version)).collect(),
+            None => known.values().map(|t| self.topic(t, version, view.as_ref())).collect(),
             Some(names) => {
                 let mut out = Vec::with_capacity(names.len());
                 for name in names {
                     out.push(match known.get(&name) {
-                        Some(t) => self.topic(t, version),
-                        None => self.missing(name, allow_create, version).await,
+                        Some(t) => self.topic(t, version, view.as_ref()),
+                        None => self.missing(name, allow_create, version, view.as_ref()).await,
                     });
                 }
                 out
@@ -56,20 +68,32 @@ impl Kafka {
         r
     }
 
-    /// A known topic: every partition led by this node.
-    fn topic(&self, t: &TopicInfo, version: i16) -> MetadataResponseTopic {
+    /// A known topic: each partition as `view` places it, or led by this node (no
+    /// view: `through-me`).
+    fn topic(&self, t: &TopicInfo, version: i16, view: Option<&View>) -> MetadataResponseTopic {
         let me = BrokerId(self.broker_id);
+        let record = view.and_then(|_| self.gateway.broker().topics().get(&t.name).ok());
         let partitions = (0..t.partitions)
             .map(|p| {
-                let mut part = MetadataResponsePartition::default()
-                    .with_partition_index(p as i32)
-                    .with_leader_id(me)
-                    .with_replica_nodes(vec![me])
-                    .with_isr_nodes(vec![me]);
+                let mut part = MetadataResponsePartition::default().with_partition_index(p as i32);
+                let placed = view.zip(record.as_ref()).map(|(v, r)| v.placement(&t.name, p, r.replicas(p)));
+                let Some(placed) = placed else {
+                    // Through this node, which does not know the epoch without asking
+                    // the leader: clients then do not fence on epochs.
+                    part = part.with_leader_id(me).with_replica_nodes(vec![me]).with_isr_nodes(vec![me]);
+                    if version >= 7 {
+                        part.leader_epoch = -1;
+                    }
+                    return part;
+                };
+                if placed.leader < 0 {
+                    part.error_code = ErrorCode::LeaderNotAvailable.as_i16();
+                }
+                part.leader_id = BrokerId(placed.leader);
+                part.replica_nodes = placed.replicas.into_iter().map(BrokerId).collect();
+                part.isr_nodes = placed.isr.into_iter().map(BrokerId).collect();
                 if version >= 7 {
-                    // Unknown to this node without asking the leader: clients then do
-                    // not fence on epochs.
-                    part.leader_epoch = -1;
+                    part.leader_epoch = placed.epoch;
                 }
                 part
             })
@@ -84,7 +108,13 @@ impl Kafka {
     }
 
     /// A topic the mesh does not know: created if allowed, else UNKNOWN_TOPIC_OR_PARTITION.
-    async fn missing(&self, name: String, allow_create: bool, version: i16) -> MetadataResponseTopic {
+    async fn missing(
+        &self,
+        name: String,
+        allow_create: bool,
+        version: i16,
+        view: Option<&View>,
+    ) -> MetadataResponseTopic {
         let failed = |code: i16, name: String| {
             MetadataResponseTopic::default()
                 .with_error_code(code)
@@ -94,7 +124,7 @@ impl Kafka {
             return failed(ErrorCode::UnknownTopicOrPartition.as_i16(), name);
         }
         match self.create(&name).await {
-            Ok(t) => self.topic(&t, version),
+            Ok(t) => self.topic(&t, version, view),
             Err(e) => {
                 tracing::debug!(topic = %name, error = %e, "Kafka auto-create refused");
                 failed(kafka_code(&e), name)

@@ -15,17 +15,24 @@
 //!   `consumer_protocol.rs` (the subscription and assignment bytes, pure);
 //!   `groups_admin.rs`: DescribeGroups, ListGroups, DeleteGroups.
 //!
-//! Routing, this slice: "route through me". Metadata names THIS node as the only broker
-//! and the leader of every partition, and every request is served through
-//! [`Gateway::client`] (from this node's own PeerId), which forwards to the real leader.
-//! A client that reaches one node (behind NAT, one port open) uses the whole mesh, at the
-//! cost of an extra hop. Real-leader metadata (advertised addresses carried in
-//! heartbeats, NOT_LEADER_OR_FOLLOWER on misroutes) is later work.
+//! - `admin.rs`: DescribeCluster, DescribeConfigs, CreateTopics, DeleteTopics and
+//!   CreatePartitions (the last two refused per topic: the mesh cannot delete or grow
+//!   topics yet).
+//!
+//! Routing (`route.rs`, `kafka_route`): in `leader` mode (the default) every live node
+//! with a listener is a broker (id from its PeerId, address from its heartbeats),
+//! Metadata names each partition's real leader, and requests for partitions or groups
+//! this node does not serve get NOT_LEADER_OR_FOLLOWER / NOT_COORDINATOR. In
+//! `through-me` mode, for a client that reaches only this node (behind NAT, one port
+//! open), Metadata names THIS node as the only broker and leader of everything. Either
+//! way every request is served through [`Gateway::client`] (from this node's own
+//! PeerId), which forwards to the real leader when it is elsewhere.
 //!
 //! It decides nothing about the mesh: it translates Kafka's requests into the client API
 //! and the answers back; batches pass through as the client sent them (checked with the
 //! `protocol::batch` functions, never re-encoded).
 
+mod admin;
 pub mod codec;
 mod conn;
 pub mod consumer_protocol;
@@ -34,16 +41,18 @@ mod groups;
 mod groups_admin;
 mod metadata;
 pub mod producer_ids;
+mod route;
 pub mod versions;
 
-use crate::config::{ConfigError, NodeConfig};
+use crate::config::{ConfigError, KafkaRoute, NodeConfig};
 use crate::gateway::Gateway;
 use crate::network::PeerId;
 use crate::storage::Store;
 use meshlog_protocol::messages::{ClientRequest, ClientResult};
 use meshlog_protocol::{ErrorCode, WireError};
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -81,6 +90,17 @@ impl Bound {
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
+
+    /// The `host:port` clients are told (an IPv6 host in brackets): what the mesh
+    /// announces in this node's heartbeats.
+    pub fn advertised(&self) -> String {
+        let (host, port) = &self.advertised;
+        if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        }
+    }
 }
 
 /// Bind the Kafka listener if the config asks for one.
@@ -112,6 +132,8 @@ pub struct KafkaSettings {
     pub produce_max_timeout_ms: u32,
     /// A connection silent this long is closed.
     pub idle_ms: u64,
+    /// Send clients to leaders, or serve everything through this node.
+    pub route: KafkaRoute,
 }
 
 impl KafkaSettings {
@@ -125,6 +147,7 @@ impl KafkaSettings {
             fetch_max_bytes: cfg.fetch_max_bytes,
             produce_max_timeout_ms: cfg.produce_max_timeout_ms,
             idle_ms: cfg.idle_connection_timeout_ms,
+            route: cfg.kafka_route,
         }
     }
 }
@@ -137,11 +160,16 @@ pub struct Kafka {
     advertised: (String, u16),
     settings: KafkaSettings,
     producer_ids: producer_ids::ProducerIds,
+    /// Broker ids already reported as shared by two nodes.
+    collisions: Mutex<HashSet<i32>>,
 }
 
 impl Kafka {
-    /// Ask this node's client API, as a remote client would (from this node's PeerId).
+    /// Ask this node's client API, as a remote client would (from this node's PeerId);
+    /// in `leader` mode a partition or group request that belongs to another broker is
+    /// refused first (see `route.rs`).
     async fn ask(&self, req: ClientRequest) -> ClientResult {
+        self.check_routed(&req)?;
         self.gateway.client(self.me, req).await
     }
 }
@@ -178,10 +206,18 @@ pub fn spawn(
     let me = gateway.net().local_peer_id();
     let (host, port) = bound.advertised.clone();
     let broker_id = broker_id(&me);
-    tracing::info!(addr = %bound.addr, advertised = %format!("{host}:{port}"), broker_id, "Kafka listener up");
+    tracing::info!(addr = %bound.addr, advertised = %format!("{host}:{port}"), broker_id, route = ?settings.route, "Kafka listener up");
     let producer_ids = producer_ids::ProducerIds::new(broker_id, store);
-    let kafka =
-        Arc::new(Kafka { gateway, me, broker_id, advertised: bound.advertised, settings, producer_ids });
+    let collisions = Mutex::new(HashSet::new());
+    let kafka = Arc::new(Kafka {
+        gateway,
+        me,
+        broker_id,
+        advertised: bound.advertised,
+        settings,
+        producer_ids,
+        collisions,
+    });
     tokio::spawn(conn::serve(bound.listener, kafka, shutdown))
 }
 

@@ -50,6 +50,8 @@ struct Member {
     incarnation: u64,
     seq: u64,
     partitions: u32,
+    /// Its advertised Kafka listener (`host:port`), if it runs one.
+    kafka: Option<String>,
     state: MemberState,
 }
 
@@ -130,6 +132,12 @@ impl Membership {
         self.members.get(peer).map(|m| m.addrs.clone()).unwrap_or_default()
     }
 
+    /// (PeerId, advertised Kafka listener) of every member up that runs a listener.
+    pub fn kafka_listeners(&self) -> Vec<(String, String)> {
+        let up = self.members.iter().filter(|(_, m)| m.state == MemberState::Up);
+        up.filter_map(|(p, m)| Some((p.clone(), m.kafka.clone()?))).collect()
+    }
+
     /// Whether `peer` is up.
     pub fn is_up(&self, peer: &str) -> bool {
         self.members.get(peer).is_some_and(|m| m.state == MemberState::Up)
@@ -178,6 +186,7 @@ impl Member {
             incarnation: hb.incarnation,
             seq: hb.seq,
             partitions: hb.partitions,
+            kafka: hb.kafka.clone().filter(|k| k.len() <= MAX_ADDR_LEN),
             state: MemberState::Up,
         }
     }
@@ -188,7 +197,7 @@ mod tests {
     use super::*;
 
     fn hb(peer: &str, inc: u64, seq: u64) -> Heartbeat {
-        Heartbeat { peer: peer.into(), addrs: vec![], seq, incarnation: inc, partitions: 0 }
+        Heartbeat { peer: peer.into(), addrs: vec![], seq, incarnation: inc, partitions: 0, kafka: None }
     }
 
     #[test]
@@ -215,6 +224,26 @@ mod tests {
         assert!(!m.on_heartbeat(&hb("a", 1, 6), t0), "a late heartbeat of the leaver");
         assert_eq!(m.status(t0)[0].state, "left");
         assert!(m.on_heartbeat(&hb("a", 2, 1), t0), "a restart (new incarnation) returns");
+    }
+
+    #[test]
+    fn kafka_listeners_of_members_up_are_listed() {
+        let t0 = Instant::now();
+        let mut m = Membership::new(Duration::from_secs(5));
+        let mut a = hb("a", 1, 1);
+        a.kafka = Some("10.0.0.1:9092".into());
+        m.on_heartbeat(&a, t0);
+        m.on_heartbeat(&hb("b", 1, 1), t0);
+        let mut c = hb("c", 1, 1);
+        c.kafka = Some("10.0.0.3:9092".into());
+        m.on_heartbeat(&c, t0);
+        m.on_leave("c");
+        assert_eq!(m.kafka_listeners(), vec![("a".to_string(), "10.0.0.1:9092".to_string())]);
+        // A restart that moved the listener is told by its next heartbeat.
+        a.seq = 2;
+        a.kafka = Some("10.0.0.1:19092".into());
+        m.on_heartbeat(&a, t0);
+        assert_eq!(m.kafka_listeners()[0].1, "10.0.0.1:19092");
     }
 
     #[test]
@@ -246,6 +275,10 @@ mod tests {
         many.addrs = (0..100).map(|i| format!("/ip4/10.0.0.{i}/tcp/1")).collect();
         m.on_heartbeat(&many, t0);
         assert_eq!(m.addrs("p0").len(), MAX_ADDRS_PER_MEMBER);
+        let mut long = hb("p1", 1, 2);
+        long.kafka = Some("x".repeat(MAX_ADDR_LEN + 1));
+        m.on_heartbeat(&long, t0);
+        assert!(m.kafka_listeners().iter().all(|(p, _)| p != "p1"), "an overlong address is dropped");
         let swept = m.sweep(t0 + Duration::from_secs(5 * 60 + 1));
         assert_eq!(swept.forgotten.len(), MAX_MEMBERS);
         assert!(m.on_heartbeat(&hb("one-more", 1, 1), t0 + Duration::from_secs(302)));

@@ -48,6 +48,8 @@ pub struct MeshConfig {
     pub lookup_timeout: Duration,
     /// How often a random member is asked for its topic records.
     pub anti_entropy_interval: Duration,
+    /// This node's advertised Kafka listener (`host:port`), sent in its heartbeats.
+    pub kafka_advertised: Option<String>,
 }
 
 /// A membership or registry fact from the network.
@@ -128,6 +130,17 @@ impl Mesh {
     pub fn live_nodes(&self) -> Vec<String> {
         let mut v = self.members().live();
         v.push(self.local.clone());
+        v.sort();
+        v
+    }
+
+    /// (PeerId, advertised Kafka listener) of every live node that runs one, this node
+    /// included, sorted by PeerId.
+    pub fn kafka_listeners(&self) -> Vec<(String, String)> {
+        let mut v = self.members().kafka_listeners();
+        if let Some(k) = &self.cfg.kafka_advertised {
+            v.push((self.local.clone(), k.clone()));
+        }
         v.sort();
         v
     }
@@ -271,6 +284,7 @@ impl Mesh {
             seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
             incarnation: self.incarnation,
             partitions: self.broker.held_partition_count(),
+            kafka: self.cfg.kafka_advertised.clone(),
         };
         self.net.publish(GossipMessage::Heartbeat(hb)).await;
         self.announce_leases().await;
@@ -304,7 +318,7 @@ impl Mesh {
             MeshEvent::Gossip(_, GossipMessage::Heartbeat(hb)) => {
                 let new = self.members().on_heartbeat(&hb, Instant::now());
                 if new {
-                    tracing::info!(peer = %hb.peer, addrs = ?hb.addrs, "member is up");
+                    tracing::info!(peer = %hb.peer, addrs = ?hb.addrs, kafka = ?hb.kafka, "member is up");
                     self.note_peer(&hb);
                     if let Ok(p) = hb.peer.parse() {
                         self.net.connect(p, parse_addrs(&hb.addrs)).await;

@@ -109,6 +109,7 @@ pub(super) fn mesh_config(cfg: &NodeConfig) -> MeshConfig {
         topic_settle: Duration::from_millis(cfg.topic_settle_ms),
         lookup_timeout: lookup_timeout(cfg),
         anti_entropy_interval: Duration::from_secs(30),
+        kafka_advertised: None,
     }
 }
 

@@ -1,0 +1,239 @@
+//! Where a Kafka client is sent (`kafka_route`). In `leader` mode every live node with a
+//! listener is a broker (its id from its PeerId, its address from its heartbeats),
+//! Metadata names each partition's leader, replicas, ISR and epoch as this node sees
+//! them (its own replica's view, else the leader's lease on gossip), and a partition or
+//! group request this node does not serve is refused with NOT_LEADER_OR_FOLLOWER or
+//! NOT_COORDINATOR, so the client refreshes its metadata. In `through-me` mode this node
+//! is the only broker and leads everything; the gateway forwards inside the mesh.
+
+use super::{broker_id, Kafka};
+use crate::config::KafkaRoute;
+use crate::network::PeerId;
+use meshlog_protocol::group::{coordinator_partition, OFFSETS_TOPIC};
+use meshlog_protocol::messages::ClientRequest;
+use meshlog_protocol::types::PartitionStatus;
+use meshlog_protocol::{ErrorCode, WireError};
+use std::collections::{BTreeMap, HashMap};
+
+/// A broker as Metadata lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broker {
+    /// Kafka's node id.
+    pub id: i32,
+    /// Host clients dial.
+    pub host: String,
+    /// Port clients dial.
+    pub port: u16,
+}
+
+/// A partition as Metadata describes it (broker ids; `leader` -1 while unknown).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// The leader's broker id, -1 if none is known or it runs no listener.
+    pub leader: i32,
+    /// The leader's epoch (-1: unknown).
+    pub epoch: i32,
+    /// The replica set.
+    pub replicas: Vec<i32>,
+    /// The in-sync replicas as known here (the leader alone when only it is known).
+    pub isr: Vec<i32>,
+}
+
+/// The mesh as Kafka clients are shown it, built once per request.
+pub struct View {
+    /// Brokers by PeerId.
+    pub brokers: Brokers,
+    partitions: HashMap<(String, u32), PartitionStatus>,
+}
+
+impl View {
+    /// The placement of `topic`-`p` (leader -1 when unknown or not a broker).
+    pub fn placement(&self, topic: &str, p: u32, replicas: &[String]) -> Placement {
+        let status = self.partitions.get(&(topic.to_string(), p));
+        let leader = status.and_then(|s| self.brokers.get(&s.leader)).map_or(-1, |b| b.id);
+        let mut isr: Vec<i32> =
+            status.map(|s| s.isr.iter().map(|r| id_of(r.as_str())).collect()).unwrap_or_default();
+        if isr.is_empty() && leader >= 0 {
+            isr.push(leader);
+        }
+        Placement {
+            leader,
+            epoch: status.filter(|_| leader >= 0).map_or(-1, |s| s.epoch.to_i32()),
+            replicas: replicas.iter().map(|r| id_of(r.as_str())).collect(),
+            isr,
+        }
+    }
+}
+
+/// The broker id of a PeerId given as text (-1 if it does not parse).
+fn id_of(peer: &str) -> i32 {
+    peer.parse::<PeerId>().map_or(-1, |p| broker_id(&p))
+}
+
+/// `host:port` split (brackets of an IPv6 host removed).
+pub fn split_host_port(addr: &str) -> Option<(String, u16)> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = port.parse().ok().filter(|p| *p > 0)?;
+    (!host.is_empty()).then(|| (host.to_string(), port))
+}
+
+/// Brokers by PeerId.
+pub type Brokers = BTreeMap<String, Broker>;
+/// A broker id shared by several PeerIds.
+pub type Collision = (i32, Vec<String>);
+
+/// Brokers from (PeerId, advertised address) pairs, and the ids two or more of them
+/// share (a collision of the 31-bit ids: clients would confuse those nodes).
+pub fn brokers(listeners: &[(String, String)]) -> (Brokers, Vec<Collision>) {
+    let mut out = BTreeMap::new();
+    let mut by_id: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    for (peer, addr) in listeners {
+        let (Ok(p), Some((host, port))) = (peer.parse::<PeerId>(), split_host_port(addr)) else { continue };
+        let id = broker_id(&p);
+        by_id.entry(id).or_default().push(peer.clone());
+        out.insert(peer.clone(), Broker { id, host, port });
+    }
+    let collisions = by_id.into_iter().filter(|(_, peers)| peers.len() > 1).collect();
+    (out, collisions)
+}
+
+impl Kafka {
+    /// Whether clients are sent to leaders (else everything goes through this node).
+    pub(super) fn to_leaders(&self) -> bool {
+        self.settings.route == KafkaRoute::Leader
+    }
+
+    /// The brokers and partition states clients are shown now.
+    pub(super) fn view(&self) -> View {
+        let mesh = self.gateway.mesh();
+        let (brokers, collisions) = brokers(&mesh.kafka_listeners());
+        for (id, peers) in collisions {
+            let mut reported = crate::sync::lock(&self.collisions);
+            if reported.insert(id) {
+                tracing::error!(broker_id = id, ?peers, "Kafka broker id collision: these nodes derive the same id from their PeerIds; Kafka clients will confuse them (give one a new identity)");
+            }
+        }
+        let partitions =
+            mesh.cluster_status().partitions.into_iter().map(|(t, s)| ((t, s.partition), s)).collect();
+        View { brokers, partitions }
+    }
+
+    /// Whether this node's replica of `topic`-`p` leads.
+    fn leads(&self, topic: &str, p: u32) -> bool {
+        self.gateway.broker().replica(topic, p).is_some_and(|r| r.is_leader())
+    }
+
+    /// In `leader` mode, refuse a request a Kafka broker other than this node serves:
+    /// a partition request for a partition it does not lead, a group request for a
+    /// group it does not coordinate. Unknown topics pass (the gateway says so).
+    pub(super) fn check_routed(&self, req: &ClientRequest) -> Result<(), WireError> {
+        if !self.to_leaders() {
+            return Ok(());
+        }
+        let (topic, p) = match req {
+            ClientRequest::Produce(r) => (r.topic.as_str(), r.partition),
+            ClientRequest::Fetch(r) => (r.topic.as_str(), r.partition),
+            ClientRequest::ListOffsets { topic, partition, .. } => (topic.as_str(), *partition),
+            ClientRequest::Group(g) => {
+                let Some(group) = g.group() else { return Ok(()) };
+                let Ok(t) = self.gateway.broker().topics().get(OFFSETS_TOPIC) else { return Ok(()) };
+                let p = coordinator_partition(group, t.info.partitions);
+                if self.leads(OFFSETS_TOPIC, p) {
+                    return Ok(());
+                }
+                return Err(WireError::new(
+                    ErrorCode::NotCoordinator,
+                    format!("this node does not coordinate group '{group}' ({OFFSETS_TOPIC}-{p}); find its coordinator again"),
+                ));
+            }
+            _ => return Ok(()),
+        };
+        let Ok(t) = self.gateway.broker().topics().get(topic) else { return Ok(()) };
+        if p >= t.info.partitions || self.leads(topic, p) {
+            return Ok(());
+        }
+        Err(WireError::new(
+            ErrorCode::NotLeaderOrFollower,
+            format!("this node does not lead {topic}-{p}; refresh metadata"),
+        ))
+    }
+
+    /// The coordinator of `group` as (broker id, host, port): this node in `through-me`
+    /// mode, else the leader of the group's offsets partition (the offsets topic is
+    /// created on first use). Kafka's error code when there is none right now.
+    pub(super) async fn coordinator(&self, group: &str) -> Result<(i32, String, u16), i16> {
+        if !self.to_leaders() {
+            return Ok((self.broker_id, self.advertised.0.clone(), self.advertised.1));
+        }
+        let t = self.gateway.offsets_topic().await.map_err(|e| super::kafka_code(&e))?;
+        let p = coordinator_partition(group, t.info.partitions);
+        let view = self.view();
+        let leader = view.placement(OFFSETS_TOPIC, p, t.replicas(p)).leader;
+        let found = view.brokers.values().find(|b| b.id == leader && leader >= 0);
+        found.map(|b| (b.id, b.host.clone(), b.port)).ok_or(ErrorCode::CoordinatorNotAvailable.as_i16())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshlog_protocol::ids::Epoch;
+
+    #[test]
+    fn addresses_split_into_host_and_port() {
+        assert_eq!(split_host_port("10.0.0.1:9092"), Some(("10.0.0.1".into(), 9092)));
+        assert_eq!(split_host_port("[::1]:19092"), Some(("::1".into(), 19092)));
+        assert_eq!(split_host_port("broker-1.example:9092"), Some(("broker-1.example".into(), 9092)));
+        for bad in ["nohost", ":9092", "h:0", "h:99999", "h:x"] {
+            assert_eq!(split_host_port(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_listener_is_a_broker_and_colliding_ids_are_reported() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let listeners = vec![
+            (a.to_string(), "127.0.0.1:1001".to_string()),
+            (b.to_string(), "127.0.0.1:1002".to_string()),
+            ("not-a-peer".to_string(), "127.0.0.1:1003".to_string()),
+            (b.to_string(), "bad address".to_string()),
+        ];
+        let (listed, collisions) = brokers(&listeners);
+        assert_eq!(listed.len(), 2);
+        assert_eq!(
+            listed[&a.to_string()],
+            Broker { id: broker_id(&a), host: "127.0.0.1".into(), port: 1001 }
+        );
+        assert!(collisions.is_empty());
+        // The same node listed twice stands for two nodes sharing an id.
+        let twice = vec![listeners[0].clone(), (a.to_string(), "127.0.0.1:2001".to_string())];
+        let (_, collisions) = brokers(&twice);
+        assert_eq!(collisions, vec![(broker_id(&a), vec![a.to_string(), a.to_string()])]);
+    }
+
+    #[test]
+    fn placements_name_the_leader_its_epoch_and_the_isr_in_broker_ids() {
+        let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let set = vec![a.to_string(), b.to_string(), c.to_string()];
+        // c runs no listener: it is a replica but not a broker.
+        let listeners = vec![(a.to_string(), "h:1".to_string()), (b.to_string(), "h:2".to_string())];
+        let (brokers, _) = brokers(&listeners);
+        let mut led_by_b = PartitionStatus::unknown(0, &set);
+        (led_by_b.leader, led_by_b.epoch) = (b.to_string(), Epoch::new(4));
+        led_by_b.isr = vec![b.to_string(), a.to_string()];
+        let mut led_by_c = PartitionStatus::unknown(1, &set);
+        (led_by_c.leader, led_by_c.epoch) = (c.to_string(), Epoch::new(2));
+        let partitions = HashMap::from([(("t".to_string(), 0), led_by_b), (("t".to_string(), 1), led_by_c)]);
+        let view = View { brokers, partitions };
+        let ids: Vec<i32> = [&a, &b, &c].iter().map(|p| broker_id(p)).collect();
+        assert_eq!(
+            view.placement("t", 0, &set),
+            Placement { leader: ids[1], epoch: 4, replicas: ids.clone(), isr: vec![ids[1], ids[0]] }
+        );
+        let no_broker = view.placement("t", 1, &set);
+        assert_eq!((no_broker.leader, no_broker.epoch), (-1, -1), "a leader without a listener is unknown");
+        let unknown = view.placement("t", 2, &set);
+        assert_eq!((unknown.leader, unknown.isr.len()), (-1, 0));
+    }
+}
