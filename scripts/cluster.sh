@@ -4,16 +4,30 @@
 
 CLUSTER_PIDS=()
 
+# The flags that turn off the optional listeners, as far as this BIN knows them: builds
+# before the HTTP admin port or the Kafka listener refuse `--http-listen` and
+# `--kafka-listen`, later ones need them (or bind their default ports), so ask the
+# binary's own help which it takes. Prints one flag or value a line.
+listener_off_flags() {
+  local help flag
+  help=$("$BIN" node --help 2>&1) || { echo "$BIN node --help failed" >&2; return 1; }
+  for flag in --http-listen --kafka-listen; do
+    grep -q -- "$flag" <<<"$help" && printf '%s\nnone\n' "$flag"
+  done
+  return 0
+}
+
 # Start the three nodes on fresh data directories and wait until each sees all three up;
 # sets C_SERVER (the first node's address) and CLUSTER_PIDS.
 start_cluster() {
   stop_cluster
   rm -rf "$SCRATCH"/c?
-  local boot= i port args n
+  local boot= i port args n off
+  mapfile -t off < <(listener_off_flags)
   for i in 1 2 3; do
     port=$((PORT + i)) args=()
     [ -n "$boot" ] && args=(--bootstrap "$boot")
-    "$BIN" node --data-dir "$SCRATCH/c$i" --listen "/ip4/127.0.0.1/tcp/$port" --no-mdns --http-listen none --kafka-listen none --log warn "${args[@]}" \
+    "$BIN" node --data-dir "$SCRATCH/c$i" --listen "/ip4/127.0.0.1/tcp/$port" --no-mdns "${off[@]}" --log warn "${args[@]}" \
       > "$SCRATCH/c$i.out" 2> "$SCRATCH/c$i.err" &
     CLUSTER_PIDS+=($!)
     for _ in $(seq 1 100); do grep -q "listening on" "$SCRATCH/c$i.out" 2>/dev/null && break; sleep 0.1; done
