@@ -1,6 +1,7 @@
 # Sourced by the benchmark scripts: three meshlog nodes on loopback, the second and third
 # joining through the first. Needs BIN (the meshlog binary), SCRATCH (data and logs go in
-# $SCRATCH/c1..c3) and PORT (the nodes listen on PORT+1..PORT+3).
+# $SCRATCH/c1..c3) and PORT (the nodes listen on PORT+1..PORT+3); MESH_WAIT_S (60) bounds
+# the wait for the mesh to form.
 
 CLUSTER_PIDS=()
 
@@ -34,13 +35,15 @@ start_cluster() {
     [ -z "$boot" ] && boot=$(sed -n 's/^listening on //p' "$SCRATCH/c1.out" | head -1)
   done
   C_SERVER=$boot
-  for _ in $(seq 1 100); do
+  # Under load (builds beside the benchmark) a mesh took over 20 s to form now and then.
+  local wait_s=${MESH_WAIT_S:-60}
+  for _ in $(seq 1 $((wait_s * 5))); do
     n=$("$BIN" cluster status --server "$C_SERVER" --json 2>/dev/null \
         | python3 -c 'import json,sys; print(sum(m["state"]=="up" for m in json.load(sys.stdin)["members"]))' 2>/dev/null || echo 0)
     [ "$n" = 3 ] && return
     sleep 0.2
   done
-  echo "the three nodes did not form a mesh" >&2; exit 1
+  echo "the three nodes did not form a mesh within ${wait_s} s" >&2; exit 1
 }
 
 # Every node's address, comma-separated.
