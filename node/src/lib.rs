@@ -1,11 +1,12 @@
 //! meshlog: a partitioned log (Kafka's model) served by a mesh of equal peers.
 //!
 //! Module map (layers, bottom first, each importing only from below, enforced by
-//! `tests/tests/architecture.rs`: protocol; time, sync; storage, network, replica;
+//! `tests/tests/architecture.rs`: protocol; time, sync, listener; storage, network, replica;
 //! resilience; config; broker; outbox, mesh, services, group, client; gateway; admin,
 //! kafka; server; cli):
 //! - [`time`]: `monotonic_ms` and `unix_ms`, the two clocks by name.
 //! - [`sync`]: the one mutex helper (`lock`) and `stopped` (shutdown).
+//! - [`listener`]: binding the TCP sockets served outside libp2p (admin port, Kafka).
 //! - [`config`]: the node's configuration: defaults, strict TOML, env, flags, `validate()`.
 //! - [`replica`]: the sans-IO replication core of one partition (elections, epochs,
 //!   fencing, reconciliation, high watermark, ISR, acks, idempotence): no I/O, no clock.
@@ -40,6 +41,7 @@ pub mod config;
 pub mod gateway;
 pub mod group;
 pub mod kafka;
+pub mod listener;
 pub mod mesh;
 pub mod network;
 pub mod outbox;

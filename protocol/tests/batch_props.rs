@@ -1,6 +1,8 @@
 //! Property tests for `meshlog_protocol::batch` and `partitioner`: exact
 //! round trips, and no panics on hostile bytes.
 
+mod props_support;
+
 use meshlog_protocol::batch::{
     parse_header, records, retain_records, set_base_offset, set_partition_leader_epoch,
     split_batches, validate, verify_crc, BatchBuilder, BatchError, Header, BATCH_HEADER_LEN,
@@ -71,14 +73,11 @@ fn poke(b: &[u8]) {
     let _ = set_partition_leader_epoch(&mut copy, 9);
 }
 
-/// 512 cases per property, or `PROPTEST_CASES` (`scripts/props.sh` runs millions).
-fn cases() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512);
-    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
-}
+/// Cases per property in the normal suite; `scripts/props.sh` sets `PROPTEST_CASES`.
+const CI_CASES: u32 = 512;
 
 proptest! {
-    #![proptest_config(cases())]
+    #![proptest_config(props_support::cases(CI_CASES))]
 
     #[test]
     fn arbitrary_records_round_trip(

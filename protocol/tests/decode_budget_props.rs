@@ -7,6 +7,8 @@
 //!
 //! Cases: `PROPTEST_CASES` (CI default below); `scripts/props.sh` runs millions.
 
+mod props_support;
+
 use meshlog_protocol::codec::{self, CodecError};
 use meshlog_protocol::group::{
     Assignor, CommittedOffset, GroupRequest, GroupValue, JoinGroup, OffsetCommit, OffsetValue,
@@ -148,31 +150,10 @@ fn small_message() -> impl Strategy<Value = Vec<u8>> {
                 codec::encode(&TopicRecord { info, replicas, creator }).unwrap()
             });
     let join = (prop::collection::vec(tiny(), 0..8), prop::collection::vec(tp(), 0..8)).prop_map(
-        |(topics, owned)| {
-            codec::encode(&ClientRequest::Group(GroupRequest::Join(JoinGroup {
-                group: "g".into(),
-                member_id: Some(String::new()),
-                client_id: String::new(),
-                topics,
-                assignor: Assignor::Range,
-                session_timeout_ms: 1,
-                rebalance_timeout_ms: 1,
-                owned,
-            })))
-            .unwrap()
-        },
+        |(topics, owned)| codec::encode(&join_group(Some(String::new()), topics, owned)).unwrap(),
     );
-    let gossip = prop::collection::vec(tiny(), 0..8).prop_map(|addrs| {
-        let hb = Heartbeat {
-            peer: String::new(),
-            addrs,
-            seq: 0,
-            incarnation: 0,
-            partitions: 0,
-            kafka: None,
-        };
-        codec::encode(&GossipMessage::Heartbeat(hb)).unwrap()
-    });
+    let gossip = prop::collection::vec(tiny(), 0..8)
+        .prop_map(|addrs| codec::encode(&heartbeat(addrs)).unwrap());
     prop_oneof![record, join, gossip]
 }
 
@@ -198,16 +179,7 @@ fn topic_record() -> impl Strategy<Value = TopicRecord> {
 
 fn gossip() -> impl Strategy<Value = GossipMessage> {
     prop_oneof![
-        many(tiny()).prop_map(|addrs| {
-            GossipMessage::Heartbeat(Heartbeat {
-                peer: String::new(),
-                addrs,
-                seq: 0,
-                incarnation: 0,
-                partitions: 0,
-                kafka: None,
-            })
-        }),
+        many(tiny()).prop_map(heartbeat),
         many((tiny(), 0u32..9, (0u64..9).prop_map(Epoch::new))).prop_map(|partitions| {
             GossipMessage::Leases(LeaderLeases { leader: String::new(), lease_ms: 1, partitions })
         }),
@@ -215,17 +187,36 @@ fn gossip() -> impl Strategy<Value = GossipMessage> {
 }
 
 fn join() -> impl Strategy<Value = ClientRequest> {
-    (many(tiny()), many(tp())).prop_map(|(topics, owned)| {
-        ClientRequest::Group(GroupRequest::Join(JoinGroup {
-            group: "g".into(),
-            member_id: None,
-            client_id: String::new(),
-            topics,
-            assignor: Assignor::Range,
-            session_timeout_ms: 1,
-            rebalance_timeout_ms: 1,
-            owned,
-        }))
+    (many(tiny()), many(tp())).prop_map(|(topics, owned)| join_group(None, topics, owned))
+}
+
+/// A join of group "g" subscribing to `topics` and owning `owned`.
+fn join_group(
+    member_id: Option<String>,
+    topics: Vec<String>,
+    owned: Vec<TopicPartition>,
+) -> ClientRequest {
+    ClientRequest::Group(GroupRequest::Join(JoinGroup {
+        group: "g".into(),
+        member_id,
+        client_id: String::new(),
+        topics,
+        assignor: Assignor::Range,
+        session_timeout_ms: 1,
+        rebalance_timeout_ms: 1,
+        owned,
+    }))
+}
+
+/// An anonymous heartbeat advertising `addrs`.
+fn heartbeat(addrs: Vec<String>) -> GossipMessage {
+    GossipMessage::Heartbeat(Heartbeat {
+        peer: String::new(),
+        addrs,
+        seq: 0,
+        incarnation: 0,
+        partitions: 0,
+        kafka: None,
     })
 }
 
@@ -316,14 +307,8 @@ fn huge_prefix() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-fn cases() -> ProptestConfig {
-    let cases =
-        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(CI_CASES);
-    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
-}
-
 proptest! {
-    #![proptest_config(cases())]
+    #![proptest_config(props_support::cases(CI_CASES))]
 
     #[test]
     fn arbitrary_bytes_stay_within_budget(bytes in prop::collection::vec(any::<u8>(), 0..4096)) {

@@ -10,6 +10,7 @@
 #![allow(unsafe_code)] // the counting allocator: GlobalAlloc is an unsafe trait
 
 mod kafka_support;
+mod props_support;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -233,14 +234,8 @@ fn any_accepted() -> impl Strategy<Value = (ApiKey, i16)> {
 /// Cases per property in the normal suite; `scripts/props.sh` sets `PROPTEST_CASES`.
 const CI_CASES: u32 = 4000;
 
-fn cases() -> ProptestConfig {
-    let cases =
-        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(CI_CASES);
-    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
-}
-
 proptest! {
-    #![proptest_config(cases())]
+    #![proptest_config(props_support::cases(CI_CASES))]
 
     #[test]
     fn random_bytes_never_panic_or_over_allocate(

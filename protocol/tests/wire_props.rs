@@ -1,6 +1,8 @@
 //! Properties of the wire format: every message survives a round trip through a frame,
 //! and no sequence of bytes can panic a decoder or make it allocate beyond its bound.
 
+mod props_support;
+
 use meshlog_protocol::frame::{self, DEFAULT_MAX_FRAME_BYTES};
 use meshlog_protocol::messages::{
     ClientRequest, ClientResponse, ClientResult, FetchRequest, FetchResponse, PeerRequest,
@@ -124,14 +126,11 @@ fn result() -> impl Strategy<Value = ClientResult> {
     ]
 }
 
-/// 512 cases per property, or `PROPTEST_CASES` (`scripts/props.sh` runs millions).
-fn cases() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512);
-    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
-}
+/// Cases per property in the normal suite; `scripts/props.sh` sets `PROPTEST_CASES`.
+const CI_CASES: u32 = 512;
 
 proptest! {
-    #![proptest_config(cases())]
+    #![proptest_config(props_support::cases(CI_CASES))]
 
     #[test]
     fn requests_round_trip(req in request()) {

@@ -34,6 +34,7 @@ pub mod services;
 use crate::broker::Broker;
 use crate::config::NodeConfig;
 use crate::gateway::Gateway;
+use crate::listener::BoundTcp;
 use crate::mesh::Mesh;
 use crate::network::{NetworkHandle, PeerId};
 use crate::storage::Store;
@@ -41,7 +42,6 @@ use crate::sync::{lock, stopped};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -64,27 +64,13 @@ pub enum AdminError {
 
 /// The admin port's socket, bound before the node opens its store (a taken port fails
 /// the start before anything is written).
-pub struct Bound {
-    listener: TcpListener,
-    addr: SocketAddr,
-}
-
-impl Bound {
-    /// The address bound (the actual port when 0 was asked for).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
+pub type Bound = BoundTcp;
 
 /// Bind the admin port if the config asks for one.
 pub async fn bind(cfg: &NodeConfig) -> Result<Option<Bound>, AdminError> {
     let Some(addr) = cfg.http_listen_addr()? else { return Ok(None) };
-    let bound = match TcpListener::bind(addr).await {
-        Ok(l) => l.local_addr().map(|a| (l, a)),
-        Err(e) => Err(e),
-    };
-    let (listener, addr) = bound.map_err(|source| AdminError::Bind { addr, source })?;
-    Ok(Some(Bound { listener, addr }))
+    let bound = BoundTcp::bind(addr).await.map_err(|source| AdminError::Bind { addr, source })?;
+    Ok(Some(bound))
 }
 
 /// What the admin port needs from the node's config.
@@ -171,8 +157,9 @@ const LEADERLESS_SAMPLE_EVERY: u32 = 5;
 /// expiry, leader sampling, group lag) until `shutdown`.
 pub fn spawn(bound: Bound, admin: Admin, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
     let admin = Arc::new(admin);
-    tracing::info!(addr = %bound.addr, "admin port listening");
-    let server = http::serve(bound.listener, admin.clone(), shutdown.clone());
+    let (listener, addr) = bound.into_parts();
+    tracing::info!(%addr, "admin port listening");
+    let server = http::serve(listener, admin.clone(), shutdown.clone());
     let lag = sample_lag(admin.clone(), shutdown.clone());
     tokio::spawn(async move {
         tokio::join!(server, maintain(admin, shutdown), lag);

@@ -14,7 +14,7 @@
 
 use super::partition::{check_batch, producer_seq, Partition};
 use super::recent::{Recent, RecentBudget};
-use crate::network::PeerId;
+use crate::network::{peer_of, PeerId};
 use crate::replica::{
     self, AckLevel, AppendError, Appended, Entry, FetchBody, HardState, Input, Message, Output,
 };
@@ -24,7 +24,7 @@ use meshlog_protocol::batch;
 use meshlog_protocol::codec;
 use meshlog_protocol::messages::{ProduceResponse, ReplicateMessage};
 use meshlog_protocol::types::{Acks, PartitionStatus, TopicConfig};
-use meshlog_protocol::{Epoch, ErrorCode, WireError};
+use meshlog_protocol::{Epoch, ErrorCode, NodeId, WireError};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,8 +100,8 @@ type Reply = oneshot::Sender<Result<Appended, AppendError>>;
 /// beside it (so the two can never disagree), its PeerId.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
-    /// The PeerId as text, as the topic record names it.
-    pub id: String,
+    /// The node as the topic record names it.
+    pub id: NodeId,
     /// The same, parsed (`None` for an entry that is not a PeerId: never sent to, and no
     /// message is taken from it).
     pub peer: Option<PeerId>,
@@ -109,8 +109,8 @@ pub struct Member {
 
 impl Member {
     /// A member from its id in the topic record.
-    pub fn parse(id: String) -> Member {
-        let peer = id.parse().ok();
+    pub fn parse(id: NodeId) -> Member {
+        let peer = peer_of(&id);
         Member { id, peer }
     }
 }

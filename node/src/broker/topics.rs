@@ -15,7 +15,7 @@ use crate::storage::{keys, StorageError};
 use meshlog_protocol::codec;
 use meshlog_protocol::mesh::{InvalidRecord, SignedRecord, TopicRecord};
 use meshlog_protocol::types::{self, TopicConfig, TopicInfo, MAX_TOPICS, MAX_TOTAL_PARTITIONS};
-use meshlog_protocol::{ErrorCode, WireError};
+use meshlog_protocol::{ErrorCode, NodeId, WireError};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -305,7 +305,8 @@ fn open_topic(
     let mut partitions = Vec::with_capacity(record.info.partitions as usize);
     let min_insync = record.info.config.min_insync_replicas as usize;
     for p in 0..record.info.partitions {
-        let set = record.replicas.get(p as usize).cloned().unwrap_or_default();
+        let set =
+            record.replicas.get(p as usize).map_or_else(Vec::new, |s| s.iter().map(NodeId::from).collect());
         partitions.push(match set.iter().position(|r| r == local) {
             Some(me) => Some(Arc::new(ReplicaHandle::open(ctx, &record.info.name, p, set, me, min_insync)?)),
             None => None,

@@ -46,6 +46,7 @@ pub mod versions;
 
 use crate::config::{ConfigError, KafkaRoute, NodeConfig};
 use crate::gateway::Gateway;
+use crate::listener::BoundTcp;
 use crate::network::PeerId;
 use crate::storage::Store;
 use meshlog_protocol::messages::{ClientRequest, ClientResult};
@@ -106,11 +107,8 @@ impl Bound {
 /// Bind the Kafka listener if the config asks for one.
 pub async fn bind(cfg: &NodeConfig) -> Result<Option<Bound>, KafkaError> {
     let Some(addr) = cfg.kafka_listen_addr()? else { return Ok(None) };
-    let bound = match TcpListener::bind(addr).await {
-        Ok(l) => l.local_addr().map(|a| (l, a)),
-        Err(e) => Err(e),
-    };
-    let (listener, addr) = bound.map_err(|source| KafkaError::Bind { addr, source })?;
+    let bound = BoundTcp::bind(addr).await.map_err(|source| KafkaError::Bind { addr, source })?;
+    let (listener, addr) = bound.into_parts();
     let advertised = cfg.kafka_advertised(addr)?;
     Ok(Some(Bound { listener, addr, advertised }))
 }

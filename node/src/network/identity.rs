@@ -3,7 +3,28 @@
 
 use super::{cause, Cause, NetworkError};
 use libp2p::identity::Keypair;
+use libp2p::PeerId;
+use meshlog_protocol::NodeId;
 use std::path::Path;
+
+/// A peer's id as the wire and records carry it: the one place a libp2p `PeerId` becomes
+/// a [`NodeId`] (base58 text, exactly what `PeerId`'s `Display` prints).
+pub trait ToNodeId {
+    /// The [`NodeId`] of this peer.
+    fn node_id(&self) -> NodeId;
+}
+
+impl ToNodeId for PeerId {
+    fn node_id(&self) -> NodeId {
+        NodeId::new(self.to_base58())
+    }
+}
+
+/// The `PeerId` a [`NodeId`] names, or `None` when its text is not one (a malformed or
+/// hostile record: callers skip it).
+pub fn peer_of(id: &NodeId) -> Option<PeerId> {
+    id.as_str().parse().ok()
+}
 
 /// The key file's name inside the data directory.
 pub const KEY_FILE: &str = "node.key";
@@ -99,5 +120,15 @@ mod tests {
         std::fs::write(dir.path().join(super::KEY_FILE), b"nonsense").unwrap();
         let e = super::load_or_create(dir.path()).unwrap_err();
         assert!(e.to_string().contains("node.key"), "{e}");
+    }
+
+    #[test]
+    fn a_peer_id_and_its_node_id_convert_both_ways() {
+        let peer = libp2p::identity::Keypair::generate_ed25519().public().to_peer_id();
+        use super::ToNodeId;
+        let id = peer.node_id();
+        assert_eq!(id.as_str(), peer.to_string());
+        assert_eq!(super::peer_of(&id), Some(peer));
+        assert_eq!(super::peer_of(&meshlog_protocol::NodeId::new("not a peer")), None);
     }
 }

@@ -20,6 +20,7 @@ mod records;
 mod streams;
 
 pub use admission::{Admission, Authority, Credential};
+pub use identity::{peer_of, ToNodeId};
 pub use meshlog_protocol::admission::PeerRole;
 pub use records::{sign_record, verify_record};
 pub use streams::ReplicationSender;

@@ -12,7 +12,7 @@ impl ReplicaHandle {
         ctx: &DriverContext,
         topic: &str,
         p: u32,
-        peers: Vec<String>,
+        peers: Vec<NodeId>,
         me: usize,
         min_insync: usize,
     ) -> Result<ReplicaHandle, StorageError> {
@@ -47,7 +47,7 @@ impl ReplicaHandle {
             lease_ms: s.lease_ms,
             replica_lag_max_ms: s.replica_lag_max_ms,
             max_fetch_entries: 256,
-            seed: seed(topic, p, &members[me].id),
+            seed: seed(topic, p, members[me].id.as_str()),
         };
         let start = part.offsets().0;
         let mut core = replica::Replica::recover(
@@ -221,12 +221,12 @@ impl ReplicaHandle {
     pub fn status(&self) -> PartitionStatus {
         let v = self.view();
         let (log_start, log_end, size) = self.part.offsets();
-        let name = |i: &usize| self.members.get(*i).map(|m| m.id.clone()).unwrap_or_default();
+        let name = |i: &usize| self.members.get(*i).map(|m| m.id.to_string()).unwrap_or_default();
         PartitionStatus {
             partition: self.part.id(),
             leader: v.leader.map(|l| name(&l)).unwrap_or_default(),
             epoch: v.epoch,
-            replicas: self.members.iter().map(|m| m.id.clone()).collect(),
+            replicas: self.members.iter().map(|m| m.id.to_string()).collect(),
             isr: v.isr.iter().map(name).collect(),
             log_start_offset: log_start,
             high_watermark: self.part.high_watermark(),

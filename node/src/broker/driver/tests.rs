@@ -39,7 +39,9 @@ fn follower(dir: &std::path::Path) -> (ReplicaHandle, PeerId, mpsc::Receiver<Out
     };
     let leader = Keypair::generate_ed25519().public().to_peer_id();
     let me = Keypair::generate_ed25519().public().to_peer_id();
-    let handle = ReplicaHandle::open(&ctx, "t", 0, vec![leader.to_string(), me.to_string()], 1, 1).unwrap();
+    let handle =
+        ReplicaHandle::open(&ctx, "t", 0, vec![leader.to_string().into(), me.to_string().into()], 1, 1)
+            .unwrap();
     (handle, leader, rx)
 }
 
