@@ -157,7 +157,9 @@ impl Mesh {
         mesh
     }
 
-    /// Start node `i` (bootstrapping through a live one) and wait until it sees all three.
+    /// Start node `i` (bootstrapping through a live one) and, once all three run, wait
+    /// until every one of them sees all three (a topic created with rf=3 on a node that
+    /// still sees two is refused).
     async fn start_node(&mut self, i: usize) {
         let listen = format!("127.0.0.1:{}", self.ports[i]);
         let boot = self.nodes.iter().flatten().next().map(|n| n.addr.clone());
@@ -166,14 +168,15 @@ impl Mesh {
             args.extend(["--bootstrap", b]);
         }
         let node = NodeProcess::start_with(self.dirs[i].path(), &args);
-        let live = self.nodes.iter().flatten().count() + 1;
-        let addr = node.addr.clone();
         self.nodes[i] = Some(node);
-        if live == 3 {
-            wait_until("three members up", LONG_BUDGET, || async {
-                (members_up(&addr, &[]) == Some(3)).then_some(())
-            })
-            .await;
+        let addrs: Vec<String> = self.nodes.iter().flatten().map(|n| n.addr.clone()).collect();
+        if addrs.len() == 3 {
+            for addr in &addrs {
+                wait_until(&format!("{addr} sees three members up"), LONG_BUDGET, || async {
+                    (members_up(addr, &[]) == Some(3)).then_some(())
+                })
+                .await;
+            }
         }
     }
 
