@@ -45,6 +45,9 @@ const LISTEN_BUDGET: Duration = Duration::from_secs(10);
 const INTERFACE_GRACE: Duration = Duration::from_millis(50);
 /// How often connections still without a hello are checked against their budget.
 const HELLO_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// How often peers that mDNS still sees, but that this node is not connected to, are
+/// dialled again (see `EventLoop::redial_mdns`).
+const MDNS_REDIAL_INTERVAL: Duration = Duration::from_secs(5);
 
 pub(super) struct EventLoop {
     swarm: Swarm<Behaviour>,
@@ -114,6 +117,7 @@ impl EventLoop {
 
     pub(super) async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut hello_check = tokio::time::interval(HELLO_CHECK_INTERVAL);
+        let mut mdns_redial = tokio::time::interval(MDNS_REDIAL_INTERVAL);
         loop {
             tokio::select! {
                 ev = self.swarm.select_next_some() => self.on_swarm_event(ev),
@@ -122,6 +126,7 @@ impl EventLoop {
                     None => return,
                 },
                 _ = hello_check.tick() => self.expire_hellos(),
+                _ = mdns_redial.tick() => self.redial_mdns(),
                 _ = shutdown.wait_for(|s| *s) => return,
             }
         }

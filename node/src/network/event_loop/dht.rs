@@ -10,6 +10,7 @@ use crate::network::behaviour::KAD_PROTOCOL;
 use crate::network::Command;
 use libp2p::kad::store::RecordStore;
 use libp2p::kad::{self, QueryId};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{identify, mdns, Multiaddr, PeerId};
 use meshlog_protocol::admission::PeerRole;
 use meshlog_protocol::codec;
@@ -62,6 +63,23 @@ impl EventLoop {
                 tracing::debug!(%peer, ?addrs, "discovered by mDNS");
                 self.connect(peer, addrs);
             }
+        }
+    }
+
+    /// Peers mDNS still sees but this node is not connected to are dialled again.
+    /// mDNS reports a peer once per record lifetime (minutes), so a first meeting lost
+    /// while both nodes were starting (every hello refused, the connection closed) would
+    /// otherwise never be tried again, and the mesh would not form.
+    pub(super) fn redial_mdns(&mut self) {
+        let Some(mdns) = self.swarm.behaviour().mdns.as_ref() else { return };
+        let me = *self.swarm.local_peer_id();
+        let apart: HashSet<PeerId> =
+            mdns.discovered_nodes().filter(|p| **p != me && !self.swarm.is_connected(p)).copied().collect();
+        for peer in apart {
+            tracing::debug!(%peer, "seen by mDNS but not connected: dialling again");
+            // mDNS hands the swarm the peer's addresses for a dial by peer id.
+            let opts = DialOpts::peer_id(peer).condition(PeerCondition::DisconnectedAndNotDialing).build();
+            let _ = self.swarm.dial(opts);
         }
     }
 
