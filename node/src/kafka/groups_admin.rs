@@ -6,8 +6,9 @@
 //! (meshlog's coordinator assigns, so members' metadata is their subscription re-encoded
 //! in the consumer protocol and their assignment what the coordinator gave them). A
 //! group the mesh does not know is `Dead`, as Kafka answers up to DescribeGroups v5.
-//! ListGroups lists the whole mesh's groups: FindCoordinator names this node for every
-//! group, so each node answers for all of them.
+//! ListGroups lists the groups this node coordinates, as a Kafka broker does (clients
+//! ask every broker); in `through-me` mode, where FindCoordinator names this node for
+//! every group, it lists the whole mesh's groups.
 
 use super::consumer_protocol::{encode_assignment, encode_subscription};
 use super::{kafka_code, Kafka};
@@ -56,7 +57,10 @@ impl Kafka {
         };
         let wanted =
             |state: &str| req.states_filter.is_empty() || req.states_filter.iter().any(|s| &**s == state);
-        for l in listings.into_iter().filter(|l| wanted(l.state.name())) {
+        // As in Kafka, a broker lists the groups it coordinates (every group in
+        // `through-me` mode): clients ask every broker and describe each group where
+        // it was listed.
+        for l in listings.into_iter().filter(|l| wanted(l.state.name()) && self.coordinates(&l.group)) {
             let mut g = ListedGroup::default()
                 .with_group_id(GroupId(StrBytes::from_string(l.group)))
                 .with_protocol_type(StrBytes::from_static_str(PROTOCOL_TYPE));

@@ -127,6 +127,20 @@ impl Kafka {
     /// In `leader` mode, refuse a request a Kafka broker other than this node serves:
     /// a partition request for a partition it does not lead, a group request for a
     /// group it does not coordinate. Unknown topics pass (the gateway says so).
+    /// Whether this node answers for `group` as its coordinator: always in `through-me`
+    /// mode; in `leader` mode only if it leads the group's offsets partition.
+    pub(super) fn coordinates(&self, group: &str) -> bool {
+        !self.to_leaders() || self.coordinator_partition_elsewhere(group).is_none()
+    }
+
+    /// The group's offsets partition if another node leads it (`None`: this node does,
+    /// or the offsets topic does not exist yet).
+    fn coordinator_partition_elsewhere(&self, group: &str) -> Option<u32> {
+        let t = self.gateway.broker().topics().get(OFFSETS_TOPIC).ok()?;
+        let p = coordinator_partition(group, t.info.partitions);
+        (!self.leads(OFFSETS_TOPIC, p)).then_some(p)
+    }
+
     pub(super) fn check_routed(&self, req: &ClientRequest) -> Result<(), WireError> {
         if !self.to_leaders() {
             return Ok(());
@@ -137,15 +151,13 @@ impl Kafka {
             ClientRequest::ListOffsets { topic, partition, .. } => (topic.as_str(), *partition),
             ClientRequest::Group(g) => {
                 let Some(group) = g.group() else { return Ok(()) };
-                let Ok(t) = self.gateway.broker().topics().get(OFFSETS_TOPIC) else { return Ok(()) };
-                let p = coordinator_partition(group, t.info.partitions);
-                if self.leads(OFFSETS_TOPIC, p) {
-                    return Ok(());
-                }
-                return Err(WireError::new(
-                    ErrorCode::NotCoordinator,
-                    format!("this node does not coordinate group '{group}' ({OFFSETS_TOPIC}-{p}); find its coordinator again"),
-                ));
+                return match self.coordinator_partition_elsewhere(group) {
+                    None => Ok(()),
+                    Some(p) => Err(WireError::new(
+                        ErrorCode::NotCoordinator,
+                        format!("this node does not coordinate group '{group}' ({OFFSETS_TOPIC}-{p}); find its coordinator again"),
+                    )),
+                };
             }
             _ => return Ok(()),
         };
