@@ -8,111 +8,14 @@
 //! kcat is required (Debian's `kcat`; `.ci/run` installs it). Set
 //! `MESHLOG_SKIP_KAFKA_CLIENTS=1` to skip the tests that run it.
 
+use meshlog_tests::kafka_clients::{
+    confluent_kafka, kafka_clients, kcat_consume, kcat_produce, meshlog_consume, run_bounded,
+};
 use meshlog_tests::{members_up, wait_until, NodeProcess, LONG_BUDGET, SHORT_BUDGET};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-/// How long one kcat run may take (it exits at the end of the partitions with `-e`).
-const KCAT_BUDGET: Duration = Duration::from_secs(60);
-
-/// Whether to run the real-client tests: yes unless `MESHLOG_SKIP_KAFKA_CLIENTS=1`, and
-/// then kcat must be installed.
-fn kafka_clients() -> bool {
-    if std::env::var("MESHLOG_SKIP_KAFKA_CLIENTS").as_deref() == Ok("1") {
-        println!("skipped: MESHLOG_SKIP_KAFKA_CLIENTS=1 (kcat tests not run)");
-        return false;
-    }
-    let found = Command::new("kcat").arg("-V").output().is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "kcat is missing: install Debian's kcat (.ci/run does), or set MESHLOG_SKIP_KAFKA_CLIENTS=1"
-    );
-    true
-}
-
-/// Run a command with `stdin`, killing it after `budget`.
-fn run_bounded(cmd: &mut Command, stdin: &[u8], budget: Duration) -> Output {
-    let mut child =
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
-    let mut pipe = child.stdin.take().expect("stdin");
-    let input = stdin.to_vec();
-    std::thread::spawn(move || {
-        let _ = pipe.write_all(&input);
-    });
-    let started = Instant::now();
-    while child.try_wait().expect("try_wait").is_none() {
-        if started.elapsed() > budget {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("wait");
-            panic!("{cmd:?} ran past {budget:?}; stderr: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("wait")
-}
-
-/// kcat producing `lines` (`key:value`) to `topic`, with the given headers on each.
-fn kcat_produce(broker: &str, topic: &str, lines: &[String], headers: &[&str]) {
-    let mut cmd = Command::new("kcat");
-    cmd.args(["-P", "-b", broker, "-t", topic, "-K", ":", "-X", "acks=all"]);
-    for h in headers {
-        cmd.args(["-H", h]);
-    }
-    let out = run_bounded(&mut cmd, (lines.join("\n") + "\n").as_bytes(), KCAT_BUDGET);
-    assert!(out.status.success(), "kcat -P failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// kcat reading `topic` from the beginning to its end: `key<TAB>value<TAB>headers` lines.
-fn kcat_consume(broker: &str, topic: &str) -> Vec<String> {
-    let mut cmd = Command::new("kcat");
-    cmd.args(["-C", "-b", broker, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%k\t%s\t%h\n"]);
-    let out = run_bounded(&mut cmd, b"", KCAT_BUDGET);
-    assert!(out.status.success(), "kcat -C failed: {}", String::from_utf8_lossy(&out.stderr));
-    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
-    lines.sort();
-    lines
-}
-
-/// `meshlog consume --format json` of `n` records of `topic`, as (key, value, headers)
-/// sorted.
-fn meshlog_consume(node: &NodeProcess, topic: &str, n: usize) -> Vec<(String, String, String)> {
-    let n = n.to_string();
-    let args = [
-        "consume",
-        topic,
-        "--from-beginning",
-        "--format",
-        "json",
-        "--max-messages",
-        &n,
-        "--timeout-ms",
-        "30000",
-    ];
-    let out = node.cli(&args, None);
-    assert_eq!(out.code, 0, "meshlog consume failed: {}", out.stderr);
-    let mut got: Vec<(String, String, String)> = out
-        .stdout
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("json line");
-            let headers: Vec<String> = v["headers"]
-                .as_array()
-                .expect("headers")
-                .iter()
-                .map(|h| format!("{}={}", h["key"].as_str().unwrap(), h["value"].as_str().unwrap_or("")))
-                .collect();
-            (
-                v["key"].as_str().unwrap_or("").to_string(),
-                v["value"].as_str().unwrap().to_string(),
-                headers.join(","),
-            )
-        })
-        .collect();
-    got.sort();
-    got
-}
+use std::process::Command;
+use std::time::Duration;
 
 #[test]
 fn kcat_writes_what_meshlog_consume_reads_and_the_reverse() {
@@ -125,7 +28,7 @@ fn kcat_writes_what_meshlog_consume_reads_and_the_reverse() {
 
     println!("phase 1: kcat produces with keys and headers to a topic it makes exist (auto-create)");
     let lines: Vec<String> = (0..20).map(|i| format!("key-{i}:value {i}")).collect();
-    kcat_produce(&broker, "from-kafka", &lines, &["trace=abc", "source=kcat"]);
+    kcat_produce(&broker, "from-kafka", &lines, &["trace=abc", "source=kcat"], "none");
     let got = meshlog_consume(&node, "from-kafka", lines.len());
     let want: Vec<(String, String, String)> = {
         let mut w: Vec<_> = (0..20)
@@ -172,7 +75,7 @@ async fn a_client_reaching_one_node_of_three_uses_every_partition() {
 
     println!("phase 1: kcat against c alone produces 60 keyed records over 6 partitions");
     let lines: Vec<String> = (0..60).map(|i| format!("key-{i}:value {i}")).collect();
-    kcat_produce(&broker, "spread", &lines, &[]);
+    kcat_produce(&broker, "spread", &lines, &[], "none");
 
     println!("phase 2: kcat against c reads them all; meshlog consume through a too");
     let back = kcat_consume(&broker, "spread");
@@ -187,20 +90,6 @@ async fn a_client_reaching_one_node_of_three_uses_every_partition() {
     assert!(used >= 2, "keys spread over partitions led by several nodes: {used} used");
     drop((b, c));
     println!("figure: kafka door, 3 nodes, one reachable: 60 of 60 records read back over {used} partitions");
-}
-
-/// Whether confluent-kafka is importable (required unless the Kafka clients are skipped).
-fn confluent_kafka() -> bool {
-    if !kafka_clients() {
-        return false;
-    }
-    let found =
-        Command::new("python3").args(["-c", "import confluent_kafka"]).status().is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "confluent-kafka is missing: pip install confluent-kafka==2.16.1 (.ci/run does), or set MESHLOG_SKIP_KAFKA_CLIENTS=1"
-    );
-    true
 }
 
 #[test]
