@@ -273,6 +273,10 @@ async fn forged_fetch_answers_and_votes_do_not_wipe_a_follower() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    // Writes go to the leader only: the rogue, a member of the set, never saw one (it
+    // acks every write it gets without storing it).
+    let swallowed = rogue.lies.produces_swallowed.load(Ordering::Relaxed);
+    t.observe(swallowed > 0, || format!("nodes sent {swallowed} writes to the rogue member"));
     t.finish("replica wipe (forged fetch answers, votes)", lost, serving(&c).await, 3);
 }
 

@@ -158,6 +158,12 @@ impl Router {
         // A produce that may have reached an unreachable node must not be sent elsewhere
         // unless a retry is harmless (an idempotent producer's).
         let may_move_on_unreachable = !matches!(kind, CallKind::Produce { idempotent: false, .. });
+        // A write goes only to the replica this node knows leads (its own replica's view
+        // or the leader's lease), never to the other members in turn: an honest one
+        // refuses it anyway, and one that acknowledged it would be a member acking a
+        // write it never stored (seen from a rogue member in tests/hostile.rs). With no
+        // leader known, `route` waits for the next lease and asks again.
+        let leader_only = matches!(kind, CallKind::Produce { .. });
         let mut tried: Vec<String> = Vec::new();
         let mut next = self.leader_of(topic, partition);
         let mut last = WireError::new(
@@ -167,6 +173,7 @@ impl Router {
         for _ in 0..=set.len() {
             let target = match next.take().filter(|n| !tried.contains(n) && set.contains(n)) {
                 Some(n) => n,
+                None if leader_only => break,
                 None => match set.iter().find(|r| !tried.contains(r) && self.mesh.is_live(r)) {
                     Some(r) => r.clone(),
                     None => break,
