@@ -11,11 +11,20 @@ use std::time::{Duration, Instant};
 /// How long one kcat run may take (it exits at the end of the partitions with `-e`).
 pub const KCAT_BUDGET: Duration = Duration::from_secs(60);
 
+/// Whether `MESHLOG_SKIP_KAFKA_CLIENTS=1` asks to skip the real-client tests (said once
+/// per test in its output).
+fn skipped() -> bool {
+    let skip = std::env::var("MESHLOG_SKIP_KAFKA_CLIENTS").as_deref() == Ok("1");
+    if skip {
+        println!("skipped: MESHLOG_SKIP_KAFKA_CLIENTS=1 (Kafka client tests not run)");
+    }
+    skip
+}
+
 /// Whether to run the real-client tests: yes unless `MESHLOG_SKIP_KAFKA_CLIENTS=1`, and
 /// then kcat must be installed.
 pub fn kafka_clients() -> bool {
-    if std::env::var("MESHLOG_SKIP_KAFKA_CLIENTS").as_deref() == Ok("1") {
-        println!("skipped: MESHLOG_SKIP_KAFKA_CLIENTS=1 (Kafka client tests not run)");
+    if skipped() {
         return false;
     }
     let found = Command::new("kcat").arg("-V").output().is_ok_and(|o| o.status.success());
@@ -28,7 +37,7 @@ pub fn kafka_clients() -> bool {
 
 /// Whether confluent-kafka is importable (required unless the Kafka clients are skipped).
 pub fn confluent_kafka() -> bool {
-    if !kafka_clients() {
+    if skipped() {
         return false;
     }
     let found =
@@ -122,4 +131,31 @@ pub fn meshlog_consume(node: &NodeProcess, topic: &str, n: usize) -> Vec<(String
         .collect();
     got.sort();
     got
+}
+
+/// A raw Kafka request frame: header v1 (api key, version, correlation id, null client
+/// id), plus an empty tagged-field section when `flexible` (header v2), then `body`.
+pub fn raw_frame(api_key: i16, version: i16, correlation: i32, flexible: bool, body: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&api_key.to_be_bytes());
+    f.extend_from_slice(&version.to_be_bytes());
+    f.extend_from_slice(&correlation.to_be_bytes());
+    f.extend_from_slice(&(-1i16).to_be_bytes());
+    if flexible {
+        f.push(0);
+    }
+    f.extend_from_slice(body);
+    let mut out = (f.len() as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(&f);
+    out
+}
+
+/// Read one raw response frame: (correlation id, the rest of the body).
+pub fn read_response(s: &mut std::net::TcpStream) -> std::io::Result<(i32, Vec<u8>)> {
+    use std::io::Read;
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len)?;
+    let mut buf = vec![0u8; i32::from_be_bytes(len).max(4) as usize];
+    s.read_exact(&mut buf)?;
+    Ok((i32::from_be_bytes(buf[..4].try_into().unwrap()), buf[4..].to_vec()))
 }

@@ -9,7 +9,8 @@
 //! `MESHLOG_SKIP_KAFKA_CLIENTS=1` to skip the tests that run it.
 
 use meshlog_tests::kafka_clients::{
-    confluent_kafka, kafka_clients, kcat_consume, kcat_produce, meshlog_consume, run_bounded,
+    confluent_kafka, kafka_clients, kcat_consume, kcat_produce, meshlog_consume, raw_frame, read_response,
+    run_bounded,
 };
 use meshlog_tests::{members_up, wait_until, NodeProcess, LONG_BUDGET, SHORT_BUDGET};
 use std::io::{Read, Write};
@@ -126,27 +127,6 @@ fn confluent_kafka_produces_and_consumes_in_a_group_with_commits() {
     );
 }
 
-/// A raw Kafka request frame: header v1 (client id null), `body`.
-fn frame(api_key: i16, version: i16, correlation: i32, body: &[u8]) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&((8 + 2 + body.len()) as i32).to_be_bytes());
-    f.extend_from_slice(&api_key.to_be_bytes());
-    f.extend_from_slice(&version.to_be_bytes());
-    f.extend_from_slice(&correlation.to_be_bytes());
-    f.extend_from_slice(&(-1i16).to_be_bytes());
-    f.extend_from_slice(body);
-    f
-}
-
-/// Read one response frame: (correlation id, body).
-fn read_response(s: &mut TcpStream) -> std::io::Result<(i32, Vec<u8>)> {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len)?;
-    let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
-    s.read_exact(&mut buf)?;
-    Ok((i32::from_be_bytes(buf[..4].try_into().unwrap()), buf[4..].to_vec()))
-}
-
 #[test]
 fn pipelined_requests_are_answered_in_order_and_bad_frames_close_only_their_connection() {
     let dir = tempfile::tempdir().unwrap();
@@ -160,7 +140,7 @@ fn pipelined_requests_are_answered_in_order_and_bad_frames_close_only_their_conn
 
     println!("phase 1: three ApiVersions v0 requests in one write, three answers in order");
     let mut s = connect();
-    let burst: Vec<u8> = (1..=3).flat_map(|c| frame(18, 0, c, &[])).collect();
+    let burst: Vec<u8> = (1..=3).flat_map(|c| raw_frame(18, 0, c, false, &[])).collect();
     s.write_all(&burst).unwrap();
     for c in 1..=3 {
         let (corr, body) = read_response(&mut s).unwrap();
@@ -170,7 +150,7 @@ fn pipelined_requests_are_answered_in_order_and_bad_frames_close_only_their_conn
 
     println!("phase 2: a version the listener does not know: v0 answer, UNSUPPORTED_VERSION (KIP-511)");
     // Header v2, as a client speaking a flexible ApiVersions sends: no tagged fields.
-    s.write_all(&frame(18, 99, 4, &[0])).unwrap();
+    s.write_all(&raw_frame(18, 99, 4, false, &[0])).unwrap();
     let (corr, body) = read_response(&mut s).unwrap();
     assert_eq!((corr, i16::from_be_bytes([body[0], body[1]])), (4, 35));
     let n = i32::from_be_bytes(body[2..6].try_into().unwrap()) as usize;
@@ -184,18 +164,18 @@ fn pipelined_requests_are_answered_in_order_and_bad_frames_close_only_their_conn
 
     println!("phase 4: an API not served whose answer has no error code closes its connection too; the node still answers");
     let mut s = connect();
-    s.write_all(&frame(21, 1, 9, &[0, 0, 0, 0])).unwrap(); // DeleteRecords
+    s.write_all(&raw_frame(21, 1, 9, false, &[0, 0, 0, 0])).unwrap(); // DeleteRecords
     assert!(read_response(&mut s).is_err(), "no answer to an API not served");
     let mut s = connect();
-    s.write_all(&frame(18, 0, 10, &[])).unwrap();
+    s.write_all(&raw_frame(18, 0, 10, false, &[])).unwrap();
     assert_eq!(read_response(&mut s).unwrap().0, 10);
 
     println!("phase 5: a small Metadata v4 claiming 0x7fffffff topics is refused; the node lives");
     let mut s = connect();
-    s.write_all(&frame(3, 4, 11, &[0x7f, 0xff, 0xff, 0xff, 1])).unwrap();
+    s.write_all(&raw_frame(3, 4, 11, false, &[0x7f, 0xff, 0xff, 0xff, 1])).unwrap();
     assert!(read_response(&mut s).is_err(), "no answer to a hostile length");
     let mut s = connect();
-    s.write_all(&frame(18, 0, 12, &[])).unwrap();
+    s.write_all(&raw_frame(18, 0, 12, false, &[])).unwrap();
     assert_eq!(read_response(&mut s).unwrap().0, 12, "the node still answers");
     println!("figure: kafka frames: 3 pipelined answers in order, 3 bad connections closed, node alive");
 }

@@ -7,6 +7,7 @@
 //! The Kafka-client tests need confluent-kafka (PyPI; `.ci/run` installs it); set
 //! `MESHLOG_SKIP_KAFKA_CLIENTS=1` to skip them.
 
+use meshlog_tests::kafka_clients::confluent_kafka;
 use meshlog_tests::{wait_until, NodeProcess, LONG_BUDGET};
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -16,18 +17,6 @@ use std::time::{Duration, Instant};
 const IDLE_MS: u64 = 8_000;
 /// The longest a consumer process may run in these tests.
 const MEMBER_BUDGET: Duration = Duration::from_secs(180);
-
-/// Whether to run the confluent-kafka tests (required unless skipped).
-fn confluent_kafka() -> bool {
-    if std::env::var("MESHLOG_SKIP_KAFKA_CLIENTS").as_deref() == Ok("1") {
-        println!("skipped: MESHLOG_SKIP_KAFKA_CLIENTS=1");
-        return false;
-    }
-    let found =
-        Command::new("python3").args(["-c", "import confluent_kafka"]).status().is_ok_and(|s| s.success());
-    assert!(found, "confluent-kafka is missing: pip install confluent-kafka==2.16.1 (.ci/run does)");
-    true
-}
 
 fn script(name: &str) -> String {
     format!("{}/kafka/{name}", env!("CARGO_MANIFEST_DIR"))

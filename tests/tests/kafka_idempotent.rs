@@ -13,7 +13,7 @@
 //! and confluent-kafka unless `MESHLOG_SKIP_KAFKA_CLIENTS=1`.
 
 use meshlog_tests::kafka_clients::{
-    confluent_kafka, kafka_clients, kcat_consume, kcat_produce, meshlog_consume,
+    confluent_kafka, kafka_clients, kcat_consume, kcat_produce, meshlog_consume, raw_frame,
 };
 use meshlog_tests::{members_up, wait_until, NodeProcess, LONG_BUDGET};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -57,23 +57,6 @@ fn every_codec_kcat_writes_is_read_by_meshlog_consume_and_by_kcat() {
     println!("figure: codecs gzip, snappy, lz4, zstd: 4 x 50 records read back by meshlog consume and kcat, mismatches 0");
 }
 
-/// A raw request frame: header v1 (api key, version, correlation id, null client id),
-/// plus an empty tagged-field section when `flexible` (header v2), then `body`.
-fn frame(api_key: i16, version: i16, correlation: i32, flexible: bool, body: &[u8]) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&api_key.to_be_bytes());
-    f.extend_from_slice(&version.to_be_bytes());
-    f.extend_from_slice(&correlation.to_be_bytes());
-    f.extend_from_slice(&(-1i16).to_be_bytes());
-    if flexible {
-        f.push(0);
-    }
-    f.extend_from_slice(body);
-    let mut out = (f.len() as i32).to_be_bytes().to_vec();
-    out.extend_from_slice(&f);
-    out
-}
-
 /// One InitProducerId answer: (error code, producer id, epoch), after the correlation id
 /// (and, `flexible`, the response header's tagged fields).
 fn init_answer(s: &mut TcpStream, correlation: i32, flexible: bool) -> (i16, i64, i16) {
@@ -106,9 +89,9 @@ fn init_producer_id_hands_out_mesh_unique_ids_bumps_epochs_and_refuses_transacti
         b.extend_from_slice(&60_000i32.to_be_bytes());
         b
     };
-    s.write_all(&frame(INIT_PRODUCER_ID, 1, 1, false, &v1(None))).unwrap();
+    s.write_all(&raw_frame(INIT_PRODUCER_ID, 1, 1, false, &v1(None))).unwrap();
     let (e1, id1, epoch1) = init_answer(&mut s, 1, false);
-    s.write_all(&frame(INIT_PRODUCER_ID, 1, 2, false, &v1(None))).unwrap();
+    s.write_all(&raw_frame(INIT_PRODUCER_ID, 1, 2, false, &v1(None))).unwrap();
     let (e2, id2, _) = init_answer(&mut s, 2, false);
     assert_eq!((e1, e2, epoch1), (0, 0, 0));
     assert!(id1 >= 0 && id2 >= 0 && id1 != id2, "{id1} {id2}");
@@ -120,11 +103,11 @@ fn init_producer_id_hands_out_mesh_unique_ids_bumps_epochs_and_refuses_transacti
     v3.extend_from_slice(&id1.to_be_bytes());
     v3.extend_from_slice(&0i16.to_be_bytes());
     v3.push(0); // no tagged fields
-    s.write_all(&frame(INIT_PRODUCER_ID, 3, 3, true, &v3)).unwrap();
+    s.write_all(&raw_frame(INIT_PRODUCER_ID, 3, 3, true, &v3)).unwrap();
     assert_eq!(init_answer(&mut s, 3, true), (0, id1, 1));
 
     println!("phase 3: a transactional id is refused (TRANSACTIONAL_ID_AUTHORIZATION_FAILED)");
-    s.write_all(&frame(INIT_PRODUCER_ID, 1, 4, false, &v1(Some("tx-1")))).unwrap();
+    s.write_all(&raw_frame(INIT_PRODUCER_ID, 1, 4, false, &v1(Some("tx-1")))).unwrap();
     assert_eq!(init_answer(&mut s, 4, false), (53, -1, -1));
     println!(
         "figure: InitProducerId: 2 ids (prefix {}), 1 epoch bump, 1 transactional id refused",

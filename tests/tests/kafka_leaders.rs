@@ -7,6 +7,7 @@
 //! `MESHLOG_SKIP_KAFKA_CLIENTS=1` to skip the tests that run it.
 
 use meshlog_tests::cluster::Cluster;
+use meshlog_tests::kafka_clients::{confluent_kafka, raw_frame, read_response, run_bounded};
 use meshlog_tests::{NodeProcess, LONG_BUDGET};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -20,39 +21,11 @@ fn script() -> &'static str {
     concat!(env!("CARGO_MANIFEST_DIR"), "/kafka/confluent_leaders.py")
 }
 
-/// Whether to run confluent-kafka: yes unless `MESHLOG_SKIP_KAFKA_CLIENTS=1`.
-fn confluent_kafka() -> bool {
-    if std::env::var("MESHLOG_SKIP_KAFKA_CLIENTS").as_deref() == Ok("1") {
-        println!("skipped: MESHLOG_SKIP_KAFKA_CLIENTS=1");
-        return false;
-    }
-    let found =
-        Command::new("python3").args(["-c", "import confluent_kafka"]).status().is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "confluent-kafka is missing: pip install confluent-kafka==2.16.1 (.ci/run does), or set MESHLOG_SKIP_KAFKA_CLIENTS=1"
-    );
-    true
-}
-
 /// Run the script with `args`, killed after [`SCRIPT_BUDGET`]; it must succeed.
 fn run_script(args: &[&str]) -> String {
-    let mut child = Command::new("python3")
-        .arg(script())
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn python3");
-    let started = Instant::now();
-    while child.try_wait().expect("try_wait").is_none() {
-        if started.elapsed() > SCRIPT_BUDGET {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let Output { status, stdout, stderr } = child.wait_with_output().expect("wait");
+    let mut cmd = Command::new("python3");
+    cmd.arg(script()).args(args);
+    let Output { status, stdout, stderr } = run_bounded(&mut cmd, b"", SCRIPT_BUDGET);
     let stdout = String::from_utf8_lossy(&stdout).into_owned();
     assert!(status.success(), "{args:?}: {stdout}\n{}", String::from_utf8_lossy(&stderr));
     print!("{stdout}");
@@ -157,27 +130,6 @@ async fn a_producer_follows_the_new_leader_after_kill_9() {
     );
 }
 
-/// A raw Kafka request frame: header v1 (client id null), `body`.
-fn frame(api_key: i16, version: i16, correlation: i32, body: &[u8]) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(&((8 + 2 + body.len()) as i32).to_be_bytes());
-    f.extend_from_slice(&api_key.to_be_bytes());
-    f.extend_from_slice(&version.to_be_bytes());
-    f.extend_from_slice(&correlation.to_be_bytes());
-    f.extend_from_slice(&(-1i16).to_be_bytes());
-    f.extend_from_slice(body);
-    f
-}
-
-/// Read one response frame: (correlation id, body).
-fn read_response(s: &mut TcpStream) -> std::io::Result<(i32, Vec<u8>)> {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len)?;
-    let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
-    s.read_exact(&mut buf)?;
-    Ok((i32::from_be_bytes(buf[..4].try_into().unwrap()), buf[4..].to_vec()))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn unserved_apis_get_unsupported_version_on_the_same_connection() {
     let dir = tempfile::tempdir().unwrap();
@@ -187,12 +139,12 @@ async fn unserved_apis_get_unsupported_version_on_the_same_connection() {
     s.set_read_timeout(Some(LONG_BUDGET)).unwrap();
 
     println!("phase 1: SaslHandshake v1 (not served): UNSUPPORTED_VERSION, correlation id kept");
-    s.write_all(&frame(17, 1, 21, &[0, 5, b'P', b'L', b'A', b'I', b'N'])).unwrap();
+    s.write_all(&raw_frame(17, 1, 21, false, &[0, 5, b'P', b'L', b'A', b'I', b'N'])).unwrap();
     let (corr, body) = read_response(&mut s).unwrap();
     assert_eq!((corr, i16::from_be_bytes([body[0], body[1]])), (21, 35));
 
     println!("phase 2: a served API in a version not served (FindCoordinator v0 is, JoinGroup v8 is not)");
-    s.write_all(&frame(11, 8, 22, &[0])).unwrap(); // flexible header: no tagged fields
+    s.write_all(&raw_frame(11, 8, 22, false, &[0])).unwrap(); // flexible header: no tagged fields
     let answered = read_response(&mut s);
     // JoinGroup v8's answer is flexible; its error code comes right after the throttle time.
     let (corr, body) = answered.expect("an answer, not a closed connection");
@@ -200,17 +152,17 @@ async fn unserved_apis_get_unsupported_version_on_the_same_connection() {
     assert_eq!(i16::from_be_bytes([body[5], body[6]]), 35, "{body:?}");
 
     println!("phase 3: the connection still serves: ApiVersions v0");
-    s.write_all(&frame(18, 0, 23, &[])).unwrap();
+    s.write_all(&raw_frame(18, 0, 23, false, &[])).unwrap();
     let (corr, body) = read_response(&mut s).unwrap();
     assert_eq!((corr, i16::from_be_bytes([body[0], body[1]])), (23, 0));
 
     println!("phase 4: an API whose answer cannot say so (DeleteRecords) closes its connection only");
-    s.write_all(&frame(21, 1, 24, &[0, 0, 0, 0, 0, 0, 0, 0])).unwrap();
+    s.write_all(&raw_frame(21, 1, 24, false, &[0, 0, 0, 0, 0, 0, 0, 0])).unwrap();
     let mut rest = Vec::new();
     assert!(s.read_to_end(&mut rest).map(|n| n == 0).unwrap_or(true), "closed");
     let mut s = TcpStream::connect(&addr).unwrap();
     s.set_read_timeout(Some(LONG_BUDGET)).unwrap();
-    s.write_all(&frame(18, 0, 25, &[])).unwrap();
+    s.write_all(&raw_frame(18, 0, 25, false, &[])).unwrap();
     assert_eq!(read_response(&mut s).unwrap().0, 25, "the node still answers");
     println!("figure: kafka unserved: 2 answered with 35 on a live connection, 1 closed, node alive");
 }
