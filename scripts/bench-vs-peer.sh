@@ -6,7 +6,7 @@
 # storage, fsync on every write, 1 KiB messages, 256 publishes in flight), then meshlog
 # on a fresh 3-node cluster (replication factor 3, acks=all, 1 KiB records) with
 # 3 x 256 KiB and with 4 x 128 KiB requests in flight, and into a single partition (the
-# peer's single stream) with 5 x 256 KiB in flight on it (and 1, as before pipelining),
+# peer's single stream) with 5 x 256 KiB in flight on it (and 1, the default),
 # natively and (KAFKA=1) through
 # the Kafka door with librdkafka's rdkafka_performance (idempotent, 5 in flight per
 # connection). Each pair's ratio takes our best shape whose p99 is no worse than the

@@ -64,7 +64,7 @@ pub struct ProduceBench {
     pub in_flight: usize,
     /// Batches of one partition in flight at once (Kafka's
     /// max.in.flight.requests.per.connection; at most 5; 1 without idempotence).
-    #[arg(long, default_value_t = crate::client::producer::MAX_IN_FLIGHT_PER_PARTITION)]
+    #[arg(long, default_value_t = 1)]
     pub in_flight_per_partition: usize,
     /// Acks level.
     #[arg(long, default_value = "all")]
