@@ -9,6 +9,11 @@
 #                every in-sync replica has fsynced and a majority holds it); and 1 KiB
 #                with the client's buffer at one batch (latency without client queueing),
 #                also with 4 x 128 KiB, 6 x 128 KiB and 3 x 256 KiB requests in flight
+#   kafka door : the 3-node 1 KiB row again through the nodes' Kafka listeners, with
+#                librdkafka's own load generator (rdkafka_performance, scripts/rdkafka-perf.sh):
+#                the same records, partitions, batch size and linger, acks=all, 5 requests
+#                in flight per connection, without and with enable.idempotence; and one
+#                partition, native and Kafka door (the single-stream comparison with NATS)
 #   group      : three members (one per node) of a consumer group read a rf=3 topic,
 #                committing after each poll: records/s, commit latency p50/p99, and the
 #                rebalance time when a member joins and when one is killed (GROUP_ROUNDS)
@@ -21,7 +26,9 @@
 # Env knobs: RECORDS (200000), REPS (3), IN_FLIGHT (16), PARTITIONS (16),
 #            BATCH (65536), SCRATCH (/tmp/meshlog-bench), OUT (results file),
 #            KILLS (20; 0 skips the failover row), CLUSTER (1; 0 skips the 3-node rows),
-#            GROUP_ROUNDS (10)
+#            GROUP_ROUNDS (10), KAFKA (1; 0 skips the Kafka door and 1-partition rows),
+#            KAFKA_PORT (19590: the nodes' Kafka listeners on +1..+3),
+#            SINGLE (1; 0 skips the raw store and one-node rows), GROUP (1; 0 skips the group row)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RECORDS=${RECORDS:-200000}
@@ -35,9 +42,15 @@ PORT=${PORT:-19494}
 KILLS=${KILLS:-20}
 GROUP_ROUNDS=${GROUP_ROUNDS:-10}
 CLUSTER=${CLUSTER:-1}
+KAFKA=${KAFKA:-1}
+SINGLE=${SINGLE:-1}
+GROUP=${GROUP:-1}
 
-cargo build --release --locked --bin meshlog >&2
-BIN=target/release/meshlog
+# BIN_UNDER_TEST: an already built binary to measure instead of building the release one.
+if [ -n "${BIN_UNDER_TEST:-}" ]; then BIN=$BIN_UNDER_TEST; else
+  cargo build --release --locked --bin meshlog >&2
+  BIN=target/release/meshlog
+fi
 rm -rf "$SCRATCH"; mkdir -p "$SCRATCH"
 : > "$OUT"
 
@@ -67,6 +80,7 @@ row() { # label json
 }
 
 for rep in $(seq 1 "$REPS"); do
+  [ "$SINGLE" = 1 ] || break
   rm -rf "$SCRATCH/raw"
   j=$(timeout 300 "$BIN" bench raw-store --dir "$SCRATCH/raw" --records "$RECORDS" --record-size 1024 \
       --batch-size "$BATCH" --batches-per-flush "$IN_FLIGHT" --json | tr -d '\n')
@@ -87,6 +101,10 @@ for rep in $(seq 1 "$REPS"); do
 done
 
 if [ "$CLUSTER" = 1 ]; then
+  if [ "$KAFKA" = 1 ]; then
+    RDPERF=$(scripts/rdkafka-perf.sh)
+    export KAFKA_PORT=${KAFKA_PORT:-19590}
+  fi
   for rep in $(seq 1 "$REPS"); do
     start_cluster
     for size in 1024 100; do
@@ -95,6 +113,17 @@ if [ "$CLUSTER" = 1 ]; then
           --acks all --max-secs 120 --json | tr -d '\n')
       row "3 nodes rf=3 produce acks=all, $size B" "$j"
     done
+    if [ "$KAFKA" = 1 ]; then
+      # The native 1 KiB row's load through the Kafka door, in the same cluster.
+      row "kafka door 3 nodes rf=3 acks=all, 1024 B" "$(kafka_produce "k$rep" "$PARTITIONS" false)"
+      row "kafka door 3 nodes rf=3 acks=all, 1024 B, idempotent" "$(kafka_produce "ki$rep" "$PARTITIONS" true)"
+      # One partition (NATS JetStream's single stream is the peer figure).
+      j=$(timeout 300 "$BIN" bench produce "one$rep" --server "$C_SERVER" --records "$RECORDS" --record-size 1024 \
+          --batch-size "$BATCH" --in-flight "$IN_FLIGHT" --partitions 1 --replication-factor 3 \
+          --acks all --max-secs 120 --json | tr -d '\n')
+      row "3 nodes rf=3 acks=all, 1024 B, 1 partition" "$j"
+      row "kafka door 3 nodes rf=3 acks=all, 1024 B, 1 partition, idempotent" "$(kafka_produce "kone$rep" 1 true)"
+    fi
     # The same with the client's buffer cut to one batch: latency from the moment a
     # record is sealed into a batch that is sent at once (as jsbench measures a publish
     # in its window), not from a deep client queue; throughput is the same.
@@ -114,10 +143,12 @@ if [ "$CLUSTER" = 1 ]; then
     # A group of three members, one per node, reads the 100 B topic's worth of records
     # again from its own rf=3 topic, committing after each poll; then members join and
     # are killed GROUP_ROUNDS times.
-    servers=$(cluster_servers)
-    j=$(timeout 900 "$BIN" bench group --server "$servers" --records "$RECORDS" --record-size 100 --partitions 6 \
-        --replication-factor 3 --members 3 --rounds "$GROUP_ROUNDS" --json | tr -d '\n')
-    row "3 nodes group of 3 consume+commit, 100 B" "$j"
+    if [ "$GROUP" = 1 ]; then
+      servers=$(cluster_servers)
+      j=$(timeout 900 "$BIN" bench group --server "$servers" --records "$RECORDS" --record-size 100 --partitions 6 \
+          --replication-factor 3 --members 3 --rounds "$GROUP_ROUNDS" --json | tr -d '\n')
+      row "3 nodes group of 3 consume+commit, 100 B" "$j"
+    fi
     stop_cluster
   done
 fi
@@ -155,6 +186,14 @@ for label, rs in by.items():
     if len(rs) > 1:
         rps = sorted(r["records_per_sec"] for r in rs)
         print(f"{'':52} range {rps[0]:.0f}..{rps[-1]:.0f} records/s over {len(rs)} reps")
+# The Kafka door against the native client, rep by rep (the same cluster, one after the other).
+for label, base in [("kafka door 3 nodes rf=3 acks=all, 1024 B", "3 nodes rf=3 produce acks=all, 1024 B"),
+                    ("kafka door 3 nodes rf=3 acks=all, 1024 B, idempotent", "3 nodes rf=3 produce acks=all, 1024 B"),
+                    ("kafka door 3 nodes rf=3 acks=all, 1024 B, 1 partition, idempotent", "3 nodes rf=3 acks=all, 1024 B, 1 partition")]:
+    pairs = list(zip(by.get(label, []), by.get(base, [])))
+    if pairs:
+        r = sorted(k["records_per_sec"] / n["records_per_sec"] for k, n in pairs)
+        print(f"{label} / native: median {statistics.median(r):.2f} (range {r[0]:.2f}..{r[-1]:.2f}, {len(r)} reps)")
 fo = by.get("failover", [])
 if fo:
     print(f"failover after kill -9 of the leader ({fo[-1]['kills']} kills): p50 {fo[-1]['p50_ms']} ms, p99 {fo[-1]['p99_ms']} ms")

@@ -22,7 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-RDKAFKA_SYS=4.10.0+2.12.1 # rdkafka-sys version: librdkafka 2.12.1
+source scripts/librdkafka-source.sh # RDKAFKA_SYS, librdkafka_source
 ALLOWLIST=$ROOT/tests/kafka/librdkafka-allowlist
 PER_TEST_S=${PER_TEST_S:-180}
 KPORT=${KPORT:-29290}
@@ -39,22 +39,6 @@ for a in "$@"; do
     *) wanted+=("$a") ;;
   esac
 done
-
-# The crate's source in cargo's registry, fetched if absent.
-librdkafka_source() {
-  local src
-  src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"rdkafka-sys-$RDKAFKA_SYS"/librdkafka 2>/dev/null | head -1)
-  if [ -z "$src" ]; then
-    local fetch=$ROOT/target/librdkafka/fetch
-    mkdir -p "$fetch/src"
-    printf '[package]\nname = "librdkafka-fetch"\nversion = "0.0.0"\nedition = "2021"\n[workspace]\n[dependencies]\nrdkafka-sys = "=%s"\n' \
-      "${RDKAFKA_SYS%%+*}" > "$fetch/Cargo.toml"
-    echo 'fn main() {}' > "$fetch/src/main.rs"
-    (cd "$fetch" && cargo fetch -q) >&2
-    src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"rdkafka-sys-$RDKAFKA_SYS"/librdkafka | head -1)
-  fi
-  echo "$src"
-}
 
 # Build once per version; a build cut short is started again from scratch.
 build_suite() {

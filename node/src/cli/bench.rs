@@ -59,9 +59,13 @@ pub struct ProduceBench {
     /// Linger in milliseconds.
     #[arg(long, default_value_t = 5)]
     pub linger_ms: u64,
-    /// Batches in flight at once (one per partition).
+    /// Batches in flight at once, across partitions.
     #[arg(long, default_value_t = 16)]
     pub in_flight: usize,
+    /// Batches of one partition in flight at once (Kafka's
+    /// max.in.flight.requests.per.connection; at most 5; 1 without idempotence).
+    #[arg(long, default_value_t = 1)]
+    pub in_flight_per_partition: usize,
     /// Acks level.
     #[arg(long, default_value = "all")]
     pub acks: Acks,
@@ -260,6 +264,7 @@ impl ProduceBench {
             batch_size_bytes: self.load.batch_size,
             linger: Duration::from_millis(self.linger_ms),
             max_in_flight: self.in_flight,
+            max_in_flight_per_partition: self.in_flight_per_partition,
             buffer_bytes: self.buffer_bytes.unwrap_or(2 * self.in_flight * self.load.batch_size),
             ..ProducerConfig::default()
         };

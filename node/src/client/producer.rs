@@ -2,9 +2,17 @@
 //! sticky spreading for records without a key), gathered into one v2 record batch per
 //! partition, and sent when the batch is full or has lingered long enough.
 //!
-//! Ordering: at most one batch per partition is in flight, so records of a partition
-//! are stored in the order they were sent, whichever node a batch goes through. Several
-//! partitions are in flight at once (up to `max_in_flight`).
+//! Ordering: an idempotent producer may keep up to `max_in_flight_per_partition`
+//! batches of a partition in flight (at most 5, as Kafka's producer); the leader
+//! appends a producer's batches in sequence order only, refusing without writing one
+//! that overtook its predecessor on the way (a gap in the sequence, or a producer it
+//! does not know yet), and such a batch is sent again once its predecessor is answered.
+//! The default is one: on three nodes here, five did not raise a partition's
+//! throughput (0.85-0.92 of one with 64 KiB batches, within noise with 256 KiB) and
+//! raised its p99. Without idempotence nothing would catch an overtaking batch, so one
+//! batch per partition is in flight. Either way records of a partition are stored in
+//! the order they were sent, whichever node a batch goes through. Several partitions
+//! are in flight at once (up to `max_in_flight`).
 //!
 //! Routing: as a Kafka client does, the producer sends each batch straight to its
 //! partition's leader (learned from `cluster status` and connected to directly), so the
@@ -22,7 +30,8 @@
 
 use super::{unexpected, Client, ClientError};
 use crate::network::PeerId;
-use futures::future::BoxFuture;
+use futures::channel::oneshot;
+use futures::future::{BoxFuture, Shared};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use hdrhistogram::Histogram;
@@ -30,11 +39,17 @@ use meshlog_protocol::batch::{self, BatchBuilder};
 use meshlog_protocol::messages::{ClientRequest, ClientResponse, ProduceRequest, ProduceResponse};
 use meshlog_protocol::partitioner;
 use meshlog_protocol::types::Acks;
+use meshlog_protocol::ErrorCode;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// The least time between two lookups of the partitions' leaders.
 pub const ROUTE_REFRESH: Duration = Duration::from_secs(1);
+
+/// The most batches of one partition an idempotent producer keeps in flight: the leader
+/// remembers a producer's last 5 batches to recognise a retried one (`RECENT_BATCHES` in
+/// replica/producers.rs), as Kafka caps `max.in.flight.requests.per.connection` at 5.
+pub const MAX_IN_FLIGHT_PER_PARTITION: usize = 5;
 
 /// Producer settings (Kafka's names in brackets).
 #[derive(Debug, Clone)]
@@ -45,8 +60,11 @@ pub struct ProducerConfig {
     pub batch_size_bytes: usize,
     /// Send a batch at the latest this long after its first record (`linger.ms`).
     pub linger: Duration,
-    /// Batches in flight at once, one per partition (`max.in.flight`, across partitions).
+    /// Batches in flight at once, across partitions.
     pub max_in_flight: usize,
+    /// Batches of one partition in flight at once (`max.in.flight.requests.per.connection`),
+    /// at most [`MAX_IN_FLIGHT_PER_PARTITION`]; 1 unless idempotent. Default 1.
+    pub max_in_flight_per_partition: usize,
     /// Sealed-but-unsent bytes before `send` waits (`buffer.memory`).
     pub buffer_bytes: usize,
     /// How long the node may take to acknowledge (`request.timeout.ms`).
@@ -69,6 +87,7 @@ impl Default for ProducerConfig {
             batch_size_bytes: 64 << 10,
             linger: Duration::from_millis(5),
             max_in_flight: 16,
+            max_in_flight_per_partition: 1,
             buffer_bytes: 32 << 20,
             timeout_ms: 30_000,
             partition: None,
@@ -120,7 +139,10 @@ pub struct Producer {
     open: Vec<Option<OpenBatch>>,
     queued: Vec<VecDeque<Sealed>>,
     queued_bytes: usize,
-    busy: Vec<bool>,
+    /// Each partition's batches in flight, and the last one's "done" signal (fired or
+    /// dropped when its send ends), which the partition's next batch may wait for.
+    busy: Vec<usize>,
+    last_sent: Vec<Option<Shared<oneshot::Receiver<()>>>>,
     inflight: FuturesUnordered<BoxFuture<'static, Outcome>>,
     sticky: u32,
     /// This producer's id (random, positive) and each partition's next sequence.
@@ -151,8 +173,14 @@ impl Producer {
         let mut cfg = cfg;
         // With acks=local the edge node numbers the batches it forwards, on its own behalf.
         cfg.idempotent &= cfg.acks != Acks::Local;
-        // Only an idempotent producer may send a batch again another way.
+        // Only an idempotent producer may send a batch again another way, or let a
+        // partition's batches overtake each other on the way (the leader refuses them).
         let direct = cfg.idempotent;
+        cfg.max_in_flight_per_partition = if cfg.idempotent {
+            cfg.max_in_flight_per_partition.clamp(1, MAX_IN_FLIGHT_PER_PARTITION)
+        } else {
+            1
+        };
         let mut producer = Producer {
             client,
             topic: topic.to_string(),
@@ -161,7 +189,8 @@ impl Producer {
             open: (0..n).map(|_| None).collect(),
             queued: (0..n).map(|_| VecDeque::new()).collect(),
             queued_bytes: 0,
-            busy: vec![false; n],
+            busy: vec![0; n],
+            last_sent: vec![None; n],
             inflight: FuturesUnordered::new(),
             sticky: rand::random::<u32>() % partitions.max(1),
             producer_id: rand::random::<i64>() & i64::MAX,
@@ -336,26 +365,40 @@ impl Producer {
         }
     }
 
+    /// Start queued batches, a partition's oldest first, one per partition per round so
+    /// the window is shared fairly, within both in-flight limits.
     fn start_ready(&mut self) {
-        for p in 0..self.queued.len() {
-            if self.inflight.len() >= self.cfg.max_in_flight {
-                return;
-            }
-            if self.busy[p] {
-                continue;
-            }
-            if let Some(batch) = self.queued[p].pop_front() {
+        let mut started = true;
+        while started {
+            started = false;
+            for p in 0..self.queued.len() {
+                if self.inflight.len() >= self.cfg.max_in_flight {
+                    return;
+                }
+                if self.busy[p] >= self.cfg.max_in_flight_per_partition {
+                    continue;
+                }
+                let Some(batch) = self.queued[p].pop_front() else { continue };
                 self.queued_bytes -= batch.bytes.len();
-                self.busy[p] = true;
-                self.inflight.push(self.send_batch(p as u32, batch).boxed());
+                self.busy[p] += 1;
+                let (done, rx) = oneshot::channel();
+                let before = self.last_sent[p].replace(rx.shared());
+                self.inflight.push(self.send_batch(p as u32, batch, before, done).boxed());
+                started = true;
             }
         }
     }
 
+    /// Send one batch (retrying as the config allows). `before` is the partition's
+    /// previous batch's "done" signal: if that batch was still in flight when this one
+    /// left, this one may have overtaken it, and a refusal saying so (see [`overtaken`])
+    /// sends it again once that batch is answered. `done` fires when this send ends.
     fn send_batch(
         &self,
         partition: u32,
         batch: Sealed,
+        before: Option<Shared<oneshot::Receiver<()>>>,
+        done: oneshot::Sender<()>,
     ) -> impl std::future::Future<Output = Outcome> + 'static {
         let client = self.client.clone();
         let bytes = batch.bytes.len();
@@ -370,6 +413,7 @@ impl Producer {
         let (retry, deadline) = (self.cfg.idempotent, Instant::now() + self.cfg.delivery_timeout);
         let mut backoff = self.cfg.retry_backoff;
         let mut route = self.routes[partition as usize];
+        let mut before = before.filter(|b| b.peek().is_none());
         async move {
             let mut misrouted = false;
             let result = loop {
@@ -384,6 +428,13 @@ impl Producer {
                     Err(e) => Err(e),
                 };
                 match result {
+                    // Ahead of its predecessor: again, the same way, once that is answered.
+                    Err(ClientError::Server(e)) if overtaken(e.code) && before.is_some() => {
+                        if let Some(b) = before.take() {
+                            let _ = b.await;
+                        }
+                        route = direct;
+                    }
                     // The leader moved or is gone: again at once, through the dialled node.
                     Err(e) if direct.is_some() && retry && e.is_retriable() => {
                         tracing::debug!(partition, error = %e, "direct send to the leader failed; sent through the dialled node");
@@ -396,12 +447,13 @@ impl Producer {
                     other => break other,
                 }
             };
+            drop(done);
             Outcome { partition, records: batch.records, bytes, first_at: batch.first_at, result, misrouted }
         }
     }
 
     fn complete(&mut self, o: Outcome) -> Result<(), ClientError> {
-        self.busy[o.partition as usize] = false;
+        self.busy[o.partition as usize] -= 1;
         if o.misrouted {
             self.routes[o.partition as usize] = None;
             self.reroute = true;
@@ -416,4 +468,10 @@ impl Producer {
         }
         Ok(())
     }
+}
+
+/// The refusals a batch gets when it reached the leader before the batch it follows:
+/// nothing was written, so sending it again after that batch is safe.
+fn overtaken(code: ErrorCode) -> bool {
+    matches!(code, ErrorCode::OutOfOrderSequenceNumber | ErrorCode::UnknownProducerId)
 }
