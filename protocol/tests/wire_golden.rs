@@ -66,6 +66,7 @@ fn values() -> Vec<(&'static str, String)> {
         info: info(),
         replicas: vec![vec![A.into(), B.into()], vec![B.into(), A.into()]],
         creator: A.into(),
+        revision: Default::default(),
     };
     let hb = Heartbeat {
         peer: A.into(),

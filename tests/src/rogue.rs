@@ -147,7 +147,7 @@ impl Rogue {
     /// `record` with the rogue as creator and `creation_id` 0 (wins every tie today).
     pub fn forge(&self, info: &TopicInfo, replicas: Vec<Vec<String>>) -> TopicRecord {
         let info = TopicInfo { creation_id: 0, ..info.clone() };
-        TopicRecord { info, replicas, creator: self.id.to_string() }
+        TopicRecord { info, replicas, creator: self.id.to_string(), revision: Default::default() }
     }
 
     /// Send a peer request to `peer` and say whether it was served as asked: anything
