@@ -173,13 +173,13 @@ impl Topics {
                     continue;
                 }
             };
-            if map.len() >= MAX_TOPICS
-                || total_partitions + record.info.partitions as u64 > MAX_TOTAL_PARTITIONS
-            {
+            // A tombstone holds no partitions.
+            let held = if record.revision.deleted { 0 } else { record.info.partitions as u64 };
+            if map.len() >= MAX_TOPICS || total_partitions + held > MAX_TOTAL_PARTITIONS {
                 tracing::warn!(%key, "topic record in the store skipped: over this node's topic caps");
                 continue;
             }
-            total_partitions += record.info.partitions as u64;
+            total_partitions += held;
             let topic = open_topic(&ctx, &local_peer, record, signed, None, None)?;
             map.insert(topic.info.name.clone(), Arc::new(topic));
         }
