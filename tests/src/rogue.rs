@@ -140,7 +140,7 @@ impl Rogue {
 
     /// Sign `record` with the rogue's own key (a valid signature by a fresh key).
     pub fn sign(&self, record: &TopicRecord) -> SignedRecord {
-        let payload = codec::encode(record).expect("encode a topic record");
+        let payload = meshlog_protocol::revision::encode_record(record).expect("encode a topic record");
         network::sign_record(&self.key, payload).expect("sign")
     }
 

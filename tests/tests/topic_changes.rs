@@ -6,7 +6,8 @@
 //! acknowledged and take writes at once. Each test prints its figure line.
 
 use meshlog::client::ClientError;
-use meshlog_protocol::messages::{AlterTopic, AUTO_REPLICATION_FACTOR};
+use meshlog_protocol::group::{CommittedOffset, GroupRequest, OffsetCommit, TopicPartition};
+use meshlog_protocol::messages::{AlterTopic, ClientRequest, AUTO_REPLICATION_FACTOR};
 use meshlog_protocol::ErrorCode;
 use meshlog_tests::cluster::{check, Background, Cluster, Writer, WriterLog};
 use meshlog_tests::{read_partition, wait_until, LONG_BUDGET};
@@ -50,6 +51,21 @@ async fn a_deleted_topic_leaves_every_node_and_its_name_comes_back_empty() {
     for p in 0..2 {
         old += write(&c, "doomed", p, 5).await.acked.len() * 10;
     }
+    // A group's position in it (a commit without membership, as a simple consumer's).
+    let commit = OffsetCommit {
+        group: "readers".into(),
+        member: None,
+        offsets: vec![(
+            TopicPartition::new("doomed", 0),
+            CommittedOffset { offset: 7, metadata: String::new() },
+        )],
+    };
+    let client = c.client(0);
+    wait_until("a group commit for doomed", LONG_BUDGET, || async {
+        client.request(ClientRequest::Group(GroupRequest::Commit(commit.clone()))).await.ok()
+    })
+    .await;
+    assert_eq!(c.client(0).committed_offsets("readers").await.unwrap().len(), 1);
     for i in 0..3 {
         wait_until(&format!("node {i} stores doomed"), LONG_BUDGET, || async {
             has_logs(&c, i, "doomed").then_some(())
@@ -73,6 +89,8 @@ async fn a_deleted_topic_leaves_every_node_and_its_name_comes_back_empty() {
     assert!(matches!(&e, ClientError::Server(w) if w.code == ErrorCode::UnknownTopicOrPartition), "{e}");
     assert!(c.client(0).list_topics().await.unwrap().iter().all(|t| t.name != "doomed"));
     assert!(has_logs(&c, 2, "doomed"), "the node that was down still holds its copy");
+    let offsets = c.client(1).committed_offsets("readers").await.unwrap();
+    assert!(offsets.is_empty(), "a deleted topic's offsets are not shown: {offsets:?}");
 
     // Phase 3: node 2 is back: it learns of the delete and deletes its copy.
     let t_back = Instant::now();

@@ -202,16 +202,27 @@ impl Gateway {
         })
     }
 
-    /// A coordinator's answer without the committed offsets of topics that no longer
-    /// exist (deleted): a group never resumes a deleted topic's positions.
+    /// A coordinator's answer without the committed offsets of deleted topics (fetched
+    /// offsets and a group's description): a group never resumes a deleted topic's
+    /// positions.
     fn without_deleted_topics(&self, answer: ClientResponse) -> ClientResponse {
         match answer {
             ClientResponse::Group(GroupResponse::Offsets(mut v)) => {
-                v.retain(|(tp, _)| self.broker().topics().get(&tp.topic).is_ok());
+                v.retain(|(tp, _)| !self.deleted(&tp.topic));
                 ClientResponse::Group(GroupResponse::Offsets(v))
+            }
+            ClientResponse::Group(GroupResponse::Group(mut d)) => {
+                d.offsets.retain(|(tp, _)| !self.deleted(&tp.topic));
+                ClientResponse::Group(GroupResponse::Group(d))
             }
             other => other,
         }
+    }
+
+    /// Whether this node holds `topic`'s tombstone (a topic it does not know yet is
+    /// not taken for deleted).
+    fn deleted(&self, topic: &str) -> bool {
+        self.broker().topics().held_record(topic).is_some_and(|t| t.deleted())
     }
 
     /// Every group, from the coordinators of every offsets partition.

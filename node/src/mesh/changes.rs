@@ -180,3 +180,60 @@ fn lost(name: &str, what: &str) -> WireError {
         ),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshlog_protocol::mesh::Revision;
+
+    fn pairs(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn config_changes_keep_what_is_not_named_and_min_insync_stays() {
+        let current = TopicConfig::from_pairs(&pairs(&[("retention.ms", "1000")]), 3).unwrap();
+        let next = merged_config(&current, &pairs(&[("cleanup.policy", "compact")]), 3).unwrap();
+        assert_eq!(next.retention_ms, Some(1000));
+        assert_eq!(next.cleanup_policy.as_str(), "compact");
+        assert_eq!(next.min_insync_replicas, 2);
+        let e = merged_config(&current, &pairs(&[("min.insync.replicas", "3")]), 3).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidConfig);
+        merged_config(&current, &pairs(&[("min.insync.replicas", "2")]), 3).unwrap();
+        let e = merged_config(&current, &pairs(&[("retention.ms", "soon")]), 3).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidConfig, "{e}");
+    }
+
+    #[test]
+    fn a_change_stands_unless_a_rival_of_its_version_won() {
+        let info = TopicInfo {
+            name: "t".into(),
+            partitions: 1,
+            replication_factor: 1,
+            config: TopicConfig::default(),
+            creation_id: 1,
+            created_at_ms: 0,
+        };
+        let base = TopicRecord {
+            info,
+            replicas: vec![vec!["A".into()]],
+            creator: "A".into(),
+            revision: Revision::default(),
+        };
+        let at = |version, epoch| {
+            let mut r = base.clone();
+            r.revision = Revision {
+                version,
+                author: "A".into(),
+                epoch: meshlog_protocol::Epoch::new(epoch),
+                ..Default::default()
+            };
+            r
+        };
+        let ours = at(1, 2);
+        assert!(stands(&ours, &ours));
+        assert!(stands(&ours, &at(2, 2)), "a later version built on ours");
+        assert!(!stands(&ours, &at(1, 3)), "the same version from a later epoch won");
+        assert!(!stands(&ours, &base));
+    }
+}
