@@ -196,6 +196,21 @@ fn kafka_admin_clients_add_partitions_and_delete_topics() {
     let broker = node.kafka.clone().expect("Kafka listener");
     let out = node.cli(&["topic", "create", "kadmin", "--partitions", "2"], None);
     assert_eq!(out.code, 0, "{}", out.stderr);
+    // The CLI first: a dry run, a shrink refused (exit 1, Kafka's code), a delete.
+    let out = node.cli(&["topic", "alter", "kadmin", "--partitions", "5", "--dry-run"], None);
+    assert!(
+        out.code == 0 && out.stdout.contains("Would alter topic kadmin: 5 partition(s)"),
+        "{} {}",
+        out.stdout,
+        out.stderr
+    );
+    let out = node.cli(&["topic", "alter", "kadmin", "--partitions", "1"], None);
+    assert!(out.code == 1 && out.stderr.contains("INVALID_PARTITIONS"), "{} {}", out.stdout, out.stderr);
+    let out = node.cli(&["topic", "create", "cli-gone"], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = node.cli(&["topic", "delete", "cli-gone"], None);
+    assert!(out.code == 0 && out.stdout.contains("Deleted topic cli-gone"), "{} {}", out.stdout, out.stderr);
+    assert_eq!(node.cli(&["topic", "describe", "cli-gone"], None).code, 1);
     let script = format!("{}/kafka/confluent_topics.py", env!("CARGO_MANIFEST_DIR"));
     let out = std::process::Command::new("python3").args([&script, &broker, "kadmin", "2"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
