@@ -33,6 +33,7 @@ pub mod kafka;
 pub mod mesh;
 pub mod messages;
 pub mod partitioner;
+pub mod revision;
 pub mod types;
 
 pub use error::{ErrorCode, WireError};

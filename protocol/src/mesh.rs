@@ -4,6 +4,7 @@
 
 use crate::group::OFFSETS_TOPIC;
 use crate::ids::Epoch;
+pub use crate::revision::Revision;
 use crate::types::{
     validate_topic_name, TopicInfo, MAX_PARTITIONS, MAX_PEER_ID_LEN, MAX_REPLICATION_FACTOR,
     MAX_REPLICA_SLOTS_PER_TOPIC,
@@ -39,15 +40,21 @@ pub struct Heartbeat {
 }
 
 /// A topic as the mesh agrees on it: the topic, the replica set of each partition, and
-/// who created it. Between two records for one name, the lower `info.creation_id` wins.
+/// who created it. Between two creations of one name, the lower `info.creation_id` wins
+/// while they settle; later versions of one creation are ordered by [`Revision`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicRecord {
     /// The topic.
     pub info: TopicInfo,
     /// PeerIds holding each partition, in a fixed order (a replica's index in the set).
     pub replicas: Vec<Vec<String>>,
-    /// The node that created it (must equal the record's signer).
+    /// The node that created it (the signer of version 0).
     pub creator: String,
+    /// Which incarnation and version of the topic this is. Not part of the serde form:
+    /// [`crate::revision::encode_record`] writes it after the record (and a record at
+    /// `Revision::default()` exactly as a node before versioning did).
+    #[serde(skip)]
+    pub revision: Revision,
 }
 
 /// Why a topic record was refused: it can never be adopted, from any source.
@@ -116,19 +123,31 @@ impl TopicRecord {
                 return bad(format!("partition {p} names one node twice"));
             }
         }
-        Ok(())
+        self.revision
+            .validate(&self.replicas[0])
+            .map_err(|reason| InvalidRecord { topic: truncated(&info.name), reason })
+    }
+
+    /// The PeerId whose signature this record must carry: its creator for the version
+    /// created, the author (partition 0's leader) for every later version.
+    pub fn signer(&self) -> &str {
+        if self.revision.version == 0 {
+            &self.creator
+        } else {
+            &self.revision.author
+        }
     }
 }
 
 /// Whether `s` has the form of a PeerId's text (base58, bounded length).
-fn is_peer_id_shaped(s: &str) -> bool {
+pub(crate) fn is_peer_id_shaped(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_PEER_ID_LEN
         && s.bytes().all(|b| b.is_ascii_alphanumeric() && !matches!(b, b'0' | b'O' | b'I' | b'l'))
 }
 
 /// A name from an untrusted record, cut short for logs.
-fn truncated(s: &str) -> String {
+pub(crate) fn truncated(s: &str) -> String {
     s.chars().take(64).collect()
 }
 
@@ -270,7 +289,7 @@ mod tests {
             creation_id: 0,
             created_at_ms: 0,
         };
-        TopicRecord { info, replicas, creator: A.into() }
+        TopicRecord { info, replicas, creator: A.into(), revision: Revision::default() }
     }
 
     fn sets(n: u32, set: &[&str]) -> Vec<Vec<String>> {

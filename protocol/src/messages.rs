@@ -25,7 +25,8 @@ pub enum ClientRequest {
         name: String,
         /// Number of partitions.
         partitions: u32,
-        /// Copies of each partition.
+        /// Copies of each partition; [`AUTO_REPLICATION_FACTOR`] (0) for
+        /// min(3, the nodes in the mesh at creation).
         replication_factor: u16,
         /// Kafka-style `k=v` configuration over the defaults.
         config: BTreeMap<String, String>,
@@ -72,6 +73,33 @@ pub enum ClientRequest {
     Group(GroupRequest),
     /// Every consumer group in the mesh.
     ListGroups,
+    /// Delete a topic: its data on every node, its offsets in every group. Served by
+    /// the leader of its partition 0, which signs the tombstone.
+    DeleteTopic {
+        /// Topic name.
+        name: String,
+    },
+    /// Add partitions to a topic or change its config. Served by the leader of its
+    /// partition 0, which signs the new version.
+    AlterTopic(AlterTopic),
+}
+
+/// `replication_factor` of a [`ClientRequest::CreateTopic`] that asks for min(3, the
+/// nodes in the mesh when the topic is created).
+pub const AUTO_REPLICATION_FACTOR: u16 = 0;
+
+/// A change to a topic: more partitions, config values, or both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlterTopic {
+    /// Topic name.
+    pub name: String,
+    /// The partition count wanted (more than it has; partitions are never removed).
+    pub partitions: Option<u32>,
+    /// `k=v` config values to set over the topic's current ones (`min.insync.replicas`
+    /// excepted).
+    pub config: BTreeMap<String, String>,
+    /// Check the change and answer with the topic it would make, without making it.
+    pub validate_only: bool,
 }
 
 /// A service registration or renewal.
@@ -155,6 +183,8 @@ pub enum ClientResponse {
     Cluster(ClusterStatus),
     /// A coordinator's answer.
     Group(GroupResponse),
+    /// A topic was deleted or altered: the topic as it is now (a deleted one as it was).
+    TopicChanged(TopicInfo),
 }
 
 /// Where an appended batch landed.

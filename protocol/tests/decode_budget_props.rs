@@ -147,7 +147,13 @@ fn small_message() -> impl Strategy<Value = Vec<u8>> {
     let record =
         (topic_info(), prop::collection::vec(prop::collection::vec(tiny(), 0..3), 0..8), tiny())
             .prop_map(|(info, replicas, creator)| {
-                codec::encode(&TopicRecord { info, replicas, creator }).unwrap()
+                codec::encode(&TopicRecord {
+                    info,
+                    replicas,
+                    creator,
+                    revision: Default::default(),
+                })
+                .unwrap()
             });
     let join = (prop::collection::vec(tiny(), 0..8), prop::collection::vec(tp(), 0..8)).prop_map(
         |(topics, owned)| codec::encode(&join_group(Some(String::new()), topics, owned)).unwrap(),
@@ -173,8 +179,14 @@ fn topic_info() -> impl Strategy<Value = TopicInfo> {
 }
 
 fn topic_record() -> impl Strategy<Value = TopicRecord> {
-    (topic_info(), many(prop::collection::vec(tiny(), 0..3)), tiny())
-        .prop_map(|(info, replicas, creator)| TopicRecord { info, replicas, creator })
+    (topic_info(), many(prop::collection::vec(tiny(), 0..3)), tiny()).prop_map(
+        |(info, replicas, creator)| TopicRecord {
+            info,
+            replicas,
+            creator,
+            revision: Default::default(),
+        },
+    )
 }
 
 fn gossip() -> impl Strategy<Value = GossipMessage> {

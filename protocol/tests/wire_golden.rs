@@ -66,6 +66,7 @@ fn values() -> Vec<(&'static str, String)> {
         info: info(),
         replicas: vec![vec![A.into(), B.into()], vec![B.into(), A.into()]],
         creator: A.into(),
+        revision: Default::default(),
     };
     let hb = Heartbeat {
         peer: A.into(),
@@ -263,3 +264,36 @@ fn the_wire_format_has_not_moved() {
         assert_eq!(hex, golden, "{name} encodes differently");
     }
 }
+
+/// A revised topic record (decision 16) as signed and stored: the tag byte, the record as
+/// before, then its revision. A first creation (no revision) is the plain record above.
+#[test]
+fn a_revised_topic_record_has_pinned_bytes() {
+    use meshlog_protocol::mesh::Revision;
+    use meshlog_protocol::revision::{decode_record, encode_record};
+    let mut record = TopicRecord {
+        info: info(),
+        replicas: vec![vec![A.into(), B.into()], vec![B.into(), A.into()]],
+        creator: A.into(),
+        revision: Revision::default(),
+    };
+    assert_eq!(encode_record(&record).unwrap(), codec::encode(&record).unwrap());
+    record.revision = Revision {
+        incarnation: 2,
+        version: 3,
+        deleted: true,
+        author: B.into(),
+        epoch: Epoch::new(7),
+    };
+    let bytes = encode_record(&record).unwrap();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, REVISED_RECORD, "a revised record encodes differently");
+    assert_eq!(decode_record(&bytes).unwrap(), record);
+}
+
+const REVISED_RECORD: &str = concat!(
+    "ff066f7264657273020201fc00840c2400fc0c0010000100fc005c260563fd0068e5cf8b01000002",
+    "0210313244334b6f6f57413161316131613110313244334b6f6f5742326232623262320210313244",
+    "334b6f6f57423262326232623210313244334b6f6f57413161316131613110313244334b6f6f5741",
+    "3161316131613102030110313244334b6f6f57423262326232623207",
+);

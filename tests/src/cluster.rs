@@ -79,6 +79,11 @@ impl Cluster {
         .await;
     }
 
+    /// Node `i`'s data directory (its store is there: `logs/<topic>/<p>` and sled).
+    pub fn data_dir(&self, i: usize) -> &std::path::Path {
+        self.dirs[i].path()
+    }
+
     /// The index of the node with PeerId `id`.
     pub fn index_of(&self, id: &str) -> Option<usize> {
         self.ids.iter().position(|i| i == id)

@@ -140,14 +140,14 @@ impl Rogue {
 
     /// Sign `record` with the rogue's own key (a valid signature by a fresh key).
     pub fn sign(&self, record: &TopicRecord) -> SignedRecord {
-        let payload = codec::encode(record).expect("encode a topic record");
+        let payload = meshlog_protocol::revision::encode_record(record).expect("encode a topic record");
         network::sign_record(&self.key, payload).expect("sign")
     }
 
     /// `record` with the rogue as creator and `creation_id` 0 (wins every tie today).
     pub fn forge(&self, info: &TopicInfo, replicas: Vec<Vec<String>>) -> TopicRecord {
         let info = TopicInfo { creation_id: 0, ..info.clone() };
-        TopicRecord { info, replicas, creator: self.id.to_string() }
+        TopicRecord { info, replicas, creator: self.id.to_string(), revision: Default::default() }
     }
 
     /// Send a peer request to `peer` and say whether it was served as asked: anything

@@ -11,7 +11,9 @@ use meshlog::mesh::topic_key;
 use meshlog::replica::{Epoch, Message};
 use meshlog_protocol::codec;
 use meshlog_protocol::group::{OffsetsKey, OFFSETS_TOPIC};
-use meshlog_protocol::mesh::{GossipMessage, LeaderLeases, ServiceInstance, SignedRecord, TopicRecord};
+use meshlog_protocol::mesh::{
+    GossipMessage, LeaderLeases, Revision, ServiceInstance, SignedRecord, TopicRecord,
+};
 use meshlog_protocol::messages::{ClientRequest, PeerRequest, ProduceRequest, ServiceRegistration};
 use meshlog_protocol::types::{Acks, TopicInfo};
 use meshlog_tests::cluster::{check, Cluster};
@@ -35,9 +37,23 @@ fn takeovers(rogue: &Rogue, info: &TopicInfo, sets: &[Vec<String>]) -> Vec<Topic
     let me = rogue.id.to_string();
     let n = info.partitions as usize;
     let alone = TopicInfo { replication_factor: 1, ..info.clone() };
-    let with_me = sets.iter().map(|s| [vec![me.clone()], s[1..].to_vec()].concat()).collect();
+    let with_me: Vec<Vec<String>> =
+        sets.iter().map(|s| [vec![me.clone()], s[1..].to_vec()].concat()).collect();
     let reversed = sets.iter().map(|s| s.iter().rev().cloned().collect()).collect();
-    vec![rogue.forge(&alone, vec![vec![me]; n]), rogue.forge(info, with_me), rogue.forge(info, reversed)]
+    // Later versions (decision 16) of the real creation authored by the rogue: a delete,
+    // and a delete that names the rogue in partition 0's set (only its replicas author).
+    let mut tomb = rogue.forge(info, sets.to_vec());
+    tomb.info.creation_id = info.creation_id;
+    tomb.revision = Revision { version: 1, deleted: true, author: me.clone(), ..Revision::default() };
+    let mut tomb_in_p0 = tomb.clone();
+    tomb_in_p0.replicas = with_me.clone();
+    vec![
+        rogue.forge(&alone, vec![vec![me]; n]),
+        rogue.forge(info, with_me),
+        rogue.forge(info, reversed),
+        tomb,
+        tomb_in_p0,
+    ]
 }
 
 /// Records no node may adopt whoever signs them: 100,000 partitions naming a victim,

@@ -92,6 +92,9 @@ enum DriverInput {
         id: u64,
     },
     FlushFailed(String),
+    /// Stop for good (the topic was deleted or replaced): answered once the driver has
+    /// left its loop, so nothing it does is still under way.
+    Stop(oneshot::Sender<()>),
 }
 
 type Reply = oneshot::Sender<Result<Appended, AppendError>>;
@@ -257,6 +260,11 @@ impl Driver {
                 DriverInput::Flushed { id } => Input::Flushed { id },
                 DriverInput::FlushFailed(why) => {
                     return self.fail(format!("flush failed: {why}"));
+                }
+                DriverInput::Stop(done) => {
+                    tracing::info!(%topic, partition = p, "replica stopped");
+                    let _ = done.send(());
+                    return;
                 }
             };
             if !self.step(input).await {

@@ -22,6 +22,7 @@ use crate::storage::{GroupCommit, StorageError, Store};
 use meshlog_protocol::messages::{
     ClientRequest, ClientResponse, ClientResult, FetchRequest, ProduceRequest, ReplicateMessage,
 };
+use meshlog_protocol::revision;
 use meshlog_protocol::types::{CleanupPolicy, PartitionStatus, TopicConfig};
 use meshlog_protocol::{Epoch, ErrorCode, WireError};
 use std::sync::Arc;
@@ -131,8 +132,15 @@ impl Broker {
 
     /// Hand a replication message from peer `from` to its replica (dropped if this
     /// node holds none: the sender's view of the topic is ahead, and it will retry).
+    /// Messages name a partition by its stored name ([`revision::replica_name`]), so a
+    /// message about another incarnation of the topic (a node that has not yet learnt
+    /// of a delete) reaches no replica of this one.
     pub fn deliver(&self, from: &PeerId, m: ReplicateMessage) {
-        match self.replica(&m.topic, m.partition) {
+        let held = revision::parse_replica_name(&m.topic).and_then(|(name, incarnation)| {
+            let t = self.topics.get(name).ok()?;
+            (t.record.revision.incarnation == incarnation).then(|| t.local(m.partition).ok().cloned())?
+        });
+        match held {
             Some(r) => r.deliver(from, m),
             None => {
                 tracing::debug!(%from, topic = %m.topic, partition = m.partition, "replication message for a replica not held here")
@@ -140,14 +148,15 @@ impl Broker {
         }
     }
 
-    /// (topic, partition, epoch) of every partition this node leads.
+    /// (stored name, partition, epoch) of every partition this node leads (the stored
+    /// name is the topic's for its first incarnation: [`revision::replica_name`]).
     pub fn leaderships(&self) -> Vec<(String, u32, Epoch)> {
         let mut out = Vec::new();
         for t in self.topics.all() {
             for (p, r) in t.held() {
                 let v = r.view();
                 if v.is_leader {
-                    out.push((t.info.name.clone(), p, v.epoch));
+                    out.push((t.storage_name(), p, v.epoch));
                 }
             }
         }

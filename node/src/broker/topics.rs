@@ -14,6 +14,7 @@ use crate::network::{verify_record, PeerId};
 use crate::storage::{keys, StorageError};
 use meshlog_protocol::codec;
 use meshlog_protocol::mesh::{InvalidRecord, SignedRecord, TopicRecord};
+use meshlog_protocol::revision::{self, parse_replica_name, replica_name, Relation};
 use meshlog_protocol::types::{self, TopicConfig, TopicInfo, MAX_TOPICS, MAX_TOTAL_PARTITIONS};
 use meshlog_protocol::{ErrorCode, NodeId, WireError};
 use std::collections::BTreeMap;
@@ -68,6 +69,20 @@ pub enum Adopted {
     Replaced,
     /// This node already had this record, or one that wins over it.
     Kept,
+    /// A later version of the topic (partitions added, config changed, deleted), or of
+    /// its name (a re-creation after a delete).
+    Changed,
+}
+
+/// Replicas and stored partitions a change left behind, to stop and delete
+/// ([`Topics::retire`]): a deleted topic's, or an older incarnation's.
+struct Retired {
+    /// The replicas that ran for it here.
+    handles: Vec<Arc<ReplicaHandle>>,
+    /// The name its partitions are stored under ([`replica_name`]).
+    storage: String,
+    /// Its partition count.
+    partitions: u32,
 }
 
 /// Why a record was not adopted.
@@ -111,14 +126,17 @@ pub struct Topics {
     adopt_lock: std::sync::Mutex<()>,
     /// The creation settle window (`topic_settle_ms`).
     settle_ms: AtomicU64,
+    /// Replicas to stop and partitions to delete after a change ([`Topics::retire`]).
+    retired: std::sync::Mutex<Vec<Retired>>,
 }
 
 /// Check a record's shape and that `signer` (from its verified signature) is its creator.
 pub fn check_record(record: &TopicRecord, signer: &PeerId) -> Result<(), InvalidRecord> {
     record.validate()?;
     let bad = |reason: String| InvalidRecord { topic: record.info.name.clone(), reason };
-    if record.creator != signer.to_string() {
-        return Err(bad(format!("it claims creator {} but is signed by {signer}", record.creator)));
+    if record.signer() != signer.to_string() {
+        let who = if record.revision.version == 0 { "creator" } else { "author" };
+        return Err(bad(format!("it claims {who} {} but is signed by {signer}", record.signer())));
     }
     for (p, set) in record.replicas.iter().enumerate() {
         if let Some(r) = set.iter().find(|r| r.parse::<PeerId>().is_err()) {
@@ -132,7 +150,7 @@ pub fn check_record(record: &TopicRecord, signer: &PeerId) -> Result<(), Invalid
 pub fn open_signed(signed: &SignedRecord) -> Result<TopicRecord, InvalidRecord> {
     let bad = |reason: String| InvalidRecord { topic: "?".into(), reason };
     let signer = verify_record(signed).map_err(|e| bad(e.to_string()))?;
-    let record: TopicRecord = codec::decode(&signed.payload).map_err(|e| bad(e.to_string()))?;
+    let record = revision::decode_record(&signed.payload).map_err(|e| bad(e.to_string()))?;
     check_record(&record, &signer)?;
     Ok(record)
 }
@@ -155,23 +173,82 @@ impl Topics {
                     continue;
                 }
             };
-            if map.len() >= MAX_TOPICS
-                || total_partitions + record.info.partitions as u64 > MAX_TOTAL_PARTITIONS
-            {
+            // A tombstone holds no partitions.
+            let held = if record.revision.deleted { 0 } else { record.info.partitions as u64 };
+            if map.len() >= MAX_TOPICS || total_partitions + held > MAX_TOTAL_PARTITIONS {
                 tracing::warn!(%key, "topic record in the store skipped: over this node's topic caps");
                 continue;
             }
-            total_partitions += record.info.partitions as u64;
-            let topic = open_topic(&ctx, &local_peer, record, signed, None)?;
+            total_partitions += held;
+            let topic = open_topic(&ctx, &local_peer, record, signed, None, None)?;
             map.insert(topic.info.name.clone(), Arc::new(topic));
         }
-        Ok(Topics {
+        let topics = Topics {
             ctx,
             local_peer,
             map: RwLock::new(map),
             adopt_lock: std::sync::Mutex::new(()),
             settle_ms: AtomicU64::new(DEFAULT_SETTLE_MS),
-        })
+            retired: Default::default(),
+        };
+        topics.delete_leftovers()?;
+        Ok(topics)
+    }
+
+    /// Delete the stored partitions of deleted topics and of older incarnations: what a
+    /// delete learnt of before a crash left behind (no replica of them runs).
+    fn delete_leftovers(&self) -> Result<(), StorageError> {
+        let mut deleted = 0;
+        for (stored, p) in self.ctx.store.stored_partitions() {
+            let Some((name, incarnation)) = parse_replica_name(&stored) else { continue };
+            let Some(t) = self.held_record(name) else { continue };
+            if t.deleted() || t.record.revision.incarnation != incarnation {
+                tracing::info!(
+                    topic = name,
+                    incarnation,
+                    partition = p,
+                    "deleting a deleted topic's partition"
+                );
+                self.ctx.store.delete_partition(&stored, p)?;
+                deleted += 1;
+            }
+        }
+        if deleted > 0 {
+            self.ctx.store.flush()?;
+        }
+        Ok(())
+    }
+
+    /// The topic held for `name`, deleted or not.
+    pub fn held_record(&self, name: &str) -> Option<Arc<Topic>> {
+        self.map.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    }
+
+    /// The incarnation a new creation of `name` takes: one more than a tombstone held
+    /// for it, else 0.
+    pub fn next_incarnation(&self, name: &str) -> u64 {
+        self.held_record(name).filter(|t| t.deleted()).map_or(0, |t| t.record.revision.incarnation + 1)
+    }
+
+    /// Stop the replicas and delete the stored partitions that changes left behind
+    /// (a deleted topic, an older incarnation), then flush. Called after each adoption
+    /// that returned [`Adopted::Changed`] or [`Adopted::Replaced`]; a crash before it is
+    /// made good at the next start ([`Topics::load`]).
+    pub async fn retire(&self) -> Result<(), StorageError> {
+        let retired = std::mem::take(&mut *crate::sync::lock(&self.retired));
+        for r in retired {
+            for h in &r.handles {
+                h.stop().await;
+            }
+            let store = self.ctx.store.clone();
+            let (storage, partitions) = (r.storage.clone(), r.partitions);
+            let purge = move || (0..partitions).try_for_each(|p| store.delete_partition(&storage, p));
+            tokio::task::spawn_blocking(purge)
+                .await
+                .map_err(|e| StorageError::io("delete a topic", std::io::Error::other(e)))??;
+            tracing::info!(storage = %r.storage, partitions = r.partitions, "deleted topic's partitions removed");
+        }
+        self.ctx.commit.flush().await
     }
 
     /// Set the creation settle window (`topic_settle_ms`).
@@ -182,15 +259,22 @@ impl Topics {
     /// Topics held and their partitions summed.
     fn totals(&self) -> (usize, u64) {
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
-        (map.len(), map.values().map(|t| t.info.partitions as u64).sum())
+        let live = map.values().filter(|t| !t.deleted());
+        (map.len(), live.map(|t| t.info.partitions as u64).sum())
     }
 
     /// Refuse a new topic of `partitions` partitions that would exceed a cap.
     fn check_caps(&self, name: &str, partitions: u32) -> Result<(), String> {
-        let (topics, total) = self.totals();
+        let (topics, _) = self.totals();
         if topics >= MAX_TOPICS {
             return Err(format!("the mesh holds {topics} topics, the most a node accepts ({MAX_TOPICS})"));
         }
+        self.check_partition_cap(name, partitions)
+    }
+
+    /// Refuse `partitions` more partitions if they would exceed the node's cap.
+    fn check_partition_cap(&self, name: &str, partitions: u32) -> Result<(), String> {
+        let (_, total) = self.totals();
         if total + partitions as u64 > MAX_TOTAL_PARTITIONS {
             return Err(format!(
                 "'{name}' would bring the partitions held to {} (the most a node accepts is \
@@ -203,14 +287,29 @@ impl Topics {
 
     /// The topic named `name`.
     pub fn get(&self, name: &str) -> Result<Arc<Topic>, WireError> {
-        self.map.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned().ok_or_else(|| {
-            WireError::new(ErrorCode::UnknownTopicOrPartition, format!("unknown topic '{name}'"))
-        })
+        match self.held_record(name) {
+            Some(t) if !t.deleted() => Ok(t),
+            Some(_) => Err(WireError::new(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("unknown topic '{name}' (it was deleted)"),
+            )),
+            None => {
+                Err(WireError::new(ErrorCode::UnknownTopicOrPartition, format!("unknown topic '{name}'")))
+            }
+        }
     }
 
-    /// Every topic, by name.
+    /// Every topic, by name (deleted ones left out).
     pub fn all(&self) -> Vec<Arc<Topic>> {
-        self.map.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        map.values().filter(|t| !t.deleted()).cloned().collect()
+    }
+
+    /// Every record held, tombstones of deleted topics included (what peers are sent,
+    /// so a node that was away learns of a delete).
+    pub fn records(&self) -> Vec<SignedRecord> {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        map.values().map(|t| t.signed.clone()).collect()
     }
 
     /// Check a create request and return the topic's effective config. `live_nodes`
@@ -242,46 +341,88 @@ impl Topics {
         let record = open_signed(&signed)?;
         let _guard = crate::sync::lock(&self.adopt_lock);
         let name = record.info.name.clone();
-        let settle =
-            Duration::from_millis(self.settle_ms.load(Ordering::Relaxed)) * SETTLE_WINDOWS_UNTIL_FINAL;
-        // The name's clock starts at its first adoption here: replacements within the
-        // window do not extend it.
-        let mut adopted_at = Some(now);
-        let outcome = match self.get(&name) {
-            Err(_) => {
-                let over = |reason| AdoptError::OverCap { name: name.clone(), reason };
-                self.check_caps(&name, record.info.partitions).map_err(over)?;
-                Adopted::New
+        let held = self.held_record(&name);
+        let outcome = match &held {
+            None => Adopted::New,
+            Some(cur) => self.judge(&record, cur, now)?,
+        };
+        if outcome == Adopted::Kept {
+            return Ok((Adopted::Kept, record));
+        }
+        let over = |reason| AdoptError::OverCap { name: name.clone(), reason };
+        let same_life = held
+            .as_ref()
+            .filter(|cur| !cur.deleted() && cur.record.revision.incarnation == record.revision.incarnation);
+        match (&held, same_life) {
+            _ if record.revision.deleted => {}
+            (None, _) => self.check_caps(&name, record.info.partitions).map_err(over)?,
+            (Some(_), Some(cur)) => {
+                let extra = record.info.partitions.saturating_sub(cur.info.partitions);
+                self.check_partition_cap(&name, extra).map_err(over)?
             }
-            Ok(cur) if cur.record == record || !record.wins_over(&cur.record) => {
-                return Ok((Adopted::Kept, record))
-            }
-            // A settled record is final. Later changes to a topic (config, partitions,
-            // replica sets: DESIGN.md decision 16) come as a versioned record of the same
-            // creation, authored by the leader of the topic's partition 0; that path is to be
-            // checked here, before this refusal, and is not built yet.
-            Ok(cur) if cur.adopted_at.is_none_or(|at| now.saturating_duration_since(at) > settle) => {
-                return Err(AdoptError::Settled {
-                    name,
-                    held_creator: cur.record.creator.clone(),
-                    creator: record.creator,
+            (Some(_), None) => self.check_partition_cap(&name, record.info.partitions).map_err(over)?,
+        }
+        // The settle window runs from the first adoption of a creation here.
+        let adopted_at = match (&held, outcome) {
+            (Some(cur), Adopted::Replaced) => cur.adopted_at,
+            (Some(cur), Adopted::Changed) if same_life.is_some() => cur.adopted_at,
+            _ => Some(now),
+        };
+        // A change of one creation keeps its running replicas and opens the new ones.
+        let reuse = same_life.filter(|_| outcome == Adopted::Changed).map(|cur| cur.partitions.as_slice());
+        let bytes = codec::encode(&signed).map_err(|e| StorageError::encode("topic record", e))?;
+        let topic = open_topic(&self.ctx, &self.local_peer, record.clone(), signed, adopted_at, reuse)?;
+        self.ctx.store.meta_put(&keys::topic(&name), &bytes)?;
+        if let Some(cur) = held.filter(|cur| !cur.deleted()) {
+            if topic.deleted() || cur.storage_name() != topic.storage_name() {
+                crate::sync::lock(&self.retired).push(Retired {
+                    handles: cur.held().map(|(_, h)| h.clone()).collect(),
+                    storage: cur.storage_name(),
+                    partitions: cur.info.partitions,
                 });
             }
-            Ok(cur) => {
-                adopted_at = cur.adopted_at;
-                Adopted::Replaced
+        }
+        let rev = &record.revision;
+        match outcome {
+            Adopted::Replaced => {
+                tracing::warn!(topic = %name, "a concurrently created record for this topic won; replaced")
             }
-        };
-        let bytes = codec::encode(&signed).map_err(|e| StorageError::encode("topic record", e))?;
-        let topic = open_topic(&self.ctx, &self.local_peer, record.clone(), signed, adopted_at)?;
-        self.ctx.store.meta_put(&keys::topic(&name), &bytes)?;
-        if outcome == Adopted::Replaced {
-            tracing::warn!(topic = %name, "a concurrently created record for this topic won; replaced");
-        } else {
-            tracing::info!(topic = %name, partitions = topic.info.partitions, "topic adopted");
+            _ if rev.deleted => tracing::info!(topic = %name, version = rev.version, "topic deleted"),
+            _ => tracing::info!(
+                topic = %name, partitions = topic.info.partitions, incarnation = rev.incarnation,
+                version = rev.version, "topic adopted"
+            ),
         }
         self.map.write().unwrap_or_else(|p| p.into_inner()).insert(name, Arc::new(topic));
         Ok((outcome, record))
+    }
+
+    /// What adopting `record` over `cur` (the record held for its name) would do.
+    /// Between two creations of one incarnation the lower creation id wins, but only
+    /// while the held one settles; a later version of a creation is taken if it is a
+    /// change its author may make; a later incarnation replaces the held one.
+    fn judge(&self, record: &TopicRecord, cur: &Topic, now: Instant) -> Result<Adopted, AdoptError> {
+        let settle =
+            Duration::from_millis(self.settle_ms.load(Ordering::Relaxed)) * SETTLE_WINDOWS_UNTIL_FINAL;
+        match revision::relation(record, &cur.record) {
+            Relation::Same | Relation::Older => Ok(Adopted::Kept),
+            Relation::Newer if record.revision.incarnation == cur.record.revision.incarnation => {
+                revision::check_change(record, &cur.record)?;
+                Ok(Adopted::Changed)
+            }
+            Relation::Newer => Ok(Adopted::Changed),
+            Relation::Rival if !record.wins_over(&cur.record) => Ok(Adopted::Kept),
+            // A settled creation is final: a competing creation is refused (changes come
+            // as later versions, above).
+            Relation::Rival if cur.adopted_at.is_none_or(|at| now.saturating_duration_since(at) > settle) => {
+                Err(AdoptError::Settled {
+                    name: record.info.name.clone(),
+                    held_creator: cur.record.creator.clone(),
+                    creator: record.creator.clone(),
+                })
+            }
+            Relation::Rival => Ok(Adopted::Replaced),
+        }
     }
 
     /// Make adopted records durable.
@@ -301,14 +442,21 @@ fn open_topic(
     record: TopicRecord,
     signed: SignedRecord,
     adopted_at: Option<Instant>,
+    reuse: Option<&[Option<Arc<ReplicaHandle>>]>,
 ) -> Result<Topic, StorageError> {
-    let mut partitions = Vec::with_capacity(record.info.partitions as usize);
+    let count = if record.revision.deleted { 0 } else { record.info.partitions };
+    let mut partitions = Vec::with_capacity(count as usize);
     let min_insync = record.info.config.min_insync_replicas as usize;
-    for p in 0..record.info.partitions {
+    let storage = replica_name(&record.info.name, record.revision.incarnation);
+    for p in 0..count {
+        if let Some(running) = reuse.and_then(|r| r.get(p as usize)) {
+            partitions.push(running.clone());
+            continue;
+        }
         let set =
             record.replicas.get(p as usize).map_or_else(Vec::new, |s| s.iter().map(NodeId::from).collect());
         partitions.push(match set.iter().position(|r| r == local) {
-            Some(me) => Some(Arc::new(ReplicaHandle::open(ctx, &record.info.name, p, set, me, min_insync)?)),
+            Some(me) => Some(Arc::new(ReplicaHandle::open(ctx, &storage, p, set, me, min_insync)?)),
             None => None,
         });
     }
@@ -316,6 +464,17 @@ fn open_topic(
 }
 
 impl Topic {
+    /// Whether this is the tombstone of a deleted topic.
+    pub fn deleted(&self) -> bool {
+        self.record.revision.deleted
+    }
+
+    /// The name its partitions are stored and replicated under (the topic's own name
+    /// for its first incarnation).
+    pub fn storage_name(&self) -> String {
+        replica_name(&self.info.name, self.record.revision.incarnation)
+    }
+
     /// Check that partition `p` exists.
     pub fn check_partition(&self, p: u32) -> Result<(), WireError> {
         if p < self.info.partitions {
@@ -418,7 +577,12 @@ mod tests {
             created_at_ms: 0,
         };
         let replicas = place_replicas(name, partitions, 2, &nodes);
-        let record = TopicRecord { info, replicas, creator: key.public().to_peer_id().to_string() };
+        let record = TopicRecord {
+            info,
+            replicas,
+            creator: key.public().to_peer_id().to_string(),
+            revision: Default::default(),
+        };
         sign_record(key, codec::encode(&record).unwrap()).unwrap()
     }
 
@@ -517,6 +681,110 @@ mod tests {
         };
         let e = t.validate_new(&req, MAX_REPLICATION_FACTOR as usize).unwrap_err();
         assert_eq!(e.code, ErrorCode::PolicyViolation, "{e}");
+    }
+
+    /// Three node keys, version 0 of "orders" (2 partitions, rf 2) created by the first
+    /// and placed on the other two.
+    fn created() -> (Vec<Keypair>, TopicRecord) {
+        let keys: Vec<Keypair> = (0..3).map(|_| Keypair::generate_ed25519()).collect();
+        let ids: Vec<String> = keys.iter().map(|k| k.public().to_peer_id().to_string()).collect();
+        let info = TopicInfo {
+            name: "orders".into(),
+            partitions: 2,
+            replication_factor: 2,
+            config: TopicConfig::from_pairs(&BTreeMap::new(), 2).unwrap(),
+            creation_id: 5,
+            created_at_ms: 0,
+        };
+        let replicas = place_replicas("orders", 2, 2, &ids[1..]);
+        let record = TopicRecord { info, replicas, creator: ids[0].clone(), revision: Default::default() };
+        (keys, record)
+    }
+
+    /// `r` one version later, signed by `key` (as author, in epoch 1).
+    fn next_version(
+        r: &TopicRecord,
+        key: &Keypair,
+        edit: impl FnOnce(&mut TopicRecord),
+    ) -> (TopicRecord, SignedRecord) {
+        let mut n = r.clone();
+        n.revision.version += 1;
+        n.revision.author = key.public().to_peer_id().to_string();
+        n.revision.epoch = meshlog_protocol::Epoch::new(1);
+        edit(&mut n);
+        let signed = sign_record(key, revision::encode_record(&n).unwrap()).unwrap();
+        (n, signed)
+    }
+
+    fn sign_as(key: &Keypair, r: &TopicRecord) -> SignedRecord {
+        sign_record(key, revision::encode_record(r).unwrap()).unwrap()
+    }
+
+    /// The key of partition 0's first replica.
+    fn p0_key<'a>(keys: &'a [Keypair], r: &TopicRecord) -> &'a Keypair {
+        keys.iter().find(|k| k.public().to_peer_id().to_string() == r.replicas[0][0]).unwrap()
+    }
+
+    #[test]
+    fn a_later_version_by_partition_zero_adds_partitions_and_nothing_else_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = topics(dir.path());
+        let (keys, v0) = created();
+        assert_eq!(t.adopt(sign_as(&keys[0], &v0)).unwrap().0, Adopted::New);
+        let grow = |r: &mut TopicRecord| {
+            r.info.partitions = 3;
+            r.replicas.push(r.replicas[0].clone());
+        };
+        // The creator is not a replica of partition 0: it may not author a change.
+        let (_, by_creator) = next_version(&v0, &keys[0], grow);
+        assert!(matches!(t.adopt(by_creator), Err(AdoptError::Invalid(_))));
+        let (v1, signed) = next_version(&v0, p0_key(&keys, &v0), grow);
+        assert_eq!(t.adopt(signed.clone()).unwrap().0, Adopted::Changed);
+        assert_eq!(t.adopt(signed).unwrap().0, Adopted::Kept, "the same version again");
+        assert_eq!(t.get("orders").unwrap().info.partitions, 3);
+        // Version 0 again (a stale relay) changes nothing.
+        assert_eq!(t.adopt(sign_as(&keys[0], &v0)).unwrap().0, Adopted::Kept);
+        // A change that moves an existing partition is refused.
+        let (_, moved) = next_version(&v1, p0_key(&keys, &v0), |r| r.replicas[1].reverse());
+        assert!(matches!(t.adopt(moved), Err(AdoptError::Invalid(_))));
+        assert_eq!(t.get("orders").unwrap().record, v1);
+    }
+
+    #[test]
+    fn a_tombstone_is_final_and_the_name_comes_back_as_a_new_incarnation() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = topics(dir.path());
+        let (keys, v0) = created();
+        let author = p0_key(&keys, &v0);
+        t.adopt(sign_as(&keys[0], &v0)).unwrap();
+        assert_eq!(t.next_incarnation("orders"), 0);
+        let (v1, grown) = next_version(&v0, author, |r| r.info.config.retention_ms = Some(1));
+        let (tomb, deleted) = next_version(&v0, author, |r| r.revision.deleted = true);
+        assert_eq!(t.adopt(deleted).unwrap().0, Adopted::Changed);
+        assert_eq!(t.get("orders").err().map(|e| e.code), Some(ErrorCode::UnknownTopicOrPartition));
+        assert!(t.all().is_empty());
+        assert_eq!(t.records().len(), 1, "the tombstone is still sent to peers");
+        // A change of the same version, or a later one, never revives it.
+        assert_eq!(t.adopt(grown).unwrap().0, Adopted::Kept);
+        let (_, later) = next_version(&v1, author, |_| {});
+        assert_eq!(t.adopt(later).unwrap().0, Adopted::Kept);
+        assert!(t.get("orders").is_err());
+        // A new creation of the name: incarnation 1, any creator, a fresh creation id.
+        assert_eq!(t.next_incarnation("orders"), 1);
+        let mut again = v0.clone();
+        again.info.creation_id = 77;
+        again.revision.incarnation = 1;
+        again.creator = keys[1].public().to_peer_id().to_string();
+        assert_eq!(t.adopt(sign_as(&keys[1], &again)).unwrap().0, Adopted::Changed);
+        let held = t.get("orders").unwrap();
+        assert_eq!((held.info.creation_id, held.storage_name().as_str()), (77, "orders~1"));
+        // The old life's tombstone arriving late changes nothing.
+        assert_eq!(t.adopt(sign_as(author, &tomb)).unwrap().0, Adopted::Kept);
+        // Reloaded from the store: the new incarnation.
+        t.ctx.store.flush().unwrap();
+        drop(held);
+        drop(t);
+        assert_eq!(topics(dir.path()).get("orders").unwrap().info.creation_id, 77);
     }
 
     #[test]

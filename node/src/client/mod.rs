@@ -16,7 +16,7 @@ use crate::network::{
 use crate::resilience::{CallError, CallKind, Resilience, ResilienceConfig};
 use meshlog_protocol::frame::DEFAULT_MAX_FRAME_BYTES;
 use meshlog_protocol::mesh::{ClusterStatus, ServiceInstance};
-use meshlog_protocol::messages::{ClientRequest, ClientResponse, ServiceRegistration};
+use meshlog_protocol::messages::{AlterTopic, ClientRequest, ClientResponse, ServiceRegistration};
 use meshlog_protocol::types::{TopicDescription, TopicInfo};
 use meshlog_protocol::{ErrorCode, WireError};
 use std::collections::BTreeMap;
@@ -230,6 +230,24 @@ impl Client {
             ClientRequest::CreateTopic { name: name.to_string(), partitions, replication_factor, config };
         match self.request(req).await? {
             ClientResponse::TopicCreated(info) => Ok(info),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Delete a topic (everywhere: its data on every node; the name can be created
+    /// again, as a new topic). Answers with the topic as it was.
+    pub async fn delete_topic(&self, name: &str) -> Result<TopicInfo, ClientError> {
+        match self.request(ClientRequest::DeleteTopic { name: name.to_string() }).await? {
+            ClientResponse::TopicChanged(info) => Ok(info),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Add partitions to a topic and/or set config values; answers with the topic as
+    /// changed (or as it would be, for `validate_only`).
+    pub async fn alter_topic(&self, alter: AlterTopic) -> Result<TopicInfo, ClientError> {
+        match self.request(ClientRequest::AlterTopic(alter)).await? {
+            ClientResponse::TopicChanged(info) => Ok(info),
             other => Err(unexpected(other)),
         }
     }

@@ -122,6 +122,15 @@ impl Gateway {
                 let t = topic.clone();
                 self.router.route(&t, partition, req).await
             }
+            // Made by the leader of the topic's partition 0 (DESIGN.md decision 16).
+            ClientRequest::DeleteTopic { ref name } => {
+                let t = name.clone();
+                self.router.route(&t, 0, req).await
+            }
+            ClientRequest::AlterTopic(ref a) => {
+                let t = a.name.clone();
+                self.router.route(&t, 0, req).await
+            }
             ClientRequest::Group(g) => self.group(g).await,
             ClientRequest::ListGroups => self.list_groups().await,
             other => self.client_mesh(&from.to_string(), other).await,
@@ -183,13 +192,37 @@ impl Gateway {
             group::validate_group_name(name)?;
         }
         let p = req.offsets_partition(t.info.partitions);
-        self.router.route(OFFSETS_TOPIC, p, ClientRequest::Group(req)).await.map_err(|e| match e.code {
+        let answer = self.router.route(OFFSETS_TOPIC, p, ClientRequest::Group(req)).await;
+        answer.map(|a| self.without_deleted_topics(a)).map_err(|e| match e.code {
             ErrorCode::LeaderNotAvailable | ErrorCode::NotLeaderOrFollower => WireError::new(
                 ErrorCode::CoordinatorNotAvailable,
                 format!("no coordinator for {OFFSETS_TOPIC}-{p} right now: {}", e.message),
             ),
             _ => e,
         })
+    }
+
+    /// A coordinator's answer without the committed offsets of deleted topics (fetched
+    /// offsets and a group's description): a group never resumes a deleted topic's
+    /// positions.
+    fn without_deleted_topics(&self, answer: ClientResponse) -> ClientResponse {
+        match answer {
+            ClientResponse::Group(GroupResponse::Offsets(mut v)) => {
+                v.retain(|(tp, _)| !self.deleted(&tp.topic));
+                ClientResponse::Group(GroupResponse::Offsets(v))
+            }
+            ClientResponse::Group(GroupResponse::Group(mut d)) => {
+                d.offsets.retain(|(tp, _)| !self.deleted(&tp.topic));
+                ClientResponse::Group(GroupResponse::Group(d))
+            }
+            other => other,
+        }
+    }
+
+    /// Whether this node holds `topic`'s tombstone (a topic it does not know yet is
+    /// not taken for deleted).
+    fn deleted(&self, topic: &str) -> bool {
+        self.broker().topics().held_record(topic).is_some_and(|t| t.deleted())
     }
 
     /// Every group, from the coordinators of every offsets partition.

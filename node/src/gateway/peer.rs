@@ -42,7 +42,9 @@ impl Gateway {
             ClientRequest::Produce(_)
             | ClientRequest::Fetch(_)
             | ClientRequest::ListOffsets { .. }
-            | ClientRequest::Group(_) => self.router.serve_local(req).await,
+            | ClientRequest::Group(_)
+            | ClientRequest::DeleteTopic { .. }
+            | ClientRequest::AlterTopic(_) => self.router.serve_local(req).await,
             other => self.client(from, other).await,
         }
     }

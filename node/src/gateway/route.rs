@@ -11,7 +11,7 @@
 
 use crate::broker::Broker;
 use crate::group::Coordinator;
-use crate::mesh::Mesh;
+use crate::mesh::{Mesh, TopicChange};
 use crate::network::{NetworkHandle, PeerId};
 use crate::resilience::{CallKind, Resilience};
 use meshlog_protocol::group::OFFSETS_TOPIC;
@@ -136,6 +136,13 @@ impl Router {
             ClientRequest::Group(g) => {
                 let t = self.broker.topics().get(OFFSETS_TOPIC)?;
                 self.groups.handle(g.offsets_partition(t.info.partitions), g).await
+            }
+            ClientRequest::DeleteTopic { name } => {
+                self.mesh.change_topic(&name, TopicChange::Delete).await.map(ClientResponse::TopicChanged)
+            }
+            ClientRequest::AlterTopic(a) => {
+                let name = a.name.clone();
+                self.mesh.change_topic(&name, TopicChange::Alter(a)).await.map(ClientResponse::TopicChanged)
             }
             other => self.broker.handle_local(other).await,
         }

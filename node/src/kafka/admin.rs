@@ -1,8 +1,8 @@
 //! The admin APIs: DescribeCluster, DescribeConfigs (a topic's real config, flagged
 //! default or set at creation, and this node's defaults as a broker's), CreateTopics
-//! (with validate-only, errors per topic), and DeleteTopics and CreatePartitions, which
-//! the mesh cannot do yet: each topic gets Kafka's error for a refused deletion or
-//! growth, with a message saying why. Nothing is faked as done.
+//! (with validate-only, errors per topic), DeleteTopics and CreatePartitions (through
+//! the client API's `DeleteTopic` and `AlterTopic`, served by the leader of the topic's
+//! partition 0; errors per topic, in Kafka's codes).
 
 use super::metadata::{AUTO_CREATE_REPLICATION, CLUSTER_ID};
 use super::{kafka_code, Kafka};
@@ -21,7 +21,7 @@ use kafka_protocol::messages::{
     DescribeConfigsRequest, DescribeConfigsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use meshlog_protocol::messages::{ClientRequest, ClientResponse};
+use meshlog_protocol::messages::{AlterTopic, ClientRequest, ClientResponse};
 use meshlog_protocol::types::{validate_topic_name, validate_topic_shape, TopicConfig};
 use meshlog_protocol::{ErrorCode, WireError};
 use std::collections::BTreeMap;
@@ -33,8 +33,6 @@ const RESOURCE_BROKER: i8 = 4;
 const SOURCE_DYNAMIC_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
-/// Kafka's TOPIC_DELETION_DISABLED.
-const TOPIC_DELETION_DISABLED: i16 = 73;
 
 /// Kafka's type of a config value (DescribeConfigs v3+): BOOLEAN 1, INT 3, LONG 5,
 /// LIST 7.
@@ -264,48 +262,72 @@ impl Kafka {
         }
     }
 
-    /// DeleteTopics: refused per topic (TOPIC_DELETION_DISABLED); unknown topics say so.
-    pub(super) fn delete_topics(&self, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
-        let names: Vec<TopicName> = if version >= 6 {
-            req.topics.into_iter().filter_map(|t| t.name).collect()
+    /// DeleteTopics: each topic deleted through the client API (by the leader of its
+    /// partition 0), or its error (UNKNOWN_TOPIC_OR_PARTITION, INVALID_TOPIC_EXCEPTION
+    /// for an internal one; a topic named by id only is unknown: meshlog has no ids).
+    pub(super) async fn delete_topics(&self, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+        let names: Vec<Option<TopicName>> = if version >= 6 {
+            req.topics.into_iter().map(|t| t.name).collect()
         } else {
-            req.topic_names
+            req.topic_names.into_iter().map(Some).collect()
         };
         let mut out = DeleteTopicsResponse::default();
         for name in names {
-            let (code, why) = self.refusal(&name, TOPIC_DELETION_DISABLED, "delete topics");
-            let mut r = DeletableTopicResult::default().with_name(Some(name)).with_error_code(code);
-            if version >= 5 {
-                r.error_message = Some(StrBytes::from_string(why));
+            let result = match &name {
+                Some(n) => self.ask(ClientRequest::DeleteTopic { name: n.0.to_string() }).await.map(|_| ()),
+                None => Err(WireError::new(
+                    ErrorCode::UnknownTopicOrPartition,
+                    "topics are deleted by name here: meshlog has no topic ids",
+                )),
+            };
+            let mut r = DeletableTopicResult::default().with_name(name.clone());
+            if let Err(e) = result {
+                tracing::debug!(topic = ?name, error = %e, "Kafka DeleteTopics refused");
+                r.error_code = kafka_code(&e);
+                if version >= 5 {
+                    r.error_message = Some(StrBytes::from_string(e.message));
+                }
             }
             out.responses.push(r);
         }
         out
     }
 
-    /// CreatePartitions: refused per topic (INVALID_REQUEST); unknown topics say so.
-    pub(super) fn create_partitions(&self, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    /// CreatePartitions: each topic grown to its `count` through the client API (or only
+    /// checked, `validate_only`), or its error (INVALID_PARTITIONS for a count not above
+    /// the current one, UNKNOWN_TOPIC_OR_PARTITION, INVALID_REQUEST for manual
+    /// assignments: the mesh places replicas itself).
+    pub(super) async fn create_partitions(&self, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
         let mut out = CreatePartitionsResponse::default();
         for t in req.topics {
-            let (code, why) =
-                self.refusal(&t.name, ErrorCode::InvalidRequest.as_i16(), "add partitions to a topic");
-            out.results.push(
-                CreatePartitionsTopicResult::default()
-                    .with_name(t.name)
-                    .with_error_code(code)
-                    .with_error_message(Some(StrBytes::from_string(why))),
-            );
+            let result = match (u32::try_from(t.count), &t.assignments) {
+                (_, Some(a)) if !a.is_empty() => Err(WireError::new(
+                    ErrorCode::InvalidRequest,
+                    "manual replica assignments are not supported: the mesh places replicas itself",
+                )),
+                (Err(_), _) => Err(WireError::new(
+                    ErrorCode::InvalidPartitions,
+                    format!("{} is not a partition count", t.count),
+                )),
+                (Ok(count), _) => {
+                    let alter = AlterTopic {
+                        name: t.name.0.to_string(),
+                        partitions: Some(count),
+                        config: BTreeMap::new(),
+                        validate_only: req.validate_only,
+                    };
+                    self.ask(ClientRequest::AlterTopic(alter)).await.map(|_| ())
+                }
+            };
+            let mut r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+            if let Err(e) = result {
+                tracing::debug!(topic = %t.name.0, error = %e, "Kafka CreatePartitions refused");
+                r.error_code = kafka_code(&e);
+                r.error_message = Some(StrBytes::from_string(e.message));
+            }
+            out.results.push(r);
         }
         out
-    }
-
-    /// The error for an operation the mesh cannot do on `name`: UNKNOWN_TOPIC_OR_PARTITION
-    /// if there is no such topic here, else `code`.
-    fn refusal(&self, name: &TopicName, code: i16, what: &str) -> (i16, String) {
-        if self.gateway.broker().topics().get(&name.0).is_err() {
-            return (ErrorCode::UnknownTopicOrPartition.as_i16(), format!("unknown topic '{}'", name.0));
-        }
-        (code, format!("meshlog cannot {what} yet: topic '{}' is unchanged", name.0))
     }
 }
 

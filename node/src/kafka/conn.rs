@@ -246,8 +246,8 @@ async fn respond(kafka: &Kafka, frame: Frame) -> Result<Answer, String> {
         RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(kafka.describe_cluster(r)),
         RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(kafka.describe_configs(r, v).await),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(kafka.create_topics(r, v).await),
-        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(kafka.delete_topics(r, v)),
-        RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(kafka.create_partitions(r)),
+        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(kafka.delete_topics(r, v).await),
+        RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(kafka.create_partitions(r).await),
         _ => return Err(format!("{api:?} is listed as served but has no handler")),
     };
     Ok(Some((api, v, body)))

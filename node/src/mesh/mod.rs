@@ -10,9 +10,12 @@
 //! replicas ([`leases`]). All of this is hints (DESIGN.md decision 2): it decides where
 //! requests go, never whether a write is safe.
 
+mod changes;
 pub mod leases;
 pub mod membership;
 pub mod quota;
+
+pub use changes::TopicChange;
 
 use crate::broker::{already_exists, open_signed, place_replicas, Adopted, Broker, NewTopic, Topic};
 use crate::network::{Multiaddr, NetworkHandle, PeerId};
@@ -25,7 +28,9 @@ use meshlog_protocol::mesh::{
     ClusterStatus, GossipMessage, Heartbeat, LeaderLeases, MemberStatus, SignedRecord, TopicRecord,
     PARTITION_KEY_PREFIX, TOPIC_KEY_PREFIX,
 };
+use meshlog_protocol::messages::AUTO_REPLICATION_FACTOR;
 use meshlog_protocol::messages::{PeerRequest, PeerResponse};
+use meshlog_protocol::revision::{self, Revision};
 use meshlog_protocol::types::{PartitionStatus, TopicInfo};
 use meshlog_protocol::{ErrorCode, WireError};
 use quota::CreationQuota;
@@ -78,8 +83,13 @@ pub struct Mesh {
     store: Arc<Store>,
     /// Topic creations per client in the current minute.
     quota: Mutex<CreationQuota>,
+    /// Topic changes this node authors, one at a time (`changes.rs`).
+    changes: tokio::sync::Mutex<()>,
     cfg: MeshConfig,
 }
+
+/// The largest replication factor `auto` picks (min(this, the nodes in the mesh)).
+pub const AUTO_REPLICATION_FACTOR_MAX: u16 = 3;
 
 /// Most members in the peer book (as many as the live view holds).
 const MAX_PEER_BOOK: usize = membership::MAX_MEMBERS;
@@ -108,6 +118,7 @@ impl Mesh {
             leaders: Mutex::new(LeaseTable::default()),
             store,
             quota: Mutex::new(CreationQuota::default()),
+            changes: tokio::sync::Mutex::new(()),
             cfg,
         })
     }
@@ -153,7 +164,8 @@ impl Mesh {
     /// The leader of `topic`-`p` as last announced on gossip, while its lease holds.
     /// A hint: a wrong one costs a redirect.
     pub fn leader_hint(&self, topic: &str, p: u32) -> Option<String> {
-        let leader = self.leases().get(topic, p, Instant::now())?.1.to_string();
+        let stored = self.broker.topics().get(topic).ok()?.storage_name();
+        let leader = self.leases().get(&stored, p, Instant::now())?.1.to_string();
         self.is_live(&leader).then_some(leader)
     }
 
@@ -178,17 +190,22 @@ impl Mesh {
         self.net.publish(GossipMessage::Leases(msg)).await;
     }
 
-    /// Take the valid leases of an announcement: only for partitions of adopted topics,
+    /// Take the valid leases of an announcement: only for partitions of adopted topics
+    /// (of the incarnation held here: leases name partitions by their stored name),
     /// from a member of the partition's replica set, with a bounded epoch.
     fn on_leases(&self, l: &LeaderLeases) {
         let mut topics: HashMap<&str, Option<Arc<Topic>>> = HashMap::new();
-        for (name, _, _) in &l.partitions {
-            topics.entry(name.as_str()).or_insert_with(|| self.broker.topics().get(name).ok());
+        for (stored, _, _) in &l.partitions {
+            topics.entry(stored.as_str()).or_insert_with(|| {
+                let (name, incarnation) = revision::parse_replica_name(stored)?;
+                let t = self.broker.topics().get(name).ok()?;
+                (t.record.revision.incarnation == incarnation).then_some(t)
+            });
         }
-        let facts = |name: &str, p: u32| {
-            let t = topics.get(name)?.as_ref()?;
+        let facts = |stored: &str, p: u32| {
+            let t = topics.get(stored)?.as_ref()?;
             t.check_partition(p).ok()?;
-            let local_epoch = self.broker.replica(name, p).map(|r| r.view().epoch);
+            let local_epoch = self.broker.replica(&t.info.name, p).map(|r| r.view().epoch);
             Some(PartitionFacts { replicas: t.replicas(p), local_epoch })
         };
         let refused = self.leases().apply(l, Instant::now(), facts);
@@ -359,12 +376,17 @@ impl Mesh {
     }
 
     /// Verify, validate and adopt a signed topic record; returns what adoption did.
+    /// The replicas and stored partitions a delete or a re-creation left behind are
+    /// stopped and deleted before it returns.
     async fn ingest(&self, signed: SignedRecord) -> Result<Adopted, String> {
         let topics = self.broker.topics();
         let (outcome, record) = topics.adopt(signed).map_err(|e| e.to_string())?;
         if outcome != Adopted::Kept {
             topics.flush().await.map_err(|e| e.to_string())?;
-            self.provide_owned(&record).await;
+            topics.retire().await.map_err(|e| e.to_string())?;
+            if !record.revision.deleted {
+                self.provide_owned(&record).await;
+            }
         }
         Ok(outcome)
     }
@@ -380,12 +402,24 @@ impl Mesh {
     /// Create a topic on behalf of a client: validate, place replicas on live nodes,
     /// sign, adopt, announce (gossip + DHT), wait for concurrent creations, and answer
     /// only if this creation won.
-    pub async fn create_topic(&self, req: NewTopic) -> Result<TopicInfo, WireError> {
+    pub async fn create_topic(&self, mut req: NewTopic) -> Result<TopicInfo, WireError> {
         let live = self.live_nodes();
-        let config = self.broker.topics().validate_new(&req, live.len())?;
-        if self.dht_topic(&req.name).await.is_some() {
-            return Err(already_exists(&req.name));
+        if req.replication_factor == AUTO_REPLICATION_FACTOR {
+            req.replication_factor = live.len().clamp(1, AUTO_REPLICATION_FACTOR_MAX as usize) as u16;
         }
+        let config = self.broker.topics().validate_new(&req, live.len())?;
+        // A record in the DHT this node does not hold: a live topic (the name is taken)
+        // or the tombstone of a deleted one (free, for the next incarnation).
+        if let Some(signed) = self.dht_topic(&req.name).await {
+            if let Err(e) = self.ingest(signed).await {
+                tracing::debug!(topic = %req.name, error = %e, "topic record from the DHT not adopted");
+            }
+            if self.broker.topics().get(&req.name).is_ok() {
+                return Err(already_exists(&req.name));
+            }
+        }
+        let revision =
+            Revision { incarnation: self.broker.topics().next_incarnation(&req.name), ..Default::default() };
         let info = TopicInfo {
             name: req.name.clone(),
             partitions: req.partitions,
@@ -395,13 +429,13 @@ impl Mesh {
             created_at_ms: crate::time::unix_ms() as u64,
         };
         let replicas = place_replicas(&req.name, req.partitions, req.replication_factor, &live);
-        let record = TopicRecord { info: info.clone(), replicas, creator: self.local.clone() };
+        let record = TopicRecord { info: info.clone(), replicas, creator: self.local.clone(), revision };
         let internal = |e: String| WireError::new(ErrorCode::Unknown, e);
-        let payload = codec::encode(&record).map_err(|e| internal(e.to_string()))?;
+        let payload = revision::encode_record(&record).map_err(|e| internal(e.to_string()))?;
         let signed = self.net.sign(payload).map_err(|e| internal(e.to_string()))?;
         match self.ingest(signed.clone()).await.map_err(internal)? {
             Adopted::Kept => return Err(already_exists(&req.name)),
-            Adopted::New | Adopted::Replaced => {}
+            Adopted::New | Adopted::Replaced | Adopted::Changed => {}
         }
         self.net.publish(GossipMessage::Topic(signed.clone())).await;
         self.net.put_record(topic_key(&req.name), signed).await;
@@ -445,7 +479,12 @@ impl Mesh {
                     continue;
                 }
             };
-            if best.as_ref().is_none_or(|(b, _)| rec.wins_over(b)) {
+            let better = |b: &TopicRecord| match revision::relation(&rec, b) {
+                revision::Relation::Newer => true,
+                revision::Relation::Rival => rec.wins_over(b),
+                revision::Relation::Same | revision::Relation::Older => false,
+            };
+            if best.as_ref().is_none_or(|(b, _)| better(b)) {
                 best = Some((rec, signed));
             }
         }
@@ -453,8 +492,9 @@ impl Mesh {
     }
 
     /// Every topic record this node holds, as signed by their creators.
+    /// Tombstones of deleted topics included, so a node that was away learns of a delete.
     pub fn signed_records(&self) -> Vec<SignedRecord> {
-        self.broker.topics().all().iter().map(|t| t.signed.clone()).collect()
+        self.broker.topics().records()
     }
 
     /// Members by state (`up`, `down`, `left`), this node counted as up: the counts of
@@ -489,7 +529,8 @@ impl Mesh {
                     Ok(r) => r.status(),
                     Err(_) => {
                         let mut s = PartitionStatus::unknown(p, t.replicas(p));
-                        if let Some((epoch, leader)) = self.leases().get(&t.info.name, p, Instant::now()) {
+                        if let Some((epoch, leader)) = self.leases().get(&t.storage_name(), p, Instant::now())
+                        {
                             (s.epoch, s.leader) = (epoch, leader.to_string());
                         }
                         s

@@ -22,10 +22,11 @@ pub fn verify_record(record: &SignedRecord) -> Result<PeerId, NetworkError> {
 }
 
 /// Check a DHT record before storing or using it: only topic records are written to the
-/// DHT, each signed by its creator, under the key of its own name.
+/// DHT, each signed by its creator (a later version by its author), under the key of
+/// its own name.
 pub(super) fn check_dht_record(record: &libp2p::kad::Record) -> Result<(), NetworkError> {
     use meshlog_protocol::codec;
-    use meshlog_protocol::mesh::{TopicRecord, TOPIC_KEY_PREFIX};
+    use meshlog_protocol::mesh::TOPIC_KEY_PREFIX;
     let bad = |m: &str| Err(NetworkError::BadRecord(cause(m.to_string())));
     let key = String::from_utf8_lossy(record.key.as_ref()).into_owned();
     let Some(name) = key.strip_prefix(TOPIC_KEY_PREFIX) else {
@@ -33,12 +34,14 @@ pub(super) fn check_dht_record(record: &libp2p::kad::Record) -> Result<(), Netwo
     };
     let signed: SignedRecord = codec::decode(&record.value).map_err(|e| NetworkError::BadRecord(cause(e)))?;
     let signer = verify_record(&signed)?;
-    let topic: TopicRecord = codec::decode(&signed.payload).map_err(|e| NetworkError::BadRecord(cause(e)))?;
+    let topic = meshlog_protocol::revision::decode_record(&signed.payload)
+        .map_err(|e| NetworkError::BadRecord(cause(e)))?;
     if topic.info.name != name {
         return bad("record name does not match its key");
     }
-    if topic.creator != signer.to_string() {
-        return bad("record creator is not its signer");
+    // The creator signs a creation, partition 0's leader each later version.
+    if topic.signer() != signer.to_string() {
+        return bad("record creator (or author) is not its signer");
     }
     Ok(())
 }

@@ -65,6 +65,8 @@ impl CallKind {
                 CallKind::Produce { timeout: COMMIT_TIMEOUT, idempotent: true }
             }
             ClientRequest::CreateTopic { .. }
+            | ClientRequest::DeleteTopic { .. }
+            | ClientRequest::AlterTopic(_)
             | ClientRequest::RegisterService(_)
             | ClientRequest::DeregisterService { .. } => CallKind::Admin,
             _ => CallKind::Metadata,

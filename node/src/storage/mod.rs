@@ -282,6 +282,61 @@ impl Store {
             .collect()
     }
 
+    /// Delete everything stored for partition `partition` of the log named `topic`: its
+    /// segment files (and its directory, and the topic's once empty) and its metadata
+    /// keys (hard state, catch-up mark, producers, log start, HW, recovery point).
+    /// Nothing may append to it any more (its replica has stopped). The files are gone
+    /// at once (directory fsynced); the keys with the next [`Store::flush`]. Blocking.
+    pub fn delete_partition(&self, topic: &str, partition: u32) -> Result<(), StorageError> {
+        crate::sync::lock(&self.logs).remove(&(topic.to_string(), partition));
+        // Its last appends' recovery point is written by this sync: before the keys go.
+        self.flush_logs()?;
+        let topic_dir = self.dir.join(LOGS_DIR).join(topic);
+        let dir = topic_dir.join(partition.to_string());
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StorageError::io("delete a partition log", e)),
+        }
+        if topic_dir.exists() {
+            // Only removed when empty (another partition of it may still be here).
+            let _ = std::fs::remove_dir(&topic_dir);
+            let parent = if topic_dir.exists() { topic_dir } else { self.dir.join(LOGS_DIR) };
+            File::open(&parent)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| StorageError::io("fsync directory", e))?;
+        }
+        let name = keys::log_name(topic, partition);
+        for key in [
+            keys::hard_state(topic, partition),
+            keys::catch_up(topic, partition),
+            keys::producers(topic, partition),
+            keys::log_start(topic, partition),
+            keys::high_watermark(topic, partition),
+            keys::recovery(&name),
+        ] {
+            self.meta_delete(&key)?;
+        }
+        Ok(())
+    }
+
+    /// (log name, partition) of every partition log directory on disk.
+    pub fn stored_partitions(&self) -> Vec<(String, u32)> {
+        let mut out = Vec::new();
+        let Ok(topics) = std::fs::read_dir(self.dir.join(LOGS_DIR)) else { return out };
+        for t in topics.flatten() {
+            let Ok(parts) = std::fs::read_dir(t.path()) else { continue };
+            let name = t.file_name().to_string_lossy().into_owned();
+            for p in parts.flatten() {
+                if let Ok(n) = p.file_name().to_string_lossy().parse::<u32>() {
+                    out.push((name.clone(), n));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
     /// Bytes the store occupies on disk (sled's files and the partition logs).
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0) + dir_size(&self.dir.join(LOGS_DIR))

@@ -481,3 +481,33 @@ fn values_sled_keeps_in_blob_files_are_fsynced_by_a_flush() {
     let store = Store::open(dir.path(), &opts()).unwrap();
     assert_eq!(&*store.meta_get("big").unwrap().unwrap(), &big[..]);
 }
+
+#[test]
+fn deleting_a_partition_removes_its_files_and_keys_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &opts()).unwrap();
+    for (topic, p) in [("t", 0), ("t", 1), ("t~1", 0)] {
+        let log = store.log(topic, p).unwrap();
+        for i in 0..20u64 {
+            log.append(i * 10, &[7u8; 600]).unwrap();
+        }
+        store.meta_put(&keys::hard_state(topic, p), b"hs").unwrap();
+        store.meta_put(&keys::high_watermark(topic, p), b"hw").unwrap();
+    }
+    store.flush().unwrap();
+    assert_eq!(store.stored_partitions(), vec![("t".into(), 0), ("t".into(), 1), ("t~1".into(), 0)]);
+    store.delete_partition("t", 0).unwrap();
+    store.flush().unwrap();
+    assert!(!dir.path().join("logs/t/0").exists());
+    assert!(store.meta_get(&keys::hard_state("t", 0)).unwrap().is_none());
+    assert!(store.meta_get(&keys::high_watermark("t", 0)).unwrap().is_none());
+    assert!(store.meta_scan("recovery/t/0").unwrap().is_empty());
+    assert_eq!(store.stored_partitions(), vec![("t".into(), 1), ("t~1".into(), 0)]);
+    assert!(store.meta_get(&keys::hard_state("t", 1)).unwrap().is_some(), "other partitions keep theirs");
+    store.delete_partition("t", 1).unwrap();
+    assert!(!dir.path().join("logs/t").exists(), "the topic's directory goes with its last partition");
+    // Opened again, the name starts empty; deleting what is not there is no error.
+    assert!(store.log("t", 0).unwrap().last().unwrap().is_none());
+    store.delete_partition("nothing", 3).unwrap();
+    assert_eq!(store.log("t~1", 0).unwrap().last().unwrap().unwrap().0, 190);
+}

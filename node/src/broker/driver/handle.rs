@@ -217,6 +217,16 @@ impl ReplicaHandle {
         let _ = tx.try_send(DriverInput::Peer { from: idx, msg, records: m.records });
     }
 
+    /// Stop the driver and wait until it has left its loop (at once if it never ran or
+    /// has already stopped). Later requests to this handle are answered as stopped.
+    pub async fn stop(&self) {
+        let Some(tx) = &self.tx else { return };
+        let (done, stopped) = oneshot::channel();
+        if tx.send(DriverInput::Stop(done)).await.is_ok() {
+            let _ = stopped.await;
+        }
+    }
+
     /// The partition's state as this replica knows it.
     pub fn status(&self) -> PartitionStatus {
         let v = self.view();
