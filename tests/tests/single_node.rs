@@ -2,7 +2,8 @@
 //! keyed records land in Kafka's partition and come back in order, offsets are dense and
 //! survive a restart, long polls wake on new data, retention trims the head, compaction
 //! keeps each key's latest record at its offset, and every kind of bad input gets a
-//! clear error code while the node keeps serving and loses nothing.
+//! clear error code while the node keeps serving and loses nothing. The leader answers
+//! where each epoch of its log ends.
 
 use meshlog::client::consumer::{self, StartAt};
 use meshlog::client::producer::{Producer, ProducerConfig};
@@ -11,10 +12,10 @@ use meshlog::network::Multiaddr;
 use meshlog::server::{self, RunningNode};
 use meshlog::time::unix_ms;
 use meshlog_protocol::batch::BatchBuilder;
-use meshlog_protocol::messages::{ClientRequest, ClientResponse, FetchRequest, ProduceRequest};
+use meshlog_protocol::messages::{ClientRequest, ClientResponse, EpochEnd, FetchRequest, ProduceRequest};
 use meshlog_protocol::partitioner::partition_for_key;
 use meshlog_protocol::types::{Acks, CleanupPolicy, OffsetSpec};
-use meshlog_protocol::ErrorCode;
+use meshlog_protocol::{Epoch, ErrorCode};
 use meshlog_tests::{test_config, wait_until, SHORT_BUDGET};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -382,5 +383,56 @@ async fn list_offsets_by_timestamp_finds_the_first_record_at_or_after() {
             other => panic!("{other:?}"),
         }
     }
+    node.shutdown().await;
+}
+
+/// Where a leader epoch ends (Kafka's OffsetForLeaderEpoch, through the client API the
+/// Kafka door shares): the current epoch at the log end, an earlier one at the start of
+/// the next, a later one unknown; a client's stale or future leader epoch is refused.
+#[tokio::test]
+async fn epoch_ends_come_from_the_leaders_epoch_history_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, client) = start(dir.path()).await;
+    client.create_topic("e", 1, 1, BTreeMap::new()).await.unwrap();
+    let mut p = Producer::new(client.clone(), "e", ProducerConfig::default()).await.unwrap();
+    for i in 0..3u8 {
+        p.send(None, &[i], unix_ms()).await.unwrap();
+    }
+    p.flush().await.unwrap();
+    let ask = |epoch, leader_epoch: Option<u64>| ClientRequest::EpochEnd {
+        topic: "e".into(),
+        partition: 0,
+        epoch: Epoch::new(epoch),
+        leader_epoch: leader_epoch.map(Epoch::new),
+    };
+    let end =
+        |epoch, end_offset| ClientResponse::EpochEnd(Some(EpochEnd { epoch: Epoch::new(epoch), end_offset }));
+
+    println!("phase 1: epoch 1 (the first leader, no marker) holds offsets 0-2");
+    assert_eq!(
+        client.request(ask(1, Some(1))).await.unwrap(),
+        end(1, 3),
+        "the current epoch ends at the log end"
+    );
+    assert_eq!(client.request(ask(2, None)).await.unwrap(), ClientResponse::EpochEnd(None), "a later epoch");
+    assert_eq!(code(client.request(ask(1, Some(0))).await.unwrap_err()), ErrorCode::FencedLeaderEpoch);
+    assert_eq!(code(client.request(ask(1, Some(2))).await.unwrap_err()), ErrorCode::UnknownLeaderEpoch);
+
+    println!("phase 2: after a restart the leader of epoch 2 writes its marker at 3, then a record at 4");
+    node.shutdown().await;
+    drop((p, client));
+    let (node, client) = start(dir.path()).await;
+    wait_until("the restarted node leads epoch 2", SHORT_BUDGET, || {
+        let c = client.clone();
+        async move { c.request(ask(2, Some(2))).await.ok() }
+    })
+    .await;
+    let mut p = Producer::new(client.clone(), "e", ProducerConfig::default()).await.unwrap();
+    p.send(None, b"after", unix_ms()).await.unwrap();
+    p.flush().await.unwrap();
+    assert_eq!(client.request(ask(1, Some(2))).await.unwrap(), end(1, 3), "epoch 1 ends where 2 starts");
+    assert_eq!(client.request(ask(2, Some(2))).await.unwrap(), end(2, 5));
+    assert_eq!(client.request(ask(0, None)).await.unwrap(), end(0, 0), "below every epoch: the log start");
+    println!("figure: epoch ends: 6 answers as Kafka's leader epoch cache gives them, 2 refusals");
     node.shutdown().await;
 }

@@ -22,7 +22,7 @@ use crate::storage::{keys, GroupCommit, StorageError, Store, MAX_BATCH_BYTES};
 use crate::time::monotonic_ms;
 use meshlog_protocol::batch;
 use meshlog_protocol::codec;
-use meshlog_protocol::messages::{ProduceResponse, ReplicateMessage};
+use meshlog_protocol::messages::{EpochEnd, ProduceResponse, ReplicateMessage};
 use meshlog_protocol::types::{Acks, PartitionStatus, TopicConfig};
 use meshlog_protocol::{Epoch, ErrorCode, NodeId, WireError};
 use std::collections::HashMap;
@@ -92,7 +92,15 @@ enum DriverInput {
         id: u64,
     },
     FlushFailed(String),
+    /// Where an epoch ends (answered at once from the core's history, by a leader only).
+    EpochEnd {
+        epoch: Epoch,
+        reply: oneshot::Sender<EpochEndResult>,
+    },
 }
+
+/// A leader's answer to "where does this epoch end" (see [`replica::Replica::epoch_end`]).
+type EpochEndResult = Result<Option<(Epoch, u64)>, AppendError>;
 
 type Reply = oneshot::Sender<Result<Appended, AppendError>>;
 
@@ -257,6 +265,10 @@ impl Driver {
                 DriverInput::Flushed { id } => Input::Flushed { id },
                 DriverInput::FlushFailed(why) => {
                     return self.fail(format!("flush failed: {why}"));
+                }
+                DriverInput::EpochEnd { epoch, reply } => {
+                    let _ = reply.send(self.core.epoch_end(epoch));
+                    continue;
                 }
             };
             if !self.step(input).await {
