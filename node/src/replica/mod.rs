@@ -149,8 +149,13 @@ impl Replica {
             r.vote_after = now + r.cfg.lease_ms;
         }
         r.reset_election_deadline();
-        // Alone in its set, it need not wait for anyone: it leads at its first tick.
-        if r.cfg.replicas == 1 {
+        // Alone in its set, it need not wait for anyone: it leads at its first tick. The
+        // first replica of a brand-new partition (nothing promised, nothing held) also
+        // campaigns at once, so a new topic has leaders without an election timeout's
+        // wait, as Kafka's have at creation (clients ask right away). Timing is never a
+        // matter of safety, and the others keep their timeouts, so they do not compete.
+        let pristine = r.hard == HardState::default() && r.log.end() == 0;
+        if r.cfg.replicas == 1 || (pristine && r.cfg.me == 0) {
             r.election_deadline = now;
         }
         r

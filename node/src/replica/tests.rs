@@ -76,6 +76,18 @@ fn elect_leader() -> Replica {
 }
 
 #[test]
+fn the_first_replica_of_a_new_partition_campaigns_at_its_first_tick_and_the_others_wait() {
+    let prevote = Message::PreVote { epoch: Epoch::new(1), last_epoch: Epoch::new(0), last_end: 0 };
+    let out = fresh(0, 3).step(0, Input::Tick);
+    assert_eq!(out, vec![Output::Send { to: 1, msg: prevote.clone() }, Output::Send { to: 2, msg: prevote }]);
+    assert!(fresh(1, 3).step(0, Input::Tick).is_empty(), "replica 1 waits its election timeout");
+    // A replica 0 that promised before (a restart) waits too.
+    let hard = HardState { promised: Epoch::new(1), voted_for: None };
+    let mut restarted = Replica::recover(cfg(0, 3), hard, Log::default(), 0);
+    assert!(restarted.step(0, Input::Tick).is_empty());
+}
+
+#[test]
 fn a_leader_elected_over_an_empty_log_writes_its_first_batch_at_offset_0_and_commits_it() {
     let mut r = elect_leader();
     let out = r.step(5_003, Input::ClientAppend { token: 1, count: 3, producer: None, acks: AckLevel::All });
