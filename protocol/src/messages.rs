@@ -82,6 +82,20 @@ pub enum ClientRequest {
     /// Add partitions to a topic or change its config. Served by the leader of its
     /// partition 0, which signs the new version.
     AlterTopic(AlterTopic),
+    /// Where leader epoch `epoch` ends in a partition's log, answered by its leader
+    /// from its epoch history (Kafka's OffsetForLeaderEpoch: a consumer checks that the
+    /// records it read were not truncated away by a leader change).
+    EpochEnd {
+        /// Topic name.
+        topic: String,
+        /// Partition number.
+        partition: u32,
+        /// The epoch asked about.
+        epoch: Epoch,
+        /// The leader epoch the client believes current, if it tracks one (checked as
+        /// for a produce).
+        leader_epoch: Option<Epoch>,
+    },
 }
 
 /// `replication_factor` of a [`ClientRequest::CreateTopic`] that asks for min(3, the
@@ -185,6 +199,21 @@ pub enum ClientResponse {
     Group(GroupResponse),
     /// A topic was deleted or altered: the topic as it is now (a deleted one as it was).
     TopicChanged(TopicInfo),
+    /// Where an epoch ends; `None` if it is later than every epoch the leader knows.
+    EpochEnd(Option<EpochEnd>),
+}
+
+/// The end of a leader epoch in a partition's log, as Kafka's OffsetForLeaderEpoch
+/// answers: the largest epoch at or below the one asked that the log holds, and where it
+/// ends (the first offset of the next later epoch, or the log end for the leader's
+/// current one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochEnd {
+    /// The largest epoch at or below the one asked (the one asked if the log holds none
+    /// at or below it).
+    pub epoch: Epoch,
+    /// One past its last offset.
+    pub end_offset: u64,
 }
 
 /// Where an appended batch landed.

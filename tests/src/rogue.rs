@@ -545,13 +545,14 @@ pub async fn create_offsets_topic(client: &Client) {
         client.request(req()).await.ok().map(|_| ())
     })
     .await;
-    // Every partition led, its epoch-start marker committed: from here on its log end
-    // moves only if something is written.
+    // Every partition led and all it holds committed (a leader elected over the empty
+    // log writes no epoch-start marker): from here on its log end moves only if
+    // something is written.
     wait_until("every __consumer_offsets partition has a settled leader", LONG_BUDGET, || async {
         let d = client.describe_topic("__consumer_offsets").await.ok()?;
         d.partitions
             .iter()
-            .all(|p| !p.leader.is_empty() && p.log_end_offset > 0 && p.high_watermark == p.log_end_offset)
+            .all(|p| !p.leader.is_empty() && p.high_watermark == p.log_end_offset)
             .then_some(())
     })
     .await;

@@ -111,7 +111,8 @@ fn confluent_kafka_produces_and_consumes_in_a_group_with_commits() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     print!("{stdout}");
     // What the Kafka consumer committed is the group's position for meshlog too: every
-    // partition committed up to its log end (which counts each leader's epoch marker).
+    // partition committed up to its log end (which counts every later leader's epoch
+    // marker: the first, elected over an empty log, writes none).
     let d = node.cli(&["group", "describe", "py-group", "--json"], None);
     assert_eq!(d.code, 0, "{}", d.stderr);
     let v: serde_json::Value = serde_json::from_str(&d.stdout).unwrap();

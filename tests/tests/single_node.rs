@@ -2,7 +2,8 @@
 //! keyed records land in Kafka's partition and come back in order, offsets are dense and
 //! survive a restart, long polls wake on new data, retention trims the head, compaction
 //! keeps each key's latest record at its offset, and every kind of bad input gets a
-//! clear error code while the node keeps serving and loses nothing.
+//! clear error code while the node keeps serving and loses nothing. The leader answers
+//! where each epoch of its log ends.
 
 use meshlog::client::consumer::{self, StartAt};
 use meshlog::client::producer::{Producer, ProducerConfig};
@@ -11,10 +12,10 @@ use meshlog::network::Multiaddr;
 use meshlog::server::{self, RunningNode};
 use meshlog::time::unix_ms;
 use meshlog_protocol::batch::BatchBuilder;
-use meshlog_protocol::messages::{ClientRequest, ClientResponse, FetchRequest, ProduceRequest};
+use meshlog_protocol::messages::{ClientRequest, ClientResponse, EpochEnd, FetchRequest, ProduceRequest};
 use meshlog_protocol::partitioner::partition_for_key;
 use meshlog_protocol::types::{Acks, CleanupPolicy, OffsetSpec};
-use meshlog_protocol::ErrorCode;
+use meshlog_protocol::{Epoch, ErrorCode};
 use meshlog_tests::{test_config, wait_until, SHORT_BUDGET};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -55,14 +56,14 @@ async fn keyed_records_land_in_kafkas_partition_in_order_and_survive_restart() {
     producer.flush().await.unwrap();
     assert_eq!(producer.stats().records, 2000);
 
-    // Phase 2: every record is in murmur2(key) % 4, offsets dense after the leader's
-    // epoch-start marker (offset 0), send order kept.
+    // Phase 2: every record is in murmur2(key) % 4, offsets dense from 0 (a leader
+    // elected over an empty log writes no epoch-start marker), send order kept.
     let mut seen = 0;
     for p in 0..4 {
         let recs = read_all(&client, "orders", p).await;
         let mut last_i: BTreeMap<Vec<u8>, u32> = BTreeMap::new();
         for (idx, (off, key, value)) in recs.iter().enumerate() {
-            assert_eq!(*off, idx as u64 + 1, "offsets are dense after the epoch marker");
+            assert_eq!(*off, idx as u64, "offsets are dense from 0");
             let key = key.clone().expect("keyed");
             assert_eq!(partition_for_key(&key, 4), p, "record in Kafka's partition");
             let i: u32 = String::from_utf8_lossy(value).parse().unwrap();
@@ -262,7 +263,7 @@ async fn a_long_poll_wakes_when_data_arrives() {
     let (node, client) = start(dir.path()).await;
     client.create_topic("t", 1, 1, BTreeMap::new()).await.unwrap();
     let reader = client.clone();
-    // Long-poll from the start; the leader's epoch marker may answer the first poll.
+    // Long-poll from the start (a marker-only answer would move the poll on).
     let poll = tokio::spawn(async move {
         let mut offset = 0;
         loop {
@@ -300,7 +301,7 @@ async fn retention_by_size_trims_the_head_and_the_start_survives_restart() {
     let head = consumer::start_offset(&client, "r", 0, StartAt::Beginning).await.unwrap();
     assert!(head > 0, "the head was trimmed");
     let end = consumer::start_offset(&client, "r", 0, StartAt::End).await.unwrap();
-    assert_eq!(end, 51, "offsets keep their meaning (50 records after the epoch marker)");
+    assert_eq!(end, 50, "offsets keep their meaning (50 records from offset 0)");
     let err = consumer::fetch(&client, "r", 0, 0, 1024, 0).await.unwrap_err();
     assert_eq!(code(err), ErrorCode::OffsetOutOfRange);
 
@@ -314,7 +315,7 @@ async fn retention_by_size_trims_the_head_and_the_start_survives_restart() {
     .await;
     assert_eq!(again, head);
     let end_again = consumer::start_offset(&client, "r", 0, StartAt::End).await.unwrap();
-    assert!(end_again >= 51, "the end stays (plus the new epoch's marker once it is committed)");
+    assert!(end_again >= 50, "the end stays (plus the new epoch's marker once it is committed)");
     node.shutdown().await;
 }
 
@@ -326,7 +327,7 @@ async fn compaction_keeps_each_keys_latest_record_at_its_offset_across_a_restart
     let info = client.create_topic("c", 1, 1, cfg).await.unwrap();
     assert_eq!(info.config.cleanup_policy, CleanupPolicy::Compact);
 
-    // Phase 1: 30 records over 5 keys, in batches of a few records, after the marker at 0.
+    // Phase 1: 30 records over 5 keys, in batches of a few records, from offset 0.
     let pc = ProducerConfig { batch_size_bytes: 300, ..ProducerConfig::default() };
     let mut p = Producer::new(client.clone(), "c", pc).await.unwrap();
     for i in 0..30u32 {
@@ -335,15 +336,15 @@ async fn compaction_keeps_each_keys_latest_record_at_its_offset_across_a_restart
     p.flush().await.unwrap();
 
     // Phase 2: once all is committed, compaction leaves the latest record of each key
-    // (record i at offset i + 1).
-    wait_until("all 31 offsets committed", SHORT_BUDGET, || {
+    // (record i at offset i).
+    wait_until("all 30 offsets committed", SHORT_BUDGET, || {
         let c = client.clone();
-        async move { consumer::start_offset(&c, "c", 0, StartAt::End).await.ok().filter(|&e| e == 31) }
+        async move { consumer::start_offset(&c, "c", 0, StartAt::End).await.ok().filter(|&e| e == 30) }
     })
     .await;
     node.broker().enforce_retention();
     let want: Vec<_> = (25..30u64)
-        .map(|i| (i + 1, Some(format!("k{}", i % 5).into_bytes()), format!("{i}").into_bytes()))
+        .map(|i| (i, Some(format!("k{}", i % 5).into_bytes()), format!("{i}").into_bytes()))
         .collect();
     assert_eq!(read_all(&client, "c", 0).await, want);
 
@@ -353,7 +354,7 @@ async fn compaction_keeps_each_keys_latest_record_at_its_offset_across_a_restart
     let (node, client) = start(dir.path()).await;
     wait_until("restarted node answers", SHORT_BUDGET, || {
         let c = client.clone();
-        async move { consumer::start_offset(&c, "c", 0, StartAt::End).await.ok().filter(|&e| e >= 31) }
+        async move { consumer::start_offset(&c, "c", 0, StartAt::End).await.ok().filter(|&e| e >= 30) }
     })
     .await;
     assert_eq!(read_all(&client, "c", 0).await, want);
@@ -375,12 +376,63 @@ async fn list_offsets_by_timestamp_finds_the_first_record_at_or_after() {
     p.flush().await.unwrap();
     let ask =
         |ts| ClientRequest::ListOffsets { topic: "ts".into(), partition: 0, spec: OffsetSpec::Timestamp(ts) };
-    // Offset 0 is the leader's epoch marker; the records are at 1, 2 and 3.
-    for (ts, want) in [(50, 1), (200, 2), (250, 3), (999, 4)] {
+    // The records are at 0, 1 and 2 (no epoch marker before the first record).
+    for (ts, want) in [(50, 0), (200, 1), (250, 2), (999, 3)] {
         match client.request(ask(ts)).await.unwrap() {
             ClientResponse::Offset { offset } => assert_eq!(offset, want, "timestamp {ts}"),
             other => panic!("{other:?}"),
         }
     }
+    node.shutdown().await;
+}
+
+/// Where a leader epoch ends (Kafka's OffsetForLeaderEpoch, through the client API the
+/// Kafka door shares): the current epoch at the log end, an earlier one at the start of
+/// the next, a later one unknown; a client's stale or future leader epoch is refused.
+#[tokio::test]
+async fn epoch_ends_come_from_the_leaders_epoch_history_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, client) = start(dir.path()).await;
+    client.create_topic("e", 1, 1, BTreeMap::new()).await.unwrap();
+    let mut p = Producer::new(client.clone(), "e", ProducerConfig::default()).await.unwrap();
+    for i in 0..3u8 {
+        p.send(None, &[i], unix_ms()).await.unwrap();
+    }
+    p.flush().await.unwrap();
+    let ask = |epoch, leader_epoch: Option<u64>| ClientRequest::EpochEnd {
+        topic: "e".into(),
+        partition: 0,
+        epoch: Epoch::new(epoch),
+        leader_epoch: leader_epoch.map(Epoch::new),
+    };
+    let end =
+        |epoch, end_offset| ClientResponse::EpochEnd(Some(EpochEnd { epoch: Epoch::new(epoch), end_offset }));
+
+    println!("phase 1: epoch 1 (the first leader, no marker) holds offsets 0-2");
+    assert_eq!(
+        client.request(ask(1, Some(1))).await.unwrap(),
+        end(1, 3),
+        "the current epoch ends at the log end"
+    );
+    assert_eq!(client.request(ask(2, None)).await.unwrap(), ClientResponse::EpochEnd(None), "a later epoch");
+    assert_eq!(code(client.request(ask(1, Some(0))).await.unwrap_err()), ErrorCode::FencedLeaderEpoch);
+    assert_eq!(code(client.request(ask(1, Some(2))).await.unwrap_err()), ErrorCode::UnknownLeaderEpoch);
+
+    println!("phase 2: after a restart the leader of epoch 2 writes its marker at 3, then a record at 4");
+    node.shutdown().await;
+    drop((p, client));
+    let (node, client) = start(dir.path()).await;
+    wait_until("the restarted node leads epoch 2", SHORT_BUDGET, || {
+        let c = client.clone();
+        async move { c.request(ask(2, Some(2))).await.ok() }
+    })
+    .await;
+    let mut p = Producer::new(client.clone(), "e", ProducerConfig::default()).await.unwrap();
+    p.send(None, b"after", unix_ms()).await.unwrap();
+    p.flush().await.unwrap();
+    assert_eq!(client.request(ask(1, Some(2))).await.unwrap(), end(1, 3), "epoch 1 ends where 2 starts");
+    assert_eq!(client.request(ask(2, Some(2))).await.unwrap(), end(2, 5));
+    assert_eq!(client.request(ask(0, None)).await.unwrap(), end(0, 0), "below every epoch: the log start");
+    println!("figure: epoch ends: 6 answers as Kafka's leader epoch cache gives them, 2 refusals");
     node.shutdown().await;
 }

@@ -22,7 +22,7 @@ use crate::storage::{keys, GroupCommit, StorageError, Store, MAX_BATCH_BYTES};
 use crate::time::monotonic_ms;
 use meshlog_protocol::batch;
 use meshlog_protocol::codec;
-use meshlog_protocol::messages::{ProduceResponse, ReplicateMessage};
+use meshlog_protocol::messages::{EpochEnd, ProduceResponse, ReplicateMessage};
 use meshlog_protocol::types::{Acks, PartitionStatus, TopicConfig};
 use meshlog_protocol::{Epoch, ErrorCode, NodeId, WireError};
 use std::collections::HashMap;
@@ -95,7 +95,15 @@ enum DriverInput {
     /// Stop for good (the topic was deleted or replaced): answered once the driver has
     /// left its loop, so nothing it does is still under way.
     Stop(oneshot::Sender<()>),
+    /// Where an epoch ends (answered at once from the core's history, by a leader only).
+    EpochEnd {
+        epoch: Epoch,
+        reply: oneshot::Sender<EpochEndResult>,
+    },
 }
+
+/// A leader's answer to "where does this epoch end" (see [`replica::Replica::epoch_end`]).
+type EpochEndResult = Result<Option<(Epoch, u64)>, AppendError>;
 
 type Reply = oneshot::Sender<Result<Appended, AppendError>>;
 
@@ -265,6 +273,10 @@ impl Driver {
                     tracing::info!(%topic, partition = p, "replica stopped");
                     let _ = done.send(());
                     return;
+                }
+                DriverInput::EpochEnd { epoch, reply } => {
+                    let _ = reply.send(self.core.epoch_end(epoch));
+                    continue;
                 }
             };
             if !self.step(input).await {

@@ -97,8 +97,9 @@ impl Broker {
         &self.topics
     }
 
-    /// Serve a produce (through this node's replica, which must lead), a fetch or an
-    /// offset lookup (any replica, up to its high watermark) on a partition held here.
+    /// Serve a produce or an epoch's end (through this node's replica, which must lead),
+    /// a fetch or an offset lookup (any replica, up to its high watermark) on a
+    /// partition held here.
     pub async fn handle_local(&self, req: ClientRequest) -> ClientResult {
         match req {
             ClientRequest::Produce(p) => self.produce(p).await,
@@ -107,6 +108,12 @@ impl Broker {
                 let t = self.topics.get(&topic)?;
                 let offset = t.local(partition)?.part.list_offset(spec)?;
                 Ok(ClientResponse::Offset { offset })
+            }
+            ClientRequest::EpochEnd { topic, partition, epoch, leader_epoch } => {
+                let t = self.topics.get(&topic)?;
+                let replica = t.local(partition)?;
+                check_epoch(replica, leader_epoch)?;
+                Ok(ClientResponse::EpochEnd(replica.epoch_end(epoch).await?))
             }
             other => Err(WireError::new(
                 ErrorCode::InvalidRequest,

@@ -118,7 +118,8 @@ impl Gateway {
                 let (t, part) = (f.topic.clone(), f.partition);
                 self.router.route(&t, part, req).await
             }
-            ClientRequest::ListOffsets { ref topic, partition, .. } => {
+            ClientRequest::ListOffsets { ref topic, partition, .. }
+            | ClientRequest::EpochEnd { ref topic, partition, .. } => {
                 let t = topic.clone();
                 self.router.route(&t, partition, req).await
             }

@@ -42,6 +42,7 @@ impl Gateway {
             ClientRequest::Produce(_)
             | ClientRequest::Fetch(_)
             | ClientRequest::ListOffsets { .. }
+            | ClientRequest::EpochEnd { .. }
             | ClientRequest::Group(_)
             | ClientRequest::DeleteTopic { .. }
             | ClientRequest::AlterTopic(_) => self.router.serve_local(req).await,

@@ -229,6 +229,9 @@ async fn respond(kafka: &Kafka, frame: Frame) -> Result<Answer, String> {
         RequestKind::Metadata(r) => ResponseKind::Metadata(kafka.metadata(r, v).await),
         RequestKind::Fetch(r) => ResponseKind::Fetch(kafka.fetch(r, v).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(kafka.list_offsets(r, v).await),
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(kafka.offset_for_leader_epoch(r).await)
+        }
         RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(kafka.find_coordinator(r, v).await),
         RequestKind::JoinGroup(r) => {
             let client = frame.header.client_id.as_deref().unwrap_or("kafka-client");

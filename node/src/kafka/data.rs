@@ -343,6 +343,19 @@ impl Kafka {
             _ => return Err(ErrorCode::UnsupportedVersion.as_i16()), // -3 max timestamp: not yet
         };
         let partition = u32::try_from(partition).map_err(|_| ErrorCode::UnknownTopicOrPartition.as_i16())?;
+        let found = self.list_offset(&topic, partition, spec).await?;
+        // No record at or after the time: meshlog answers the end, Kafka -1. The end is
+        // asked after, so an answer there found nothing (records only ever add to it).
+        if matches!(spec, OffsetSpec::Timestamp(_))
+            && found >= self.list_offset(&topic, partition, OffsetSpec::Latest).await?
+        {
+            return Ok(-1);
+        }
+        Ok(found)
+    }
+
+    async fn list_offset(&self, topic: &str, partition: u32, spec: OffsetSpec) -> Result<i64, i16> {
+        let topic = topic.to_string();
         match self.ask(ClientRequest::ListOffsets { topic, partition, spec }).await {
             Ok(ClientResponse::Offset { offset }) => Ok(offset as i64),
             Ok(_) => Err(ErrorCode::Unknown.as_i16()),

@@ -9,7 +9,8 @@
 //! - `versions.rs`: the APIs and versions served; ApiVersions with KIP-511's fallback.
 //! - `metadata.rs`: Metadata (with topic auto-creation), `data.rs`: Produce (compressed
 //!   batches stored as sent; a connection's produces pipelined, each partition's kept in
-//!   order), Fetch, ListOffsets; `producer_ids.rs`: InitProducerId (ids unique across
+//!   order), Fetch, ListOffsets; `epochs.rs`: OffsetForLeaderEpoch (where a leader
+//!   epoch ends, from the leader's epoch history); `producer_ids.rs`: InitProducerId (ids unique across
 //!   the mesh: broker id + a durable counter; epoch bumps); `groups.rs`: FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
 //!   LeaveGroup, OffsetCommit, OffsetFetch onto meshlog's group coordinator, with
 //!   `consumer_protocol.rs` (the subscription and assignment bytes, pure);
@@ -37,6 +38,7 @@ pub mod codec;
 mod conn;
 pub mod consumer_protocol;
 mod data;
+mod epochs;
 mod groups;
 mod groups_admin;
 mod metadata;

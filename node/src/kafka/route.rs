@@ -148,7 +148,8 @@ impl Kafka {
         let (topic, p) = match req {
             ClientRequest::Produce(r) => (r.topic.as_str(), r.partition),
             ClientRequest::Fetch(r) => (r.topic.as_str(), r.partition),
-            ClientRequest::ListOffsets { topic, partition, .. } => (topic.as_str(), *partition),
+            ClientRequest::ListOffsets { topic, partition, .. }
+            | ClientRequest::EpochEnd { topic, partition, .. } => (topic.as_str(), *partition),
             ClientRequest::Group(g) => {
                 let Some(group) = g.group() else { return Ok(()) };
                 return match self.coordinator_partition_elsewhere(group) {

@@ -37,7 +37,8 @@ pub(super) struct Pending {
 /// Leader-only state.
 #[derive(Debug, Clone)]
 pub(super) struct LeaderState {
-    /// Offset of this epoch's start marker; only offsets past it can be committed.
+    /// Offset of this epoch's first entry (its start marker, or the first client batch
+    /// when the log was empty at election); only offsets past it can be committed.
     epoch_start: u64,
     progress: Vec<Progress>,
     pub(super) pending: Vec<Pending>,
@@ -64,9 +65,17 @@ impl LeaderState {
 }
 
 impl Replica {
+    /// Take the lead of the promised epoch. The epoch-start marker is Raft's no-op entry:
+    /// entries of earlier epochs are committed only once an entry of this one is, so a
+    /// log holding any gets one at once. A log that never held an entry (end 0, nothing
+    /// deleted below it) has nothing of an earlier epoch to commit, and a majority
+    /// granted it, so none of theirs held a committed entry either: the marker would
+    /// commit nothing, and without it the first record is at offset 0, where Kafka
+    /// clients expect it. The first client batch then starts the epoch in its place.
     pub(super) fn become_leader(&mut self) {
         let epoch = self.hard.promised;
         let marker = Entry { base: self.log.end(), count: 1, epoch, producer: None, epoch_start: true };
+        let pristine = self.log.end() == 0 && self.log.start_epoch() == Epoch::new(0);
         self.role = Role::Leader(LeaderState {
             epoch_start: marker.base,
             progress: vec![Progress::default(); self.cfg.replicas],
@@ -77,9 +86,11 @@ impl Replica {
         self.leader = Some(self.cfg.me);
         self.epoch_leader = Some(self.cfg.me);
         self.out.push(Output::Leader { epoch, leader: Some(self.cfg.me) });
-        self.log.push(marker);
-        self.out.push(Output::AppendMarker(marker));
-        self.request_flush();
+        if !pristine {
+            self.log.push(marker);
+            self.out.push(Output::AppendMarker(marker));
+            self.request_flush();
+        }
         self.heartbeat_all();
     }
 

@@ -101,6 +101,22 @@ impl Log {
         (floor, self.end_of_epoch(floor).unwrap_or(self.start))
     }
 
+    /// Where `epoch` ends for a leader of `current` (Kafka's OffsetForLeaderEpoch, as its
+    /// leader epoch cache answers): `None` for an epoch after `current`; the log end for
+    /// `current` itself (it may have no entry yet); else the largest epoch at or below
+    /// `epoch` that the log holds (or held just below its start) with the first offset
+    /// of a later epoch, or `epoch` itself with the log start if it holds none.
+    pub fn epoch_end(&self, epoch: Epoch, current: Epoch) -> Option<(Epoch, u64)> {
+        if epoch > current {
+            return None;
+        }
+        if epoch == current {
+            return Some((current, self.end()));
+        }
+        let (floor, end) = self.floor_epoch(epoch);
+        Some((if floor == Epoch::new(0) { epoch } else { floor }, end))
+    }
+
     /// Whether a log ending with (`last_epoch`, `last_end`) is at least as up to date as
     /// this one (Raft's rule: later last epoch, or same epoch and at least as long).
     pub fn is_behind_or_equal(&self, last_epoch: Epoch, last_end: u64) -> bool {
@@ -150,6 +166,31 @@ mod tests {
         l2.truncate(5);
         assert_eq!(l2.end(), 5);
         assert!(log.ends_at_boundary(5) && !log.ends_at_boundary(4));
+    }
+
+    #[test]
+    fn epoch_ends_are_answered_as_kafkas_leader_epoch_cache_does() {
+        let ep = Epoch::new;
+        // Epoch 1 at 0..5 (no marker: elected over an empty log), 3 at 5..10; the
+        // leader of epoch 4 has written nothing yet.
+        let log = Log::new(0, vec![e(0, 5, 1), e(5, 1, 3), e(6, 4, 3)]);
+        assert_eq!(log.epoch_end(ep(4), ep(4)), Some((ep(4), 10)), "the current epoch ends at the log end");
+        assert_eq!(log.epoch_end(ep(5), ep(4)), None, "an epoch after the current one is unknown");
+        assert_eq!(log.epoch_end(ep(3), ep(4)), Some((ep(3), 10)), "epoch 4 starts at the log end");
+        assert_eq!(log.epoch_end(ep(2), ep(4)), Some((ep(1), 5)), "the largest epoch at or below 2");
+        assert_eq!(log.epoch_end(ep(1), ep(4)), Some((ep(1), 5)));
+        assert_eq!(log.epoch_end(ep(0), ep(4)), Some((ep(0), 0)), "below every epoch: the log start");
+        // Retention deleted everything below 6 (the last deleted entry of epoch 3).
+        let mut trimmed = log.clone();
+        trimmed.trim(6);
+        assert_eq!(trimmed.epoch_end(ep(3), ep(4)), Some((ep(3), 10)));
+        assert_eq!(trimmed.epoch_end(ep(2), ep(4)), Some((ep(2), 6)), "only later epochs are left");
+        // A leader's own epoch with a marker, after epoch 3.
+        let mut led = log.clone();
+        led.push(Entry { base: 10, count: 1, epoch: ep(4), producer: None, epoch_start: true });
+        led.push(e(11, 2, 4));
+        assert_eq!(led.epoch_end(ep(3), ep(4)), Some((ep(3), 10)));
+        assert_eq!(led.epoch_end(ep(4), ep(4)), Some((ep(4), 13)));
     }
 
     #[test]

@@ -9,10 +9,12 @@
 //! majority of the replica set after a pre-vote; a replica promises one candidate per
 //! epoch, durably, only if the candidate's log is at least as up to date, and not while
 //! it honours a live leader's lease. Every message carries an epoch; older epochs are
-//! refused. A new leader appends an epoch-start marker. Followers pull (fetch) with
-//! their last epoch; a diverging follower is told where the shared epoch ends and
-//! truncates (never below its high watermark). The high watermark is the largest offset
-//! flushed by a majority, at or after the leader's marker. `acks=all` waits for every
+//! refused. A new leader appends an epoch-start marker (unless its log never held an
+//! entry: nothing earlier needs committing, and the first record lands at offset 0).
+//! Followers pull (fetch) with their last epoch; a diverging follower is told where the
+//! shared epoch ends and truncates (never below its high watermark). The high watermark
+//! is the largest offset flushed by a majority, past the start of the leader's epoch
+//! (its marker, or its first batch). `acks=all` waits for every
 //! in-sync replica. Idempotent producers' retries are recognised from sequences kept in
 //! the log.
 
@@ -147,8 +149,13 @@ impl Replica {
             r.vote_after = now + r.cfg.lease_ms;
         }
         r.reset_election_deadline();
-        // Alone in its set, it need not wait for anyone: it leads at its first tick.
-        if r.cfg.replicas == 1 {
+        // Alone in its set, it need not wait for anyone: it leads at its first tick. The
+        // first replica of a brand-new partition (nothing promised, nothing held) also
+        // campaigns at once, so a new topic has leaders without an election timeout's
+        // wait, as Kafka's have at creation (clients ask right away). Timing is never a
+        // matter of safety, and the others keep their timeouts, so they do not compete.
+        let pristine = r.hard == HardState::default() && r.log.end() == 0;
+        if r.cfg.replicas == 1 || (pristine && r.cfg.me == 0) {
             r.election_deadline = now;
         }
         r
@@ -202,7 +209,10 @@ impl Replica {
         let entries = self.log.entries();
         let first = entries.partition_point(|e| e.epoch < epoch);
         let holds_target = self.catch_up_target.is_some_and(|t| self.flushed_end >= t);
-        let marker_committed = match entries.get(first).filter(|m| m.epoch == epoch && m.epoch_start) {
+        // The epoch's start: its marker, or its first entry at offset 0 (a leader elected
+        // over an empty log writes no marker; nothing was committed before it).
+        let starts_epoch = |m: &&Entry| m.epoch == epoch && (m.epoch_start || m.base == 0);
+        let marker_committed = match entries.get(first).filter(starts_epoch) {
             Some(m) => self.hw > m.base && self.flushed_end > m.base,
             // The epoch began below the log start, whose entries retention deleted once
             // they were committed: so was the epoch's marker, and all before it.
@@ -245,6 +255,15 @@ impl Replica {
     /// How far the log is durable.
     pub fn flushed_end(&self) -> u64 {
         self.flushed_end
+    }
+    /// Where epoch `epoch` ends, as the leader answers Kafka's OffsetForLeaderEpoch from
+    /// its history ([`Log::epoch_end`], with the promised epoch as the current one, which
+    /// may have no entry yet). Only the leader's history is known to be complete.
+    pub fn epoch_end(&self, epoch: Epoch) -> Result<Option<(Epoch, u64)>, AppendError> {
+        if !self.is_leader() {
+            return Err(AppendError::NotLeader { leader: self.leader, epoch: self.hard.promised });
+        }
+        Ok(self.log.epoch_end(epoch, self.hard.promised))
     }
     /// The in-sync replicas (the leader's view; only the leader itself otherwise).
     pub fn in_sync(&self) -> Vec<ReplicaIdx> {

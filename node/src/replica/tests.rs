@@ -42,7 +42,10 @@ fn heartbeat_from(r: &mut Replica, leader: ReplicaIdx, epoch: u64, now: u64) {
     assert_eq!(r.leader(), Some(leader));
 }
 
-/// Drive replica 0 of three to leadership of epoch 1 with both others voting.
+/// Drive replica 0 of three, its log empty, to leadership of epoch 1 with replica 1's
+/// vote. A log that never held an entry gets no epoch-start marker: the leader's first
+/// outputs are its announcement and a heartbeat to each follower, nothing stored, and
+/// the first client batch lands at offset 0.
 fn elect_leader() -> Replica {
     let mut r = fresh(0, 3);
     let out = r.step(5_000, Input::Tick);
@@ -59,14 +62,77 @@ fn elect_leader() -> Replica {
         Input::Receive { from: 1, msg: Message::VoteResp { epoch: Epoch::new(1), granted: true } },
     );
     assert!(r.is_leader());
-    assert!(out.contains(&Output::AppendMarker(Entry {
-        base: 0,
-        count: 1,
-        epoch: Epoch::new(1),
-        producer: None,
-        epoch_start: true
-    })));
+    let beat = Message::FetchResp { epoch: Epoch::new(1), hw: 0, body: FetchBody::Entries(vec![]) };
+    assert_eq!(
+        out,
+        vec![
+            Output::Leader { epoch: Epoch::new(1), leader: Some(0) },
+            Output::Send { to: 1, msg: beat.clone() },
+            Output::Send { to: 2, msg: beat },
+        ]
+    );
+    assert_eq!(r.log().end(), 0, "no marker");
     r
+}
+
+#[test]
+fn the_first_replica_of_a_new_partition_campaigns_at_its_first_tick_and_the_others_wait() {
+    let prevote = Message::PreVote { epoch: Epoch::new(1), last_epoch: Epoch::new(0), last_end: 0 };
+    let out = fresh(0, 3).step(0, Input::Tick);
+    assert_eq!(out, vec![Output::Send { to: 1, msg: prevote.clone() }, Output::Send { to: 2, msg: prevote }]);
+    assert!(fresh(1, 3).step(0, Input::Tick).is_empty(), "replica 1 waits its election timeout");
+    // A replica 0 that promised before (a restart) waits too.
+    let hard = HardState { promised: Epoch::new(1), voted_for: None };
+    let mut restarted = Replica::recover(cfg(0, 3), hard, Log::default(), 0);
+    assert!(restarted.step(0, Input::Tick).is_empty());
+}
+
+#[test]
+fn a_leader_elected_over_an_empty_log_writes_its_first_batch_at_offset_0_and_commits_it() {
+    let mut r = elect_leader();
+    let out = r.step(5_003, Input::ClientAppend { token: 1, count: 3, producer: None, acks: AckLevel::All });
+    let first = Entry { base: 0, count: 3, epoch: Epoch::new(1), producer: None, epoch_start: false };
+    assert_eq!(out, vec![Output::AppendClient { token: 1, entry: first }, Output::Flush { id: 1 }]);
+    r.step(5_004, Input::Flushed { id: 1 });
+    // A follower holding nothing fetches from 0 with epoch 0: consistent, nothing to cut.
+    let fetch = |offset, last_epoch, flushed_end| Message::Fetch {
+        epoch: Epoch::new(1),
+        offset,
+        last_epoch: Epoch::new(last_epoch),
+        flushed_end,
+    };
+    let out = r.step(5_005, Input::Receive { from: 1, msg: fetch(0, 0, 0) });
+    let entries = Message::FetchResp { epoch: Epoch::new(1), hw: 0, body: FetchBody::Entries(vec![first]) };
+    assert_eq!(out, vec![Output::Send { to: 1, msg: entries }]);
+    // Once it has flushed the batch, the batch is on a majority and past the epoch's
+    // start: committed, and acknowledged.
+    let out = r.step(5_006, Input::Receive { from: 1, msg: fetch(3, 1, 3) });
+    assert_eq!(
+        out,
+        vec![
+            Output::Ack { token: 1, result: Ok(Appended { base: 0, duplicate: false }) },
+            Output::HighWatermark(3),
+        ]
+    );
+}
+
+#[test]
+fn a_leader_whose_log_held_entries_still_starts_its_epoch_with_a_marker() {
+    // Everything was deleted by retention (start 4, of epoch 1): not a pristine log.
+    let log = Log::new(4, vec![]).with_start_epoch(Epoch::new(1));
+    let mut r = Replica::recover(cfg(0, 3), HardState { promised: Epoch::new(1), voted_for: None }, log, 0);
+    r.step(5_000, Input::Tick);
+    r.step(
+        5_001,
+        Input::Receive { from: 1, msg: Message::PreVoteResp { epoch: Epoch::new(2), granted: true } },
+    );
+    let out = r.step(
+        5_002,
+        Input::Receive { from: 1, msg: Message::VoteResp { epoch: Epoch::new(2), granted: true } },
+    );
+    assert!(r.is_leader());
+    assert!(out.contains(&Output::AppendMarker(entry(4, 1, 2, true))), "{out:?}");
+    assert!(out.contains(&Output::Flush { id: 1 }));
 }
 
 #[test]
@@ -160,28 +226,27 @@ fn messages_from_an_older_epoch_are_refused_with_the_current_one() {
 #[test]
 fn acks_all_waits_for_a_majority_flush_and_the_high_watermark() {
     let mut r = elect_leader();
-    r.step(5_003, Input::Flushed { id: 1 }); // the marker is durable here
-                                             // Follower 1 catches up with the marker and reports it flushed: it is in sync.
+    // Follower 1 fetches from the (empty) log end: it is caught up, and in sync.
     let out = r.step(
         5_004,
         Input::Receive {
             from: 1,
             msg: Message::Fetch {
                 epoch: Epoch::new(1),
-                offset: 1,
-                last_epoch: Epoch::new(1),
-                flushed_end: 1,
+                offset: 0,
+                last_epoch: Epoch::new(0),
+                flushed_end: 0,
             },
         },
     );
-    assert!(out.contains(&Output::HighWatermark(1)), "the marker commits the epoch start");
+    assert!(!out.iter().any(|o| matches!(o, Output::HighWatermark(_))), "nothing to commit");
     assert_eq!(r.in_sync(), vec![0, 1]);
     let out = r.step(5_005, Input::ClientAppend { token: 9, count: 10, producer: None, acks: AckLevel::All });
-    let entry = Entry { base: 1, count: 10, epoch: Epoch::new(1), producer: None, epoch_start: false };
+    let entry = Entry { base: 0, count: 10, epoch: Epoch::new(1), producer: None, epoch_start: false };
     assert!(out.contains(&Output::AppendClient { token: 9, entry }));
-    let fetched = Message::FetchResp { epoch: Epoch::new(1), hw: 1, body: FetchBody::Entries(vec![entry]) };
+    let fetched = Message::FetchResp { epoch: Epoch::new(1), hw: 0, body: FetchBody::Entries(vec![entry]) };
     assert!(sends(&out).contains(&(1, fetched)), "the parked fetch is answered with the new entry");
-    r.step(5_006, Input::Flushed { id: 2 });
+    r.step(5_006, Input::Flushed { id: 1 });
     assert!(
         !r.step(5_007, Input::Tick).iter().any(|o| matches!(o, Output::Ack { .. })),
         "not before the follower"
@@ -192,19 +257,19 @@ fn acks_all_waits_for_a_majority_flush_and_the_high_watermark() {
             from: 1,
             msg: Message::Fetch {
                 epoch: Epoch::new(1),
-                offset: 11,
+                offset: 10,
                 last_epoch: Epoch::new(1),
-                flushed_end: 11,
+                flushed_end: 10,
             },
         },
     );
-    assert!(out.contains(&Output::HighWatermark(11)));
-    assert!(out.contains(&Output::Ack { token: 9, result: Ok(Appended { base: 1, duplicate: false }) }));
+    assert!(out.contains(&Output::HighWatermark(10)));
+    assert!(out.contains(&Output::Ack { token: 9, result: Ok(Appended { base: 0, duplicate: false }) }));
 }
 
 #[test]
 fn a_diverging_follower_is_told_where_the_shared_epoch_ends() {
-    let mut r = elect_leader(); // log: marker of epoch 1 at offset 0
+    let mut r = elect_leader(); // log: empty
     let out = r.step(
         5_010,
         Input::Receive {
@@ -275,7 +340,7 @@ fn idempotent_retries_are_answered_with_the_original_offset() {
     let p = Some(ProducerSeq { id: 1, epoch: 0, first_seq: 0, last_seq: 4 });
     r.step(5_003, Input::ClientAppend { token: 1, count: 5, producer: p, acks: AckLevel::None });
     let out = r.step(5_004, Input::ClientAppend { token: 2, count: 5, producer: p, acks: AckLevel::None });
-    assert!(out.contains(&Output::Ack { token: 2, result: Ok(Appended { base: 1, duplicate: true }) }));
+    assert!(out.contains(&Output::Ack { token: 2, result: Ok(Appended { base: 0, duplicate: true }) }));
     assert!(!out.iter().any(|o| matches!(o, Output::AppendClient { .. })), "not written twice");
     let gap = Some(ProducerSeq { id: 1, epoch: 0, first_seq: 9, last_seq: 9 });
     let out = r.step(5_005, Input::ClientAppend { token: 3, count: 1, producer: gap, acks: AckLevel::None });
@@ -316,6 +381,7 @@ fn acks_all_with_too_few_in_sync_replicas_is_refused_once_the_leader_has_settled
 #[test]
 fn the_high_watermark_reaches_a_follower_only_once_its_log_is_known_to_match() {
     let mut r = elect_leader();
+    r.step(5_003, Input::ClientAppend { token: 1, count: 1, producer: None, acks: AckLevel::None });
     r.step(5_003, Input::Flushed { id: 1 });
     let fetch = |offset, last_epoch, flushed_end| Message::Fetch {
         epoch: Epoch::new(1),
@@ -471,32 +537,49 @@ fn a_replica_rebuilt_from_a_lost_store_votes_only_after_catching_up() {
     );
 }
 
+/// An epoch whose leader was elected over an empty log has no marker: a rebuilt replica
+/// takes the epoch's first entry, at offset 0, as its start (nothing was committed
+/// before it), and still waits to durably hold the first HW the leader reports.
+#[test]
+fn a_rebuilt_replica_catches_up_on_an_epoch_that_began_with_an_empty_log() {
+    let mut r = fresh(2, 3);
+    r.set_catching_up();
+    let first = entry(0, 3, 1, false);
+    let resp =
+        |hw, entries| Message::FetchResp { epoch: Epoch::new(1), hw, body: FetchBody::Entries(entries) };
+    r.step(10_000, Input::Receive { from: 0, msg: resp(0, vec![first]) });
+    assert!(r.catching_up(), "nothing flushed, no HW known");
+    r.step(10_001, Input::Flushed { id: 1 });
+    assert!(r.catching_up(), "no HW known yet: the batch may not be committed");
+    r.step(10_002, Input::Receive { from: 0, msg: resp(3, vec![]) });
+    assert!(!r.catching_up(), "it durably holds the committed start of the epoch");
+}
+
 /// A follower that dies stops fetching: `acks=all` stops waiting for it after an
 /// election timeout of silence, not after the whole lag bound (the other follower and
 /// the leader are still `min_insync`).
 #[test]
 fn acks_all_stops_waiting_for_a_silent_follower_after_an_election_timeout() {
     let mut r = elect_leader();
-    r.step(5_003, Input::Flushed { id: 1 });
     let fetch = |offset| Message::Fetch {
         epoch: Epoch::new(1),
         offset,
-        last_epoch: Epoch::new(1),
+        last_epoch: Epoch::new(if offset == 0 { 0 } else { 1 }),
         flushed_end: offset,
     };
-    // Both followers catch up with the marker; follower 2 then goes silent.
-    r.step(5_004, Input::Receive { from: 1, msg: fetch(1) });
-    r.step(5_004, Input::Receive { from: 2, msg: fetch(1) });
+    // Both followers are caught up with the (empty) log; follower 2 then goes silent.
+    r.step(5_004, Input::Receive { from: 1, msg: fetch(0) });
+    r.step(5_004, Input::Receive { from: 2, msg: fetch(0) });
     r.step(5_010, Input::ClientAppend { token: 1, count: 1, producer: None, acks: AckLevel::All });
-    r.step(5_011, Input::Flushed { id: 2 });
+    r.step(5_011, Input::Flushed { id: 1 });
     // Follower 1 keeps fetching and holds the write; follower 2 said nothing since 5_004.
-    let out = r.step(5_012, Input::Receive { from: 1, msg: fetch(2) });
+    let out = r.step(5_012, Input::Receive { from: 1, msg: fetch(1) });
     assert!(!out.iter().any(|o| matches!(o, Output::Ack { token: 1, .. })), "follower 2 is still in sync");
-    r.step(5_300, Input::Receive { from: 1, msg: fetch(2) });
+    r.step(5_300, Input::Receive { from: 1, msg: fetch(1) });
     // 500 ms (the election timeout) after its last fetch, well inside the 1 s lag bound.
-    let out = r.step(5_505, Input::Receive { from: 1, msg: fetch(2) });
+    let out = r.step(5_505, Input::Receive { from: 1, msg: fetch(1) });
     assert!(
-        out.contains(&Output::Ack { token: 1, result: Ok(Appended { base: 1, duplicate: false }) }),
+        out.contains(&Output::Ack { token: 1, result: Ok(Appended { base: 0, duplicate: false }) }),
         "{out:?}"
     );
 }

@@ -162,6 +162,16 @@ impl ReplicaHandle {
         }
     }
 
+    /// Where leader epoch `epoch` ends in this partition's log, asked of the core, which
+    /// must lead (Kafka's OffsetForLeaderEpoch); `None` for an epoch after the current.
+    pub async fn epoch_end(&self, epoch: Epoch) -> Result<Option<EpochEnd>, WireError> {
+        let tx = self.tx.as_ref().ok_or_else(|| self.stopped())?;
+        let (reply, rx) = oneshot::channel();
+        tx.send(DriverInput::EpochEnd { epoch, reply }).await.map_err(|_| self.stopped())?;
+        let found = rx.await.map_err(|_| self.stopped())?.map_err(|e| self.append_error(e))?;
+        Ok(found.map(|(epoch, end_offset)| EpochEnd { epoch, end_offset }))
+    }
+
     fn append_error(&self, e: AppendError) -> WireError {
         let tp = format!("{}-{}", self.part.topic(), self.part.id());
         match e {
