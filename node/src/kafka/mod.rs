@@ -15,6 +15,9 @@
 //!   `consumer_protocol.rs` (the subscription and assignment bytes, pure);
 //!   `groups_admin.rs`: DescribeGroups, ListGroups, DeleteGroups.
 //!
+//! - `sasl.rs`: SaslHandshake and SaslAuthenticate (SCRAM-SHA-256/512): in a closed
+//!   mesh (unless `kafka_auth = "none"`) a connection proves a client credential before
+//!   anything but ApiVersions is served.
 //! - `admin.rs`: DescribeCluster, DescribeConfigs, CreateTopics, DeleteTopics and
 //!   CreatePartitions (the last two refused per topic: the mesh cannot delete or grow
 //!   topics yet).
@@ -42,12 +45,13 @@ mod groups_admin;
 mod metadata;
 pub mod producer_ids;
 mod route;
+pub mod sasl;
 pub mod versions;
 
 use crate::config::{ConfigError, KafkaRoute, NodeConfig};
 use crate::gateway::Gateway;
 use crate::listener::BoundTcp;
-use crate::network::PeerId;
+use crate::network::{Admission, PeerId};
 use crate::storage::Store;
 use meshlog_protocol::messages::{ClientRequest, ClientResult};
 use meshlog_protocol::{ErrorCode, WireError};
@@ -160,6 +164,9 @@ pub struct Kafka {
     producer_ids: producer_ids::ProducerIds,
     /// Broker ids already reported as shared by two nodes.
     collisions: Mutex<HashSet<i32>>,
+    /// The closed mesh whose client credentials a connection must prove by SASL
+    /// first; `None`: the listener is open.
+    sasl: Option<Admission>,
 }
 
 impl Kafka {
@@ -193,18 +200,20 @@ pub fn kafka_code(e: &WireError) -> i16 {
     }
 }
 
-/// Serve Kafka clients on `bound` until `shutdown`.
+/// Serve Kafka clients on `bound` until `shutdown`; with `sasl`, each connection must
+/// first prove a client credential of that closed mesh.
 pub fn spawn(
     bound: Bound,
     gateway: Arc<Gateway>,
     settings: KafkaSettings,
     store: Arc<Store>,
+    sasl: Option<Admission>,
     shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let me = gateway.net().local_peer_id();
     let (host, port) = bound.advertised.clone();
     let broker_id = broker_id(&me);
-    tracing::info!(addr = %bound.addr, advertised = %format!("{host}:{port}"), broker_id, route = ?settings.route, "Kafka listener up");
+    tracing::info!(addr = %bound.addr, advertised = %format!("{host}:{port}"), broker_id, route = ?settings.route, sasl = sasl.is_some(), "Kafka listener up");
     let producer_ids = producer_ids::ProducerIds::new(broker_id, store);
     let collisions = Mutex::new(HashSet::new());
     let kafka = Arc::new(Kafka {
@@ -215,6 +224,7 @@ pub fn spawn(
         settings,
         producer_ids,
         collisions,
+        sasl,
     });
     tokio::spawn(conn::serve(bound.listener, kafka, shutdown))
 }
