@@ -38,7 +38,7 @@ APIS = [
     ("OffsetForLeaderEpoch", "offset_for_leader_epoch_request", 2, 4, "admin"),
     ("DescribeCluster", "describe_cluster_request", 0, 1, "admin"),
     ("CreatePartitions", "create_partitions_request", 0, 3, "admin"),
-    ("SaslHandshake", "sasl_handshake_request", 1, 1, "admin"),
+    ("SaslHandshake", "sasl_handshake_request", 0, 1, "admin"),
     ("SaslAuthenticate", "sasl_authenticate_request", 0, 2, "admin"),
 ]
 

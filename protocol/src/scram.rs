@@ -313,7 +313,11 @@ impl ServerFirst {
         if STANDARD.decode(binding).ok().as_deref() != Some(self.gs2_header.as_bytes()) {
             return Err(ScramError::Malformed("c= does not repeat the GS2 header"));
         }
-        if nonce.as_bytes().ct_eq(self.nonce.as_bytes()).unwrap_u8() == 0 {
+        // RFC 5802 wants the nonce repeated exactly; librdkafka (2.0 at least) sends
+        // its own nonce again in front of it. Kafka's broker accepts any nonce that
+        // ends with the server-first one, and so do we: the AuthMessage the proof
+        // signs is the message as sent, so the fresh server nonce is still proven.
+        if !nonce.ends_with(self.nonce.as_str()) {
             return Err(ScramError::NonceMismatch);
         }
         let proof =

@@ -2,10 +2,10 @@
 //! client credential with SCRAM-SHA-256 or SCRAM-SHA-512 before anything else is
 //! served.
 //!
-//! Framing is KIP-152's: SaslHandshake v1 picks the mechanism, then SaslAuthenticate
-//! (v0-2) carries the SCRAM messages (librdkafka and the Java client use it whenever
-//! ApiVersions lists SaslAuthenticate; the v0 handshake's raw-token framing is not
-//! served: SaslHandshake v0 gets UNSUPPORTED_VERSION). The SCRAM user name is the
+//! Framing: SaslHandshake picks the mechanism; after v1 SaslAuthenticate (v0-2)
+//! carries the SCRAM messages (KIP-152: librdkafka and the Java client use it whenever
+//! ApiVersions lists it); after v0 they come as raw length-prefixed tokens, and a
+//! failure closes the connection without an answer (v0 has no way to say why). The SCRAM user name is the
 //! credential's signed [`KafkaLogin`](meshlog_protocol::admission::KafkaLogin), checked
 //! by [`Admission::kafka_verifier`] (signature, mesh, expiry, revocation): the node
 //! holds no client secret. The SCRAM math is `meshlog_protocol::scram`.
@@ -173,19 +173,54 @@ pub async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     admission: &Admission,
 ) -> Result<String, String> {
-    let mut sasl = Sasl::Start;
+    let (mut sasl, mut raw, mut client) = (Sasl::Start, false, String::new());
     for _ in 0..MAX_SASL_FRAMES {
-        let (header, body) = read_frame(stream).await?;
-        let (api, version, answer, next) = step(&mut sasl, admission, &header, body)?;
-        let bytes = codec::encode_response(header.correlation_id, api, version, &answer)?;
-        stream.write_all(&bytes).await.map_err(|e| e.to_string())?;
+        let next = if raw {
+            raw_step(stream, &mut sasl, admission).await?
+        } else {
+            let (header, body) = read_frame(stream).await?;
+            let (api, version, answer, next) = step(&mut sasl, admission, &header, body)?;
+            let bytes = codec::encode_response(header.correlation_id, api, version, &answer)?;
+            stream.write_all(&bytes).await.map_err(|e| e.to_string())?;
+            raw = api == ApiKey::SaslHandshake && version == 0 && matches!(sasl, Sasl::Handshaken(_));
+            client = header.client_id.unwrap_or_default();
+            next
+        };
         match next {
             Next::Continue => {}
-            Next::Authenticated => return Ok(header.client_id.unwrap_or_default()),
+            Next::Authenticated => return Ok(client),
             Next::Close(why) => return Err(why),
         }
     }
     Err(format!("more than {MAX_SASL_FRAMES} requests before authentication"))
+}
+
+/// One raw SCRAM token after a v0 handshake, and the raw answer (none on a failure).
+async fn raw_step<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    sasl: &mut Sasl,
+    admission: &Admission,
+) -> Result<Next, String> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).await.map_err(|e| e.to_string())?;
+    let n = usize::try_from(i32::from_be_bytes(len)).map_err(|_| "negative SASL token length")?;
+    if n > MAX_SASL_FRAME_BYTES {
+        return Err(format!("SASL token of {n} bytes (at most {MAX_SASL_FRAME_BYTES})"));
+    }
+    let mut token = vec![0u8; n];
+    stream.read_exact(&mut token).await.map_err(|e| e.to_string())?;
+    let (r, next) = sasl.authenticate(&token, |user, m| admission.kafka_verifier(user, m), &server_nonce());
+    if r.error_code == 0 {
+        let mut out = (r.auth_bytes.len() as i32).to_be_bytes().to_vec();
+        out.extend_from_slice(&r.auth_bytes);
+        stream.write_all(&out).await.map_err(|e| e.to_string())?;
+    }
+    Ok(next)
+}
+
+/// A fresh server nonce: 18 random bytes, base64url (printable, no `,`).
+fn server_nonce() -> String {
+    URL_SAFE_NO_PAD.encode(rand::random::<[u8; 18]>())
 }
 
 /// One request before authentication and its answer.
@@ -219,7 +254,7 @@ fn step(
             Ok((api, v, ResponseKind::SaslHandshake(r), next))
         }
         RequestKind::SaslAuthenticate(r) => {
-            let nonce = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 18]>());
+            let nonce = server_nonce();
             let (r, next) =
                 sasl.authenticate(&r.auth_bytes, |user, m| admission.kafka_verifier(user, m), &nonce);
             Ok((api, v, ResponseKind::SaslAuthenticate(r), next))

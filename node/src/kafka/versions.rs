@@ -11,8 +11,9 @@
 //! four-byte array count where one varint belongs (Java's broker ignores the trailing
 //! byte; the walk of `protocol::kafka` refuses it), so its admin client's full
 //! listing was refused; v1-8 carry the same fields without that mistake.
-//! SaslHandshake starts at v1: v0's raw SASL tokens after the handshake are not
-//! served (every client that lists SaslAuthenticate uses KIP-152's framing).
+//! SaslHandshake 0-1 is listed (librdkafka requires v0 in the list before it uses
+//! SASL at all, and v1 with SaslAuthenticate for KIP-152's framing); after a v0
+//! handshake the SCRAM messages come as raw length-prefixed tokens (`sasl.rs`).
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ResponseKind};
@@ -40,7 +41,7 @@ pub const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::CreatePartitions, 0, 3),
-    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
@@ -156,11 +157,9 @@ mod tests {
 
     #[test]
     fn unserved_versions_get_unsupported_version_where_the_response_can_say_so() {
-        // SaslHandshake v0 (raw-token framing, not served): an error code and a
-        // mechanism list, nothing else.
-        assert!(!is_served(ApiKey::SaslHandshake as i16, 0));
-        let body = unsupported(ApiKey::SaslHandshake, 0).expect("an answer");
-        let frame = codec::encode_response(9, ApiKey::SaslHandshake, 0, &body).unwrap();
+        // SaslHandshake v1: an error code and a mechanism list, nothing else.
+        let body = unsupported(ApiKey::SaslHandshake, 1).expect("an answer");
+        let frame = codec::encode_response(9, ApiKey::SaslHandshake, 1, &body).unwrap();
         assert_eq!(&frame[4..8], &9i32.to_be_bytes(), "correlation id kept");
         assert_eq!(&frame[8..10], &UNSUPPORTED_VERSION.to_be_bytes());
         // Flexible versions too (header v1 with its tagged fields).

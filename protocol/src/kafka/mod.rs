@@ -70,7 +70,7 @@ static ACCEPTED: [(ApiKey, i16, i16, &Schema); 24] = [
     (ApiKey::OffsetForLeaderEpoch, 2, 4, &schema_admin::OFFSET_FOR_LEADER_EPOCH_REQUEST),
     (ApiKey::DescribeCluster, 0, 1, &schema_admin::DESCRIBE_CLUSTER_REQUEST),
     (ApiKey::CreatePartitions, 0, 3, &schema_admin::CREATE_PARTITIONS_REQUEST),
-    (ApiKey::SaslHandshake, 1, 1, &schema_admin::SASL_HANDSHAKE_REQUEST),
+    (ApiKey::SaslHandshake, 0, 1, &schema_admin::SASL_HANDSHAKE_REQUEST),
     (ApiKey::SaslAuthenticate, 0, 2, &schema_admin::SASL_AUTHENTICATE_REQUEST),
 ];
 

@@ -222,7 +222,7 @@ pub(super) static SASL_HANDSHAKE_REQUEST: Schema = Schema {
     name: "SaslHandshakeRequest",
     size: size_of::<sasl_handshake_request::SaslHandshakeRequest>(),
     fields: &[
-        f(1, 1, Ty::Str), // mechanism
+        f(0, 1, Ty::Str), // mechanism
     ],
     flexible_from: i16::MAX,
     tags: &[],

@@ -54,6 +54,25 @@ fn a_wrong_password_a_replayed_nonce_or_a_tampered_message_fails() {
 }
 
 #[test]
+fn librdkafkas_doubled_client_nonce_is_accepted_as_kafka_does() {
+    let first = ClientFirst::parse(CLIENT_FIRST.as_bytes()).unwrap();
+    let server = ServerFirst::new(&first, rfc_verifier(), SERVER_NONCE).unwrap();
+    // What librdkafka 2.0.2 sends: r= its nonce, then the server-first nonce.
+    let m = Mechanism::Sha256;
+    let salted = m.hi(b"pencil", &STANDARD.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap(), 4096);
+    let client_key = m.hmac(&salted, b"Client Key");
+    let without_proof = format!(
+        "c=biws,r=rOprNGfwEbeRWgbNEkqO{}",
+        &SERVER_FIRST[2..SERVER_FIRST.find(",s=").unwrap()]
+    );
+    let auth = format!("n=user,r=rOprNGfwEbeRWgbNEkqO,{SERVER_FIRST},{without_proof}");
+    let signature = m.hmac(&m.hash(&client_key), auth.as_bytes());
+    let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(k, s)| k ^ s).collect();
+    let fin = format!("{without_proof},p={}", STANDARD.encode(proof));
+    assert!(server.client_final(fin.as_bytes()).is_ok());
+}
+
+#[test]
 fn both_mechanisms_round_trip_with_an_escaped_user_name() {
     for m in Mechanism::ALL {
         assert_eq!(Mechanism::parse(m.name()), Some(m));

@@ -164,3 +164,28 @@ proptest! {
         prop_assert!(result.is_err());
     }
 }
+
+#[tokio::test]
+async fn after_a_v0_handshake_the_scram_messages_are_raw_tokens() {
+    let (admission, client) = mesh();
+    let (user, password) = (client.kafka_username().unwrap(), client.kafka_password().unwrap());
+    let (mut near, mut far) = tokio::io::duplex(64 << 10);
+    let server = tokio::spawn(async move { authenticate(&mut far, &admission).await });
+    near.write_all(&frame(ApiKey::SaslHandshake, 0, &string("SCRAM-SHA-256"))).await.unwrap();
+    skip_answer(&mut near).await;
+    let first = format!("n,,n={user},r=abc");
+    near.write_all(&token(first.as_bytes())).await.unwrap();
+    let mut len = [0u8; 4];
+    near.read_exact(&mut len).await.unwrap();
+    let mut server_first = vec![0u8; i32::from_be_bytes(len) as usize];
+    near.read_exact(&mut server_first).await.unwrap();
+    let server_first = String::from_utf8(server_first).unwrap();
+    let (fin, expect) =
+        scram::client_final(Mechanism::Sha256, password.as_bytes(), &first, &server_first).unwrap();
+    near.write_all(&token(fin.as_bytes())).await.unwrap();
+    near.read_exact(&mut len).await.unwrap();
+    let mut server_final = vec![0u8; i32::from_be_bytes(len) as usize];
+    near.read_exact(&mut server_final).await.unwrap();
+    assert_eq!(server_final, expect.into_bytes());
+    assert_eq!(server.await.unwrap(), Ok("test".to_string()));
+}
