@@ -78,7 +78,12 @@ async fn connection(mut stream: TcpStream, kafka: Arc<Kafka>, mut shutdown: watc
         match outcome {
             Ok(client) => tracing::debug!(?peer, %client, "Kafka client authenticated"),
             Err(why) => {
-                tracing::warn!(?peer, %why, "Kafka client refused: SASL authentication failed");
+                match kafka.refusal_to_warn() {
+                    Some(since) => {
+                        tracing::warn!(?peer, %why, refused_unlogged_since = since, "Kafka client refused: SASL authentication failed (at most one warning every 10 s)")
+                    }
+                    None => tracing::debug!(?peer, %why, "Kafka client refused: SASL authentication failed"),
+                }
                 return;
             }
         }

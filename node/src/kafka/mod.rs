@@ -64,6 +64,9 @@ use tokio::task::JoinHandle;
 
 /// Kafka connections served at once; more are closed as they arrive.
 pub const MAX_CONNECTIONS: usize = 1024;
+/// Refused SASL logins are warned about at most this often (a refused client retries
+/// many times a second); the others are counted and logged at debug level.
+const REFUSAL_WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why the listener could not start.
 #[derive(Debug, thiserror::Error)]
@@ -167,12 +170,27 @@ pub struct Kafka {
     /// The closed mesh whose client credentials a connection must prove by SASL
     /// first; `None`: the listener is open.
     sasl: Option<Admission>,
+    /// When a refused login was last warned about, and the refusals since.
+    refusals: Mutex<(Option<std::time::Instant>, u64)>,
 }
 
 impl Kafka {
     /// Ask this node's client API, as a remote client would (from this node's PeerId);
     /// in `leader` mode a partition or group request that belongs to another broker is
     /// refused first (see `route.rs`).
+    /// Count a refused login: `Some(refusals not warned about since the last warning)`
+    /// when this one should be warned about (at most every [`REFUSAL_WARN_EVERY`]).
+    fn refusal_to_warn(&self) -> Option<u64> {
+        let mut r = crate::sync::lock(&self.refusals);
+        let now = std::time::Instant::now();
+        if r.0.is_some_and(|t| now.duration_since(t) < REFUSAL_WARN_EVERY) {
+            r.1 += 1;
+            return None;
+        }
+        r.0 = Some(now);
+        Some(std::mem::take(&mut r.1))
+    }
+
     async fn ask(&self, req: ClientRequest) -> ClientResult {
         self.check_routed(&req)?;
         self.gateway.client(self.me, req).await
@@ -225,6 +243,7 @@ pub fn spawn(
         producer_ids,
         collisions,
         sasl,
+        refusals: Mutex::new((None, 0)),
     });
     tokio::spawn(conn::serve(bound.listener, kafka, shutdown))
 }
