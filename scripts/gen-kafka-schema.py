@@ -38,6 +38,8 @@ APIS = [
     ("OffsetForLeaderEpoch", "offset_for_leader_epoch_request", 2, 4, "admin"),
     ("DescribeCluster", "describe_cluster_request", 0, 1, "admin"),
     ("CreatePartitions", "create_partitions_request", 0, 3, "admin"),
+    ("SaslHandshake", "sasl_handshake_request", 0, 1, "admin"),
+    ("SaslAuthenticate", "sasl_authenticate_request", 0, 2, "admin"),
 ]
 
 FIXED = {"Int8": 1, "Int16": 2, "Int32": 4, "Int64": 8, "Float64": 8, "Boolean": 1, "Uuid": 16}

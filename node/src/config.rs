@@ -35,6 +35,17 @@ pub enum KafkaRoute {
     ThroughMe,
 }
 
+/// Whether Kafka clients must authenticate (`kafka_auth`). Unset: `sasl` in a closed
+/// mesh (a `node_credential`), `none` in an open one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum KafkaAuth {
+    /// SASL SCRAM-SHA-256/512 with a client credential of the closed mesh.
+    Sasl,
+    /// No authentication: anyone who reaches the listener is served.
+    None,
+}
+
 /// Where a node keeps its data by default (relative to the working directory).
 pub const DEFAULT_DATA_DIR: &str = "meshlog-data";
 
@@ -86,6 +97,9 @@ pub struct NodeConfig {
     pub kafka_advertise: Option<String>,
     /// `leader` (default) or `through-me`: see [`KafkaRoute`].
     pub kafka_route: KafkaRoute,
+    /// `sasl` or `none`; unset: `sasl` in a closed mesh, `none` in an open one (see
+    /// [`NodeConfig::kafka_sasl`]).
+    pub kafka_auth: Option<KafkaAuth>,
     /// A Kafka client's Metadata request may create the topics it names (when the
     /// request allows it too), with `kafka_auto_create_partitions` partitions.
     pub kafka_auto_create_topics: bool,
@@ -186,6 +200,7 @@ impl Default for NodeConfig {
             kafka_listen: DEFAULT_KAFKA_LISTEN.to_string(),
             kafka_advertise: None,
             kafka_route: KafkaRoute::Leader,
+            kafka_auth: None,
             kafka_auto_create_topics: true,
             kafka_auto_create_partitions: 1,
             cache_capacity_bytes: 256 << 20,
@@ -373,7 +388,21 @@ impl NodeConfig {
         if self.kafka_auto_create_partitions == 0 {
             return Err(ConfigError::Invalid("kafka_auto_create_partitions must be at least 1".into()));
         }
+        if self.kafka_auth == Some(KafkaAuth::Sasl) && self.node_credential.is_none() {
+            return Err(ConfigError::Invalid(
+                "kafka_auth = \"sasl\" needs a closed mesh (node_credential): Kafka clients log in with its client credentials".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether the Kafka listener requires SASL: as `kafka_auth` says, else whenever
+    /// the mesh is closed (an open listener would be a way around its credentials).
+    pub fn kafka_sasl(&self) -> bool {
+        match self.kafka_auth {
+            Some(a) => a == KafkaAuth::Sasl,
+            None => self.node_credential.is_some(),
+        }
     }
 
     /// Membership timers, breakers, retries and request timeouts.
@@ -592,5 +621,22 @@ mod tests {
         }
         let c = NodeConfig { kafka_listen: "localhost".into(), ..NodeConfig::default() };
         assert!(c.validate().unwrap_err().to_string().contains("kafka_listen 'localhost'"));
+    }
+
+    #[test]
+    fn kafka_auth_defaults_to_sasl_in_a_closed_mesh_and_is_strict() {
+        let mut c = NodeConfig::default();
+        assert!(!c.kafka_sasl(), "an open mesh's listener is open");
+        c.node_credential = Some("node.credential".into());
+        assert!(c.kafka_sasl(), "a closed mesh's listener requires SASL by default");
+        c.kafka_auth = Some(KafkaAuth::None);
+        assert!(!c.kafka_sasl(), "unless the operator opens it");
+        c.validate().unwrap();
+        let open = NodeConfig { kafka_auth: Some(KafkaAuth::Sasl), ..NodeConfig::default() };
+        assert!(open.validate().unwrap_err().to_string().contains("needs a closed mesh"));
+        let f = write("kafka_auth = \"sasl\"\n");
+        assert_eq!(NodeConfig::load(Some(f.path())).unwrap().kafka_auth, Some(KafkaAuth::Sasl));
+        let f = write("kafka_auth = \"scram\"\n");
+        assert!(NodeConfig::load(Some(f.path())).is_err(), "an unknown value is refused");
     }
 }

@@ -140,6 +140,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
         outbound_tx,
     )?);
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let kafka_sasl = cfg.kafka_sasl().then(|| credentials.admission.clone());
     let (net, events, listen_addrs) = start_network(&cfg, keypair, credentials, shutdown_rx.clone()).await?;
     let kafka_advertised = kafka.as_ref().map(crate::kafka::Bound::advertised);
     let (gateway, groups) = build_gateway(&cfg, &net, &broker, &store, kafka_advertised)?;
@@ -153,7 +154,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     let kafka_addr = kafka.as_ref().map(crate::kafka::Bound::local_addr);
     let kafka = kafka.map(|k| {
         let settings = crate::kafka::KafkaSettings::of(&cfg);
-        crate::kafka::spawn(k, gateway.clone(), settings, store.clone(), shutdown_rx.clone())
+        crate::kafka::spawn(k, gateway.clone(), settings, store.clone(), kafka_sasl, shutdown_rx.clone())
     });
     let inbound = tasks::Inbound { events, outbound };
     let mut tasks = tasks::spawn(gateway, groups, net, inbound, cfg.retention_check_interval_ms, shutdown_rx);

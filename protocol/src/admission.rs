@@ -9,9 +9,18 @@
 //! and a signature by that role key over both ends' peer ids (see [`proof_message`]), so
 //! no secret crosses the wire and a proof is worth nothing on another connection.
 //!
+//! Kafka clients cannot speak the hello: a closed mesh's client credential also
+//! carries a [`KafkaLogin`], the authority's signed SCRAM verifiers of a password
+//! derived from the credential's role key. The login travels as the SCRAM user name
+//! ([`KafkaLogin::username`]), so any node can check it (signature, mesh, expiry,
+//! revocation) and run SCRAM without holding any client secret.
+//!
 //! Signatures and keys are opaque bytes here (libp2p's protobuf key encoding); the node
 //! checks them. This module is pure data and the exact bytes that get signed.
 
+use crate::scram::{Mechanism, Verifier};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 /// Largest hello frame accepted (a certificate and two signatures fit with room).
@@ -105,6 +114,103 @@ pub fn proof_message(mesh: &[u8], role: PeerRole, prover: &[u8], verifier: &[u8]
     out
 }
 
+/// Longest Kafka user name accepted as a [`KafkaLogin`] (an issued one is about 450
+/// characters).
+pub const MAX_KAFKA_USERNAME_LEN: usize = 1024;
+/// The prefix of a [`KafkaLogin`] user name (its format version).
+const KAFKA_USERNAME_PREFIX: &str = "meshlog1.";
+
+/// One SCRAM mechanism's keys in a [`KafkaLogin`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramKeys {
+    /// SCRAM's StoredKey.
+    #[serde(with = "serde_bytes")]
+    pub stored_key: Vec<u8>,
+    /// SCRAM's ServerKey.
+    #[serde(with = "serde_bytes")]
+    pub server_key: Vec<u8>,
+}
+
+/// The mesh authority's statement that whoever knows the password behind these SCRAM
+/// verifiers may use the Kafka listener as the client credential `serial`, until
+/// `not_after_unix_ms` (0: no expiry). The password is derived from the credential's
+/// role key ([`crate::scram::derive_password`]); the verifiers do not reveal it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KafkaLogin {
+    /// The client credential's serial (what a revocation names).
+    pub serial: String,
+    /// Wall-clock expiry in Unix milliseconds (the credential's); 0 never expires.
+    pub not_after_unix_ms: u64,
+    /// The PBKDF2 salt shared by both mechanisms.
+    #[serde(with = "serde_bytes")]
+    pub salt: Vec<u8>,
+    /// The PBKDF2 iteration count.
+    pub iterations: u32,
+    /// SCRAM-SHA-256's keys.
+    pub sha256: ScramKeys,
+    /// SCRAM-SHA-512's keys.
+    pub sha512: ScramKeys,
+    /// The authority's signature over [`KafkaLogin::signed_bytes`].
+    #[serde(with = "serde_bytes")]
+    pub authority_signature: Vec<u8>,
+}
+
+impl KafkaLogin {
+    /// The bytes the authority of `mesh` signs: every field but the signature,
+    /// domain-separated from certificates and hellos.
+    pub fn signed_bytes(&self, mesh: &[u8]) -> Vec<u8> {
+        let mut out = b"meshlog-kafka-login-v1\0".to_vec();
+        push_field(&mut out, mesh);
+        push_field(&mut out, self.serial.as_bytes());
+        out.extend_from_slice(&self.not_after_unix_ms.to_be_bytes());
+        push_field(&mut out, &self.salt);
+        out.extend_from_slice(&self.iterations.to_be_bytes());
+        for keys in [&self.sha256, &self.sha512] {
+            push_field(&mut out, &keys.stored_key);
+            push_field(&mut out, &keys.server_key);
+        }
+        out
+    }
+
+    /// The SCRAM verifier for `mechanism`.
+    pub fn verifier(&self, mechanism: Mechanism) -> Verifier {
+        let keys = match mechanism {
+            Mechanism::Sha256 => &self.sha256,
+            Mechanism::Sha512 => &self.sha512,
+        };
+        Verifier {
+            mechanism,
+            salt: self.salt.clone(),
+            iterations: self.iterations,
+            stored_key: keys.stored_key.clone(),
+            server_key: keys.server_key.clone(),
+        }
+    }
+
+    /// The login as a SCRAM user name: `meshlog1.` and the encoded login in unpadded
+    /// base64url (no `,` or `=`, so no saslname escaping).
+    pub fn username(&self) -> String {
+        // Encoding plain data into a Vec cannot fail.
+        let bytes = crate::codec::encode(self).unwrap_or_default();
+        format!("{KAFKA_USERNAME_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// The login a user name carries (its signature is the caller's to check).
+    pub fn from_username(name: &str) -> Result<KafkaLogin, String> {
+        if name.len() > MAX_KAFKA_USERNAME_LEN {
+            return Err(format!(
+                "user name of {} bytes is too long for a meshlog Kafka login",
+                name.len()
+            ));
+        }
+        let body = name.strip_prefix(KAFKA_USERNAME_PREFIX).ok_or(
+            "not a meshlog Kafka login (print one with 'meshlog mesh kafka-login CLIENT_CREDENTIAL')",
+        )?;
+        let bytes = URL_SAFE_NO_PAD.decode(body).map_err(|_| "the Kafka login is not base64url")?;
+        crate::codec::decode(&bytes).map_err(|e| format!("the Kafka login does not decode: {e}"))
+    }
+}
+
 fn push_field(out: &mut Vec<u8>, field: &[u8]) {
     out.extend_from_slice(&(field.len() as u32).to_be_bytes());
     out.extend_from_slice(field);
@@ -128,6 +234,40 @@ mod tests {
         let a = proof_message(b"m", PeerRole::Node, b"p1", b"p2");
         assert_ne!(a, proof_message(b"m", PeerRole::Node, b"p2", b"p1"));
         assert_ne!(a, proof_message(b"m", PeerRole::Client, b"p1", b"p2"));
+    }
+
+    #[test]
+    fn kafka_logins_travel_as_user_names_and_sign_every_field() {
+        let v = Verifier::from_password(Mechanism::Sha256, b"pw", b"salt", 4096);
+        let w = Verifier::from_password(Mechanism::Sha512, b"pw", b"salt", 4096);
+        let login = KafkaLogin {
+            serial: "0011223344556677".into(),
+            not_after_unix_ms: 5,
+            salt: b"salt".to_vec(),
+            iterations: 4096,
+            sha256: ScramKeys {
+                stored_key: v.stored_key.clone(),
+                server_key: v.server_key.clone(),
+            },
+            sha512: ScramKeys {
+                stored_key: w.stored_key.clone(),
+                server_key: w.server_key.clone(),
+            },
+            authority_signature: vec![7; 64],
+        };
+        let name = login.username();
+        assert!(name.len() < 600 && !name.contains([',', '=']), "{name}");
+        assert_eq!(KafkaLogin::from_username(&name), Ok(login.clone()));
+        assert_eq!(login.verifier(Mechanism::Sha256), v);
+        assert_eq!(login.verifier(Mechanism::Sha512), w);
+        let mut other = login.clone();
+        other.not_after_unix_ms = 6;
+        assert_ne!(login.signed_bytes(b"m"), other.signed_bytes(b"m"));
+        assert_ne!(login.signed_bytes(b"m"), login.signed_bytes(b"n"));
+        for bad in ["alice", "meshlog1.", "meshlog1.!!", "meshlog1.AAAA", &"meshlog1.A".repeat(200)]
+        {
+            assert!(KafkaLogin::from_username(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

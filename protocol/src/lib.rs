@@ -5,7 +5,7 @@
 //!
 //! Module map:
 //! - [`admission`]: the hello every connection starts with (node or client role) and a
-//!   closed mesh's certificates.
+//!   closed mesh's certificates and Kafka logins.
 //! - [`frame`]: length-prefixed, versioned frames with a hard size limit checked
 //!   before any allocation.
 //! - [`codec`]: the one place that turns messages into bytes (bincode 2.0.1 via serde).
@@ -15,6 +15,8 @@
 //! - [`batch`]: Kafka record batch format v2 (magic 2), byte for byte, with CRC32C.
 //! - [`group`]: consumer groups: membership, assignment, committed offsets.
 //! - [`partitioner`]: Kafka's default key partitioner (murmur2), bit for bit.
+//! - [`scram`]: SCRAM-SHA-256/512 (RFC 5802, 7677), the server's side and a client
+//!   helper: how a Kafka client proves a closed mesh's client credential.
 //! - [`ids`]: `NodeId`, `PartitionId`, `Offset`, `Epoch`: ids that say what they carry,
 //!   encoded exactly as the bare values they wrap.
 //! - [`types`]: small shared value types (acks, offset specs, topic descriptions).
@@ -34,6 +36,7 @@ pub mod mesh;
 pub mod messages;
 pub mod partitioner;
 pub mod revision;
+pub mod scram;
 pub mod types;
 
 pub use error::{ErrorCode, WireError};

@@ -1,12 +1,13 @@
-//! `meshlog mesh init|issue`: a closed mesh's credentials.
+//! `meshlog mesh init|issue|kafka-login`: a closed mesh's credentials.
 //!
 //! `init DIR` creates a new mesh authority and its first node and client credentials;
 //! `issue DIR --role R` signs another credential with the same authority (to rotate a
 //! credential: issue, roll it out, then revoke the old serial with
-//! `--revoke-credential`).
+//! `--revoke-credential`); `kafka-login FILE` prints the Kafka client settings (SCRAM
+//! user name and password) of a client credential.
 
 use crate::network::admission::{AUTHORITY_FILE, CLIENT_CREDENTIAL_FILE, NODE_CREDENTIAL_FILE};
-use crate::network::{Authority, PeerRole};
+use crate::network::{Authority, Credential, PeerRole};
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -37,6 +38,17 @@ pub enum MeshCommand {
         #[arg(long)]
         valid_days: Option<u64>,
     },
+    /// Print the Kafka client settings that log in with a client credential
+    /// (librdkafka properties: security.protocol, sasl.mechanism, sasl.username,
+    /// sasl.password). The password is derived from the credential's key: keep the
+    /// output as secret as the file.
+    KafkaLogin {
+        /// The client credential file.
+        file: PathBuf,
+        /// SCRAM-SHA-256 or SCRAM-SHA-512.
+        #[arg(long, default_value = "SCRAM-SHA-256", value_parser = ["SCRAM-SHA-256", "SCRAM-SHA-512"])]
+        mechanism: String,
+    },
 }
 
 fn parse_role(s: &str) -> Result<PeerRole, String> {
@@ -60,7 +72,23 @@ pub fn run(cmd: MeshCommand) -> anyhow::Result<()> {
             println!("issued {} credential {} in {}", role.as_str(), credential.serial(), out.display());
             Ok(())
         }
+        MeshCommand::KafkaLogin { file, mechanism } => kafka_login(&file, &mechanism),
     }
+}
+
+fn kafka_login(file: &Path, mechanism: &str) -> anyhow::Result<()> {
+    let credential = Credential::load(file)?;
+    let Some(username) = credential.kafka_username() else {
+        anyhow::bail!(
+            "{} has no Kafka login: it is a node credential, or a client credential issued before Kafka logins existed (issue a new one: meshlog mesh issue DIR --role client)",
+            file.display()
+        );
+    };
+    println!("security.protocol=SASL_PLAINTEXT");
+    println!("sasl.mechanism={mechanism}");
+    println!("sasl.username={username}");
+    println!("sasl.password={}", credential.kafka_password()?);
+    Ok(())
 }
 
 fn init(dir: &Path, valid_for: Option<Duration>) -> anyhow::Result<()> {

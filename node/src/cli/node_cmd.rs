@@ -32,6 +32,11 @@ pub struct NodeArgs {
     /// can reach only it (default: leader).
     #[arg(long, env = "MESHLOG_KAFKA_ROUTE", value_enum)]
     kafka_route: Option<crate::config::KafkaRoute>,
+    /// `sasl`: Kafka clients must log in with a client credential of this closed mesh
+    /// (SCRAM; see `meshlog mesh kafka-login`); `none`: anyone who reaches the listener
+    /// is served (default: sasl in a closed mesh, none in an open one).
+    #[arg(long, env = "MESHLOG_KAFKA_AUTH", value_enum)]
+    kafka_auth: Option<crate::config::KafkaAuth>,
     /// Join the mesh through this node (multiaddr), repeatable.
     #[arg(long, env = "MESHLOG_BOOTSTRAP", value_delimiter = ',')]
     bootstrap: Vec<String>,
@@ -73,6 +78,9 @@ fn effective(args: NodeArgs) -> anyhow::Result<NodeConfig> {
     }
     if let Some(r) = args.kafka_route {
         cfg.kafka_route = r;
+    }
+    if args.kafka_auth.is_some() {
+        cfg.kafka_auth = args.kafka_auth;
     }
     if !args.bootstrap.is_empty() {
         cfg.bootstrap = args.bootstrap;

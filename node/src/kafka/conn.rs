@@ -15,7 +15,7 @@
 
 use super::codec::{self, FrameCaps, Header, HEADER_PREFIX_LEN};
 use super::data::PartitionOrder;
-use super::{versions, Kafka, MAX_CONNECTIONS};
+use super::{sasl, versions, Kafka, MAX_CONNECTIONS};
 use crate::sync::stopped;
 use bytes::Bytes;
 use futures::stream::{FuturesOrdered, StreamExt};
@@ -66,9 +66,28 @@ pub(super) async fn serve(listener: TcpListener, kafka: Arc<Kafka>, mut shutdown
     }
 }
 
-async fn connection(stream: TcpStream, kafka: Arc<Kafka>, mut shutdown: watch::Receiver<bool>) {
+async fn connection(mut stream: TcpStream, kafka: Arc<Kafka>, mut shutdown: watch::Receiver<bool>) {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
+    if let Some(admission) = &kafka.sasl {
+        let exchange = tokio::time::timeout(sasl::AUTH_TIMEOUT, sasl::authenticate(&mut stream, admission));
+        let outcome = tokio::select! {
+            r = exchange => r.unwrap_or_else(|_| Err(format!("not authenticated within {:?}", sasl::AUTH_TIMEOUT))),
+            _ = stopped(&mut shutdown) => return,
+        };
+        match outcome {
+            Ok(client) => tracing::debug!(?peer, %client, "Kafka client authenticated"),
+            Err(why) => {
+                match kafka.refusal_to_warn() {
+                    Some(since) => {
+                        tracing::warn!(?peer, %why, refused_unlogged_since = since, "Kafka client refused: SASL authentication failed (at most one warning every 10 s)")
+                    }
+                    None => tracing::debug!(?peer, %why, "Kafka client refused: SASL authentication failed"),
+                }
+                return;
+            }
+        }
+    }
     let (rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::channel(PIPELINE_DEPTH);
     let caps = FrameCaps { produce_bytes: kafka.settings.max_request_bytes };
@@ -217,6 +236,9 @@ async fn respond(kafka: &Kafka, frame: Frame) -> Result<Answer, String> {
     if api == ApiKey::ApiVersions {
         let (r, at) = versions::api_versions(v);
         return Ok(Some((api, at, ResponseKind::ApiVersions(r))));
+    }
+    if let (true, Some(body)) = (versions::is_served(api_key, v), sasl::illegal_state(api)) {
+        return Ok(Some((api, v, body)));
     }
     if !versions::is_served(api_key, v) {
         return match versions::unsupported(api, v) {

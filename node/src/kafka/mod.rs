@@ -16,6 +16,9 @@
 //!   `consumer_protocol.rs` (the subscription and assignment bytes, pure);
 //!   `groups_admin.rs`: DescribeGroups, ListGroups, DeleteGroups.
 //!
+//! - `sasl.rs`: SaslHandshake and SaslAuthenticate (SCRAM-SHA-256/512): in a closed
+//!   mesh (unless `kafka_auth = "none"`) a connection proves a client credential before
+//!   anything but ApiVersions is served.
 //! - `admin.rs`: DescribeCluster, DescribeConfigs, CreateTopics, DeleteTopics and
 //!   CreatePartitions (the last two refused per topic: the mesh cannot delete or grow
 //!   topics yet).
@@ -44,12 +47,13 @@ mod groups_admin;
 mod metadata;
 pub mod producer_ids;
 mod route;
+pub mod sasl;
 pub mod versions;
 
 use crate::config::{ConfigError, KafkaRoute, NodeConfig};
 use crate::gateway::Gateway;
 use crate::listener::BoundTcp;
-use crate::network::PeerId;
+use crate::network::{Admission, PeerId};
 use crate::storage::Store;
 use meshlog_protocol::messages::{ClientRequest, ClientResult};
 use meshlog_protocol::{ErrorCode, WireError};
@@ -62,6 +66,9 @@ use tokio::task::JoinHandle;
 
 /// Kafka connections served at once; more are closed as they arrive.
 pub const MAX_CONNECTIONS: usize = 1024;
+/// Refused SASL logins are warned about at most this often (a refused client retries
+/// many times a second); the others are counted and logged at debug level.
+const REFUSAL_WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why the listener could not start.
 #[derive(Debug, thiserror::Error)]
@@ -162,12 +169,30 @@ pub struct Kafka {
     producer_ids: producer_ids::ProducerIds,
     /// Broker ids already reported as shared by two nodes.
     collisions: Mutex<HashSet<i32>>,
+    /// The closed mesh whose client credentials a connection must prove by SASL
+    /// first; `None`: the listener is open.
+    sasl: Option<Admission>,
+    /// When a refused login was last warned about, and the refusals since.
+    refusals: Mutex<(Option<std::time::Instant>, u64)>,
 }
 
 impl Kafka {
     /// Ask this node's client API, as a remote client would (from this node's PeerId);
     /// in `leader` mode a partition or group request that belongs to another broker is
     /// refused first (see `route.rs`).
+    /// Count a refused login: `Some(refusals not warned about since the last warning)`
+    /// when this one should be warned about (at most every [`REFUSAL_WARN_EVERY`]).
+    fn refusal_to_warn(&self) -> Option<u64> {
+        let mut r = crate::sync::lock(&self.refusals);
+        let now = std::time::Instant::now();
+        if r.0.is_some_and(|t| now.duration_since(t) < REFUSAL_WARN_EVERY) {
+            r.1 += 1;
+            return None;
+        }
+        r.0 = Some(now);
+        Some(std::mem::take(&mut r.1))
+    }
+
     async fn ask(&self, req: ClientRequest) -> ClientResult {
         self.check_routed(&req)?;
         self.gateway.client(self.me, req).await
@@ -195,18 +220,20 @@ pub fn kafka_code(e: &WireError) -> i16 {
     }
 }
 
-/// Serve Kafka clients on `bound` until `shutdown`.
+/// Serve Kafka clients on `bound` until `shutdown`; with `sasl`, each connection must
+/// first prove a client credential of that closed mesh.
 pub fn spawn(
     bound: Bound,
     gateway: Arc<Gateway>,
     settings: KafkaSettings,
     store: Arc<Store>,
+    sasl: Option<Admission>,
     shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let me = gateway.net().local_peer_id();
     let (host, port) = bound.advertised.clone();
     let broker_id = broker_id(&me);
-    tracing::info!(addr = %bound.addr, advertised = %format!("{host}:{port}"), broker_id, route = ?settings.route, "Kafka listener up");
+    tracing::info!(addr = %bound.addr, advertised = %format!("{host}:{port}"), broker_id, route = ?settings.route, sasl = sasl.is_some(), "Kafka listener up");
     let producer_ids = producer_ids::ProducerIds::new(broker_id, store);
     let collisions = Mutex::new(HashSet::new());
     let kafka = Arc::new(Kafka {
@@ -217,6 +244,8 @@ pub fn spawn(
         settings,
         producer_ids,
         collisions,
+        sasl,
+        refusals: Mutex::new((None, 0)),
     });
     tokio::spawn(conn::serve(bound.listener, kafka, shutdown))
 }

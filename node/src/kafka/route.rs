@@ -80,21 +80,41 @@ pub fn split_host_port(addr: &str) -> Option<(String, u16)> {
 
 /// Brokers by PeerId.
 pub type Brokers = BTreeMap<String, Broker>;
-/// A broker id shared by several PeerIds.
-pub type Collision = (i32, Vec<String>);
+/// A broker id shared by several PeerIds: the id, the PeerId that keeps it (the lowest),
+/// and the PeerIds left out.
+pub type Collision = (i32, String, Vec<String>);
 
 /// Brokers from (PeerId, advertised address) pairs, and the ids two or more of them
 /// share (a collision of the 31-bit ids: clients would confuse those nodes).
 pub fn brokers(listeners: &[(String, String)]) -> (Brokers, Vec<Collision>) {
+    brokers_with(listeners, broker_id)
+}
+
+/// [`brokers`] with the id function passed in. On a collision every node decides
+/// alike: the lowest PeerId (as text) keeps the id and the others are left out of the
+/// brokers (their partitions show no leader), so no client is sent to the wrong node.
+fn brokers_with(listeners: &[(String, String)], id_of: impl Fn(&PeerId) -> i32) -> (Brokers, Vec<Collision>) {
     let mut out = BTreeMap::new();
     let mut by_id: BTreeMap<i32, Vec<String>> = BTreeMap::new();
     for (peer, addr) in listeners {
         let (Ok(p), Some((host, port))) = (peer.parse::<PeerId>(), split_host_port(addr)) else { continue };
-        let id = broker_id(&p);
+        let id = id_of(&p);
         by_id.entry(id).or_default().push(peer.clone());
         out.insert(peer.clone(), Broker { id, host, port });
     }
-    let collisions = by_id.into_iter().filter(|(_, peers)| peers.len() > 1).collect();
+    let mut collisions = Vec::new();
+    for (id, mut peers) in by_id {
+        peers.sort();
+        peers.dedup();
+        if peers.len() < 2 {
+            continue;
+        }
+        let kept = peers.remove(0);
+        for p in &peers {
+            out.remove(p);
+        }
+        collisions.push((id, kept, peers));
+    }
     (out, collisions)
 }
 
@@ -108,10 +128,10 @@ impl Kafka {
     pub(super) fn view(&self) -> View {
         let mesh = self.gateway.mesh();
         let (brokers, collisions) = brokers(&mesh.kafka_listeners());
-        for (id, peers) in collisions {
+        for (id, kept, left_out) in collisions {
             let mut reported = crate::sync::lock(&self.collisions);
             if reported.insert(id) {
-                tracing::error!(broker_id = id, ?peers, "Kafka broker id collision: these nodes derive the same id from their PeerIds; Kafka clients will confuse them (give one a new identity)");
+                tracing::error!(broker_id = id, %kept, ?left_out, "Kafka broker id collision: these nodes derive the same id from their PeerIds; the lowest PeerId keeps it and the others are left out of Metadata (give them a new identity)");
             }
         }
         let partitions =
@@ -219,10 +239,34 @@ mod tests {
             Broker { id: broker_id(&a), host: "127.0.0.1".into(), port: 1001 }
         );
         assert!(collisions.is_empty());
-        // The same node listed twice stands for two nodes sharing an id.
+        // The same node listed twice is one broker, not a collision.
         let twice = vec![listeners[0].clone(), (a.to_string(), "127.0.0.1:2001".to_string())];
-        let (_, collisions) = brokers(&twice);
-        assert_eq!(collisions, vec![(broker_id(&a), vec![a.to_string(), a.to_string()])]);
+        assert!(brokers(&twice).1.is_empty());
+    }
+
+    #[test]
+    fn a_shared_broker_id_is_kept_by_the_lowest_peer_id_whatever_the_order() {
+        let mut peers: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
+        let other = PeerId::random();
+        let listeners: Vec<(String, String)> =
+            peers.iter().chain([&other]).map(|p| (p.to_string(), "127.0.0.1:1".to_string())).collect();
+        let same = |p: &PeerId| if *p == other { 7 } else { 42 };
+        peers.sort_by_key(|p| p.to_string());
+        let lowest = peers[0].to_string();
+        for rotation in 0..listeners.len() {
+            let mut order = listeners.clone();
+            order.rotate_left(rotation);
+            let (listed, collisions) = brokers_with(&order, same);
+            assert_eq!(listed.keys().cloned().collect::<Vec<_>>(), {
+                let mut k = vec![lowest.clone(), other.to_string()];
+                k.sort();
+                k
+            });
+            assert_eq!(
+                collisions,
+                vec![(42, lowest.clone(), vec![peers[1].to_string(), peers[2].to_string()])]
+            );
+        }
     }
 
     #[test]

@@ -11,6 +11,9 @@
 //! four-byte array count where one varint belongs (Java's broker ignores the trailing
 //! byte; the walk of `protocol::kafka` refuses it), so its admin client's full
 //! listing was refused; v1-8 carry the same fields without that mistake.
+//! SaslHandshake 0-1 is listed (librdkafka requires v0 in the list before it uses
+//! SASL at all, and v1 with SaslAuthenticate for KIP-152's framing); after a v0
+//! handshake the SCRAM messages come as raw length-prefixed tokens (`sasl.rs`).
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ResponseKind};
@@ -39,6 +42,8 @@ pub const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 /// Kafka's UNSUPPORTED_VERSION.

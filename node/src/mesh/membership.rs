@@ -83,7 +83,9 @@ impl Membership {
                 // Back from down, restarted, or moved: worth (re)connecting to.
                 let revived =
                     m.state != MemberState::Up || m.incarnation != hb.incarnation || m.addrs != hb.addrs;
-                *m = Member::from_heartbeat(hb, now);
+                // A bad Kafka address is reported once per incarnation, not per heartbeat.
+                let report = m.state != MemberState::Up || m.incarnation != hb.incarnation;
+                *m = Member::from_heartbeat(hb, now, report);
                 revived
             }
             None if full => {
@@ -91,7 +93,7 @@ impl Membership {
                 false
             }
             None => {
-                self.members.insert(hb.peer.clone(), Member::from_heartbeat(hb, now));
+                self.members.insert(hb.peer.clone(), Member::from_heartbeat(hb, now, true));
                 true
             }
         }
@@ -173,7 +175,7 @@ impl Membership {
 }
 
 impl Member {
-    fn from_heartbeat(hb: &Heartbeat, now: Instant) -> Member {
+    fn from_heartbeat(hb: &Heartbeat, now: Instant, report: bool) -> Member {
         Member {
             addrs: hb
                 .addrs
@@ -186,10 +188,55 @@ impl Member {
             incarnation: hb.incarnation,
             seq: hb.seq,
             partitions: hb.partitions,
-            kafka: hb.kafka.clone().filter(|k| k.len() <= MAX_ADDR_LEN),
+            kafka: hb.kafka.as_deref().and_then(|k| kafka_addr(&hb.peer, k, report)),
             state: MemberState::Up,
         }
     }
+}
+
+/// A peer's advertised Kafka address if it is a sane `HOST:PORT`, else `None` with a
+/// warning (when `report`): it is shown to Kafka clients as a broker address, so it is
+/// not trusted.
+fn kafka_addr(peer: &str, addr: &str, report: bool) -> Option<String> {
+    match check_host_port(addr) {
+        Ok(()) => Some(addr.to_string()),
+        Err(_) if !report => None,
+        Err(why) => {
+            let shown: String = addr.chars().take(64).collect::<String>().escape_debug().to_string();
+            tracing::warn!(%peer, addr = %shown, %why, "ignoring the Kafka address a peer advertises");
+            None
+        }
+    }
+}
+
+/// `HOST:PORT` with a port in 1..=65535 and a host that is an IP address (IPv6 in
+/// brackets) or a DNS name (letters, digits, `-`, `_`, dots; labels of 1 to 63), at
+/// most [`MAX_ADDR_LEN`] bytes.
+pub fn check_host_port(addr: &str) -> Result<(), String> {
+    if addr.len() > MAX_ADDR_LEN {
+        return Err(format!("longer than {MAX_ADDR_LEN} bytes"));
+    }
+    let (host, port) = addr.rsplit_once(':').ok_or("no ':PORT'")?;
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 && port.bytes().all(|b| b.is_ascii_digit()) => {}
+        _ => return Err("the port is not a number from 1 to 65535".into()),
+    }
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return v6
+            .parse::<std::net::Ipv6Addr>()
+            .map(|_| ())
+            .map_err(|_| "not an IPv6 address in brackets".into());
+    }
+    if host.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Ok(());
+    }
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if host.is_empty() || !host.split('.').all(label_ok) {
+        return Err("the host is neither an IP address nor a DNS name".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -279,8 +326,44 @@ mod tests {
         long.kafka = Some("x".repeat(MAX_ADDR_LEN + 1));
         m.on_heartbeat(&long, t0);
         assert!(m.kafka_listeners().iter().all(|(p, _)| p != "p1"), "an overlong address is dropped");
+        let mut bad = hb("p2", 1, 2);
+        bad.kafka = Some("evil host:9092".into());
+        m.on_heartbeat(&bad, t0);
+        assert!(m.kafka_listeners().iter().all(|(p, _)| p != "p2"), "an invalid address is dropped");
         let swept = m.sweep(t0 + Duration::from_secs(5 * 60 + 1));
         assert_eq!(swept.forgotten.len(), MAX_MEMBERS);
         assert!(m.on_heartbeat(&hb("one-more", 1, 1), t0 + Duration::from_secs(302)));
+    }
+
+    #[test]
+    fn advertised_kafka_addresses_must_be_host_port() {
+        for ok in ["10.0.0.5:9092", "[::1]:9092", "node-1.lan:1", "localhost:65535", "kafka_0.svc:9092"] {
+            assert_eq!(check_host_port(ok), Ok(()), "{ok}");
+        }
+        let long = format!("{}:9092", "a".repeat(MAX_ADDR_LEN));
+        let label = format!("{}.lan:9092", "a".repeat(64));
+        for bad in [
+            "",
+            "9092",
+            ":9092",
+            "host:",
+            "host:0",
+            "host:65536",
+            "host:+80",
+            "host:80x",
+            "ho st:9092",
+            "host\n:9092",
+            "host\u{0}:9092",
+            "[::1:9092",
+            "::1:9092",
+            "[nope]:9092",
+            "a..b:9092",
+            "é.lan:9092",
+            "host:9092\r",
+            &long,
+            &label,
+        ] {
+            assert!(check_host_port(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

@@ -12,11 +12,20 @@
 //!   list and the connection binding. The role secret never leaves its file. A client
 //!   credential can never prove the node role.
 //!
+//! A client credential also carries a [`KafkaLogin`] (SCRAM verifiers of a password
+//! derived from its role key, signed by the authority): the Kafka listener checks it
+//! with [`Admission::kafka_verifier`] and runs SCRAM, so a Kafka client proves the same
+//! credential without a secret crossing the wire (`meshlog mesh kafka-login FILE`
+//! prints its user name and password).
+//!
 //! Files are JSON with hex-encoded keys, written with mode 0600.
 
 use super::{cause, Keypair, NetworkError, PeerId};
 use libp2p::identity::PublicKey;
-use meshlog_protocol::admission::{proof_message, Certificate, Hello, PeerRole, Proof};
+use meshlog_protocol::admission::{
+    proof_message, Certificate, Hello, KafkaLogin, PeerRole, Proof, ScramKeys,
+};
+use meshlog_protocol::scram::{self, Mechanism, Verifier};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -31,12 +40,17 @@ pub const NODE_CREDENTIAL_FILE: &str = "node.credential";
 pub const CLIENT_CREDENTIAL_FILE: &str = "client.credential";
 /// Largest credential or authority file read.
 const MAX_FILE_BYTES: u64 = 64 << 10;
+/// PBKDF2 iterations of an issued Kafka login (Kafka's minimum for SCRAM; a client
+/// pays them once per connection, the node never does).
+const KAFKA_LOGIN_ITERATIONS: u32 = scram::MIN_ITERATIONS;
 
 /// A role key with the authority's certificate for it: what a member proves with.
 #[derive(Clone)]
 pub struct Credential {
     certificate: Certificate,
     key: Keypair,
+    /// The Kafka listener's login (client credentials issued since it exists).
+    kafka_login: Option<KafkaLogin>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -50,6 +64,9 @@ struct CredentialFile {
     public_key: String,
     authority_signature: String,
     secret_key: String,
+    /// The Kafka login as its SCRAM user name (absent in older client credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kafka_username: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -98,7 +115,15 @@ impl Credential {
             return Err(file_err(path, "the certificate is for another key"));
         }
         check_certificate(&certificate, &certificate.mesh).map_err(|e| file_err(path, e))?;
-        Ok(Credential { certificate, key })
+        let kafka_login = f.kafka_username.as_deref().map(KafkaLogin::from_username).transpose();
+        let kafka_login = kafka_login.map_err(|e| file_err(path, e))?;
+        if let Some(login) = &kafka_login {
+            check_kafka_login(login, &certificate.mesh).map_err(|e| file_err(path, e))?;
+            if login.serial != certificate.serial {
+                return Err(file_err(path, "the Kafka login is for another credential"));
+            }
+        }
+        Ok(Credential { certificate, key, kafka_login })
     }
 
     /// Write this credential to `path` (mode 0600, never overwriting).
@@ -114,6 +139,7 @@ impl Credential {
             public_key: to_hex(&c.public_key),
             authority_signature: to_hex(&c.authority_signature),
             secret_key: to_hex(&secret),
+            kafka_username: self.kafka_username(),
         };
         let text = serde_json::to_string_pretty(&f).map_err(|e| file_err(path, e))?;
         super::identity::write_new_private(path, text.as_bytes()).map_err(|e| file_err(path, e))
@@ -132,6 +158,17 @@ impl Credential {
     /// A short fingerprint of the mesh (its authority key), safe to log.
     pub fn mesh_fingerprint(&self) -> String {
         mesh_fingerprint(&self.certificate.mesh)
+    }
+
+    /// The SCRAM user name of this credential's Kafka login (client credentials).
+    pub fn kafka_username(&self) -> Option<String> {
+        self.kafka_login.as_ref().map(KafkaLogin::username)
+    }
+
+    /// The Kafka password: derived from the role secret key, so it is never stored.
+    pub fn kafka_password(&self) -> Result<String, NetworkError> {
+        let secret = self.key.to_protobuf_encoding().map_err(|e| NetworkError::BadRecord(cause(e)))?;
+        Ok(scram::derive_password(&secret))
     }
 
     fn prove(&self, prover: &PeerId, verifier: &PeerId) -> Result<Proof, NetworkError> {
@@ -184,7 +221,35 @@ impl Authority {
         };
         certificate.authority_signature =
             self.key.sign(&certificate.signed_bytes()).map_err(|e| NetworkError::BadRecord(cause(e)))?;
-        Ok(Credential { certificate, key })
+        let mut credential = Credential { certificate, key, kafka_login: None };
+        if role == PeerRole::Client {
+            credential.kafka_login = Some(self.kafka_login(&credential)?);
+        }
+        Ok(credential)
+    }
+
+    /// The signed Kafka login of a client credential: SCRAM verifiers (both
+    /// mechanisms, one random salt) of the password its role key derives.
+    fn kafka_login(&self, credential: &Credential) -> Result<KafkaLogin, NetworkError> {
+        let password = credential.kafka_password()?;
+        let salt: [u8; 16] = rand::random();
+        let keys = |m| {
+            let v = Verifier::from_password(m, password.as_bytes(), &salt, KAFKA_LOGIN_ITERATIONS);
+            ScramKeys { stored_key: v.stored_key, server_key: v.server_key }
+        };
+        let c = &credential.certificate;
+        let mut login = KafkaLogin {
+            serial: c.serial.clone(),
+            not_after_unix_ms: c.not_after_unix_ms,
+            salt: salt.to_vec(),
+            iterations: KAFKA_LOGIN_ITERATIONS,
+            sha256: keys(Mechanism::Sha256),
+            sha512: keys(Mechanism::Sha512),
+            authority_signature: Vec::new(),
+        };
+        login.authority_signature =
+            self.key.sign(&login.signed_bytes(&c.mesh)).map_err(|e| NetworkError::BadRecord(cause(e)))?;
+        Ok(login)
     }
 
     /// A short fingerprint of the mesh this authority signs for.
@@ -257,6 +322,24 @@ impl Admission {
         Ok(if cert.role == PeerRole::Client { PeerRole::Client } else { hello.role })
     }
 
+    /// The SCRAM verifier a Kafka client's user name carries for `mechanism`, once
+    /// the same checks as a hello's have passed: the authority's signature, the mesh,
+    /// the revocation list and the expiry. An open mesh has no logins.
+    pub fn kafka_verifier(&self, username: &str, mechanism: Mechanism) -> Result<Verifier, String> {
+        let Admission::Closed { credential, revoked } = self else {
+            return Err("this mesh is open: it has no Kafka logins".into());
+        };
+        let login = KafkaLogin::from_username(username)?;
+        check_kafka_login(&login, &credential.certificate.mesh)?;
+        if revoked.contains(&login.serial) {
+            return Err(format!("credential {} is revoked", login.serial));
+        }
+        if login.not_after_unix_ms != 0 && login.not_after_unix_ms < unix_ms() {
+            return Err(format!("credential {} has expired", login.serial));
+        }
+        Ok(login.verifier(mechanism))
+    }
+
     /// Whether this mesh requires proofs.
     pub fn is_closed(&self) -> bool {
         matches!(self, Admission::Closed { .. })
@@ -271,6 +354,15 @@ fn check_certificate(cert: &Certificate, mesh: &[u8]) -> Result<(), String> {
     let authority = PublicKey::try_decode_protobuf(mesh).map_err(|e| format!("mesh authority key: {e}"))?;
     if !authority.verify(&cert.signed_bytes(), &cert.authority_signature) {
         return Err("the credential's certificate is not signed by the mesh authority".into());
+    }
+    Ok(())
+}
+
+/// Check that `login` is signed by the authority `mesh`.
+fn check_kafka_login(login: &KafkaLogin, mesh: &[u8]) -> Result<(), String> {
+    let authority = PublicKey::try_decode_protobuf(mesh).map_err(|e| format!("mesh authority key: {e}"))?;
+    if !authority.verify(&login.signed_bytes(mesh), &login.authority_signature) {
+        return Err("the Kafka login is not signed by this mesh's authority".into());
     }
     Ok(())
 }
@@ -425,5 +517,49 @@ mod tests {
         std::fs::write(&forged, text).unwrap();
         let e = Credential::load(&forged).err().unwrap().to_string();
         assert!(e.contains("not signed by the mesh authority"), "{e}");
+    }
+
+    #[test]
+    fn a_client_credential_logs_in_to_kafka_by_scram_and_nothing_else_does() {
+        let authority = Authority::generate();
+        let node = authority.issue(PeerRole::Node, None).unwrap();
+        let client = authority.issue(PeerRole::Client, None).unwrap();
+        assert!(node.kafka_username().is_none(), "node credentials have no Kafka login");
+        let (user, password) = (client.kafka_username().unwrap(), client.kafka_password().unwrap());
+        for m in Mechanism::ALL {
+            let verifier = closed(&node).kafka_verifier(&user, m).unwrap();
+            let first = format!("n,,n={user},r=cn");
+            let server = scram::ServerFirst::new(
+                &scram::ClientFirst::parse(first.as_bytes()).unwrap(),
+                verifier,
+                "sn",
+            );
+            let server = server.unwrap();
+            let (fin, _) = scram::client_final(m, password.as_bytes(), &first, server.message()).unwrap();
+            assert!(server.client_final(fin.as_bytes()).is_ok(), "{m:?}");
+        }
+        assert!(Admission::Open.kafka_verifier(&user, Mechanism::Sha256).is_err());
+        let other = Authority::generate().issue(PeerRole::Node, None).unwrap();
+        let e = closed(&other).kafka_verifier(&user, Mechanism::Sha256).unwrap_err();
+        assert!(e.contains("not signed by this mesh"), "{e}");
+        let revoked = Admission::Closed {
+            credential: node.clone(),
+            revoked: [client.serial().to_string()].into_iter().collect(),
+        };
+        assert!(revoked.kafka_verifier(&user, Mechanism::Sha256).unwrap_err().contains("revoked"));
+        // An expiry moved by the holder breaks the signature; an honest past one expires.
+        let mut login = client.kafka_login.clone().unwrap();
+        login.not_after_unix_ms = 1;
+        let e = closed(&node).kafka_verifier(&login.username(), Mechanism::Sha256).unwrap_err();
+        assert!(e.contains("not signed"), "{e}");
+        login.authority_signature = authority.key.sign(&login.signed_bytes(&node.certificate.mesh)).unwrap();
+        let e = closed(&node).kafka_verifier(&login.username(), Mechanism::Sha256).unwrap_err();
+        assert!(e.contains("expired"), "{e}");
+        // The login survives the credential file; the password is recomputed from it.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CLIENT_CREDENTIAL_FILE);
+        client.save(&path).unwrap();
+        let loaded = Credential::load(&path).unwrap();
+        assert_eq!((loaded.kafka_username().unwrap(), loaded.kafka_password().unwrap()), (user, password));
     }
 }

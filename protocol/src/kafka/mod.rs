@@ -47,7 +47,7 @@ pub enum DecodeError {
 
 /// The APIs and versions accepted, with the layout of each request. Versions are those
 /// the listener serves (capped below topic ids, KIP-516, as KAFKA.md advises).
-static ACCEPTED: [(ApiKey, i16, i16, &Schema); 22] = [
+static ACCEPTED: [(ApiKey, i16, i16, &Schema); 24] = [
     (ApiKey::ApiVersions, 0, 4, &schema_data::API_VERSIONS_REQUEST),
     (ApiKey::Metadata, 0, 9, &schema_data::METADATA_REQUEST),
     (ApiKey::Produce, 3, 12, &schema_data::PRODUCE_REQUEST),
@@ -70,6 +70,8 @@ static ACCEPTED: [(ApiKey, i16, i16, &Schema); 22] = [
     (ApiKey::OffsetForLeaderEpoch, 2, 4, &schema_admin::OFFSET_FOR_LEADER_EPOCH_REQUEST),
     (ApiKey::DescribeCluster, 0, 1, &schema_admin::DESCRIBE_CLUSTER_REQUEST),
     (ApiKey::CreatePartitions, 0, 3, &schema_admin::CREATE_PARTITIONS_REQUEST),
+    (ApiKey::SaslHandshake, 0, 1, &schema_admin::SASL_HANDSHAKE_REQUEST),
+    (ApiKey::SaslAuthenticate, 0, 2, &schema_admin::SASL_AUTHENTICATE_REQUEST),
 ];
 
 /// Every accepted API with its lowest and highest accepted version: what ApiVersions

@@ -7,7 +7,7 @@ use std::mem::size_of;
 use kafka_protocol::messages::{
     create_partitions_request, create_topics_request, delete_topics_request,
     describe_cluster_request, describe_configs_request, init_producer_id_request,
-    offset_for_leader_epoch_request,
+    offset_for_leader_epoch_request, sasl_authenticate_request, sasl_handshake_request,
 };
 
 use super::schema::{f, Schema, Ty, ARR, CARR};
@@ -213,6 +213,27 @@ pub(super) static CREATE_PARTITIONS_TOPIC: Schema = Schema {
         f(0, 3, Ty::Fixed(4)),                                     // count
         f(2, 3, CARR(&Ty::Struct(&CREATE_PARTITIONS_ASSIGNMENT))), // assignments
         f(0, 1, ARR(&Ty::Struct(&CREATE_PARTITIONS_ASSIGNMENT))),  // assignments
+    ],
+    flexible_from: 2,
+    tags: &[],
+};
+
+pub(super) static SASL_HANDSHAKE_REQUEST: Schema = Schema {
+    name: "SaslHandshakeRequest",
+    size: size_of::<sasl_handshake_request::SaslHandshakeRequest>(),
+    fields: &[
+        f(0, 1, Ty::Str), // mechanism
+    ],
+    flexible_from: i16::MAX,
+    tags: &[],
+};
+
+pub(super) static SASL_AUTHENTICATE_REQUEST: Schema = Schema {
+    name: "SaslAuthenticateRequest",
+    size: size_of::<sasl_authenticate_request::SaslAuthenticateRequest>(),
+    fields: &[
+        f(2, 2, Ty::CBytes), // auth_bytes
+        f(0, 1, Ty::Bytes),  // auth_bytes
     ],
     flexible_from: 2,
     tags: &[],

@@ -27,6 +27,15 @@ pub fn build(key: ApiKey, v: i16) -> RequestKind {
             .with_unknown_tagged_fields(tags(true))
             .into(),
         ApiKey::CreatePartitions => create_partitions(v).into(),
+        ApiKey::SaslHandshake => {
+            SaslHandshakeRequest::default().with_mechanism(s("SCRAM-SHA-256")).into()
+        }
+        ApiKey::SaslAuthenticate => SaslAuthenticateRequest::default()
+            .with_auth_bytes(bytes::Bytes::from_static(
+                b"n,,n=meshlog1.AAAA,r=fyko+d2lbbFgONRv9qkxdawL",
+            ))
+            .with_unknown_tagged_fields(tags(v >= 2))
+            .into(),
         other => panic!("no sample request for {other:?}"),
     }
 }
