@@ -138,10 +138,11 @@ async fn unserved_apis_get_unsupported_version_on_the_same_connection() {
     let mut s = TcpStream::connect(&addr).unwrap();
     s.set_read_timeout(Some(LONG_BUDGET)).unwrap();
 
-    println!("phase 1: SaslHandshake v1 (not served): UNSUPPORTED_VERSION, correlation id kept");
-    s.write_all(&raw_frame(17, 1, 21, false, &[0, 5, b'P', b'L', b'A', b'I', b'N'])).unwrap();
+    println!("phase 1: EndTxn v0 (transactions are not served): UNSUPPORTED_VERSION, correlation id kept");
+    s.write_all(&raw_frame(26, 0, 21, false, &[])).unwrap();
     let (corr, body) = read_response(&mut s).unwrap();
-    assert_eq!((corr, i16::from_be_bytes([body[0], body[1]])), (21, 35));
+    // EndTxn v0's answer: throttle time, then the error code.
+    assert_eq!((corr, i16::from_be_bytes([body[4], body[5]])), (21, 35), "{body:?}");
 
     println!("phase 2: a served API in a version not served (FindCoordinator v0 is, JoinGroup v8 is not)");
     s.write_all(&raw_frame(11, 8, 22, false, &[0])).unwrap(); // flexible header: no tagged fields
