@@ -27,6 +27,10 @@ pub const REVISED_TAG: u8 = 0xFF;
 
 /// Separates a topic's name from its incarnation in [`replica_name`]; never in a name.
 pub const INCARNATION_SEPARATOR: char = '~';
+/// The largest incarnation a record may carry: no real mesh deletes and re-creates a
+/// name four billion times, and the bound leaves the next incarnation (one more) no way
+/// to wrap.
+pub const MAX_INCARNATION: u64 = u32::MAX as u64;
 
 /// Where a topic record stands in its name's history.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -47,6 +51,9 @@ pub struct Revision {
 impl Revision {
     /// Check the revision's own shape against the record's partition 0 replica set.
     pub fn validate(&self, partition0: &[String]) -> Result<(), String> {
+        if self.incarnation > MAX_INCARNATION {
+            return Err(format!("incarnation {} is above the largest", self.incarnation));
+        }
         if self.version == 0 {
             if !self.author.is_empty() || self.deleted || self.epoch != Epoch::ZERO {
                 return Err("version 0 is a creation: no author, epoch or delete".into());
@@ -134,11 +141,12 @@ pub fn relation(new: &TopicRecord, held: &TopicRecord) -> Relation {
     }
     // One creation: a tombstone is final, then the later version, then (two authors of
     // one version in two epochs) the later epoch, then a fixed order of the rest.
-    let key = |r: &TopicRecord| {
+    fn key(r: &TopicRecord) -> (bool, u64, Epoch, &str) {
         let v = &r.revision;
-        (v.deleted, v.version, v.epoch, v.author.clone(), encode_record(r).unwrap_or_default())
-    };
-    match key(new).cmp(&key(held)) {
+        (v.deleted, v.version, v.epoch, v.author.as_str())
+    }
+    let bytes = |r: &TopicRecord| encode_record(r).unwrap_or_default();
+    match key(new).cmp(&key(held)).then_with(|| bytes(new).cmp(&bytes(held))) {
         std::cmp::Ordering::Greater => Relation::Newer,
         std::cmp::Ordering::Less => Relation::Older,
         std::cmp::Ordering::Equal => Relation::Same,
@@ -216,6 +224,16 @@ mod tests {
         let mut n = changed(r, author, epoch);
         n.revision.deleted = true;
         n
+    }
+
+    #[test]
+    fn an_incarnation_past_the_largest_is_refused_so_the_next_one_cannot_wrap() {
+        let mut r = created();
+        r.revision.incarnation = MAX_INCARNATION;
+        assert!(r.revision.validate(&r.replicas[0]).is_ok());
+        r.revision.incarnation = u64::MAX;
+        let why = r.revision.validate(&r.replicas[0]).unwrap_err();
+        assert!(why.contains("above the largest"), "{why}");
     }
 
     #[test]

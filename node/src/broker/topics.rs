@@ -236,6 +236,9 @@ impl Topics {
     /// made good at the next start ([`Topics::load`]).
     pub async fn retire(&self) -> Result<(), StorageError> {
         let retired = std::mem::take(&mut *crate::sync::lock(&self.retired));
+        if retired.is_empty() {
+            return Ok(()); // the adoption's own flush already made the record durable
+        }
         for r in retired {
             for h in &r.handles {
                 h.stop().await;

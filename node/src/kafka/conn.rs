@@ -237,14 +237,15 @@ async fn respond(kafka: &Kafka, frame: Frame) -> Result<Answer, String> {
         let (r, at) = versions::api_versions(v);
         return Ok(Some((api, at, ResponseKind::ApiVersions(r))));
     }
-    if let (true, Some(body)) = (versions::is_served(api_key, v), sasl::illegal_state(api)) {
-        return Ok(Some((api, v, body)));
-    }
     if !versions::is_served(api_key, v) {
         return match versions::unsupported(api, v) {
             Some(body) => Ok(Some((api, v, body))),
             None => Err(format!("{api:?} v{v} is not served (ApiVersions lists what is)")),
         };
+    }
+    // SASL outside a login exchange (the exchange itself runs before this loop).
+    if let Some(body) = sasl::illegal_state(api) {
+        return Ok(Some((api, v, body)));
     }
     let req = codec::decode_request(api, v, frame.body).map_err(|e| e.to_string())?;
     let body = match req {

@@ -177,9 +177,6 @@ pub struct Kafka {
 }
 
 impl Kafka {
-    /// Ask this node's client API, as a remote client would (from this node's PeerId);
-    /// in `leader` mode a partition or group request that belongs to another broker is
-    /// refused first (see `route.rs`).
     /// Count a refused login: `Some(refusals not warned about since the last warning)`
     /// when this one should be warned about (at most every [`REFUSAL_WARN_EVERY`]).
     fn refusal_to_warn(&self) -> Option<u64> {
@@ -193,6 +190,9 @@ impl Kafka {
         Some(std::mem::take(&mut r.1))
     }
 
+    /// Ask this node's client API, as a remote client would (from this node's PeerId);
+    /// in `leader` mode a partition or group request that belongs to another broker is
+    /// refused first (see `route.rs`).
     async fn ask(&self, req: ClientRequest) -> ClientResult {
         self.check_routed(&req)?;
         self.gateway.client(self.me, req).await

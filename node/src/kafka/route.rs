@@ -144,9 +144,6 @@ impl Kafka {
         self.gateway.broker().replica(topic, p).is_some_and(|r| r.is_leader())
     }
 
-    /// In `leader` mode, refuse a request a Kafka broker other than this node serves:
-    /// a partition request for a partition it does not lead, a group request for a
-    /// group it does not coordinate. Unknown topics pass (the gateway says so).
     /// Whether this node answers for `group` as its coordinator: always in `through-me`
     /// mode; in `leader` mode only if it leads the group's offsets partition.
     pub(super) fn coordinates(&self, group: &str) -> bool {
@@ -161,6 +158,9 @@ impl Kafka {
         (!self.leads(OFFSETS_TOPIC, p)).then_some(p)
     }
 
+    /// In `leader` mode, refuse a request a Kafka broker other than this node serves:
+    /// a partition request for a partition it does not lead, a group request for a
+    /// group it does not coordinate. Unknown topics pass (the gateway says so).
     pub(super) fn check_routed(&self, req: &ClientRequest) -> Result<(), WireError> {
         if !self.to_leaders() {
             return Ok(());

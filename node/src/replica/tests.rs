@@ -42,6 +42,11 @@ fn heartbeat_from(r: &mut Replica, leader: ReplicaIdx, epoch: u64, now: u64) {
     assert_eq!(r.leader(), Some(leader));
 }
 
+/// A follower's fetch in epoch 1: from `offset`, its last epoch, and how far it has flushed.
+fn fetch(offset: u64, last_epoch: u64, flushed_end: u64) -> Message {
+    Message::Fetch { epoch: Epoch::new(1), offset, last_epoch: Epoch::new(last_epoch), flushed_end }
+}
+
 /// Drive replica 0 of three, its log empty, to leadership of epoch 1 with replica 1's
 /// vote. A log that never held an entry gets no epoch-start marker: the leader's first
 /// outputs are its announcement and a heartbeat to each follower, nothing stored, and
@@ -95,12 +100,6 @@ fn a_leader_elected_over_an_empty_log_writes_its_first_batch_at_offset_0_and_com
     assert_eq!(out, vec![Output::AppendClient { token: 1, entry: first }, Output::Flush { id: 1 }]);
     r.step(5_004, Input::Flushed { id: 1 });
     // A follower holding nothing fetches from 0 with epoch 0: consistent, nothing to cut.
-    let fetch = |offset, last_epoch, flushed_end| Message::Fetch {
-        epoch: Epoch::new(1),
-        offset,
-        last_epoch: Epoch::new(last_epoch),
-        flushed_end,
-    };
     let out = r.step(5_005, Input::Receive { from: 1, msg: fetch(0, 0, 0) });
     let entries = Message::FetchResp { epoch: Epoch::new(1), hw: 0, body: FetchBody::Entries(vec![first]) };
     assert_eq!(out, vec![Output::Send { to: 1, msg: entries }]);
@@ -383,12 +382,6 @@ fn the_high_watermark_reaches_a_follower_only_once_its_log_is_known_to_match() {
     let mut r = elect_leader();
     r.step(5_003, Input::ClientAppend { token: 1, count: 1, producer: None, acks: AckLevel::None });
     r.step(5_003, Input::Flushed { id: 1 });
-    let fetch = |offset, last_epoch, flushed_end| Message::Fetch {
-        epoch: Epoch::new(1),
-        offset,
-        last_epoch: Epoch::new(last_epoch),
-        flushed_end,
-    };
     let out = r.step(5_004, Input::Receive { from: 1, msg: fetch(1, 1, 1) });
     assert!(out.contains(&Output::HighWatermark(1)));
     let beat = |hw| Message::FetchResp { epoch: Epoch::new(1), hw, body: FetchBody::Entries(vec![]) };
@@ -561,12 +554,8 @@ fn a_rebuilt_replica_catches_up_on_an_epoch_that_began_with_an_empty_log() {
 #[test]
 fn acks_all_stops_waiting_for_a_silent_follower_after_an_election_timeout() {
     let mut r = elect_leader();
-    let fetch = |offset| Message::Fetch {
-        epoch: Epoch::new(1),
-        offset,
-        last_epoch: Epoch::new(if offset == 0 { 0 } else { 1 }),
-        flushed_end: offset,
-    };
+    // A follower caught up to `offset` (the empty log's epoch 0 at 0, epoch 1 after).
+    let fetch = |offset| fetch(offset, if offset == 0 { 0 } else { 1 }, offset);
     // Both followers are caught up with the (empty) log; follower 2 then goes silent.
     r.step(5_004, Input::Receive { from: 1, msg: fetch(0) });
     r.step(5_004, Input::Receive { from: 2, msg: fetch(0) });
