@@ -31,8 +31,9 @@ const FORGERY_ROUNDS: usize = 10;
 /// Pause between rounds.
 const ROUND_GAP: Duration = Duration::from_millis(200);
 
-/// Forged records for an existing topic: the rogue alone, the rogue in every set, and
-/// the real sets reordered; all with `creation_id` 0 (which wins every tie today).
+/// Forged records for an existing topic: the rogue alone, the rogue in every set, the
+/// real sets reordered (all with `creation_id` 0, which wins every tie); deletes by the
+/// rogue; and a later life of the name, live or deleted.
 fn takeovers(rogue: &Rogue, info: &TopicInfo, sets: &[Vec<String>]) -> Vec<TopicRecord> {
     let me = rogue.id.to_string();
     let n = info.partitions as usize;
@@ -47,7 +48,17 @@ fn takeovers(rogue: &Rogue, info: &TopicInfo, sets: &[Vec<String>]) -> Vec<Topic
     tomb.revision = Revision { version: 1, deleted: true, author: me.clone(), ..Revision::default() };
     let mut tomb_in_p0 = tomb.clone();
     tomb_in_p0.replicas = with_me.clone();
+    // A later life of the name over the live topic: only the topic's own tombstone may
+    // end it, else this deletes its data on every node.
+    let mut reborn = rogue.forge(info, sets.to_vec());
+    reborn.revision = Revision { incarnation: 1, ..Revision::default() };
+    let mut reborn_tomb = reborn.clone();
+    reborn_tomb.revision =
+        Revision { incarnation: 1, version: 1, deleted: true, author: me.clone(), ..Revision::default() };
+    reborn_tomb.replicas = with_me.clone();
     vec![
+        reborn,
+        reborn_tomb,
         rogue.forge(&alone, vec![vec![me]; n]),
         rogue.forge(info, with_me),
         rogue.forge(info, reversed),

@@ -9,6 +9,7 @@ pub mod driver;
 mod partition;
 mod recent;
 pub mod stats;
+mod tombstones;
 mod topics;
 
 pub use driver::{DriverContext, Member, Outbound, ReplicaHandle, ReplicaSettings, ReplicaView};

@@ -10,6 +10,7 @@
 //! `creation_id = 0` takes any topic).
 
 use super::driver::{DriverContext, ReplicaHandle};
+use super::tombstones::Tombstones;
 use crate::network::{verify_record, PeerId};
 use crate::storage::{keys, StorageError};
 use meshlog_protocol::codec;
@@ -104,6 +105,20 @@ pub enum AdoptError {
         /// Who signed the refused one.
         creator: String,
     },
+    /// A later life of a name whose topic is live here, with no tombstone of that topic
+    /// held: only the topic's own tombstone (by a replica of its partition 0) ends it.
+    #[error(
+        "topic '{name}' (incarnation {held}) is live here: incarnation {incarnation} is taken \
+         only after the live topic's tombstone"
+    )]
+    Live {
+        /// The topic.
+        name: String,
+        /// The incarnation held, live.
+        held: u64,
+        /// The refused record's incarnation.
+        incarnation: u64,
+    },
     /// Adopting it would exceed a cap of this node.
     #[error("topic '{name}' refused: {reason}")]
     OverCap {
@@ -128,6 +143,8 @@ pub struct Topics {
     settle_ms: AtomicU64,
     /// Replicas to stop and partitions to delete after a change ([`Topics::retire`]).
     retired: std::sync::Mutex<Vec<Retired>>,
+    /// Tombstones of names' earlier lives.
+    tombstones: Tombstones,
 }
 
 /// Check a record's shape and that `signer` (from its verified signature) is its creator.
@@ -184,6 +201,7 @@ impl Topics {
             map.insert(topic.info.name.clone(), Arc::new(topic));
         }
         let topics = Topics {
+            tombstones: Tombstones::load(&ctx.store)?,
             ctx,
             local_peer,
             map: RwLock::new(map),
@@ -309,10 +327,17 @@ impl Topics {
     }
 
     /// Every record held, tombstones of deleted topics included (what peers are sent,
-    /// so a node that was away learns of a delete).
+    /// so a node that was away learns of a delete), each name's archived tombstones of
+    /// earlier lives before it, oldest first (adopted in this order, they retire a life
+    /// the receiver still holds as live before the later life comes).
     pub fn records(&self) -> Vec<SignedRecord> {
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
-        map.values().map(|t| t.signed.clone()).collect()
+        let chained = |(name, t): (&String, &Arc<Topic>)| {
+            let mut chain = self.tombstones.chain(name);
+            chain.push(t.signed.clone());
+            chain
+        };
+        map.iter().flat_map(chained).collect()
     }
 
     /// Check a create request and return the topic's effective config. `live_nodes`
@@ -375,6 +400,12 @@ impl Topics {
         let reuse = same_life.filter(|_| outcome == Adopted::Changed).map(|cur| cur.partitions.as_slice());
         let bytes = codec::encode(&signed).map_err(|e| StorageError::encode("topic record", e))?;
         let topic = open_topic(&self.ctx, &self.local_peer, record.clone(), signed, adopted_at, reuse)?;
+        if let Some(cur) =
+            held.as_ref().filter(|cur| cur.deleted() && topic.storage_name() != cur.storage_name())
+        {
+            let incarnation = cur.record.revision.incarnation;
+            self.tombstones.archive(&self.ctx.store, &name, incarnation, &cur.signed)?;
+        }
         self.ctx.store.meta_put(&keys::topic(&name), &bytes)?;
         if let Some(cur) = held.filter(|cur| !cur.deleted()) {
             if topic.deleted() || cur.storage_name() != topic.storage_name() {
@@ -403,7 +434,8 @@ impl Topics {
     /// What adopting `record` over `cur` (the record held for its name) would do.
     /// Between two creations of one incarnation the lower creation id wins, but only
     /// while the held one settles; a later version of a creation is taken if it is a
-    /// change its author may make; a later incarnation replaces the held one.
+    /// change its author may make; a later incarnation replaces a held tombstone, never a
+    /// live topic (else any node could end a live topic by signing a re-creation).
     fn judge(&self, record: &TopicRecord, cur: &Topic, now: Instant) -> Result<Adopted, AdoptError> {
         let settle =
             Duration::from_millis(self.settle_ms.load(Ordering::Relaxed)) * SETTLE_WINDOWS_UNTIL_FINAL;
@@ -413,6 +445,11 @@ impl Topics {
                 revision::check_change(record, &cur.record)?;
                 Ok(Adopted::Changed)
             }
+            Relation::Newer if !cur.deleted() => Err(AdoptError::Live {
+                name: record.info.name.clone(),
+                held: cur.record.revision.incarnation,
+                incarnation: record.revision.incarnation,
+            }),
             Relation::Newer => Ok(Adopted::Changed),
             Relation::Rival if !record.wins_over(&cur.record) => Ok(Adopted::Kept),
             // A settled creation is final: a competing creation is refused (changes come
@@ -788,6 +825,63 @@ mod tests {
         drop(held);
         drop(t);
         assert_eq!(topics(dir.path()).get("orders").unwrap().info.creation_id, 77);
+    }
+
+    /// `v0` re-created as incarnation `k` by `key`, with creation id `id`.
+    fn reborn(v0: &TopicRecord, key: &Keypair, k: u64, id: u64) -> (TopicRecord, SignedRecord) {
+        let mut r = v0.clone();
+        r.info.creation_id = id;
+        r.revision.incarnation = k;
+        r.creator = key.public().to_peer_id().to_string();
+        let signed = sign_as(key, &r);
+        (r, signed)
+    }
+
+    /// Adopt on `t` lives `0..lives` of "orders", each deleted by partition 0's replica,
+    /// then one more live one; returns its creation id.
+    fn live_through(t: &Topics, keys: &[Keypair], v0: &TopicRecord, lives: u64) -> u64 {
+        for k in 0..=lives {
+            let (life, signed) = reborn(v0, &keys[0], k, 100 + k);
+            assert_ne!(t.adopt(signed).unwrap().0, Adopted::Kept, "life {k}");
+            if k < lives {
+                let (_, tomb) = next_version(&life, p0_key(keys, &life), |r| r.revision.deleted = true);
+                assert_eq!(t.adopt(tomb).unwrap().0, Adopted::Changed, "delete of life {k}");
+            }
+        }
+        100 + lives
+    }
+
+    #[test]
+    fn a_live_topic_ends_only_by_its_tombstone_and_a_node_away_catches_up() {
+        let (keys, v0) = created();
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = topics(da.path());
+        a.adopt(reborn(&v0, &keys[0], 0, 100).1).unwrap();
+        // Any node signing a later life over the live topic is refused: it would end the
+        // topic (and delete its data everywhere) without its partition 0's consent.
+        let rogue = Keypair::generate_ed25519();
+        let err = a.adopt(reborn(&v0, &rogue, 1, 9).1).unwrap_err();
+        assert!(matches!(err, AdoptError::Live { held: 0, incarnation: 1, .. }), "{err}");
+        assert_eq!(a.get("orders").unwrap().info.creation_id, 100);
+        // Node b saw two deletes and re-creations while a was away: it sends the lives'
+        // tombstones before its live record, and a follows them to the third life.
+        let b = topics(db.path());
+        let current = live_through(&b, &keys, &v0, 2);
+        let sent = b.records();
+        assert_eq!(sent.len(), 3, "two archived tombstones, then the live record");
+        for r in sent {
+            a.adopt(r).unwrap();
+        }
+        assert_eq!(a.get("orders").unwrap().info.creation_id, current);
+        assert_eq!(a.records().len(), 3, "a archived the tombstones too");
+        // The archive is durable, and bounded.
+        b.ctx.store.flush().unwrap();
+        drop(b);
+        assert_eq!(topics(db.path()).records().len(), 3);
+        let dc = tempfile::tempdir().unwrap();
+        let c = topics(dc.path());
+        live_through(&c, &keys, &v0, super::super::tombstones::KEPT_PER_NAME as u64 + 3);
+        assert_eq!(c.records().len(), super::super::tombstones::KEPT_PER_NAME + 1);
     }
 
     #[test]

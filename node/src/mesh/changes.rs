@@ -82,7 +82,7 @@ impl Mesh {
         self.net.put_record(topic_key(name), signed).await;
         tokio::time::sleep(self.cfg.topic_settle).await;
         match self.broker.topics().held_record(name) {
-            Some(now) if stands(&next, &now.record) => Ok(next.info),
+            Some(now) if stands(&next, &now.record, &change) => Ok(next.info),
             _ => Err(lost(name, change.name())),
         }
     }
@@ -157,16 +157,26 @@ fn merged_config(
     TopicConfig::from_pairs(&pairs, rf)
 }
 
-/// Whether the version `ours` still stands over `held`: it is held, or a later version
-/// built on it is (not a rival of the same version from another epoch).
-fn stands(ours: &TopicRecord, held: &TopicRecord) -> bool {
-    match revision::relation(held, ours) {
-        Relation::Same => true,
-        Relation::Newer => {
-            held.revision.incarnation > ours.revision.incarnation
-                || held.revision.version > ours.revision.version
+/// Whether `change`, written as the version `ours`, still shows in `held` (the record
+/// held a settle window later): `ours` is held, or a later record still has its effect
+/// (a delete: the topic deleted, or a later life of its name; an alter: at least its
+/// partitions and the config values it set). A version count alone does not tell: a
+/// rival of `ours` (its version, a later epoch) may have won, and later versions built
+/// on the rival lack our change.
+fn stands(ours: &TopicRecord, held: &TopicRecord, change: &TopicChange) -> bool {
+    match (revision::relation(held, ours), change) {
+        (Relation::Same, _) => true,
+        (Relation::Older | Relation::Rival, _) => false,
+        (Relation::Newer, TopicChange::Delete) => {
+            held.revision.deleted || held.revision.incarnation > ours.revision.incarnation
         }
-        Relation::Older | Relation::Rival => false,
+        (Relation::Newer, TopicChange::Alter(a)) => {
+            let (mine, now) = (ours.info.config.to_pairs(), held.info.config.to_pairs());
+            held.revision.incarnation == ours.revision.incarnation
+                && !held.revision.deleted
+                && held.info.partitions >= ours.info.partitions
+                && a.config.keys().all(|k| mine.get(k) == now.get(k))
+        }
     }
 }
 
@@ -220,8 +230,9 @@ mod tests {
             creator: "A".into(),
             revision: Revision::default(),
         };
-        let at = |version, epoch| {
+        let at = |version, epoch, retention: Option<u64>| {
             let mut r = base.clone();
+            r.info.config.retention_ms = retention;
             r.revision = Revision {
                 version,
                 author: "A".into(),
@@ -230,10 +241,24 @@ mod tests {
             };
             r
         };
-        let ours = at(1, 2);
-        assert!(stands(&ours, &ours));
-        assert!(stands(&ours, &at(2, 2)), "a later version built on ours");
-        assert!(!stands(&ours, &at(1, 3)), "the same version from a later epoch won");
-        assert!(!stands(&ours, &base));
+        let alter = TopicChange::Alter(AlterTopic {
+            name: "t".into(),
+            partitions: None,
+            config: pairs(&[("retention.ms", "1000")]),
+            validate_only: false,
+        });
+        let ours = at(1, 2, Some(1000));
+        assert!(stands(&ours, &ours, &alter));
+        assert!(stands(&ours, &at(2, 2, Some(1000)), &alter), "a later version built on ours");
+        assert!(!stands(&ours, &at(1, 3, None), &alter), "the same version from a later epoch won");
+        assert!(!stands(&ours, &at(2, 3, None), &alter), "a later version built on the rival that won");
+        assert!(!stands(&ours, &base, &alter));
+        let mut gone = at(2, 3, None);
+        gone.revision.deleted = true;
+        assert!(!stands(&ours, &gone, &alter), "deleted after a rival won");
+        assert!(stands(&gone, &gone, &TopicChange::Delete));
+        let mut rival_tomb = gone.clone();
+        rival_tomb.revision.epoch = meshlog_protocol::Epoch::new(4);
+        assert!(stands(&gone, &rival_tomb, &TopicChange::Delete), "deleted either way");
     }
 }

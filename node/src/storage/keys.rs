@@ -13,6 +13,7 @@
 //! | key in `meta`                  | value                                          | written by          |
 //! |--------------------------------|------------------------------------------------|---------------------|
 //! | `topic/<topic>`                | the topic's `SignedRecord` (bincode)           | `broker::topics`    |
+//! | `tombstone/<topic>/<k>`        | incarnation k's tombstone, `SignedRecord`      | `broker::tombstones`|
 //! | `replica/<topic>/<p>`          | the replica core's `HardState` (bincode)       | `broker::driver`    |
 //! | `catch_up/<topic>/<p>`         | `1`: catches up before it votes (lost store)   | `broker::driver`    |
 //! | `producers/<topic>/<p>`        | producer state below the log start (bincode)   | `broker::partition` |
@@ -46,6 +47,15 @@ pub const TOPIC_PREFIX: &str = "topic/";
 /// The agreed record of topic `name`.
 pub fn topic(name: &str) -> String {
     format!("{TOPIC_PREFIX}{name}")
+}
+
+/// Prefix of every archived tombstone key ([`tombstone`]).
+pub const TOMBSTONE_PREFIX: &str = "tombstone/";
+
+/// The tombstone of incarnation `incarnation` of topic `name`, kept once a later
+/// incarnation replaced it.
+pub fn tombstone(name: &str, incarnation: u64) -> String {
+    format!("{TOMBSTONE_PREFIX}{name}/{incarnation}")
 }
 
 /// A replica's hard state (epoch, vote), saved before it acts on it.
@@ -146,11 +156,13 @@ mod tests {
     /// never change.
     #[test]
     fn every_key_keeps_its_bytes() {
-        let pinned: [(String, &str); 17] = [
+        let pinned: [(String, &str); 19] = [
             (META_TREE.into(), "meta"),
             (kv_tree(OUTBOX_TREE), "kv/outbox"),
             (topic("orders"), "topic/orders"),
             (TOPIC_PREFIX.into(), "topic/"),
+            (tombstone("orders", 2), "tombstone/orders/2"),
+            (TOMBSTONE_PREFIX.into(), "tombstone/"),
             (hard_state("orders", 3), "replica/orders/3"),
             (catch_up("orders", 3), "catch_up/orders/3"),
             (producers("orders", 3), "producers/orders/3"),
