@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # A/B of two meshlog builds on the replicated benchmark, interleaved so the machine's
 # drift hits both alike: PAIRS times, a fresh 3-node cluster of binary A, then of B, each
-# running the rf=3 acks=all 1 KiB produce at 3 x 256 KiB in flight. Prints each pair's
-# records/s and p99, the medians and the median of the per-pair ratios B/A.
+# running the rf=3 acks=all 1 KiB produce of SHAPE. Prints each pair's records/s and
+# p99, the medians and the median of the per-pair ratios B/A.
+#
+# SHAPE: `3x256` (default: 3 x 256 KiB in flight, three partitions), `one` (a single
+# partition, one 256 KiB batch in flight), `kafka-one` (a single partition through the
+# Kafka door: librdkafka's rdkafka_performance, idempotent, as bench-vs-peer.sh's row).
 #
 # Usage: scripts/bench-ab.sh A_BIN B_BIN
-# Env knobs: PAIRS (5), RECORDS (200000), SCRATCH (/tmp/meshlog-ab), PORT (19694)
+# Env knobs: PAIRS (5), RECORDS (200000), SCRATCH (/tmp/meshlog-ab), PORT (19694),
+#            SHAPE (3x256), KAFKA_PORT (19790, for kafka-one), BATCH (262144, its batch.size)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -eq 2 ] || { echo "usage: $0 A_BIN B_BIN" >&2; exit 2; }
@@ -14,6 +19,13 @@ PAIRS=${PAIRS:-5}
 RECORDS=${RECORDS:-200000}
 SCRATCH=${SCRATCH:-/tmp/meshlog-ab}
 PORT=${PORT:-19694}
+SHAPE=${SHAPE:-3x256}
+BATCH=${BATCH:-262144}
+case "$SHAPE" in
+  3x256 | one) ;;
+  kafka-one) RDPERF=$(scripts/rdkafka-perf.sh); export KAFKA_PORT=${KAFKA_PORT:-19790} ;;
+  *) echo "unknown SHAPE $SHAPE (3x256, one, kafka-one)" >&2; exit 2 ;;
+esac
 rm -rf "$SCRATCH"; mkdir -p "$SCRATCH"
 source scripts/cluster.sh
 trap stop_cluster EXIT
@@ -23,7 +35,11 @@ run() { # BIN LABEL PAIR
   BIN=$1
   start_cluster
   local j
-  j=$(produce_shape "ab$3" 3 262144)
+  case "$SHAPE" in
+    3x256) j=$(produce_shape "ab$3" 3 262144) ;;
+    one) j=$(produce_one "ab$3" 1 262144) ;;
+    kafka-one) j=$(kafka_produce "ab$3" 1 true) ;;
+  esac
   stop_cluster
   echo "{\"side\":\"$2\",\"pair\":$3,\"result\":$j}" >> "$OUT"
 }

@@ -97,10 +97,18 @@ produce_shape() {
 # client: bounded near the native client's buffer (3072), librdkafka 2.12's idempotent
 # producer used 7 s of CPU per 100,000 records here, on the cores the nodes need (0.2 s
 # without idempotence). Unbounded it still uses 1.4-2.6 s (0.8 s with max.in.flight=1),
-# which is why the idempotent rows trail the others (an open question: the client alone,
-# or something in the door's answers). An idempotent run also includes librdkafka's
-# 500 ms wait before it asks for a producer id. Prints one JSON line shaped like
-# `bench produce --json`.
+# which is why the idempotent rows trail the others. That is the client's own doing
+# (librdkafka 2.12.1 and its master of 2026-07, src/rdkafka_broker.c,
+# rd_kafka_toppar_producer_serve): an idempotent partition may send
+# RD_KAFKA_IDEMP_MAX_INFLIGHT (5) minus its *messages* in flight more requests, so a
+# batch of 5 records or more holds the partition to one batch in flight until it is
+# answered, whatever max.in.flight says (upstream PR #4989, open); and the batch waiting
+# behind it is ready, so the broker thread's wakeup is already set to "now" when the cap
+# says no: it polls without sleeping for the whole round trip (the CPU above, mostly
+# sys). The door sees one produce per partition at a time and answers it as soon as
+# acks=all allows; only a shorter round trip (the fsyncs) raises these rows. An
+# idempotent run also includes librdkafka's 500 ms wait before it asks for a producer
+# id. Prints one JSON line shaped like `bench produce --json`.
 # Usage: kafka_produce TOPIC PARTS IDEMPOTENT
 kafka_produce() {
   create_ready_topic "$1" "$2" || return 1

@@ -66,12 +66,21 @@ impl PartitionOrder {
     /// The next produce's turn at `topic`-`partition`: it follows the one before.
     fn turn(&mut self, topic: &str, partition: i32) -> Turn {
         if self.last.len() >= ORDER_PRUNE_AT {
-            self.last.retain(|_, done| done.peek().is_none());
+            self.last.retain(|_, done| !is_done(done));
         }
         let (tx, rx) = oneshot::channel();
         let before = self.last.insert((topic.to_string(), partition), rx.shared());
         Turn { before, _done: tx }
     }
+}
+
+/// Whether the produce behind `done` has finished. Polled, not peeked: a `Shared`
+/// reports its output only once some clone has polled it, and nothing polls the turn
+/// of an idempotent batch (it never waits for its predecessor), so `peek` said "still
+/// under way" forever: every idempotent batch counted as overtaking, and a connection's
+/// idempotent partitions were never pruned.
+fn is_done(done: &Shared<oneshot::Receiver<()>>) -> bool {
+    done.clone().now_or_never().is_some()
 }
 
 /// A produce's place in its partition's order; dropping it lets the next one go.
@@ -83,7 +92,7 @@ struct Turn {
 impl Turn {
     /// Whether the previous produce to the partition is still under way.
     fn predecessor_pending(&self) -> bool {
-        self.before.as_ref().is_some_and(|b| b.peek().is_none())
+        self.before.as_ref().is_some_and(|b| !is_done(b))
     }
 
     /// Wait until the previous produce to the partition is done (answered or dropped).
@@ -406,4 +415,33 @@ fn fetched(partition: i32, got: FetchResult, budget: &mut Budget, version: i16) 
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_finished_produce_is_seen_done_without_being_awaited() {
+        let mut order = PartitionOrder::default();
+        let first = order.turn("t", 0);
+        let second = order.turn("t", 0);
+        assert!(second.predecessor_pending(), "the first produce is under way");
+        drop(first);
+        assert!(!second.predecessor_pending(), "the first produce is done once its turn is dropped");
+        assert!(!order.turn("t", 1).predecessor_pending(), "a partition's first produce follows nothing");
+    }
+
+    #[test]
+    fn finished_partitions_are_forgotten_past_the_bound() {
+        let mut order = PartitionOrder::default();
+        let live = order.turn("t", 0);
+        for p in 1..ORDER_PRUNE_AT as i32 {
+            drop(order.turn("t", p));
+        }
+        assert_eq!(order.last.len(), ORDER_PRUNE_AT);
+        let _next = order.turn("t", ORDER_PRUNE_AT as i32);
+        assert_eq!(order.last.len(), 2, "only the unfinished produce and the new one are kept");
+        drop(live);
+    }
 }
