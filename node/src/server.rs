@@ -16,7 +16,7 @@ use crate::config::{ConfigError, NodeConfig};
 use crate::gateway::{Gateway, Router};
 use crate::group::Coordinator;
 use crate::mesh::{Mesh, MeshConfig};
-use crate::network::{self, identity, Keypair, Multiaddr, NetworkError, NetworkEvent, PeerId};
+use crate::network::{self, identity, Keypair, Multiaddr, NetworkError, NetworkEvent, PeerId, ToNodeId};
 use crate::outbox::Outbox;
 use crate::resilience::Resilience;
 use crate::services::Services;
@@ -133,7 +133,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, NodeError> {
     let peer_id = keypair.public().to_peer_id();
     let (outbound_tx, outbound) = mpsc::channel(tasks::OUTBOUND_QUEUE);
     let broker = Arc::new(Broker::open(
-        peer_id.to_string(),
+        peer_id.node_id(),
         store.clone(),
         settings::broker_limits(&cfg),
         settings::replica_settings(&cfg),

@@ -12,12 +12,12 @@
 //! answer is filtered to what that provider may say: instances of the asked name that it
 //! holds. Every collection has a cap (`MAX_*` below).
 
-use crate::network::{NetworkHandle, PeerId};
+use crate::network::{NetworkHandle, PeerId, ToNodeId};
 use crate::resilience::{CallKind, Resilience};
 use meshlog_protocol::mesh::{ServiceInstance, SERVICE_KEY_PREFIX};
 use meshlog_protocol::messages::{PeerRequest, PeerResponse, ServiceRegistration};
 use meshlog_protocol::types::validate_topic_name;
-use meshlog_protocol::{ErrorCode, WireError};
+use meshlog_protocol::{ErrorCode, NodeId, WireError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -218,7 +218,7 @@ fn accept_answer(provider: &str, name: Option<&str>, list: Vec<ServiceInstance>)
 pub struct Services {
     net: NetworkHandle,
     resilience: Arc<Resilience>,
-    local: String,
+    local: NodeId,
     registry: Mutex<Registry>,
     lookup_timeout: Duration,
 }
@@ -230,7 +230,7 @@ fn service_key(name: &str) -> String {
 impl Services {
     /// An empty registry.
     pub fn new(net: NetworkHandle, resilience: Arc<Resilience>, lookup_timeout: Duration) -> Services {
-        let local = net.local_peer_id().to_string();
+        let local = net.local_peer_id().node_id();
         Services { local, net, resilience, registry: Mutex::new(Registry::default()), lookup_timeout }
     }
 

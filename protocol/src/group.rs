@@ -7,6 +7,7 @@
 //! coordinator (as in Kafka's KIP-848) from the assignor the members name.
 
 use crate::error::{ErrorCode, WireError};
+use crate::ids::NodeId;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -319,7 +320,7 @@ pub struct GroupDescription {
     /// The assignor in use.
     pub assignor: Assignor,
     /// The coordinator's node id.
-    pub coordinator: String,
+    pub coordinator: NodeId,
     /// Members.
     pub members: Vec<MemberDescription>,
     /// Committed offsets.
@@ -336,7 +337,7 @@ pub struct GroupListing {
     /// Members.
     pub members: u32,
     /// The coordinator's node id.
-    pub coordinator: String,
+    pub coordinator: NodeId,
 }
 
 /// The key of a record in the offsets topic (compaction keeps the latest per key).

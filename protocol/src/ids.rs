@@ -54,6 +54,12 @@ impl NodeId {
     pub fn into_string(self) -> String {
         self.0
     }
+
+    /// The ids' texts joined by `sep`, for messages and tables.
+    pub fn join(ids: &[NodeId], sep: &str) -> String {
+        let texts: Vec<&str> = ids.iter().map(NodeId::as_str).collect();
+        texts.join(sep)
+    }
 }
 
 impl fmt::Display for NodeId {
@@ -262,6 +268,7 @@ mod tests {
         assert_eq!(NodeId::new("12D3KooWA1a1a1a1").short(), "A1a1a1a1");
         assert_eq!(NodeId::new("abc").short(), "abc");
         assert_eq!(NodeId::none().short(), "");
+        assert_eq!(NodeId::join(&[NodeId::new("a"), NodeId::new("b")], ", "), "a, b");
     }
 
     #[test]

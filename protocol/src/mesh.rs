@@ -3,7 +3,7 @@
 //! holds what and where to dial; no safety property depends on them.
 
 use crate::group::OFFSETS_TOPIC;
-use crate::ids::Epoch;
+use crate::ids::{Epoch, NodeId};
 pub use crate::revision::Revision;
 use crate::types::{
     validate_topic_name, TopicInfo, MAX_PARTITIONS, MAX_PEER_ID_LEN, MAX_REPLICATION_FACTOR,
@@ -25,7 +25,7 @@ pub const SERVICE_KEY_PREFIX: &str = "/meshlog/service/";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Heartbeat {
     /// The sender's PeerId (must equal the authenticated gossip source).
-    pub peer: String,
+    pub peer: NodeId,
     /// Addresses it listens on.
     pub addrs: Vec<String>,
     /// Increases with every heartbeat of one incarnation.
@@ -47,9 +47,9 @@ pub struct TopicRecord {
     /// The topic.
     pub info: TopicInfo,
     /// PeerIds holding each partition, in a fixed order (a replica's index in the set).
-    pub replicas: Vec<Vec<String>>,
+    pub replicas: Vec<Vec<NodeId>>,
     /// The node that created it (the signer of version 0).
-    pub creator: String,
+    pub creator: NodeId,
     /// Which incarnation and version of the topic this is. Not part of the serde form:
     /// [`crate::revision::encode_record`] writes it after the record (and a record at
     /// `Revision::default()` exactly as a node before versioning did).
@@ -99,7 +99,7 @@ impl TopicRecord {
         if let Err(e) = info.config.validate(rf) {
             return bad(e.message);
         }
-        if !is_peer_id_shaped(&self.creator) {
+        if !is_peer_id_shaped(self.creator.as_str()) {
             return bad("its creator is not a PeerId".into());
         }
         if self.replicas.len() != info.partitions as usize {
@@ -113,10 +113,10 @@ impl TopicRecord {
             if set.len() != rf as usize {
                 return bad(format!("partition {p} has {} replicas, not {rf}", set.len()));
             }
-            if let Some(r) = set.iter().find(|r| !is_peer_id_shaped(r)) {
+            if let Some(r) = set.iter().find(|r| !is_peer_id_shaped(r.as_str())) {
                 return bad(format!(
                     "partition {p} names '{}', which is not a PeerId",
-                    truncated(r)
+                    truncated(r.as_str())
                 ));
             }
             if set.iter().enumerate().any(|(i, r)| set[..i].contains(r)) {
@@ -130,7 +130,7 @@ impl TopicRecord {
 
     /// The PeerId whose signature this record must carry: its creator for the version
     /// created, the author (partition 0's leader) for every later version.
-    pub fn signer(&self) -> &str {
+    pub fn signer(&self) -> &NodeId {
         if self.revision.version == 0 {
             &self.creator
         } else {
@@ -180,7 +180,7 @@ pub struct ServiceInstance {
     /// The registration lapses this long after its last renewal.
     pub ttl_ms: u64,
     /// The node that holds the registration.
-    pub node: String,
+    pub node: NodeId,
     /// Time left before it lapses, as seen by `node` when asked.
     pub expires_in_ms: u64,
 }
@@ -195,7 +195,7 @@ pub enum GossipMessage {
     /// A node is leaving on purpose.
     Leave {
         /// The leaving node (must equal the gossip source).
-        peer: String,
+        peer: NodeId,
     },
     /// A node leads these partitions (an announcement of its leases; a routing hint).
     Leases(LeaderLeases),
@@ -206,7 +206,7 @@ pub enum GossipMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaderLeases {
     /// The leader (must equal the authenticated gossip source).
-    pub leader: String,
+    pub leader: NodeId,
     /// How long the announcement should be trusted, in milliseconds.
     pub lease_ms: u64,
     /// (topic, partition, epoch) of each partition it leads.
@@ -217,7 +217,7 @@ pub struct LeaderLeases {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberStatus {
     /// Its PeerId.
-    pub peer: String,
+    pub peer: NodeId,
     /// Its addresses.
     pub addrs: Vec<String>,
     /// `up` or `down` (missed heartbeats) or `left`.
@@ -232,11 +232,11 @@ pub struct MemberStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterStatus {
     /// The node that answered.
-    pub node: String,
+    pub node: NodeId,
     /// Every member it knows, itself included.
     pub members: Vec<MemberStatus>,
     /// Topic name -> partition -> replica set.
-    pub topics: BTreeMap<String, Vec<Vec<String>>>,
+    pub topics: BTreeMap<String, Vec<Vec<NodeId>>>,
     /// Circuit breakers of the answering node that are not closed.
     pub breakers: Vec<BreakerStatus>,
     /// The answering node's store-and-forward outbox, per partition with queued batches.
@@ -264,7 +264,7 @@ pub struct OutboxDepth {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BreakerStatus {
     /// The peer.
-    pub peer: String,
+    pub peer: NodeId,
     /// `closed`, `open` or `half-open`.
     pub state: String,
     /// For an open breaker, milliseconds until a probe may go through.
@@ -279,7 +279,7 @@ mod tests {
     const A: &str = "12D3KooWA1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1";
     const B: &str = "12D3KooWB2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2";
 
-    fn record(partitions: u32, rf: u16, replicas: Vec<Vec<String>>) -> TopicRecord {
+    fn record(partitions: u32, rf: u16, replicas: Vec<Vec<NodeId>>) -> TopicRecord {
         let config = TopicConfig::from_pairs(&BTreeMap::new(), rf.max(1)).unwrap();
         let info = TopicInfo {
             name: "orders".into(),
@@ -292,8 +292,8 @@ mod tests {
         TopicRecord { info, replicas, creator: A.into(), revision: Revision::default() }
     }
 
-    fn sets(n: u32, set: &[&str]) -> Vec<Vec<String>> {
-        (0..n).map(|_| set.iter().map(|s| s.to_string()).collect()).collect()
+    fn sets(n: u32, set: &[&str]) -> Vec<Vec<NodeId>> {
+        (0..n).map(|_| set.iter().map(|s| NodeId::new(*s)).collect()).collect()
     }
 
     #[test]
@@ -323,7 +323,7 @@ mod tests {
         weak.info.config.min_insync_replicas = 1;
         cases.push(("min.insync below a majority", weak));
         let mut anon = record(1, 1, sets(1, &[A]));
-        anon.creator = String::new();
+        anon.creator = NodeId::none();
         cases.push(("no creator", anon));
         for (what, r) in cases {
             assert!(r.validate().is_err(), "{what} was accepted");

@@ -17,7 +17,7 @@
 //! other is [`REVISED_TAG`] followed by the record and its revision. Pure: no I/O.
 
 use crate::codec::{self, CodecError};
-use crate::ids::Epoch;
+use crate::ids::{Epoch, NodeId};
 use crate::mesh::{is_peer_id_shaped, InvalidRecord, TopicRecord};
 use serde::{Deserialize, Serialize};
 
@@ -43,14 +43,14 @@ pub struct Revision {
     /// A tombstone: the topic was deleted (final for this incarnation).
     pub deleted: bool,
     /// The signer of a version above 0: the leader of partition 0 (empty at version 0).
-    pub author: String,
+    pub author: NodeId,
     /// The epoch of partition 0 in which the author led when it wrote this version.
     pub epoch: Epoch,
 }
 
 impl Revision {
     /// Check the revision's own shape against the record's partition 0 replica set.
-    pub fn validate(&self, partition0: &[String]) -> Result<(), String> {
+    pub fn validate(&self, partition0: &[NodeId]) -> Result<(), String> {
         if self.incarnation > MAX_INCARNATION {
             return Err(format!("incarnation {} is above the largest", self.incarnation));
         }
@@ -60,7 +60,7 @@ impl Revision {
             }
             return Ok(());
         }
-        if !is_peer_id_shaped(&self.author) {
+        if !is_peer_id_shaped(self.author.as_str()) {
             return Err("its author is not a PeerId".into());
         }
         if !partition0.contains(&self.author) {

@@ -3,7 +3,7 @@
 //! topic and partition descriptions.
 
 use crate::error::{ErrorCode, WireError};
-use crate::ids::Epoch;
+use crate::ids::{Epoch, NodeId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -325,14 +325,14 @@ pub struct TopicInfo {
 pub struct PartitionStatus {
     /// Partition number.
     pub partition: u32,
-    /// The node that leads it (its PeerId as text).
-    pub leader: String,
+    /// The node that leads it (its PeerId as text; none if no leader is known).
+    pub leader: NodeId,
     /// The leader's epoch (0: none elected yet).
     pub epoch: Epoch,
     /// The replica set, in the topic record's order.
-    pub replicas: Vec<String>,
+    pub replicas: Vec<NodeId>,
     /// The in-sync replicas, as the leader sees them.
-    pub isr: Vec<String>,
+    pub isr: Vec<NodeId>,
     /// The oldest offset still kept.
     pub log_start_offset: u64,
     /// The next offset a consumer can see (everything below it is committed).
@@ -344,16 +344,16 @@ pub struct PartitionStatus {
     /// False when the owner did not answer: the offsets above are unknown (zero).
     pub online: bool,
     /// Nodes the DHT lists as holding this partition (provider records; hints).
-    pub holders: Vec<String>,
+    pub holders: Vec<NodeId>,
 }
 
 impl PartitionStatus {
     /// A partition whose state is not known here: no leader, offsets unknown (`online`
     /// false).
-    pub fn unknown(partition: u32, replicas: &[String]) -> PartitionStatus {
+    pub fn unknown(partition: u32, replicas: &[NodeId]) -> PartitionStatus {
         PartitionStatus {
             partition,
-            leader: String::new(),
+            leader: NodeId::none(),
             epoch: Epoch::ZERO,
             replicas: replicas.to_vec(),
             isr: Vec::new(),

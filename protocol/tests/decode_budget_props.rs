@@ -21,7 +21,7 @@ use meshlog_protocol::messages::{
     ClientRequest, ClientResponse, ClientResult, PeerRequest, PeerResponse, ReplicateMessage,
 };
 use meshlog_protocol::types::{PartitionStatus, TopicConfig, TopicInfo};
-use meshlog_protocol::Epoch;
+use meshlog_protocol::{Epoch, NodeId};
 use proptest::prelude::*;
 use serde::{de::DeserializeOwned, Serialize};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -138,6 +138,11 @@ fn tiny() -> impl Strategy<Value = String> {
     prop::sample::select(&["", "", "a", "bc"][..]).prop_map(String::from)
 }
 
+/// A short node id (its form is not checked by the codec).
+fn node() -> impl Strategy<Value = NodeId> {
+    tiny().prop_map(NodeId::new)
+}
+
 fn many<T: Debug>(s: impl Strategy<Value = T>) -> impl Strategy<Value = Vec<T>> {
     prop::collection::vec(s, 0..1500)
 }
@@ -145,7 +150,7 @@ fn many<T: Debug>(s: impl Strategy<Value = T>) -> impl Strategy<Value = Vec<T>> 
 /// Small valid messages to splice hostile length prefixes into.
 fn small_message() -> impl Strategy<Value = Vec<u8>> {
     let record =
-        (topic_info(), prop::collection::vec(prop::collection::vec(tiny(), 0..3), 0..8), tiny())
+        (topic_info(), prop::collection::vec(prop::collection::vec(node(), 0..3), 0..8), node())
             .prop_map(|(info, replicas, creator)| {
                 codec::encode(&TopicRecord {
                     info,
@@ -179,7 +184,7 @@ fn topic_info() -> impl Strategy<Value = TopicInfo> {
 }
 
 fn topic_record() -> impl Strategy<Value = TopicRecord> {
-    (topic_info(), many(prop::collection::vec(tiny(), 0..3)), tiny()).prop_map(
+    (topic_info(), many(prop::collection::vec(node(), 0..3)), node()).prop_map(
         |(info, replicas, creator)| TopicRecord {
             info,
             replicas,
@@ -193,7 +198,7 @@ fn gossip() -> impl Strategy<Value = GossipMessage> {
     prop_oneof![
         many(tiny()).prop_map(heartbeat),
         many((tiny(), 0u32..9, (0u64..9).prop_map(Epoch::new))).prop_map(|partitions| {
-            GossipMessage::Leases(LeaderLeases { leader: String::new(), lease_ms: 1, partitions })
+            GossipMessage::Leases(LeaderLeases { leader: NodeId::none(), lease_ms: 1, partitions })
         }),
     ]
 }
@@ -223,7 +228,7 @@ fn join_group(
 /// An anonymous heartbeat advertising `addrs`.
 fn heartbeat(addrs: Vec<String>) -> GossipMessage {
     GossipMessage::Heartbeat(Heartbeat {
-        peer: String::new(),
+        peer: NodeId::none(),
         addrs,
         seq: 0,
         incarnation: 0,
@@ -257,7 +262,7 @@ fn client_request() -> impl Strategy<Value = ClientRequest> {
 }
 
 fn partition_status() -> impl Strategy<Value = PartitionStatus> {
-    (0u32..3, prop::collection::vec(tiny(), 0..3))
+    (0u32..3, prop::collection::vec(node(), 0..3))
         .prop_map(|(p, replicas)| PartitionStatus::unknown(p, &replicas))
 }
 
@@ -270,7 +275,7 @@ fn peer_response() -> impl Strategy<Value = PeerResponse> {
 }
 
 fn cluster() -> impl Strategy<Value = ClientResult> {
-    let members = many(tiny().prop_map(|peer| MemberStatus {
+    let members = many(node().prop_map(|peer| MemberStatus {
         peer,
         addrs: vec![],
         state: String::new(),
@@ -278,10 +283,10 @@ fn cluster() -> impl Strategy<Value = ClientResult> {
         partitions: 0,
     }));
     let topics =
-        prop::collection::btree_map(tiny(), many(prop::collection::vec(tiny(), 0..2)), 0..4);
+        prop::collection::btree_map(tiny(), many(prop::collection::vec(node(), 0..2)), 0..4);
     (members, topics).prop_map(|(members, topics)| {
         Ok(ClientResponse::Cluster(ClusterStatus {
-            node: String::new(),
+            node: NodeId::none(),
             members,
             topics,
             breakers: vec![],

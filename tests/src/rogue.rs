@@ -10,7 +10,9 @@
 use crate::cluster::{check, Background, Cluster, Writer};
 use crate::{wait_until, LONG_BUDGET};
 use meshlog::client::Client;
-use meshlog::network::{self, Keypair, Multiaddr, NetworkConfig, NetworkEvent, NetworkHandle, PeerId};
+use meshlog::network::{
+    self, Keypair, Multiaddr, NetworkConfig, NetworkEvent, NetworkHandle, PeerId, ToNodeId,
+};
 use meshlog::replica::{Epoch, FetchBody, Message};
 use meshlog_protocol::batch::BatchBuilder;
 use meshlog_protocol::codec;
@@ -20,7 +22,7 @@ use meshlog_protocol::messages::{
     ClientRequest, ClientResponse, PeerRequest, PeerResponse, ProduceResponse, ReplicateMessage,
 };
 use meshlog_protocol::types::TopicInfo;
-use meshlog_protocol::{ErrorCode, WireError};
+use meshlog_protocol::{ErrorCode, NodeId, WireError};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -145,9 +147,9 @@ impl Rogue {
     }
 
     /// `record` with the rogue as creator and `creation_id` 0 (wins every tie today).
-    pub fn forge(&self, info: &TopicInfo, replicas: Vec<Vec<String>>) -> TopicRecord {
+    pub fn forge(&self, info: &TopicInfo, replicas: Vec<Vec<NodeId>>) -> TopicRecord {
         let info = TopicInfo { creation_id: 0, ..info.clone() };
-        TopicRecord { info, replicas, creator: self.id.to_string(), revision: Default::default() }
+        TopicRecord { info, replicas, creator: self.id.node_id(), revision: Default::default() }
     }
 
     /// Send a peer request to `peer` and say whether it was served as asked: anything
@@ -177,7 +179,7 @@ async fn heartbeat(net: NetworkHandle, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
         let hb = Heartbeat {
-            peer: id.to_string(),
+            peer: id.node_id(),
             addrs: addrs.clone(),
             seq,
             incarnation,

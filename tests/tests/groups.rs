@@ -314,7 +314,7 @@ async fn killing_the_coordinator_mid_commits_keeps_offsets_and_the_group_going()
     next = produce(&c.client(m), topic, next, 100).await;
     wait_caught_up(&c.client(m), &group, topic, 3).await;
     let d = c.client(m).describe_group(&group).await.unwrap();
-    let new_coordinator = c.index_of(&d.coordinator).unwrap();
+    let new_coordinator = c.index_of(d.coordinator.as_str()).unwrap();
     assert_ne!(new_coordinator, coordinator);
     stop.store(true, Ordering::Relaxed);
     member.await.unwrap();
@@ -658,7 +658,7 @@ async fn cli_members_survive_a_killed_member_and_the_coordinators_node_without_l
     let missing: Vec<String> = (0..400).map(|i| format!("task-{i}")).filter(|t| !all.contains(t)).collect();
     assert!(missing.is_empty(), "tasks never consumed: {missing:?}");
     let d = c.client(ia).describe_group(&group).await.unwrap();
-    assert_ne!(c.index_of(&d.coordinator), Some(coord));
+    assert_ne!(c.index_of(d.coordinator.as_str()), Some(coord));
     let duplicates = a_values.len() + b_values.len() - all.len();
     println!(
         "FIGURE groups: CLI member and coordinator's node killed -9: 400 tasks, member A {} + member B {} \

@@ -8,6 +8,7 @@
 
 use meshlog::client::Client;
 use meshlog::mesh::topic_key;
+use meshlog::network::ToNodeId;
 use meshlog::replica::{Epoch, Message};
 use meshlog_protocol::codec;
 use meshlog_protocol::group::{OffsetsKey, OFFSETS_TOPIC};
@@ -16,6 +17,7 @@ use meshlog_protocol::mesh::{
 };
 use meshlog_protocol::messages::{ClientRequest, PeerRequest, ProduceRequest, ServiceRegistration};
 use meshlog_protocol::types::{Acks, TopicInfo};
+use meshlog_protocol::NodeId;
 use meshlog_tests::cluster::{check, Cluster};
 use meshlog_tests::rogue::{
     self, addrs, create_offsets_topic, join_rogue, lost, one_record, serving, status, topic_infos, writer,
@@ -34,11 +36,11 @@ const ROUND_GAP: Duration = Duration::from_millis(200);
 /// Forged records for an existing topic: the rogue alone, the rogue in every set, the
 /// real sets reordered (all with `creation_id` 0, which wins every tie); deletes by the
 /// rogue; and a later life of the name, live or deleted.
-fn takeovers(rogue: &Rogue, info: &TopicInfo, sets: &[Vec<String>]) -> Vec<TopicRecord> {
-    let me = rogue.id.to_string();
+fn takeovers(rogue: &Rogue, info: &TopicInfo, sets: &[Vec<NodeId>]) -> Vec<TopicRecord> {
+    let me = rogue.id.node_id();
     let n = info.partitions as usize;
     let alone = TopicInfo { replication_factor: 1, ..info.clone() };
-    let with_me: Vec<Vec<String>> =
+    let with_me: Vec<Vec<NodeId>> =
         sets.iter().map(|s| [vec![me.clone()], s[1..].to_vec()].concat()).collect();
     let reversed = sets.iter().map(|s| s.iter().rev().cloned().collect()).collect();
     // Later versions (decision 16) of the real creation authored by the rogue: a delete,
@@ -73,14 +75,14 @@ fn takeovers(rogue: &Rogue, info: &TopicInfo, sets: &[Vec<String>]) -> Vec<Topic
 /// node (to run this suite on a build without the fix without opening 100,000 replicas).
 fn malformed(rogue: &Rogue, victim: &str, template: &TopicInfo) -> Vec<TopicRecord> {
     let spare = std::env::var("MESHLOG_HOSTILE_SPARE_VICTIM").is_ok();
-    let huge_member = if spare { rogue.id.to_string() } else { victim.to_string() };
+    let huge_member = if spare { rogue.id.node_id() } else { NodeId::new(victim) };
     let named = |name: &str, partitions: u32, rf: u16| TopicInfo {
         name: name.into(),
         partitions,
         replication_factor: rf,
         ..template.clone()
     };
-    let v = victim.to_string();
+    let v = NodeId::new(victim);
     let mut out = vec![
         rogue.forge(&named("hundred-k", 100_000, 1), vec![vec![huge_member]; 100_000]),
         rogue.forge(&named("dup-replicas", 2, 3), vec![vec![v.clone(); 3]; 2]),
@@ -180,7 +182,7 @@ async fn poisoned_leases_do_not_steer_writes() {
         w.wait_for_more(1, "a first write to each partition").await;
     }
     let poison = LeaderLeases {
-        leader: rogue.id.to_string(),
+        leader: rogue.id.node_id(),
         lease_ms: u64::MAX,
         partitions: (0..6).map(|p| (topic.to_string(), p, Epoch::new(u64::MAX))).collect(),
     };
@@ -190,7 +192,7 @@ async fn poisoned_leases_do_not_steer_writes() {
         t.tried(1);
         for i in 0..3 {
             let s = status(&c.client(i)).await;
-            let shown = s.partitions.iter().any(|(tp, st)| tp == topic && st.leader == rogue.id.to_string());
+            let shown = s.partitions.iter().any(|(tp, st)| tp == topic && st.leader == rogue.id.node_id());
             t.observe(shown, || format!("node {i} shows the rogue as a leader of {topic}"));
         }
         tokio::time::sleep(ROUND_GAP).await;
@@ -211,14 +213,14 @@ async fn poisoned_leases_do_not_steer_writes() {
 /// leading it and the other following: (partition, leader index, follower index).
 async fn partition_with_rogue(c: &Cluster, rogue: &Rogue, topic: &str) -> (u32, usize, usize) {
     let sets = status(&c.client(0)).await.topics[topic].clone();
-    let me = rogue.id.to_string();
+    let me = rogue.id.node_id();
     let p = sets.iter().position(|s| s.contains(&me)).expect("the rogue is in some replica set") as u32;
     let set = &sets[p as usize];
     wait_until("a node leads the rogue's partition", LONG_BUDGET, || async {
         for i in 0..3 {
             let Some(s) = c.replica_status(i, topic, p).await else { continue };
             if s.leader == c.ids[i] {
-                let f = (0..3).find(|j| *j != i && set.contains(&c.ids[*j]))?;
+                let f = (0..3).find(|j| *j != i && set.iter().any(|r| *r == c.ids[*j]))?;
                 return Some((p, i, f));
             }
         }
@@ -419,7 +421,7 @@ async fn a_client_cannot_act_as_a_node() {
     let log = bg.stop().await;
     let end = c.replica_status(leader, topic, 0).await.unwrap().log_end_offset;
     let rogue = Rogue::client(&addrs(&c)).await;
-    let me = rogue.id.to_string();
+    let me = rogue.id.node_id();
     let info = topic_infos(&c.client(0)).await[topic].clone();
     let forged =
         rogue.forge(&TopicInfo { name: "client-made".into(), ..info.clone() }, vec![vec![me.clone()]]);
@@ -456,12 +458,10 @@ async fn a_client_cannot_act_as_a_node() {
     t.tried(3);
     // A client that runs gossipsub and Kademlia anyway, declaring the client role.
     let loud = Rogue::gossiping_client(&addrs(&c)).await;
-    let signed =
-        loud.sign(&loud.forge(
-            &TopicInfo { name: "client-made".into(), ..info.clone() },
-            vec![vec![loud.id.to_string()]],
-        ));
-    let lease = LeaderLeases { leader: loud.id.to_string(), ..lease };
+    let signed = loud.sign(
+        &loud.forge(&TopicInfo { name: "client-made".into(), ..info.clone() }, vec![vec![loud.id.node_id()]]),
+    );
+    let lease = LeaderLeases { leader: loud.id.node_id(), ..lease };
     for _ in 0..FORGERY_ROUNDS {
         loud.net.publish(GossipMessage::Leases(lease.clone())).await;
         loud.net.publish(GossipMessage::Topic(signed.clone())).await;
@@ -480,7 +480,7 @@ async fn a_client_cannot_act_as_a_node() {
     tokio::time::sleep(ABSENCE_GRACE).await;
     for i in 0..3 {
         let s = status(&c.client(i)).await;
-        let clients = [loud.id.to_string(), me.clone()];
+        let clients = [loud.id.node_id(), me.clone()];
         let led = s.partitions.iter().find(|(_, p)| clients.contains(&p.leader)).cloned();
         t.observe(led.is_some(), || format!("node {i}'s cluster status names a client as a leader: {led:?}"));
         let member = s.members.iter().any(|m| clients.contains(&m.peer));

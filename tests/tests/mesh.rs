@@ -66,7 +66,8 @@ async fn five_nodes_converge_route_and_share_a_service_registry() {
         .await;
         assert_eq!(seen.creation_id, info.creation_id, "node {i} agrees on the record");
     }
-    let owners: BTreeSet<String> = mesh.clients[0].cluster_status().await.unwrap().topics["orders"]
+    let owners: BTreeSet<meshlog_protocol::NodeId> = mesh.clients[0].cluster_status().await.unwrap().topics
+        ["orders"]
         .iter()
         .map(|r| r[0].clone())
         .collect();

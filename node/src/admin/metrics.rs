@@ -95,8 +95,13 @@ fn partitions(broker: &Broker) -> Vec<PartitionRow> {
 
 async fn gather(admin: &Admin) -> NodeView {
     let members = admin.mesh().member_counts().map(|(state, n)| (state, clamp(n as u64)));
-    let breakers =
-        admin.gateway.resilience().breaker_states().into_iter().map(|b| (b.peer, b.state)).collect();
+    let breakers = admin
+        .gateway
+        .resilience()
+        .breaker_states()
+        .into_iter()
+        .map(|b| (b.peer.into_string(), b.state))
+        .collect();
     let outbox = admin
         .gateway
         .outbox()

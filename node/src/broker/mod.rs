@@ -25,7 +25,7 @@ use meshlog_protocol::messages::{
 };
 use meshlog_protocol::revision;
 use meshlog_protocol::types::{CleanupPolicy, PartitionStatus, TopicConfig};
-use meshlog_protocol::{Epoch, ErrorCode, WireError};
+use meshlog_protocol::{Epoch, ErrorCode, NodeId, WireError};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -43,7 +43,7 @@ pub struct BrokerLimits {
 
 /// This node's broker.
 pub struct Broker {
-    node_id: String,
+    node_id: NodeId,
     commit: GroupCommit,
     topics: Topics,
     limits: BrokerLimits,
@@ -54,7 +54,7 @@ impl Broker {
     /// Open the broker over a store: load topics and start every replica held here.
     /// Replication messages and lease announcements go to `outbound`.
     pub fn open(
-        node_id: String,
+        node_id: NodeId,
         store: Arc<Store>,
         limits: BrokerLimits,
         settings: ReplicaSettings,
@@ -89,7 +89,7 @@ impl Broker {
     }
 
     /// This node's id.
-    pub fn node_id(&self) -> &str {
+    pub fn node_id(&self) -> &NodeId {
         &self.node_id
     }
 

@@ -11,7 +11,7 @@
 
 use super::driver::{DriverContext, ReplicaHandle};
 use super::tombstones::Tombstones;
-use crate::network::{verify_record, PeerId};
+use crate::network::{peer_of, verify_record, PeerId, ToNodeId};
 use crate::storage::{keys, StorageError};
 use meshlog_protocol::codec;
 use meshlog_protocol::mesh::{InvalidRecord, SignedRecord, TopicRecord};
@@ -101,9 +101,9 @@ pub enum AdoptError {
         /// The topic.
         name: String,
         /// Who created the record held.
-        held_creator: String,
+        held_creator: NodeId,
         /// Who signed the refused one.
-        creator: String,
+        creator: NodeId,
     },
     /// A later life of a name whose topic is live here, with no tombstone of that topic
     /// held: only the topic's own tombstone (by a replica of its partition 0) ends it.
@@ -135,7 +135,7 @@ pub enum AdoptError {
 /// All topics this node knows.
 pub struct Topics {
     ctx: DriverContext,
-    local_peer: String,
+    local_peer: NodeId,
     map: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Serialises adoptions so that compare-and-replace is atomic.
     adopt_lock: std::sync::Mutex<()>,
@@ -151,12 +151,12 @@ pub struct Topics {
 pub fn check_record(record: &TopicRecord, signer: &PeerId) -> Result<(), InvalidRecord> {
     record.validate()?;
     let bad = |reason: String| InvalidRecord { topic: record.info.name.clone(), reason };
-    if record.signer() != signer.to_string() {
+    if *record.signer() != signer.node_id() {
         let who = if record.revision.version == 0 { "creator" } else { "author" };
         return Err(bad(format!("it claims {who} {} but is signed by {signer}", record.signer())));
     }
     for (p, set) in record.replicas.iter().enumerate() {
-        if let Some(r) = set.iter().find(|r| r.parse::<PeerId>().is_err()) {
+        if let Some(r) = set.iter().find(|r| peer_of(r).is_none()) {
             return Err(bad(format!("partition {p} names '{r}', which is not a PeerId")));
         }
     }
@@ -174,7 +174,7 @@ pub fn open_signed(signed: &SignedRecord) -> Result<TopicRecord, InvalidRecord> 
 
 impl Topics {
     /// Load every topic record from the store and start the replicas held here.
-    pub fn load(ctx: DriverContext, local_peer: String) -> Result<Topics, StorageError> {
+    pub fn load(ctx: DriverContext, local_peer: NodeId) -> Result<Topics, StorageError> {
         let mut map = BTreeMap::new();
         let mut total_partitions = 0u64;
         for (key, bytes) in ctx.store.meta_scan(keys::TOPIC_PREFIX)? {
@@ -478,7 +478,7 @@ pub fn already_exists(name: &str) -> WireError {
 
 fn open_topic(
     ctx: &DriverContext,
-    local: &str,
+    local: &NodeId,
     record: TopicRecord,
     signed: SignedRecord,
     adopted_at: Option<Instant>,
@@ -493,8 +493,7 @@ fn open_topic(
             partitions.push(running.clone());
             continue;
         }
-        let set =
-            record.replicas.get(p as usize).map_or_else(Vec::new, |s| s.iter().map(NodeId::from).collect());
+        let set = record.replicas.get(p as usize).cloned().unwrap_or_default();
         partitions.push(match set.iter().position(|r| r == local) {
             Some(me) => Some(Arc::new(ReplicaHandle::open(ctx, &storage, p, set, me, min_insync)?)),
             None => None,
@@ -532,7 +531,7 @@ impl Topic {
     }
 
     /// The replica set of partition `p`, in the record's order.
-    pub fn replicas(&self, p: u32) -> &[String] {
+    pub fn replicas(&self, p: u32) -> &[NodeId] {
         self.record.replicas.get(p as usize).map(Vec::as_slice).unwrap_or(&[])
     }
 
@@ -546,7 +545,7 @@ impl Topic {
                 format!(
                     "{}-{p} is held by {}, not by this node",
                     self.info.name,
-                    self.replicas(p).join(", ")
+                    NodeId::join(self.replicas(p), ", ")
                 ),
             )
         })
@@ -561,7 +560,7 @@ impl Topic {
 /// Spread `partitions` x `rf` replicas over `nodes` (sorted, deterministic): partition
 /// `p`'s owner is `nodes[(start + p) % n]`, followed by the next `rf - 1` nodes, with
 /// `start` derived from the name so that different topics start on different nodes.
-pub fn place_replicas(name: &str, partitions: u32, rf: u16, nodes: &[String]) -> Vec<Vec<String>> {
+pub fn place_replicas(name: &str, partitions: u32, rf: u16, nodes: &[NodeId]) -> Vec<Vec<NodeId>> {
     let mut nodes = nodes.to_vec();
     nodes.sort();
     nodes.dedup();
@@ -600,13 +599,13 @@ mod tests {
             stats: Default::default(),
         };
         // This node holds no replica of the test records, so no replica is started.
-        Topics::load(ctx, Keypair::generate_ed25519().public().to_peer_id().to_string()).unwrap()
+        Topics::load(ctx, Keypair::generate_ed25519().public().to_peer_id().node_id()).unwrap()
     }
 
     /// A record of `name` by `key`, placed on two other nodes.
     fn signed(key: &Keypair, name: &str, creation_id: u64, partitions: u32) -> SignedRecord {
-        let nodes: Vec<String> =
-            (0..2).map(|_| Keypair::generate_ed25519().public().to_peer_id().to_string()).collect();
+        let nodes: Vec<NodeId> =
+            (0..2).map(|_| Keypair::generate_ed25519().public().to_peer_id().node_id()).collect();
         let config = TopicConfig::from_pairs(&BTreeMap::new(), 2).unwrap();
         let info = TopicInfo {
             name: name.into(),
@@ -620,7 +619,7 @@ mod tests {
         let record = TopicRecord {
             info,
             replicas,
-            creator: key.public().to_peer_id().to_string(),
+            creator: key.public().to_peer_id().node_id(),
             revision: Default::default(),
         };
         sign_record(key, codec::encode(&record).unwrap()).unwrap()
@@ -671,11 +670,11 @@ mod tests {
         let mut forged = signed(&key, "orders", 1, 1);
         let other = Keypair::generate_ed25519();
         let mut record: TopicRecord = codec::decode(&forged.payload).unwrap();
-        record.creator = other.public().to_peer_id().to_string();
+        record.creator = other.public().to_peer_id().node_id();
         forged = sign_record(&key, codec::encode(&record).unwrap()).unwrap();
         assert!(matches!(t.adopt(forged), Err(AdoptError::Invalid(_))));
         // One node twice in a set.
-        record.creator = key.public().to_peer_id().to_string();
+        record.creator = key.public().to_peer_id().node_id();
         record.replicas[0][1] = record.replicas[0][0].clone();
         let doubled = sign_record(&key, codec::encode(&record).unwrap()).unwrap();
         assert!(matches!(t.adopt(doubled.clone()), Err(AdoptError::Invalid(_))));
@@ -727,7 +726,7 @@ mod tests {
     /// and placed on the other two.
     fn created() -> (Vec<Keypair>, TopicRecord) {
         let keys: Vec<Keypair> = (0..3).map(|_| Keypair::generate_ed25519()).collect();
-        let ids: Vec<String> = keys.iter().map(|k| k.public().to_peer_id().to_string()).collect();
+        let ids: Vec<NodeId> = keys.iter().map(|k| k.public().to_peer_id().node_id()).collect();
         let info = TopicInfo {
             name: "orders".into(),
             partitions: 2,
@@ -749,7 +748,7 @@ mod tests {
     ) -> (TopicRecord, SignedRecord) {
         let mut n = r.clone();
         n.revision.version += 1;
-        n.revision.author = key.public().to_peer_id().to_string();
+        n.revision.author = key.public().to_peer_id().node_id();
         n.revision.epoch = meshlog_protocol::Epoch::new(1);
         edit(&mut n);
         let signed = sign_record(key, revision::encode_record(&n).unwrap()).unwrap();
@@ -762,7 +761,7 @@ mod tests {
 
     /// The key of partition 0's first replica.
     fn p0_key<'a>(keys: &'a [Keypair], r: &TopicRecord) -> &'a Keypair {
-        keys.iter().find(|k| k.public().to_peer_id().to_string() == r.replicas[0][0]).unwrap()
+        keys.iter().find(|k| k.public().to_peer_id().node_id() == r.replicas[0][0]).unwrap()
     }
 
     #[test]
@@ -814,7 +813,7 @@ mod tests {
         let mut again = v0.clone();
         again.info.creation_id = 77;
         again.revision.incarnation = 1;
-        again.creator = keys[1].public().to_peer_id().to_string();
+        again.creator = keys[1].public().to_peer_id().node_id();
         assert_eq!(t.adopt(sign_as(&keys[1], &again)).unwrap().0, Adopted::Changed);
         let held = t.get("orders").unwrap();
         assert_eq!((held.info.creation_id, held.storage_name().as_str()), (77, "orders~1"));
@@ -832,7 +831,7 @@ mod tests {
         let mut r = v0.clone();
         r.info.creation_id = id;
         r.revision.incarnation = k;
-        r.creator = key.public().to_peer_id().to_string();
+        r.creator = key.public().to_peer_id().node_id();
         let signed = sign_as(key, &r);
         (r, signed)
     }
@@ -886,14 +885,14 @@ mod tests {
 
     #[test]
     fn placement_spreads_owners_and_never_repeats_a_node_in_a_set() {
-        let nodes: Vec<String> = ["c", "a", "b"].iter().map(|s| s.to_string()).collect();
+        let nodes: Vec<NodeId> = ["c", "a", "b"].into_iter().map(NodeId::new).collect();
         let r = place_replicas("orders", 6, 2, &nodes);
         assert_eq!(r.len(), 6);
         for set in &r {
             assert_eq!(set.len(), 2);
             assert_ne!(set[0], set[1]);
         }
-        let mut owners: Vec<&String> = r.iter().map(|s| &s[0]).collect();
+        let mut owners: Vec<&NodeId> = r.iter().map(|s| &s[0]).collect();
         owners.sort();
         owners.dedup();
         assert_eq!(owners.len(), 3, "every node owns some partitions");

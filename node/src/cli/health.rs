@@ -120,6 +120,7 @@ pub async fn check(server: &ServerArgs) -> anyhow::Result<Health> {
 mod tests {
     use super::*;
     use meshlog_protocol::mesh::MemberStatus;
+    use meshlog_protocol::NodeId;
 
     fn member(peer: &str, state: &str) -> MemberStatus {
         MemberStatus {
@@ -132,11 +133,11 @@ mod tests {
     }
 
     fn part(p: u32, leader: &str, epoch: u64, isr: &[&str], online: bool) -> (String, PartitionStatus) {
-        let replicas: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let replicas: Vec<NodeId> = ["a", "b", "c"].into_iter().map(NodeId::new).collect();
         let mut s = PartitionStatus::unknown(p, &replicas);
         s.leader = leader.into();
         s.epoch = meshlog_protocol::Epoch::new(epoch);
-        s.isr = isr.iter().map(|s| s.to_string()).collect();
+        s.isr = isr.iter().map(|s| NodeId::new(*s)).collect();
         s.online = online;
         ("t".into(), s)
     }

@@ -1,5 +1,6 @@
 //! Human tables and JSON output.
 
+use meshlog_protocol::NodeId;
 use serde::Serialize;
 
 /// Print rows as a left-aligned table with a header line.
@@ -21,13 +22,13 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
 }
 
 /// A PeerId as tables show it: its last 8 characters (`--json` has them whole).
-pub fn short_id(id: &str) -> String {
-    id.get(id.len().saturating_sub(8)..).unwrap_or(id).to_string()
+pub fn short_id(id: &NodeId) -> String {
+    id.short().to_string()
 }
 
 /// PeerIds as tables show them, comma-separated.
-pub fn short_ids(ids: &[String]) -> String {
-    ids.iter().map(|i| short_id(i)).collect::<Vec<_>>().join(",")
+pub fn short_ids(ids: &[NodeId]) -> String {
+    ids.iter().map(short_id).collect::<Vec<_>>().join(",")
 }
 
 /// A byte count as a person reads it: `512 B`, `1.5 KiB`, `3.2 MiB`, `1.0 GiB`.

@@ -129,7 +129,7 @@ fn print_instances(list: &[ServiceInstance], json: bool) -> anyhow::Result<()> {
                 i.instance_id.clone(),
                 i.endpoint.clone(),
                 format!("{}", i.expires_in_ms),
-                i.node.clone(),
+                i.node.to_string(),
                 meta.join(","),
             ]
         })

@@ -29,7 +29,7 @@
 //! could write a batch twice, so the error goes to the caller.
 
 use super::{unexpected, Client, ClientError};
-use crate::network::PeerId;
+use crate::network::{peer_of, PeerId};
 use futures::channel::oneshot;
 use futures::future::{BoxFuture, Shared};
 use futures::stream::FuturesUnordered;
@@ -233,7 +233,7 @@ impl Producer {
                 continue;
             }
             *route = None;
-            let Ok(leader) = ps.leader.parse::<PeerId>() else { continue };
+            let Some(leader) = peer_of(&ps.leader) else { continue };
             if leader == self.client.server() {
                 continue;
             }

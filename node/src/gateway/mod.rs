@@ -258,7 +258,7 @@ impl Gateway {
                 Ok(ClientResponse::Services(self.services.discover(&name).await))
             }
             ClientRequest::ListServices => {
-                let members = self.mesh().live_nodes().iter().filter_map(|p| p.parse().ok()).collect();
+                let members = self.mesh().live_nodes().iter().filter_map(crate::network::peer_of).collect();
                 Ok(ClientResponse::Services(self.services.gather(members, None).await))
             }
             ClientRequest::ClusterStatus => {

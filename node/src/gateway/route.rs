@@ -12,12 +12,12 @@
 use crate::broker::Broker;
 use crate::group::Coordinator;
 use crate::mesh::{Mesh, TopicChange};
-use crate::network::{NetworkHandle, PeerId};
+use crate::network::{peer_of, NetworkHandle, ToNodeId};
 use crate::resilience::{CallKind, Resilience};
 use meshlog_protocol::group::OFFSETS_TOPIC;
 use meshlog_protocol::messages::{ClientRequest, ClientResponse, ClientResult, PeerRequest, PeerResponse};
 use meshlog_protocol::types::{PartitionStatus, TopicDescription};
-use meshlog_protocol::{Epoch, ErrorCode, WireError};
+use meshlog_protocol::{Epoch, ErrorCode, NodeId, WireError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -150,17 +150,17 @@ impl Router {
 
     /// The leader of `topic`-`p` as this node knows it: its own replica's view, else
     /// the last gossip announcement.
-    fn leader_of(&self, topic: &str, p: u32) -> Option<String> {
+    fn leader_of(&self, topic: &str, p: u32) -> Option<NodeId> {
         if let Some(r) = self.broker.replica(topic, p) {
             if let Some(l) = r.leader() {
-                return Some(l.to_string());
+                return Some(l.clone());
             }
         }
         self.mesh.leader_hint(topic, p)
     }
 
     /// One pass over the replica set, leader first.
-    async fn route_once(&self, topic: &str, partition: u32, set: &[String], req: &ClientRequest) -> Routed {
+    async fn route_once(&self, topic: &str, partition: u32, set: &[NodeId], req: &ClientRequest) -> Routed {
         let kind = CallKind::of(req);
         // A produce that may have reached an unreachable node must not be sent elsewhere
         // unless a retry is harmless (an idempotent producer's).
@@ -171,11 +171,11 @@ impl Router {
         // write it never stored (seen from a rogue member in tests/hostile.rs). With no
         // leader known, `route` waits for the next lease and asks again.
         let leader_only = matches!(kind, CallKind::Produce { .. });
-        let mut tried: Vec<String> = Vec::new();
+        let mut tried: Vec<NodeId> = Vec::new();
         let mut next = self.leader_of(topic, partition);
         let mut last = WireError::new(
             ErrorCode::LeaderNotAvailable,
-            format!("{topic}-{partition} has no reachable replica (replicas: {})", set.join(", ")),
+            format!("{topic}-{partition} has no reachable replica (replicas: {})", NodeId::join(set, ", ")),
         );
         for _ in 0..=set.len() {
             let target = match next.take().filter(|n| !tried.contains(n) && set.contains(n)) {
@@ -187,7 +187,7 @@ impl Router {
                 },
             };
             tried.push(target.clone());
-            let (result, reach) = if target == self.mesh.local() {
+            let (result, reach) = if target == *self.mesh.local() {
                 (self.serve_local(req.clone()).await, Reach::Answered)
             } else {
                 self.forward(&target, topic, partition, req, kind).await
@@ -218,13 +218,13 @@ impl Router {
     /// Forward a request to `target`, saying whether it got there.
     async fn forward(
         &self,
-        target: &str,
+        target: &NodeId,
         topic: &str,
         partition: u32,
         req: &ClientRequest,
         kind: CallKind,
     ) -> (ClientResult, Reach) {
-        let Ok(peer) = target.parse::<PeerId>() else {
+        let Some(peer) = peer_of(target) else {
             let e = WireError::new(
                 ErrorCode::Unknown,
                 format!("{topic}-{partition}: invalid replica '{target}'"),
@@ -256,7 +256,7 @@ impl Router {
         let t = self.mesh.topic(name).await?;
         // Per partition: the best answer, ranked by (from its leader, epoch, HW).
         let mut statuses: Vec<Option<(StatusRank, PartitionStatus)>> = vec![None; t.info.partitions as usize];
-        let mut nodes: Vec<String> = t.record.replicas.iter().flatten().cloned().collect();
+        let mut nodes: Vec<NodeId> = t.record.replicas.iter().flatten().cloned().collect();
         nodes.sort();
         nodes.dedup();
         // Ask every replica and the DHT at once: a dead node costs one short timeout.
@@ -287,10 +287,10 @@ impl Router {
     }
 
     /// The nodes the DHT lists as providers of a partition.
-    async fn holders(&self, topic: &str, p: u32) -> Vec<String> {
+    async fn holders(&self, topic: &str, p: u32) -> Vec<NodeId> {
         let ask = self.net.get_providers(crate::mesh::partition_key(topic, p)); // a DHT query, not a peer call
-        let mut v: Vec<String> = match tokio::time::timeout(self.settings.peer_timeout, ask).await {
-            Ok(Ok(peers)) => peers.iter().map(ToString::to_string).collect(),
+        let mut v: Vec<NodeId> = match tokio::time::timeout(self.settings.peer_timeout, ask).await {
+            Ok(Ok(peers)) => peers.iter().map(ToNodeId::node_id).collect(),
             _ => Vec::new(),
         };
         v.sort();
@@ -298,11 +298,11 @@ impl Router {
     }
 
     /// The partition states `owner` holds of `topic` (none when it cannot be asked).
-    async fn statuses_of(&self, owner: &str, topic: &str) -> Vec<PartitionStatus> {
+    async fn statuses_of(&self, owner: &NodeId, topic: &str) -> Vec<PartitionStatus> {
         if owner == self.mesh.local() {
             return self.broker.local_statuses(topic).unwrap_or_default();
         }
-        let Ok(peer) = owner.parse::<PeerId>() else { return Vec::new() };
+        let Some(peer) = peer_of(owner) else { return Vec::new() };
         let ask = || self.net.peer_request(peer, PeerRequest::PartitionStatuses { topic: topic.to_string() });
         match self.resilience.call(&peer, CallKind::Status, ask).await {
             Ok(PeerResponse::Partitions(v)) => v,

@@ -77,7 +77,7 @@ impl Coordinator {
 
     fn shard(&self, p: u32) -> Arc<tokio::sync::Mutex<Shard>> {
         let cfg = state::Config {
-            coordinator: self.broker.node_id().to_string(),
+            coordinator: self.broker.node_id().clone(),
             min_session_timeout_ms: self.settings.min_session_timeout_ms,
             max_session_timeout_ms: self.settings.max_session_timeout_ms,
             initial_rebalance_delay_ms: u64::from(self.settings.initial_rebalance_delay_ms),

@@ -8,11 +8,11 @@
 
 use super::{broker_id, Kafka};
 use crate::config::KafkaRoute;
-use crate::network::PeerId;
+use crate::network::{peer_of, PeerId};
 use meshlog_protocol::group::{coordinator_partition, OFFSETS_TOPIC};
 use meshlog_protocol::messages::ClientRequest;
 use meshlog_protocol::types::PartitionStatus;
-use meshlog_protocol::{ErrorCode, WireError};
+use meshlog_protocol::{ErrorCode, NodeId, WireError};
 use std::collections::{BTreeMap, HashMap};
 
 /// A broker as Metadata lists it.
@@ -48,26 +48,25 @@ pub struct View {
 
 impl View {
     /// The placement of `topic`-`p` (leader -1 when unknown or not a broker).
-    pub fn placement(&self, topic: &str, p: u32, replicas: &[String]) -> Placement {
+    pub fn placement(&self, topic: &str, p: u32, replicas: &[NodeId]) -> Placement {
         let status = self.partitions.get(&(topic.to_string(), p));
         let leader = status.and_then(|s| self.brokers.get(&s.leader)).map_or(-1, |b| b.id);
-        let mut isr: Vec<i32> =
-            status.map(|s| s.isr.iter().map(|r| id_of(r.as_str())).collect()).unwrap_or_default();
+        let mut isr: Vec<i32> = status.map(|s| s.isr.iter().map(id_of).collect()).unwrap_or_default();
         if isr.is_empty() && leader >= 0 {
             isr.push(leader);
         }
         Placement {
             leader,
             epoch: status.filter(|_| leader >= 0).map_or(-1, |s| s.epoch.to_i32()),
-            replicas: replicas.iter().map(|r| id_of(r.as_str())).collect(),
+            replicas: replicas.iter().map(id_of).collect(),
             isr,
         }
     }
 }
 
-/// The broker id of a PeerId given as text (-1 if it does not parse).
-fn id_of(peer: &str) -> i32 {
-    peer.parse::<PeerId>().map_or(-1, |p| broker_id(&p))
+/// The broker id of a node (-1 if its id is not a PeerId).
+fn id_of(peer: &NodeId) -> i32 {
+    peer_of(peer).map_or(-1, |p| broker_id(&p))
 }
 
 /// `host:port` split (brackets of an IPv6 host removed).
@@ -79,25 +78,25 @@ pub fn split_host_port(addr: &str) -> Option<(String, u16)> {
 }
 
 /// Brokers by PeerId.
-pub type Brokers = BTreeMap<String, Broker>;
+pub type Brokers = BTreeMap<NodeId, Broker>;
 /// A broker id shared by several PeerIds: the id, the PeerId that keeps it (the lowest),
 /// and the PeerIds left out.
-pub type Collision = (i32, String, Vec<String>);
+pub type Collision = (i32, NodeId, Vec<NodeId>);
 
 /// Brokers from (PeerId, advertised address) pairs, and the ids two or more of them
 /// share (a collision of the 31-bit ids: clients would confuse those nodes).
-pub fn brokers(listeners: &[(String, String)]) -> (Brokers, Vec<Collision>) {
+pub fn brokers(listeners: &[(NodeId, String)]) -> (Brokers, Vec<Collision>) {
     brokers_with(listeners, broker_id)
 }
 
 /// [`brokers`] with the id function passed in. On a collision every node decides
 /// alike: the lowest PeerId (as text) keeps the id and the others are left out of the
 /// brokers (their partitions show no leader), so no client is sent to the wrong node.
-fn brokers_with(listeners: &[(String, String)], id_of: impl Fn(&PeerId) -> i32) -> (Brokers, Vec<Collision>) {
+fn brokers_with(listeners: &[(NodeId, String)], id_of: impl Fn(&PeerId) -> i32) -> (Brokers, Vec<Collision>) {
     let mut out = BTreeMap::new();
-    let mut by_id: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    let mut by_id: BTreeMap<i32, Vec<NodeId>> = BTreeMap::new();
     for (peer, addr) in listeners {
-        let (Ok(p), Some((host, port))) = (peer.parse::<PeerId>(), split_host_port(addr)) else { continue };
+        let (Some(p), Some((host, port))) = (peer_of(peer), split_host_port(addr)) else { continue };
         let id = id_of(&p);
         by_id.entry(id).or_default().push(peer.clone());
         out.insert(peer.clone(), Broker { id, host, port });
@@ -211,6 +210,7 @@ impl Kafka {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::network::ToNodeId;
     use meshlog_protocol::ids::Epoch;
 
     #[test]
@@ -227,20 +227,17 @@ mod tests {
     fn every_listener_is_a_broker_and_colliding_ids_are_reported() {
         let (a, b) = (PeerId::random(), PeerId::random());
         let listeners = vec![
-            (a.to_string(), "127.0.0.1:1001".to_string()),
-            (b.to_string(), "127.0.0.1:1002".to_string()),
-            ("not-a-peer".to_string(), "127.0.0.1:1003".to_string()),
-            (b.to_string(), "bad address".to_string()),
+            (a.node_id(), "127.0.0.1:1001".to_string()),
+            (b.node_id(), "127.0.0.1:1002".to_string()),
+            (NodeId::new("not-a-peer"), "127.0.0.1:1003".to_string()),
+            (b.node_id(), "bad address".to_string()),
         ];
         let (listed, collisions) = brokers(&listeners);
         assert_eq!(listed.len(), 2);
-        assert_eq!(
-            listed[&a.to_string()],
-            Broker { id: broker_id(&a), host: "127.0.0.1".into(), port: 1001 }
-        );
+        assert_eq!(listed[&a.node_id()], Broker { id: broker_id(&a), host: "127.0.0.1".into(), port: 1001 });
         assert!(collisions.is_empty());
         // The same node listed twice is one broker, not a collision.
-        let twice = vec![listeners[0].clone(), (a.to_string(), "127.0.0.1:2001".to_string())];
+        let twice = vec![listeners[0].clone(), (a.node_id(), "127.0.0.1:2001".to_string())];
         assert!(brokers(&twice).1.is_empty());
     }
 
@@ -248,39 +245,36 @@ mod tests {
     fn a_shared_broker_id_is_kept_by_the_lowest_peer_id_whatever_the_order() {
         let mut peers: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
         let other = PeerId::random();
-        let listeners: Vec<(String, String)> =
-            peers.iter().chain([&other]).map(|p| (p.to_string(), "127.0.0.1:1".to_string())).collect();
+        let listeners: Vec<(NodeId, String)> =
+            peers.iter().chain([&other]).map(|p| (p.node_id(), "127.0.0.1:1".to_string())).collect();
         let same = |p: &PeerId| if *p == other { 7 } else { 42 };
-        peers.sort_by_key(|p| p.to_string());
-        let lowest = peers[0].to_string();
+        peers.sort_by_key(|p| p.node_id());
+        let lowest = peers[0].node_id();
         for rotation in 0..listeners.len() {
             let mut order = listeners.clone();
             order.rotate_left(rotation);
             let (listed, collisions) = brokers_with(&order, same);
             assert_eq!(listed.keys().cloned().collect::<Vec<_>>(), {
-                let mut k = vec![lowest.clone(), other.to_string()];
+                let mut k = vec![lowest.clone(), other.node_id()];
                 k.sort();
                 k
             });
-            assert_eq!(
-                collisions,
-                vec![(42, lowest.clone(), vec![peers[1].to_string(), peers[2].to_string()])]
-            );
+            assert_eq!(collisions, vec![(42, lowest.clone(), vec![peers[1].node_id(), peers[2].node_id()])]);
         }
     }
 
     #[test]
     fn placements_name_the_leader_its_epoch_and_the_isr_in_broker_ids() {
         let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
-        let set = vec![a.to_string(), b.to_string(), c.to_string()];
+        let set = vec![a.node_id(), b.node_id(), c.node_id()];
         // c runs no listener: it is a replica but not a broker.
-        let listeners = vec![(a.to_string(), "h:1".to_string()), (b.to_string(), "h:2".to_string())];
+        let listeners = vec![(a.node_id(), "h:1".to_string()), (b.node_id(), "h:2".to_string())];
         let (brokers, _) = brokers(&listeners);
         let mut led_by_b = PartitionStatus::unknown(0, &set);
-        (led_by_b.leader, led_by_b.epoch) = (b.to_string(), Epoch::new(4));
-        led_by_b.isr = vec![b.to_string(), a.to_string()];
+        (led_by_b.leader, led_by_b.epoch) = (b.node_id(), Epoch::new(4));
+        led_by_b.isr = vec![b.node_id(), a.node_id()];
         let mut led_by_c = PartitionStatus::unknown(1, &set);
-        (led_by_c.leader, led_by_c.epoch) = (c.to_string(), Epoch::new(2));
+        (led_by_c.leader, led_by_c.epoch) = (c.node_id(), Epoch::new(2));
         let partitions = HashMap::from([(("t".to_string(), 0), led_by_b), (("t".to_string(), 1), led_by_c)]);
         let view = View { brokers, partitions };
         let ids: Vec<i32> = [&a, &b, &c].iter().map(|p| broker_id(p)).collect();

@@ -16,7 +16,7 @@ use meshlog_protocol::mesh::{GossipMessage, TopicRecord};
 use meshlog_protocol::messages::AlterTopic;
 use meshlog_protocol::revision::{self, Relation};
 use meshlog_protocol::types::{self, TopicConfig, TopicInfo};
-use meshlog_protocol::{ErrorCode, WireError};
+use meshlog_protocol::{ErrorCode, NodeId, WireError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -92,7 +92,7 @@ impl Mesh {
         let r0 = t.local(0)?;
         let view = r0.view();
         if !view.is_leader {
-            let leader = r0.leader().unwrap_or("none known");
+            let leader = r0.leader().map_or("none known", NodeId::as_str);
             return Err(WireError::new(
                 ErrorCode::NotLeaderOrFollower,
                 format!(

@@ -9,7 +9,7 @@
 
 use meshlog_protocol::mesh::LeaderLeases;
 use meshlog_protocol::types::MAX_TOTAL_PARTITIONS;
-use meshlog_protocol::Epoch;
+use meshlog_protocol::{Epoch, NodeId};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ pub const MAX_LEASES: usize = MAX_TOTAL_PARTITIONS as usize;
 /// What this node knows of a partition, to judge a lease for it.
 pub struct PartitionFacts<'a> {
     /// The replica set, from the adopted topic record.
-    pub replicas: &'a [String],
+    pub replicas: &'a [NodeId],
     /// The epoch of this node's own replica of it, if it holds one.
     pub local_epoch: Option<Epoch>,
 }
@@ -46,7 +46,7 @@ pub enum LeaseRefused {
     #[error("{leader} announced a lease for {topic}-{partition} but is not one of its replicas")]
     NotAReplica {
         /// Announcer.
-        leader: String,
+        leader: NodeId,
         /// Topic.
         topic: String,
         /// Partition.
@@ -72,7 +72,7 @@ pub enum LeaseRefused {
 #[derive(Debug, Clone)]
 struct Lease {
     epoch: Epoch,
-    leader: String,
+    leader: NodeId,
     until: Instant,
 }
 
@@ -129,9 +129,9 @@ impl LeaseTable {
     }
 
     /// The leader and epoch of a partition while its lease holds.
-    pub fn get(&self, topic: &str, partition: u32, now: Instant) -> Option<(Epoch, &str)> {
+    pub fn get(&self, topic: &str, partition: u32, now: Instant) -> Option<(Epoch, &NodeId)> {
         let l = self.map.get(&(topic.to_string(), partition))?;
-        (now < l.until).then_some((l.epoch, l.leader.as_str()))
+        (now < l.until).then_some((l.epoch, &l.leader))
     }
 
     /// Forget lapsed leases.
@@ -154,7 +154,12 @@ impl LeaseTable {
 mod tests {
     use super::*;
 
-    fn set() -> Vec<String> {
+    /// The lease held for `topic`-`p`, its leader as text.
+    fn got<'a>(table: &'a LeaseTable, topic: &str, p: u32, now: Instant) -> Option<(Epoch, &'a str)> {
+        table.get(topic, p, now).map(|(e, l)| (e, l.as_str()))
+    }
+
+    fn set() -> Vec<NodeId> {
         vec!["a".into(), "b".into()]
     }
 
@@ -162,7 +167,7 @@ mod tests {
         LeaderLeases { leader: leader.into(), lease_ms, partitions: vec![("t".into(), 0, Epoch::new(epoch))] }
     }
 
-    fn facts<'a>(replicas: &'a [String]) -> impl Fn(&str, u32) -> Option<PartitionFacts<'a>> + 'a {
+    fn facts<'a>(replicas: &'a [NodeId]) -> impl Fn(&str, u32) -> Option<PartitionFacts<'a>> + 'a {
         move |t: &str, p: u32| (t == "t" && p == 0).then_some(PartitionFacts { replicas, local_epoch: None })
     }
 
@@ -187,10 +192,10 @@ mod tests {
         assert!(table.apply(&lease("a", 3, 1000), now, facts(&replicas)).is_empty());
         let refused = table.apply(&lease("b", u64::MAX, 1000), now, facts(&replicas));
         assert!(matches!(refused[..], [LeaseRefused::EpochJump { .. }]), "{refused:?}");
-        assert_eq!(table.get("t", 0, now), Some((Epoch::new(3), "a")));
+        assert_eq!(got(&table, "t", 0, now), Some((Epoch::new(3), "a")));
         // The next election's lease is taken.
         assert!(table.apply(&lease("b", 4, 1000), now, facts(&replicas)).is_empty());
-        assert_eq!(table.get("t", 0, now), Some((Epoch::new(4), "b")));
+        assert_eq!(got(&table, "t", 0, now), Some((Epoch::new(4), "b")));
     }
 
     #[test]
@@ -199,10 +204,10 @@ mod tests {
         // Announced for an hour: trusted for MAX_LEASE_MS at most.
         table.apply(&lease("b", 9, 3_600_000), now, facts(&replicas));
         let later = now + Duration::from_millis(MAX_LEASE_MS + 1);
-        assert_eq!(table.get("t", 0, later), None);
+        assert_eq!(got(&table, "t", 0, later), None);
         // A lapsed lease of a higher epoch does not block a valid lower one.
         assert!(table.apply(&lease("a", 8, 1000), later, facts(&replicas)).is_empty());
-        assert_eq!(table.get("t", 0, later), Some((Epoch::new(8), "a")));
+        assert_eq!(got(&table, "t", 0, later), Some((Epoch::new(8), "a")));
         table.sweep(later + Duration::from_millis(1001));
         assert!(table.is_empty());
     }

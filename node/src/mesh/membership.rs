@@ -3,6 +3,7 @@
 //! passed in, so it is tested without a network or a clock.
 
 use meshlog_protocol::mesh::{Heartbeat, MemberStatus};
+use meshlog_protocol::NodeId;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -38,9 +39,9 @@ const MAX_ADDR_LEN: usize = 256;
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Swept {
     /// Members that went down in this sweep.
-    pub down: Vec<String>,
+    pub down: Vec<NodeId>,
     /// Members forgotten (unheard of for long).
-    pub forgotten: Vec<String>,
+    pub forgotten: Vec<NodeId>,
 }
 
 #[derive(Debug, Clone)]
@@ -58,7 +59,7 @@ struct Member {
 /// Every member this node knows, except itself.
 #[derive(Debug)]
 pub struct Membership {
-    members: BTreeMap<String, Member>,
+    members: BTreeMap<NodeId, Member>,
     timeout: Duration,
     /// Members unheard of for this long are forgotten.
     forget_after: Duration,
@@ -73,7 +74,7 @@ impl Membership {
     /// Apply a heartbeat; returns true if the member is new or came back up.
     pub fn on_heartbeat(&mut self, hb: &Heartbeat, now: Instant) -> bool {
         let full = self.members.len() >= MAX_MEMBERS;
-        match self.members.get_mut(&hb.peer) {
+        match self.members.get_mut(hb.peer.as_str()) {
             Some(m) => {
                 // A stale heartbeat of the same incarnation is ignored, and so is any
                 // heartbeat of an incarnation that said it left (only a restart returns).
@@ -100,7 +101,7 @@ impl Membership {
     }
 
     /// A member announced it is leaving.
-    pub fn on_leave(&mut self, peer: &str) {
+    pub fn on_leave(&mut self, peer: &NodeId) {
         if let Some(m) = self.members.get_mut(peer) {
             m.state = MemberState::Left;
         }
@@ -125,23 +126,23 @@ impl Membership {
     }
 
     /// Peers currently up (not including this node).
-    pub fn live(&self) -> Vec<String> {
+    pub fn live(&self) -> Vec<NodeId> {
         self.members.iter().filter(|(_, m)| m.state == MemberState::Up).map(|(p, _)| p.clone()).collect()
     }
 
     /// Addresses of a member.
-    pub fn addrs(&self, peer: &str) -> Vec<String> {
+    pub fn addrs(&self, peer: &NodeId) -> Vec<String> {
         self.members.get(peer).map(|m| m.addrs.clone()).unwrap_or_default()
     }
 
     /// (PeerId, advertised Kafka listener) of every member up that runs a listener.
-    pub fn kafka_listeners(&self) -> Vec<(String, String)> {
+    pub fn kafka_listeners(&self) -> Vec<(NodeId, String)> {
         let up = self.members.iter().filter(|(_, m)| m.state == MemberState::Up);
         up.filter_map(|(p, m)| Some((p.clone(), m.kafka.clone()?))).collect()
     }
 
     /// Whether `peer` is up.
-    pub fn is_up(&self, peer: &str) -> bool {
+    pub fn is_up(&self, peer: &NodeId) -> bool {
         self.members.get(peer).is_some_and(|m| m.state == MemberState::Up)
     }
 
@@ -188,7 +189,7 @@ impl Member {
             incarnation: hb.incarnation,
             seq: hb.seq,
             partitions: hb.partitions,
-            kafka: hb.kafka.as_deref().and_then(|k| kafka_addr(&hb.peer, k, report)),
+            kafka: hb.kafka.as_deref().and_then(|k| kafka_addr(hb.peer.as_str(), k, report)),
             state: MemberState::Up,
         }
     }
@@ -243,6 +244,10 @@ pub fn check_host_port(addr: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    fn id(peer: &str) -> NodeId {
+        NodeId::new(peer)
+    }
+
     fn hb(peer: &str, inc: u64, seq: u64) -> Heartbeat {
         Heartbeat { peer: peer.into(), addrs: vec![], seq, incarnation: inc, partitions: 0, kafka: None }
     }
@@ -254,11 +259,11 @@ mod tests {
         assert!(m.on_heartbeat(&hb("a", 1, 1), t0));
         assert!(!m.on_heartbeat(&hb("a", 1, 2), t0 + Duration::from_secs(1)));
         assert_eq!(m.sweep(t0 + Duration::from_secs(3)), Swept::default());
-        assert_eq!(m.sweep(t0 + Duration::from_secs(7)).down, vec!["a".to_string()]);
+        assert_eq!(m.sweep(t0 + Duration::from_secs(7)).down, vec![id("a")]);
         assert!(m.live().is_empty());
         // A restart (new incarnation) brings it back even with a lower seq.
         assert!(m.on_heartbeat(&hb("a", 2, 1), t0 + Duration::from_secs(8)));
-        assert_eq!(m.live(), vec!["a".to_string()]);
+        assert_eq!(m.live(), vec![id("a")]);
     }
 
     #[test]
@@ -266,7 +271,7 @@ mod tests {
         let t0 = Instant::now();
         let mut m = Membership::new(Duration::from_secs(5));
         m.on_heartbeat(&hb("a", 1, 5), t0);
-        m.on_leave("a");
+        m.on_leave(&id("a"));
         assert!(!m.on_heartbeat(&hb("a", 1, 4), t0), "an old heartbeat");
         assert!(!m.on_heartbeat(&hb("a", 1, 6), t0), "a late heartbeat of the leaver");
         assert_eq!(m.status(t0)[0].state, "left");
@@ -284,8 +289,8 @@ mod tests {
         let mut c = hb("c", 1, 1);
         c.kafka = Some("10.0.0.3:9092".into());
         m.on_heartbeat(&c, t0);
-        m.on_leave("c");
-        assert_eq!(m.kafka_listeners(), vec![("a".to_string(), "10.0.0.1:9092".to_string())]);
+        m.on_leave(&id("c"));
+        assert_eq!(m.kafka_listeners(), vec![(id("a"), "10.0.0.1:9092".to_string())]);
         // A restart that moved the listener is told by its next heartbeat.
         a.seq = 2;
         a.kafka = Some("10.0.0.1:19092".into());
@@ -301,7 +306,7 @@ mod tests {
         m.on_heartbeat(&hb("a", 1, 1), t0);
         m.on_heartbeat(&hb("b", 1, 1), t0);
         m.on_heartbeat(&hb("c", 1, 1), t0 + Duration::from_secs(4));
-        m.on_leave("b");
+        m.on_leave(&id("b"));
         m.sweep(t0 + Duration::from_secs(6));
         assert_eq!(m.count_by_state(), [("up", 1), ("down", 1), ("left", 1)]);
         for (state, n) in m.count_by_state() {
@@ -317,11 +322,11 @@ mod tests {
             assert!(m.on_heartbeat(&hb(&format!("p{i}"), 1, 1), t0));
         }
         assert!(!m.on_heartbeat(&hb("one-more", 1, 1), t0), "over the cap");
-        assert!(!m.is_up("one-more"));
+        assert!(!m.is_up(&id("one-more")));
         let mut many = hb("p0", 1, 2);
         many.addrs = (0..100).map(|i| format!("/ip4/10.0.0.{i}/tcp/1")).collect();
         m.on_heartbeat(&many, t0);
-        assert_eq!(m.addrs("p0").len(), MAX_ADDRS_PER_MEMBER);
+        assert_eq!(m.addrs(&id("p0")).len(), MAX_ADDRS_PER_MEMBER);
         let mut long = hb("p1", 1, 2);
         long.kafka = Some("x".repeat(MAX_ADDR_LEN + 1));
         m.on_heartbeat(&long, t0);

@@ -18,7 +18,7 @@ pub mod quota;
 pub use changes::TopicChange;
 
 use crate::broker::{already_exists, open_signed, place_replicas, Adopted, Broker, NewTopic, Topic};
-use crate::network::{Multiaddr, NetworkHandle, PeerId};
+use crate::network::{peer_of, Multiaddr, NetworkHandle, PeerId, ToNodeId};
 use crate::resilience::{CallKind, Resilience};
 use crate::storage::{keys, Store};
 use leases::{LeaseRefused, LeaseTable, PartitionFacts};
@@ -32,7 +32,7 @@ use meshlog_protocol::messages::AUTO_REPLICATION_FACTOR;
 use meshlog_protocol::messages::{PeerRequest, PeerResponse};
 use meshlog_protocol::revision::{self, Revision};
 use meshlog_protocol::types::{PartitionStatus, TopicInfo};
-use meshlog_protocol::{ErrorCode, WireError};
+use meshlog_protocol::{ErrorCode, NodeId, WireError};
 use quota::CreationQuota;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,7 +70,7 @@ pub struct Mesh {
     net: NetworkHandle,
     resilience: Arc<Resilience>,
     broker: Arc<Broker>,
-    local: String,
+    local: NodeId,
     addrs: Vec<String>,
     incarnation: u64,
     seq: AtomicU64,
@@ -107,7 +107,7 @@ impl Mesh {
         broker.topics().set_settle_window(cfg.topic_settle);
         Arc::new(Mesh {
             resilience,
-            local: net.local_peer_id().to_string(),
+            local: net.local_peer_id().node_id(),
             net,
             broker,
             addrs,
@@ -128,7 +128,7 @@ impl Mesh {
     }
 
     /// This node's id.
-    pub fn local(&self) -> &str {
+    pub fn local(&self) -> &NodeId {
         &self.local
     }
 
@@ -138,7 +138,7 @@ impl Mesh {
     }
 
     /// Live nodes including this one, sorted.
-    pub fn live_nodes(&self) -> Vec<String> {
+    pub fn live_nodes(&self) -> Vec<NodeId> {
         let mut v = self.members().live();
         v.push(self.local.clone());
         v.sort();
@@ -147,7 +147,7 @@ impl Mesh {
 
     /// (PeerId, advertised Kafka listener) of every live node that runs one, this node
     /// included, sorted by PeerId.
-    pub fn kafka_listeners(&self) -> Vec<(String, String)> {
+    pub fn kafka_listeners(&self) -> Vec<(NodeId, String)> {
         let mut v = self.members().kafka_listeners();
         if let Some(k) = &self.cfg.kafka_advertised {
             v.push((self.local.clone(), k.clone()));
@@ -157,15 +157,15 @@ impl Mesh {
     }
 
     /// Whether `peer` is this node or a live member.
-    pub fn is_live(&self, peer: &str) -> bool {
-        peer == self.local || self.members().is_up(peer)
+    pub fn is_live(&self, peer: &NodeId) -> bool {
+        *peer == self.local || self.members().is_up(peer)
     }
 
     /// The leader of `topic`-`p` as last announced on gossip, while its lease holds.
     /// A hint: a wrong one costs a redirect.
-    pub fn leader_hint(&self, topic: &str, p: u32) -> Option<String> {
+    pub fn leader_hint(&self, topic: &str, p: u32) -> Option<NodeId> {
         let stored = self.broker.topics().get(topic).ok()?.storage_name();
-        let leader = self.leases().get(&stored, p, Instant::now())?.1.to_string();
+        let leader = self.leases().get(&stored, p, Instant::now())?.1.clone();
         self.is_live(&leader).then_some(leader)
     }
 
@@ -233,7 +233,7 @@ impl Mesh {
                 _ = entropy.tick() => {
                     let live = self.members().live();
                     if let Some(peer) = live.get(rand::random_range(0..live.len().max(1))) {
-                        if let Ok(p) = peer.parse() {
+                        if let Some(p) = peer_of(peer) {
                             tokio::spawn(self.clone().pull_topics(p));
                         }
                     }
@@ -255,7 +255,7 @@ impl Mesh {
             let (Ok(peer), Ok(addrs)) = (id.parse::<PeerId>(), codec::decode::<Vec<String>>(&value)) else {
                 continue;
             };
-            if id != self.local {
+            if id != self.local.as_str() {
                 self.net.connect(peer, parse_addrs(&addrs)).await;
             }
         }
@@ -269,7 +269,7 @@ impl Mesh {
     /// Remember where a member was heard from (durable with the next flush), while the
     /// peer book has room.
     fn note_peer(&self, hb: &Heartbeat) {
-        let key = keys::peer(&hb.peer);
+        let key = keys::peer(hb.peer.as_str());
         let known = self.store.meta_get(&key).ok().flatten().is_some();
         let full = self.store.meta_scan(keys::PEER_PREFIX).map_or(true, |b| b.len() >= MAX_PEER_BOOK);
         if !known && full {
@@ -305,10 +305,17 @@ impl Mesh {
         };
         self.net.publish(GossipMessage::Heartbeat(hb)).await;
         self.announce_leases().await;
-        let (swept, live): (membership::Swept, Vec<(String, Vec<String>)>) = {
+        let (swept, live): (membership::Swept, Vec<(NodeId, Vec<String>)>) = {
             let mut m = self.members();
             let swept = m.sweep(Instant::now());
-            let live = m.live().into_iter().map(|p| (p.clone(), m.addrs(&p))).collect();
+            let live = m
+                .live()
+                .into_iter()
+                .map(|p| {
+                    let addrs = m.addrs(&p);
+                    (p, addrs)
+                })
+                .collect();
             (swept, live)
         };
         for peer in swept.down {
@@ -316,14 +323,14 @@ impl Mesh {
         }
         // A member gone for long leaves the peer book too, so the book stays bounded.
         for peer in swept.forgotten {
-            if let Err(e) = self.store.meta_delete(&keys::peer(&peer)) {
+            if let Err(e) = self.store.meta_delete(&keys::peer(peer.as_str())) {
                 tracing::debug!(error = %e, "cannot update the peer book");
             }
         }
         self.leases().sweep(Instant::now());
         // Keep a connection to every live member: gossip and forwarding need it.
         for (peer, addrs) in live {
-            if let Ok(p) = peer.parse::<PeerId>() {
+            if let Some(p) = peer_of(&peer) {
                 self.net.connect(p, parse_addrs(&addrs)).await;
             }
         }
@@ -337,7 +344,7 @@ impl Mesh {
                 if new {
                     tracing::info!(peer = %hb.peer, addrs = ?hb.addrs, kafka = ?hb.kafka, "member is up");
                     self.note_peer(&hb);
-                    if let Ok(p) = hb.peer.parse() {
+                    if let Some(p) = peer_of(&hb.peer) {
                         self.net.connect(p, parse_addrs(&hb.addrs)).await;
                     }
                 }
@@ -531,7 +538,7 @@ impl Mesh {
                         let mut s = PartitionStatus::unknown(p, t.replicas(p));
                         if let Some((epoch, leader)) = self.leases().get(&t.storage_name(), p, Instant::now())
                         {
-                            (s.epoch, s.leader) = (epoch, leader.to_string());
+                            (s.epoch, s.leader) = (epoch, leader.clone());
                         }
                         s
                     }

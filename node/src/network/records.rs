@@ -1,7 +1,7 @@
 //! Signed records: a payload, the signer's public key and a signature, so that a record
 //! relayed or stored by any node can still be checked against the node that wrote it.
 
-use super::{cause, Keypair, NetworkError, PeerId};
+use super::{cause, Keypair, NetworkError, PeerId, ToNodeId};
 use libp2p::identity::PublicKey;
 use meshlog_protocol::mesh::SignedRecord;
 
@@ -40,7 +40,7 @@ pub(super) fn check_dht_record(record: &libp2p::kad::Record) -> Result<(), Netwo
         return bad("record name does not match its key");
     }
     // The creator signs a creation, partition 0's leader each later version.
-    if topic.signer() != signer.to_string() {
+    if *topic.signer() != signer.node_id() {
         return bad("record creator (or author) is not its signer");
     }
     Ok(())

@@ -10,7 +10,7 @@ pub mod retry;
 pub use breaker::{Breaker, BreakerConfig, BreakerState};
 pub use retry::{Backoff, RetryBudget};
 
-use crate::network::{NetworkError, PeerId};
+use crate::network::{NetworkError, PeerId, ToNodeId};
 use meshlog_protocol::group::GroupRequest;
 pub use meshlog_protocol::mesh::BreakerStatus;
 use meshlog_protocol::messages::ClientRequest;
@@ -255,7 +255,7 @@ impl Resilience {
                     }
                     BreakerState::HalfOpen { .. } => ("half-open", 0),
                 };
-                Some(BreakerStatus { peer: peer.to_string(), state: state.into(), retry_in_ms })
+                Some(BreakerStatus { peer: peer.node_id(), state: state.into(), retry_in_ms })
             })
             .collect();
         v.sort_by(|a, b| a.peer.cmp(&b.peer));

@@ -96,8 +96,8 @@ impl ReplicaHandle {
     }
 
     /// The leader's PeerId as text, if one is known.
-    pub fn leader(&self) -> Option<&str> {
-        self.view.borrow().leader.and_then(|l| self.members.get(l)).map(|m| m.id.as_str())
+    pub fn leader(&self) -> Option<&NodeId> {
+        self.view.borrow().leader.and_then(|l| self.members.get(l)).map(|m| &m.id)
     }
 
     /// Whether this replica leads.
@@ -241,12 +241,12 @@ impl ReplicaHandle {
     pub fn status(&self) -> PartitionStatus {
         let v = self.view();
         let (log_start, log_end, size) = self.part.offsets();
-        let name = |i: &usize| self.members.get(*i).map(|m| m.id.to_string()).unwrap_or_default();
+        let name = |i: &usize| self.members.get(*i).map(|m| m.id.clone()).unwrap_or_default();
         PartitionStatus {
             partition: self.part.id(),
             leader: v.leader.map(|l| name(&l)).unwrap_or_default(),
             epoch: v.epoch,
-            replicas: self.members.iter().map(|m| m.id.to_string()).collect(),
+            replicas: self.members.iter().map(|m| m.id.clone()).collect(),
             isr: v.isr.iter().map(name).collect(),
             log_start_offset: log_start,
             high_watermark: self.part.high_watermark(),

@@ -12,7 +12,7 @@ use crate::group::limits;
 use meshlog_protocol::group::{
     Assignor, CommittedOffset, GroupListing, GroupState, GroupValue, JoinGroup, StoredMember, TopicPartition,
 };
-use meshlog_protocol::{ErrorCode, WireError};
+use meshlog_protocol::{ErrorCode, NodeId, WireError};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One group of an offsets partition.
@@ -302,12 +302,12 @@ impl Group {
         self.state = if self.members.is_empty() { GroupState::Empty } else { GroupState::Stable };
     }
 
-    pub(super) fn listing(&self, name: &str, coordinator: &str) -> GroupListing {
+    pub(super) fn listing(&self, name: &str, coordinator: &NodeId) -> GroupListing {
         GroupListing {
             group: name.to_string(),
             state: self.state,
             members: self.members.len() as u32,
-            coordinator: coordinator.to_string(),
+            coordinator: coordinator.clone(),
         }
     }
 }

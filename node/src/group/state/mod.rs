@@ -32,7 +32,7 @@ use meshlog_protocol::group::{
     Assignor, CommittedOffset, GroupRequest, GroupResponse, GroupState, GroupValue, JoinResult, OffsetValue,
     OffsetsKey, TopicPartition, OFFSETS_TOPIC,
 };
-use meshlog_protocol::{Epoch, ErrorCode, WireError};
+use meshlog_protocol::{Epoch, ErrorCode, NodeId, WireError};
 use std::collections::BTreeMap;
 
 /// Identifies a request and its answer in the coordinator.
@@ -42,7 +42,7 @@ pub type Token = u64;
 #[derive(Debug, Clone)]
 pub struct Config {
     /// This node's id, named as the coordinator in listings and descriptions.
-    pub coordinator: String,
+    pub coordinator: NodeId,
     /// Shortest session timeout a member may ask for.
     pub min_session_timeout_ms: u32,
     /// Longest session timeout a member may ask for.
