@@ -17,6 +17,9 @@
 #   group      : three members (one per node) of a consumer group read a rf=3 topic,
 #                committing after each poll: records/s, commit latency p50/p99, and the
 #                rebalance time when a member joins and when one is killed (GROUP_ROUNDS)
+#   scale      : idle cost of partitions (scripts/bench-scale.sh): three nodes, a topic of
+#                100 and 1,000 partitions rf=3 (SCALE_PARTITIONS), the time to elect them
+#                all with full ISRs, then each node's idle CPU (% of a core) and RSS
 #   failover   : kill -9 of the leader KILLS times under an acks=all load (the
 #                replication fault test run against the release binary): from each kill
 #                until a write is acknowledged again, p50/p99
@@ -28,7 +31,8 @@
 #            KILLS (20; 0 skips the failover row), CLUSTER (1; 0 skips the 3-node rows),
 #            GROUP_ROUNDS (10), KAFKA (1; 0 skips the Kafka door and 1-partition rows),
 #            KAFKA_PORT (19590: the nodes' Kafka listeners on +1..+3),
-#            SINGLE (1; 0 skips the raw store and one-node rows), GROUP (1; 0 skips the group row)
+#            SINGLE (1; 0 skips the raw store and one-node rows), GROUP (1; 0 skips the group row),
+#            SCALE (1; 0 skips the scale row; SCALE_PARTITIONS, WINDOW_S: see bench-scale.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RECORDS=${RECORDS:-200000}
@@ -45,6 +49,7 @@ CLUSTER=${CLUSTER:-1}
 KAFKA=${KAFKA:-1}
 SINGLE=${SINGLE:-1}
 GROUP=${GROUP:-1}
+SCALE=${SCALE:-1}
 
 # BIN_UNDER_TEST: an already built binary to measure instead of building the release one.
 if [ -n "${BIN_UNDER_TEST:-}" ]; then BIN=$BIN_UNDER_TEST; else
@@ -153,6 +158,17 @@ if [ "$CLUSTER" = 1 ]; then
   done
 fi
 
+if [ "$SCALE" = 1 ]; then
+  # Its own table; its JSON lines join this run's results.
+  BIN_UNDER_TEST=$BIN OUT=$SCRATCH/scale.jsonl SCRATCH=$SCRATCH/scale PORT=$((PORT + 300)) scripts/bench-scale.sh >&2
+  python3 - "$SCRATCH/scale.jsonl" >> "$OUT" <<'PY'
+import json, sys
+for l in open(sys.argv[1]):
+    r = json.loads(l)
+    print(json.dumps(dict(r, label=f"scale {r['partitions']} partitions")))
+PY
+fi
+
 if [ "$KILLS" -gt 0 ]; then
   # The fault test measures failover from inside its writer; run it on the release binary.
   fig=$(MESHLOG_BIN="$PWD/$BIN" MESHLOG_KILLS="$KILLS" timeout 1200 cargo nextest run --locked -p meshlog-tests \
@@ -177,7 +193,7 @@ def med(rs, k):
 raw = med(by.get([l for l in by if l.startswith("raw")][0], []), "mb_per_sec") if any(l.startswith("raw") for l in by) else None
 print(f"{'benchmark (median of reps)':52} {'records/s':>10} {'MB/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'p999 ms':>8} {'vs raw':>7}")
 for label, rs in by.items():
-    if label in ("node memory", "failover"):
+    if label in ("node memory", "failover") or label.startswith("scale "):
         continue
     mb = med(rs, "mb_per_sec")
     f = lambda v: "-" if v is None else f"{v:.2f}"
@@ -202,6 +218,12 @@ for r in [r for rs in by.values() for r in rs if "join_rebalance_p50_ms" in r][-
           f"rebalance when a member joins p50 {r['join_rebalance_p50_ms']} ms p99 {r['join_rebalance_p99_ms']} ms, "
           f"when one is killed p50 {r['kill_rebalance_p50_ms']} ms p99 {r['kill_rebalance_p99_ms']} ms "
           f"(session timeout 3000 ms, {r['rounds']} rounds)")
+for label, rs in by.items():
+    if label.startswith("scale "):
+        r = rs[-1]
+        elect = "not all elected in time" if r["elect_s"] is None else f"elected in {r['elect_s']} s"
+        print(f"{label} rf=3, 3 nodes, idle: {elect}; CPU % of a core per node "
+              f"{' '.join(str(c) for c in r['cpu_pct'])}; RSS MiB {' '.join(str(m) for m in r['rss_mb'])}")
 mem = by.get("node memory", [])
 if mem:
     print(f"node resident memory: idle {med(mem,'idle_rss_mb'):.0f} MiB, peak under load {med(mem,'peak_rss_mb'):.0f} MiB")

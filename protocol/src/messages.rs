@@ -285,6 +285,17 @@ pub struct ReplicateMessage {
     pub records: Vec<u8>,
 }
 
+/// Replication messages from one node to another, sent together as one frame on a
+/// `/meshlog/replicate/2` stream: what every replica of the sender had for that peer
+/// within one short window (heartbeats, fetches, fetch answers of many partitions),
+/// in the order the replicas sent them. The receiver hands each to its replica as if it
+/// had come alone. (A `/meshlog/replicate/1` stream carries single [`ReplicateMessage`]s.)
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicateBundle {
+    /// The messages, in the order they were sent.
+    pub messages: Vec<ReplicateMessage>,
+}
+
 /// The answer to a [`PeerRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PeerResponse {

@@ -18,7 +18,7 @@ use meshlog_protocol::mesh::{
 };
 use meshlog_protocol::messages::{
     ClientRequest, ClientResponse, FetchRequest, FetchResponse, PeerRequest, ProduceRequest,
-    ProduceResponse, ReplicateMessage,
+    ProduceResponse, ReplicateBundle, ReplicateMessage,
 };
 use meshlog_protocol::types::{
     Acks, OffsetSpec, PartitionStatus, TopicConfig, TopicDescription, TopicInfo,
@@ -144,6 +144,22 @@ fn values() -> Vec<(&'static str, String)> {
         message: vec![4],
         records: vec![5, 6],
     });
+    let bundle = ReplicateBundle {
+        messages: vec![
+            ReplicateMessage {
+                topic: "orders".into(),
+                partition: 1,
+                message: vec![4],
+                records: vec![5, 6],
+            },
+            ReplicateMessage {
+                topic: "logs".into(),
+                partition: 0,
+                message: vec![7],
+                records: vec![],
+            },
+        ],
+    };
     let tp = TopicPartition::new("orders", 1);
     let committed = CommittedOffset { offset: 300, metadata: "m".into() };
     let group = GroupResponse::Group(GroupDescription {
@@ -181,6 +197,7 @@ fn values() -> Vec<(&'static str, String)> {
         ("offset", hex(&ClientResponse::Offset { offset: 1 << 40 })),
         ("described", hex(&described)),
         ("replicate", hex(&replicate)),
+        ("replicate bundle", hex(&bundle)),
         ("group", hex(&ClientResponse::Group(group))),
         ("groups", hex(&ClientResponse::Group(groups))),
     ]
@@ -240,6 +257,9 @@ const GOLDEN: &[(&str, &str)] = &[
         ),
     ),
     ("replicate", "04066f7264657273010104020506"),
+    // Two messages: the count, then each as a bare `ReplicateMessage` (the request's
+    // bytes above without its variant tag 04).
+    ("replicate bundle", "02066f7264657273010104020506046c6f677300010700"),
     (
         "group",
         concat!(

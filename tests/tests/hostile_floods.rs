@@ -252,8 +252,13 @@ async fn topic_creation_floods_meet_a_quota() {
 
 /// Rounds of every hostile frame on every protocol of every node.
 const RAW_ROUNDS: usize = 3;
-const RAW_PROTOCOLS: [&str; 4] =
-    ["/meshlog/client/1", "/meshlog/peer/1", "/meshlog/replicate/1", "/meshlog/hello/1"];
+const RAW_PROTOCOLS: [&str; 5] = [
+    "/meshlog/client/1",
+    "/meshlog/peer/1",
+    "/meshlog/replicate/1",
+    "/meshlog/replicate/2",
+    "/meshlog/hello/1",
+];
 
 /// Byte strings no codec should survive badly: oversized and zero length prefixes, an
 /// unknown version, garbage bodies, a truncated frame, random noise.

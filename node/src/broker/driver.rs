@@ -186,6 +186,8 @@ pub struct DriverContext {
     pub recent: RecentBudget,
     /// Elections and failovers are counted here.
     pub stats: super::BrokerStats,
+    /// The node's replica clock (none: each driver keeps its own timer).
+    pub ticker: super::Ticker,
 }
 
 fn seed(topic: &str, p: u32, me: &str) -> u64 {
@@ -224,9 +226,7 @@ struct Driver {
 
 impl Driver {
     async fn run(mut self) {
-        let period = Duration::from_millis((self.ctx.settings.heartbeat_ms / 2).max(5));
-        let mut tick = tokio::time::interval(period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tick = self.ctx.ticker.subscribe(super::Ticker::period(self.ctx.settings.heartbeat_ms));
         let (topic, p) = (self.part.topic().to_string(), self.part.id());
         loop {
             let input = tokio::select! {

@@ -9,6 +9,7 @@ pub mod driver;
 mod partition;
 mod recent;
 pub mod stats;
+mod ticker;
 mod tombstones;
 mod topics;
 
@@ -16,6 +17,7 @@ pub use driver::{DriverContext, Member, Outbound, ReplicaHandle, ReplicaSettings
 pub use partition::{CompactStats, Partition};
 pub use recent::RecentBudget;
 pub use stats::BrokerStats;
+pub use ticker::Ticker;
 pub use topics::{already_exists, open_signed, place_replicas, AdoptError, Adopted, NewTopic, Topic, Topics};
 
 use crate::network::PeerId;
@@ -65,6 +67,7 @@ impl Broker {
         let commit = GroupCommit::start(store.clone())?;
         let store_lost = store.meta_get(crate::storage::keys::STORE_LOST)?.is_some();
         let stats = BrokerStats::default();
+        let ticker = Ticker::start(Ticker::period(settings.heartbeat_ms));
         let ctx = DriverContext {
             store,
             commit: commit.clone(),
@@ -73,6 +76,7 @@ impl Broker {
             store_lost,
             recent: RecentBudget::default(),
             stats: stats.clone(),
+            ticker,
         };
         let topics = Topics::load(ctx, node_id.clone())?;
         Ok(Broker { node_id, commit, topics, limits, stats })

@@ -597,6 +597,7 @@ mod tests {
             store_lost: false,
             recent: Default::default(),
             stats: Default::default(),
+            ticker: Default::default(),
         };
         // This node holds no replica of the test records, so no replica is started.
         Topics::load(ctx, Keypair::generate_ed25519().public().to_peer_id().node_id()).unwrap()

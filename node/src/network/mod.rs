@@ -272,12 +272,13 @@ pub enum NetworkEvent {
         /// The peer.
         peer: PeerId,
     },
-    /// A message on a peer's replication stream (in that peer's order).
+    /// One frame of a peer's replication stream: a message, or a bundle of them (in
+    /// that peer's order).
     Replicate {
         /// The sender (authenticated).
         peer: PeerId,
-        /// The message.
-        message: ReplicateMessage,
+        /// The messages, in order.
+        messages: Vec<ReplicateMessage>,
     },
 }
 

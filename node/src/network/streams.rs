@@ -1,6 +1,11 @@
 //! Replication streams: one long-lived, ordered stream from this node to each peer it
-//! replicates to (`/meshlog/replicate/1`), carrying one-way [`ReplicateMessage`]s as
-//! versioned frames ([`meshlog_protocol::frame`]).
+//! replicates to (`/meshlog/replicate/2`), carrying one-way [`ReplicateBundle`]s as
+//! versioned frames ([`meshlog_protocol::frame`]): the messages of every replica of
+//! this node for that peer, gathered by the node's replication hub
+//! (`server::tasks::send_replication`), so a thousand partitions' heartbeats to one peer
+//! cost one frame, one decode and one event at the receiver, not a thousand. A peer that
+//! does not serve `/2` (an older node) gets `/meshlog/replicate/1`, one
+//! [`ReplicateMessage`] a frame; both are accepted from peers.
 //!
 //! Why not a request-response exchange per message: each one opened a yamux stream,
 //! negotiated the protocol, armed a timeout on libp2p's timer thread and sent back an
@@ -20,16 +25,20 @@ use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, StreamProtocol};
 use meshlog_protocol::admission::PeerRole;
 use meshlog_protocol::frame;
-use meshlog_protocol::messages::ReplicateMessage;
+use meshlog_protocol::messages::{ReplicateBundle, ReplicateMessage};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// The replication stream protocol.
+/// The replication stream protocol of single messages (older nodes).
 pub(super) const REPLICATE_PROTOCOL: StreamProtocol = StreamProtocol::new("/meshlog/replicate/1");
-/// Messages queued per peer before new ones are dropped.
+/// The replication stream protocol of bundles.
+pub(super) const REPLICATE_BUNDLES: StreamProtocol = StreamProtocol::new("/meshlog/replicate/2");
+/// Bundles queued per peer before new ones are dropped.
 const LINK_QUEUE: usize = 4096;
+/// Bytes of small messages gathered into one bundle (at most half a frame).
+const BUNDLE_BYTES: usize = 256 << 10;
 /// Bytes gathered from the queue into one write.
 const WRITE_CHUNK: usize = 1 << 20;
 /// A message at least this large is written without being copied into a gathered write.
@@ -53,8 +62,36 @@ const MAX_INBOUND_STREAMS_PER_PEER: usize = 4;
 #[derive(Clone)]
 pub struct ReplicationSender {
     control: libp2p_stream::Control,
-    links: Arc<Mutex<HashMap<PeerId, mpsc::Sender<Vec<u8>>>>>,
+    links: Arc<Mutex<HashMap<PeerId, mpsc::Sender<Vec<ReplicateMessage>>>>>,
     max_frame_bytes: usize,
+}
+
+/// About what `m` takes in a frame.
+fn weight(m: &ReplicateMessage) -> usize {
+    m.topic.len() + m.message.len() + m.records.len() + 24
+}
+
+/// `messages` cut into bundles, in order: one of at most `budget` bytes of small ones
+/// at a time, and each message of [`WRITE_ALONE`] bytes or more alone.
+fn bundles(messages: Vec<ReplicateMessage>, budget: usize) -> Vec<Vec<ReplicateMessage>> {
+    let (mut out, mut cur, mut bytes) = (Vec::new(), Vec::new(), 0);
+    for m in messages {
+        let w = weight(&m);
+        if !cur.is_empty() && (w >= WRITE_ALONE || bytes + w > budget) {
+            out.push(std::mem::take(&mut cur));
+            bytes = 0;
+        }
+        bytes += w;
+        cur.push(m);
+        if w >= WRITE_ALONE {
+            out.push(std::mem::take(&mut cur));
+            bytes = 0;
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
 }
 
 impl ReplicationSender {
@@ -62,81 +99,133 @@ impl ReplicationSender {
         ReplicationSender { control, links: Arc::default(), max_frame_bytes }
     }
 
-    /// Queue `m` for `peer`; false if it was dropped (queue full, or not encodable
-    /// within the frame limit). Never waits.
+    /// Queue `m` for `peer` alone; false if it was dropped. Never waits.
     pub fn send(&self, peer: PeerId, m: &ReplicateMessage) -> bool {
-        let mut bytes = match frame::encode_frame(m, self.max_frame_bytes) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(%peer, error = %e, "replication message not sent");
-                return false;
-            }
-        };
+        self.send_many(peer, vec![m.clone()]) == 0
+    }
+
+    /// Queue `messages` for `peer`, in order, as bundles within the frame limit; returns
+    /// how many were dropped (queue full). Never waits.
+    pub fn send_many(&self, peer: PeerId, messages: Vec<ReplicateMessage>) -> usize {
+        let budget = BUNDLE_BYTES.min(self.max_frame_bytes / 2);
+        let mut dropped = 0;
         let mut links = crate::sync::lock(&self.links);
-        if let Some(tx) = links.get(&peer) {
-            match tx.try_send(bytes) {
-                Ok(()) => return true,
-                Err(mpsc::error::TrySendError::Full(_)) => return false,
-                Err(mpsc::error::TrySendError::Closed(b)) => bytes = b,
+        for mut bundle in bundles(messages, budget) {
+            if let Some(tx) = links.get(&peer) {
+                match tx.try_send(bundle) {
+                    Ok(()) => continue,
+                    Err(mpsc::error::TrySendError::Full(b)) => {
+                        dropped += b.len();
+                        continue;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(b)) => bundle = b,
+                }
             }
+            let (tx, rx) = mpsc::channel(LINK_QUEUE);
+            let _ = tx.try_send(bundle);
+            links.insert(peer, tx);
+            tokio::spawn(write_link(self.control.clone(), peer, rx, self.max_frame_bytes));
         }
-        let (tx, rx) = mpsc::channel(LINK_QUEUE);
-        let _ = tx.try_send(bytes);
-        links.insert(peer, tx);
-        tokio::spawn(write_link(self.control.clone(), peer, rx));
-        true
+        dropped
     }
 }
 
+/// Open a stream to `peer` on protocol `p` within [`OPEN_TIMEOUT`] (`None`: timed out).
+async fn open_one(
+    control: &mut libp2p_stream::Control,
+    peer: PeerId,
+    p: StreamProtocol,
+) -> Result<libp2p::Stream, Option<libp2p_stream::OpenStreamError>> {
+    match tokio::time::timeout(OPEN_TIMEOUT, control.open_stream(peer, p)).await {
+        Ok(r) => r.map_err(Some),
+        Err(_) => Err(None),
+    }
+}
+
+/// Open a stream to `peer`: bundles if it serves them, else single messages (`true`).
+async fn open_link(
+    control: &mut libp2p_stream::Control,
+    peer: PeerId,
+) -> Result<(libp2p::Stream, bool), String> {
+    let why =
+        |e: Option<libp2p_stream::OpenStreamError>| e.map_or("timed out".to_string(), |e| e.to_string());
+    match open_one(control, peer, REPLICATE_BUNDLES).await {
+        Ok(s) => Ok((s, false)),
+        Err(Some(libp2p_stream::OpenStreamError::UnsupportedProtocol(_))) => {
+            open_one(control, peer, REPLICATE_PROTOCOL).await.map(|s| (s, true)).map_err(why)
+        }
+        Err(e) => Err(why(e)),
+    }
+}
+
+/// A queued bundle as frames for a stream: one bundle frame, or (`single`) one frame per
+/// message. A message that cannot be encoded within the frame limit is dropped.
+fn frames(bundle: Vec<ReplicateMessage>, single: bool, max_frame_bytes: usize) -> Vec<Vec<u8>> {
+    let encoded = if single {
+        bundle.iter().map(|m| frame::encode_frame(m, max_frame_bytes)).collect()
+    } else {
+        vec![frame::encode_frame(&ReplicateBundle { messages: bundle }, max_frame_bytes)]
+    };
+    encoded
+        .into_iter()
+        .filter_map(|f| f.map_err(|e| tracing::warn!(error = %e, "replication message not sent")).ok())
+        .collect()
+}
+
 /// Open a stream to `peer` and write what is queued for it until either side fails.
-async fn write_link(mut control: libp2p_stream::Control, peer: PeerId, mut rx: mpsc::Receiver<Vec<u8>>) {
-    let mut stream =
-        match tokio::time::timeout(OPEN_TIMEOUT, control.open_stream(peer, REPLICATE_PROTOCOL)).await {
-            Ok(Ok(s)) => s,
-            failed => {
-                let reason = match failed {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => "timed out".to_string(),
-                };
-                tracing::debug!(%peer, %reason, "cannot open a replication stream");
-                // Drop what arrives for a while rather than dial once per message.
-                let wait = tokio::time::sleep(RETRY_AFTER);
-                tokio::pin!(wait);
-                loop {
-                    tokio::select! {
-                        _ = &mut wait => return,
-                        m = rx.recv() => if m.is_none() { return },
-                    }
+async fn write_link(
+    mut control: libp2p_stream::Control,
+    peer: PeerId,
+    mut rx: mpsc::Receiver<Vec<ReplicateMessage>>,
+    max_frame_bytes: usize,
+) {
+    let (mut stream, single) = match open_link(&mut control, peer).await {
+        Ok(s) => s,
+        Err(reason) => {
+            tracing::debug!(%peer, %reason, "cannot open a replication stream");
+            // Drop what arrives for a while rather than dial once per message.
+            let wait = tokio::time::sleep(RETRY_AFTER);
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    _ = &mut wait => return,
+                    m = rx.recv() => if m.is_none() { return },
                 }
             }
-        };
+        }
+    };
     let mut buf = Vec::with_capacity(WRITE_CHUNK);
-    // A large message taken off the queue while small ones were being gathered.
-    let mut held: Option<Vec<u8>> = None;
+    // Frames taken off the queue and not yet written, oldest first.
+    let mut ready: std::collections::VecDeque<Vec<u8>> = Default::default();
     loop {
-        let first = match held.take() {
-            Some(m) => m,
-            None => match tokio::time::timeout(WRITE_IDLE, rx.recv()).await {
-                Ok(Some(m)) => m,
+        if ready.is_empty() {
+            match tokio::time::timeout(WRITE_IDLE, rx.recv()).await {
+                Ok(Some(b)) => ready.extend(frames(b, single, max_frame_bytes)),
                 // Idle: close; the next message opens a new stream.
                 Ok(None) | Err(_) => break,
-            },
-        };
-        // A large message (a fetch answer with batches) is written as it is; small ones
+            }
+            continue;
+        }
+        // A large frame (a fetch answer with batches) is written as it is; small ones
         // are gathered into one write, so a heartbeat or a fetch costs no write of its own.
+        let first = ready.pop_front().unwrap_or_default();
         let out: &[u8] = if first.len() >= WRITE_ALONE {
             &first
         } else {
             buf.clear();
             buf.extend_from_slice(&first);
             while buf.len() < WRITE_CHUNK {
-                match rx.try_recv() {
-                    Ok(m) if m.len() >= WRITE_ALONE => {
-                        held = Some(m);
-                        break;
+                if ready.is_empty() {
+                    match rx.try_recv() {
+                        Ok(b) => ready.extend(frames(b, single, max_frame_bytes)),
+                        Err(_) => break,
                     }
-                    Ok(m) => buf.extend_from_slice(&m),
-                    Err(_) => break,
+                }
+                match ready.front() {
+                    Some(f) if f.len() < WRITE_ALONE => {
+                        buf.extend_from_slice(&ready.pop_front().unwrap_or_default())
+                    }
+                    _ => break,
                 }
             }
             &buf
@@ -165,11 +254,14 @@ pub(super) fn accept(
     max_frame_bytes: usize,
     roles: Roles,
 ) -> Result<(), NetworkError> {
+    let single = control.accept(REPLICATE_PROTOCOL).map_err(|e| NetworkError::Transport(super::cause(e)))?;
+    let bundles = control.accept(REPLICATE_BUNDLES).map_err(|e| NetworkError::Transport(super::cause(e)))?;
+    // Both protocols' streams, told apart (`true`: single messages), share the caps.
     let mut incoming =
-        control.accept(REPLICATE_PROTOCOL).map_err(|e| NetworkError::Transport(super::cause(e)))?;
+        futures::stream::select(single.map(|(p, s)| (p, s, true)), bundles.map(|(p, s)| (p, s, false)));
     let open: Arc<Mutex<HashMap<PeerId, usize>>> = Arc::default();
     tokio::spawn(async move {
-        while let Some((peer, stream)) = incoming.next().await {
+        while let Some((peer, stream, single)) = incoming.next().await {
             let Some(slot) = StreamSlot::take(&open, peer) else {
                 tracing::warn!(%peer, "too many replication streams from one peer; stream refused");
                 continue;
@@ -178,7 +270,7 @@ pub(super) fn accept(
             tokio::spawn(async move {
                 // A stream may beat its opener's hello by a moment; wait for it.
                 match roles.wait(&peer, HELLO_BUDGET).await {
-                    Some(PeerRole::Node) => read_link(peer, stream, events, max_frame_bytes).await,
+                    Some(PeerRole::Node) => read_link(peer, stream, single, events, max_frame_bytes).await,
                     _ => tracing::warn!(%peer, "replication stream from a peer that is not a node refused"),
                 }
                 drop(slot);
@@ -218,14 +310,21 @@ impl Drop for StreamSlot {
     }
 }
 
+/// Read a peer's stream of single messages (`single`) or bundles, each frame one event.
 async fn read_link(
     peer: PeerId,
     mut stream: libp2p::Stream,
+    single: bool,
     events: mpsc::Sender<NetworkEvent>,
     max_frame_bytes: usize,
 ) {
     loop {
-        let message: ReplicateMessage = match read_timed(&mut stream, max_frame_bytes).await {
+        let read = if single {
+            read_timed::<ReplicateMessage>(&mut stream, max_frame_bytes).await.map(|m| vec![m])
+        } else {
+            read_timed::<ReplicateBundle>(&mut stream, max_frame_bytes).await.map(|b| b.messages)
+        };
+        let messages = match read {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return,
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
@@ -236,7 +335,7 @@ async fn read_link(
                 return tracing::warn!(%peer, error = %e, "bad frame on a replication stream; stream closed");
             }
         };
-        if events.send(NetworkEvent::Replicate { peer, message }).await.is_err() {
+        if events.send(NetworkEvent::Replicate { peer, messages }).await.is_err() {
             return;
         }
     }
@@ -245,10 +344,10 @@ async fn read_link(
 /// Read one message: wait up to [`READ_IDLE`] for it to start, then up to
 /// [`FRAME_READ_TIMEOUT`] for the rest, so a peer that trickles bytes cannot hold a
 /// stream (and its buffer) forever.
-async fn read_timed(
+async fn read_timed<M: serde::de::DeserializeOwned>(
     stream: &mut libp2p::Stream,
     max_frame_bytes: usize,
-) -> std::io::Result<ReplicateMessage> {
+) -> std::io::Result<M> {
     use futures::AsyncReadExt;
     let timed_out = |what: &str| std::io::Error::new(std::io::ErrorKind::TimedOut, what.to_string());
     let mut first = [0u8; 1];
@@ -261,5 +360,36 @@ async fn read_timed(
     match tokio::time::timeout(FRAME_READ_TIMEOUT, read_msg(&mut chained, max_frame_bytes)).await {
         Ok(r) => r,
         Err(_) => Err(timed_out("a frame did not arrive whole in time")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(partition: u32, records: usize) -> ReplicateMessage {
+        ReplicateMessage { topic: "t".into(), partition, message: vec![1; 8], records: vec![0; records] }
+    }
+
+    #[test]
+    fn bundles_keep_the_order_and_stay_within_the_budget() {
+        let budget = 4096;
+        let messages: Vec<_> = (0..1000).map(|p| msg(p, (p as usize * 37) % 600)).collect();
+        let cut = bundles(messages.clone(), budget);
+        assert!(cut.len() > 1, "1000 messages of up to 600 bytes fit no 4 KiB bundle");
+        for b in &cut {
+            let bytes: usize = b.iter().map(weight).sum();
+            assert!(!b.is_empty() && (bytes <= budget || b.len() == 1), "a bundle of {bytes} bytes");
+        }
+        assert_eq!(cut.concat(), messages, "every message once, in order");
+    }
+
+    #[test]
+    fn a_large_message_travels_alone_between_its_neighbours() {
+        let messages = vec![msg(0, 10), msg(1, 10), msg(2, WRITE_ALONE), msg(3, 10)];
+        let cut = bundles(messages.clone(), BUNDLE_BYTES);
+        let sizes: Vec<usize> = cut.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [2, 1, 1]);
+        assert_eq!(cut.concat(), messages);
     }
 }

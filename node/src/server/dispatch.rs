@@ -80,7 +80,7 @@ pub enum Work<C, P> {
     /// Gossip or a new connection.
     Mesh(MeshEvent),
     /// A replication message for a replica held here.
-    Replicate(PeerId, ReplicateMessage),
+    Replicate(PeerId, Vec<ReplicateMessage>),
     /// Nothing to do.
     Ignore,
 }
@@ -147,7 +147,7 @@ where
                 tracing::debug!(%peer, "disconnected");
                 Work::Ignore
             }
-            NetworkEvent::Replicate { peer, message } => Work::Replicate(peer, message),
+            NetworkEvent::Replicate { peer, messages } => Work::Replicate(peer, messages),
         }
     }
 }
@@ -170,7 +170,11 @@ pub async fn dispatch<S: Serve, E>(
             _ = crate::sync::stopped(&mut shutdown) => return,
         };
         match Work::from(ev) {
-            Work::Replicate(from, message) => serve.deliver(from, message),
+            Work::Replicate(from, messages) => {
+                for m in messages {
+                    serve.deliver(from, m);
+                }
+            }
             Work::Client(req, reply) => match client.clone().try_acquire_owned() {
                 Ok(permit) => spawn_client(serve.clone(), permit, req, reply),
                 Err(_) => answer(&*serve, reply, Err(client_busy())).await,
@@ -350,7 +354,7 @@ mod tests {
         inbox_tx.send(Work::Mesh(MeshEvent::Connected(peer))).await.unwrap();
         assert_eq!(within("a mesh event", seen.recv()).await, Some("mesh"));
         let m = ReplicateMessage { topic: "t".into(), partition: 0, message: vec![], records: vec![] };
-        inbox_tx.send(Work::Replicate(peer, m)).await.unwrap();
+        inbox_tx.send(Work::Replicate(peer, vec![m])).await.unwrap();
         assert_eq!(within("a replication message", seen.recv()).await, Some("replicate"));
         // The long polls are still parked, not failed.
         for mut rx in parked {

@@ -12,6 +12,7 @@ use crate::network::{self, NetworkEvent, PeerId};
 use crate::services::Services;
 use crate::sync::stopped;
 use meshlog_protocol::messages::{ClientRequest, ClientResult, PeerRequest, PeerResponse, ReplicateMessage};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -20,6 +21,9 @@ use tokio::task::JoinHandle;
 /// Replication messages queued for the network before they are dropped (the protocol
 /// recovers from loss).
 pub(super) const OUTBOUND_QUEUE: usize = 16_384;
+
+/// Messages the replication hub takes from the drivers' queue before it sends them.
+const HUB_GATHER: usize = 4096;
 
 /// How often lapsed service registrations are dropped.
 const SERVICE_SWEEP_INTERVAL: Duration = Duration::from_millis(250);
@@ -100,29 +104,48 @@ impl Serve for NodeServe {
     }
 }
 
-/// Send what the replication drivers ask for: each message on the peer's replication
-/// stream (`network::ReplicationSender`), and lease announcements.
+/// The node's replication hub: sends what the replication drivers ask for, gathered per
+/// peer. It takes every message queued when it wakes (after letting the tasks that are
+/// ready run first, so replicas woken by one tick or one inbound bundle add theirs), at
+/// most [`HUB_GATHER`], and hands each peer's to the network as bundles
+/// (`network::ReplicationSender::send_many`: one frame for many partitions, in the
+/// drivers' order); lease announcements asked for meanwhile become one.
 async fn send_replication(
     net: network::NetworkHandle,
     mesh: Arc<Mesh>,
     mut outbound: mpsc::Receiver<Outbound>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut per_peer: HashMap<PeerId, Vec<ReplicateMessage>> = HashMap::new();
     loop {
-        let out = tokio::select! {
+        let first = tokio::select! {
             o = outbound.recv() => match o { Some(o) => o, None => return },
             _ = stopped(&mut shutdown) => return,
         };
-        match out {
-            Outbound::Peer(peer, m) => {
-                // On the peer's replication stream, in the drivers' order (the core copes
-                // with loss and reordering, but a follower's fetches arriving out of
-                // order cost it a re-fetch period).
-                if !net.replication().send(peer, &m) {
-                    tracing::trace!(%peer, "replication queue full; message dropped");
-                }
+        tokio::task::yield_now().await;
+        let mut announce = false;
+        let mut take = |o: Outbound| match o {
+            Outbound::Peer(peer, m) => per_peer.entry(peer).or_default().push(m),
+            Outbound::Announce => announce = true,
+        };
+        take(first);
+        for _ in 1..HUB_GATHER {
+            match outbound.try_recv() {
+                Ok(o) => take(o),
+                Err(_) => break,
             }
-            Outbound::Announce => mesh.announce_leases().await,
+        }
+        for (peer, messages) in per_peer.drain() {
+            // On the peer's replication stream, in the drivers' order (the core copes
+            // with loss and reordering, but a follower's fetches arriving out of order
+            // cost it a re-fetch period).
+            let dropped = net.replication().send_many(peer, messages);
+            if dropped > 0 {
+                tracing::trace!(%peer, dropped, "replication queue full; messages dropped");
+            }
+        }
+        if announce {
+            mesh.announce_leases().await;
         }
     }
 }

@@ -36,6 +36,7 @@ fn follower(dir: &std::path::Path) -> (ReplicaHandle, PeerId, mpsc::Receiver<Out
         store_lost: false,
         recent: Default::default(),
         stats: Default::default(),
+        ticker: Default::default(),
     };
     let leader = Keypair::generate_ed25519().public().to_peer_id();
     let me = Keypair::generate_ed25519().public().to_peer_id();
