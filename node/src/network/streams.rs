@@ -35,10 +35,16 @@ use tokio::sync::mpsc;
 pub(super) const REPLICATE_PROTOCOL: StreamProtocol = StreamProtocol::new("/meshlog/replicate/1");
 /// The replication stream protocol of bundles.
 pub(super) const REPLICATE_BUNDLES: StreamProtocol = StreamProtocol::new("/meshlog/replicate/2");
-/// Bundles queued per peer before new ones are dropped.
-const LINK_QUEUE: usize = 4096;
-/// Bytes of small messages gathered into one bundle (at most half a frame).
-const BUNDLE_BYTES: usize = 256 << 10;
+/// Bundles queued per peer before new ones are dropped: with [`BUNDLE_BYTES`], at most
+/// 32 MiB of small messages wait for a frozen peer (and it resumes on seconds, not
+/// minutes, of stale heartbeats).
+const LINK_QUEUE: usize = 1024;
+/// Bytes of small messages gathered into one bundle: half the smallest frame limit a
+/// node may be configured with (64 KiB), since a peer's own limit is not known here.
+const BUNDLE_BYTES: usize = 32 << 10;
+/// Messages in one bundle at most; a bundle claiming more is a bad frame (a hostile
+/// peer's frame of empty messages would otherwise fan out into millions of deliveries).
+pub const MAX_BUNDLE_MESSAGES: usize = 1024;
 /// Bytes gathered from the queue into one write.
 const WRITE_CHUNK: usize = 1 << 20;
 /// A message at least this large is written without being copied into a gathered write.
@@ -77,7 +83,8 @@ fn bundles(messages: Vec<ReplicateMessage>, budget: usize) -> Vec<Vec<ReplicateM
     let (mut out, mut cur, mut bytes) = (Vec::new(), Vec::new(), 0);
     for m in messages {
         let w = weight(&m);
-        if !cur.is_empty() && (w >= WRITE_ALONE || bytes + w > budget) {
+        let full = bytes + w > budget || cur.len() >= MAX_BUNDLE_MESSAGES;
+        if !cur.is_empty() && (w >= WRITE_ALONE || full) {
             out.push(std::mem::take(&mut cur));
             bytes = 0;
         }
@@ -322,7 +329,14 @@ async fn read_link(
         let read = if single {
             read_timed::<ReplicateMessage>(&mut stream, max_frame_bytes).await.map(|m| vec![m])
         } else {
-            read_timed::<ReplicateBundle>(&mut stream, max_frame_bytes).await.map(|b| b.messages)
+            read_timed::<ReplicateBundle>(&mut stream, max_frame_bytes).await.and_then(|b| {
+                if b.messages.len() > MAX_BUNDLE_MESSAGES {
+                    let why =
+                        format!("a bundle of {} messages (at most {MAX_BUNDLE_MESSAGES})", b.messages.len());
+                    return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, why));
+                }
+                Ok(b.messages)
+            })
         };
         let messages = match read {
             Ok(m) => m,
@@ -382,6 +396,10 @@ mod tests {
             assert!(!b.is_empty() && (bytes <= budget || b.len() == 1), "a bundle of {bytes} bytes");
         }
         assert_eq!(cut.concat(), messages, "every message once, in order");
+        let tiny: Vec<_> = (0..MAX_BUNDLE_MESSAGES as u32 * 2 + 1).map(|p| msg(p, 0)).collect();
+        let cut = bundles(tiny.clone(), usize::MAX);
+        assert!(cut.iter().all(|b| b.len() <= MAX_BUNDLE_MESSAGES), "bounded in count too");
+        assert_eq!((cut.len(), cut.concat()), (3, tiny));
     }
 
     #[test]
