@@ -101,8 +101,16 @@ fn an_edge_node_cut_off_from_the_owner_keeps_and_then_delivers_every_local_write
         None,
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let got: Vec<&str> = out.stdout.lines().collect();
+    let mut got: Vec<&str> = out.stdout.lines().collect();
+    // The refused acks=all write "x" may still land once, last: its request may have
+    // been sent into the cut connection before the producer gave up, and the heal
+    // delivers it (a timed-out produce's outcome is unknown, as in Kafka). It never
+    // lands twice, nor among the outbox's records.
+    let late_x = got.last() == Some(&"x");
+    if late_x {
+        got.pop();
+    }
     let want: Vec<String> = (0..200).map(|i| format!("reading-{i:03}")).collect();
-    assert_eq!(got, want, "every accepted record exactly once, in order");
-    println!("figure: docker edge cut: 200 acks=local records accepted during the cut, delivered {drain_s:.1} s after the heal; lost 0, duplicated 0, reordered 0");
+    assert_eq!(got, want, "every accepted record exactly once, in order (late x: {late_x})");
+    println!("figure: docker edge cut: 200 acks=local records accepted during the cut, delivered {drain_s:.1} s after the heal; lost 0, duplicated 0, reordered 0; refused acks=all write landed late: {late_x}");
 }
