@@ -11,7 +11,7 @@
 //! away through more lives of one name keeps its old life until an operator deletes
 //! its data directory's copy.
 
-use super::topics::open_signed;
+use super::topics::open_stored;
 use crate::storage::{keys, StorageError, Store};
 use meshlog_protocol::codec;
 use meshlog_protocol::mesh::SignedRecord;
@@ -33,10 +33,7 @@ impl Tombstones {
     pub fn load(store: &Store) -> Result<Tombstones, StorageError> {
         let mut by_name: BTreeMap<String, Vec<(u64, SignedRecord)>> = BTreeMap::new();
         for (key, bytes) in store.meta_scan(keys::TOMBSTONE_PREFIX)? {
-            let opened = codec::decode::<SignedRecord>(&bytes)
-                .map_err(|e| e.to_string())
-                .and_then(|s| Ok((open_signed(&s).map_err(|e| e.to_string())?, s)));
-            match opened {
+            match open_stored(&bytes) {
                 Ok((record, signed)) if record.revision.deleted => {
                     let list = by_name.entry(record.info.name.clone()).or_default();
                     list.push((record.revision.incarnation, signed));

@@ -163,6 +163,13 @@ pub fn check_record(record: &TopicRecord, signer: &PeerId) -> Result<(), Invalid
     Ok(())
 }
 
+/// Decode a signed record as stored, then [`open_signed`] it.
+pub fn open_stored(bytes: &[u8]) -> Result<(TopicRecord, SignedRecord), String> {
+    let signed = codec::decode::<SignedRecord>(bytes).map_err(|e| e.to_string())?;
+    let record = open_signed(&signed).map_err(|e| e.to_string())?;
+    Ok((record, signed))
+}
+
 /// Verify a signed record and decode it.
 pub fn open_signed(signed: &SignedRecord) -> Result<TopicRecord, InvalidRecord> {
     let bad = |reason: String| InvalidRecord { topic: "?".into(), reason };
@@ -180,10 +187,7 @@ impl Topics {
         for (key, bytes) in ctx.store.meta_scan(keys::TOPIC_PREFIX)? {
             // A record stored by an older build was never validated: check it as if it
             // came from a peer, so a forged one is not reopened at every start.
-            let decoded = codec::decode::<SignedRecord>(&bytes)
-                .map_err(|e| e.to_string())
-                .and_then(|signed| Ok((open_signed(&signed).map_err(|e| e.to_string())?, signed)));
-            let (record, signed) = match decoded {
+            let (record, signed) = match open_stored(&bytes) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(%key, error = %e, "invalid topic record in the store skipped");
@@ -399,12 +403,13 @@ impl Topics {
         // A change of one creation keeps its running replicas and opens the new ones.
         let reuse = same_life.filter(|_| outcome == Adopted::Changed).map(|cur| cur.partitions.as_slice());
         let bytes = codec::encode(&signed).map_err(|e| StorageError::encode("topic record", e))?;
+        let rev_k = record.revision.incarnation;
         let topic = open_topic(&self.ctx, &self.local_peer, record.clone(), signed, adopted_at, reuse)?;
+        // A held tombstone that a later life replaces is archived.
         if let Some(cur) =
-            held.as_ref().filter(|cur| cur.deleted() && topic.storage_name() != cur.storage_name())
+            held.as_ref().filter(|cur| cur.deleted() && cur.record.revision.incarnation != rev_k)
         {
-            let incarnation = cur.record.revision.incarnation;
-            self.tombstones.archive(&self.ctx.store, &name, incarnation, &cur.signed)?;
+            self.tombstones.archive(&self.ctx.store, &name, cur.record.revision.incarnation, &cur.signed)?;
         }
         self.ctx.store.meta_put(&keys::topic(&name), &bytes)?;
         if let Some(cur) = held.filter(|cur| !cur.deleted()) {
